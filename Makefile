@@ -1,0 +1,48 @@
+# Two commands matter: `make demo` and `make test`. Everything else is what they stand on.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup system-deps demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when pyproject.toml changes; the editable install picks up code changes by itself.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+# Tests start real sshd servers and use real rsync; install them when missing and we are root.
+system-deps:
+	@missing=""; \
+	command -v rsync >/dev/null 2>&1 || missing="$$missing rsync"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing:$$missing (tests that need them are skipped; install them as root)"; \
+		fi; \
+	fi
+
+demo: setup
+	$(BIN)/sfarm validate -i inventory/local.toml
+	$(BIN)/sfarm plan -i inventory/local.toml
+
+test: setup system-deps
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,64 @@
+"""Entry point of the `sfarm` command: the typer app, its subcommands and error rendering."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sfarm import __version__
+from sfarm.cli.console import err
+from sfarm.errors import SfarmError
+
+app = typer.Typer(
+    name="sfarm",
+    help=(
+        "Run a crypto-trading farm on one machine or many.\n\n"
+        "One TOML inventory declares networks of nodes and the tasks they run: mine candles, "
+        "compute indicators, trade. Start with:\n\n"
+        "  sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sfarm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run a crypto-trading farm on one machine or many."""
+
+
+def _register_commands() -> None:
+    # Each command module adds its commands to `app`; one line per module keeps this list the
+    # single place that says which commands exist.
+    from sfarm.cli import inventory_cmds
+
+    inventory_cmds.register(app)
+
+
+def report_error(error: SfarmError) -> None:
+    err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
+    if error.hint:
+        err.print(f"[dim]hint:[/] {error.hint}", markup=True, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; SfarmError becomes a message on stderr and its exit status."""
+    _register_commands()
+    try:
+        app(args=argv, prog_name="sfarm")
+    except SfarmError as error:
+        report_error(error)
+        sys.exit(error.exit_code)

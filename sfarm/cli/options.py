@@ -1,0 +1,32 @@
+"""Options shared by many commands, declared once so every command spells them the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+InventoryOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--inventory", "-i",
+        help="Inventory file. Default: $SFARM_INVENTORY, else ./sfarm.toml.",
+        envvar="SFARM_INVENTORY", show_envvar=False,
+    ),
+]
+NetworkOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--network", "-n",
+        help="Network to act on; required when the inventory has more than one.",
+    ),
+]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout and nothing else there."),
+]
+RootOption = Annotated[
+    Path,
+    typer.Option("--root", help="Data root: the directory that holds data/ (a node root)."),
+]

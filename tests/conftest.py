@@ -1,0 +1,6 @@
+"""Shared pytest set-up. Fixtures that start real things (emulator, sshd, supervisord) live in
+tests/fixtures/ and are listed here once."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = []
