@@ -1,0 +1,58 @@
+"""Technical indicators: the spec language, the registry, batch and incremental computation.
+
+May import numpy, polars, talib and sfarm.errors; the dataset store only from `task.py`.
+
+Specs
+    A spec is a registry name, case-insensitive, with optional arguments, positional or by name:
+    ``rsi``, ``rsi()``, ``rsi(14)``, ``macd(12, 26, 9)``, ``bbands(20, nbdev=2.5)``. Missing
+    arguments take the defaults listed by :func:`describe`. :func:`parse_spec` returns an
+    :class:`IndicatorSpec` or raises :class:`IndicatorSpecError` (a ``ValueError`` and a
+    ``UsageError``) whose message can be shown to a person as is.
+
+Keys and column names
+    The key is the name followed by every parameter (defaults filled), joined by ``_``:
+    ``rsi(14)`` -> ``rsi_14``, ``macd`` -> ``macd_12_26_9``, ``obv`` -> ``obv``. Integral float
+    parameters print without ``.0`` and other floats write the dot as ``p`` so keys are
+    path-safe: ``bbands(20,2)`` -> ``bbands_20_2``, ``bbands(20,2.5)`` -> ``bbands_20_2p5``,
+    ``sar`` -> ``sar_0p02_0p2``. The key names the dataset
+    ``indicators/<exchange>/<BASE-QUOTE>/<tf>/<key>``.
+
+    A single-output indicator's column is its key. A multi-output indicator's columns are
+    ``<name>_<output>_<params>``, except that MACD's main line keeps the bare key:
+    ``macd_12_26_9``, ``macd_signal_12_26_9``, ``macd_hist_12_26_9``;
+    ``bbands_upper_20_2``, ``bbands_middle_20_2``, ``bbands_lower_20_2``;
+    ``stoch_slowk_14_3_3``, ``stoch_slowd_14_3_3``; ``stochrsi_fastk_14_14_3``,
+    ``stochrsi_fastd_14_14_3``; ``aroon_down_14``, ``aroon_up_14``.
+
+Values
+    TA-Lib computes every indicator it has, with its default settings (no unstable period,
+    TA-Lib compatibility mode), so values agree with TA-Lib exactly. Columns are Float64 and,
+    like TA-Lib, hold NaN (not null) where there is no value: the first ``spec.warmup`` rows,
+    and wherever an input NaN propagates. The session VWAP (sfarm's own) resets at 00:00 UTC and
+    is NaN while the session has had no volume.
+
+Example:
+    >>> from sfarm.indicators import compute, parse_spec
+    >>> parse_spec("MACD( 12, 26, 9 )").columns
+    ('macd_12_26_9', 'macd_signal_12_26_9', 'macd_hist_12_26_9')
+    >>> frame = compute(candles, ["rsi(14)", "bbands(20,2)"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from sfarm.indicators.batch import compute, compute_arrays
+from sfarm.indicators.definitions import IndicatorDef, Param
+from sfarm.indicators.registry import REGISTRY, describe
+from sfarm.indicators.spec import IndicatorSpec, IndicatorSpecError, parse_spec
+
+__all__ = [
+    "REGISTRY",
+    "IndicatorDef",
+    "IndicatorSpec",
+    "IndicatorSpecError",
+    "Param",
+    "compute",
+    "compute_arrays",
+    "describe",
+    "parse_spec",
+]
