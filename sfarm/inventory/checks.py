@@ -1,0 +1,85 @@
+"""Checks across sections of a validated inventory (pure: values in, problems out).
+
+Each value already passed its own model; here a node's task must exist, a task's exchange must
+be declared, a `local` node must not carry SSH settings, and so on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sfarm.inventory.model import Inventory, Node, TradeTask
+from sfarm.inventory.problems import Problem, did_you_mean, known_names
+
+# Settings that only mean something over SSH; on a `local` node they are a sign of a mistake.
+SSH_ONLY_KEYS = ("user", "port", "identity_file", "proxy_jump")
+
+
+def check_inventory(inventory: Inventory, ccxt_ids: Iterable[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += _check_exchanges(inventory, set(ccxt_ids))
+    problems += _check_task_exchanges(inventory)
+    for network_name, network in inventory.networks.items():
+        for node_name, node in network.nodes.items():
+            path = ("networks", network_name, "nodes", node_name)
+            problems += _check_node_tasks(inventory, node, path)
+            problems += _check_local_node(node, path)
+    return problems
+
+
+def _check_exchanges(inventory: Inventory, ccxt_ids: set[str]) -> list[Problem]:
+    problems = []
+    for name, exchange in inventory.exchanges.items():
+        if exchange.ccxt not in ccxt_ids:
+            problems.append(Problem(
+                ("exchanges", name, "ccxt"),
+                f"{exchange.ccxt!r} is not an exchange id ccxt knows",
+                did_you_mean(exchange.ccxt, ccxt_ids) or "see `python -c 'import ccxt; "
+                "print(ccxt.exchanges)'`",
+            ))
+    return problems
+
+
+def _check_task_exchanges(inventory: Inventory) -> list[Problem]:
+    problems = []
+    for name, task in inventory.tasks.items():
+        exchange = inventory.exchanges.get(task.exchange)
+        if exchange is None:
+            problems.append(Problem(
+                ("tasks", name, "exchange"),
+                f"unknown exchange {task.exchange!r}",
+                did_you_mean(task.exchange, inventory.exchanges)
+                or known_names("exchanges", inventory.exchanges),
+            ))
+        elif isinstance(task, TradeTask) and task.mode == "live" and exchange.credentials is None:
+            problems.append(Problem(
+                ("tasks", name, "mode"),
+                f"live trading needs credentials on exchange {task.exchange!r}",
+                f'add credentials = "PREFIX" to [exchanges.{task.exchange}] and set '
+                "PREFIX_API_KEY / PREFIX_SECRET in the environment or secrets.toml",
+            ))
+    return problems
+
+
+def _check_node_tasks(inventory: Inventory, node: Node, path: tuple[str, ...]) -> list[Problem]:
+    problems = []
+    for index, task_name in enumerate(node.tasks):
+        if task_name not in inventory.tasks:
+            problems.append(Problem(
+                (*path, "tasks", index),
+                f"unknown task {task_name!r}",
+                did_you_mean(task_name, inventory.tasks)
+                or known_names("tasks", inventory.tasks),
+            ))
+    return problems
+
+
+def _check_local_node(node: Node, path: tuple[str, ...]) -> list[Problem]:
+    if not node.is_local:
+        return []
+    return [
+        Problem((*path, key), f'{key} is an SSH setting but host = "local" uses no SSH',
+                f'remove {key}, or give the machine\'s address as host to reach it over SSH')
+        for key in SSH_ONLY_KEYS
+        if getattr(node, key) is not None
+    ]

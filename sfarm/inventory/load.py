@@ -1,0 +1,222 @@
+"""Read an inventory file: find it, parse it, validate it, and resolve its nodes.
+
+This is the I/O edge of the inventory package: it reads the TOML file, the strategy files that
+trade tasks name, and checks `secrets.toml`'s mode. Everything it finds wrong is raised at once
+as an InventoryError (exit status 2) with file, line and key path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from sfarm.errors import UsageError
+from sfarm.inventory.checks import check_inventory
+from sfarm.inventory.model import Inventory, TradeTask
+from sfarm.inventory.problems import InventoryError, Problem, did_you_mean, known_names
+from sfarm.inventory.source import SourceIndex
+from sfarm.inventory.validation import problems_from_validation
+
+DEFAULT_INVENTORY = Path("sfarm.toml")
+SECRETS_FILE = "secrets.toml"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node with the defaults applied: everything needed to reach it and lay out its root."""
+
+    network: str
+    name: str
+    host: str
+    tasks: tuple[str, ...]
+    user: str | None
+    port: int
+    base_dir: str
+    python: str
+    transport: str
+    identity_file: str | None
+    proxy_jump: str | None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host == "local"
+
+    @property
+    def root(self) -> PurePosixPath:
+        """`<base_dir>/<network>/<node>` as written (a leading ~ is expanded on the node)."""
+        return PurePosixPath(self.base_dir) / self.network / self.name
+
+
+@dataclass(frozen=True)
+class LoadedInventory:
+    path: Path
+    model: Inventory
+    # Indicator specs each trade task's strategy declares, read from its strategy file.
+    strategy_indicators: dict[str, tuple[str, ...]]
+
+    @property
+    def networks(self) -> list[str]:
+        return list(self.model.networks)
+
+    def select_network(self, name: str | None) -> str:
+        """The network a command acts on: the one named, or the only one."""
+        if name is None:
+            if len(self.networks) == 1:
+                return self.networks[0]
+            raise UsageError(
+                f"{self.path} has {len(self.networks)} networks; choose one with -n/--network",
+                hint=f"networks: {', '.join(self.networks)}",
+            )
+        if name not in self.model.networks:
+            raise UsageError(f"no network {name!r} in {self.path}",
+                             hint=did_you_mean(name, self.networks)
+                             or known_names("networks", self.networks))
+        return name
+
+    def nodes(self, network: str) -> list[NodeSpec]:
+        defaults = self.model.defaults
+        return [
+            NodeSpec(
+                network=network, name=name, host=node.host, tasks=tuple(node.tasks),
+                user=node.user if node.user is not None else defaults.user,
+                port=node.port if node.port is not None else defaults.port,
+                base_dir=node.base_dir if node.base_dir is not None else defaults.base_dir,
+                python=node.python if node.python is not None else defaults.python,
+                transport=node.transport if node.transport is not None else defaults.transport,
+                identity_file=node.identity_file if node.identity_file is not None
+                else defaults.identity_file,
+                proxy_jump=node.proxy_jump if node.proxy_jump is not None
+                else defaults.proxy_jump,
+            )
+            for name, node in self.model.networks[network].nodes.items()
+        ]
+
+    def strategy_path(self, task: TradeTask) -> Path:
+        return (self.path.parent / task.strategy).resolve()
+
+
+def find_inventory(path: Path | None) -> Path:
+    """The inventory a command uses: -i PATH, else $SFARM_INVENTORY, else ./sfarm.toml."""
+    chosen = path or (Path(os.environ["SFARM_INVENTORY"]) if os.environ.get("SFARM_INVENTORY")
+                      else DEFAULT_INVENTORY)
+    if not chosen.is_file():
+        raise UsageError(
+            f"no inventory at {chosen}" if chosen.exists() is False else f"{chosen} is not a file",
+            hint="pass -i PATH, set SFARM_INVENTORY, or create one with `sfarm init DIR`",
+        )
+    return chosen
+
+
+StrategyReader = Callable[[Path], tuple[str, ...]]
+
+
+def read_strategy_indicators(path: Path) -> tuple[str, ...]:
+    from sfarm.trading.strategy import load_strategy
+
+    return tuple(load_strategy(path).indicators)
+
+
+def load_inventory(path: Path | None = None,
+                   strategy_reader: StrategyReader = read_strategy_indicators) -> LoadedInventory:
+    """Load and fully check an inventory; raise InventoryError listing every problem."""
+    path = find_inventory(path)
+    text = path.read_text(encoding="utf-8")
+    raw = _parse_toml(path, text)
+    index = SourceIndex.of(text)
+
+    def located(problems: list[Problem], value_of: Callable[[Problem], Any]) -> InventoryError:
+        return InventoryError([problem.located(path, index.line_of(problem.path, value_of(problem)))
+                               for problem in problems])
+
+    try:
+        model = Inventory.model_validate(raw)
+    except ValidationError as error:
+        raise located(problems_from_validation(error, raw), lambda p: _value_at(raw, p.path)) \
+            from None
+
+    import ccxt  # imported here: it is large and only validation needs its list of ids
+
+    problems = check_inventory(model, ccxt.exchanges)
+    strategies, strategy_problems = _read_strategies(path, model, strategy_reader)
+    problems += strategy_problems
+    problems += _check_secrets_file(path.parent / SECRETS_FILE)
+    if problems:
+        raise located(problems, lambda p: _value_at(raw, p.path))
+    loaded = LoadedInventory(path=path, model=model, strategy_indicators=strategies)
+
+    from sfarm.plan import plan_network  # the plan's errors are the inventory's errors too
+
+    plan_problems = [problem.as_inventory_problem() for network in loaded.networks
+                     for problem in plan_network(loaded, network).problems
+                     if problem.severity == "error"]
+    if plan_problems:
+        raise located(plan_problems, lambda p: _value_at(raw, p.path))
+    return loaded
+
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        position = _TOML_POSITION.search(message)
+        line = int(position.group(1)) if position else None
+        reason = _TOML_POSITION.sub("", message).strip()
+        where = f"{path}:{line}" if line else str(path)
+        snippet = ""
+        if line and 0 < line <= len(text.splitlines()):
+            snippet = f"\n    {line} | {text.splitlines()[line - 1]}"
+        raise UsageError(f"{where}: not valid TOML: {reason}{snippet}",
+                         hint="see docs/inventory.md for the format") from None
+
+
+def _value_at(raw: Any, path: tuple[str | int, ...]) -> Any:
+    value = raw
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _read_strategies(path: Path, model: Inventory, reader: StrategyReader,
+                     ) -> tuple[dict[str, tuple[str, ...]], list[Problem]]:
+    strategies: dict[str, tuple[str, ...]] = {}
+    problems: list[Problem] = []
+    for name, task in model.tasks.items():
+        if not isinstance(task, TradeTask):
+            continue
+        strategy_file = (path.parent / task.strategy).resolve()
+        if not strategy_file.is_file():
+            problems.append(Problem(("tasks", name, "strategy"),
+                                    f"strategy file {task.strategy!r} not found",
+                                    f"looked at {strategy_file}; paths are relative to the "
+                                    "inventory"))
+            continue
+        try:
+            strategies[name] = reader(strategy_file)
+        except UsageError as error:
+            problems.append(Problem(("tasks", name, "strategy"), error.message, error.hint))
+    return strategies, problems
+
+
+def _check_secrets_file(secrets: Path) -> list[Problem]:
+    if not secrets.exists():
+        return []
+    mode = stat.S_IMODE(secrets.stat().st_mode)
+    if mode & 0o077:
+        return [Problem((), f"mode {mode:04o}: refused, secrets must be readable by their owner "
+                            "only", f"run: chmod 600 {secrets}", file=secrets)]
+    return []

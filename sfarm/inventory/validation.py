@@ -1,0 +1,117 @@
+"""Turn pydantic's validation errors into problems a person can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from sfarm.inventory.model import SECTION_MODELS, TASK_KINDS
+from sfarm.inventory.problems import Problem, did_you_mean
+from sfarm.inventory.source import KeyPath
+
+_NAME_RULE = "a name of letters, digits, '-', '_' or '.' (up to 64 characters)"
+
+
+def problems_from_validation(error: ValidationError, raw: dict[str, Any]) -> list[Problem]:
+    problems = [_problem(detail, raw) for detail in error.errors(include_url=False)]
+    # pydantic reports a failed union member once per candidate; keep each message once.
+    unique: dict[tuple[KeyPath, str], Problem] = {}
+    for problem in problems:
+        unique.setdefault((problem.path, problem.message), problem)
+    return list(unique.values())
+
+
+def _strip_tags(loc: tuple[Any, ...]) -> KeyPath:
+    """Drop the discriminator tag pydantic puts in task paths: tasks.x.mine.markets -> tasks.x.markets."""
+    if len(loc) >= 3 and loc[0] == "tasks" and loc[2] in TASK_KINDS:
+        loc = loc[:2] + loc[3:]
+    return tuple(part for part in loc if isinstance(part, (str, int)))
+
+
+def _section_model(path: KeyPath, raw: dict[str, Any]) -> type[BaseModel] | None:
+    """The model that describes the table at `path`, to suggest its keys."""
+    if not path:
+        return SECTION_MODELS[""]
+    head = path[0]
+    if head in ("farm", "defaults") and len(path) == 1:
+        return SECTION_MODELS[head]
+    if head == "exchanges" and len(path) == 2:
+        return SECTION_MODELS["exchanges.*"]
+    if head == "tasks" and len(path) == 2:
+        task = raw.get("tasks", {}).get(path[1], {})
+        kind = task.get("kind") if isinstance(task, dict) else None
+        return SECTION_MODELS.get(f"tasks.*.{kind}")
+    if head == "networks" and len(path) == 2:
+        return SECTION_MODELS["networks.*"]
+    if head == "networks" and len(path) == 4 and path[2] == "nodes":
+        return SECTION_MODELS["networks.*.nodes.*"]
+    return None
+
+
+def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
+    kind: str = detail["type"]
+    loc = tuple(detail["loc"])
+    value = detail.get("input")
+    if "[key]" in loc:
+        path = _strip_tags(loc[: loc.index("[key]")])
+        return Problem((*path, str(loc[loc.index("[key]") - 1])),
+                       f"{loc[loc.index('[key]') - 1]!r} is not {_NAME_RULE}")
+    path = _strip_tags(loc)
+
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        model = _section_model(path[:-1], raw)
+        fields = list(model.model_fields) if model else []
+        return Problem(path, f"unknown key {key!r}",
+                       did_you_mean(key, fields) or (f"expected one of: {', '.join(fields)}"
+                                                     if fields else None))
+    if kind == "missing":
+        return Problem(path, f"missing required key {str(path[-1])!r}")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = value.get("kind") if isinstance(value, dict) else None
+        if tag is None:
+            return Problem((*path, "kind"), "missing required key 'kind'",
+                           f"one of: {', '.join(TASK_KINDS)}")
+        return Problem((*path, "kind"), f"unknown task kind {tag!r}",
+                       did_you_mean(str(tag), TASK_KINDS) or f"one of: {', '.join(TASK_KINDS)}")
+    if kind == "string_pattern_mismatch":
+        return Problem(path, _pattern_message(path, value))
+    if kind == "too_short":
+        return Problem(path, _too_short_message(path))
+    if kind == "model_type" or kind == "dict_type":
+        return Problem(path, f"expected a table, got {_describe(value)}")
+    message: str = detail["msg"]
+    message = message.removeprefix("Value error, ")
+    message = message.replace("Input should be", "expected").replace("Input", "value")
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+        message = f"{message}, got {_describe(value)}"
+    return Problem(path, message)
+
+
+def _pattern_message(path: KeyPath, value: Any) -> str:
+    if path and path[-1] == "url":
+        return f"expected a base URL such as http://127.0.0.1:8900 (scheme and host), got {value!r}"
+    return f"expected {_NAME_RULE}, got {value!r}"
+
+
+def _too_short_message(path: KeyPath) -> str:
+    if len(path) == 2 and path[0] == "networks":
+        return "a network needs at least one node ([networks.NAME.nodes.NODE] with host and tasks)"
+    if path == ("networks",):
+        return "the inventory declares no network ([networks.NAME.nodes.NODE])"
+    return "expected at least one value"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
