@@ -1,0 +1,18 @@
+"""Farm status: the worker heartbeat format and the rules that turn a supervisor's process
+state plus a heartbeat into a task's state. Pure models; collection over nodes comes with the
+runtime. May import pydantic only."""
+
+from sfarm.status.model import (
+    TASK_STATES,
+    DatasetProgress,
+    Heartbeat,
+    NetworkStatus,
+    NodeStatus,
+    TaskState,
+    TaskStatus,
+    TradeProgress,
+    task_status,
+)
+
+__all__ = ["TASK_STATES", "DatasetProgress", "Heartbeat", "NetworkStatus", "NodeStatus",
+           "TaskState", "TaskStatus", "TradeProgress", "task_status"]

@@ -1,0 +1,123 @@
+"""What a worker reports about itself (the heartbeat) and what `sfarm status` shows.
+
+A worker writes its `Heartbeat` to `run/<task>.json` at least every few seconds; the status
+collector combines it with the supervisor's view of the process into a `TaskStatus`. Both are
+plain data: the combination rules (`task_status`) are pure and tested without processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskState = Literal["running", "stopped", "starting", "failed", "stale", "halted"]
+TASK_STATES: tuple[str, ...] = ("running", "stopped", "starting", "failed", "stale", "halted")
+
+HEARTBEAT_INTERVAL_S = 5.0
+# A heartbeat older than this many intervals means the worker is stuck, not just busy.
+STALE_AFTER_INTERVALS = 3
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class DatasetProgress(_Model):
+    id: str
+    last_ts: int | None = None
+    rows: int = 0
+
+
+class TradeProgress(_Model):
+    equity: float
+    position: float
+    pnl: float
+
+
+class Heartbeat(_Model):
+    """The content of `run/<task>.json`, written atomically by the worker."""
+
+    task: str
+    kind: str
+    state: TaskState
+    pid: int | None = None
+    started_at: float  # unix seconds
+    heartbeat: float  # unix seconds of this write
+    interval_s: float = HEARTBEAT_INTERVAL_S
+    outputs: list[DatasetProgress] = []
+    inputs: list[DatasetProgress] = []
+    counters: dict[str, int] = {}
+    last_error: str | None = None
+    waiting_for: str | None = None
+    trade: TradeProgress | None = None
+
+
+# supervisord's process states, reduced to what an operator needs to know.
+_SUPERVISOR_STATES: dict[str, TaskState] = {
+    "RUNNING": "running", "STARTING": "starting", "BACKOFF": "starting",
+    "STOPPING": "stopped", "STOPPED": "stopped", "EXITED": "stopped",
+    "FATAL": "failed", "UNKNOWN": "failed",
+}
+
+
+class TaskStatus(_Model):
+    name: str
+    kind: str
+    state: TaskState
+    pid: int | None = None
+    heartbeat_age_s: float | None = None
+    last_error: str | None = None
+    waiting_for: str | None = None
+    datasets: list[DatasetProgress] = []
+    trade: TradeProgress | None = None
+
+
+class NodeStatus(_Model):
+    name: str
+    host: str
+    reachable: bool
+    error: str | None = None
+    tasks: list[TaskStatus] = []
+
+
+class NetworkStatus(_Model):
+    network: str
+    nodes: list[NodeStatus] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def healthy(self) -> bool:
+        return all(node.reachable and all(task.state == "running" for task in node.tasks)
+                   for node in self.nodes)
+
+
+def task_status(name: str, kind: str, supervisor_state: str | None,
+                heartbeat: Heartbeat | None, now: float) -> TaskStatus:
+    """Combine the supervisor's process state with the worker's own heartbeat.
+
+    The supervisor knows whether the process exists; the heartbeat knows whether it makes
+    progress. A running process whose heartbeat is older than STALE_AFTER_INTERVALS intervals
+    is `stale`; a worker that halted itself (kill switch) stays `halted` whatever its process.
+    """
+    state: TaskState = _SUPERVISOR_STATES.get(supervisor_state or "", "stopped")
+    age = None if heartbeat is None else max(0.0, now - heartbeat.heartbeat)
+    if heartbeat is not None:
+        if heartbeat.state == "halted":
+            state = "halted"
+        elif state == "running":
+            if age is not None and age > STALE_AFTER_INTERVALS * heartbeat.interval_s:
+                state = "stale"
+            elif heartbeat.state in ("starting", "failed"):
+                state = heartbeat.state
+    return TaskStatus(
+        name=name, kind=kind, state=state,
+        pid=heartbeat.pid if heartbeat is not None and state != "stopped" else None,
+        heartbeat_age_s=None if age is None else round(age, 3),
+        last_error=heartbeat.last_error if heartbeat else None,
+        waiting_for=heartbeat.waiting_for if heartbeat else None,
+        datasets=heartbeat.outputs if heartbeat else [],
+        trade=heartbeat.trade if heartbeat else None,
+    )
