@@ -1,0 +1,113 @@
+"""Pure data checks shared by `verify`, `append` and `import_csv`: timeframe grid, OHLC sanity,
+gaps between consecutive candles and which of them the exchange itself never filled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+
+from sfarm.data.layout import format_ts
+from sfarm.timeframes import candle_open, timeframe_ms
+
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def grid_offset(timeframe: str) -> int:
+    """Where the grid starts modulo the candle length: 0, or Monday 00:00 UTC for 1w."""
+    return candle_open(0, timeframe) % timeframe_ms(timeframe)
+
+
+def off_grid_expr(timeframe: str, column: str = "ts") -> pl.Expr:
+    """True where the ts is not a candle open of `timeframe`."""
+    step = timeframe_ms(timeframe)
+    return (pl.col(column) - grid_offset(timeframe)) % step != 0
+
+
+def off_grid(ts: pl.Series, timeframe: str) -> pl.Series:
+    """The values of `ts` that are not candle opens of `timeframe`."""
+    return ts.to_frame("ts").filter(off_grid_expr(timeframe))["ts"]
+
+
+def candle_rules() -> list[tuple[str, pl.Expr]]:
+    """(what is wrong, expression true on a bad candle) for every OHLC sanity rule."""
+    o, h, low, c, v = (pl.col(name) for name in OHLCV)
+    missing = pl.any_horizontal(pl.col(name).is_null() for name in OHLCV)
+    not_a_number = pl.any_horizontal(pl.col(name).is_nan() for name in OHLCV)
+    return [
+        ("a missing open, high, low, close or volume", missing),
+        ("NaN in open, high, low, close or volume", not_a_number.fill_null(False)),
+        ("low above open or close", (low > pl.min_horizontal(o, c)).fill_null(False)),
+        ("high below open or close", (h < pl.max_horizontal(o, c)).fill_null(False)),
+        ("negative volume", (v < 0).fill_null(False)),
+    ]
+
+
+def candle_problems(frame: pl.DataFrame, where: str) -> list[str]:
+    """One line per broken rule: how many candles break it and the first one's ts."""
+    problems = []
+    for what, bad in candle_rules():
+        offenders = frame.filter(bad)["ts"]
+        if offenders.len():
+            problems.append(f"{where}: {offenders.len()} candles with {what}, first at "
+                            f"{format_ts(offenders[0])}")
+    return problems
+
+
+def find_gaps(ts: pl.Series, step: int) -> list[tuple[int, int]]:
+    """Missing candles as [first missing open, next present open) ranges; `ts` sorted."""
+    frame = ts.to_frame("ts").with_columns(previous=pl.col("ts").shift(1))
+    holes = frame.filter(pl.col("ts") - pl.col("previous") > step)
+    return [(prev + step, nxt) for nxt, prev in holes.select("ts", "previous").iter_rows()]
+
+
+def missing_candles(gap: tuple[int, int], step: int) -> int:
+    return (gap[1] - gap[0]) // step
+
+
+def unexplained_gaps(gaps: Iterable[tuple[int, int]], recorded: Sequence[Sequence[int]],
+                     step: int) -> list[tuple[int, int]]:
+    """The parts of `gaps` no recorded exchange-side gap covers.
+
+    A recorded gap [a, b] (inclusive, any alignment) excuses every missing candle whose open is
+    in it, so a miner may record [first missing, last missing], [last present, next present] or
+    a half-open range alike.
+    """
+    spans = sorted((min(a, b), max(a, b)) for a, b in recorded)
+    left: list[tuple[int, int]] = []
+    for start, end in gaps:
+        pieces = [(start, end - step)]  # closed ranges of missing opens
+        for low, high in spans:
+            if high < start or low > end:
+                continue
+            pieces = [piece for lo, hi in pieces for piece in _cut(lo, hi, low, high, step)]
+        left.extend((lo, hi + step) for lo, hi in pieces)
+    return left
+
+
+def _cut(lo: int, hi: int, low: int, high: int, step: int) -> list[tuple[int, int]]:
+    """Grid points lo..hi (closed) minus the interval [low, high]."""
+    if high < lo or low > hi:
+        return [(lo, hi)]
+    kept = []
+    if low > lo:
+        kept.append((lo, lo + (low - lo - 1) // step * step))
+    if high < hi:
+        kept.append((lo + ((high - lo) // step + 1) * step, hi))
+    return kept
+
+
+def parse_recorded_gaps(value: object) -> tuple[list[tuple[int, int]], list[str]]:
+    """`extra["exchange_gaps"]` as pairs of ints, plus a note for every entry that is not one."""
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        return [], [f'extra["exchange_gaps"] is not a list: {value!r}']
+    pairs, notes = [], []
+    for item in value:
+        if (isinstance(item, list | tuple) and len(item) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in item)):
+            pairs.append((int(item[0]), int(item[1])))
+        else:
+            notes.append(f'extra["exchange_gaps"] entry is not [start_ts, end_ts]: {item!r}')
+    return pairs, notes

@@ -1,0 +1,176 @@
+"""The manifest: what a dataset holds, as models, their JSON form, and pure update rules.
+
+`_manifest.json` is the entry point and the commit point of a dataset. It lists the index
+segments (`_index.<segment>.g<N>.json`), each listing its partitions; an append rewrites only the
+segments of the partitions it touched, so its cost does not grow with the history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from sfarm.data.layout import MANIFEST_NAME, Partitioning
+from sfarm.errors import RunError
+
+SCHEMA_VERSION = 1
+
+
+class PartitionEntry(BaseModel):
+    """One Parquet file: the rows of one period (`key`), sorted by ts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    file: str
+    rows: int
+    first_ts: int
+    last_ts: int
+    bytes: int
+    sha256: str
+
+
+class SegmentEntry(BaseModel):
+    """One index file listing the partitions of one year (or all, for yearly partitions)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    file: str
+    partitions: int
+    rows: int
+    first_ts: int
+    last_ts: int
+    bytes: int  # total size of its partition files
+    sha256: str  # of the index file itself
+
+
+class Manifest(BaseModel):
+    """A dataset's manifest. `partitions` is filled by `sfarm.data.load_manifest` (all of them);
+    it is not part of `_manifest.json`, which names the index segments instead."""
+
+    schema_version: int = SCHEMA_VERSION
+    dataset_id: str
+    partitioning: Partitioning
+    timeframe: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)  # name -> polars dtype, ts first
+    rows: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    bytes: int = 0
+    generation: int = 0
+    updated_at: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    segments: list[SegmentEntry] = Field(default_factory=list)
+    partitions: list[PartitionEntry] = Field(default_factory=list, exclude=True)
+
+    @property
+    def partition_count(self) -> int:
+        return sum(segment.partitions for segment in self.segments)
+
+
+_PARTITION_LIST = TypeAdapter(list[PartitionEntry])
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---- JSON form ---------------------------------------------------------------------------------
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    return (json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n").encode()
+
+
+def segment_bytes(name: str, partitions: list[PartitionEntry]) -> bytes:
+    """One partition per line: readable, and diffs of an append stay small."""
+    lines = ",\n".join("    " + json.dumps(p.model_dump(mode="json")) for p in partitions)
+    head = json.dumps({"schema_version": SCHEMA_VERSION, "segment": name})[:-1]
+    return f'{head}, "partitions": [\n{lines}\n]}}\n'.encode()
+
+
+def read_manifest_file(directory: Path) -> Manifest | None:
+    """The manifest without its partitions, or None when the dataset has none yet."""
+    path = directory / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValidationError as error:
+        raise RunError(f"{path}: not a valid dataset manifest: {error}") from None
+    if manifest.schema_version > SCHEMA_VERSION:
+        raise RunError(
+            f"{path}: schema version {manifest.schema_version} is newer than this sfarm "
+            f"understands ({SCHEMA_VERSION})", hint="upgrade sfarm on this node")
+    return manifest
+
+
+def parse_segment(raw: bytes, path: Path) -> list[PartitionEntry]:
+    try:
+        document = json.loads(raw)
+        return _PARTITION_LIST.validate_python(document["partitions"])
+    except (ValueError, KeyError, TypeError, ValidationError) as error:
+        raise RunError(f"{path}: not a valid index segment: {error}") from None
+
+
+def read_segment_file(directory: Path, segment: SegmentEntry) -> list[PartitionEntry]:
+    path = directory / segment.file
+    return parse_segment(path.read_bytes(), path)
+
+
+# ---- pure update rules -------------------------------------------------------------------------
+
+def new_manifest(dataset_id: str, partitioning: Partitioning, timeframe: str | None,
+                 columns: dict[str, str]) -> Manifest:
+    return Manifest(dataset_id=dataset_id, partitioning=partitioning, timeframe=timeframe,
+                    columns=columns)
+
+
+def merge_partitions(current: list[PartitionEntry],
+                     updates: list[PartitionEntry]) -> list[PartitionEntry]:
+    """The segment's partitions with `updates` replacing (same key) or added, sorted by key."""
+    by_key = {entry.key: entry for entry in current}
+    by_key.update({entry.key: entry for entry in updates})
+    return [by_key[key] for key in sorted(by_key)]
+
+
+def summarize_segment(name: str, file: str, partitions: list[PartitionEntry],
+                      raw: bytes) -> SegmentEntry:
+    return SegmentEntry(
+        name=name, file=file, partitions=len(partitions),
+        rows=sum(p.rows for p in partitions),
+        first_ts=partitions[0].first_ts, last_ts=partitions[-1].last_ts,
+        bytes=sum(p.bytes for p in partitions), sha256=sha256_hex(raw),
+    )
+
+
+def next_manifest(manifest: Manifest, changed: list[SegmentEntry], generation: int,
+                  columns: dict[str, str], extra: dict[str, Any] | None) -> Manifest:
+    """The manifest after an append: changed segments swapped in, totals recomputed from the
+    segment list (O(years), not O(partitions)), `extra` merged key by key."""
+    by_name = {segment.name: segment for segment in manifest.segments}
+    by_name.update({segment.name: segment for segment in changed})
+    segments = [by_name[name] for name in sorted(by_name)]
+    merged_extra = dict(manifest.extra)
+    if extra:
+        merged_extra.update(extra)
+    return manifest.model_copy(update={
+        "schema_version": SCHEMA_VERSION,
+        "columns": columns,
+        "segments": segments,
+        "rows": sum(s.rows for s in segments),
+        "bytes": sum(s.bytes for s in segments),
+        "first_ts": segments[0].first_ts if segments else None,
+        "last_ts": segments[-1].last_ts if segments else None,
+        "generation": generation,
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "extra": merged_extra,
+        "partitions": [],
+    })

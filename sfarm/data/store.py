@@ -1,0 +1,304 @@
+"""Reading and appending datasets: the I/O side of the store.
+
+An append, under the dataset's writer lock, writes a new version of each partition its rows fall
+in, then the index segments of those partitions, then `_manifest.json` (the commit), then
+removes the superseded files. A writer killed at any point leaves the previous manifest intact
+and every file it names untouched; the next writer sweeps the leftovers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sfarm.data import frames
+from sfarm.data.checks import off_grid
+from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, write_atomic
+from sfarm.data.ids import parse_dataset_id
+from sfarm.data.layout import (
+    DatasetNotFound,
+    check_dataset_id,
+    dataset_dir,
+    format_ts,
+    is_partition_file,
+    is_segment_file,
+    is_temp_file,
+    partition_file_name,
+    partitioning_for,
+    segment_file_name,
+    segment_of,
+)
+from sfarm.data.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    PartitionEntry,
+    SegmentEntry,
+    manifest_bytes,
+    merge_partitions,
+    new_manifest,
+    next_manifest,
+    read_manifest_file,
+    read_segment_file,
+    segment_bytes,
+    sha256_hex,
+    summarize_segment,
+)
+from sfarm.errors import RunError, UsageError
+
+log = logging.getLogger("sfarm.data")
+
+_READ_ATTEMPTS = 5  # a writer may retire the files a reader just found in the manifest
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    rows_added: int
+    rows_skipped: int  # already stored with the same values
+    conflicts: int  # already stored with different values: logged, stored values kept
+    last_ts: int | None  # the dataset's last ts after the append
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+def load_manifest(root: Path | str, dataset_id: str, *,
+                  mirror_of: str | None = None) -> Manifest | None:
+    """The dataset's manifest with every partition listed, or None when it does not exist."""
+    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
+    for attempt in range(_READ_ATTEMPTS):
+        manifest = read_manifest_file(directory)
+        if manifest is None:
+            return None
+        try:
+            partitions = [p for s in manifest.segments for p in read_segment_file(directory, s)]
+        except FileNotFoundError:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise
+            continue
+        return manifest.model_copy(update={"partitions": partitions})
+    raise AssertionError("unreachable")
+
+
+def scan(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> pl.LazyFrame:
+    """A lazy frame over every partition (filters on ts are pushed down to the Parquet reader).
+
+    Collect it soon: a concurrent append retires superseded files right after its commit.
+    """
+    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
+    manifest = load_manifest(root, dataset_id, mirror_of=mirror_of)
+    if manifest is None:
+        raise _not_found(root, dataset_id, mirror_of)
+    if not manifest.partitions:
+        return frames.empty_frame(manifest.columns).lazy()
+    return pl.scan_parquet([directory / p.file for p in manifest.partitions])
+
+
+def read(root: Path | str, dataset_id: str, start: int | None = None, end: int | None = None,
+         *, mirror_of: str | None = None) -> pl.DataFrame:
+    """Rows with start <= ts < end (ms), sorted by ts.
+
+    Only the partitions whose [first_ts, last_ts] meets the range are opened (from the manifest's
+    index), and the ts filter is pushed down to their row groups.
+    """
+    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
+    for attempt in range(_READ_ATTEMPTS):
+        manifest = read_manifest_file(directory)
+        if manifest is None:
+            raise _not_found(root, dataset_id, mirror_of)
+        try:
+            return _read_range(directory, manifest, start, end)
+        except FileNotFoundError:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise RunError(f"{dataset_id}: files kept disappearing while reading "
+                               f"{directory}", hint="is something deleting files there?") from None
+    raise AssertionError("unreachable")
+
+
+def _overlaps(first: int, last: int, start: int | None, end: int | None) -> bool:
+    return (start is None or last >= start) and (end is None or first < end)
+
+
+def _read_range(directory: Path, manifest: Manifest, start: int | None,
+                end: int | None) -> pl.DataFrame:
+    segments = [s for s in manifest.segments if _overlaps(s.first_ts, s.last_ts, start, end)]
+    partitions = [p for s in segments for p in read_segment_file(directory, s)
+                  if _overlaps(p.first_ts, p.last_ts, start, end)]
+    if not partitions:
+        return frames.empty_frame(manifest.columns)
+    query = pl.scan_parquet([directory / p.file for p in partitions])
+    if start is not None:
+        query = query.filter(pl.col("ts") >= start)
+    if end is not None:
+        query = query.filter(pl.col("ts") < end)
+    # Partitions are disjoint, listed in ts order and sorted inside: the scan is already sorted.
+    return query.collect().set_sorted("ts")
+
+
+def _not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> DatasetNotFound:
+    where = f"{root}/mirror/{mirror_of}" if mirror_of else str(root)
+    return DatasetNotFound(f"no dataset {dataset_id} under {where}",
+                           hint="`sfarm data ls --root DIR` lists the datasets of a root")
+
+
+# ---- appending ---------------------------------------------------------------------------------
+
+def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
+           extra: dict[str, Any] | None = None) -> AppendResult:
+    """Store the rows of `frame` whose ts is not stored yet, and merge `extra` into the
+    manifest's "extra" object, in one atomic commit.
+
+    A row whose ts is stored with other values is a conflict: logged, counted, not stored.
+    """
+    dataset_id = check_dataset_id(dataset_id)
+    directory = dataset_dir(root, dataset_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    with WriterLock(directory) as lock:
+        manifest = read_manifest_file(directory)
+        if lock.interrupted:
+            sweep(directory, manifest)
+        result = _append_locked(directory, dataset_id, manifest, frame, extra)
+        lock.mark_finished()
+    return result
+
+
+def _append_locked(directory: Path, dataset_id: str, manifest: Manifest | None,
+                   frame: pl.DataFrame, extra: dict[str, Any] | None) -> AppendResult:
+    ref = parse_dataset_id(dataset_id)
+    partitioning = partitioning_for(dataset_id)
+    has_rows = frame.width > 0
+    if has_rows:
+        frame = frames.normalize(frame, dataset_id, ref.kind,
+                                 manifest.columns if manifest else None)
+        _check_grid(frame, dataset_id, ref.timeframe)
+    if manifest is None:
+        if frame.height == 0 and not extra:
+            return AppendResult(0, 0, 0, None)
+        columns = frames.columns_of(frame) if has_rows else _default_columns(ref.kind)
+        manifest = new_manifest(dataset_id, partitioning, ref.timeframe, columns)
+    columns = manifest.columns or (frames.columns_of(frame) if has_rows else {})
+
+    unique, duplicates = frames.dedupe_batch(frame) if has_rows else (frame, None)
+    skipped = duplicates.skipped if duplicates else 0
+    conflicts = duplicates.conflicts if duplicates else 0
+    if duplicates:
+        _log_conflicts(dataset_id, duplicates, "twice in one batch")
+
+    generation = manifest.generation + 1
+    groups = frames.split_by_partition(unique, partitioning) if unique.height else {}
+    current = {s.name: s for s in manifest.segments}
+    segment_lists: dict[str, list[PartitionEntry]] = {}
+    by_key: dict[str, PartitionEntry] = {}
+    updates: dict[str, list[PartitionEntry]] = {}
+    retired: list[str] = []
+    added = 0
+    for key in sorted(groups):
+        segment = segment_of(key, partitioning)
+        if segment not in segment_lists:
+            segment_lists[segment] = (read_segment_file(directory, current[segment])
+                                      if segment in current else [])
+            by_key.update((p.key, p) for p in segment_lists[segment])
+        existing = by_key.get(key)
+        rows = groups[key]
+        if existing is not None:
+            stored = pl.read_parquet(directory / existing.file)
+            split = frames.split_against(stored, rows)
+            skipped += split.skipped
+            conflicts += split.conflicts
+            _log_conflicts(dataset_id, split, "already stored")
+            if split.new_rows.height == 0:
+                continue
+            rows = pl.concat([stored, split.new_rows]).sort("ts")
+            added += split.new_rows.height
+            retired.append(existing.file)
+        else:
+            added += rows.height
+        updates.setdefault(segment, []).append(
+            _write_partition(directory, key, generation, rows))
+
+    if not updates and not extra:
+        return AppendResult(0, skipped, conflicts, manifest.last_ts)
+    changed: list[SegmentEntry] = []
+    for segment, entries in updates.items():
+        partitions = merge_partitions(segment_lists[segment], entries)
+        raw = segment_bytes(segment, partitions)
+        name = segment_file_name(segment, generation)
+        write_atomic(directory, name, raw, sync_dir=False)
+        changed.append(summarize_segment(segment, name, partitions, raw))
+        if segment in current:
+            retired.append(current[segment].file)
+    fsync_dir(directory)  # partitions and segments durable before the manifest names them
+    committed = next_manifest(manifest, changed, generation, columns, extra)
+    write_atomic(directory, MANIFEST_NAME, manifest_bytes(committed))
+    for name in retired:
+        remove_quietly(directory / name)
+    return AppendResult(added, skipped, conflicts, committed.last_ts)
+
+
+def _write_partition(directory: Path, key: str, generation: int,
+                     rows: pl.DataFrame) -> PartitionEntry:
+    buffer = io.BytesIO()
+    rows.write_parquet(buffer, compression="zstd", statistics=True)
+    raw = buffer.getvalue()
+    name = partition_file_name(key, generation)
+    write_atomic(directory, name, raw, sync_dir=False)
+    return PartitionEntry(key=key, file=name, rows=rows.height, first_ts=rows["ts"][0],
+                          last_ts=rows["ts"][-1], bytes=len(raw), sha256=sha256_hex(raw))
+
+
+def _default_columns(kind: str) -> dict[str, str]:
+    if kind == "candles":
+        return {"ts": "Int64", **dict.fromkeys(frames.CANDLE_COLUMNS[1:], "Float64")}
+    return {}
+
+
+def _check_grid(frame: pl.DataFrame, dataset_id: str, timeframe: str | None) -> None:
+    """Refuse ts off the timeframe's grid: such a row could never be a candle of this dataset."""
+    if timeframe is None or frame.height == 0:
+        return
+    bad = off_grid(frame["ts"], timeframe)
+    if bad.len():
+        raise UsageError(f"append to {dataset_id}: {bad.len()} ts are not {timeframe} candle "
+                         f"opens, first {bad[0]} ({format_ts(bad[0])})")
+
+
+def _log_conflicts(dataset_id: str, split: frames.Split, why: str) -> None:
+    for conflict in split.examples:
+        log.warning("%s: conflict at ts %d (%s): %s %s, incoming %s; stored values kept",
+                    dataset_id, conflict.ts, format_ts(conflict.ts), why, conflict.stored,
+                    conflict.incoming)
+    if split.conflicts > len(split.examples):
+        log.warning("%s: %d more conflicts (%s) not shown; stored values kept", dataset_id,
+                    split.conflicts - len(split.examples), why)
+
+
+# ---- recovery ----------------------------------------------------------------------------------
+
+def referenced_files(directory: Path, manifest: Manifest | None) -> set[str]:
+    """Every file the manifest names (index segments and partitions)."""
+    if manifest is None:
+        return set()
+    names = {s.file for s in manifest.segments}
+    for segment in manifest.segments:
+        names.update(p.file for p in read_segment_file(directory, segment))
+    return names
+
+
+def sweep(directory: Path, manifest: Manifest | None) -> list[str]:
+    """Remove what a killed writer left: temp files, partitions and segments no manifest names."""
+    keep = referenced_files(directory, manifest)
+    removed = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            orphan = (is_partition_file(name) or is_segment_file(name)) and name not in keep
+            if entry.is_file() and (orphan or is_temp_file(name)):
+                remove_quietly(Path(entry.path))
+                removed.append(name)
+    if removed:
+        log.info("%s: removed %d files left by an interrupted write", directory, len(removed))
+    return removed

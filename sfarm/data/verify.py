@@ -1,0 +1,230 @@
+"""`verify`: does a dataset on disk match its manifest, and is its content sane?
+
+Checks the manifest against the files (present, sizes, sha256, rows, first/last ts), ts strictly
+increasing and inside each partition's period, on the timeframe grid, OHLC sanity for candles,
+and gaps between consecutive candles except those recorded as exchange-side by the miner
+(`extra["exchange_gaps"]`). Files the manifest does not name are warnings: a killed writer
+leaves them and the next append removes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sfarm.data.checks import (
+    candle_problems,
+    find_gaps,
+    missing_candles,
+    off_grid,
+    parse_recorded_gaps,
+    unexplained_gaps,
+)
+from sfarm.data.ids import parse_dataset_id
+from sfarm.data.layout import (
+    MANIFEST_NAME,
+    DatasetNotFound,
+    check_dataset_id,
+    dataset_dir,
+    format_ts,
+    is_partition_file,
+    is_segment_file,
+    is_temp_file,
+    key_bounds,
+)
+from sfarm.data.manifest import Manifest, PartitionEntry, read_manifest_file, read_segment_file
+from sfarm.errors import RunError
+from sfarm.timeframes import timeframe_ms
+
+MAX_LISTED = 20  # problems of one kind listed one by one before the rest are summed up
+
+
+@dataclass
+class VerifyReport:
+    dataset_id: str
+    path: str
+    node: str | None = None  # producer node for a mirror dataset
+    rows: int = 0
+    partitions: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # [first missing, next present)
+    excused_gaps: int = 0  # gaps covered by the recorded exchange-side gaps
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["ok"] = self.ok
+        document["gaps"] = [list(gap) for gap in self.gaps]
+        return document
+
+
+def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> VerifyReport:
+    """Check one dataset; `report.ok` is False when anything is wrong (see `report.problems`)."""
+    dataset_id = check_dataset_id(dataset_id)
+    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
+    report = VerifyReport(dataset_id=dataset_id, path=str(directory), node=mirror_of)
+    try:
+        manifest = read_manifest_file(directory)
+    except RunError as error:
+        report.problems.append(error.message)
+        return report
+    if manifest is None:
+        if directory.is_dir() and any(is_partition_file(n) for n in os.listdir(directory)):
+            report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME}")
+            return report
+        raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
+                              hint="`sfarm data ls --root DIR` lists the datasets of a root")
+    report.rows = manifest.rows
+    report.partitions = manifest.partition_count
+    if manifest.dataset_id != dataset_id:
+        report.problems.append(f"manifest names dataset {manifest.dataset_id}, not {dataset_id}")
+    partitions = _check_index(directory, manifest, report)
+    ts_parts = [_check_partition(directory, manifest, entry, report) for entry in partitions]
+    ts = pl.concat([t for t in ts_parts if t is not None]) if any(
+        t is not None for t in ts_parts) else pl.Series("ts", [], pl.Int64)
+    _check_order(ts, report)
+    _check_gaps(ts, manifest, report)
+    _check_stray_files(directory, manifest, partitions, report)
+    return report
+
+
+def _problem(report: VerifyReport, message: str) -> None:
+    if len(report.problems) < 5 * MAX_LISTED:
+        report.problems.append(message)
+    elif len(report.problems) == 5 * MAX_LISTED:
+        report.problems.append("... more problems not listed")
+
+
+def _check_index(directory: Path, manifest: Manifest,
+                 report: VerifyReport) -> list[PartitionEntry]:
+    partitions: list[PartitionEntry] = []
+    for segment in manifest.segments:
+        path = directory / segment.file
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            _problem(report, f"index segment {segment.file} is missing")
+            continue
+        if hashlib.sha256(raw).hexdigest() != segment.sha256:
+            _problem(report, f"index segment {segment.file}: sha256 does not match the manifest")
+        try:
+            entries = read_segment_file(directory, segment)
+        except RunError as error:
+            _problem(report, error.message)
+            continue
+        if (len(entries), sum(p.rows for p in entries)) != (segment.partitions, segment.rows):
+            _problem(report, f"index segment {segment.file}: {len(entries)} partitions and "
+                             f"{sum(p.rows for p in entries)} rows, manifest says "
+                             f"{segment.partitions} and {segment.rows}")
+        partitions.extend(entries)
+    total = sum(p.rows for p in partitions)
+    if total != manifest.rows:
+        _problem(report, f"manifest says {manifest.rows} rows, its partitions hold {total}")
+    firsts = [p.first_ts for p in partitions]
+    lasts = [p.last_ts for p in partitions]
+    if partitions and (min(firsts) != manifest.first_ts or max(lasts) != manifest.last_ts):
+        _problem(report, f"manifest first/last ts {manifest.first_ts}/{manifest.last_ts} differ "
+                         f"from its partitions' {min(firsts)}/{max(lasts)}")
+    return partitions
+
+
+def _check_partition(directory: Path, manifest: Manifest, entry: PartitionEntry,
+                     report: VerifyReport) -> pl.Series | None:
+    path = directory / entry.file
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        _problem(report, f"partition {entry.file} is missing")
+        return None
+    where = f"partition {entry.file}"
+    if len(raw) != entry.bytes:
+        _problem(report, f"{where}: {len(raw)} bytes, manifest says {entry.bytes}")
+    if hashlib.sha256(raw).hexdigest() != entry.sha256:
+        _problem(report, f"{where}: sha256 does not match the manifest (file changed or corrupt)")
+        return None
+    frame = pl.read_parquet(io.BytesIO(raw))
+    if list(frame.columns) != list(manifest.columns):
+        _problem(report, f"{where}: columns {frame.columns}, manifest says "
+                         f"{list(manifest.columns)}")
+    if "ts" not in frame.columns:
+        return None
+    ts = frame["ts"]
+    if ts.null_count():
+        _problem(report, f"{where}: {ts.null_count()} rows without ts")
+        return None
+    if frame.height != entry.rows:
+        _problem(report, f"{where}: {frame.height} rows, manifest says {entry.rows}")
+    if frame.height and (ts[0], ts[-1]) != (entry.first_ts, entry.last_ts):
+        _problem(report, f"{where}: ts from {ts[0]} to {ts[-1]}, manifest says "
+                         f"{entry.first_ts} to {entry.last_ts}")
+    start, end = key_bounds(entry.key, manifest.partitioning)
+    outside = frame.filter((pl.col("ts") < start) | (pl.col("ts") >= end)).height
+    if outside:
+        _problem(report, f"{where}: {outside} rows outside the period {entry.key}")
+    timeframe = parse_dataset_id(manifest.dataset_id).timeframe
+    if timeframe is not None:
+        bad = off_grid(ts, timeframe)
+        if bad.len():
+            _problem(report, f"{where}: {bad.len()} ts not on the {timeframe} grid, first "
+                             f"{bad[0]} ({format_ts(bad[0])})")
+    if parse_dataset_id(manifest.dataset_id).kind == "candles":
+        for message in candle_problems(frame, where):
+            _problem(report, message)
+    return ts
+
+
+def _check_order(ts: pl.Series, report: VerifyReport) -> None:
+    steps = ts.diff().drop_nulls()
+    bad = int((steps <= 0).sum())
+    if bad:
+        first = int(ts.to_frame().with_columns(d=pl.col("ts").diff()).filter(
+            pl.col("d") <= 0)["ts"][0])
+        _problem(report, f"ts not strictly increasing at {bad} rows (repeated or out of order), "
+                         f"first at {first} ({format_ts(first)})")
+
+
+def _check_gaps(ts: pl.Series, manifest: Manifest, report: VerifyReport) -> None:
+    ref = parse_dataset_id(manifest.dataset_id)
+    if ref.timeframe is None or ts.len() < 2:
+        return
+    step = timeframe_ms(ref.timeframe)
+    recorded, notes = parse_recorded_gaps(manifest.extra.get("exchange_gaps"))
+    report.warnings.extend(notes)
+    found = find_gaps(ts, step)
+    report.gaps = unexplained_gaps(found, recorded, step)
+    report.excused_gaps = sum(1 for gap in found if not unexplained_gaps([gap], recorded, step))
+    if ref.kind != "candles":
+        # Indicator gaps follow their candles' (checked there): listed, not a problem here.
+        return
+    for start, end in report.gaps[:MAX_LISTED]:
+        _problem(report, f"gap: {missing_candles((start, end), step)} {ref.timeframe} candles "
+                         f"missing from {format_ts(start)} to before {format_ts(end)} "
+                         "(not recorded as exchange-side)")
+    if len(report.gaps) > MAX_LISTED:
+        more = report.gaps[MAX_LISTED:]
+        _problem(report, f"... and {len(more)} more gaps "
+                         f"({sum(missing_candles(g, step) for g in more)} candles)")
+
+
+def _check_stray_files(directory: Path, manifest: Manifest, partitions: list[PartitionEntry],
+                       report: VerifyReport) -> None:
+    named = {p.file for p in partitions} | {s.file for s in manifest.segments}
+    stray = sorted(name for name in os.listdir(directory)
+                   if (is_partition_file(name) or is_segment_file(name)) and name not in named)
+    temps = sorted(name for name in os.listdir(directory) if is_temp_file(name))
+    if stray:
+        report.warnings.append(f"{len(stray)} files not in the manifest (left by an interrupted "
+                               f"write, removed by the next append): {', '.join(stray[:5])}")
+    if temps:
+        report.warnings.append(f"{len(temps)} temp files of an interrupted write: "
+                               f"{', '.join(temps[:5])}")

@@ -1,0 +1,264 @@
+"""sfarm.data append/read/scan/load_manifest: layout, idempotence, conflicts, extra, pruning."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from sfarm import data
+from sfarm.data.layout import key_bounds, partition_key, partitioning_for
+from sfarm.errors import UsageError
+from tests.fixtures.data_helpers import DAY_MS, T0, make_candles
+
+BTC_1M = "candles/binance/BTC-USDT/1m"
+
+
+def files_of(root: Path, dataset_id: str) -> list[str]:
+    return sorted(os.listdir(data.dataset_dir(root, dataset_id)))
+
+
+def test_append_then_read_round_trips(tmp_path: Path) -> None:
+    candles = make_candles(T0, 3 * 1440)
+    result = data.append(tmp_path, BTC_1M, candles)
+    assert result == data.AppendResult(rows_added=4320, rows_skipped=0, conflicts=0,
+                                       last_ts=T0 + 4319 * 60_000)
+    assert data.read(tmp_path, BTC_1M).equals(candles)
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None
+    assert (manifest.rows, manifest.first_ts, manifest.last_ts) == (4320, T0, result.last_ts)
+    assert manifest.schema_version == 1
+    assert [p.key for p in manifest.partitions] == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert all(p.rows == 1440 and len(p.sha256) == 64 for p in manifest.partitions)
+    assert manifest.columns == {"ts": "Int64", "open": "Float64", "high": "Float64",
+                                "low": "Float64", "close": "Float64", "volume": "Float64"}
+    names = files_of(tmp_path, BTC_1M)
+    assert "_manifest.json" in names
+    assert [n for n in names if n.endswith(".parquet")] == [
+        "2024-01-01.g1.parquet", "2024-01-02.g1.parquet", "2024-01-03.g1.parquet"]
+
+
+def test_reappend_is_idempotent_and_touches_only_new_partitions(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 2 * 1440))
+    before = {n: os.stat(data.dataset_dir(tmp_path, BTC_1M) / n).st_mtime_ns
+              for n in files_of(tmp_path, BTC_1M) if n.endswith(".parquet")}
+    again = data.append(tmp_path, BTC_1M, make_candles(T0, 2 * 1440))
+    assert (again.rows_added, again.rows_skipped, again.conflicts) == (0, 2880, 0)
+    more = data.append(tmp_path, BTC_1M, make_candles(T0 + DAY_MS + 1000 * 60_000, 1000))
+    assert (more.rows_added, more.rows_skipped) == (560, 440)
+    names = [n for n in files_of(tmp_path, BTC_1M) if n.endswith(".parquet")]
+    # day 1 and day 2 untouched, day 3 new; no superseded file left behind
+    assert names == ["2024-01-01.g1.parquet", "2024-01-02.g1.parquet", "2024-01-03.g2.parquet"]
+    for name, mtime in before.items():
+        assert os.stat(data.dataset_dir(tmp_path, BTC_1M) / name).st_mtime_ns == mtime
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0, 2 * 1440 + 560))
+
+
+def test_append_into_existing_partition_writes_a_new_version(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 100))
+    data.append(tmp_path, BTC_1M, make_candles(T0 + 100 * 60_000, 1))
+    names = files_of(tmp_path, BTC_1M)
+    assert [n for n in names if n.endswith(".parquet")] == ["2024-01-01.g2.parquet"]
+    assert [n for n in names if n.startswith("_index")] == ["_index.2024.g2.json"]
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0, 101))
+
+
+def test_conflict_is_logged_counted_and_stored_value_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    original = make_candles(T0, 10)
+    data.append(tmp_path, BTC_1M, original)
+    changed = original.slice(3, 2).with_columns(close=pl.col("close") + 1)
+    with caplog.at_level(logging.WARNING, logger="sfarm.data"):
+        result = data.append(tmp_path, BTC_1M, pl.concat([changed, make_candles(T0 + 600_000, 1)]))
+    assert (result.rows_added, result.rows_skipped, result.conflicts) == (1, 0, 2)
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0, 11))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    ts = T0 + 3 * 60_000
+    assert BTC_1M in messages[0] and str(ts) in messages[0]
+    assert f"'close': {original['close'][3]}" in messages[0]
+    assert f"'close': {original['close'][3] + 1}" in messages[0]
+
+
+def test_duplicates_inside_one_batch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    candles = make_candles(T0, 5)
+    batch = pl.concat([candles, candles.slice(1, 1), candles.slice(2, 1).with_columns(open=1.0)])
+    with caplog.at_level(logging.WARNING, logger="sfarm.data"):
+        result = data.append(tmp_path, BTC_1M, batch.reverse())
+    assert (result.rows_added, result.rows_skipped, result.conflicts) == (5, 1, 1)
+    assert data.read(tmp_path, BTC_1M)["ts"].to_list() == candles["ts"].to_list()
+
+
+def test_extra_is_merged_in_the_same_commit(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 5), extra={"exchange_gaps": [], "a": 1})
+    data.append(tmp_path, BTC_1M, make_candles(T0, 5), extra={"a": 2})  # no new rows
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None and manifest.extra == {"exchange_gaps": [], "a": 2}
+    raw = json.loads((data.dataset_dir(tmp_path, BTC_1M) / "_manifest.json").read_text())
+    assert raw["extra"] == {"exchange_gaps": [], "a": 2}
+    assert raw["generation"] == 2
+
+
+def test_extra_alone_creates_an_empty_dataset(tmp_path: Path) -> None:
+    result = data.append(tmp_path, BTC_1M, pl.DataFrame(), extra={"cursor": 7})
+    assert result == data.AppendResult(0, 0, 0, None)
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None and manifest.rows == 0 and manifest.extra == {"cursor": 7}
+    assert data.read(tmp_path, BTC_1M).schema == make_candles(T0, 0).schema
+
+
+def test_nothing_to_store_writes_nothing(tmp_path: Path) -> None:
+    assert data.append(tmp_path, BTC_1M, make_candles(T0, 0)) == data.AppendResult(0, 0, 0, None)
+    assert data.load_manifest(tmp_path, BTC_1M) is None
+
+
+def test_read_range_is_inclusive_start_exclusive_end(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 3 * 1440))
+    got = data.read(tmp_path, BTC_1M, T0 + DAY_MS - 60_000, T0 + DAY_MS + 120_000)
+    assert got["ts"].to_list() == [T0 + DAY_MS - 60_000, T0 + DAY_MS, T0 + DAY_MS + 60_000]
+    assert data.read(tmp_path, BTC_1M, start=T0 + 4320 * 60_000).height == 0
+    assert data.read(tmp_path, BTC_1M, end=T0).schema == make_candles(T0, 0).schema
+    assert data.read(tmp_path, BTC_1M, start=T0 + 2 * DAY_MS).height == 1440
+
+
+def test_read_opens_only_partitions_in_range(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 5 * 1440))
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    # Damage the first four partitions: a read of the last day must not touch them.
+    for name in ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]:
+        (directory / f"{name}.g1.parquet").write_bytes(b"not parquet")
+    assert data.read(tmp_path, BTC_1M, start=T0 + 4 * DAY_MS).height == 1440
+
+
+def test_scan_is_lazy_and_complete(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 2 * 1440))
+    lazy = data.scan(tmp_path, BTC_1M)
+    assert isinstance(lazy, pl.LazyFrame)
+    assert lazy.filter(pl.col("ts") >= T0 + DAY_MS).collect().height == 1440
+
+
+def test_missing_dataset(tmp_path: Path) -> None:
+    assert data.load_manifest(tmp_path, BTC_1M) is None
+    with pytest.raises(data.DatasetNotFound):
+        data.read(tmp_path, BTC_1M)
+    with pytest.raises(data.DatasetNotFound):
+        data.scan(tmp_path, BTC_1M)
+
+
+@pytest.mark.parametrize(("dataset_id", "expected"), [
+    ("candles/x/BTC-USDT/1m", "day"), ("candles/x/BTC-USDT/30m", "day"),
+    ("candles/x/BTC-USDT/1h", "month"), ("indicators/x/BTC-USDT/12h/rsi_14", "month"),
+    ("candles/x/BTC-USDT/1d", "year"), ("candles/x/BTC-USDT/1w", "year"),
+    ("sessions/paper-btc/equity", "month"),
+])
+def test_partitioning_by_timeframe(dataset_id: str, expected: str) -> None:
+    assert partitioning_for(dataset_id) == expected
+
+
+def test_partition_keys_and_bounds() -> None:
+    assert partition_key(T0 - 1, "day") == "2023-12-31"
+    assert key_bounds("2023-12", "month") == (T0 - 31 * DAY_MS, T0)
+    assert key_bounds("2024", "year") == (T0, T0 + 366 * DAY_MS)
+    assert key_bounds("2024-02", "month")[1] - key_bounds("2024-02", "month")[0] == 29 * DAY_MS
+
+
+def test_weekly_candles_and_year_partitions(tmp_path: Path) -> None:
+    dataset_id = "candles/binance/BTC-USDT/1w"
+    weekly = make_candles(T0, 60, "1w")  # 2024-01-01 is a Monday: on the 1w grid
+    data.append(tmp_path, dataset_id, weekly)
+    manifest = data.load_manifest(tmp_path, dataset_id)
+    assert manifest is not None and [p.key for p in manifest.partitions] == ["2024", "2025"]
+    assert data.verify(tmp_path, dataset_id).ok
+
+
+def test_off_grid_ts_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not 1h candle opens"):
+        data.append(tmp_path, "candles/x/BTC-USDT/1h", make_candles(T0 + 60_000, 3))
+    with pytest.raises(UsageError, match="not 1w candle opens"):
+        data.append(tmp_path, "candles/x/BTC-USDT/1w", make_candles(T0 + DAY_MS, 1, "1d"))
+
+
+def test_schema_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="missing \\['volume'\\]"):
+        data.append(tmp_path, BTC_1M, make_candles(T0, 3).drop("volume"))
+    with pytest.raises(UsageError, match="no ts column"):
+        data.append(tmp_path, BTC_1M, pl.DataFrame({"open": [1.0]}))
+    with pytest.raises(UsageError, match="bad dataset id"):
+        data.append(tmp_path, "candles/BTC", make_candles(T0, 3))
+    with pytest.raises(UsageError, match="unknown timeframe"):
+        data.append(tmp_path, "candles/x/BTC-USDT/7m", make_candles(T0, 3))
+    ind = "indicators/x/BTC-USDT/1m/rsi_14"
+    data.append(tmp_path, ind, pl.DataFrame({"ts": [T0], "rsi_14": [50]}))
+    with pytest.raises(UsageError, match="columns differ"):
+        data.append(tmp_path, ind, pl.DataFrame({"ts": [T0 + 60_000], "rsi_15": [50.0]}))
+
+
+def test_int_and_datetime_inputs_are_normalised(tmp_path: Path) -> None:
+    candles = make_candles(T0, 3)
+    as_datetime = candles.with_columns(pl.from_epoch("ts", time_unit="ms"),
+                                       pl.col("volume").cast(pl.Int32))
+    data.append(tmp_path, BTC_1M, as_datetime)
+    assert data.read(tmp_path, BTC_1M).equals(candles)
+
+
+def test_session_dataset_with_arbitrary_columns(tmp_path: Path) -> None:
+    dataset_id = "sessions/rsi-paper/trades"
+    trades = pl.DataFrame({"ts": [T0, T0 + 40 * DAY_MS], "side": ["buy", "sell"],
+                           "price": [42000.5, 43000.0], "size": [1, 2]})
+    data.append(tmp_path, dataset_id, trades)
+    data.append(tmp_path, dataset_id, trades.with_columns(pl.col("ts") + 1))
+    got = data.read(tmp_path, dataset_id)
+    assert got.height == 4 and got.columns == ["ts", "side", "price", "size"]
+    manifest = data.load_manifest(tmp_path, dataset_id)
+    assert manifest is not None and [p.key for p in manifest.partitions] == ["2024-01", "2024-02"]
+    assert data.verify(tmp_path, dataset_id).ok
+
+
+def test_indicator_dataset_keeps_nan_warmup(tmp_path: Path) -> None:
+    dataset_id = "indicators/binance/BTC-USDT/1h/sma_3"
+    frame = pl.DataFrame({"ts": [T0 + i * 3_600_000 for i in range(4)],
+                          "sma_3": [None, float("nan"), 1.0, 2.0]})
+    data.append(tmp_path, dataset_id, frame)
+    again = data.append(tmp_path, dataset_id, frame)
+    assert (again.rows_skipped, again.conflicts) == (4, 0)  # NaN and null equal themselves
+    assert data.verify(tmp_path, dataset_id).ok
+
+
+def test_mirror_dataset_dir(tmp_path: Path) -> None:
+    assert data.dataset_dir(tmp_path, BTC_1M, mirror_of="miner-1") == (
+        tmp_path / "mirror" / "miner-1" / "candles" / "binance" / "BTC-USDT" / "1m")
+
+
+def test_other_parquet_readers_read_a_dataset_directly(tmp_path: Path) -> None:
+    candles = make_candles(T0, 3 * 1440)
+    data.append(tmp_path, BTC_1M, candles)
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    by_polars = pl.read_parquet(directory / "*.parquet").sort("ts")
+    assert by_polars.equals(candles)
+    pandas = pytest.importorskip("pandas")
+    by_pandas = pandas.read_parquet(directory).sort_values("ts")
+    assert by_pandas["ts"].tolist() == candles["ts"].to_list()
+    duckdb = pytest.importorskip("duckdb")
+    [(count, first)] = duckdb.sql(
+        f"select count(*), min(ts) from read_parquet('{directory}/*.parquet')").fetchall()
+    assert (count, first) == (4320, T0)
+
+
+def test_concurrent_writers_are_serialised(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    starts = [T0 + i * 700 * 60_000 for i in range(4)]  # overlapping ranges of 1000 candles
+    with context.Pool(4) as pool:
+        pool.starmap(_append_range, [(str(tmp_path), start) for start in starts])
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0, 3 * 700 + 1000))
+    assert data.verify(tmp_path, BTC_1M).ok
+
+
+def _append_range(root: str, start: int) -> None:
+    for offset in range(0, 1000, 100):
+        data.append(root, BTC_1M, make_candles(start + offset * 60_000, 100))
