@@ -68,9 +68,3 @@ def parse_time_point(value: str | date | datetime) -> TimePoint:
         ) from None
     return TimePoint(value.strip(), at_ms=_datetime_ms(parsed))
 
-
-def format_ms(ts_ms: int | None) -> str:
-    """`2024-01-01 00:00` (UTC) for tables; `-` for None."""
-    if ts_ms is None:
-        return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,45 @@
+"""The node root (SPEC section 5): where each file of a node lives, as pure path functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NodeRoot:
+    path: Path
+
+    @property
+    def inventory(self) -> Path:
+        return self.path / "inventory.toml"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def mirror(self) -> Path:
+        return self.path / "mirror"
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def secrets(self) -> Path:
+        return self.path / "secrets"
+
+    @property
+    def supervisor(self) -> Path:
+        return self.path / "supervisor"
+
+    def heartbeat(self, task: str) -> Path:
+        return self.run / f"{task}.json"
+
+    def log(self, task: str) -> Path:
+        return self.logs / f"{task}.log"
