@@ -1,0 +1,189 @@
+"""The trading engine: one candle-by-candle simulation shared by backtest, paper and live.
+
+`run(candles, params, state)` walks the candles in order and returns the closed trades, the
+equity and position at every candle's close, and the new `EngineState`. A backtest calls it
+once over all candles; paper mode calls it with each new candle, carrying the state; both give
+the same trades and equity (tests/test_trading_engine.py checks it). The loop is compiled with
+numba (`_simulate`); the rules it implements are written down in docs/trading.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import polars as pl
+
+from sfarm.trading.kernel import REASONS, STATE_FIELDS, TRADE_FIELDS, simulate
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Execution rules of a strategy; a stop, target or trailing stop of 0 is off."""
+
+    fee: float = 0.0
+    slippage: float = 0.0
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
+    trailing_stop: float = 0.0
+    size_fraction: float = 1.0  # of equity per entry, fees included; ignored with size_quote
+    size_quote: float = 0.0  # fixed quote amount per entry, fees included (capped at equity)
+    allow_short: bool = False
+
+    @classmethod
+    def from_strategy(cls, strategy: object) -> EngineParams:
+        """Build from a `sfarm.trading.strategy.Strategy` (duck-typed to keep this module pure)."""
+        get = strategy.__getattribute__
+        return cls(fee=get("fee"), slippage=get("slippage"),
+                   stop_loss=get("stop_loss") or 0.0, take_profit=get("take_profit") or 0.0,
+                   trailing_stop=get("trailing_stop") or 0.0,
+                   size_fraction=get("size_fraction"), size_quote=get("size_quote") or 0.0,
+                   allow_short=get("allows_short"))
+
+    def to_array(self) -> np.ndarray:
+        return np.array([self.fee, self.slippage, self.stop_loss, self.take_profit,
+                         self.trailing_stop, self.size_fraction, self.size_quote,
+                         1.0 if self.allow_short else 0.0], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """Everything needed to continue a run with the next candle (persisted by paper mode)."""
+
+    cash: float
+    position: float = 0.0  # units of the base currency: > 0 long, < 0 short
+    entry_price: float = math.nan  # fill price of the open position, slippage included
+    entry_ts: int = -1
+    entry_bar: int = -1
+    entry_fee: float = 0.0
+    extreme: float = math.nan  # best price since entry (high for long, low for short)
+    pending_exit: bool = False  # close the position at the next candle's open
+    pending_entry: int = 0  # open long (+1) or short (-1) at the next candle's open
+    last_ts: int = -1  # open time of the last candle processed
+    bars: int = 0  # candles processed so far: the index of the next candle
+
+    @classmethod
+    def initial(cls, cash: float) -> EngineState:
+        if not cash > 0:
+            raise ValueError(f"initial cash must be > 0, got {cash}")
+        return cls(cash=float(cash))
+
+    def to_array(self) -> np.ndarray:
+        values = asdict(self)
+        return np.array([float(values[name]) for name in STATE_FIELDS], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> EngineState:
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for name, value in zip(STATE_FIELDS, array.tolist(), strict=True):
+            kind = types[name]
+            values[name] = (int(value) if kind == "int" else bool(value) if kind == "bool"
+                            else float(value))
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_json(self) -> dict[str, object]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, document: dict[str, object]) -> EngineState:
+        nan_fields = ("entry_price", "extreme")
+        return cls(**{k: (math.nan if k in nan_fields and v is None else v)
+                      for k, v in document.items()})  # type: ignore[arg-type]
+
+    def equity(self, price: float) -> float:
+        """Cash plus the position marked at `price`."""
+        return self.cash + (self.position * price if self.position else 0.0)
+
+
+@dataclass(frozen=True)
+class Candles:
+    """Candle columns and the strategy's signals on them, as contiguous numpy arrays."""
+
+    ts: np.ndarray  # int64, candle open time in ms
+    open: np.ndarray  # float64 ...
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    entry_long: np.ndarray  # bool: the condition holds at this candle's close
+    exit_long: np.ndarray
+    entry_short: np.ndarray
+    exit_short: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def slice(self, start: int, stop: int) -> Candles:
+        return Candles(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, signals: pl.DataFrame | None = None) -> Candles:
+        """From a candle frame and a frame of signal columns (default: taken from `frame`);
+        a missing signal column means never."""
+        source = frame if signals is None else signals
+        height = frame.height
+
+        def flags(name: str) -> np.ndarray:
+            if name not in source.columns:
+                return np.zeros(height, dtype=np.bool_)
+            return np.ascontiguousarray(source.get_column(name).fill_null(False)
+                                        .to_numpy().astype(np.bool_, copy=False))
+
+        def prices(name: str) -> np.ndarray:
+            return np.ascontiguousarray(frame.get_column(name).cast(pl.Float64).to_numpy())
+
+        return cls(ts=np.ascontiguousarray(frame.get_column("ts").cast(pl.Int64).to_numpy()),
+                   open=prices("open"), high=prices("high"), low=prices("low"),
+                   close=prices("close"), entry_long=flags("entry_long"),
+                   exit_long=flags("exit_long"), entry_short=flags("entry_short"),
+                   exit_short=flags("exit_short"))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    trades: pl.DataFrame  # closed trades, see TRADE_SCHEMA
+    equity: np.ndarray  # cash + position at each candle's close
+    position: np.ndarray  # units held at each candle's close (signed)
+    state: EngineState
+
+
+TRADE_SCHEMA: dict[str, type[pl.DataType]] = {
+    "side": pl.String, "entry_ts": pl.Int64, "exit_ts": pl.Int64, "entry_price": pl.Float64,
+    "exit_price": pl.Float64, "size": pl.Float64, "pnl": pl.Float64, "fees": pl.Float64,
+    "reason": pl.String, "entry_bar": pl.Int64, "exit_bar": pl.Int64,
+}
+
+
+def run(candles: Candles, params: EngineParams, state: EngineState) -> RunResult:
+    """Process `candles` (all newer than `state.last_ts`) and return trades, equity, state."""
+    n = len(candles)
+    if n and candles.ts[0] <= state.last_ts:
+        raise ValueError(f"candle {int(candles.ts[0])} is not newer than the last one "
+                         f"processed ({state.last_ts})")
+    state_array = state.to_array()
+    equity = np.empty(n, dtype=np.float64)
+    position = np.empty(n, dtype=np.float64)
+    trade_rows, count = simulate(
+        candles.ts, candles.open, candles.high, candles.low, candles.close,
+        candles.entry_long, candles.exit_long, candles.entry_short, candles.exit_short,
+        params.to_array(), state_array, equity, position)
+    return RunResult(trades=trades_frame(trade_rows[:count]), equity=equity, position=position,
+                     state=EngineState.from_array(state_array))
+
+
+def trades_frame(rows: np.ndarray) -> pl.DataFrame:
+    """The kernel's float rows as a typed frame (side and reason spelled out)."""
+    columns = {name: rows[:, index] for index, name in enumerate(TRADE_FIELDS)}
+    reasons = np.array(REASONS, dtype=object)
+    return pl.DataFrame({
+        "side": np.where(columns["side"] > 0, "long", "short").astype(object),
+        "entry_ts": columns["entry_ts"].astype(np.int64),
+        "exit_ts": columns["exit_ts"].astype(np.int64),
+        "entry_price": columns["entry_price"], "exit_price": columns["exit_price"],
+        "size": columns["size"], "pnl": columns["pnl"], "fees": columns["fees"],
+        "reason": reasons[columns["reason"].astype(np.int64)],
+        "entry_bar": columns["entry_bar"].astype(np.int64),
+        "exit_bar": columns["exit_bar"].astype(np.int64),
+    }, schema=TRADE_SCHEMA)

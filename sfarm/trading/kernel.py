@@ -1,0 +1,191 @@
+"""The compiled inner loop of the engine (numba): fills, stops and signals, one candle at a time.
+
+Plain arrays in, arrays out, so numba compiles it once (cached on disk) and it runs at
+tens of millions of candles per second. `sfarm.trading.engine` wraps it in typed objects; the
+rules are in docs/trading.md. Order of events inside candle i: (1) pending exit, then pending
+entry, at the open; (2) stop loss / take profit / trailing stop from high and low; (3) equity
+and position at the close; (4) the signals of candle i become orders for candle i+1's open.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Layout of the state vector (EngineState fields, in this order).
+STATE_FIELDS = ("cash", "position", "entry_price", "entry_ts", "entry_bar", "entry_fee",
+                "extreme", "pending_exit", "pending_entry", "last_ts", "bars")
+# Layout of a trade row.
+TRADE_FIELDS = ("side", "entry_ts", "exit_ts", "entry_price", "exit_price", "size", "pnl", "fees",
+                "reason", "entry_bar", "exit_bar")
+REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop")
+SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, size, entry_fee,
+            exit_fee, reason, entry_bar, exit_bar):
+    if count == trades.shape[0]:
+        grown = np.empty((trades.shape[0] * 2, trades.shape[1]), dtype=np.float64)
+        grown[:count] = trades[:count]
+        trades = grown
+    row = trades[count]
+    row[0] = side
+    row[1] = entry_ts
+    row[2] = exit_ts
+    row[3] = entry_price
+    row[4] = exit_price
+    row[5] = size
+    row[6] = side * size * (exit_price - entry_price) - entry_fee - exit_fee
+    row[7] = entry_fee + exit_fee
+    row[8] = reason
+    row[9] = entry_bar
+    row[10] = exit_bar
+    return trades, count + 1
+
+
+@njit(cache=True)
+def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, exit_short,
+             params, state, equity_out, position_out):
+    """Run the candles; update `state` in place, fill the outputs, return (trade rows, count)."""
+    fee = params[0]
+    slip = params[1]
+    sl = params[2]
+    tp = params[3]
+    trail = params[4]
+    size_fraction = params[5]
+    size_quote = params[6]
+    allow_short = params[7] > 0.0
+
+    cash = state[0]
+    pos = state[1]
+    entry_price = state[2]
+    entry_ts = state[3]
+    entry_bar = state[4]
+    entry_fee = state[5]
+    extreme = state[6]
+    pending_exit = state[7] > 0.0
+    pending_entry = int(state[8])
+    last_ts = state[9]
+    bars = int(state[10])
+
+    trades = np.empty((64, 11), dtype=np.float64)
+    count = 0
+    has_stops = sl > 0.0 or tp > 0.0 or trail > 0.0
+    n = ts.shape[0]
+    for i in range(n):
+        bar = bars + i
+        o = open_[i]
+        # (1) orders decided at the previous close fill at this open: exit first, then entry.
+        if pending_exit and pos != 0.0:
+            side = 1.0 if pos > 0.0 else -1.0
+            price = o * (1.0 - slip * side)
+            units = abs(pos)
+            exit_fee = units * price * fee
+            cash += side * units * price - exit_fee
+            trades, count = _record(trades, count, side, entry_ts, ts[i], entry_price, price,
+                                    units, entry_fee, exit_fee, SIGNAL, entry_bar, bar)
+            pos = 0.0
+        pending_exit = False
+        if pending_entry != 0 and pos == 0.0:
+            side = float(pending_entry)
+            price = o * (1.0 + slip * side)
+            budget = cash * size_fraction if size_quote <= 0.0 else min(size_quote, cash)
+            if budget > 0.0:
+                units = budget / (price * (1.0 + fee))
+                entry_fee = units * price * fee
+                cash -= side * units * price + entry_fee
+                pos = side * units
+                entry_price = price
+                entry_ts = ts[i]
+                entry_bar = bar
+                extreme = price
+        pending_entry = 0
+
+        # (2) protective exits inside the candle, from its open on (the entry candle included).
+        if has_stops and pos != 0.0:
+            exit_at = np.nan
+            reason = SIGNAL
+            if pos > 0.0:
+                stop = -np.inf
+                stop_reason = STOP_LOSS
+                if sl > 0.0:
+                    stop = entry_price * (1.0 - sl)
+                if trail > 0.0 and extreme * (1.0 - trail) > stop:
+                    stop = extreme * (1.0 - trail)
+                    stop_reason = TRAILING_STOP
+                target = entry_price * (1.0 + tp) if tp > 0.0 else np.inf
+                if o <= stop:  # gapped through the stop: the open is the first price available
+                    exit_at, reason = o, stop_reason
+                elif o >= target:
+                    exit_at, reason = o, TAKE_PROFIT
+                elif low[i] <= stop:  # both may have traded: assume the worse, the stop
+                    exit_at, reason = stop, stop_reason
+                elif high[i] >= target:
+                    exit_at, reason = target, TAKE_PROFIT
+                elif high[i] > extreme:
+                    extreme = high[i]
+            else:
+                stop = np.inf
+                stop_reason = STOP_LOSS
+                if sl > 0.0:
+                    stop = entry_price * (1.0 + sl)
+                if trail > 0.0 and extreme * (1.0 + trail) < stop:
+                    stop = extreme * (1.0 + trail)
+                    stop_reason = TRAILING_STOP
+                target = entry_price * (1.0 - tp) if tp > 0.0 else -np.inf
+                if o >= stop:
+                    exit_at, reason = o, stop_reason
+                elif o <= target:
+                    exit_at, reason = o, TAKE_PROFIT
+                elif high[i] >= stop:
+                    exit_at, reason = stop, stop_reason
+                elif low[i] <= target:
+                    exit_at, reason = target, TAKE_PROFIT
+                elif low[i] < extreme:
+                    extreme = low[i]
+            if not np.isnan(exit_at):
+                side = 1.0 if pos > 0.0 else -1.0
+                price = exit_at * (1.0 - slip * side)
+                units = abs(pos)
+                exit_fee = units * price * fee
+                cash += side * units * price - exit_fee
+                trades, count = _record(trades, count, side, entry_ts, ts[i], entry_price, price,
+                                        units, entry_fee, exit_fee, reason, entry_bar, bar)
+                pos = 0.0
+
+        # (3) the books at the close.
+        equity_out[i] = cash + pos * close[i]
+        position_out[i] = pos
+
+        # (4) this candle's signals become orders for the next open.
+        go_long = entry_long[i] and not exit_long[i] and not (allow_short and entry_short[i])
+        go_short = allow_short and entry_short[i] and not exit_short[i] and not entry_long[i]
+        if pos > 0.0:
+            if exit_long[i] or (allow_short and entry_short[i]):
+                pending_exit = True
+                if go_short:
+                    pending_entry = -1
+        elif pos < 0.0:
+            if exit_short[i] or entry_long[i]:
+                pending_exit = True
+                if go_long:
+                    pending_entry = 1
+        elif go_long:
+            pending_entry = 1
+        elif go_short:
+            pending_entry = -1
+        last_ts = ts[i]
+
+    state[0] = cash
+    state[1] = pos
+    state[2] = entry_price
+    state[3] = entry_ts
+    state[4] = entry_bar
+    state[5] = entry_fee
+    state[6] = extreme
+    state[7] = 1.0 if pending_exit else 0.0
+    state[8] = pending_entry
+    state[9] = last_ts
+    state[10] = bars + n
+    return trades, count

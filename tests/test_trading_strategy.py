@@ -1,0 +1,145 @@
+"""Strategy files: the model, expression errors with file:line, columns, class strategies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from sfarm.errors import UsageError
+from sfarm.trading.signals import compute_signals
+from sfarm.trading.strategy import load_strategy, parse_strategy
+
+DATA = Path(__file__).parent / "data" / "strategies"
+TEMPLATE = Path(__file__).parent.parent / "templates" / "strategy.toml"
+
+RSI = """\
+[strategy]
+name = "rsi-revert"
+indicators = ["rsi(14)", "sma(200)"]
+entry_long = "rsi_14 < 30 AND close > sma_200"
+exit_long = "rsi_14 > 55"
+stop_loss = 0.03
+take_profit = 0.06
+trailing_stop = 0.02
+size = 1.0
+fee = 0.001
+slippage = 0.0005
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "strategy.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> UsageError:
+    with pytest.raises(UsageError) as caught:
+        load_strategy(write(tmp_path, text))
+    return caught.value
+
+
+def test_spec_example_loads(tmp_path: Path) -> None:
+    strategy = load_strategy(write(tmp_path, RSI))
+    assert strategy.name == "rsi-revert"
+    assert strategy.indicators == ["rsi(14)", "sma(200)"]
+    assert strategy.required_columns() == {"rsi_14", "close", "sma_200"}
+    assert strategy.available_columns() >= {"ts", "open", "high", "low", "close", "volume",
+                                             "rsi_14", "sma_200"}
+    assert (strategy.stop_loss, strategy.take_profit, strategy.trailing_stop) == (0.03, 0.06, 0.02)
+    assert strategy.size_fraction == 1.0 and not strategy.allows_short
+
+
+def test_template_is_a_valid_strategy() -> None:
+    strategy = load_strategy(TEMPLATE)
+    assert strategy.entry_long and strategy.indicators
+
+
+def test_bad_expression_syntax_names_file_line_key_and_expression(tmp_path: Path) -> None:
+    error = error_of(tmp_path, RSI.replace('"rsi_14 > 55"', '"rsi_14 > > 55"'))
+    assert error.message.startswith(f"{tmp_path / 'strategy.toml'}:5: strategy.exit_long:")
+    assert "'rsi_14 > > 55'" in error.message
+
+
+def test_unknown_column_suggests_the_closest(tmp_path: Path) -> None:
+    error = error_of(tmp_path, RSI.replace('"rsi_14 > 55"', '"rsi_41 > 55"'))
+    assert ":5: strategy.exit_long: unknown column 'rsi_41'" in error.message
+    assert "did you mean 'rsi_14'?" in error.message
+    assert "'rsi_41 > 55'" in error.message
+    assert "sma_200" in (error.hint or "")
+
+
+def test_check_columns_against_what_a_root_holds(tmp_path: Path) -> None:
+    strategy = load_strategy(write(tmp_path, RSI))
+    strategy.check_columns({"ts", "close", "rsi_14", "sma_200"})
+    with pytest.raises(UsageError, match="unknown column 'sma_200'.*did you mean 'sma_20'"):
+        strategy.check_columns({"ts", "close", "rsi_14", "sma_20"})
+
+
+def test_condition_that_is_not_boolean(tmp_path: Path) -> None:
+    error = error_of(tmp_path, RSI.replace('"rsi_14 > 55"', '"rsi_14 + 55"'))
+    assert "strategy.exit_long" in error.message and "true/false" in error.message
+
+
+@pytest.mark.parametrize("replace, expected", [
+    (("stop_loss = 0.03", "stop_loss = 1.5"), ":6: strategy.stop_loss: Input should be less "
+                                              "than 1"),
+    (("size = 1.0", "size = 0"), ":9: strategy.size: Input should be greater than 0"),
+    (("slippage = 0.0005", "slippage = -0.1"), ":11: strategy.slippage:"),
+    (("fee = 0.001", "fees = 0.001"), ":10: strategy.fees: unknown key; did you mean 'fee'?"),
+    (("size = 1.0", "size = 1.0\nsize_quote = 100.0"), "size_quote"),
+    (('indicators = ["rsi(14)", "sma(200)"]', 'indicators = ["rsi(14)", "smaa(200)"]'),
+     ":3: strategy.indicators: unknown indicator 'smaa'"),
+    (('name = "rsi-revert"\n', ""), "strategy.name: required key is missing"),
+])
+def test_bad_values_name_line_and_key(tmp_path: Path, replace: tuple[str, str],
+                                      expected: str) -> None:
+    error = error_of(tmp_path, RSI.replace(*replace))
+    assert expected in error.message
+
+
+def test_toml_syntax_error_has_the_line(tmp_path: Path) -> None:
+    error = error_of(tmp_path, RSI.replace('fee = 0.001', 'fee = = 0.001'))
+    assert error.message.startswith(f"{tmp_path / 'strategy.toml'}:10: invalid TOML")
+
+
+def test_needs_an_entry_and_not_both_class_and_expressions(tmp_path: Path) -> None:
+    assert "entry_long or entry_short" in error_of(
+        tmp_path, '[strategy]\nname = "x"\nexit_long = "close > 1"\n').message
+    text = '[strategy]\nname = "x"\nclass = "m:C"\nentry_long = "close > 1"\n'
+    assert "either class or expressions" in error_of(tmp_path, text).message
+
+
+def test_short_allowed_only_with_entry_short() -> None:
+    text = '[strategy]\nname = "x"\nentry_short = "close < open"\nexit_short = "close > open"\n'
+    assert parse_strategy(text).allows_short
+
+
+def test_nan_warmup_is_no_signal() -> None:
+    # Polars orders NaN above every number: NaN > 1 must not become an entry.
+    strategy = parse_strategy('[strategy]\nname = "x"\nindicators = ["sma(3)"]\n'
+                              'entry_long = "sma_3 > 1"\n')
+    frame = pl.DataFrame({"ts": [1, 2, 3], "open": [2.0] * 3, "high": [2.0] * 3,
+                          "low": [2.0] * 3, "close": [2.0] * 3, "volume": [1.0] * 3,
+                          "sma_3": [float("nan"), float("nan"), 2.0]})
+    assert compute_signals(frame, strategy)["entry_long"].to_list() == [False, False, True]
+
+
+def test_class_strategy_from_a_module_beside_the_file() -> None:
+    strategy = load_strategy(DATA / "breakout.toml")
+    assert strategy.class_path == "breakout:Breakout"
+    assert "sma(5)" in strategy.all_indicators()
+    frame = pl.DataFrame({"ts": [1, 2, 3, 4], "open": [1.0, 2, 3, 2], "high": [1.0, 2, 3, 2],
+                          "low": [1.0, 2, 3, 2], "close": [1.0, 2, 3, 2], "volume": [1.0] * 4,
+                          "sma_5": [float("nan")] * 4})
+    signals = compute_signals(frame, strategy)
+    assert signals["entry_long"].to_list() == [False, True, True, False]
+    assert signals["exit_long"].to_list() == [False, False, False, True]
+    assert signals["entry_short"].to_list() == [False] * 4
+
+
+def test_class_that_cannot_be_imported(tmp_path: Path) -> None:
+    error = error_of(tmp_path, '[strategy]\nname = "x"\nclass = "nowhere_xyz:Thing"\n')
+    assert ":3: strategy.class: cannot import module 'nowhere_xyz'" in error.message
