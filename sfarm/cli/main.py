@@ -44,8 +44,10 @@ def _register_commands() -> None:
     # Each command module adds its commands to `app`; one line per module keeps this list the
     # single place that says which commands exist.
     from sfarm.cli import inventory_cmds
+    from sfarm.cli import data as data_cmds
 
     inventory_cmds.register(app)
+    data_cmds.register(app)
 
 
 def report_error(error: SfarmError) -> None:

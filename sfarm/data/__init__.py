@@ -8,7 +8,7 @@ from sfarm.data.catalog import DatasetInfo, list_datasets
 from sfarm.data.csv_import import ImportResult, import_csv
 from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts
 from sfarm.data.manifest import Manifest, PartitionEntry, SegmentEntry
-from sfarm.data.store import AppendResult, append, load_manifest, read, scan
+from sfarm.data.store import AppendResult, append, load_manifest, read, read_tail, scan
 from sfarm.data.verify import VerifyReport, verify
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "list_datasets",
     "load_manifest",
     "read",
+    "read_tail",
     "scan",
     "verify",
 ]

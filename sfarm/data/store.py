@@ -119,6 +119,23 @@ def read(root: Path | str, dataset_id: str, start: int | None = None, end: int |
     raise AssertionError("unreachable")
 
 
+def read_tail(root: Path | str, dataset_id: str, rows: int, *,
+              mirror_of: str | None = None) -> pl.DataFrame:
+    """The last `rows` rows, opening only the last partitions that hold them."""
+    manifest = load_manifest(root, dataset_id, mirror_of=mirror_of)
+    if manifest is None:
+        raise _not_found(root, dataset_id, mirror_of)
+    needed, start = 0, None
+    for partition in reversed(manifest.partitions):
+        if needed >= rows:
+            break
+        needed += partition.rows
+        start = partition.first_ts
+    if start is None or rows <= 0:
+        return frames.empty_frame(manifest.columns)
+    return read(root, dataset_id, start, mirror_of=mirror_of).tail(rows)
+
+
 def _overlaps(first: int, last: int, start: int | None, end: int | None) -> bool:
     return (start is None or last >= start) and (end is None or first < end)
 

@@ -1,0 +1,238 @@
+"""`sfarm data`: list, show, verify and import the datasets of a node root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from sfarm.cli.console import err, out, print_json
+from sfarm.cli.options import JsonOption, RootOption
+from sfarm.data import (
+    DatasetInfo,
+    DatasetNotFound,
+    VerifyReport,
+    dataset_dir,
+    format_ts,
+    import_csv,
+    list_datasets,
+    load_manifest,
+    read_tail,
+    verify,
+)
+
+data_app = typer.Typer(
+    name="data",
+    help="Inspect the datasets of a node root: list, show, verify, import CSV candles.\n\n"
+         "Example: sfarm data ls --root ~/sfarm/prod/miner-1",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+NodeOption = Annotated[
+    Optional[str],
+    typer.Option("--node", help="Read the mirror of this producer node (mirror/<node>/<id>)."),
+]
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+@data_app.command("ls")
+def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
+    """List the datasets of a root (own and mirrored) with their size and time span.
+
+    Reads ROOT/data/ and ROOT/mirror/<node>/ (datasets pulled from their producer node).
+
+    Example: [bold]sfarm data ls --root ~/sfarm/prod/miner-1 --json[/]
+    """
+    infos = list_datasets(root)
+    if json:
+        print_json({"root": str(root), "datasets": [_info_json(i) for i in infos]})
+        return
+    if not infos:
+        err.print(f"no datasets under {root}/data or {root}/mirror")
+        return
+    mirrors = any(info.node for info in infos)
+    table = Table(title=f"datasets under {root} (times UTC)", title_justify="left")
+    # The id matters most: keep it whole, and let the times wrap between date and hour.
+    table.add_column("id", no_wrap=True, min_width=min(max(len(i.id) for i in infos), 48))
+    if mirrors:
+        table.add_column("node", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("first", min_width=10)
+    table.add_column("last", min_width=10)
+    table.add_column("parts", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    for info in infos:
+        node = [f"[magenta]{info.node}[/]" if info.node else "[dim]local[/]"] if mirrors else []
+        if info.error:
+            table.add_row(info.id, *node, "[red]unreadable manifest[/]", "", "", "", "")
+            continue
+        table.add_row(info.id, *node, f"{info.rows:,}", format_ts(info.first_ts),
+                      format_ts(info.last_ts), str(info.partitions), human_bytes(info.bytes))
+    out.print(table)
+
+
+def _info_json(info: DatasetInfo) -> dict[str, Any]:
+    document = info.to_dict()
+    document["first"] = _iso(info.first_ts)
+    document["last"] = _iso(info.last_ts)
+    return document
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else format_ts(ts)
+
+
+@data_app.command("show")
+def show(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID", help="Dataset id.")],
+    root: RootOption = Path("."),
+    node: NodeOption = None,
+    tail: Annotated[int, typer.Option("--tail", min=0, help="Rows to print from the end.")] = 10,
+    json: JsonOption = False,
+) -> None:
+    """Show a dataset: its manifest (span, rows, partitions, columns, extra) and last rows.
+
+    Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
+    """
+    node = node if node is not None else _locate(root, dataset_id)
+    manifest = load_manifest(root, dataset_id, mirror_of=node)
+    if manifest is None:
+        raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
+                              hint="`sfarm data ls --root DIR` lists the datasets of a root")
+    rows = read_tail(root, dataset_id, tail, mirror_of=node)
+    if json:
+        print_json({
+            "id": dataset_id, "node": node, "rows": manifest.rows,
+            "first_ts": manifest.first_ts, "last_ts": manifest.last_ts,
+            "first": _iso(manifest.first_ts), "last": _iso(manifest.last_ts),
+            "partitions": len(manifest.partitions), "bytes": manifest.bytes,
+            "partitioning": manifest.partitioning, "schema_version": manifest.schema_version,
+            "generation": manifest.generation, "updated_at": manifest.updated_at,
+            "columns": manifest.columns, "extra": manifest.extra, "tail": rows.to_dicts(),
+        })
+        return
+    where = f" [magenta](mirror of {node})[/]" if node else ""
+    out.print(f"[bold]{dataset_id}[/]{where}")
+    out.print(f"  {manifest.rows:,} rows from {format_ts(manifest.first_ts)} to "
+              f"{format_ts(manifest.last_ts)} UTC, {len(manifest.partitions)} partitions by "
+              f"{manifest.partitioning}, {human_bytes(manifest.bytes)}, updated "
+              f"{manifest.updated_at or '-'}")
+    out.print(f"  columns: {', '.join(f'{n} {t}' for n, t in manifest.columns.items())}")
+    if manifest.extra:
+        out.print(f"  extra: {manifest.extra}")
+    if rows.height:
+        table = Table(title=f"last {rows.height} rows", title_justify="left")
+        for column in rows.columns:
+            table.add_column("time (UTC)" if column == "ts" else column,
+                             justify="left" if column == "ts" else "right")
+        for row in rows.iter_rows():
+            table.add_row(format_ts(row[0]), *("" if v is None else str(v) for v in row[1:]))
+        out.print(table)
+
+
+def _locate(root: Path, dataset_id: str) -> str | None:
+    """None when the root holds the dataset itself, else the one mirror node that has it."""
+    if dataset_dir(root, dataset_id).is_dir():
+        return None
+    nodes = [i.node for i in list_datasets(root) if i.id == dataset_id.strip("/") and i.node]
+    if len(nodes) == 1:
+        return nodes[0]
+    if nodes:
+        raise DatasetNotFound(f"{dataset_id} is not produced here but mirrored from "
+                              f"{', '.join(nodes)}", hint="pick one with --node NODE")
+    raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
+                          hint="`sfarm data ls --root DIR` lists the datasets of a root")
+
+
+@data_app.command("verify")
+def verify_cmd(
+    dataset_ids: Annotated[Optional[list[str]], typer.Argument(
+        metavar="ID", help="Datasets to check; all of the root when none.")] = None,
+    root: RootOption = Path("."),
+    json: JsonOption = False,
+) -> None:
+    """Check datasets for integrity and continuity; exit 1 on any problem.
+
+    Manifest against files (rows, sha256), ts strictly increasing on the timeframe grid, OHLC
+    sanity, gaps not recorded as exchange-side. All datasets of the root when no ID is given.
+
+    Example: [bold]sfarm data verify candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
+    """
+    targets = ([(i.id, i.node) for i in list_datasets(root)] if not dataset_ids
+               else [(d, _locate(root, d)) for d in dataset_ids])
+    reports = [verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
+    ok = all(report.ok for report in reports)
+    if json:
+        print_json({"root": str(root), "ok": ok, "datasets": [r.to_dict() for r in reports]})
+    else:
+        _render_reports(root, reports)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _render_reports(root: Path, reports: list[VerifyReport]) -> None:
+    if not reports:
+        err.print(f"no datasets under {root}/data or {root}/mirror")
+        return
+    table = Table(title=f"verify {root}", title_justify="left")
+    for column in ("id", "node", "rows", "partitions", "gaps", "result"):
+        table.add_column(column, justify="right" if column in ("rows", "partitions", "gaps")
+                         else "left")
+    for report in reports:
+        result = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problems[/]"
+        if report.ok and report.warnings:
+            result += f" [yellow]({len(report.warnings)} warnings)[/]"
+        gaps = str(len(report.gaps)) + (f" (+{report.excused_gaps} exchange)"
+                                        if report.excused_gaps else "")
+        table.add_row(report.dataset_id, report.node or "", f"{report.rows:,}",
+                      str(report.partitions), gaps, result)
+    out.print(table)
+    for report in reports:
+        for problem in report.problems:
+            out.print(f"[red]problem[/] {report.dataset_id}: {problem}")
+        for warning in report.warnings:
+            out.print(f"[yellow]warning[/] {report.dataset_id}: {warning}")
+
+
+@data_app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file of candles.")],
+    dataset_id: Annotated[str, typer.Option("--id", help="Target candles dataset id.")],
+    root: RootOption = Path("."),
+    json: JsonOption = False,
+) -> None:
+    """Import candles from a CSV file, checked like mined data, then appended.
+
+    Columns: ts (epoch s/ms/us) or date/datetime/timestamp (ISO 8601, UTC), open, high, low,
+    close, volume; headers case-insensitive, other columns ignored. Headerless Binance kline
+    dumps are read too. A bad row stops the import with its line number.
+
+    Example: [bold]sfarm data import BTCUSDT-1m-2024-01.csv --id candles/binance/BTC-USDT/1m
+    --root .[/]
+    """
+    result = import_csv(file, root, dataset_id)
+    if json:
+        print_json(result.to_dict())
+        return
+    out.print(f"[green]imported[/] {result.file} into {result.dataset_id}: "
+              f"{result.rows_read:,} candles read ({format_ts(result.first_ts)} to "
+              f"{format_ts(result.last_ts)}), {result.rows_added:,} added, "
+              f"{result.rows_skipped:,} already stored")
+    if result.conflicts:
+        err.print(f"[yellow]warning:[/] {result.conflicts} candles differ from the stored ones; "
+                  "the stored values were kept")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,146 @@
+"""`sfarm data ls/show/verify/import`: in-process through `sfarm.cli.main.main`, plus the real
+executable once for exit codes and stdout hygiene."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from sfarm import data
+from sfarm.cli.main import main
+from tests.fixtures.data_helpers import T0, make_candles
+
+BTC_1M = "candles/binance/BTC-USDT/1m"
+ETH_1H = "candles/binance/ETH-USDT/1h"
+SFARM = Path(sys.executable).parent / "sfarm"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 2000))
+    data.append(tmp_path, ETH_1H, make_candles(T0, 48, "1h"))
+    mirror = data.dataset_dir(tmp_path, "candles/kraken/BTC-USD/1h", mirror_of="miner-2")
+    # A mirror is a copy of the producer's directory (what rsync leaves).
+    source = tmp_path / "elsewhere"
+    data.append(source, "candles/kraken/BTC-USD/1h", make_candles(T0, 10, "1h"))
+    mirror.mkdir(parents=True)
+    for item in data.dataset_dir(source, "candles/kraken/BTC-USD/1h").iterdir():
+        (mirror / item.name).write_bytes(item.read_bytes())
+    return tmp_path
+
+
+def test_ls_json_lists_own_and_mirror_datasets(root: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "ls", "--root", str(root), "--json")
+    assert code == 0
+    document = json.loads(out)
+    listed = [(d["id"], d["node"], d["rows"], d["partitions"]) for d in document["datasets"]]
+    assert listed == [(BTC_1M, None, 2000, 2), (ETH_1H, None, 48, 1),
+                      ("candles/kraken/BTC-USD/1h", "miner-2", 10, 1)]
+    assert document["datasets"][0]["first"] == "2024-01-01 00:00"
+
+
+def test_ls_table(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "ls", "--root", str(root))
+    assert code == 0
+    assert "miner-2" in out and "2,000" in out and BTC_1M in out
+
+
+def test_ls_defaults_to_the_current_directory(root: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(root)
+    code, out, _ = run(capsys, "data", "ls", "--json")
+    assert code == 0 and len(json.loads(out)["datasets"]) == 3
+
+
+def test_show_json_with_tail(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "show", BTC_1M, "--root", str(root), "--tail", "3",
+                       "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["rows"] == 2000 and document["partitions"] == 2
+    assert [row["ts"] for row in document["tail"]] == [T0 + i * 60_000 for i in (1997, 1998, 1999)]
+    assert document["columns"]["close"] == "Float64"
+
+
+def test_show_finds_a_mirror_dataset(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "show", "candles/kraken/BTC-USD/1h", "--root", str(root))
+    assert code == 0 and "mirror of miner-2" in out and "last 10 rows" in out
+
+
+def test_show_unknown_dataset_is_usage_error(root: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "data", "show", "candles/binance/XRP-USDT/1m", "--root", str(root))
+    assert code == 2 and "no dataset candles/binance/XRP-USDT/1m" in err
+
+
+def test_verify_all_ok_then_broken(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "verify", "--root", str(root), "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["ok"] is True and len(document["datasets"]) == 3
+    manifest = data.load_manifest(root, ETH_1H)
+    assert manifest is not None
+    partition = data.dataset_dir(root, ETH_1H) / manifest.partitions[0].file
+    partition.write_bytes(partition.read_bytes()[:-10] + b"0123456789")
+    code, out, _ = run(capsys, "data", "verify", ETH_1H, BTC_1M, "--root", str(root))
+    assert code == 1
+    assert "sha256 does not match" in out and "problems" in out
+
+
+def test_import_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "btc.csv"
+    make_candles(T0, 30).with_columns(pl.col("ts") // 1000).rename(
+        {"ts": "Timestamp", "close": "Close"}).write_csv(csv)
+    code, out, _ = run(capsys, "data", "import", str(csv), "--id", BTC_1M, "--root",
+                       str(tmp_path), "--json")
+    assert code == 0
+    assert json.loads(out)["rows_added"] == 30
+    code, out, _ = run(capsys, "data", "import", str(csv), "--id", BTC_1M, "--root",
+                       str(tmp_path))
+    assert code == 0 and "30 already stored" in out
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0, 30))
+
+
+def test_import_bad_row_names_file_and_line(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text("ts,open,high,low,close,volume\n"
+                   f"{T0},1,2,0.5,1.5,3\n{T0 + 60_000},1,0.9,0.5,1.5,3\n")
+    code, _, err = run(capsys, "data", "import", str(csv), "--id", BTC_1M, "--root",
+                       str(tmp_path))
+    assert code == 2
+    assert "bad.csv" in err and "line 3" in err and "high below open or close" in err
+    assert data.load_manifest(tmp_path, BTC_1M) is None
+
+
+def test_real_executable_exit_codes_and_clean_json(root: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    ok = subprocess.run([SFARM, "data", "verify", "--root", root, "--json"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    (data.dataset_dir(root, BTC_1M) / "_manifest.json").unlink()
+    broken = subprocess.run([SFARM, "data", "verify", BTC_1M, "--root", root],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert broken.returncode == 1
+    assert "no _manifest.json" in broken.stdout
+    missing = subprocess.run([SFARM, "data", "verify", "candles/x/Y-Z/1m", "--root", root],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 2 and "error:" in missing.stderr
