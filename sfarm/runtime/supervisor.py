@@ -1,0 +1,157 @@
+"""supervisord per node root: render its config from templates/, start it, talk to it.
+
+supervisord listens only on a unix socket inside the node root (mode 0700, no TCP port) and is
+driven through its XML-RPC interface over that socket, the same interface supervisorctl uses.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from sfarm.data.fsio import write_atomic
+from sfarm.errors import RunError
+from sfarm.resources import template
+from sfarm.runtime.layout import NodeRoot
+
+CONFIG_NAME = "supervisord.conf"
+SOCKET_NAME = "supervisor.sock"
+
+
+@dataclass(frozen=True)
+class Program:
+    """One supervised process: a task's worker or a service such as the exchange emulator."""
+
+    name: str
+    command: Sequence[str]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    autostart: bool = True
+
+
+def socket_path(root: NodeRoot) -> Path:
+    return root.supervisor / SOCKET_NAME
+
+
+def config_path(root: NodeRoot) -> Path:
+    return root.supervisor / CONFIG_NAME
+
+
+def _environment_line(environment: Mapping[str, str]) -> str:
+    if not environment:
+        return ""
+    # supervisor's syntax: KEY="value",KEY2="value"; % must be doubled (its own expansion).
+    pairs = ",".join(f'{key}="{value.replace("%", "%%")}"' for key, value in environment.items())
+    return f"environment={pairs}"
+
+
+def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Program]) -> str:
+    """The supervisord.conf text for `programs` (pure)."""
+    for program in programs:
+        if any("\n" in part for part in program.command):
+            raise ValueError(f"program {program.name}: a supervisord command is one line")
+    program_template = Template(template("supervisor-program.conf").read_text())
+    rendered = "".join(
+        program_template.substitute(
+            name=program.name, root=root.path,
+            command=shlex.join(program.command).replace("%", "%%"),
+            autostart=str(program.autostart).lower(),
+            environment_line=_environment_line(program.environment),
+        )
+        for program in programs
+    )
+    return Template(template("supervisord.conf").read_text()).substitute(
+        root=root.path, socket=socket_path(root), network=network, node=node, programs=rendered)
+
+
+def write_config(root: NodeRoot, text: str) -> bool:
+    """Write the config if it changed; True when it did."""
+    root.supervisor.mkdir(parents=True, exist_ok=True)
+    root.supervisor.chmod(0o700)  # holds the control socket: only the owner may drive it
+    root.logs.mkdir(parents=True, exist_ok=True)
+    path = config_path(root)
+    if path.exists() and path.read_text() == text:
+        return False
+    write_atomic(root.supervisor, CONFIG_NAME, text.encode())
+    return True
+
+
+class Supervisor:
+    """A client of one node root's supervisord."""
+
+    def __init__(self, root: NodeRoot) -> None:
+        self.root = root
+
+    @property
+    def _proxy(self) -> Any:
+        # A fresh transport per call: one that saw a failed request (supervisord not up yet)
+        # refuses every later one.
+        transport = SupervisorTransport(serverurl=f"unix://{socket_path(self.root)}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def is_running(self) -> bool:
+        try:
+            return self._proxy.supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Fault):
+            return False
+
+    def start_daemon(self, timeout_s: float = 15.0) -> None:
+        """Start supervisord for this root unless it already runs."""
+        if self.is_running():
+            return
+        subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c",
+                        str(config_path(self.root))], check=True, cwd=self.root.path,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout_s
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise RunError(f"supervisord did not start for {self.root.path}",
+                               hint=f"see {self.root.logs / 'supervisord.log'}")
+            time.sleep(0.1)
+
+    def apply_config(self) -> None:
+        """Load a changed config: add new programs, restart changed ones, drop removed ones."""
+        added, changed, removed = self._proxy.supervisor.reloadConfig()[0]
+        for name in removed + changed:
+            self._call_quietly("stopProcessGroup", name)
+            self._proxy.supervisor.removeProcessGroup(name)
+        for name in changed + added:
+            self._proxy.supervisor.addProcessGroup(name)
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """name -> supervisord's process info (statename, pid, ...)."""
+        return {info["name"]: info for info in self._proxy.supervisor.getAllProcessInfo()}
+
+    def start(self, name: str) -> None:
+        self._call_quietly("startProcess", name, "ALREADY_STARTED")
+
+    def stop(self, name: str) -> None:
+        self._call_quietly("stopProcess", name, "NOT_RUNNING")
+
+    def shutdown(self, timeout_s: float = 20.0) -> None:
+        """Stop every process and supervisord itself; wait until its socket is gone."""
+        if not self.is_running():
+            return
+        self._proxy.supervisor.shutdown()
+        deadline = time.monotonic() + timeout_s
+        while self.is_running() or socket_path(self.root).exists():
+            if time.monotonic() > deadline:
+                raise RunError(f"supervisord for {self.root.path} did not shut down")
+            time.sleep(0.1)
+
+    def _call_quietly(self, method: str, name: str, *benign: str) -> None:
+        try:
+            getattr(self._proxy.supervisor, method)(name)
+        except xmlrpc.client.Fault as fault:
+            if not any(code in fault.faultString for code in (*benign, "NOT_RUNNING")):
+                raise RunError(f"supervisord {method}({name}): {fault.faultString}") from None
