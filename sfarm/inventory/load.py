@@ -178,7 +178,17 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
         if line and 0 < line <= len(text.splitlines()):
             snippet = f"\n    {line} | {text.splitlines()[line - 1]}"
         raise UsageError(f"{where}: not valid TOML: {reason}{snippet}",
-                         hint="see docs/inventory.md for the format") from None
+                         hint=_TOML_HINTS.get(reason, "see docs/inventory.md for the format")) \
+            from None
+
+
+# tomllib's terse reasons for the commonest mistakes, said the way a person would fix them.
+_TOML_HINTS = {
+    "Illegal character '\\n'": "a string is not closed on this line: add the closing quote",
+    "Unterminated string": "a string is not closed: add the closing quote",
+    "Cannot overwrite a value": "a key is set twice, or a table declared twice: keep one",
+    "Invalid value": 'strings need quotes, e.g. ccxt = "binance"',
+}
 
 
 def _value_at(raw: Any, path: tuple[str | int, ...]) -> Any:

@@ -20,7 +20,8 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
@@ -46,7 +47,11 @@ def _check_market(value: str) -> str:
 
 def _check_timeframe(value: str) -> str:
     if value not in TIMEFRAMES:
-        raise ValueError(f"expected a timeframe, one of {' '.join(TIMEFRAMES)}")
+        expected = f"expected a timeframe, one of {' '.join(TIMEFRAMES)}"
+        # `1H` is a near miss of `1h`; `1M` is not (ccxt writes a month as 1M).
+        if value.lower() in TIMEFRAMES and not value.endswith("M"):
+            expected += f"; did you mean {value.lower()!r}?"
+        raise ValueError(expected)
     return value
 
 
@@ -97,9 +102,10 @@ NonEmptyUnique = AfterValidator(_unique)
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo must never pass silently."""
+    """Unknown keys are errors: a typo must never pass silently. Types are strict too: TOML has
+    integers and booleans, so `port = "22"` or `sandbox = "yes"` is a mistake, not a value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Farm(Strict):
@@ -130,14 +136,22 @@ class Exchange(Strict):
     # exchange, so a farm can run with no internet (the embedded local farm does).
     emulate: bool = False
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Exchange:
-        if self.credentials is not None and not _ENV_PREFIX.match(self.credentials):
+    # Field validators rather than one model validator, so that an error names the key (and
+    # its line), not the whole table.
+    @field_validator("credentials")
+    @classmethod
+    def _env_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_PREFIX.match(value):
             raise ValueError("credentials names an environment prefix such as BINANCE "
                              "(reads BINANCE_API_KEY, BINANCE_SECRET), never the key itself")
-        if self.emulate and self.url is None:
+        return value
+
+    @field_validator("emulate")
+    @classmethod
+    def _emulate_needs_url(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("url") is None:
             raise ValueError("emulate = true needs url, e.g. url = \"http://127.0.0.1:8900\"")
-        return self
+        return value
 
 
 class TaskBase(Strict):
@@ -163,6 +177,9 @@ class IndicatorsTask(TaskBase):
 
 class TradeTask(TaskBase):
     kind: Literal["trade"]
+    # Live trading needs this in the inventory and --live on the command that starts it.
+    # Declared before `mode` so that mode's validator sees it.
+    live: bool = False
     mode: Literal["backtest", "paper", "live"]
     market: Market
     timeframe: Timeframe
@@ -170,19 +187,23 @@ class TradeTask(TaskBase):
     cash: float = Field(10_000.0, gt=0)
     since: Time | None = None
     until: Time | None = None
-    # Live trading needs this in the inventory and --live on the command that starts it.
-    live: bool = False
     max_drawdown: float | None = Field(None, gt=0, lt=1)
     max_daily_loss: float | None = Field(None, gt=0, lt=1)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> TradeTask:
-        if self.mode == "live" and not self.live:
+    @field_validator("mode")
+    @classmethod
+    def _live_needs_flag(cls, value: str, info: ValidationInfo) -> str:
+        if value == "live" and not info.data.get("live", False):
             raise ValueError("mode = \"live\" also needs live = true in the task (a guard "
                              "against trading real money by accident)")
-        if PurePosixPath(self.strategy).suffix not in (".toml", ""):
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_file(cls, value: str) -> str:
+        if PurePosixPath(value).suffix not in (".toml", ""):
             raise ValueError("strategy is a .toml strategy file, relative to the inventory")
-        return self
+        return value
 
 
 def _task_kind(value: Any) -> str | None:

@@ -48,10 +48,16 @@ class InventoryError(UsageError):
         super().__init__(f"invalid inventory, {count} {noun}:\n  {lines}")
 
 
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `name` is a near miss of, if any."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """`did you mean 'mine-majors'?` for a near miss, else None."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean {matches[0]!r}?" if matches else None
+    match = closest(name, candidates)
+    return f"did you mean {match!r}?" if match else None
 
 
 def known_names(kind: str, candidates: Iterable[str]) -> str:

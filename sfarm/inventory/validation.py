@@ -7,19 +7,34 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from sfarm.inventory.model import SECTION_MODELS, TASK_KINDS
-from sfarm.inventory.problems import Problem, did_you_mean
+from sfarm.inventory.problems import Problem, closest, did_you_mean
 from sfarm.inventory.source import KeyPath
 
 _NAME_RULE = "a name of letters, digits, '-', '_' or '.' (up to 64 characters)"
 
 
 def problems_from_validation(error: ValidationError, raw: dict[str, Any]) -> list[Problem]:
-    problems = [_problem(detail, raw) for detail in error.errors(include_url=False)]
+    details = error.errors(include_url=False)
+    problems = [_problem(detail, raw) for detail in details]
+    # `hots = ...` makes two errors, unknown 'hots' and missing 'host'; the first says it all.
+    misspelt = {path for path in map(_misspelt_key, details, [raw] * len(details)) if path}
+    problems = [problem for problem, detail in zip(problems, details, strict=True)
+                if not (detail["type"] == "missing" and problem.path in misspelt)]
     # pydantic reports a failed union member once per candidate; keep each message once.
     unique: dict[tuple[KeyPath, str], Problem] = {}
     for problem in problems:
         unique.setdefault((problem.path, problem.message), problem)
     return list(unique.values())
+
+
+def _misspelt_key(detail: Any, raw: dict[str, Any]) -> KeyPath | None:
+    """For an unknown key that is a near miss of a known one, the path of the known key."""
+    if detail["type"] != "extra_forbidden":
+        return None
+    path = _strip_tags(tuple(detail["loc"]))
+    model = _section_model(path[:-1], raw)
+    match = closest(str(path[-1]), model.model_fields) if model else None
+    return (*path[:-1], match) if match else None
 
 
 def _strip_tags(loc: tuple[Any, ...]) -> KeyPath:
@@ -54,9 +69,9 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
     loc = tuple(detail["loc"])
     value = detail.get("input")
     if "[key]" in loc:
+        # pydantic's loc for a bad dict key is (..., key, "[key]"): the key is already there.
         path = _strip_tags(loc[: loc.index("[key]")])
-        return Problem((*path, str(loc[loc.index("[key]") - 1])),
-                       f"{loc[loc.index('[key]') - 1]!r} is not {_NAME_RULE}")
+        return Problem(path, f"{path[-1]!r} is not {_NAME_RULE}")
     path = _strip_tags(loc)
 
     if kind == "extra_forbidden":
@@ -81,6 +96,8 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
         return Problem(path, _too_short_message(path))
     if kind == "model_type" or kind == "dict_type":
         return Problem(path, f"expected a table, got {_describe(value)}")
+    if kind == "list_type":
+        return Problem(path, f"expected an array such as [\"a\", \"b\"], got {_describe(value)}")
     message: str = detail["msg"]
     message = message.removeprefix("Value error, ")
     message = message.replace("Input should be", "expected").replace("Input", "value")
@@ -96,7 +113,7 @@ def _pattern_message(path: KeyPath, value: Any) -> str:
 
 
 def _too_short_message(path: KeyPath) -> str:
-    if len(path) == 2 and path[0] == "networks":
+    if len(path) == 3 and path[0] == "networks" and path[2] == "nodes":
         return "a network needs at least one node ([networks.NAME.nodes.NODE] with host and tasks)"
     if path == ("networks",):
         return "the inventory declares no network ([networks.NAME.nodes.NODE])"
