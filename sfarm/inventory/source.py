@@ -42,7 +42,13 @@ class SourceIndex:
     def of(cls, text: str) -> SourceIndex:
         index = cls(text.splitlines())
         table: tuple[str, ...] = ()
+        open_string: str | None = None  # the delimiter of a multi-line string being read
         for number, line in enumerate(index.lines, start=1):
+            if open_string is not None:  # text of a string, not keys: `[x]` here is no header
+                if open_string in line:
+                    open_string = None
+                continue
+            open_string = _opens_multiline_string(line)
             header = _HEADER.match(line)
             if header:
                 table = split_dotted(header.group("path"))
@@ -81,6 +87,14 @@ class SourceIndex:
                                    or _HEADER.match(self.lines[number - 1])):
                 return None
         return None
+
+
+def _opens_multiline_string(line: str) -> str | None:
+    """The delimiter of a multi-line string that starts on `line` and does not end there."""
+    for delimiter in ('"""', "'''"):
+        if line.count(delimiter) % 2 == 1:
+            return delimiter
+    return None
 
 
 def format_key_path(path: KeyPath) -> str:
