@@ -12,7 +12,9 @@ from typing import Any
 
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (less, a CI log) gets a wide fixed width instead of rich's 80 columns, so trees
+# and tables are not cropped.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.inventory import load_inventory
-from sfarm.plan import Plan, plan_network
+from sfarm.plan import Plan, TaskRef, plan_network
 from sfarm.scaffold import scaffold_farm
 
 
@@ -31,10 +32,14 @@ def validate(inventory: InventoryOption = None, json: JsonOption = False) -> Non
                     "warnings": [problem.to_json() for problem in warnings]})
         return
     for problem in warnings:
-        err.print(f"[yellow]warning:[/] {problem.message}")
-    summary = ", ".join(f"{plan.network} ({len(plan.nodes)} nodes, {len(plan.datasets)} "
-                        f"datasets)" for plan in plans)
+        err.print(f"[yellow]warning:[/] {escape(problem.message)}")
+    summary = ", ".join(f"{plan.network} ({_count(len(plan.nodes), 'node')}, "
+                        f"{_count(len(plan.datasets), 'dataset')})" for plan in plans)
     out.print(f"[green]valid[/]: {loaded.path}: {summary}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def plan(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -52,23 +57,37 @@ def plan(inventory: InventoryOption = None, network: NetworkOption = None,
     render_plan(result)
 
 
+def _grouped(ids: list[str]) -> list[str]:
+    """`a/b/{x, y}` for ids that differ only in their last part: long plans stay readable."""
+    groups: dict[str, list[str]] = {}
+    for dataset in ids:
+        parent, _, leaf = dataset.rpartition("/")
+        groups.setdefault(parent, []).append(leaf)
+    return [f"{parent}/{leaves[0]}" if len(leaves) == 1 else f"{parent}/{{{', '.join(leaves)}}}"
+            for parent, leaves in groups.items()]
+
+
 def render_plan(result: Plan) -> None:
     tree = Tree(f"[bold]network {result.network}[/]")
     for node in result.nodes:
         branch = tree.add(f"[cyan]{node.name}[/] [dim]{node.host}[/]")
-        produced = {d.id for d in result.datasets if d.producer and d.producer.node == node.name}
         for task in node.tasks:
             task_branch = branch.add(f"[bold]{task}[/]")
+            reads: dict[str, list[str]] = {}
             for dataset in result.datasets:
-                if dataset.producer and dataset.producer.node == node.name \
-                        and dataset.producer.task == task:
-                    task_branch.add(f"[green]produces[/] {dataset.id}")
                 if any(c.node == node.name and c.task == task for c in dataset.consumers):
-                    source = (f"[dim]local[/]" if dataset.id in produced else
-                              f"[magenta]from {dataset.producer.node}[/]" if dataset.producer
-                              else "[red]no producer[/]")
-                    task_branch.add(f"[blue]reads[/] {dataset.id} {source}")
-    out.print(tree)
+                    source = ("[red]no producer[/]" if dataset.producer is None else
+                              "[dim]local[/]" if dataset.producer.node == node.name else
+                              f"[magenta]from {dataset.producer.node}[/]")
+                    reads.setdefault(source, []).append(dataset.id)
+            for source, ids in reads.items():
+                for line in _grouped(ids):
+                    task_branch.add(f"[blue]reads[/] {line} {source}")
+            produced = [d.id for d in result.datasets
+                        if d.producer == TaskRef(node.name, task)]
+            for line in _grouped(produced):
+                task_branch.add(f"[green]produces[/] {line}")
+    out.print(tree, crop=False)
     if result.transfers:
         table = Table(title="transfers", title_justify="left")
         for column in ("dataset", "from", "to"):
@@ -80,7 +99,7 @@ def render_plan(result: Plan) -> None:
         out.print("[dim]no transfers: every task reads data produced on its own node[/]")
     for problem in result.problems:
         colour = "red" if problem.severity == "error" else "yellow"
-        out.print(f"[{colour}]{problem.severity}:[/] {problem.message}")
+        out.print(f"[{colour}]{problem.severity}:[/] {escape(problem.message)}")
 
 
 def init(

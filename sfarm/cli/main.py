@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from sfarm import __version__
 from sfarm.cli.console import err
@@ -45,15 +46,18 @@ def _register_commands() -> None:
     # single place that says which commands exist.
     from sfarm.cli import inventory_cmds
     from sfarm.cli import data as data_cmds
+    from sfarm.cli import backtest as backtest_cmds
 
     inventory_cmds.register(app)
     data_cmds.register(app)
+    backtest_cmds.register(app)
 
 
 def report_error(error: SfarmError) -> None:
-    err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
+    # Messages quote TOML ([exchanges.binance]) and code: never read them as rich markup.
+    err.print(f"[bold red]error:[/] {escape(error.message)}", markup=True, highlight=False)
     if error.hint:
-        err.print(f"[dim]hint:[/] {error.hint}", markup=True, highlight=False)
+        err.print(f"[dim]hint:[/] {escape(error.hint)}", markup=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
