@@ -1,0 +1,19 @@
+"""The `mine` engine: download candles with ccxt into the dataset store, resumable, closed candles
+only, exchange-side gaps recorded. May import sfarm.data, sfarm.exchanges, sfarm.inventory.model,
+sfarm.timeframes and sfarm.errors; nothing about nodes, SSH or the CLI.
+"""
+
+from sfarm.mining.fetch import MinerSettings
+from sfarm.mining.model import DatasetProgress, MineRequest, MineResult
+from sfarm.mining.run import mine, mine_async, request_for_task, run_mine_task
+
+__all__ = [
+    "DatasetProgress",
+    "MineRequest",
+    "MineResult",
+    "MinerSettings",
+    "mine",
+    "mine_async",
+    "request_for_task",
+    "run_mine_task",
+]

@@ -1,0 +1,258 @@
+"""The fetch loop of one market x timeframe: backfill page by page, then follow the live edge.
+
+Each page is appended as soon as it arrives (with the exchange-side gaps it proves, in the same
+atomic append), so a stop or a crash loses at most the page in flight, and the next run resumes
+from the manifest. Decisions about a page live in `sfarm.mining.windows`; this module does the
+I/O: ccxt requests (async, retried), store appends (in a thread, so other markets keep
+fetching meanwhile) and sleeps that end early when a stop is requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+
+from sfarm import data
+from sfarm.errors import RunError
+from sfarm.exchanges import ExchangePermanentError, ExchangeTemporaryError, RetryPolicy
+from sfarm.exchanges.asynchronous import call_with_retries_async
+from sfarm.mining.model import DatasetProgress
+from sfarm.mining.windows import (
+    OffGridCandle,
+    PageDecision,
+    decide_page,
+    fetch_end,
+    first_open,
+    merge_gaps,
+    next_wake,
+    resume_open,
+)
+
+log = logging.getLogger("sfarm.mining")
+T = TypeVar("T")
+
+CANDLE_SCHEMA = {"ts": pl.Int64, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
+                 "close": pl.Float64, "volume": pl.Float64}
+_STOP_POLL_S = 0.1  # how often a sleeping or waiting miner looks at the stop flag
+
+
+class Stopped(Exception):
+    """A stop was requested; the miner leaves between two steps (never inside an append)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def sleep_unless_stopped(seconds: float, stop: threading.Event) -> None:
+    """Sleep `seconds`, raising Stopped as soon as `stop` is set."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while True:
+        if stop.is_set():
+            raise Stopped()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, _STOP_POLL_S))
+
+
+async def unless_stopped(work: Awaitable[T], stop: threading.Event) -> T:
+    """Await `work`, abandoning it (cancelled) when `stop` is set first: a stop does not wait
+    for a slow reply."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_STOP_POLL_S)
+        if done:
+            return task.result()
+        if stop.is_set():
+            task.cancel()
+            raise Stopped()
+
+
+@dataclass(frozen=True)
+class MinerSettings:
+    """How a miner paces itself. Defaults suit a real exchange; tests shorten them."""
+
+    retry: RetryPolicy = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=30.0)
+    close_delay_ms: int = 1_500  # wait after a candle closes before asking for it
+    poll_ms: int = 5_000  # first re-poll interval while the exchange lags behind the clock
+    failure_pause_s: float = 30.0  # live mode: pause after retries ran out, then go on
+
+
+class DatasetMiner:
+    """Mines one candles dataset from an async ccxt exchange (shared with other miners)."""
+
+    def __init__(self, *, root: Path, exchange: Any, progress: DatasetProgress, since_ms: int,
+                 until_ms: int | None, limit: int, settings: MinerSettings,
+                 stop: threading.Event, report: Callable[[DatasetProgress], None],
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.root = root
+        self.exchange = exchange
+        self.progress = progress
+        self.since_ms = since_ms
+        self.until_ms = until_ms
+        self.limit = limit
+        self.settings = settings
+        self.stop = stop
+        self.report = report
+        self.clock = clock
+        self.has_history = False
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def load_state(self) -> None:
+        """Resume point, rows and recorded gaps from the dataset's manifest (if any)."""
+        p = self.progress
+        manifest = data.load_manifest(self.root, p.dataset_id)
+        last_ts = manifest.last_ts if manifest else None
+        self.has_history = last_ts is not None
+        if manifest is not None:
+            p.rows, p.first_ts, p.last_ts = manifest.rows, manifest.first_ts, manifest.last_ts
+            p.exchange_gaps = merge_gaps(_valid_gaps(manifest.extra.get("exchange_gaps")))
+        p.start_open = p.next_open = resume_open(self.since_ms, p.timeframe, last_ts)
+        p.end_open = fetch_end(self.clock(), p.timeframe, self.until_ms)
+
+    @property
+    def until_reached(self) -> bool:
+        return (self.until_ms is not None
+                and self.progress.next_open >= first_open(self.until_ms, self.progress.timeframe))
+
+    # ---- one page ------------------------------------------------------------------------------
+
+    async def fetch_page(self) -> PageDecision:
+        """Ask for the next page, store what it brings; the decision says what comes next."""
+        p = self.progress
+        asked_at = self.clock()  # before the request: a candle closed then is closed for sure
+        end = fetch_end(asked_at, p.timeframe, self.until_ms)
+        p.end_open = max(end, p.start_open)
+        if p.next_open >= end:
+            return PageDecision([], [], p.next_open, True)
+        p.requests += 1
+        page = await call_with_retries_async(
+            self.exchange.fetch_ohlcv, p.market, p.timeframe, p.next_open, self.limit,
+            policy=self.settings.retry, action=f"fetch {p.market} {p.timeframe} candles",
+            sleep=lambda seconds: sleep_unless_stopped(seconds, self.stop))
+        try:
+            decision = decide_page(page, p.next_open, end, p.timeframe,
+                                   has_history=self.has_history)
+        except OffGridCandle as error:
+            raise RunError(f"{p.dataset_id}: {self.exchange.id} returned a candle opening at "
+                           f"{data.format_ts(error.ts)}, off sfarm's {p.timeframe} grid",
+                           hint="this exchange aligns its candles differently; use another "
+                                "timeframe") from None
+        if decision.rows:
+            await self.store(decision)
+        p.next_open = decision.next_open
+        return decision
+
+    async def store(self, decision: PageDecision) -> None:
+        p = self.progress
+        frame = pl.DataFrame(decision.rows, schema=CANDLE_SCHEMA, orient="row")
+        extra = None
+        if decision.gaps:
+            gaps = merge_gaps([*p.exchange_gaps, *decision.gaps])
+            extra = {"exchange_gaps": gaps}
+            for start, end in decision.gaps:
+                log.info("%s: exchange has no candles from %s to before %s; recorded as an "
+                         "exchange-side gap", p.dataset_id, data.format_ts(start),
+                         data.format_ts(end))
+        # The append runs to its end even if this coroutine is cancelled: it is atomic anyway,
+        # and the thread keeps other markets fetching while Parquet is written.
+        result = await asyncio.to_thread(data.append, self.root, p.dataset_id, frame,
+                                         extra=extra)
+        if extra is not None:
+            p.exchange_gaps = extra["exchange_gaps"]
+        if result.conflicts:
+            log.warning("%s: %d candles differ from the stored ones (stored values kept)",
+                        p.dataset_id, result.conflicts)
+        self.has_history = True
+        p.rows_added += result.rows_added
+        p.candles_received += len(decision.rows)
+        p.rows += result.rows_added
+        p.first_ts = p.first_ts if p.first_ts is not None else int(decision.rows[0][0])
+        p.last_ts = result.last_ts
+
+    # ---- loops ---------------------------------------------------------------------------------
+
+    async def catch_up(self) -> bool:
+        """Fetch pages until nothing more is available now; True when caught up with the end."""
+        while True:
+            if self.stop.is_set():
+                raise Stopped()
+            decision = await unless_stopped(self.fetch_page(), self.stop)
+            self.report(self.progress)
+            if decision.exhausted:
+                return self.progress.next_open >= self.progress.end_open
+
+    async def backfill(self) -> None:
+        """Download everything closed (before `until`) once, then return."""
+        self.progress.phase = "backfill"
+        self.report(self.progress)
+        await self.catch_up()
+
+    async def follow(self) -> None:
+        """Backfill, then fetch each candle right after it closes, until stopped or `until`."""
+        p = self.progress
+        p.phase = "backfill"
+        self.report(self.progress)
+        idle_polls = 0
+        while not self.until_reached:
+            before = p.next_open
+            try:
+                caught_up = await self.catch_up()
+            except ExchangeTemporaryError as error:
+                # A daemon outlives outages: say so, pause, go on where it stopped.
+                p.error = error.message
+                log.warning("%s: %s; trying again in %.0f s", p.dataset_id, error.message,
+                            self.settings.failure_pause_s)
+                self.report(p)
+                await sleep_unless_stopped(self.settings.failure_pause_s, self.stop)
+                continue
+            p.error = None
+            if self.until_reached:
+                break
+            p.phase = "live"
+            idle_polls = 0 if caught_up or p.next_open > before else idle_polls + 1
+            now = self.clock()
+            wake = next_wake(now, p.timeframe, self.settings.close_delay_ms,
+                             caught_up=caught_up, idle_polls=idle_polls,
+                             poll_ms=self.settings.poll_ms)
+            self.report(p)
+            await sleep_unless_stopped((wake - now) / 1000, self.stop)
+
+    async def run(self, *, follow: bool) -> DatasetProgress:
+        """Mine until done or stopped. Temporary failures that outlast the retries fail this
+        dataset only (one-off runs); permanent ones (bad symbol, keys) are raised."""
+        p = self.progress
+        try:
+            await asyncio.to_thread(self.load_state)
+            await (self.follow() if follow else self.backfill())
+            p.phase = "done"
+        except Stopped:
+            p.phase = "stopped"
+        except ExchangeTemporaryError as error:
+            p.phase, p.error = "failed", error.message
+            log.error("%s: %s", p.dataset_id, error.message)
+        except ExchangePermanentError as error:
+            p.phase, p.error = "failed", error.message
+            self.report(p)
+            raise RunError(f"{p.dataset_id}: {error.message}", hint=error.hint) from error
+        self.report(p)
+        return p
+
+
+def _valid_gaps(value: object) -> list[list[int]]:
+    """Recorded gaps as int pairs; anything else is left for `verify` to complain about."""
+    if not isinstance(value, list):
+        return []
+    return [[int(item[0]), int(item[1])] for item in value
+            if isinstance(item, list | tuple) and len(item) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in item)]

@@ -1,0 +1,152 @@
+"""Entry points of the miner: `mine` (one-off, used by `sfarm mine`) and `run_mine_task` (the
+worker's engine for a `mine` task). Both open one async exchange, check the request against
+its markets before fetching anything, then run one `DatasetMiner` per market x timeframe
+concurrently; the exchange's throttler keeps them all within its rate limit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sfarm.data.ids import candles_id
+from sfarm.errors import RunError, SfarmError
+from sfarm.exchanges import ExchangeCallError, ExchangePermanentError, load_credentials
+from sfarm.exchanges.asynchronous import call_with_retries_async, make_async_exchange
+from sfarm.inventory.model import Exchange, MineTask
+from sfarm.mining.checks import check_markets, check_ohlcv, check_timeframes, page_limit
+from sfarm.mining.fetch import (
+    DatasetMiner,
+    MinerSettings,
+    Stopped,
+    now_ms,
+    sleep_unless_stopped,
+)
+from sfarm.mining.model import DatasetProgress, MineRequest, MineResult
+
+log = logging.getLogger("sfarm.mining")
+
+ProgressCallback = Callable[[DatasetProgress], None]
+
+
+def _ignore(_: DatasetProgress) -> None:
+    pass
+
+
+def _open_exchange(exchange_config: Exchange, timeout_ms: int | None,
+                   secrets_file: Path | None) -> Any:
+    credentials = (load_credentials(exchange_config.credentials, secrets_file)
+                   if exchange_config.credentials else None)
+    return make_async_exchange(exchange_config.ccxt, url=exchange_config.url,
+                               sandbox=exchange_config.sandbox, credentials=credentials,
+                               timeout_ms=timeout_ms)
+
+
+async def _load_markets(exchange: Any, request: MineRequest, settings: MinerSettings,
+                        stop: threading.Event) -> None:
+    """Load the exchange's markets (retried) and check the request against them."""
+    try:
+        await call_with_retries_async(
+            exchange.load_markets, policy=settings.retry, action=f"{exchange.id} load markets",
+            sleep=lambda seconds: sleep_unless_stopped(seconds, stop))
+    except ExchangePermanentError as error:
+        raise RunError(f"{request.exchange}: cannot load markets: {error.message}",
+                       hint=error.hint) from error
+    check_ohlcv(request.exchange, exchange.has)
+    check_markets(request.exchange, request.markets, exchange.markets)
+    check_timeframes(request.exchange, request.timeframes, exchange.timeframes)
+
+
+async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange, *,
+                     stop: threading.Event, on_progress: ProgressCallback = _ignore,
+                     settings: MinerSettings = MinerSettings(), timeout_ms: int | None = None,
+                     limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
+    """Mine `request` into `root` (see `mine`); the coroutine behind it."""
+    progress = [DatasetProgress(candles_id(request.exchange, market, tf), market, tf)
+                for market in request.markets for tf in request.timeframes]
+    exchange = _open_exchange(exchange_config, timeout_ms, secrets_file)
+    try:
+        try:
+            await _load_markets(exchange, request, settings, stop)
+        except Stopped:
+            for p in progress:
+                p.phase = "stopped"
+            return MineResult(progress)
+        miners = [
+            DatasetMiner(root=root, exchange=exchange, progress=p, since_ms=request.since_ms,
+                         until_ms=request.until_ms, stop=stop, report=on_progress,
+                         limit=limit or page_limit(exchange.features, exchange.market(p.market)),
+                         settings=settings)
+            for p in progress
+        ]
+        try:
+            # One failing for good (bad symbol, keys) stops the others: the task is misconfigured.
+            async with asyncio.TaskGroup() as group:
+                for miner in miners:
+                    group.create_task(miner.run(follow=request.follow))
+        except BaseExceptionGroup as errors:
+            first = next((e for e in errors.exceptions if isinstance(e, SfarmError)),
+                         errors.exceptions[0])
+            raise first from None
+    except ExchangeCallError as error:
+        raise RunError(f"{request.exchange}: {error.message}", hint=error.hint) from error
+    finally:
+        await exchange.close()
+    return MineResult(progress)
+
+
+def mine(root: Path | str, request: MineRequest, exchange_config: Exchange, *,
+         stop: threading.Event | None = None, on_progress: ProgressCallback = _ignore,
+         settings: MinerSettings = MinerSettings(), timeout_ms: int | None = None,
+         limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
+    """Download the candles of `request` into the store under `root`.
+
+    Resumes every dataset from its manifest, stores closed candles only, records exchange-side
+    gaps in the manifest's `extra["exchange_gaps"]`. With `request.follow` it keeps fetching
+    each candle as it closes until `stop` is set (or `until` is reached).
+
+    Raises UsageError when the exchange, a market or a timeframe is wrong (before fetching
+    anything) and RunError when the exchange refuses for good; a dataset whose temporary
+    errors outlast the retries ends with phase "failed" in the result.
+
+    Example:
+        >>> mine("/tmp/node", MineRequest("binance", ("BTC/USDT",), ("1h",), since_ms=...),
+        ...      Exchange(ccxt="binance", url="http://127.0.0.1:8900"))  # doctest: +SKIP
+    """
+    return asyncio.run(mine_async(
+        Path(root), request, exchange_config, stop=stop or threading.Event(),
+        on_progress=on_progress, settings=settings, timeout_ms=timeout_ms, limit=limit,
+        secrets_file=secrets_file))
+
+
+def request_for_task(task: MineTask, now: int | None = None, *,
+                     follow: bool = True) -> MineRequest:
+    """The request a `mine` task makes now (`since`/`until` may be relative to now)."""
+    now = now_ms() if now is None else now
+    return MineRequest(
+        exchange=task.exchange, markets=tuple(task.markets), timeframes=tuple(task.timeframes),
+        since_ms=task.since.resolve(now),
+        until_ms=task.until.resolve(now) if task.until is not None else None, follow=follow)
+
+
+def run_mine_task(root: Path | str, task_name: str, task: MineTask, exchange_config: Exchange,
+                  *, stop_event: threading.Event,
+                  on_progress: ProgressCallback = _ignore,
+                  settings: MinerSettings = MinerSettings(),
+                  secrets_file: Path | None = None) -> MineResult:
+    """The engine of a `mine` task: backfill every dataset, then follow the live edge until
+    `stop_event` is set (or the task's `until` is reached). Returns what was done.
+
+    Temporary exchange trouble never ends it (each dataset pauses and goes on); a
+    misconfiguration (unknown market or timeframe: UsageError; bad keys: RunError) does.
+    """
+    request = request_for_task(task, follow=True)
+    log.info("task %s: mining %s from %s (%d datasets)", task_name, task.exchange,
+             task.since, len(request.dataset_ids()))
+    return mine(root, request, exchange_config, stop=stop_event, on_progress=on_progress,
+                settings=settings, secrets_file=secrets_file)
+
