@@ -1,0 +1,121 @@
+"""`sfarm backtest`: run a strategy over the candles of a data root and report."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from sfarm.cli.console import out, print_json
+from sfarm.cli.options import JsonOption, RootOption
+from sfarm.errors import UsageError
+from sfarm.timepoints import BadTimePoint, parse_time_point
+from sfarm.trading.backtest import DEFAULT_CASH, BacktestResult, backtest
+
+
+def backtest_cmd(
+    strategy: Annotated[Path, typer.Argument(metavar="STRATEGY",
+                                             help="Strategy file (TOML).")],
+    exchange: Annotated[str, typer.Option("--exchange", help="Exchange name of the dataset.")],
+    market: Annotated[str, typer.Option("--market", help="Market, e.g. BTC/USDT.")],
+    timeframe: Annotated[str, typer.Option("--timeframe", help="Candle timeframe, e.g. 1h.")],
+    start: Annotated[Optional[str], typer.Option(
+        "--from", help="First candle (inclusive): 2024-01-01, 2024-01-01T12:00 or 30d.")] = None,
+    end: Annotated[Optional[str], typer.Option(
+        "--to", help="End (exclusive): same forms as --from.")] = None,
+    root: RootOption = Path("."),
+    cash: Annotated[float, typer.Option("--cash", min=0.0, help="Initial equity (quote).")
+                    ] = DEFAULT_CASH,
+    json: JsonOption = False,
+) -> None:
+    """Backtest a strategy on stored candles: signals on closed candles, fills at the next
+    open, stops intrabar (docs/trading.md). Indicators come from the root's indicator
+    datasets when they cover the range, else they are computed.
+
+    Example: [bold]sfarm backtest strategies/rsi_revert.toml --exchange binance
+    --market BTC/USDT --timeframe 1h --from 2024-01-01 --root ~/sfarm/prod/quant-1 --json[/]
+    """
+    if cash <= 0:
+        raise UsageError("--cash must be > 0")
+    result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,
+                      start=_ms("--from", start), end=_ms("--to", end), cash=cash)
+    if json:
+        print_json(result.to_json())
+        return
+    render(result)
+
+
+def _ms(option: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time_point(value).resolve()
+    except BadTimePoint as error:
+        raise UsageError(f"{option}: {error}") from None
+
+
+def _iso(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _pct(value: object) -> str:
+    return "-" if value is None else f"{float(value) * 100:.2f}%"  # type: ignore[arg-type]
+
+
+def _num(value: object, digits: int = 2) -> str:
+    return "-" if value is None else f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
+
+
+def render(result: BacktestResult) -> None:
+    report = result.to_json()
+    out.print(f"[bold]{result.strategy}[/] on {result.dataset_id}: {len(result.ts):,} candles, "
+              f"{_iso(report['start_ts'])} to {_iso(report['end_ts'])} UTC")  # type: ignore
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column(style="dim")
+    summary.add_column(justify="right")
+    rows = [
+        ("initial equity", _num(report["initial_equity"])),
+        ("final equity", _num(report["final_equity"])),
+        ("return", _pct(report["return"])), ("CAGR", _pct(report["cagr"])),
+        ("Sharpe", _num(report["sharpe"])), ("Sortino", _num(report["sortino"])),
+        ("Calmar", _num(report["calmar"])), ("max drawdown", _pct(report["max_drawdown"])),
+        ("trades", str(report["trades"])), ("win rate", _pct(report["win_rate"])),
+        ("profit factor", _num(report["profit_factor"])),
+        ("average trade", _num(report["avg_trade"])
+         + f" ({_pct(report['avg_trade_return'])})"),
+        ("exposure", _pct(report["exposure"])),
+    ]
+    for name, value in rows:
+        summary.add_row(name, value)
+    out.print(summary)
+    trades = result.run.trades
+    if trades.height:
+        table = Table(title=f"last trades (of {trades.height})", title_justify="left")
+        for column in ("side", "entry", "exit", "entry price", "exit price", "size", "pnl",
+                       "reason"):
+            table.add_column(column, justify="left" if column in ("side", "reason") else "right")
+        for trade in trades.tail(10).iter_rows(named=True):
+            colour = "green" if trade["pnl"] > 0 else "red"
+            table.add_row(trade["side"], _iso(trade["entry_ts"]), _iso(trade["exit_ts"]),
+                          _num(trade["entry_price"], 4), _num(trade["exit_price"], 4),
+                          _num(trade["size"], 6), f"[{colour}]{_num(trade['pnl'])}[/]",
+                          trade["reason"])
+        out.print(table)
+    position = result.open_position()
+    if position:
+        out.print(f"[yellow]open at the end[/]: {position['side']} {position['size']:.6g} "
+                  f"since {_iso(position['entry_ts'])} at {position['entry_price']:.4f}, "
+                  f"marked at the last close (unrealized {position['unrealized_pnl']:,.2f})")
+    computed = [spec for spec, source in result.indicator_sources.items() if source == "computed"]
+    if computed:
+        out.print(f"[dim]indicators computed here (no covering dataset): "
+                  f"{', '.join(computed)}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backtest")(backtest_cmd)

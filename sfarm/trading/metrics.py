@@ -1,0 +1,130 @@
+"""Performance metrics of a run, from its equity curve, positions and closed trades.
+
+Per-candle returns r_t = E_t / E_{t-1} - 1 with E_{-1} the initial equity; a year is 365.25
+days of candles (crypto trades around the clock), so P = 365.25 d / timeframe candles a year.
+
+- return = E_end / E_0 - 1;  CAGR = (E_end / E_0) ** (1 / years) - 1, years = (last ts - first
+  ts + one candle) / 365.25 d
+- Sharpe = mean(r) / std(r, ddof=1) * sqrt(P) (risk-free rate 0)
+- Sortino = mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(P)
+- max drawdown = max_t (1 - E_t / max(E_0, E_0..E_t)), a positive fraction; Calmar = CAGR / it
+- win rate = winning trades / closed trades; profit factor = gross profit / gross loss
+- exposure = fraction of candles that close with a position open
+- average trade = mean pnl (quote); average trade return = mean pnl / entry notional
+
+A metric that is undefined (no trades, no losses, zero variance) is None (null in JSON).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+YEAR_MS = 365.25 * 24 * 3_600_000
+
+
+@dataclass(frozen=True)
+class Metrics:
+    initial_equity: float
+    final_equity: float
+    total_return: float
+    cagr: float | None
+    sharpe: float | None
+    sortino: float | None
+    calmar: float | None
+    max_drawdown: float
+    win_rate: float | None
+    profit_factor: float | None
+    exposure: float
+    trades: int
+    avg_trade: float | None
+    avg_trade_return: float | None
+    bars: int
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON values; `return` is the SPEC's name for total_return."""
+        document: dict[str, object] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            document["return" if key == "total_return" else key] = value
+        return document
+
+
+def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFrame,
+                    initial_equity: float, timeframe_ms: int, first_ts: int | None = None,
+                    last_ts: int | None = None) -> Metrics:
+    """Metrics of a run; `first_ts`/`last_ts` (candle open times) give its duration, else it is
+    len(equity) candles."""
+    bars = len(equity)
+    final = float(equity[-1]) if bars else float(initial_equity)
+    per_year = YEAR_MS / timeframe_ms
+    returns = _returns(equity, initial_equity)
+    if first_ts is not None and last_ts is not None:
+        years = (last_ts - first_ts + timeframe_ms) / YEAR_MS
+    else:
+        years = bars * timeframe_ms / YEAR_MS
+    growth = final / initial_equity
+    cagr = (growth ** (1.0 / years) - 1.0 if growth > 0 else -1.0) if years > 0 else None
+    drawdown = max_drawdown(equity, initial_equity)
+    pnl = trades.get_column("pnl").to_numpy() if trades.height else np.empty(0)
+    notional = (trades.get_column("entry_price") * trades.get_column("size")).to_numpy() \
+        if trades.height else np.empty(0)
+    gross_profit = float(pnl[pnl > 0].sum())
+    gross_loss = float(-pnl[pnl < 0].sum())
+    return Metrics(
+        initial_equity=float(initial_equity),
+        final_equity=final,
+        total_return=growth - 1.0,
+        cagr=cagr,
+        sharpe=sharpe_ratio(returns, per_year),
+        sortino=sortino_ratio(returns, per_year),
+        calmar=(cagr / drawdown) if cagr is not None and drawdown > 0 else None,
+        max_drawdown=drawdown,
+        win_rate=float((pnl > 0).mean()) if len(pnl) else None,
+        profit_factor=gross_profit / gross_loss if gross_loss > 0 else None,
+        exposure=float(np.count_nonzero(position) / bars) if bars else 0.0,
+        trades=int(len(pnl)),
+        avg_trade=float(pnl.mean()) if len(pnl) else None,
+        avg_trade_return=float((pnl / notional).mean()) if len(pnl) else None,
+        bars=bars,
+    )
+
+
+def _returns(equity: np.ndarray, initial_equity: float) -> np.ndarray:
+    if not len(equity):
+        return np.empty(0)
+    previous = np.empty_like(equity)
+    previous[0] = initial_equity
+    previous[1:] = equity[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = equity / previous - 1.0
+    return returns[np.isfinite(returns)]
+
+
+def sharpe_ratio(returns: np.ndarray, per_year: float) -> float | None:
+    if len(returns) < 2:
+        return None
+    deviation = float(returns.std(ddof=1))
+    if deviation == 0 or not math.isfinite(deviation):
+        return None
+    return float(returns.mean()) / deviation * math.sqrt(per_year)
+
+
+def sortino_ratio(returns: np.ndarray, per_year: float) -> float | None:
+    if not len(returns):
+        return None
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    if downside == 0:
+        return None
+    return float(returns.mean()) / downside * math.sqrt(per_year)
+
+
+def max_drawdown(equity: np.ndarray, initial_equity: float) -> float:
+    if not len(equity):
+        return 0.0
+    peaks = np.maximum.accumulate(np.maximum(equity, initial_equity))
+    return float(np.max(1.0 - equity / peaks))

@@ -1,0 +1,176 @@
+"""`sfarm backtest` end to end on a data root, indicator datasets, session datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sfarm.cli.main import main
+from sfarm.data import append, read
+from sfarm.indicators import compute
+from sfarm.trading.backtest import (backtest, run_backtest, run_backtest_task, session_frames)
+from sfarm.trading.strategy import parse_strategy
+
+DAY = 86_400_000
+DATASET = "candles/test/BTC-USDT/1d"
+STRATEGY = """\
+[strategy]
+name = "rsi-revert"
+indicators = ["rsi(14)", "sma(50)"]
+entry_long = "rsi_14 < 35 AND close > 0.8 * sma_50"
+exit_long = "rsi_14 > 60"
+stop_loss = 0.05
+trailing_stop = 0.08
+fee = 0.001
+slippage = 0.0005
+"""
+
+
+def random_candles(n: int, seed: int = 1, start: int = 1_600_000_000_000 // DAY * DAY
+                   ) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    return pl.DataFrame({
+        "ts": start + np.arange(n, dtype=np.int64) * DAY, "open": open_,
+        "high": np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n)),
+        "low": np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n)),
+        "close": close, "volume": rng.uniform(1, 10, n)})
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    append(tmp_path, DATASET, random_candles(600))
+    return tmp_path
+
+
+@pytest.fixture
+def strategy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rsi.toml"
+    path.write_text(STRATEGY, encoding="utf-8")
+    return path
+
+
+def sfarm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+def cli_args(strategy_file: Path, root: Path, *more: str) -> list[str]:
+    return ["backtest", str(strategy_file), "--exchange", "test", "--market", "BTC/USDT",
+            "--timeframe", "1d", "--root", str(root), *more]
+
+
+def test_json_report_matches_the_pure_backtest(root: Path, strategy_file: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = sfarm(capsys, *cli_args(strategy_file, root, "--json", "--cash", "5000"))
+    assert code == 0
+    report = json.loads(out)
+    frame = compute(read(root, DATASET), ["rsi(14)", "sma(50)"])
+    expected = run_backtest(frame, parse_strategy(STRATEGY), timeframe="1d", cash=5000.0)
+    assert report["initial_equity"] == 5000.0
+    assert report["final_equity"] == pytest.approx(expected.metrics.final_equity)
+    assert report["trades"] == expected.run.trades.height == len(report["trade_list"]) > 3
+    for key in ("return", "sharpe", "max_drawdown", "cagr", "sortino", "calmar", "win_rate",
+                "profit_factor", "exposure", "avg_trade"):
+        assert key in report
+    first = report["trade_list"][0]
+    assert set(first) >= {"side", "entry_ts", "exit_ts", "entry_price", "exit_price", "size",
+                          "pnl"}
+    assert isinstance(first["entry_ts"], int) and first["entry_ts"] % DAY == 0
+    assert report["indicators"] == {"rsi(14)": "computed", "sma(50)": "computed"}
+
+
+def test_rich_report(root: Path, strategy_file: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = sfarm(capsys, *cli_args(strategy_file, root))
+    assert code == 0
+    assert "rsi-revert" in out and "max drawdown" in out and "Sharpe" in out
+
+
+def test_missing_candles_dataset_names_it_and_suggests(tmp_path: Path, strategy_file: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = sfarm(capsys, *cli_args(strategy_file, tmp_path / "empty"))
+    assert code == 2
+    assert DATASET in err and "sfarm mine" in err and "sfarm data import" in err
+
+
+def test_bad_strategy_exits_2_with_file_and_line(root: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(STRATEGY.replace('"rsi_14 > 60"', '"rsi_15 > 60"'), encoding="utf-8")
+    code, _, err = sfarm(capsys, *cli_args(bad, root))
+    assert code == 2
+    message = " ".join(err.split())
+    assert "bad.toml:5: strategy.exit_long: unknown column 'rsi_15'" in message
+    assert "did you mean 'rsi_14'?" in message
+
+
+def test_range_runs_from_the_first_candle_with_indicators_warmed_up(root: Path) -> None:
+    candles = read(root, DATASET)
+    start = int(candles["ts"][300])
+    end = int(candles["ts"][500])
+    result = backtest(root, parse_strategy(STRATEGY), exchange="test", market="BTC/USDT",
+                      timeframe="1d", start=start, end=end)
+    assert result.ts[0] == start and result.ts[-1] == end - DAY and len(result.ts) == 200
+    trades = result.run.trades
+    assert trades.height and trades["entry_ts"].min() >= start  # type: ignore[operator]
+    # The warm-up rows before --from were read: the first candle already has indicator values,
+    # so the range behaves like the same candles of a full-history run after its first trade.
+    full = backtest(root, parse_strategy(STRATEGY), exchange="test", market="BTC/USDT",
+                    timeframe="1d")
+    in_range = full.run.trades.filter(pl.col("entry_ts") >= start, pl.col("exit_ts") < end)
+    assert in_range["entry_ts"].to_list()[-3:] == trades["entry_ts"].to_list()[-3:]
+
+
+def test_indicator_datasets_are_used_when_they_cover_the_range(root: Path) -> None:
+    candles = read(root, DATASET)
+    indicators = compute(candles, ["rsi(14)"])
+    append(root, "indicators/test/BTC-USDT/1d/rsi_14", indicators.select("ts", "rsi_14"))
+    result = backtest(root, parse_strategy(STRATEGY), exchange="test", market="BTC/USDT",
+                      timeframe="1d")
+    assert result.indicator_sources == {"rsi(14)": "dataset", "sma(50)": "computed"}
+    computed = run_backtest(compute(candles, ["rsi(14)", "sma(50)"]), parse_strategy(STRATEGY),
+                            timeframe="1d")
+    assert result.run.trades.equals(computed.run.trades)
+    # A dataset that stops short of the candles is not used.
+    append(root, "indicators/test/BTC-USDT/1d/sma_50",
+           compute(candles.head(400), ["sma(50)"]).select("ts", "sma_50"))
+    result = backtest(root, parse_strategy(STRATEGY), exchange="test", market="BTC/USDT",
+                      timeframe="1d")
+    assert result.indicator_sources["sma(50)"] == "computed"
+
+
+def test_task_writes_trades_and_equity_sessions(root: Path, strategy_file: Path) -> None:
+    result = run_backtest_task(root, "rsi-bt", strategy_file, exchange="test", market="BTC/USDT",
+                               timeframe="1d")
+    trades = read(root, "sessions/rsi-bt/trades")
+    equity = read(root, "sessions/rsi-bt/equity")
+    assert trades.height == result.run.trades.height
+    assert trades["pnl"].to_list() == result.run.trades["pnl"].to_list()
+    assert equity.height == 600 and equity["ts"].to_list() == result.ts.tolist()
+    assert equity["equity"].to_list() == result.run.equity.tolist()
+    assert trades.schema["ts"] == pl.Int64 and equity.schema["ts"] == pl.Int64
+
+
+def test_session_trade_keys_stay_unique_when_two_exits_share_a_candle() -> None:
+    # Long until candle 2's open (signal exit, reversed to short), and the short is stopped
+    # inside candle 2: both trades exit in candle 2.
+    frame = pl.DataFrame({
+        "ts": np.arange(4, dtype=np.int64) * DAY,
+        "open": [100.0, 100.0, 100.0, 100.0], "high": [101.0, 101.0, 110.0, 101.0],
+        "low": [99.0, 99.0, 99.0, 99.0], "close": [100.0, 100.0, 100.0, 100.0],
+        "volume": [1.0] * 4})
+    strategy = parse_strategy('[strategy]\nname = "t"\nentry_long = "ts = 0"\n'
+                              f'entry_short = "ts = {DAY}"\nstop_loss = 0.05\n')
+    result = run_backtest(frame, strategy, timeframe="1d")
+    assert result.run.trades["exit_ts"].to_list() == [2 * DAY, 2 * DAY]
+    trades_rows, _ = session_frames(result)
+    assert trades_rows["ts"].to_list() == [2 * DAY, 2 * DAY + 1]
+    assert trades_rows["reason"].to_list() == ["signal", "stop_loss"]
