@@ -47,10 +47,12 @@ def _register_commands() -> None:
     from sfarm.cli import inventory_cmds
     from sfarm.cli import data as data_cmds
     from sfarm.cli import backtest as backtest_cmds
+    from sfarm.cli import mine as mine_cmds
 
     inventory_cmds.register(app)
     data_cmds.register(app)
     backtest_cmds.register(app)
+    mine_cmds.register(app)
 
 
 def report_error(error: SfarmError) -> None:

@@ -1,0 +1,161 @@
+"""`sfarm mine`: a one-off candle download on this machine, no farm needed."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from sfarm.cli.console import err, out, print_json
+from sfarm.cli.options import JsonOption, RootOption
+from sfarm.data import format_ts
+from sfarm.errors import RunError, UsageError
+from sfarm.inventory.model import Exchange
+from sfarm.mining import DatasetProgress, MineRequest, MineResult, mine
+from sfarm.timeframes import TIMEFRAMES, timeframe_ms
+from sfarm.timepoints import BadTimePoint, parse_time_point
+
+
+class _RateColumn(ProgressColumn):
+    """Candles per second, from rich's smoothed speed."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} candles/s" if speed else "- candles/s", style="cyan")
+
+
+class _ProgressView:
+    """One bar per dataset; totals grow while the live edge moves."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} candles"),
+            _RateColumn(), TimeRemainingColumn(),
+            console=err, disable=not enabled, transient=False,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def update(self, status: DatasetProgress) -> None:
+        task = self.tasks.get(status.dataset_id)
+        if task is None:
+            task = self.progress.add_task(status.dataset_id, total=None)
+            self.tasks[status.dataset_id] = task
+        if status.phase == "starting":
+            return
+        self.progress.update(task, total=max(status.planned, 1) if status.planned else 0,
+                             completed=status.done_slots)
+
+
+def _time_ms(option: str, value: str) -> int:
+    try:
+        return parse_time_point(value).resolve()
+    except BadTimePoint as error:
+        raise UsageError(f"{option}: {error}") from None
+
+
+def _exchange(ccxt_id: str, url: str | None) -> Exchange:
+    try:
+        return Exchange(ccxt=ccxt_id, url=url)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise UsageError(f"--url {url!r}: {problem['msg']}",
+                         hint="http(s)://host[:port], e.g. http://127.0.0.1:8900") from None
+
+
+def _check_timeframes(timeframes: list[str]) -> None:
+    for timeframe in timeframes:
+        if timeframe not in TIMEFRAMES:
+            raise UsageError(f"--timeframe {timeframe!r} is not a timeframe sfarm stores",
+                             hint=f"one of {' '.join(TIMEFRAMES)}")
+
+
+def _gaps_text(status: DatasetProgress) -> str:
+    if not status.exchange_gaps:
+        return "-"
+    step = timeframe_ms(status.timeframe)
+    missing = sum((end - start + step - 1) // step for start, end in status.exchange_gaps)
+    return f"{len(status.exchange_gaps)} ({missing:,} candles, exchange-side)"
+
+
+def render_summary(result: MineResult) -> None:
+    table = Table(title="mined", title_justify="left")
+    for column in ("dataset", "rows added", "rows", "first", "last", "gaps"):
+        table.add_column(column, justify="right" if column.startswith("rows") else "left")
+    for status in result.datasets:
+        added = f"{status.rows_added:,}"
+        if status.phase in ("failed", "stopped"):
+            added += f" [red]({status.phase})[/]" if status.phase == "failed" else " (stopped)"
+        table.add_row(escape(status.dataset_id), added, f"{status.rows:,}",
+                      format_ts(status.first_ts), format_ts(status.last_ts), _gaps_text(status))
+    out.print(table)
+
+
+def mine_cmd(
+    exchange: Annotated[str, typer.Option("--exchange", metavar="ID", help="ccxt exchange id, e.g. binance; "
+                                          "it also names the datasets.")],
+    market: Annotated[list[str], typer.Option("--market", metavar="M", help="Market, BASE/QUOTE "
+                                              "(repeat for several).")],
+    timeframe: Annotated[list[str], typer.Option("--timeframe", metavar="TF", help="Timeframe, e.g. 1m, 1h "
+                                                 "(repeat for several).")],
+    since: Annotated[str, typer.Option("--since", metavar="DATE", help="First candle: 2024-01-01 or a "
+                                       "duration before now such as 3d.")],
+    until: Annotated[Optional[str], typer.Option("--until", metavar="DATE", help="Stop before this time "
+                                                 "(default: now, the last closed candle).")] = None,
+    root: RootOption = Path("."),
+    url: Annotated[Optional[str], typer.Option("--url", metavar="URL", help="Send every REST request to "
+                                               "this host instead (an emulator, a proxy).")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="S", min=0.1, help="Seconds "
+                                                     "before a request is abandoned and "
+                                                     "retried (default: ccxt's, 10).")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Download candles into ROOT/data/candles/<exchange>/<BASE-QUOTE>/<tf>, resuming where the
+    datasets end. Closed candles only; gaps the exchange itself has are recorded, not invented.
+
+    Example: [bold]sfarm mine --exchange binance --market BTC/USDT --market ETH/USDT
+    --timeframe 1h --since 2024-01-01 --root ~/sfarm/lab[/]
+    """
+    _check_timeframes(timeframe)
+    request = MineRequest(
+        exchange=exchange, markets=tuple(dict.fromkeys(market)),
+        timeframes=tuple(dict.fromkeys(timeframe)), since_ms=_time_ms("--since", since),
+        until_ms=_time_ms("--until", until) if until else None, follow=False)
+    view = _ProgressView(enabled=err.is_terminal)
+    stop = threading.Event()
+    try:
+        with view.progress:
+            result = mine(root, request, _exchange(exchange, url), stop=stop,
+                          on_progress=view.update,
+                          timeout_ms=int(timeout * 1000) if timeout else None)
+    except KeyboardInterrupt:
+        stop.set()
+        err.print("interrupted: every stored page is kept; run the same command to resume")
+        raise typer.Exit(130) from None
+    if json:
+        print_json({"datasets": [status.to_json() for status in result.datasets]})
+    else:
+        render_summary(result)
+    if result.failures:
+        failed = result.failures
+        raise RunError(f"{len(failed)} of {len(result.datasets)} datasets failed: "
+                       + "; ".join(f"{f.dataset_id}: {f.error}" for f in failed),
+                       hint="run the same command again to resume where they stopped")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine")(mine_cmd)
