@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sfarm.data.layout import MANIFEST_NAME, Partitioning
 from sfarm.errors import RunError
@@ -74,7 +74,12 @@ class Manifest(BaseModel):
         return sum(segment.partitions for segment in self.segments)
 
 
-_PARTITION_LIST = TypeAdapter(list[PartitionEntry])
+class _SegmentDocument(BaseModel):
+    """The JSON form of an index segment file."""
+
+    schema_version: int = SCHEMA_VERSION
+    segment: str
+    partitions: list[PartitionEntry]
 
 
 def sha256_hex(data: bytes) -> str:
@@ -89,9 +94,9 @@ def manifest_bytes(manifest: Manifest) -> bytes:
 
 def segment_bytes(name: str, partitions: list[PartitionEntry]) -> bytes:
     """One partition per line: readable, and diffs of an append stay small."""
-    lines = ",\n".join("    " + json.dumps(p.model_dump(mode="json")) for p in partitions)
-    head = json.dumps({"schema_version": SCHEMA_VERSION, "segment": name})[:-1]
-    return f'{head}, "partitions": [\n{lines}\n]}}\n'.encode()
+    lines = b",\n".join(b"    " + p.model_dump_json().encode() for p in partitions)
+    head = json.dumps({"schema_version": SCHEMA_VERSION, "segment": name})[:-1].encode()
+    return head + b', "partitions": [\n' + lines + b"\n]}\n"
 
 
 def read_manifest_file(directory: Path) -> Manifest | None:
@@ -114,9 +119,8 @@ def read_manifest_file(directory: Path) -> Manifest | None:
 
 def parse_segment(raw: bytes, path: Path) -> list[PartitionEntry]:
     try:
-        document = json.loads(raw)
-        return _PARTITION_LIST.validate_python(document["partitions"])
-    except (ValueError, KeyError, TypeError, ValidationError) as error:
+        return _SegmentDocument.model_validate_json(raw).partitions
+    except ValidationError as error:
         raise RunError(f"{path}: not a valid index segment: {error}") from None
 
 

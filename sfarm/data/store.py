@@ -114,8 +114,8 @@ def read(root: Path | str, dataset_id: str, start: int | None = None, end: int |
             return _read_range(directory, manifest, start, end)
         except FileNotFoundError:
             if attempt == _READ_ATTEMPTS - 1:
-                raise RunError(f"{dataset_id}: files kept disappearing while reading "
-                               f"{directory}", hint="is something deleting files there?") from None
+                raise RunError(f"{dataset_id}: partitions named by the manifest are missing in "
+                               f"{directory}", hint=f"sfarm data verify {dataset_id}") from None
     raise AssertionError("unreachable")
 
 
@@ -178,7 +178,11 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
         manifest = read_manifest_file(directory)
         if lock.interrupted:
             sweep(directory, manifest)
-        result = _append_locked(directory, dataset_id, manifest, frame, extra)
+        try:
+            result = _append_locked(directory, dataset_id, manifest, frame, extra)
+        except UsageError:
+            lock.mark_finished()  # refused before writing anything: nothing to sweep
+            raise
         lock.mark_finished()
     return result
 
