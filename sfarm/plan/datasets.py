@@ -41,4 +41,9 @@ def task_inputs(task: Task, strategy_indicators: Sequence[str] = ()) -> list[Dat
                                            parse_spec(text).key), optional=True)
                   for text in dict.fromkeys(strategy_indicators)]
     needs += [DatasetNeed(dataset) for dataset in task.inputs]
-    return needs
+    # A dataset read twice (an `inputs` entry the kind already implies) is one need; it is
+    # optional only if every mention is.
+    merged: dict[str, bool] = {}
+    for need in needs:
+        merged[need.dataset] = merged.get(need.dataset, True) and need.optional
+    return [DatasetNeed(dataset, optional) for dataset, optional in merged.items()]

@@ -173,7 +173,7 @@ def plan_network(inventory: PlannableInventory, network: str) -> Plan:
 
 def _would_produce(model: Inventory, dataset: str, network: str) -> str:
     """Name the task that would produce `dataset`, or the task to write."""
-    for name, task in model.tasks.items():
+    for name, task in sorted(model.tasks.items()):  # by name: the hint must not depend on order
         if dataset in task_outputs(name, task):
             return f"task {name!r} produces it: place it on a node of network {network!r}"
     parts = dataset.split("/")
@@ -188,8 +188,11 @@ def _would_produce(model: Inventory, dataset: str, network: str) -> str:
 
 def _cycles(edges: dict[TaskRef, set[TaskRef]], network: str,
             placements: list[tuple[TaskRef, int, Task]]) -> list[PlanProblem]:
+    # Successors sorted: a set's order varies between processes (string hashing), and the cycle
+    # graphlib finds, hence the message, depends on it.
+    ordered = {ref: sorted(producers) for ref, producers in edges.items()}
     try:
-        graphlib.TopologicalSorter(edges).prepare()
+        graphlib.TopologicalSorter(ordered).prepare()
     except graphlib.CycleError as error:
         cycle: list[TaskRef] = error.args[1]
         described = " -> ".join(f"{ref.task}@{ref.node}" for ref in cycle)
