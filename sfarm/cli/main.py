@@ -48,11 +48,13 @@ def _register_commands() -> None:
     from sfarm.cli import data as data_cmds
     from sfarm.cli import backtest as backtest_cmds
     from sfarm.cli import mine as mine_cmds
+    from sfarm.cli import sim as sim_cmds
 
     inventory_cmds.register(app)
     data_cmds.register(app)
     backtest_cmds.register(app)
     mine_cmds.register(app)
+    sim_cmds.register(app)
 
 
 def report_error(error: SfarmError) -> None:
