@@ -89,11 +89,16 @@ def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -
     if manifest.dataset_id != dataset_id:
         report.problems.append(f"manifest names dataset {manifest.dataset_id}, not {dataset_id}")
     partitions = _check_index(directory, manifest, report)
-    ts_parts = [_check_partition(directory, manifest, entry, report) for entry in partitions]
-    ts = pl.concat([t for t in ts_parts if t is not None]) if any(
-        t is not None for t in ts_parts) else pl.Series("ts", [], pl.Int64)
-    _check_order(ts, report)
-    _check_gaps(ts, manifest, report)
+    ts_parts, unreadable = [], []
+    for entry in partitions:
+        ts = _check_partition(directory, manifest, entry, report)
+        if ts is None:
+            unreadable.append(key_bounds(entry.key, manifest.partitioning))
+        else:
+            ts_parts.append(ts)
+    all_ts = pl.concat(ts_parts) if ts_parts else pl.Series("ts", [], pl.Int64)
+    _check_order(all_ts, report)
+    _check_gaps(all_ts, manifest, unreadable, report)
     _check_stray_files(directory, manifest, partitions, report)
     return report
 
@@ -193,14 +198,17 @@ def _check_order(ts: pl.Series, report: VerifyReport) -> None:
                          f"first at {first} ({format_ts(first)})")
 
 
-def _check_gaps(ts: pl.Series, manifest: Manifest, report: VerifyReport) -> None:
+def _check_gaps(ts: pl.Series, manifest: Manifest, unreadable: list[tuple[int, int]],
+                report: VerifyReport) -> None:
     ref = parse_dataset_id(manifest.dataset_id)
     if ref.timeframe is None or ts.len() < 2:
         return
     step = timeframe_ms(ref.timeframe)
     recorded, notes = parse_recorded_gaps(manifest.extra.get("exchange_gaps"))
     report.warnings.extend(notes)
-    found = find_gaps(ts, step)
+    # A partition that could not be read is already a problem; the hole it leaves is not a gap.
+    found = [(start, end) for start, end in find_gaps(ts, step)
+             if not any(start < high and low < end for low, high in unreadable)]
     report.gaps = unexplained_gaps(found, recorded, step)
     report.excused_gaps = sum(1 for gap in found if not unexplained_gaps([gap], recorded, step))
     if ref.kind != "candles":
