@@ -46,22 +46,42 @@ def session_vwap(ts: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.nd
     return out
 
 
-def continue_vwap(day: int, cum_pv: float, cum_v: float, ts: np.ndarray, high: np.ndarray,
-                  low: np.ndarray, close: np.ndarray,
-                  volume: np.ndarray) -> tuple[np.ndarray, int, float, float]:
-    """Continue a session VWAP from the running sums of the last session seen.
+class VwapReplica:
+    """Session VWAP one candle at a time, with the batch's arithmetic (for incremental updates).
 
-    Returns the new values and the running sums after the last new candle. The loop is in
-    Python on purpose: it runs over the new candles only (k small), in the batch's order.
+    Duck-types `recurrences.Replica`; `replay_start` lets a fresh state start at the last session
+    instead of the first candle, since earlier sessions do not matter.
     """
-    out = np.empty(len(ts), dtype=np.float64)
-    pv_all = typical_volume(high, low, close, volume)
-    days = session_day(ts)
-    for i in range(len(ts)):
-        d = int(days[i])
-        if d != day:
-            day, cum_pv, cum_v = d, 0.0, 0.0
-        cum_pv += float(pv_all[i])
-        cum_v += float(volume[i])
-        out[i] = cum_pv / cum_v if cum_v != 0 else np.nan
-    return out, day, cum_pv, cum_v
+
+    inputs = ("ts", "high", "low", "close", "volume")
+    n_outputs = 1
+
+    def __init__(self) -> None:
+        self.day = -1
+        self.cum_pv = 0.0
+        self.cum_v = 0.0
+
+    def step(self, *values: float) -> tuple[float, ...]:
+        ts, high, low, close, volume = values
+        day = int(ts) // DAY_MS
+        if day != self.day:
+            self.day, self.cum_pv, self.cum_v = day, 0.0, 0.0
+        self.cum_pv += (high + low + close) / 3.0 * volume
+        self.cum_v += volume
+        return (self.cum_pv / self.cum_v if self.cum_v != 0 else np.nan,)
+
+    @staticmethod
+    def replay_start(arrays: dict[str, np.ndarray]) -> int:
+        ts = arrays["ts"]
+        if len(ts) == 0:
+            return 0
+        last_day = int(ts[-1]) // DAY_MS
+        return int(np.searchsorted(ts, last_day * DAY_MS, side="left"))
+
+    def dump(self) -> dict[str, float | int]:
+        return {"day": self.day, "cum_pv": self.cum_pv, "cum_v": self.cum_v}
+
+    def load(self, data: dict[str, float | int]) -> None:
+        self.day = int(data["day"])
+        self.cum_pv = float(data["cum_pv"])
+        self.cum_v = float(data["cum_v"])
