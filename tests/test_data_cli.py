@@ -130,17 +130,18 @@ def test_import_bad_row_names_file_and_line(tmp_path: Path,
     assert data.load_manifest(tmp_path, BTC_1M) is None
 
 
-def test_real_executable_exit_codes_and_clean_json(root: Path) -> None:
-    env = {**os.environ, "COLUMNS": "200"}
-    ok = subprocess.run([SFARM, "data", "verify", "--root", root, "--json"],
-                        capture_output=True, text=True, env=env, timeout=60)
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["ok"] is True
+def test_real_executable_exit_code_and_clean_json(root: Path) -> None:
     (data.dataset_dir(root, BTC_1M) / "_manifest.json").unlink()
-    broken = subprocess.run([SFARM, "data", "verify", BTC_1M, "--root", root],
-                            capture_output=True, text=True, env=env, timeout=60)
-    assert broken.returncode == 1
-    assert "no _manifest.json" in broken.stdout
-    missing = subprocess.run([SFARM, "data", "verify", "candles/x/Y-Z/1m", "--root", root],
-                             capture_output=True, text=True, env=env, timeout=60)
-    assert missing.returncode == 2 and "error:" in missing.stderr
+    broken = subprocess.run([SFARM, "data", "verify", "--root", root, BTC_1M, ETH_1H, "--json"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert broken.returncode == 1, broken.stderr
+    document = json.loads(broken.stdout)  # stdout holds the JSON document and nothing else
+    assert document["ok"] is False
+    assert [d["ok"] for d in document["datasets"]] == [False, True]
+    assert "no _manifest.json" in document["datasets"][0]["problems"][0]
+
+
+def test_verify_unknown_id_is_usage_error(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "data", "verify", "candles/x/Y-Z/1m", "--root", str(root))
+    assert code == 2 and "error: no dataset candles/x/Y-Z/1m" in err

@@ -262,3 +262,42 @@ def test_concurrent_writers_are_serialised(tmp_path: Path) -> None:
 def _append_range(root: str, start: int) -> None:
     for offset in range(0, 1000, 100):
         data.append(root, BTC_1M, make_candles(start + offset * 60_000, 100))
+
+
+def test_readers_see_whole_commits_while_a_writer_appends(tmp_path: Path) -> None:
+    import multiprocessing
+
+    data.append(tmp_path, BTC_1M, make_candles(T0, 10))
+    writer = multiprocessing.get_context("spawn").Process(
+        target=_append_one_by_one, args=(str(tmp_path), 10, 100))
+    writer.start()
+    try:
+        heights = set()
+        while writer.is_alive() or not heights:
+            # Each append retires the partition file the previous manifest named.
+            got = data.read(tmp_path, BTC_1M, start=T0)
+            assert got.equals(make_candles(T0, got.height))
+            heights.add(got.height)
+    finally:
+        writer.join(timeout=60)
+    assert writer.exitcode == 0
+    assert len(heights) > 5  # the reads really interleaved with the appends
+    assert data.read(tmp_path, BTC_1M).height == 110
+
+
+def _append_one_by_one(root: str, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        data.append(root, BTC_1M, make_candles(T0 + i * 60_000, 1))
+
+
+def test_missing_partition_is_a_run_error_for_append(tmp_path: Path) -> None:
+    from sfarm.errors import RunError
+
+    data.append(tmp_path, BTC_1M, make_candles(T0, 10))
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None
+    (data.dataset_dir(tmp_path, BTC_1M) / manifest.partitions[0].file).unlink()
+    with pytest.raises(RunError, match="named by the manifest is missing"):
+        data.append(tmp_path, BTC_1M, make_candles(T0 + 10 * 60_000, 1))
+    with pytest.raises(RunError, match="missing"):
+        data.read(tmp_path, BTC_1M)

@@ -207,3 +207,17 @@ def test_find_gaps() -> None:
 ])
 def test_unexplained_gaps(recorded: list[list[int]], left: list[tuple[int, int]]) -> None:
     assert unexplained_gaps([(100, 200)], recorded, 10) == left
+
+
+def test_interrupted_first_write_is_not_a_dataset_yet(tmp_path: Path) -> None:
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    directory.mkdir(parents=True)
+    (directory / "2024-01-01.g1.parquet").write_bytes(b"half written")
+    (directory / ".lock").write_text("writing pid=1\n")  # the writer was killed
+    report = data.verify(tmp_path, BTC_1M)
+    assert report.ok and "interrupted first write" in report.warnings[0]
+    assert data.load_manifest(tmp_path, BTC_1M) is None and data.list_datasets(tmp_path) == []
+    data.append(tmp_path, BTC_1M, make_candles(T0, 2))
+    assert sorted(p.name for p in directory.iterdir()) == [
+        ".lock", "2024-01-01.g1.parquet", "_index.2024.g1.json", "_manifest.json"]
+    assert data.verify(tmp_path, BTC_1M).warnings == []

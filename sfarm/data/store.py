@@ -166,23 +166,28 @@ def _not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> Data
 
 def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
            extra: dict[str, Any] | None = None) -> AppendResult:
-    """Store the rows of `frame` whose ts is not stored yet, and merge `extra` into the
-    manifest's "extra" object, in one atomic commit.
+    """Store the rows of `frame` whose ts is not stored yet, in one atomic commit.
 
     A row whose ts is stored with other values is a conflict: logged, counted, not stored.
+    The top-level keys of `extra` replace those of the manifest's "extra" object in the same
+    commit, so a producer's resume state never disagrees with its rows. Writers of one dataset
+    take turns (flock); readers never wait.
     """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
     directory.mkdir(parents=True, exist_ok=True)
     with WriterLock(directory) as lock:
         manifest = read_manifest_file(directory)
-        if lock.interrupted:
-            sweep(directory, manifest)
         try:
+            if lock.interrupted:
+                sweep(directory, manifest)
             result = _append_locked(directory, dataset_id, manifest, frame, extra)
         except UsageError:
             lock.mark_finished()  # refused before writing anything: nothing to sweep
             raise
+        except FileNotFoundError as error:
+            raise RunError(f"{dataset_id}: {error.filename} named by the manifest is missing",
+                           hint=f"sfarm data verify {dataset_id}") from None
         lock.mark_finished()
     return result
 

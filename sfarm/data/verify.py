@@ -28,6 +28,7 @@ from sfarm.data.checks import (
 )
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
+    LOCK_NAME,
     MANIFEST_NAME,
     DatasetNotFound,
     check_dataset_id,
@@ -80,7 +81,11 @@ def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -
         return report
     if manifest is None:
         if directory.is_dir() and any(is_partition_file(n) for n in os.listdir(directory)):
-            report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME}")
+            if _writer_interrupted(directory):
+                report.warnings.append("no committed data yet: files of an interrupted first "
+                                       "write, removed by the next append")
+            else:
+                report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME}")
             return report
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
@@ -101,6 +106,14 @@ def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -
     _check_gaps(all_ts, manifest, unreadable, report)
     _check_stray_files(directory, manifest, partitions, report)
     return report
+
+
+def _writer_interrupted(directory: Path) -> bool:
+    """The writers' lock still holds the marker of a writer that has not finished."""
+    try:
+        return (directory / LOCK_NAME).stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _problem(report: VerifyReport, message: str) -> None:
