@@ -182,7 +182,7 @@ class Emulator:
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
+        self._server.serve_forever(poll_interval=0.05)
 
     def start(self) -> Emulator:
         """Serve in a daemon thread; returns self."""
