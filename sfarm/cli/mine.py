@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from pydantic import ValidationError
@@ -25,9 +26,11 @@ from sfarm.cli.options import JsonOption, RootOption
 from sfarm.data import format_ts
 from sfarm.errors import RunError, UsageError
 from sfarm.inventory.model import Exchange
-from sfarm.mining import DatasetProgress, MineRequest, MineResult, mine
 from sfarm.timeframes import TIMEFRAMES, timeframe_ms
 from sfarm.timepoints import BadTimePoint, parse_time_point
+
+if TYPE_CHECKING:  # the miner (ccxt's async half, aiohttp) loads only when `mine` runs
+    from sfarm.mining import DatasetProgress, MinerSettings, MineResult
 
 
 class _RateColumn(ProgressColumn):
@@ -77,6 +80,13 @@ def _exchange(ccxt_id: str, url: str | None) -> Exchange:
                          hint="http(s)://host[:port], e.g. http://127.0.0.1:8900") from None
 
 
+def _settings(retries: int) -> MinerSettings:
+    from sfarm.mining import MinerSettings
+
+    defaults = MinerSettings()
+    return replace(defaults, retry=replace(defaults.retry, max_attempts=retries))
+
+
 def _check_timeframes(timeframes: list[str]) -> None:
     for timeframe in timeframes:
         if timeframe not in TIMEFRAMES:
@@ -122,6 +132,9 @@ def mine_cmd(
     timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="S", min=0.1, help="Seconds "
                                                      "before a request is abandoned and "
                                                      "retried (default: ccxt's, 10).")] = None,
+    retries: Annotated[int, typer.Option("--retries", metavar="N", min=1, help="Attempts "
+                                         "per request before a dataset fails (network "
+                                         "errors, 429, 5xx, timeouts).")] = 8,
     json: JsonOption = False,
 ) -> None:
     """Download candles into ROOT/data/candles/<exchange>/<BASE-QUOTE>/<tf>, resuming where the
@@ -130,6 +143,8 @@ def mine_cmd(
     Example: [bold]sfarm mine --exchange binance --market BTC/USDT --market ETH/USDT
     --timeframe 1h --since 2024-01-01 --root ~/sfarm/lab[/]
     """
+    from sfarm.mining import MineRequest, mine
+
     _check_timeframes(timeframe)
     request = MineRequest(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),
@@ -140,7 +155,7 @@ def mine_cmd(
     try:
         with view.progress:
             result = mine(root, request, _exchange(exchange, url), stop=stop,
-                          on_progress=view.update,
+                          on_progress=view.update, settings=_settings(retries),
                           timeout_ms=int(timeout * 1000) if timeout else None)
     except KeyboardInterrupt:
         stop.set()

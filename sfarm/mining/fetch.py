@@ -117,6 +117,14 @@ class DatasetMiner:
         if manifest is not None:
             p.rows, p.first_ts, p.last_ts = manifest.rows, manifest.first_ts, manifest.last_ts
             p.exchange_gaps = merge_gaps(_valid_gaps(manifest.extra.get("exchange_gaps")))
+        if manifest is not None and manifest.first_ts is not None \
+                and first_open(self.since_ms, p.timeframe) < manifest.first_ts:
+            # Filling in front of stored data could not resume after a stop without leaving a
+            # hole (the resume point is the last candle), so the miner only extends forward.
+            log.warning("%s: stored data starts at %s, after since %s; the miner extends "
+                        "datasets forward only (mine into a fresh root to start earlier)",
+                        p.dataset_id, data.format_ts(manifest.first_ts),
+                        data.format_ts(self.since_ms))
         p.start_open = p.next_open = resume_open(self.since_ms, p.timeframe, last_ts)
         p.end_open = fetch_end(self.clock(), p.timeframe, self.until_ms)
 
@@ -136,10 +144,12 @@ class DatasetMiner:
         if p.next_open >= end:
             return PageDecision([], [], p.next_open, True)
         p.requests += 1
-        page = await call_with_retries_async(
+        # A stop abandons the request (and its retries), never an append.
+        page = await unless_stopped(call_with_retries_async(
             self.exchange.fetch_ohlcv, p.market, p.timeframe, p.next_open, self.limit,
             policy=self.settings.retry, action=f"fetch {p.market} {p.timeframe} candles",
-            sleep=lambda seconds: sleep_unless_stopped(seconds, self.stop))
+            on_retry=self._count_retry,
+            sleep=lambda seconds: sleep_unless_stopped(seconds, self.stop)), self.stop)
         try:
             decision = decide_page(page, p.next_open, end, p.timeframe,
                                    has_history=self.has_history)
@@ -153,6 +163,9 @@ class DatasetMiner:
         p.next_open = decision.next_open
         return decision
 
+    def _count_retry(self, attempt: int, error: ExchangeTemporaryError, delay: float) -> None:
+        self.progress.retries += 1
+
     async def store(self, decision: PageDecision) -> None:
         p = self.progress
         frame = pl.DataFrame(decision.rows, schema=CANDLE_SCHEMA, orient="row")
@@ -164,8 +177,7 @@ class DatasetMiner:
                 log.info("%s: exchange has no candles from %s to before %s; recorded as an "
                          "exchange-side gap", p.dataset_id, data.format_ts(start),
                          data.format_ts(end))
-        # The append runs to its end even if this coroutine is cancelled: it is atomic anyway,
-        # and the thread keeps other markets fetching while Parquet is written.
+        # In a thread, so other markets keep fetching while Parquet is written.
         result = await asyncio.to_thread(data.append, self.root, p.dataset_id, frame,
                                          extra=extra)
         if extra is not None:
@@ -187,7 +199,7 @@ class DatasetMiner:
         while True:
             if self.stop.is_set():
                 raise Stopped()
-            decision = await unless_stopped(self.fetch_page(), self.stop)
+            decision = await self.fetch_page()
             self.report(self.progress)
             if decision.exhausted:
                 return self.progress.next_open >= self.progress.end_open

@@ -44,7 +44,8 @@ class DatasetProgress:
     end_open: int = 0  # exclusive bound of what can be stored now (closed, before until)
     rows_added: int = 0
     candles_received: int = 0  # kept candles, stored or already there
-    requests: int = 0
+    requests: int = 0  # pages asked for
+    retries: int = 0  # requests repeated after a temporary error
     rows: int = 0  # the dataset's rows after the last append
     first_ts: int | None = None
     last_ts: int | None = None

@@ -51,13 +51,20 @@ async def _load_markets(exchange: Any, request: MineRequest, settings: MinerSett
     """Load the exchange's markets (retried) and check the request against them."""
     try:
         await call_with_retries_async(
-            exchange.load_markets, policy=settings.retry, action=f"{exchange.id} load markets",
+            exchange.load_markets, policy=settings.retry, action="load markets",
             sleep=lambda seconds: sleep_unless_stopped(seconds, stop))
     except ExchangePermanentError as error:
         raise RunError(f"{request.exchange}: cannot load markets: {error.message}",
                        hint=error.hint) from error
     check_ohlcv(request.exchange, exchange.has)
     check_markets(request.exchange, request.markets, exchange.markets)
+    check_timeframes(request.exchange, request.timeframes, exchange.timeframes)
+
+
+def _check_static(exchange: Any, request: MineRequest) -> None:
+    # ccxt declares most exchanges' timeframes and capabilities statically: check them before
+    # the first request, so a wrong timeframe fails at once, even with the exchange unreachable.
+    check_ohlcv(request.exchange, exchange.has)
     check_timeframes(request.exchange, request.timeframes, exchange.timeframes)
 
 
@@ -70,6 +77,7 @@ async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange
                 for market in request.markets for tf in request.timeframes]
     exchange = _open_exchange(exchange_config, timeout_ms, secrets_file)
     try:
+        _check_static(exchange, request)
         try:
             await _load_markets(exchange, request, settings, stop)
         except Stopped:
