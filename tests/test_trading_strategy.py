@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -143,3 +144,34 @@ def test_class_strategy_from_a_module_beside_the_file() -> None:
 def test_class_that_cannot_be_imported(tmp_path: Path) -> None:
     error = error_of(tmp_path, '[strategy]\nname = "x"\nclass = "nowhere_xyz:Thing"\n')
     assert ":3: strategy.class: cannot import module 'nowhere_xyz'" in error.message
+
+
+@pytest.mark.parametrize("condition", [
+    "LEAD(close) OVER (ORDER BY ts) > close",
+    "LAG(close) OVER (ORDER BY ts DESC) > close",
+    "close > AVG(close)",
+    "high >= MAX(high)",
+])
+def test_conditions_that_read_later_candles_are_refused(tmp_path: Path, condition: str) -> None:
+    error = error_of(tmp_path, RSI.replace('"rsi_14 > 55"', f'"{condition}"'))
+    assert ":5: strategy.exit_long:" in error.message
+    assert "look-ahead" in error.message and condition in error.message
+
+
+def test_lag_rewrite_matches_the_polars_window() -> None:
+    from sfarm.trading.expressions import compile_expression, evaluate
+
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame({"ts": np.arange(200, dtype=np.int64), "close": rng.random(200),
+                          "open": rng.random(200)})
+    frame = frame.with_columns(pl.when(pl.col("ts") % 17 == 3).then(float("nan"))
+                               .otherwise(pl.col("close")).alias("close"))
+    text = ("close > LAG(close) OVER (ORDER BY ts) AND lag( open , 3 ) over (order by ts asc) "
+            "< open")
+    compiled = compile_expression(text)
+    assert {lag.periods for lag in compiled.lags} == {1, 3}
+    assert compiled.columns == {"close", "open"}
+    ours = evaluate({"x": compiled}, frame)["x"]
+    window = frame.with_columns(pl.col("close").fill_nan(None)).select(
+        pl.sql_expr(text).fill_null(False).alias("x"))["x"]
+    assert ours.equals(window) and ours.sum() > 10

@@ -176,14 +176,15 @@ def run(candles: Candles, params: EngineParams, state: EngineState) -> RunResult
 def trades_frame(rows: np.ndarray) -> pl.DataFrame:
     """The kernel's float rows as a typed frame (side and reason spelled out)."""
     columns = {name: rows[:, index] for index, name in enumerate(TRADE_FIELDS)}
-    reasons = np.array(REASONS, dtype=object)
+    sides = pl.Series(["short", "long"]).gather((columns["side"] > 0).astype(np.int64))
+    reasons = pl.Series(REASONS).gather(columns["reason"].astype(np.int64))
     return pl.DataFrame({
-        "side": np.where(columns["side"] > 0, "long", "short").astype(object),
+        "side": sides,
         "entry_ts": columns["entry_ts"].astype(np.int64),
         "exit_ts": columns["exit_ts"].astype(np.int64),
         "entry_price": columns["entry_price"], "exit_price": columns["exit_price"],
         "size": columns["size"], "pnl": columns["pnl"], "fees": columns["fees"],
-        "reason": reasons[columns["reason"].astype(np.int64)],
+        "reason": reasons,
         "entry_bar": columns["entry_bar"].astype(np.int64),
         "exit_bar": columns["exit_bar"].astype(np.int64),
     }, schema=TRADE_SCHEMA)

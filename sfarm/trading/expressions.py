@@ -2,18 +2,27 @@
 
 Text such as ``rsi_14 < 30 AND close > sma_200`` is parsed by polars' SQL expression parser
 (`pl.sql_expr`) into a vectorized polars expression; nothing is ever passed to Python's `eval`.
-The previous candle's value is written ``LAG(col) OVER (ORDER BY ts)``.
+The previous candle's value is written ``LAG(col) OVER (ORDER BY ts)``; since candle frames are
+sorted by ts, that exact form is rewritten to a plain shifted column before parsing (a window
+over the whole frame costs ~10x more). A condition must not read later candles: checked on
+probe data (`check_expression`), which catches LEAD, descending orders and whole-column
+aggregates such as ``AVG(close)``.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 #: Columns every strategy can use: the candle itself.
 CANDLE_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
+
+_LAG = re.compile(r"\bLAG\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)\"?\s*(?:,\s*(\d+)\s*)?\)"
+                  r"\s*OVER\s*\(\s*ORDER\s+BY\s+\"?ts\"?(?:\s+ASC)?\s*\)", re.IGNORECASE)
 
 
 class ExpressionError(ValueError):
@@ -25,26 +34,69 @@ class ExpressionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Lag:
+    """A column shifted down by `periods` rows, named `name` inside the compiled expression."""
+
+    name: str
+    column: str
+    periods: int
+
+
+@dataclass(frozen=True)
 class SignalExpression:
-    """A compiled condition: its text, the polars expression and the columns it reads."""
+    """A compiled condition: its text, the polars expression, the columns it reads."""
 
     text: str
     expr: pl.Expr
-    columns: frozenset[str]
+    columns: frozenset[str]  # frame columns read, LAG arguments included
+    lags: tuple[Lag, ...] = ()
 
 
 def compile_expression(text: str) -> SignalExpression:
     """Parse `text` into a polars expression; raise ExpressionError when it is not SQL."""
     if not text.strip():
         raise ExpressionError("empty expression")
+    lags: dict[str, Lag] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        column, periods = match.group(1), int(match.group(2) or 1)
+        name = f"__lag{periods}__{column}"
+        lags[name] = Lag(name, column, periods)
+        return name
+
     try:
-        expr = pl.sql_expr(text)
+        expr = pl.sql_expr(_LAG.sub(placeholder, text))
     except Exception as error:  # polars raises several SQL error types (syntax, interface)
         raise ExpressionError(f"cannot parse expression {text!r}: {_first_line(error)}",
                               hint="write SQL such as `rsi_14 < 30 AND close > sma_200`; "
                                    "the previous candle is `LAG(col) OVER (ORDER BY ts)`"
                               ) from None
-    return SignalExpression(text=text, expr=expr, columns=frozenset(expr.meta.root_names()))
+    roots = set(expr.meta.root_names())
+    columns = (roots - set(lags)) | {lag.column for lag in lags.values() if lag.name in roots}
+    return SignalExpression(text=text, expr=expr, columns=frozenset(columns),
+                            lags=tuple(lags.values()))
+
+
+def lag_columns(expressions: list[SignalExpression]) -> list[pl.Expr]:
+    """The shifted columns the expressions read (frame sorted by ts)."""
+    lags = {lag.name: lag for expression in expressions for lag in expression.lags}
+    return [pl.col(lag.column).shift(lag.periods).alias(lag.name) for lag in lags.values()]
+
+
+def evaluate(expressions: dict[str, SignalExpression], frame: pl.DataFrame) -> pl.DataFrame:
+    """One Boolean column per expression (null counts as false). `frame` is sorted by ts; its
+    float NaN (indicator warm-up) is read as null, so a condition is false until it has values
+    (polars orders NaN above every number: `NaN > 30` would be true)."""
+    read = sorted(set().union(*(e.columns for e in expressions.values())) & set(frame.columns))
+    floats = [name for name in read if frame.schema[name].is_float()]
+    query = frame.lazy().select(read)
+    if floats:
+        query = query.with_columns(pl.col(floats).fill_nan(None))
+    lags = lag_columns(list(expressions.values()))
+    if lags:
+        query = query.with_columns(lags)
+    return query.select([e.expr.fill_null(False).alias(name)
+                         for name, e in expressions.items()]).collect()
 
 
 def unknown_columns(expression: SignalExpression, available: set[str]) -> list[str]:
@@ -58,8 +110,9 @@ def suggest(name: str, available: set[str]) -> str | None:
 
 
 def check_expression(expression: SignalExpression, available: set[str]) -> None:
-    """Raise ExpressionError if the expression reads a column that does not exist or does not
-    produce booleans. Columns are typed as the engine sees them: ts Int64, the rest Float64."""
+    """Raise ExpressionError if the expression reads a column that does not exist, does not
+    give true/false, or reads later candles. Columns are typed as the engine sees them: ts
+    Int64, the rest Float64."""
     missing = unknown_columns(expression, available)
     if missing:
         name = missing[0]
@@ -68,12 +121,9 @@ def check_expression(expression: SignalExpression, available: set[str]) -> None:
         raise ExpressionError(
             f"unknown column {name!r} in expression {expression.text!r}{did_you_mean}",
             hint="columns available: " + ", ".join(sorted(available, key=_column_order)))
-    # Two real rows (not just a schema) so that type errors polars finds only at run time
-    # (comparing a price with a string) surface here, at validation.
-    probe = pl.DataFrame({name: pl.Series([0, 1], dtype=pl.Int64 if name == "ts" else pl.Float64)
-                          for name in available})
+    probe = _probe_frame(available, rows=64, seed=1)
     try:
-        dtype = probe.select(expression.expr.alias("_")).schema["_"]
+        dtype = _dtype(expression, probe)
     except Exception as error:  # type errors surface as several polars exception types
         raise ExpressionError(
             f"expression {expression.text!r} cannot be evaluated: {_first_line(error)}") from None
@@ -81,6 +131,38 @@ def check_expression(expression: SignalExpression, available: set[str]) -> None:
         raise ExpressionError(
             f"expression {expression.text!r} gives {dtype}, not a true/false condition",
             hint="compare values, e.g. `close > sma_200`")
+    _check_causal(expression, probe)
+
+
+def _dtype(expression: SignalExpression, probe: pl.DataFrame) -> pl.DataType:
+    return probe.with_columns(lag_columns([expression])).select(
+        expression.expr.alias("_")).schema["_"]
+
+
+def _check_causal(expression: SignalExpression, probe: pl.DataFrame) -> None:
+    """The value on a candle must not change when later candles are added or changed."""
+    cut = 40
+    full = evaluate({"_": expression}, probe).get_column("_")
+    prefix = evaluate({"_": expression}, probe.head(cut)).get_column("_")
+    later = pl.int_range(pl.len()) >= cut
+    same = prefix.equals(full.head(cut))
+    for factor in (1e9, -1e9):  # later candles far above, then far below
+        shocked = probe.with_columns(pl.when(later).then(pl.col(c) * factor).otherwise(pl.col(c))
+                                     for c in probe.columns if c != "ts")
+        same = same and prefix.equals(evaluate({"_": expression}, shocked)["_"].head(cut))
+    if not same:
+        raise ExpressionError(
+            f"expression {expression.text!r} reads later candles (look-ahead): a condition on "
+            "a candle may only use that candle and earlier ones",
+            hint="earlier candles are `LAG(col) OVER (ORDER BY ts)`; for aggregates such as "
+                 "AVG(close) or MAX(high) over a window use an indicator (sma(20), max(20))")
+
+
+def _probe_frame(available: set[str], *, rows: int, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame({name: (np.arange(rows, dtype=np.int64) * 60_000 if name == "ts"
+                                else rng.uniform(0, 100, rows))
+                         for name in sorted(available, key=_column_order)})
 
 
 def _column_order(name: str) -> tuple[int, str]:

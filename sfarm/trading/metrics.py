@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 YEAR_MS = 365.25 * 24 * 3_600_000
 
@@ -62,14 +63,14 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
     bars = len(equity)
     final = float(equity[-1]) if bars else float(initial_equity)
     per_year = YEAR_MS / timeframe_ms
-    returns = _returns(equity, initial_equity)
+    count, mean, m2, downside, drawdown = equity_stats(np.ascontiguousarray(equity, np.float64),
+                                                       float(initial_equity))
     if first_ts is not None and last_ts is not None:
         years = (last_ts - first_ts + timeframe_ms) / YEAR_MS
     else:
         years = bars * timeframe_ms / YEAR_MS
     growth = final / initial_equity
     cagr = (growth ** (1.0 / years) - 1.0 if growth > 0 else -1.0) if years > 0 else None
-    drawdown = max_drawdown(equity, initial_equity)
     pnl = trades.get_column("pnl").to_numpy() if trades.height else np.empty(0)
     notional = (trades.get_column("entry_price") * trades.get_column("size")).to_numpy() \
         if trades.height else np.empty(0)
@@ -80,8 +81,8 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
         final_equity=final,
         total_return=growth - 1.0,
         cagr=cagr,
-        sharpe=sharpe_ratio(returns, per_year),
-        sortino=sortino_ratio(returns, per_year),
+        sharpe=_sharpe(count, mean, m2, per_year),
+        sortino=_sortino(count, mean, downside, per_year),
         calmar=(cagr / drawdown) if cagr is not None and drawdown > 0 else None,
         max_drawdown=drawdown,
         win_rate=float((pnl > 0).mean()) if len(pnl) else None,
@@ -94,37 +95,51 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
     )
 
 
-def _returns(equity: np.ndarray, initial_equity: float) -> np.ndarray:
-    if not len(equity):
-        return np.empty(0)
-    previous = np.empty_like(equity)
-    previous[0] = initial_equity
-    previous[1:] = equity[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = equity / previous - 1.0
-    return returns[np.isfinite(returns)]
+@njit(cache=True)
+def equity_stats(equity: np.ndarray, initial: float) -> tuple[int, float, float, float, float]:
+    """One pass over the equity curve: number of finite per-candle returns, their mean, sum of
+    squared deviations (Welford), sum of squared negative returns, and the max drawdown."""
+    count = 0
+    mean = 0.0
+    m2 = 0.0
+    downside = 0.0
+    peak = initial
+    drawdown = 0.0
+    previous = initial
+    for value in equity:
+        if previous != 0.0:
+            r = value / previous - 1.0
+            if np.isfinite(r):
+                count += 1
+                delta = r - mean
+                mean += delta / count
+                m2 += delta * (r - mean)
+                if r < 0.0:
+                    downside += r * r
+        previous = value
+        if value > peak:
+            peak = value
+        if peak > 0.0 and 1.0 - value / peak > drawdown:
+            drawdown = 1.0 - value / peak
+    return count, mean, m2, downside, drawdown
 
 
-def sharpe_ratio(returns: np.ndarray, per_year: float) -> float | None:
-    if len(returns) < 2:
+def _sharpe(count: int, mean: float, m2: float, per_year: float) -> float | None:
+    if count < 2:
         return None
-    deviation = float(returns.std(ddof=1))
-    if deviation == 0 or not math.isfinite(deviation):
+    deviation = math.sqrt(m2 / (count - 1))
+    # Welford leaves rounding-level m2 for constant returns: treat that as no variance.
+    if deviation <= 1e-12 * max(abs(mean), 1e-300) or not math.isfinite(deviation):
         return None
-    return float(returns.mean()) / deviation * math.sqrt(per_year)
+    return mean / deviation * math.sqrt(per_year)
 
 
-def sortino_ratio(returns: np.ndarray, per_year: float) -> float | None:
-    if not len(returns):
+def _sortino(count: int, mean: float, downside: float, per_year: float) -> float | None:
+    if count == 0 or downside == 0:
         return None
-    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
-    if downside == 0:
-        return None
-    return float(returns.mean()) / downside * math.sqrt(per_year)
+    return mean / math.sqrt(downside / count) * math.sqrt(per_year)
 
 
 def max_drawdown(equity: np.ndarray, initial_equity: float) -> float:
-    if not len(equity):
-        return 0.0
-    peaks = np.maximum.accumulate(np.maximum(equity, initial_equity))
-    return float(np.max(1.0 - equity / peaks))
+    """Largest fall from a running peak (the initial equity included), as a fraction."""
+    return equity_stats(np.ascontiguousarray(equity, np.float64), float(initial_equity))[4]

@@ -10,20 +10,19 @@ from __future__ import annotations
 import polars as pl
 
 from sfarm.errors import UsageError
+from sfarm.trading.expressions import evaluate
 from sfarm.trading.strategy import SIGNALS, Strategy
 
 
 def compute_signals(frame: pl.DataFrame, strategy: Strategy) -> pl.DataFrame:
     """A frame of `frame.height` rows with Boolean columns entry_long, exit_long, entry_short,
     exit_short (never null). `frame` is sorted by ts and holds the columns the strategy reads."""
-    prepared = _nan_to_null(frame)
     if strategy.class_path is not None:
-        return _class_signals(prepared, strategy)
-    expressions = strategy.expressions
-    selected = [expressions[name].expr.fill_null(False).alias(name) if name in expressions
-                else pl.repeat(False, pl.len()).alias(name) for name in SIGNALS]
-    # Lazy: lets polars share work between conditions (a LAG used in two of them).
-    return prepared.lazy().select(selected).collect()
+        return _class_signals(_nan_to_null(frame), strategy)
+    computed = evaluate(strategy.expressions, frame)
+    never = pl.repeat(False, frame.height, eager=True)
+    return pl.DataFrame([computed.get_column(name) if name in computed.columns
+                         else never.alias(name) for name in SIGNALS])
 
 
 def _nan_to_null(frame: pl.DataFrame) -> pl.DataFrame:
