@@ -19,7 +19,8 @@ def write_secrets(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
 
 def test_environment_wins() -> None:
     env = {"BINANCE_API_KEY": "key-from-env", "BINANCE_SECRET": "secret-from-env"}
-    assert load_credentials("BINANCE", environ=env) == Credentials("key-from-env", "secret-from-env")
+    expected = Credentials("key-from-env", "secret-from-env")
+    assert load_credentials("BINANCE", environ=env) == expected
     env["BINANCE_PASSWORD"] = "pw"
     assert load_credentials("binance", environ=env).password == "pw"
 

@@ -35,7 +35,8 @@ def test_same_seed_same_candles_in_any_order_of_questions() -> None:
     other.candles(BTC, "1d", now_ms=LATER, since_ms=JAN_2024, limit=30)  # warm other caches
     second = other.candles(BTC, "5m", now_ms=LATER, since_ms=JAN_2024 + 3 * DAY_MS)
     assert as_rows(first) == as_rows(second)
-    different = CandleSource(seed=8).candles(BTC, "5m", now_ms=LATER, since_ms=JAN_2024 + 3 * DAY_MS)
+    different = CandleSource(seed=8).candles(BTC, "5m", now_ms=LATER,
+                                             since_ms=JAN_2024 + 3 * DAY_MS)
     assert as_rows(first) != as_rows(different)
 
 
@@ -80,8 +81,8 @@ def test_candles_sit_on_the_grid_without_holes_and_are_sane(timeframe: str) -> N
 
 
 def test_each_minute_opens_where_the_previous_closed_across_midnight() -> None:
-    minutes = SOURCE.minutes(BTC, JAN_2024 + DAY_MS - 5 * MINUTE_MS, JAN_2024 + DAY_MS + 5 * MINUTE_MS,
-                             LATER)
+    midnight = JAN_2024 + DAY_MS
+    minutes = SOURCE.minutes(BTC, midnight - 5 * MINUTE_MS, midnight + 5 * MINUTE_MS, LATER)
     assert len(minutes) == 10
     assert np.all(minutes.open[1:] == minutes.close[:-1])
 
@@ -119,8 +120,8 @@ def test_live_edge_current_minute_is_partial_and_the_previous_is_closed() -> Non
     assert done[3] <= live[3] <= live[2] <= done[2] and live[5] <= done[5]
     hour = SOURCE.candles(BTC, "1h", now_ms=now, limit=1)
     assert int(hour.ts[0]) == candle_open(now, "1h") and int(hour.close[0]) == live[4]
-    assert int(hour.volume[0]) < int(SOURCE.candles(BTC, "1h", now_ms=LATER, since_ms=int(hour.ts[0]),
-                                                    limit=1).volume[0])
+    whole_hour = SOURCE.candles(BTC, "1h", now_ms=LATER, since_ms=int(hour.ts[0]), limit=1)
+    assert int(hour.volume[0]) < int(whole_hour.volume[0])
 
 
 @settings(max_examples=30, deadline=None)

@@ -48,7 +48,8 @@ def test_balance_and_market_orders(emulator_factory) -> None:
     assert exchange.fetch_balance()["ETH"]["free"] == 8.0
     trades = exchange.fetch_my_trades("BTC/USDT")
     assert [(t["side"], t["amount"], t["takerOrMaker"]) for t in trades] == [("buy", 0.1, "taker")]
-    with_cost = exchange.create_order("BTC/USDT", "market", "buy", None, params={"quoteOrderQty": 500})
+    with_cost = exchange.create_order("BTC/USDT", "market", "buy", None,
+                                      params={"quoteOrderQty": 500})
     assert with_cost["status"] == "closed" and with_cost["cost"] <= 500
 
 
@@ -57,7 +58,8 @@ def test_limit_orders_rest_lock_funds_and_cancel(emulator_factory) -> None:
     order = exchange.create_order("BTC/USDT", "limit", "buy", 0.5, 10_000,
                                   params={"clientOrderId": "rsi-paper-1"})
     assert order["status"] == "open" and order["clientOrderId"] == "rsi-paper-1"
-    assert exchange.fetch_balance()["USDT"] == {"free": 95_000.0, "used": 5_000.0, "total": 100_000.0}
+    assert exchange.fetch_balance()["USDT"] == {"free": 95_000.0, "used": 5_000.0,
+                                                "total": 100_000.0}
     assert [o["id"] for o in exchange.fetch_open_orders("BTC/USDT")] == [order["id"]]
     assert exchange.fetch_order(order["id"], "BTC/USDT")["status"] == "open"
     by_client_id = exchange.fetch_order(None, "BTC/USDT", params={"clientOrderId": "rsi-paper-1"})
@@ -90,7 +92,8 @@ def test_duplicate_client_order_id_is_rejected_like_binance(emulator_factory) ->
     exchange = emulator_factory().exchange(signed=True)
     exchange.create_order("ETH/USDT", "limit", "buy", 1, 1_000, params={"clientOrderId": "dup-1"})
     with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
-        exchange.create_order("ETH/USDT", "limit", "buy", 1, 1_001, params={"clientOrderId": "dup-1"})
+        exchange.create_order("ETH/USDT", "limit", "buy", 1, 1_001,
+                              params={"clientOrderId": "dup-1"})
     assert len(exchange.fetch_open_orders("ETH/USDT")) == 1
 
 
@@ -153,26 +156,26 @@ def raw_json(request: urllib.request.Request) -> tuple[int, object]:
 
 def test_signature_rules_and_http_statuses(emulator_factory) -> None:
     running = emulator_factory()
+    key = {"X-MBX-APIKEY": running.api_key}
+
+    def account(query: str, secret: str, headers: dict[str, str]) -> urllib.request.Request:
+        signed = f"{query}&signature={sign(query, secret)}"
+        return urllib.request.Request(f"{running.url}/api/v3/account?{signed}", headers=headers)
+
     now = running.exchange().fetch_time()
     query = f"timestamp={now}&recvWindow=5000"
-    good = urllib.request.Request(f"{running.url}/api/v3/account?{query}&signature="
-                                  f"{sign(query, running.secret)}",
-                                  headers={"X-MBX-APIKEY": running.api_key})
-    assert raw_json(good)[0] == 200
-    forged = urllib.request.Request(f"{running.url}/api/v3/account?{query}&signature="
-                                    f"{sign(query, 'guess')}", headers={"X-MBX-APIKEY": running.api_key})
-    assert raw_json(forged) == (400, {"code": -1022,
-                                      "msg": "Signature for this request is not valid."})
-    assert raw_json(urllib.request.Request(f"{running.url}/api/v3/account?{query}&signature=x"))[1] \
-        == {"code": -2014, "msg": "API-key format invalid."}
-    stale = f"timestamp={now - 10_000}"
-    old = urllib.request.Request(f"{running.url}/api/v3/account?{stale}&signature="
-                                 f"{sign(stale, running.secret)}", headers={"X-MBX-APIKEY": running.api_key})
-    assert raw_json(old)[1]["code"] == -1021  # type: ignore[index]
+    assert raw_json(account(query, running.secret, key))[0] == 200
+    assert raw_json(account(query, "guess", key)) == (
+        400, {"code": -1022, "msg": "Signature for this request is not valid."})
+    assert raw_json(account(query, running.secret, {})) == (
+        401, {"code": -2014, "msg": "API-key format invalid."})
+    assert raw_json(account(query, running.secret, {"X-MBX-APIKEY": "nobody"}))[0] == 401
+    stale = raw_json(account(f"timestamp={now - 10_000}", running.secret, key))
+    assert stale[0] == 400 and stale[1]["code"] == -1021  # type: ignore[index]
     body = f"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timestamp={now}"
     posted = urllib.request.Request(f"{running.url}/api/v3/order",
                                     data=f"{body}&signature={sign(body, running.secret)}".encode(),
-                                    headers={"X-MBX-APIKEY": running.api_key}, method="POST")
+                                    headers=key, method="POST")
     status, reply = raw_json(posted)
     assert status == 200 and reply["status"] == "FILLED"  # type: ignore[index]
 

@@ -61,6 +61,6 @@ def test_busy_port_is_a_run_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "sfarm", "sim", "serve", "--port", str(port)],
-                                capture_output=True, text=True, timeout=30)
+        command = [sys.executable, "-m", "sfarm", "sim", "serve", "--port", str(port)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot listen" in result.stderr

@@ -1,4 +1,4 @@
-"""`sfarm sim serve`: run the offline exchange emulator (Binance's spot REST dialect) until stopped."""
+"""`sfarm sim serve`: run the offline exchange emulator (Binance's spot REST dialect)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import threading
 from decimal import Decimal, InvalidOperation
 from types import FrameType
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -46,7 +46,8 @@ def _balances(items: list[str]) -> dict[str, Decimal]:
         except InvalidOperation:
             value = Decimal(-1)
         if not sep or not asset.strip() or not value.is_finite() or value < 0:
-            raise UsageError(f"--balance {item!r}: expected ASSET=AMOUNT", hint="--balance USDT=10000")
+            raise UsageError(f"--balance {item!r}: expected ASSET=AMOUNT",
+                             hint="--balance USDT=10000")
         balances[asset.strip().upper()] = value
     return balances
 
@@ -66,14 +67,14 @@ def serve(
     = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Address to bind (keep 127.0.0.1 unless you mean it).")]
     = "127.0.0.1",
-    faults: Annotated[Optional[str], typer.Option(help="Faults to inject, see above.")] = None,
+    faults: Annotated[str | None, typer.Option(help="Faults to inject, see above.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the price walk and of the fault dice.")] = 0,
     start: Annotated[str, typer.Option(help="First candle (date, ISO time or 30d ago).")]
     = "2024-01-01",
     api_key: Annotated[str, typer.Option("--api-key", envvar="SFARM_SIM_API_KEY",
                                          help="API key of the emulated account.")]
     = DEFAULT_API_KEY,
-    balance: Annotated[Optional[list[str]], typer.Option(
+    balance: Annotated[list[str] | None, typer.Option(
         help="Starting balance ASSET=AMOUNT (repeatable). Default: USDT=100000 BTC=1 ETH=10.")]
     = None,
 ) -> None:

@@ -1,4 +1,4 @@
-"""One retry helper for every ccxt call: capped exponential backoff with jitter, temporary errors only.
+"""One retry helper for every ccxt call: capped exponential backoff, jitter, temporary errors only.
 
 Permanent errors (see `sfarm.exchanges.errors`) are raised at once, translated; temporary ones are
 retried up to `policy.max_attempts` calls in all. When the call is a bound method of a ccxt
@@ -91,7 +91,8 @@ def call_with_retries(
         except ExchangeCallError as error:
             if not isinstance(error, ExchangeTemporaryError) or attempt == policy.max_attempts:
                 raise
-            failure, cause = error, error
+            failure: ExchangeCallError = error
+            cause: BaseException = error
         except ccxt.BaseError as error:
             failure = translate(error, action=name, retry_after=retry_after_of(fn, error))
             if not is_temporary(error) or attempt == policy.max_attempts:

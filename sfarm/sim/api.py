@@ -56,22 +56,39 @@ def _symbols_param(params: Mapping[str, str]) -> list[SimMarket] | None:
     return [m for m in markets if m is not None]
 
 
+def fixed8(units: list[int], decimals: int) -> list[str]:
+    """Non-negative integers in units of 10**-decimals as Binance's 8-decimal strings (truncated).
+
+    Plain integer formatting: about ten times faster than Decimal for a 1000-row klines page.
+    """
+    if decimals > 8:
+        units, decimals = [u // 10 ** (decimals - 8) for u in units], 8
+    if decimals == 0:
+        return [f"{u}.00000000" for u in units]
+    scale, pad = 10**decimals, "0" * (8 - decimals)
+    return [f"{u // scale}.{u % scale:0{decimals}d}{pad}" for u in units]
+
+
 def kline_rows(market: SimMarket, candles: Candles, step_ms: int) -> list[list[Any]]:
     """Binance's kline arrays: open time, OHLCV strings, close time, quote volume, trades, ..."""
-    rows = []
-    lot_scale = 10.0 ** market.amount_decimals
-    for ts, o, h, low, c, v in zip(*(col.tolist() for col in candles.columns()), strict=True):
-        volume = market.amount(v)
-        mean_price = market.price(o + h + low + c) / 4
-        quote_volume = volume * mean_price
-        taker_base = market.amount(v // 2)
-        rows.append([
-            ts, fmt8(market.price(o)), fmt8(market.price(h)), fmt8(market.price(low)),
-            fmt8(market.price(c)), fmt8(volume), ts + step_ms - 1, fmt8(quote_volume),
-            int(v / lot_scale / market.minute_volume * 50 * step_ms / MINUTE_MS) + (1 if v else 0),
-            fmt8(taker_base), fmt8(taker_base * mean_price), "0",
-        ])
-    return rows
+    pd, ad = market.price_decimals, market.amount_decimals
+    ts, o, h, low, c, v = (col.tolist() for col in candles.columns())
+    # quote volume ~ volume x mean of OHLC: exact integers in units of 10**-(pd + ad + 2)
+    price_sum = [a + b + d + e for a, b, d, e in zip(o, h, low, c, strict=True)]
+    taker = [x // 2 for x in v]
+    trades = (candles.volume / 10.0**ad / market.minute_volume * 50 * step_ms / MINUTE_MS).astype(
+        int) + (candles.volume > 0)
+    columns = (
+        fixed8(o, pd), fixed8(h, pd), fixed8(low, pd), fixed8(c, pd), fixed8(v, ad),
+        fixed8([x * p * 25 for x, p in zip(v, price_sum, strict=True)], pd + ad + 2),
+        fixed8(taker, ad),
+        fixed8([x * p * 25 for x, p in zip(taker, price_sum, strict=True)], pd + ad + 2),
+    )
+    return [
+        [t, op, hi, lo, cl, vol, t + step_ms - 1, quote, n, taker_base, taker_quote, "0"]
+        for t, op, hi, lo, cl, vol, quote, n, taker_base, taker_quote in zip(
+            ts, *columns[:6], trades.tolist(), *columns[6:], strict=True)
+    ]
 
 
 class BinanceSpotApi:
@@ -164,7 +181,7 @@ class BinanceSpotApi:
         count = int(volume / market.lot / 20) if volume else 0
         return {
             "symbol": market.market_id,
-            "priceChange": fmt8(change) if change >= 0 else "-" + fmt8(-change),
+            "priceChange": fmt8(change),
             "priceChangePercent": f"{change / first_open * 100:.3f}",
             "weightedAvgPrice": fmt8(quote / volume if volume else last),
             "prevClosePrice": fmt8(first_open),

@@ -72,7 +72,8 @@ class Candles:
     def concat(parts: Sequence[Candles]) -> Candles:
         if not parts:
             return Candles(*(_EMPTY,) * 6)
-        return Candles(*(np.concatenate(cols) for cols in zip(*(p.columns() for p in parts))))
+        columns = zip(*(part.columns() for part in parts), strict=True)
+        return Candles(*(np.concatenate(column) for column in columns))
 
 
 def _stable_hash(text: str) -> int:
@@ -106,11 +107,13 @@ def partial_minute(candle: Candles, fraction: float) -> Candles:
     top = np.maximum(candle.open, candle.close)
     bottom = np.minimum(candle.open, candle.close)
     close = candle.open + np.rint(fraction * (candle.close - candle.open)).astype(np.int64)
+    upper_wick = np.floor(fraction * (candle.high - top)).astype(np.int64)
+    lower_wick = np.floor(fraction * (bottom - candle.low)).astype(np.int64)
     return Candles(
         ts=candle.ts,
         open=candle.open,
-        high=np.maximum(candle.open, close) + np.floor(fraction * (candle.high - top)).astype(np.int64),
-        low=np.minimum(candle.open, close) - np.floor(fraction * (bottom - candle.low)).astype(np.int64),
+        high=np.maximum(candle.open, close) + upper_wick,
+        low=np.minimum(candle.open, close) - lower_wick,
         close=close,
         volume=np.floor(fraction * candle.volume).astype(np.int64),
     )
@@ -170,7 +173,9 @@ class CandleSource:
     def _generate_day(self, market: SimMarket, day: int) -> Candles:
         levels = self._daily_levels(market, day)
         rng = np.random.default_rng([self.seed, _stable_hash(market.symbol), 1, day])
-        step_vol = market.daily_vol * np.exp(0.25 * rng.standard_normal()) / np.sqrt(MINUTES_PER_DAY)
+        # a calm or busy day: the day's minute volatility varies around daily_vol / sqrt(1440)
+        day_vol = market.daily_vol * np.exp(0.25 * rng.standard_normal())
+        step_vol = day_vol / np.sqrt(MINUTES_PER_DAY)
         walk = np.cumsum(rng.standard_normal(MINUTES_PER_DAY) * step_vol)
         k = np.arange(1, MINUTES_PER_DAY + 1) / MINUTES_PER_DAY
         log_price = np.empty(MINUTES_PER_DAY + 1)
@@ -276,9 +281,8 @@ class CandleSource:
         first_day = max((first_open - ORIGIN_MS) // DAY_MS, (self.start_ms - ORIGIN_MS) // DAY_MS)
         last_day = min((last_open + step - 1 - ORIGIN_MS) // DAY_MS, (now_ms - ORIGIN_MS) // DAY_MS)
         per_day = min(step, DAY_MS)
-        days = Candles.concat(
-            [self._day_aggregate(market, d, per_day, now_ms) for d in range(first_day, last_day + 1)]
-        )
+        days = Candles.concat([self._day_aggregate(market, day, per_day, now_ms)
+                               for day in range(first_day, last_day + 1)])
         if step >= DAY_MS:
             return aggregate(days, step, _grid_offset(timeframe))
         return days.take((days.ts >= first_open) & (days.ts <= last_open))

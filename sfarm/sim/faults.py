@@ -105,7 +105,7 @@ def _seconds(item: str, text: str) -> float:
 
 
 def parse_time_ms(text: str) -> int:
-    """Epoch milliseconds from epoch ms digits or an ISO date/time (UTC unless it says otherwise)."""
+    """Epoch ms from epoch-ms digits or an ISO date/time (UTC unless it says otherwise)."""
     text = text.strip()
     if text.isdigit():
         return int(text)
@@ -196,11 +196,13 @@ class FaultDice:
         digest = hashlib.blake2b(f"{self.seed}|{kind}|{request}|{n}".encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "big") / 2.0**64
 
-    def decide(self, method: str, path: str, params: dict[str, str], *, signed: bool) -> FaultDecision:
+    def decide(self, method: str, path: str, params: dict[str, str], *,
+               signed: bool) -> FaultDecision:
         plan = self.plan
         if not plan.applies_to(signed):
             return FaultDecision()
-        stable = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k not in _VOLATILE_PARAMS)
+        stable = "&".join(f"{k}={v}" for k, v in sorted(params.items())
+                          if k not in _VOLATILE_PARAMS)
         request = f"{method} {path}?{stable}"
         with self._lock:
             n = self._seen.get(request, 0)

@@ -9,7 +9,8 @@ Rules (a simple, documented subset of Binance's matching):
   own price (maker) in the first minute whose candle trades through it after it was placed; in the
   minute it was placed, only a move beyond that minute's extreme at placement time counts.
 * Commission (`fee_rate`, default 0.1 %) is taken from the asset received, as Binance does.
-* `newClientOrderId` must be unique among the account's open orders: "Duplicate order sent." (-2010).
+* `newClientOrderId` must be unique among the account's open orders, else "Duplicate order sent."
+  (-2010); a filled or canceled order's id may be used again, as Binance documents.
 """
 
 from __future__ import annotations
@@ -184,8 +185,11 @@ class Ledger:
                               "empty/null!", -1102)
             if request.quantity is not None and request.quote_quantity is not None:
                 raise _reject("Parameter 'quoteOrderQty' sent when not required.", -1106)
-            qty = request.quantity if request.quantity is not None else (
-                request.quote_quantity / price_now).quantize(market.lot, rounding=ROUND_DOWN)
+            if request.quantity is not None:
+                qty = request.quantity
+            else:  # spend (or receive) quoteOrderQty: the amount it buys now, whole lots
+                assert request.quote_quantity is not None
+                qty = (request.quote_quantity / price_now).quantize(market.lot, ROUND_DOWN)
             reference = price_now
         else:
             if request.price is None:
@@ -209,7 +213,8 @@ class Ledger:
             raise _reject("Account has insufficient balance for requested action.")
         return qty
 
-    def place(self, account: Account, request: OrderRequest, now_ms: int) -> tuple[Order, list[Trade]]:
+    def place(self, account: Account, request: OrderRequest,
+              now_ms: int) -> tuple[Order, list[Trade]]:
         """Create an order; returns it and the fills it got at once."""
         with self._lock:
             self.settle(account, now_ms)

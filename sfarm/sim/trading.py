@@ -71,7 +71,8 @@ def _fill_json(trade: Trade) -> dict[str, Any]:
             "tradeId": trade.trade_id}
 
 
-def _window(items: list[Any], params: Mapping[str, str], time_of: Callable[[Any], int]) -> list[Any]:
+def _window(items: list[Any], params: Mapping[str, str],
+            time_of: Callable[[Any], int]) -> list[Any]:
     start = int_param(params, "startTime")
     end = int_param(params, "endTime")
     limit = min(int_param(params, "limit", 500) or 500, 1000)
