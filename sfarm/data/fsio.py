@@ -1,9 +1,10 @@
 """Durable file operations of the store: atomic writes, directory fsync, the writers' lock.
 
 A write goes to a hidden temp file in the same directory, is fsynced, then renamed over its
-final name; the directory is fsynced when the rename must survive a power cut. The lock is an
+final name; the directory is fsynced when the rename must survive a power cut. Writers take an
 exclusive `fcntl.flock` on `.lock` in the dataset directory; its content doubles as a marker
-that the previous writer did not finish (killed), so only then is the directory swept.
+that the previous writer did not finish (killed), so only then is the directory swept. Readers
+take it shared, so that a writer does not retire the files they are about to open.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -96,3 +98,18 @@ class WriterLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
+
+
+@contextlib.contextmanager
+def shared_lock(directory: Path) -> Iterator[None]:
+    """Hold writers off while reading a dataset (no lock file: nobody ever wrote here)."""
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -19,7 +19,7 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.checks import off_grid
-from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, write_atomic
+from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, shared_lock, write_atomic
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
     DatasetNotFound,
@@ -53,8 +53,6 @@ from sfarm.errors import RunError, UsageError
 
 log = logging.getLogger("sfarm.data")
 
-_READ_ATTEMPTS = 5  # a writer may retire the files a reader just found in the manifest
-
 
 @dataclass(frozen=True)
 class AppendResult:
@@ -70,24 +68,19 @@ def load_manifest(root: Path | str, dataset_id: str, *,
                   mirror_of: str | None = None) -> Manifest | None:
     """The dataset's manifest with every partition listed, or None when it does not exist."""
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    for attempt in range(_READ_ATTEMPTS):
+    with shared_lock(directory):
         manifest = read_manifest_file(directory)
         if manifest is None:
             return None
-        try:
-            partitions = [p for s in manifest.segments for p in read_segment_file(directory, s)]
-        except FileNotFoundError:
-            if attempt == _READ_ATTEMPTS - 1:
-                raise
-            continue
-        return manifest.model_copy(update={"partitions": partitions})
-    raise AssertionError("unreachable")
+        partitions = [p for s in manifest.segments for p in read_segment_file(directory, s)]
+    return manifest.model_copy(update={"partitions": partitions})
 
 
 def scan(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> pl.LazyFrame:
     """A lazy frame over every partition (filters on ts are pushed down to the Parquet reader).
 
-    Collect it soon: a concurrent append retires superseded files right after its commit.
+    Collect it soon: it holds no lock, and a concurrent append retires superseded files right
+    after its commit (`read` holds writers off while it reads).
     """
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
     manifest = load_manifest(root, dataset_id, mirror_of=mirror_of)
@@ -106,17 +99,15 @@ def read(root: Path | str, dataset_id: str, start: int | None = None, end: int |
     index), and the ts filter is pushed down to their row groups.
     """
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    for attempt in range(_READ_ATTEMPTS):
+    with shared_lock(directory):  # a writer retires superseded files right after its commit
         manifest = read_manifest_file(directory)
         if manifest is None:
             raise _not_found(root, dataset_id, mirror_of)
         try:
             return _read_range(directory, manifest, start, end)
-        except FileNotFoundError:
-            if attempt == _READ_ATTEMPTS - 1:
-                raise RunError(f"{dataset_id}: partitions named by the manifest are missing in "
-                               f"{directory}", hint=f"sfarm data verify {dataset_id}") from None
-    raise AssertionError("unreachable")
+        except FileNotFoundError as error:
+            raise RunError(f"{dataset_id}: {error.filename or 'a file'} named by the manifest "
+                           f"is missing", hint=f"sfarm data verify {dataset_id}") from None
 
 
 def read_tail(root: Path | str, dataset_id: str, rows: int, *,
@@ -192,11 +183,22 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     return result
 
 
+@dataclass
+class _Tally:
+    added: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+
+    def count(self, split: frames.Split, dataset_id: str, why: str) -> None:
+        self.skipped += split.skipped
+        self.conflicts += split.conflicts
+        _log_conflicts(dataset_id, split, why)
+
+
 def _append_locked(directory: Path, dataset_id: str, manifest: Manifest | None,
                    frame: pl.DataFrame, extra: dict[str, Any] | None) -> AppendResult:
     ref = parse_dataset_id(dataset_id)
-    partitioning = partitioning_for(dataset_id)
-    has_rows = frame.width > 0
+    has_rows = frame.width > 0  # an empty DataFrame() carries only `extra`
     if has_rows:
         frame = frames.normalize(frame, dataset_id, ref.kind,
                                  manifest.columns if manifest else None)
@@ -205,52 +207,21 @@ def _append_locked(directory: Path, dataset_id: str, manifest: Manifest | None,
         if frame.height == 0 and not extra:
             return AppendResult(0, 0, 0, None)
         columns = frames.columns_of(frame) if has_rows else _default_columns(ref.kind)
-        manifest = new_manifest(dataset_id, partitioning, ref.timeframe, columns)
+        manifest = new_manifest(dataset_id, partitioning_for(dataset_id), ref.timeframe, columns)
     columns = manifest.columns or (frames.columns_of(frame) if has_rows else {})
 
-    unique, duplicates = frames.dedupe_batch(frame) if has_rows else (frame, None)
-    skipped = duplicates.skipped if duplicates else 0
-    conflicts = duplicates.conflicts if duplicates else 0
-    if duplicates:
-        _log_conflicts(dataset_id, duplicates, "twice in one batch")
-
+    tally = _Tally()
+    if has_rows:
+        frame, duplicates = frames.dedupe_batch(frame)
+        tally.count(duplicates, dataset_id, "twice in one batch")
     generation = manifest.generation + 1
-    groups = frames.split_by_partition(unique, partitioning) if unique.height else {}
-    current = {s.name: s for s in manifest.segments}
-    segment_lists: dict[str, list[PartitionEntry]] = {}
-    by_key: dict[str, PartitionEntry] = {}
-    updates: dict[str, list[PartitionEntry]] = {}
-    retired: list[str] = []
-    added = 0
-    for key in sorted(groups):
-        segment = segment_of(key, partitioning)
-        if segment not in segment_lists:
-            segment_lists[segment] = (read_segment_file(directory, current[segment])
-                                      if segment in current else [])
-            by_key.update((p.key, p) for p in segment_lists[segment])
-        existing = by_key.get(key)
-        rows = groups[key]
-        if existing is not None:
-            stored = pl.read_parquet(directory / existing.file)
-            split = frames.split_against(stored, rows)
-            skipped += split.skipped
-            conflicts += split.conflicts
-            _log_conflicts(dataset_id, split, "already stored")
-            if split.new_rows.height == 0:
-                continue
-            rows = pl.concat([stored, split.new_rows]).sort("ts")
-            added += split.new_rows.height
-            retired.append(existing.file)
-        else:
-            added += rows.height
-        updates.setdefault(segment, []).append(
-            _write_partition(directory, key, generation, rows))
-
-    if not updates and not extra:
-        return AppendResult(0, skipped, conflicts, manifest.last_ts)
+    segments, retired = _write_partitions(directory, dataset_id, manifest, frame, generation,
+                                          tally)
+    if not segments and not extra:
+        return AppendResult(0, tally.skipped, tally.conflicts, manifest.last_ts)
     changed: list[SegmentEntry] = []
-    for segment, entries in updates.items():
-        partitions = merge_partitions(segment_lists[segment], entries)
+    current = {s.name: s for s in manifest.segments}
+    for segment, partitions in segments.items():
         raw = segment_bytes(segment, partitions)
         name = segment_file_name(segment, generation)
         write_atomic(directory, name, raw, sync_dir=False)
@@ -259,10 +230,46 @@ def _append_locked(directory: Path, dataset_id: str, manifest: Manifest | None,
             retired.append(current[segment].file)
     fsync_dir(directory)  # partitions and segments durable before the manifest names them
     committed = next_manifest(manifest, changed, generation, columns, extra)
-    write_atomic(directory, MANIFEST_NAME, manifest_bytes(committed))
+    write_atomic(directory, MANIFEST_NAME, manifest_bytes(committed))  # the commit
     for name in retired:
         remove_quietly(directory / name)
-    return AppendResult(added, skipped, conflicts, committed.last_ts)
+    return AppendResult(tally.added, tally.skipped, tally.conflicts, committed.last_ts)
+
+
+def _write_partitions(directory: Path, dataset_id: str, manifest: Manifest,
+                      frame: pl.DataFrame, generation: int,
+                      tally: _Tally) -> tuple[dict[str, list[PartitionEntry]], list[str]]:
+    """Write a new version of every partition that gains rows. Returns the new partition list of
+    each index segment that changed, and the files the commit will retire."""
+    groups = frames.split_by_partition(frame, manifest.partitioning) if frame.height else {}
+    current = {s.name: s for s in manifest.segments}
+    loaded: dict[str, list[PartitionEntry]] = {}  # only the segments these rows fall in
+    by_key: dict[str, PartitionEntry] = {}
+    updates: dict[str, list[PartitionEntry]] = {}
+    retired: list[str] = []
+    for key in sorted(groups):
+        segment = segment_of(key, manifest.partitioning)
+        if segment not in loaded:
+            loaded[segment] = (read_segment_file(directory, current[segment])
+                               if segment in current else [])
+            by_key.update((p.key, p) for p in loaded[segment])
+        rows = groups[key]
+        existing = by_key.get(key)
+        if existing is not None:
+            stored = pl.read_parquet(directory / existing.file)
+            split = frames.split_against(stored, rows)
+            tally.count(split, dataset_id, "already stored")
+            if split.new_rows.height == 0:
+                continue
+            tally.added += split.new_rows.height
+            rows = pl.concat([stored, split.new_rows]).sort("ts")
+            retired.append(existing.file)
+        else:
+            tally.added += rows.height
+        updates.setdefault(segment, []).append(
+            _write_partition(directory, key, generation, rows))
+    segments = {name: merge_partitions(loaded[name], entries) for name, entries in updates.items()}
+    return segments, retired
 
 
 def _write_partition(directory: Path, key: str, generation: int,

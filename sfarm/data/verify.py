@@ -26,6 +26,7 @@ from sfarm.data.checks import (
     parse_recorded_gaps,
     unexplained_gaps,
 )
+from sfarm.data.fsio import shared_lock
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
     LOCK_NAME,
@@ -70,15 +71,25 @@ class VerifyReport:
 
 
 def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> VerifyReport:
-    """Check one dataset; `report.ok` is False when anything is wrong (see `report.problems`)."""
+    """Check one dataset; `report.ok` is False when anything is wrong (see `report.problems`).
+
+    Writers of the dataset wait while it runs (it reads every file once).
+    """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
     report = VerifyReport(dataset_id=dataset_id, path=str(directory), node=mirror_of)
+    with shared_lock(directory):
+        _verify_locked(root, directory, dataset_id, report)
+    return report
+
+
+def _verify_locked(root: Path | str, directory: Path, dataset_id: str,
+                   report: VerifyReport) -> None:
     try:
         manifest = read_manifest_file(directory)
     except RunError as error:
         report.problems.append(error.message)
-        return report
+        return
     if manifest is None:
         if directory.is_dir() and any(is_partition_file(n) for n in os.listdir(directory)):
             if _writer_interrupted(directory):
@@ -86,7 +97,7 @@ def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -
                                        "write, removed by the next append")
             else:
                 report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME}")
-            return report
+            return
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
     report.rows = manifest.rows
@@ -105,7 +116,6 @@ def verify(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -
     _check_order(all_ts, report)
     _check_gaps(all_ts, manifest, unreadable, report)
     _check_stray_files(directory, manifest, partitions, report)
-    return report
 
 
 def _writer_interrupted(directory: Path) -> bool:

@@ -49,6 +49,12 @@ def interleaved_medians(roots: dict[str, Path], repeats: int,
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
+def seconds(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
 @pytest.mark.slow
 def test_append_and_read_cost_is_flat(tmp_path: Path) -> None:
     roots = {"1 year": tmp_path / "one", "10 years": tmp_path / "ten"}
@@ -63,16 +69,21 @@ def test_append_and_read_cost_is_flat(tmp_path: Path) -> None:
     last_day = (live_edge - DAY_MS, live_edge)
     read_day = interleaved_medians(roots, DAY_REPEATS,
                                    lambda root, i: data.read(root, DATASET, *last_day))
+    # Whole-history operations, O(history) by nature: for the record, not for flatness.
+    read_all_s = {name: seconds(lambda root=root: data.read(root, DATASET))
+                  for name, root in roots.items()}
+    verify_s = {name: seconds(lambda root=root: data.verify(root, DATASET))
+                for name, root in roots.items()}
     print()
     print(f"{'history':>10} {'rows':>10} {'parts':>6} {'build s':>8} {'append day ms':>14} "
-          f"{'append 1 ms':>12} {'read day ms':>12}")
+          f"{'append 1 ms':>12} {'read day ms':>12} {'read all s':>11} {'verify s':>9}")
     for name, root in roots.items():
         manifest = data.load_manifest(root, DATASET)
         assert manifest is not None
         assert data.read(root, DATASET, *last_day).height == 1440
         print(f"{name:>10} {manifest.rows:>10,} {len(manifest.partitions):>6} "
               f"{build[name]:>8.1f} {append_day[name]:>14.2f} {append_candle[name]:>12.2f} "
-              f"{read_day[name]:>12.2f}")
+              f"{read_day[name]:>12.2f} {read_all_s[name]:>11.2f} {verify_s[name]:>9.2f}")
     for what, medians in (("append day", append_day), ("append candle", append_candle),
                           ("read last day", read_day)):
         ratio = medians["10 years"] / medians["1 year"]
