@@ -26,7 +26,9 @@ SERVE_HELP = (
     f'{{ccxt = "binance", url = "http://127.0.0.1:{DEFAULT_PORT}"}} reaches it through '
     "unmodified ccxt: markets, klines, tickers, server time, and signed account and order "
     "endpoints for the account of --api-key and $SFARM_SIM_SECRET. Candles are a seeded random "
-    "walk: the same --seed gives the same candles and the same faults in every run.\n\n"
+    "walk: the same --seed gives the same candles and the same faults in every run. As on "
+    "Binance, the still-open candle is returned partially formed: store closed candles only."
+    "\n\n"
     "--faults takes comma-separated items, P a probability in 0..1: rate_limit=P[:RETRY_AFTER_S], "
     "server_error=P[:STATUS], slow=P:SECONDS, drop=P, short_page=P, maintenance=START/END (no "
     "candles in that range, ever), scope=public|all (faults hit public market data by default)."

@@ -25,6 +25,7 @@ from sfarm.exchanges.errors import (
 )
 
 T = TypeVar("T")
+_FROM_A_REPLY = (ccxt.DDoSProtection, ccxt.RateLimitExceeded, ccxt.ExchangeNotAvailable)
 log = logging.getLogger("sfarm.exchanges")
 
 
@@ -56,7 +57,9 @@ class RetryPolicy:
 def retry_after_of(fn: Callable[..., Any], error: BaseException) -> float | None:
     """Retry-After seconds of the reply that caused `error`, when ccxt kept it."""
     exchange = getattr(fn, "__self__", None)
-    if not isinstance(exchange, ccxt.Exchange) or not isinstance(error, ccxt.NetworkError):
+    # Only errors made from a reply: after a dropped connection or a timeout ccxt still holds
+    # the headers of an older reply, whose Retry-After would be stale.
+    if not isinstance(exchange, ccxt.Exchange) or not isinstance(error, _FROM_A_REPLY):
         return None
     headers = getattr(exchange, "last_response_headers", None) or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
