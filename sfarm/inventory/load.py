@@ -121,7 +121,8 @@ StrategyReader = Callable[[Path], tuple[str, ...]]
 def read_strategy_indicators(path: Path) -> tuple[str, ...]:
     from sfarm.trading.strategy import load_strategy
 
-    return tuple(load_strategy(path).indicators)
+    # all_indicators: a class strategy (class = "module:Class") declares its own as well
+    return tuple(load_strategy(path).all_indicators())
 
 
 def load_inventory(path: Path | None = None,
