@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -32,7 +32,7 @@ data_app = typer.Typer(
 )
 
 NodeOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--node", help="Read the mirror of this producer node (mirror/<node>/<id>)."),
 ]
 
@@ -157,7 +157,7 @@ def _locate(root: Path, dataset_id: str) -> str | None:
 
 @data_app.command("verify")
 def verify_cmd(
-    dataset_ids: Annotated[Optional[list[str]], typer.Argument(
+    dataset_ids: Annotated[list[str] | None, typer.Argument(
         metavar="ID", help="Datasets to check; all of the root when none.")] = None,
     root: RootOption = Path("."),
     json: JsonOption = False,

@@ -130,7 +130,7 @@ def _parse_time(text: pl.Series, lines: pl.Series, path: Path) -> pl.Series:
     """Epoch numbers (unit told by magnitude, for the whole file) or ISO 8601 strings -> ms."""
     numbers = text.cast(pl.Float64, strict=False)
     if numbers.null_count() == text.null_count():
-        largest = numbers.abs().max() or 0.0
+        largest = float(numbers.abs().max() or 0.0)  # type: ignore[arg-type]
         scale = 1e3 if largest < 1e11 else 1.0 if largest < 1e14 else 1e-3 if largest < 1e17 \
             else 1e-6  # seconds, ms, us, ns
         return (numbers * scale).round(0).cast(pl.Int64).alias("ts")

@@ -22,6 +22,7 @@ from sfarm.data.checks import off_grid
 from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, shared_lock, write_atomic
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
+    MANIFEST_NAME,
     DatasetNotFound,
     check_dataset_id,
     dataset_dir,
@@ -35,7 +36,6 @@ from sfarm.data.layout import (
     segment_of,
 )
 from sfarm.data.manifest import (
-    MANIFEST_NAME,
     Manifest,
     PartitionEntry,
     SegmentEntry,
