@@ -1,10 +1,11 @@
 """The fetch loop of one market x timeframe: backfill page by page, then follow the live edge.
 
 Each page is appended as soon as it arrives (with the exchange-side gaps it proves, in the same
-atomic append), so a stop or a crash loses at most the page in flight, and the next run resumes
-from the manifest. Decisions about a page live in `sfarm.mining.windows`; this module does the
-I/O: ccxt requests (async, retried), store appends (in a thread, so other markets keep
-fetching meanwhile) and sleeps that end early when a stop is requested.
+atomic append), so a stop loses at most the request in flight and a crash at most two pages
+(the one being appended and the next one fetched meanwhile); the next run resumes from the
+manifest. Decisions about a page live in `sfarm.mining.windows`; this module does the I/O:
+ccxt requests (async, retried), store appends (in a thread, so requests go on meanwhile) and
+sleeps that end early when a stop is requested.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class DatasetMiner:
     # ---- one page ------------------------------------------------------------------------------
 
     async def fetch_page(self) -> PageDecision:
-        """Ask for the next page, store what it brings; the decision says what comes next."""
+        """Ask for the next page and decide what of it to store (the caller stores it)."""
         p = self.progress
         asked_at = self.clock()  # before the request: a candle closed then is closed for sure
         end = fetch_end(asked_at, p.timeframe, self.until_ms)
@@ -159,7 +160,7 @@ class DatasetMiner:
                            hint="this exchange aligns its candles differently; use another "
                                 "timeframe") from None
         if decision.rows:
-            await self.store(decision)
+            self.has_history = True
         p.next_open = decision.next_open
         return decision
 
@@ -185,7 +186,6 @@ class DatasetMiner:
         if result.conflicts:
             log.warning("%s: %d candles differ from the stored ones (stored values kept)",
                         p.dataset_id, result.conflicts)
-        self.has_history = True
         p.rows_added += result.rows_added
         p.candles_received += len(decision.rows)
         p.rows += result.rows_added
@@ -195,14 +195,31 @@ class DatasetMiner:
     # ---- loops ---------------------------------------------------------------------------------
 
     async def catch_up(self) -> bool:
-        """Fetch pages until nothing more is available now; True when caught up with the end."""
-        while True:
-            if self.stop.is_set():
-                raise Stopped()
-            decision = await self.fetch_page()
-            self.report(self.progress)
-            if decision.exhausted:
-                return self.progress.next_open >= self.progress.end_open
+        """Fetch pages until nothing more is available now; True when caught up with the end.
+
+        Pipelined one page deep: the next request goes out while the previous page is being
+        appended (appends stay in order, one at a time). Whatever ends the loop, the append in
+        progress is finished first.
+        """
+        pending: asyncio.Future[None] | None = None
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise Stopped()
+                decision = await self.fetch_page()
+                if pending is not None:
+                    await pending
+                    pending = None
+                    self.report(self.progress)
+                if decision.rows:
+                    pending = asyncio.ensure_future(self.store(decision))
+                if decision.exhausted:
+                    break
+        finally:
+            if pending is not None:
+                await pending
+        self.report(self.progress)
+        return self.progress.next_open >= self.progress.end_open
 
     async def backfill(self) -> None:
         """Download everything closed (before `until`) once, then return."""
