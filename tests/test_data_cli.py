@@ -145,3 +145,13 @@ def test_real_executable_exit_code_and_clean_json(root: Path) -> None:
 def test_verify_unknown_id_is_usage_error(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "data", "verify", "candles/x/Y-Z/1m", "--root", str(root))
     assert code == 2 and "error: no dataset candles/x/Y-Z/1m" in err
+
+
+def test_missing_root_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "data", "ls", "--root", str(tmp_path / "nope"))
+    assert code == 2 and "no such directory" in err
+
+
+def test_empty_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "verify", "--root", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out) == {"root": str(tmp_path), "ok": True, "datasets": []}

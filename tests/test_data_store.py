@@ -301,3 +301,10 @@ def test_missing_partition_is_a_run_error_for_append(tmp_path: Path) -> None:
         data.append(tmp_path, BTC_1M, make_candles(T0 + 10 * 60_000, 1))
     with pytest.raises(RunError, match="missing"):
         data.read(tmp_path, BTC_1M)
+
+
+def test_manifest_head_only(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0, 3000), extra={"k": "v"})
+    head = data.load_manifest(tmp_path, BTC_1M, with_partitions=False)
+    assert head is not None and head.partitions == [] and head.partition_count == 3
+    assert (head.rows, head.last_ts, head.extra) == (3000, T0 + 2999 * 60_000, {"k": "v"})

@@ -22,6 +22,7 @@ from sfarm.data import (
     read_tail,
     verify,
 )
+from sfarm.errors import UsageError
 
 data_app = typer.Typer(
     name="data",
@@ -54,6 +55,7 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
 
     Example: [bold]sfarm data ls --root ~/sfarm/prod/miner-1 --json[/]
     """
+    _check_root(root)
     infos = list_datasets(root)
     if json:
         print_json({"root": str(root), "datasets": [_info_json(i) for i in infos]})
@@ -80,6 +82,12 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
         table.add_row(info.id, *node, f"{info.rows:,}", format_ts(info.first_ts),
                       format_ts(info.last_ts), str(info.partitions), human_bytes(info.bytes))
     out.print(table)
+
+
+def _check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise UsageError(f"--root {root}: no such directory",
+                         hint="a node root is the directory that holds data/ and mirror/")
 
 
 def _info_json(info: DatasetInfo) -> dict[str, Any]:
@@ -169,6 +177,7 @@ def verify_cmd(
 
     Example: [bold]sfarm data verify candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
+    _check_root(root)
     targets = ([(i.id, i.node) for i in list_datasets(root)] if not dataset_ids
                else [(d, _locate(root, d)) for d in dataset_ids])
     reports = [verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]

@@ -64,14 +64,18 @@ class AppendResult:
 
 # ---- reading -----------------------------------------------------------------------------------
 
-def load_manifest(root: Path | str, dataset_id: str, *,
-                  mirror_of: str | None = None) -> Manifest | None:
-    """The dataset's manifest with every partition listed, or None when it does not exist."""
+def load_manifest(root: Path | str, dataset_id: str, *, mirror_of: str | None = None,
+                  with_partitions: bool = True) -> Manifest | None:
+    """The dataset's manifest with every partition listed, or None when it does not exist.
+
+    `with_partitions=False` reads `_manifest.json` alone (rows, first/last ts, extra, segments):
+    one small file however long the history, for status polling.
+    """
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
     with shared_lock(directory):
         manifest = read_manifest_file(directory)
-        if manifest is None:
-            return None
+        if manifest is None or not with_partitions:
+            return manifest
         partitions = [p for s in manifest.segments for p in read_segment_file(directory, s)]
     return manifest.model_copy(update={"partitions": partitions})
 
