@@ -66,4 +66,8 @@ def compute(frame: pl.DataFrame, specs: Iterable[str | IndicatorSpec]) -> pl.Dat
         new_columns.extend(
             pl.Series(column, values, dtype=pl.Float64, nan_to_null=False)
             for column, values in zip(spec.columns, outputs, strict=True))
-    return frame.with_columns(new_columns) if new_columns else frame
+    if not new_columns:
+        return frame
+    if set(frame.columns).isdisjoint(s.name for s in new_columns):
+        return frame.hstack(new_columns)  # no expression engine: just adds the columns
+    return frame.with_columns(new_columns)  # recomputing a column replaces it

@@ -12,8 +12,8 @@ indicator dataset's manifest (`extra`). Two strategies, chosen per indicator:
   `directional.py`), continued candle by candle with TA-Lib's arithmetic.
 
 With no state, `new_rows` is the whole history: values come from TA-Lib's batch functions and the
-state is built by a replay (window: nothing to replay; recurrence: one pass over the history, or
-over the last session for VWAP). Values agree with a TA-Lib batch run over the whole series to
+state is read from TA-Lib's outputs (`seeding.py`; window kinds just keep the tail), or, for
+short histories and SAR, rebuilt by one replay over the history (over the last session for VWAP). Values agree with a TA-Lib batch run over the whole series to
 ~1e-14 relative (TA-Lib's build picks FMA code paths per CPU, so even TA-Lib differs from itself
 in the last bits across machines); NaN exactly where TA-Lib has NaN.
 """
@@ -31,6 +31,7 @@ import polars as pl
 from sfarm.indicators import directional as dm
 from sfarm.indicators import recurrences as rec
 from sfarm.indicators.batch import compute_arrays, input_array
+from sfarm.indicators.seeding import seed_from_outputs
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
 from sfarm.indicators.vwap import VwapReplica
 
@@ -134,8 +135,9 @@ def _update_recurrence(spec: IndicatorSpec, state: IndicatorState | None,
     if state is None:
         # A fresh series: TA-Lib computes the values; the replica only needs to reach the end.
         outputs = compute_arrays(spec, arrays)
-        start = replica.replay_start(arrays) if hasattr(replica, "replay_start") else 0
-        _run(replica, arrays, start)
+        if not seed_from_outputs(replica, arrays, outputs):
+            start = replica.replay_start(arrays) if hasattr(replica, "replay_start") else 0
+            _run(replica, arrays, start)
     else:
         if state.recurrence is not None:
             replica.load(state.recurrence)
