@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,7 +142,7 @@ def test_paging_through_any_holes_stores_every_candle_and_records_every_hole(
             break
     assert stored == series
     assert requests <= len(series) // page_size + 2
-    holes = [(a + MINUTE_MS, b) for a, b in zip(series, series[1:]) if b - a > MINUTE_MS]
+    holes = [(a + MINUTE_MS, b) for a, b in pairwise(series) if b - a > MINUTE_MS]
     assert merge_gaps(gaps) == [list(h) for h in holes]
 
 

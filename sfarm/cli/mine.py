@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -15,6 +15,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -30,7 +31,7 @@ from sfarm.timeframes import TIMEFRAMES, timeframe_ms
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:  # the miner (ccxt's async half, aiohttp) loads only when `mine` runs
-    from sfarm.mining import DatasetProgress, MinerSettings, MineResult
+    from sfarm.mining import DatasetProgress, MineResult, MinerSettings
 
 
 class _RateColumn(ProgressColumn):
@@ -51,7 +52,7 @@ class _ProgressView:
             _RateColumn(), TimeRemainingColumn(),
             console=err, disable=not enabled, transient=False,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def update(self, status: DatasetProgress) -> None:
         task = self.tasks.get(status.dataset_id)
@@ -124,12 +125,12 @@ def mine_cmd(
                                                  "(repeat for several).")],
     since: Annotated[str, typer.Option("--since", metavar="DATE", help="First candle: 2024-01-01 or a "
                                        "duration before now such as 3d.")],
-    until: Annotated[Optional[str], typer.Option("--until", metavar="DATE", help="Stop before this time "
+    until: Annotated[str | None, typer.Option("--until", metavar="DATE", help="Stop before this time "
                                                  "(default: now, the last closed candle).")] = None,
     root: RootOption = Path("."),
-    url: Annotated[Optional[str], typer.Option("--url", metavar="URL", help="Send every REST request to "
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="Send every REST request to "
                                                "this host instead (an emulator, a proxy).")] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="S", min=0.1, help="Seconds "
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="S", min=0.1, help="Seconds "
                                                      "before a request is abandoned and "
                                                      "retried (default: ccxt's, 10).")] = None,
     retries: Annotated[int, typer.Option("--retries", metavar="N", min=1, help="Attempts "

@@ -38,6 +38,7 @@ T = TypeVar("T")
 log = logging.getLogger("sfarm.exchanges")
 
 AsyncSleep = Callable[[float], Awaitable[None]]
+DEFAULT_POLICY = RetryPolicy()
 
 
 def make_async_exchange(
@@ -94,7 +95,7 @@ def _retry_after(exchange: Any, error: BaseException) -> float | None:
 async def call_with_retries_async(
     fn: Callable[..., Awaitable[T]],
     *args: Any,
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_POLICY,
     action: str = "",
     on_retry: Callable[[int, ExchangeTemporaryError, float], None] | None = None,
     sleep: AsyncSleep = asyncio.sleep,

@@ -78,11 +78,15 @@ async def unless_stopped(work: Awaitable[T], stop: threading.Event) -> T:
             raise Stopped()
 
 
+# Up to ~1 min of retries per request: outlasts a 429 burst or a load balancer hiccup.
+MINING_RETRY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=30.0)
+
+
 @dataclass(frozen=True)
 class MinerSettings:
     """How a miner paces itself. Defaults suit a real exchange; tests shorten them."""
 
-    retry: RetryPolicy = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=30.0)
+    retry: RetryPolicy = MINING_RETRY
     close_delay_ms: int = 1_500  # wait after a candle closes before asking for it
     poll_ms: int = 5_000  # first re-poll interval while the exchange lags behind the clock
     failure_pause_s: float = 30.0  # live mode: pause after retries ran out, then go on

@@ -31,6 +31,7 @@ from sfarm.mining.model import DatasetProgress, MineRequest, MineResult
 log = logging.getLogger("sfarm.mining")
 
 ProgressCallback = Callable[[DatasetProgress], None]
+DEFAULT_SETTINGS = MinerSettings()
 
 
 def _ignore(_: DatasetProgress) -> None:
@@ -70,7 +71,7 @@ def _check_static(exchange: Any, request: MineRequest) -> None:
 
 async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange, *,
                      stop: threading.Event, on_progress: ProgressCallback = _ignore,
-                     settings: MinerSettings = MinerSettings(), timeout_ms: int | None = None,
+                     settings: MinerSettings = DEFAULT_SETTINGS, timeout_ms: int | None = None,
                      limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
     """Mine `request` into `root` (see `mine`); the coroutine behind it."""
     progress = [DatasetProgress(candles_id(request.exchange, market, tf), market, tf)
@@ -109,7 +110,7 @@ async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange
 
 def mine(root: Path | str, request: MineRequest, exchange_config: Exchange, *,
          stop: threading.Event | None = None, on_progress: ProgressCallback = _ignore,
-         settings: MinerSettings = MinerSettings(), timeout_ms: int | None = None,
+         settings: MinerSettings = DEFAULT_SETTINGS, timeout_ms: int | None = None,
          limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
     """Download the candles of `request` into the store under `root`.
 
@@ -144,7 +145,7 @@ def request_for_task(task: MineTask, now: int | None = None, *,
 def run_mine_task(root: Path | str, task_name: str, task: MineTask, exchange_config: Exchange,
                   *, stop_event: threading.Event,
                   on_progress: ProgressCallback = _ignore,
-                  settings: MinerSettings = MinerSettings(),
+                  settings: MinerSettings = DEFAULT_SETTINGS,
                   secrets_file: Path | None = None) -> MineResult:
     """The engine of a `mine` task: backfill every dataset, then follow the live edge until
     `stop_event` is set (or the task's `until` is reached). Returns what was done.

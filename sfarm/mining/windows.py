@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from sfarm.timeframes import candle_open, timeframe_ms
 
@@ -102,7 +103,7 @@ def decide_page(page: Iterable[Row], expected: int, end: int, timeframe: str, *,
         return PageDecision([], [], expected, True)
     opens = sorted(by_ts)
     chain = [expected - step, *opens] if has_history else opens
-    gaps = [(before + step, after) for before, after in zip(chain, chain[1:])
+    gaps = [(before + step, after) for before, after in pairwise(chain)
             if after - before > step]
     next_open = opens[-1] + step
     return PageDecision([by_ts[ts] for ts in opens], gaps, next_open, next_open >= end)
@@ -132,4 +133,5 @@ def next_wake(now_ms: int, timeframe: str, delay_ms: int, *, caught_up: bool = T
     close = candle_open(now_ms - delay_ms, timeframe) + timeframe_ms(timeframe) + delay_ms
     if caught_up:
         return close
-    return min(now_ms + poll_ms * 2 ** min(idle_polls, 16), close)
+    backoff: int = poll_ms << min(idle_polls, 16)
+    return min(now_ms + backoff, close)
