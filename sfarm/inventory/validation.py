@@ -84,7 +84,9 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
     if kind == "missing":
         return Problem(path, f"missing required key {str(path[-1])!r}")
     if kind in ("union_tag_not_found", "union_tag_invalid"):
-        tag = value.get("kind") if isinstance(value, dict) else None
+        if not isinstance(value, dict):  # `tasks.x = "mine"`: no table, so no kind to read
+            return Problem(path, f"expected a table, got {_describe(value)}")
+        tag = value.get("kind")
         if tag is None:
             return Problem((*path, "kind"), "missing required key 'kind'",
                            f"one of: {', '.join(TASK_KINDS)}")
@@ -101,6 +103,7 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
     message: str = detail["msg"]
     message = message.removeprefix("Value error, ")
     message = message.replace("Input should be", "expected").replace("Input", "value")
+    message = message.replace("String should have", "expected")
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
         message = f"{message}, got {_describe(value)}"
     return Problem(path, message)
