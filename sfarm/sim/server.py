@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -53,6 +54,13 @@ _RATE_LIMIT_MSG = ("Too many requests; current limit of IP(127.0.0.1) is 6000 re
 _INTERNAL = {"code": -1000, "msg": "An unknown error occured while processing the request."}
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # 5xx codes without a standard name
+        return "Server Error"
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as ccxt's requests session expects
     server: _Server
@@ -88,7 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     headers={"Retry-After": retry_after}))
         if decision.server_error:
             status = emulator.config.faults.server_status
-            page = f"<html><body><h1>{status} Service Unavailable</h1></body></html>"
+            # what a gateway in front of the API sends: HTML, no Binance code
+            page = f"<html><body><h1>{status} {_phrase(status)}</h1></body></html>"
             return self._send(Reply(status, raw=page.encode(), content_type="text/html"))
         request = Request(self.command, parts.path, parts.query, body, dict(self.headers.items()),
                           params, short_page=decision.short_page)
