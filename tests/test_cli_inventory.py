@@ -15,8 +15,14 @@ import pytest
 import typer
 
 from sfarm.cli import main as cli_main
-from tests.test_inventory_corpus import (HAVE_STRATEGY_LOADER, PROJECT, Run,
-                                         register_commands_once, run_sfarm, run_sfarm_here)
+from tests.test_inventory_corpus import (
+    HAVE_STRATEGY_LOADER,
+    PROJECT,
+    Run,
+    register_commands_once,
+    run_sfarm,
+    run_sfarm_here,
+)
 
 FARM = PROJECT / "inventory" / "farm.toml"
 LOCAL = PROJECT / "inventory" / "local.toml"
@@ -113,8 +119,8 @@ def test_plan_of_an_unknown_network_suggests_the_near_miss() -> None:
     assert "no network 'prd'" in run.stderr and "did you mean 'prod'?" in run.stderr
 
 
-def test_inventory_from_the_environment_and_the_default_name(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inventory_from_the_environment_and_the_default_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     missing = run_sfarm_here("validate")
     clean(missing)

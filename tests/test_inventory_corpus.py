@@ -1,9 +1,10 @@
-"""Every broken inventory of tests/inventories/broken/ is refused with a message a person can act on.
+"""Every broken inventory of tests/inventories/broken/ is refused with a message to act on.
 
 The expectations live in tests/inventories/expected.toml; the line of each problem is marked in
-the broken file itself with `# <-- error`. Each file is checked twice: in-process through
-`load_inventory` (the problems one by one: key path, line, file) and as a user sees it, through
-`sfarm validate -i FILE` in a subprocess (exit status 2, no traceback, the same facts on stderr).
+the broken file itself with `# <-- error`. Each file is checked three ways: through
+`load_inventory` (the problems one by one: count, key path, line, file), through the command
+line in-process (`sfarm validate -i FILE`: exit status 2, nothing on stdout, the same facts on
+stderr), and, for the first file of each family, in a real `sfarm` process (no traceback).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def test_every_problem_kind_of_the_issue_is_covered() -> None:
         assert any(name.startswith(prefix) for name in names), prefix
 
 
-# --- in-process: the problems one by one -----------------------------------------------------------
+# --- in-process: the problems one by one ----------------------------------------------------------
 
 
 def _strategy_indicators_from_toml(path: Path) -> tuple[str, ...]:
@@ -154,7 +155,7 @@ def test_load_inventory_refuses(case: Case) -> None:
     assert f"{len(problems)} problem" in error.message
 
 
-# --- as a person sees it: `sfarm validate -i FILE` ---------------------------------------------------
+# --- as a person sees it: `sfarm validate -i FILE` ------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ def test_every_family_runs_in_a_process() -> None:
     assert len(PROCESS_CASES) >= len({family(case) for case in load_cases()}) >= 15
 
 
-# --- secrets.toml beside the inventory ----------------------------------------------------------------
+# --- secrets.toml beside the inventory ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -305,7 +306,7 @@ def test_sfarm_validate_refuses_secrets_0644(farm_dir: Path) -> None:
     assert run_sfarm("validate", "-i", str(farm_dir / "sfarm.toml")).returncode == 0
 
 
-# --- rendering -----------------------------------------------------------------------------------------
+# --- rendering ------------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not HAVE_STRATEGY_LOADER, reason="sfarm.trading.strategy is not there yet")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -35,7 +35,7 @@ def test_absolute_text_is_utc_unless_an_offset_is_given(text: str, at_ms: int) -
     (date(2024, 1, 1), JAN_1_2024_MS),
     (datetime(2024, 1, 1, 1, 0), JAN_1_2024_MS + HOUR_MS),  # TOML local datetime: UTC
     (datetime(2024, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1))), JAN_1_2024_MS),
-    (datetime(2024, 1, 1, tzinfo=timezone.utc), JAN_1_2024_MS),
+    (datetime(2024, 1, 1, tzinfo=UTC), JAN_1_2024_MS),
 ])
 def test_toml_dates_and_datetimes(value: date, at_ms: int) -> None:
     point = parse_time_point(value)
@@ -61,9 +61,9 @@ def test_relative_durations_count_back_from_now(text: str, ago_ms: int) -> None:
 
 
 def test_relative_resolves_against_the_clock_by_default() -> None:
-    before = int(datetime.now(tz=timezone.utc).timestamp() * 1000)
+    before = int(datetime.now(tz=UTC).timestamp() * 1000)
     resolved = parse_time_point("1h").resolve()
-    after = int(datetime.now(tz=timezone.utc).timestamp() * 1000)
+    after = int(datetime.now(tz=UTC).timestamp() * 1000)
     assert before - HOUR_MS <= resolved <= after - HOUR_MS
 
 

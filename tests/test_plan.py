@@ -125,7 +125,7 @@ def test_to_json_is_the_contract(farm: LoadedInventory) -> None:
         in document["transfers"]
 
 
-# --- one rule at a time -----------------------------------------------------------------------------
+# --- one rule at a time ---------------------------------------------------------------------------
 
 
 def mine(exchange: str = "ex", markets: tuple[str, ...] = ("BTC/USDT",),
@@ -282,7 +282,7 @@ def test_task_outputs() -> None:
         "sessions/t/orders", "sessions/t/trades", "sessions/t/equity", "sessions/t/state"]
 
 
-# --- LoadedInventory: network choice and node settings ----------------------------------------------
+# --- LoadedInventory: network choice and node settings --------------------------------------------
 
 
 def test_select_network(farm: LoadedInventory, local: LoadedInventory) -> None:

@@ -34,7 +34,7 @@ PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 
 
-# --- the oracle ------------------------------------------------------------------------------------
+# --- the oracle -----------------------------------------------------------------------------------
 
 
 def key(spec: str) -> str:
@@ -81,7 +81,7 @@ def has_cycle(graph: dict[Placement, set[Placement]]) -> bool:
     return any(node not in state and visit(node) for node in graph)
 
 
-# --- random inventories ------------------------------------------------------------------------------
+# --- random inventories ---------------------------------------------------------------------------
 
 
 def some(pool: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
@@ -140,7 +140,7 @@ def loaded(document: Doc, strategies: dict[str, tuple[str, ...]]) -> LoadedInven
     return LoadedInventory(Path("random.toml"), Inventory.model_validate(document), strategies)
 
 
-# --- properties --------------------------------------------------------------------------------------
+# --- properties -----------------------------------------------------------------------------------
 
 
 @PROPERTY_SETTINGS
