@@ -19,7 +19,7 @@ from tests.fixtures.data_helpers import CRASH_DATASET, T0, make_candles
 
 PROJECT = Path(__file__).resolve().parent.parent
 ENDLESS = 10**8  # target of the killed runs: more than they can write, so each is cut short
-KILLS = 35
+KILLS = 30
 
 
 def start_writer(root: Path, seed: int, total: int = ENDLESS) -> subprocess.Popen[str]:
@@ -53,16 +53,20 @@ def assert_consistent(root: Path) -> int:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     rng = random.Random(20240101)
-    kills, progress = 0, []
+    lock = data.dataset_dir(tmp_path, CRASH_DATASET) / LOCK_NAME
+    kills, inside_append, progress = 0, 0, []
     while kills < KILLS:
         writer = start_writer(tmp_path, seed=kills)
         time.sleep(rng.uniform(0.0, 0.12))
         writer.send_signal(signal.SIGKILL)
         assert writer.wait(timeout=30) == -signal.SIGKILL
         kills += 1
+        # The lock file keeps the marker of a writer killed between taking and leaving it.
+        inside_append += lock.exists() and lock.stat().st_size > 0
         progress.append(assert_consistent(tmp_path))
-    assert progress[-1] > 0  # the kills hit a writer at work
-    total = progress[-1] + 20_000
+    assert progress[-1] > 0
+    assert inside_append >= KILLS // 2, inside_append  # most kills hit an append at work
+    total = progress[-1] + 5_000
     final = start_writer(tmp_path, seed=kills, total=total)
     assert final.communicate(timeout=240)[0] == "done\n" and final.returncode == 0
     assert assert_consistent(tmp_path) == total
