@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -158,3 +159,24 @@ def test_sigkill_mid_run_then_rerun_has_no_gaps_or_duplicates(emulator, emulator
     mine(reference_root, MineRequest("binance", ("BTC/USDT",), ("1m",), since, until),
          Exchange(ccxt="binance", url=emulator.url))
     assert data.read(node, BTC_1M).equals(data.read(reference_root, BTC_1M))
+
+
+def test_dataset_failure_prints_the_document_and_exits_1(emulator_factory, tmp_path,
+                                                         capsys) -> None:
+    going = emulator_factory("slow=1:0.1")
+
+    def close_after_first_page() -> None:
+        deadline = time.monotonic() + 30
+        while _rows(tmp_path) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        going.close()
+
+    watcher = threading.Thread(target=close_after_first_page)
+    watcher.start()
+    code, out, err = run(capsys, *mine_args(going.url, tmp_path, "--market", "BTC/USDT",
+                                            "--timeframe", "1m", "--retries", "2", "--json"))
+    watcher.join()
+    assert code == 1
+    dataset = json.loads(out)["datasets"][0]  # the document still comes, on stdout only
+    assert dataset["phase"] == "failed" and 0 < dataset["rows"] < 2880
+    assert "1 of 1 datasets failed" in err and "run the same command again" in err

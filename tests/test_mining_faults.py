@@ -13,6 +13,7 @@ import pytest
 
 from sfarm import data
 from sfarm.data.ids import candles_id
+from sfarm.errors import RunError
 from sfarm.exchanges import RetryPolicy
 from sfarm.inventory.model import Exchange, MineTask
 from sfarm.mining import DatasetProgress, MineRequest, MinerSettings, mine, run_mine_task
@@ -198,3 +199,38 @@ def test_live_edge_stores_up_to_the_last_closed_candle(emulator, tmp_path) -> No
         assert frame["ts"][-1] == last_ts
         assert frame["ts"].diff().drop_nulls().unique().to_list() == [step]
     assert_verifies(tmp_path, [d.dataset_id for d in result.datasets])
+
+
+def test_bad_credentials_fail_fast(emulator, tmp_path, monkeypatch) -> None:
+    # With keys, ccxt's binance loads currencies from a signed endpoint: a wrong secret is
+    # refused there, before any candle, and is not retried.
+    monkeypatch.setenv("SIM_API_KEY", "sfarm-sim-key")
+    monkeypatch.setenv("SIM_SECRET", "not-the-secret")
+    started = time.monotonic()
+    with pytest.raises(RunError) as caught:
+        mine(tmp_path, REQUEST, Exchange(ccxt="binance", url=emulator.url, credentials="SIM"),
+             settings=FAST)
+    assert time.monotonic() - started < 5
+    assert "AuthenticationError" in caught.value.message
+    assert caught.value.hint and "API key and secret" in caught.value.hint
+    assert not (tmp_path / "data").exists()
+
+
+def test_exchange_gone_mid_run_fails_the_datasets_and_keeps_what_was_stored(
+        emulator_factory, tmp_path) -> None:
+    going = emulator_factory()
+    closed = threading.Event()
+
+    def on_progress(status: DatasetProgress) -> None:
+        if status.rows_added and not closed.is_set():
+            closed.set()
+            going.close()  # connections refused from now on
+
+    result = mine(tmp_path, REQUEST, exchange(going.url), settings=FAST,
+                  on_progress=on_progress)
+    assert result.failures
+    for status in result.failures:
+        assert "gave up after 12 attempts" in (status.error or "")
+    stored_ids = [i for i in REQUEST.dataset_ids() if data.load_manifest(tmp_path, i)]
+    assert stored_ids
+    assert_verifies(tmp_path, stored_ids)

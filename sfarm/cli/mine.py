@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -39,7 +40,16 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} candles/s" if speed else "- candles/s", style="cyan")
+        return Text(f"{speed:,.0f}/s" if speed else "-/s", style="cyan")
+
+
+class _CandlesColumn(ProgressColumn):
+    """Candle slots walked / planned (planned grows while the live edge moves)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("loading markets", style="dim")
+        return Text(f"{task.completed:,.0f}/{task.total:,.0f}")
 
 
 class _ProgressView:
@@ -47,8 +57,8 @@ class _ProgressView:
 
     def __init__(self, enabled: bool) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} candles"),
+            TextColumn("{task.description}"), BarColumn(bar_width=16),
+            _CandlesColumn(),
             _RateColumn(), TimeRemainingColumn(),
             console=err, disable=not enabled, transient=False,
         )
@@ -61,8 +71,7 @@ class _ProgressView:
             self.tasks[status.dataset_id] = task
         if status.phase == "starting":
             return
-        self.progress.update(task, total=max(status.planned, 1) if status.planned else 0,
-                             completed=status.done_slots)
+        self.progress.update(task, total=status.planned, completed=status.done_slots)
 
 
 def _time_ms(option: str, value: str) -> int:
@@ -100,13 +109,21 @@ def _gaps_text(status: DatasetProgress) -> str:
         return "-"
     step = timeframe_ms(status.timeframe)
     missing = sum((end - start + step - 1) // step for start, end in status.exchange_gaps)
-    return f"{len(status.exchange_gaps)} ({missing:,} candles, exchange-side)"
+    return f"{len(status.exchange_gaps)} ({missing:,} candles)"
 
 
 def render_summary(result: MineResult) -> None:
-    table = Table(title="mined", title_justify="left")
-    for column in ("dataset", "rows added", "rows", "first", "last", "gaps"):
-        table.add_column(column, justify="right" if column.startswith("rows") else "left")
+    # Plain rules and no outer padding: the table fits 80 columns with full ids and times.
+    table = Table(title="mined", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    widest = max((len(status.dataset_id) for status in result.datasets), default=7)
+    table.add_column("dataset", no_wrap=True, min_width=widest)  # ids are copied: never cut
+    table.add_column("rows added", justify="right", no_wrap=True, min_width=7)
+    table.add_column("rows", justify="right", no_wrap=True, min_width=7)
+    # On a narrow terminal a time wraps below its date rather than being cut.
+    table.add_column("first", min_width=10)
+    table.add_column("last", min_width=10)
+    table.add_column("exchange gaps")  # recorded holes the exchange itself has
     for status in result.datasets:
         added = f"{status.rows_added:,}"
         if status.phase in ("failed", "stopped"):

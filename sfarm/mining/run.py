@@ -55,7 +55,7 @@ async def _load_markets(exchange: Any, request: MineRequest, settings: MinerSett
             exchange.load_markets, policy=settings.retry, action="load markets",
             sleep=lambda seconds: sleep_unless_stopped(seconds, stop))
     except ExchangePermanentError as error:
-        raise RunError(f"{request.exchange}: cannot load markets: {error.message}",
+        raise RunError(f"{request.exchange}: {error.message}",
                        hint=error.hint) from error
     check_ohlcv(request.exchange, exchange.has)
     check_markets(request.exchange, request.markets, exchange.markets)
