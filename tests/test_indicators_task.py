@@ -1,0 +1,164 @@
+"""The `indicators` task on a real dataset store: catch-up, waking on new candles, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sfarm import data
+from sfarm.indicators import compute
+from sfarm.indicators.task import EXTRA_KEY, advance, catch_up, plan_jobs, run_indicators
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.worker import ProgressBoard
+from tests.test_indicators_incremental import assert_close
+
+HOUR = 3_600_000
+START = 1_699_999_200_000  # on the hour
+SPECS = ["sma(20)", "ema(50)", "rsi(14)", "macd(12,26,9)", "bbands(20,2)", "atr(14)", "sar",
+         "vwap"]
+
+
+def candles(n: int, first: int = 0, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 30_000 * np.exp(np.cumsum(rng.normal(scale=0.01, size=first + n)))[first:]
+    spread = rng.random(first + n)[first:] * 0.01
+    return pl.DataFrame({
+        "ts": START + np.arange(first, first + n, dtype=np.int64) * HOUR,
+        "open": close, "high": close * (1 + spread), "low": close * (1 - spread),
+        "close": close, "volume": rng.random(first + n)[first:] * 10,
+    })
+
+
+def check_outputs(root: Path, source: pl.DataFrame, mirror_of: str | None = None) -> None:
+    """Every output holds exactly the candles' ts and the batch values, with a matching state."""
+    for job in plan_jobs("binance", ["BTC/USDT"], ["1h"], SPECS):
+        stored = data.read(root, job.output_id)
+        assert stored["ts"].to_list() == source["ts"].to_list(), job.output_id
+        batch = compute(source, [job.spec.text])
+        for column in job.spec.columns:
+            assert_close(stored[column].to_numpy(), batch[column].to_numpy(), column)
+        manifest = data.load_manifest(root, job.output_id)
+        assert manifest is not None
+        saved = manifest.extra[EXTRA_KEY]
+        assert saved["state"]["last_ts"] == source["ts"][-1]
+        assert saved["state"]["rows"] == source.height
+        assert data.verify(root, job.output_id).ok
+
+
+@pytest.fixture
+def jobs() -> list:
+    return plan_jobs("binance", ["BTC/USDT"], ["1h"], SPECS)
+
+
+def test_catch_up_then_new_candles(tmp_path: Path, jobs: list) -> None:
+    source = candles(700)
+    data.append(tmp_path, jobs[0].input_id, source[:500])
+    assert catch_up(tmp_path, jobs, max_rows=120) == 500 * len(jobs)
+    assert catch_up(tmp_path, jobs) == 0  # nothing new
+    data.append(tmp_path, jobs[0].input_id, source[500:])
+    assert catch_up(tmp_path, jobs) == 200 * len(jobs)
+    check_outputs(tmp_path, source)
+
+
+def test_input_from_a_mirror(tmp_path: Path, jobs: list) -> None:
+    source = candles(300, seed=1)
+    producer = tmp_path / "producer"
+    data.append(producer, jobs[0].input_id, source)
+    node = tmp_path / "node"
+    shutil.copytree(producer / "data", node / "mirror" / "miner-1")  # as the resolver pulls it
+    catch_up(node, jobs)
+    check_outputs(node, source)
+    assert data.load_manifest(node, jobs[0].output_id) is not None
+
+
+def test_no_input_yet_is_not_an_error(tmp_path: Path, jobs: list) -> None:
+    assert advance(tmp_path, jobs[0]) == 0
+
+
+def test_engine_wakes_on_new_candles_and_stops(tmp_path: Path, jobs: list) -> None:
+    source = candles(400, seed=2)
+    data.append(tmp_path, jobs[0].input_id, source[:300])
+    context = SimpleNamespace(
+        root=NodeRoot(tmp_path), stop=threading.Event(), board=ProgressBoard(),
+        config=SimpleNamespace(exchange="binance", markets=["BTC/USDT"], timeframes=["1h"],
+                               indicators=SPECS))
+    context.sleep = context.stop.wait
+    worker = threading.Thread(target=run_indicators, args=(context,),
+                              kwargs={"poll_s": 0.05})
+    worker.start()
+    try:
+        _wait_for(lambda: _last_ts(tmp_path, jobs) == source["ts"][299])
+        data.append(tmp_path, jobs[0].input_id, source[300:])
+        _wait_for(lambda: _last_ts(tmp_path, jobs) == source["ts"][-1])
+    finally:
+        context.stop.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    check_outputs(tmp_path, source)
+    assert context.board.outputs[jobs[0].output_id].rows == source.height
+
+
+def _last_ts(root: Path, jobs: list) -> int | None:
+    stamps = set()
+    for job in jobs:
+        manifest = data.load_manifest(root, job.output_id)
+        stamps.add(manifest.last_ts if manifest else None)
+    return stamps.pop() if len(stamps) == 1 else None
+
+
+def _wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from sfarm.indicators.task import catch_up, plan_jobs
+jobs = plan_jobs("binance", ["BTC/USDT"], ["1h"], {specs})
+catch_up(Path(sys.argv[1]), jobs, max_rows=37)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_leaves_consistent_datasets(tmp_path: Path, jobs: list) -> None:
+    """Kill the task at random moments, restart it, and end with exactly the batch values."""
+    source = candles(1500, seed=3)
+    data.append(tmp_path, jobs[0].input_id, source)
+    script = DRIVER.format(specs=json.dumps(SPECS))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    rng = np.random.default_rng(5)
+    kills = 0
+    for _ in range(12):
+        process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env)
+        time.sleep(float(rng.uniform(0.3, 1.5)))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        for job in jobs:  # after every kill: rows and state agree, nothing is corrupt
+            manifest = data.load_manifest(tmp_path, job.output_id)
+            if manifest is None:
+                continue
+            assert data.verify(tmp_path, job.output_id).ok
+            assert manifest.extra[EXTRA_KEY]["state"]["rows"] == manifest.rows
+            assert manifest.extra[EXTRA_KEY]["state"]["last_ts"] == manifest.last_ts
+    assert kills >= 3
+    final = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=False)
+    assert final.returncode == 0
+    check_outputs(tmp_path, source)
