@@ -63,9 +63,9 @@ def compute(frame: pl.DataFrame, specs: Iterable[str | IndicatorSpec]) -> pl.Dat
             if name not in arrays:
                 arrays[name] = input_array(frame.get_column(name))
         outputs = compute_arrays(spec, arrays)
-        new_columns.extend(
-            pl.Series(column, values, dtype=pl.Float64, nan_to_null=False)
-            for column, values in zip(spec.columns, outputs, strict=True))
+        # float64 arrays become Float64 columns without a copy; NaN stays NaN (not null).
+        new_columns.extend(pl.Series(column, values)
+                           for column, values in zip(spec.columns, outputs, strict=True))
     if not new_columns:
         return frame
     if set(frame.columns).isdisjoint(s.name for s in new_columns):

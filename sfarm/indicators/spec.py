@@ -93,6 +93,11 @@ def parse_spec(text: str | IndicatorSpec) -> IndicatorSpec:
         return text
     if not isinstance(text, str):
         raise IndicatorSpecError(f"indicator spec must be a string like 'rsi(14)', got {text!r}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)  # specs are few and immutable; compute() parses on every call
+def _parse(text: str) -> IndicatorSpec:
     match = _SPEC_RE.match(text)
     if match is None:
         raise IndicatorSpecError(
