@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
+from typing import Any
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sfarm.inventory.source import SourceIndex, format_key_path, split_dotted
+from sfarm.inventory.source import KeyPath, SourceIndex, format_key_path, split_dotted
 
 TEXT = '''\
 # comment = not a key
@@ -136,6 +141,39 @@ def test_multi_line_strings_hold_no_keys_or_headers(index: SourceIndex) -> None:
     assert index.line_of(("tasks", "mine", "last")) == line_of("last =")
 
 
+@pytest.mark.parametrize("opening", [
+    'note = "a string with \'\'\' and \\"\\"\\" inside"   # and """ in a comment',
+    "note = 'a literal with \"\"\" inside'",
+    'note = """one line only"""',
+    'note = """ends with quotes"""""',
+])
+def test_triple_quotes_that_open_nothing(opening: str) -> None:
+    text = f"[a]\n{opening}\nafter = 1\n"
+    assert tomllib.loads(text)["a"]["after"] == 1
+    assert SourceIndex.of(text).line_of(("a", "after")) == 3
+
+
+def test_multi_line_strings_in_an_array_and_escaped_quotes() -> None:
+    text = '''[a]
+notes = [
+  """first
+[b]
+x = 1""",
+  \'\'\'second
+y = 2\'\'\',
+]
+escaped = """ a \\""" is not the end
+z = 3
+"""
+after = 1
+'''
+    assert tomllib.loads(text)["a"]["after"] == 1
+    index = SourceIndex.of(text)
+    assert index.line_of(("a", "after")) == 12
+    for fake in (("b",), ("a", "x"), ("a", "y"), ("a", "z")):
+        assert fake not in index.positions
+
+
 def test_first_occurrence_wins() -> None:
     index = SourceIndex.of('[a]\nx = 1\n[b]\n[a.c]\ny = 2\n')
     assert index.line_of(("a",)) == 1
@@ -155,6 +193,9 @@ def test_array_of_tables_header() -> None:
     (" a . b ", ("a", "b")),
     ("single", ("single",)),
     ('"with = sign"', ("with = sign",)),
+    (r'"a\"b".c', ('a"b', "c")),
+    (r'"caf\u00e9"', ("café",)),
+    ("''", ("",)),
 ])
 def test_split_dotted(text: str, parts: tuple[str, ...]) -> None:
     assert split_dotted(text) == parts
@@ -170,3 +211,61 @@ def test_split_dotted(text: str, parts: tuple[str, ...]) -> None:
 ])
 def test_format_key_path(path: tuple[str | int, ...], text: str) -> None:
     assert format_key_path(path) == text
+
+
+# --- property: every key of any document tomli_w writes ------------------------------------------
+
+KEY_TEXT = st.text(alphabet="abxyz09-_ .#=[]'\"\\é", min_size=1, max_size=6)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Nested tables whose leaves are unique strings `v<n>`: plain, in arrays, or multi-line
+    strings whose text looks like TOML (a header, a key) to tempt the index."""
+    counter = itertools.count()
+
+    def table(depth: int) -> dict[str, Any]:
+        keys = draw(st.lists(KEY_TEXT, min_size=1, max_size=4, unique=True))
+        kinds = ["string", "array", "multi-line"] + (["table"] if depth < 3 else [])
+        result: dict[str, Any] = {}
+        for key in keys:
+            kind = draw(st.sampled_from(kinds))
+            if kind == "string":
+                result[key] = f"v{next(counter)}"
+            elif kind == "multi-line":
+                result[key] = f"v{next(counter)}\n[fake.header]\nfake = 1\n"
+            elif kind == "array":
+                result[key] = [f"v{next(counter)}" for _ in range(draw(st.integers(1, 3)))]
+            else:
+                result[key] = table(depth + 1)
+        return result
+
+    return table(0)
+
+
+def leaves(document: dict[str, Any], prefix: KeyPath = ()) -> list[tuple[KeyPath, str]]:
+    found: list[tuple[KeyPath, str]] = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            found += leaves(value, (*prefix, key))
+        elif isinstance(value, list):
+            found += [((*prefix, key, i), item) for i, item in enumerate(value)]
+        else:
+            found.append(((*prefix, key), value))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents())
+def test_every_leaf_is_found_on_its_line(document: dict[str, Any]) -> None:
+    text = tomli_w.dumps(document, multiline_strings=True)
+    assert tomllib.loads(text) == document
+    lines = text.splitlines()
+    index = SourceIndex.of(text)
+    for path, value in leaves(document):
+        if "\n" in value:  # tomli_w starts the text on the line after `key = """`
+            (text_line,) = [n for n, line in enumerate(lines, 1) if line == value.split()[0]]
+            expected = text_line - 1
+        else:
+            (expected,) = [n for n, line in enumerate(lines, 1) if f'"{value}"' in line]
+        assert index.line_of(path, value) == expected, (path, text)

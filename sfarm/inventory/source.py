@@ -8,14 +8,21 @@ arrays map to the line of their key (or of the array element, for strings in mul
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
 
 KeyPath = tuple[str | int, ...]
 
-_HEADER = re.compile(r"^\s*\[\[?\s*(?P<path>[^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*(?P<key>(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
-                  r"""(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
-_PART = re.compile(r"""\s*(?:([A-Za-z0-9_-]+)|"([^"]*)"|'([^']*)')\s*(?:\.|$)""")
+# TOML keys: bare, "basic" (with backslash escapes) or 'literal', joined by dots.
+_BARE = r"[A-Za-z0-9_-]+"
+_BASIC = r'"(?:[^"\\]|\\.)*"'
+_LITERAL = r"'[^']*'"
+_SIMPLE = f"(?:{_BARE}|{_BASIC}|{_LITERAL})"
+_DOTTED = rf"{_SIMPLE}(?:\s*\.\s*{_SIMPLE})*"
+_HEADER = re.compile(rf"^\s*\[\[?\s*(?P<path>{_DOTTED})\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(rf"^\s*(?P<key>{_DOTTED})\s*=")
+_PART = re.compile(
+    rf"\s*(?:(?P<bare>{_BARE})|(?P<basic>{_BASIC})|'(?P<literal>[^']*)')\s*(?:\.|$)")
 
 
 def split_dotted(text: str) -> tuple[str, ...]:
@@ -26,9 +33,20 @@ def split_dotted(text: str) -> tuple[str, ...]:
         match = _PART.match(text, position)
         if not match or match.end() == position:
             break
-        parts.append(next(group for group in match.groups() if group is not None))
+        if match.group("basic") is not None:
+            parts.append(_unescape(match.group("basic")))
+        else:
+            parts.append(match.group("bare") or match.group("literal"))
         position = match.end()
     return tuple(parts)
+
+
+def _unescape(quoted: str) -> str:
+    """A basic-string key as TOML reads it (escapes such as \\" or \\u00e9 applied)."""
+    try:
+        return str(tomllib.loads(f"k = {quoted}")["k"])
+    except tomllib.TOMLDecodeError:  # not valid TOML: the text between the quotes will do
+        return quoted[1:-1]
 
 
 @dataclass
@@ -44,11 +62,10 @@ class SourceIndex:
         table: tuple[str, ...] = ()
         open_string: str | None = None  # the delimiter of a multi-line string being read
         for number, line in enumerate(index.lines, start=1):
-            if open_string is not None:  # text of a string, not keys: `[x]` here is no header
-                if open_string in line:
-                    open_string = None
+            inside_string = open_string is not None
+            open_string = _open_string_after(line, open_string)
+            if inside_string:  # text of a string, not keys: `[x]` here is no header
                 continue
-            open_string = _opens_multiline_string(line)
             header = _HEADER.match(line)
             if header:
                 table = split_dotted(header.group("path"))
@@ -89,12 +106,47 @@ class SourceIndex:
         return None
 
 
-def _opens_multiline_string(line: str) -> str | None:
-    """The delimiter of a multi-line string that starts on `line` and does not end there."""
-    for delimiter in ('"""', "'''"):
-        if line.count(delimiter) % 2 == 1:
-            return delimiter
+def _open_string_after(line: str, open_string: str | None) -> str | None:
+    """The delimiter of the multi-line string still open at the end of `line` (None if none),
+    given the one open at its start. Quotes inside strings and comments do not count."""
+    position = 0
+    if open_string is not None:
+        position = _closing_end(line, 0, open_string)
+        if position < 0:
+            return open_string
+    while position < len(line):
+        if line[position] == "#":
+            return None
+        delimiter = line[position:position + 3]
+        if delimiter in ('"""', "'''"):
+            position = _closing_end(line, position + 3, delimiter)
+            if position < 0:
+                return delimiter
+        elif line[position] in "\"'":
+            end = _closing_end(line, position + 1, line[position])
+            position = end if end >= 0 else len(line)
+        else:
+            position += 1
     return None
+
+
+def _closing_end(line: str, start: int, delimiter: str) -> int:
+    """The index just past the `delimiter` that closes a string, searching from `start`;
+    -1 when the string does not close on this line."""
+    position = start
+    while True:
+        found = line.find(delimiter, position)
+        if found < 0:
+            return -1
+        backslashes = len(line[:found]) - len(line[:found].rstrip("\\"))
+        if delimiter[0] == '"' and backslashes % 2 == 1:  # \" inside a basic string
+            position = found + 1
+            continue
+        end = found + len(delimiter)
+        if len(delimiter) == 3:  # """a""""" ends with up to two quotes of the string's own
+            while end < len(line) and line[end] == delimiter[0] and end - found < 5:
+                end += 1
+        return end
 
 
 def format_key_path(path: KeyPath) -> str:
