@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,9 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from sfarm import data
 from sfarm.cli.main import main
+from sfarm.cli.mine import ProgressView
 from sfarm.inventory.model import Exchange
 from sfarm.mining import MineRequest, mine
 from sfarm.timeframes import HOUR_MS, MINUTE_MS
@@ -180,3 +183,16 @@ def test_dataset_failure_prints_the_document_and_exits_1(emulator_factory, tmp_p
     dataset = json.loads(out)["datasets"][0]  # the document still comes, on stdout only
     assert dataset["phase"] == "failed" and 0 < dataset["rows"] < 2880
     assert "1 of 1 datasets failed" in err and "run the same command again" in err
+
+
+def test_progress_bars_on_a_terminal(emulator, tmp_path) -> None:
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    view = ProgressView(terminal)
+    request = MineRequest("binance", ("BTC/USDT",), ("1m", "1h"),
+                          parse_time_point(SINCE).resolve(), parse_time_point(UNTIL).resolve())
+    with view.progress:
+        mine(tmp_path, request, Exchange(ccxt="binance", url=emulator.url),
+             on_progress=view.update)
+    screen = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert "candles/binance/BTC-USDT/1m" in screen and "2,880/2,880" in screen
+    assert "48/48" in screen and "/s" in screen

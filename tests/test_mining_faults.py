@@ -234,3 +234,16 @@ def test_exchange_gone_mid_run_fails_the_datasets_and_keeps_what_was_stored(
     stored_ids = [i for i in REQUEST.dataset_ids() if data.load_manifest(tmp_path, i)]
     assert stored_ids
     assert_verifies(tmp_path, stored_ids)
+
+
+def test_a_clock_ahead_of_the_exchange_does_not_store_its_open_candle(emulator_factory,
+                                                                      tmp_path) -> None:
+    behind_s = 150  # the exchange's clock is 2.5 minutes behind this machine's
+    lagging = emulator_factory(clock=lambda: time.time() - behind_s)
+    request = MineRequest("binance", ("BTC/USDT",), ("1m",), int(time.time() * 1000) - HOUR_MS)
+    result = mine(tmp_path, request, exchange(lagging.url), settings=FAST)
+    exchange_now = int((time.time() - behind_s) * 1000)
+    last_closed = candle_open(exchange_now, "1m") - MINUTE_MS
+    last_ts = result.datasets[0].last_ts
+    assert last_ts is not None and last_ts <= last_closed
+    assert last_ts >= last_closed - MINUTE_MS  # a minute may have turned meanwhile

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -52,15 +53,15 @@ class _CandlesColumn(ProgressColumn):
         return Text(f"{task.completed:,.0f}/{task.total:,.0f}")
 
 
-class _ProgressView:
+class ProgressView:
     """One bar per dataset; totals grow while the live edge moves."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(bar_width=16),
             _CandlesColumn(),
             _RateColumn(), TimeRemainingColumn(),
-            console=err, disable=not enabled, transient=False,
+            console=console, disable=not console.is_terminal, transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
 
@@ -168,7 +169,7 @@ def mine_cmd(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),
         timeframes=tuple(dict.fromkeys(timeframe)), since_ms=_time_ms("--since", since),
         until_ms=_time_ms("--until", until) if until else None, follow=False)
-    view = _ProgressView(enabled=err.is_terminal)
+    view = ProgressView(err)
     stop = threading.Event()
     try:
         with view.progress:

@@ -15,7 +15,12 @@ from typing import Any
 
 from sfarm.data.ids import candles_id
 from sfarm.errors import RunError, SfarmError
-from sfarm.exchanges import ExchangeCallError, ExchangePermanentError, load_credentials
+from sfarm.exchanges import (
+    ExchangeCallError,
+    ExchangePermanentError,
+    RetryPolicy,
+    load_credentials,
+)
 from sfarm.exchanges.asynchronous import call_with_retries_async, make_async_exchange
 from sfarm.inventory.model import Exchange, MineTask
 from sfarm.mining.checks import check_markets, check_ohlcv, check_timeframes, page_limit
@@ -32,6 +37,7 @@ log = logging.getLogger("sfarm.mining")
 
 ProgressCallback = Callable[[DatasetProgress], None]
 DEFAULT_SETTINGS = MinerSettings()
+_CLOCK_RETRY = RetryPolicy(max_attempts=3, base_delay=0.2, max_delay=1.0)
 
 
 def _ignore(_: DatasetProgress) -> None:
@@ -62,6 +68,32 @@ async def _load_markets(exchange: Any, request: MineRequest, settings: MinerSett
     check_timeframes(request.exchange, request.timeframes, exchange.timeframes)
 
 
+async def _clock_offset(exchange: Any) -> int:
+    """Milliseconds to add to this machine's clock so it is not ahead of the exchange's.
+
+    A candle is stored once closed by the clock; a clock ahead of the exchange's would store a
+    candle the exchange still considers open. The offset is measured against the reply's
+    arrival (so it errs by up to one round trip towards "ahead"), and only ever negative: a
+    clock behind merely stores a candle a moment later. Exchanges without fetchTime: 0.
+    """
+    if not exchange.has.get("fetchTime"):
+        return 0
+    try:
+        server_ms = await call_with_retries_async(exchange.fetch_time, policy=_CLOCK_RETRY,
+                                                  action="fetch time")
+    except ExchangeCallError as error:  # a missing clock check must not stop the mining
+        log.info("%s: cannot read the exchange's clock (%s); trusting this one", exchange.id,
+                 error.message)
+        return 0
+    if server_ms is None:
+        return 0
+    offset = min(0, int(server_ms) - now_ms())
+    if offset < -1_000:
+        log.warning("%s: this machine's clock is %.1f s ahead of the exchange's; candles are "
+                    "judged closed by the exchange's clock", exchange.id, -offset / 1000)
+    return offset
+
+
 def _check_static(exchange: Any, request: MineRequest) -> None:
     # ccxt declares most exchanges' timeframes and capabilities statically: check them before
     # the first request, so a wrong timeframe fails at once, even with the exchange unreachable.
@@ -85,11 +117,12 @@ async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange
             for p in progress:
                 p.phase = "stopped"
             return MineResult(progress)
+        offset = await _clock_offset(exchange)
         miners = [
             DatasetMiner(root=root, exchange=exchange, progress=p, since_ms=request.since_ms,
                          until_ms=request.until_ms, stop=stop, report=on_progress,
                          limit=limit or page_limit(exchange.features, exchange.market(p.market)),
-                         settings=settings)
+                         settings=settings, clock=lambda: now_ms() + offset)
             for p in progress
         ]
         try:
