@@ -8,6 +8,7 @@ few ulps; windowed running sums (SMA inside STOCH) differ by their drift only.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -43,7 +44,7 @@ def run_in_pieces(spec: str, frame: pl.DataFrame, cuts: list[int]) -> pl.DataFra
     state = None
     pieces = []
     bounds = [0, *sorted(set(cuts)), len(frame)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         if end < start:
             continue
         stored = None if state is None else json.loads(json.dumps(state.to_json()))

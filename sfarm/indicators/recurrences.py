@@ -170,7 +170,7 @@ class Macd(Replica):
 class Kama(Replica):
     """TA_KAMA: efficiency ratio over `period` with a running sum of absolute changes."""
 
-    _deques = {"window": None}
+    _deques: ClassVar[dict[str, int | None]] = {"window": None}
     _CONST_MAX = 2.0 / (30.0 + 1.0)
     _CONST_DIFF = 2.0 / (2.0 + 1.0) - _CONST_MAX
 
@@ -335,7 +335,7 @@ class StochRsi(Replica):
     """TA_STOCHRSI: STOCHF (fast %K over the RSI, SMA %D with TA-Lib's running sum)."""
 
     n_outputs = 2
-    _deques = {"rsis": None, "fastks": None}
+    _deques: ClassVar[dict[str, int | None]] = {"rsis": None, "fastks": None}
 
     def __init__(self, period: int, fastk: int, fastd: int) -> None:
         self.rsi = Rsi(period)
