@@ -184,7 +184,7 @@ class TradeTask(TaskBase):
     market: Market
     timeframe: Timeframe
     strategy: str = Field(min_length=1)
-    cash: float = Field(10_000.0, gt=0)
+    cash: float = Field(10_000.0, gt=0, allow_inf_nan=False)
     since: Time | None = None
     until: Time | None = None
     max_drawdown: float | None = Field(None, gt=0, lt=1)

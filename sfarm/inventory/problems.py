@@ -63,5 +63,5 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 def known_names(kind: str, candidates: Iterable[str]) -> str:
     names = sorted(candidates)
     if not names:
-        return f"no {kind} is defined"
+        return f"no {kind} defined"
     return f"known {kind}: {', '.join(names)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, time
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -90,6 +91,9 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
         if tag is None:
             return Problem((*path, "kind"), "missing required key 'kind'",
                            f"one of: {', '.join(TASK_KINDS)}")
+        if not isinstance(tag, str):
+            return Problem((*path, "kind"), f"expected a task kind, got {_describe(tag)}",
+                           f"one of: {', '.join(TASK_KINDS)}")
         return Problem((*path, "kind"), f"unknown task kind {tag!r}",
                        did_you_mean(str(tag), TASK_KINDS) or f"one of: {', '.join(TASK_KINDS)}")
     if kind == "string_pattern_mismatch":
@@ -134,4 +138,7 @@ def _describe(value: Any) -> str:
         return "an array"
     if isinstance(value, dict):
         return "a table"
+    if isinstance(value, (date, time)):  # TOML dates and times (datetime is a date)
+        kind = "a date" if isinstance(value, date) else "a time"
+        return f"{kind} ({value.isoformat()})"
     return repr(value)
