@@ -31,6 +31,11 @@ Values
     and wherever an input NaN propagates. The session VWAP (sfarm's own) resets at 00:00 UTC and
     is NaN while the session has had no volume.
 
+Incremental updates
+    ``update(spec, state, new_rows)`` returns the rows for new candles and the next
+    :class:`IndicatorState` (JSON-ready, kept in the indicator dataset's manifest) at a cost of
+    O(new rows + look-back); see ``incremental.py``. The ``indicators`` task is ``task.py``.
+
 Example:
     >>> from sfarm.indicators import compute, parse_spec
     >>> parse_spec("MACD( 12, 26, 9 )").columns
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 from sfarm.indicators.batch import compute, compute_arrays
 from sfarm.indicators.definitions import IndicatorDef, Param
+from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.registry import REGISTRY, describe
 from sfarm.indicators.spec import IndicatorSpec, IndicatorSpecError, parse_spec
 
@@ -50,9 +56,11 @@ __all__ = [
     "IndicatorDef",
     "IndicatorSpec",
     "IndicatorSpecError",
+    "IndicatorState",
     "Param",
     "compute",
     "compute_arrays",
     "describe",
     "parse_spec",
+    "update",
 ]

@@ -23,7 +23,9 @@ from sfarm.indicators.spec import IndicatorSpec, parse_spec
 log = logging.getLogger("sfarm.indicators")
 
 EXTRA_KEY = "indicator"  # manifest extra: {"spec", "input", "state"}
-MAX_ROWS_PER_STEP = 2_000_000  # bounds memory while building a long history
+# Bounds memory while building a long history. Large on purpose: the first step reads the state
+# off TA-Lib's outputs (C speed), later steps continue the recurrences in Python (~1 us a row).
+MAX_ROWS_PER_STEP = 10_000_000
 POLL_S = 2.0
 
 
