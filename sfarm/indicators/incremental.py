@@ -195,6 +195,8 @@ def _check_order(state: IndicatorState | None, ts: np.ndarray | None) -> None:
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, np.generic):  # a numpy scalar that slipped into a state
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # 'nan', 'inf', '-inf'
     if isinstance(value, dict):

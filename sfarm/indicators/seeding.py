@@ -7,9 +7,10 @@ EMAs inside DEMA/TEMA/MACD from EMA, Wilder's smoothed DMs from PLUS_DM/MINUS_DM
 gains and losses from ATR fed with the gains (its true range is then the gain). The few values
 TA-Lib keeps only as running sums (KAMA's volatility, STOCHRSI's %D total, the directional TR)
 are recomputed from the last window or inverted from an output, so continuing from such a state
-agrees with a full run to ~1e-15 relative. When none of this applies (short histories, SAR), the
-caller replays the history instead; STOCHRSI is always replayed, because its %K divides by the
-RSI's range, which an ulp of RSI can swing when the range is nearly flat.
+agrees with a full run to ~1e-15 relative. SAR resets at each reversal, so its state is rebuilt
+at the last reversal (found from its outputs) and replayed from there; STOCHRSI replays its RSI,
+which must be exact to the bit. When none of this applies (short histories, an ambiguous SAR
+side), the caller replays the whole history instead.
 """
 
 from __future__ import annotations
@@ -84,6 +85,72 @@ def _seed_rsi(replica: rec.Rsi, arrays: Arrays, outputs: Outputs) -> bool:
     return True
 
 
+def _seed_stochrsi(replica: rec.StochRsi, arrays: Arrays, outputs: Outputs) -> bool:
+    fastk = outputs[0]
+    if not len(fastk) or np.isnan(fastk[-1]):
+        return False
+    # %K divides by the RSI's range, which an ulp of RSI can swing when the range is nearly
+    # flat: the RSI state must be TA-Lib's to the bit, so replay the RSI (only it, ~1 us a row).
+    rsi = replica.rsi
+    push = rsi.push
+    for value in arrays["close"].tolist():
+        push(value)
+    rsis = talib.RSI(arrays["close"], timeperiod=rsi.period)
+    replica.rsis = deque(rsis[-replica.fastk_p:].tolist(), maxlen=replica.fastk_p)
+    replica.fastks = deque(fastk[-replica.fastd_p:].tolist(), maxlen=replica.fastd_p)
+    total = 0.0  # TA-Lib's running %D sum, rebuilt from its last terms
+    for value in list(replica.fastks)[1:]:
+        total += value
+    replica.total = total
+    return True
+
+
+def _direction(out: float, high: float, low: float) -> bool | None:
+    """SAR's side at a candle from its output: long below the low, short above the high."""
+    long_side, short_side = bool(out <= low), bool(out >= high)
+    return None if long_side == short_side else long_side
+
+
+def _seed_sar(replica: dm.Sar, arrays: Arrays, outputs: Outputs) -> bool:
+    """Rebuild SAR's state at its last reversal (where it resets) and replay from there."""
+    high, low, sar = arrays["high"], arrays["low"], outputs[0]
+    n = len(high)
+    if n < 3:
+        return False
+    last = _direction(sar[-1], high[-1], low[-1])
+    if last is None:
+        return False
+    r = n - 1
+    while r > 1:
+        before = _direction(sar[r - 1], high[r - 1], low[r - 1])
+        if before is None:
+            return False
+        if before != last:
+            break
+        r -= 1
+    if r <= 1:
+        return False  # no reversal since the first candles: replay everything
+    # State right after the reversal at candle r, as SAR computes it.
+    acc = replica.acceleration
+    out = float(sar[r])
+    replica.is_long = last
+    replica.af = acc
+    if last:
+        replica.ep = float(high[r])
+        replica.sar = replica._cap_down(out + acc * (replica.ep - out), float(low[r - 1]),
+                                        float(low[r]))
+    else:
+        replica.ep = float(low[r])
+        replica.sar = replica._cap_up(out + acc * (replica.ep - out), float(high[r - 1]),
+                                      float(high[r]))
+    replica.new_high, replica.new_low = float(high[r]), float(low[r])
+    replica.count = r + 1
+    step = replica.step
+    for h, lo in zip(high[r + 1:].tolist(), low[r + 1:].tolist(), strict=True):
+        step(h, lo)
+    return True
+
+
 def _seed_atr(replica: rec.Atr, arrays: Arrays, outputs: Outputs) -> bool:
     high, low, close = arrays["high"], arrays["low"], arrays["close"]
     if len(close) <= replica.period:
@@ -148,9 +215,9 @@ def _seed_directional(replica: dm._Directional, arrays: Arrays, outputs: Outputs
 
 SEEDERS: dict[type, Callable[[Any, Arrays, Outputs], bool]] = {
     rec.Ema: _seed_ema, rec.Dema: _seed_chain, rec.Tema: _seed_chain, rec.Macd: _seed_macd,
-    rec.Rsi: _seed_rsi, rec.Atr: _seed_atr, rec.Natr: _seed_atr,
+    rec.Rsi: _seed_rsi, rec.StochRsi: _seed_stochrsi, rec.Atr: _seed_atr, rec.Natr: _seed_atr,
     rec.Obv: _seed_obv, rec.Kama: _seed_kama, dm.PlusDi: _seed_directional,
-    dm.MinusDi: _seed_directional, dm.Adx: _seed_directional,
+    dm.MinusDi: _seed_directional, dm.Adx: _seed_directional, dm.Sar: _seed_sar,
 }
 
 # Below this many candles a replay is cheap and exact: no need for the fast start.
