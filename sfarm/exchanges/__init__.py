@@ -3,29 +3,37 @@
 May import ccxt, sfarm.errors and the standard library; nothing else in sfarm creates ccxt objects.
 """
 
-from sfarm.exchanges.credentials import Credentials, load_credentials
-from sfarm.exchanges.errors import (
-    ExchangeCallError,
-    ExchangePermanentError,
-    ExchangeTemporaryError,
-    is_temporary,
-    translate,
-)
-from sfarm.exchanges.factory import exchange_ids, known_exchange, make_exchange, suggest_exchange
-from sfarm.exchanges.retry import RetryPolicy, call_with_retries
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Credentials",
-    "ExchangeCallError",
-    "ExchangePermanentError",
-    "ExchangeTemporaryError",
-    "RetryPolicy",
-    "call_with_retries",
-    "exchange_ids",
-    "is_temporary",
-    "known_exchange",
-    "load_credentials",
-    "make_exchange",
-    "suggest_exchange",
-    "translate",
-]
+from sfarm.lazy import lazy_exports
+
+_EXPORTS = {
+    "Credentials": "sfarm.exchanges.credentials",
+    "load_credentials": "sfarm.exchanges.credentials",
+    "ExchangeCallError": "sfarm.exchanges.errors",
+    "ExchangePermanentError": "sfarm.exchanges.errors",
+    "ExchangeTemporaryError": "sfarm.exchanges.errors",
+    "is_temporary": "sfarm.exchanges.errors",
+    "translate": "sfarm.exchanges.errors",
+    "exchange_ids": "sfarm.exchanges.ids",
+    "known_exchange": "sfarm.exchanges.ids",
+    "make_exchange": "sfarm.exchanges.factory",
+    "suggest_exchange": "sfarm.exchanges.ids",
+    "RetryPolicy": "sfarm.exchanges.retry",
+    "call_with_retries": "sfarm.exchanges.retry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from sfarm.exchanges.credentials import Credentials, load_credentials  # noqa: F401
+    from sfarm.exchanges.errors import (  # noqa: F401
+        ExchangeCallError,
+        ExchangePermanentError,
+        ExchangeTemporaryError,
+        is_temporary,
+        translate,
+    )
+    from sfarm.exchanges.factory import make_exchange  # noqa: F401
+    from sfarm.exchanges.ids import exchange_ids, known_exchange, suggest_exchange  # noqa: F401
+    from sfarm.exchanges.retry import RetryPolicy, call_with_retries  # noqa: F401

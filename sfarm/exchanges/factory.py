@@ -9,7 +9,6 @@ an inventory sends `binance` to the emulator or to a proxy.
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
 import threading
 from typing import Any
@@ -19,6 +18,7 @@ import ccxt
 
 from sfarm.errors import UsageError
 from sfarm.exchanges.credentials import Credentials
+from sfarm.exchanges.ids import known_exchange, suggest_exchange
 
 # sfarm mines and trades spot markets. For binance, ccxt's default load_markets also downloads
 # the USD-M and COIN-M futures catalogues (two more large requests) and, with keys, margin pairs;
@@ -56,20 +56,6 @@ class _RedactSecrets(logging.Filter):
 _REDACTOR = _RedactSecrets()
 CCXT_LOGGER = logging.getLogger("sfarm.exchanges.ccxt")
 CCXT_LOGGER.addFilter(_REDACTOR)
-
-
-def exchange_ids() -> list[str]:
-    """Every exchange id this ccxt knows."""
-    return list(ccxt.exchanges)
-
-
-def known_exchange(ccxt_id: str) -> bool:
-    return ccxt_id in ccxt.exchanges
-
-
-def suggest_exchange(ccxt_id: str, limit: int = 3) -> list[str]:
-    """Near-miss ids for a "did you mean" hint."""
-    return difflib.get_close_matches(ccxt_id.lower(), exchange_ids(), n=limit, cutoff=0.6)
 
 
 def rebase_url(original: str, base: str) -> str:

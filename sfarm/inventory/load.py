@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sfarm.errors import UsageError
+from sfarm.exchanges.ids import exchange_ids
 from sfarm.inventory.checks import check_inventory
 from sfarm.inventory.model import Inventory, TradeTask
 from sfarm.inventory.problems import InventoryError, Problem, did_you_mean, known_names
@@ -143,9 +144,7 @@ def load_inventory(path: Path | None = None,
         raise located(problems_from_validation(error, raw), lambda p: _value_at(raw, p.path)) \
             from None
 
-    import ccxt  # imported here: it is large and only validation needs its list of ids
-
-    problems = check_inventory(model, ccxt.exchanges)
+    problems = check_inventory(model, exchange_ids())
     strategies, strategy_problems = _read_strategies(path, model, strategy_reader)
     problems += strategy_problems
     problems += _check_secrets_file(path.parent / SECRETS_FILE)
