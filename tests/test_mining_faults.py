@@ -16,7 +16,7 @@ from sfarm.data.ids import candles_id
 from sfarm.errors import RunError
 from sfarm.exchanges import RetryPolicy
 from sfarm.inventory.model import Exchange, MineTask
-from sfarm.mining import DatasetProgress, MineRequest, MinerSettings, mine, run_mine_task
+from sfarm.mining import MineProgress, MineRequest, MinerSettings, mine, run_mine_task
 from sfarm.timeframes import HOUR_MS, MINUTE_MS, candle_open, timeframe_ms
 from sfarm.timepoints import parse_time_point
 
@@ -134,7 +134,7 @@ def test_maintenance_gap_is_recorded_and_everything_else_stored(emulator_factory
 def test_stop_mid_backfill_then_resume(emulator, reference, tmp_path) -> None:
     stop = threading.Event()
 
-    def on_progress(status: DatasetProgress) -> None:
+    def on_progress(status: MineProgress) -> None:
         if status.timeframe == "1m" and status.candles_received >= 2000:
             stop.set()
 
@@ -164,7 +164,7 @@ def test_markets_are_fetched_concurrently(emulator_factory, tmp_path) -> None:
                           SINCE, UNTIL)
     stored_at: dict[str, float] = {}
 
-    def on_progress(status: DatasetProgress) -> None:
+    def on_progress(status: MineProgress) -> None:
         if status.rows_added and status.dataset_id not in stored_at:
             stored_at[status.dataset_id] = time.monotonic()
 
@@ -183,7 +183,7 @@ def test_live_edge_stores_up_to_the_last_closed_candle(emulator, tmp_path) -> No
     stop = threading.Event()
     live: dict[str, tuple[int | None, int, int]] = {}
 
-    def on_progress(status: DatasetProgress) -> None:
+    def on_progress(status: MineProgress) -> None:
         if status.phase == "live" and status.dataset_id not in live:
             # end_open: the first candle still open when the last request was sent.
             live[status.dataset_id] = (status.last_ts, status.end_open,
@@ -226,7 +226,7 @@ def test_exchange_gone_mid_run_fails_the_datasets_and_keeps_what_was_stored(
     going = emulator_factory()
     closed = threading.Event()
 
-    def on_progress(status: DatasetProgress) -> None:
+    def on_progress(status: MineProgress) -> None:
         if status.rows_added and not closed.is_set():
             closed.set()
             going.close()  # connections refused from now on

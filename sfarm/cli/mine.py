@@ -33,7 +33,7 @@ from sfarm.timeframes import TIMEFRAMES, timeframe_ms
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:  # the miner (ccxt's async half, aiohttp) loads only when `mine` runs
-    from sfarm.mining import DatasetProgress, MineResult, MinerSettings
+    from sfarm.mining import MineProgress, MineResult, MinerSettings
 
 
 class _RateColumn(ProgressColumn):
@@ -65,7 +65,7 @@ class ProgressView:
         )
         self.tasks: dict[str, TaskID] = {}
 
-    def update(self, status: DatasetProgress) -> None:
+    def update(self, status: MineProgress) -> None:
         task = self.tasks.get(status.dataset_id)
         if task is None:
             task = self.progress.add_task(status.dataset_id, total=None)
@@ -105,7 +105,7 @@ def _check_timeframes(timeframes: list[str]) -> None:
                              hint=f"one of {' '.join(TIMEFRAMES)}")
 
 
-def _gaps_text(status: DatasetProgress) -> str:
+def _gaps_text(status: MineProgress) -> str:
     if not status.exchange_gaps:
         return "-"
     step = timeframe_ms(status.timeframe)

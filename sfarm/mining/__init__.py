@@ -4,11 +4,11 @@ sfarm.timeframes and sfarm.errors; nothing about nodes, SSH or the CLI.
 """
 
 from sfarm.mining.fetch import MinerSettings
-from sfarm.mining.model import DatasetProgress, MineRequest, MineResult
+from sfarm.mining.model import MineProgress, MineRequest, MineResult
 from sfarm.mining.run import mine, mine_async, request_for_task, run_mine_task
 
 __all__ = [
-    "DatasetProgress",
+    "MineProgress",
     "MineRequest",
     "MineResult",
     "MinerSettings",

@@ -25,7 +25,7 @@ from sfarm import data
 from sfarm.errors import RunError
 from sfarm.exchanges import ExchangePermanentError, ExchangeTemporaryError, RetryPolicy
 from sfarm.exchanges.asynchronous import call_with_retries_async
-from sfarm.mining.model import DatasetProgress
+from sfarm.mining.model import MineProgress
 from sfarm.mining.windows import (
     OffGridCandle,
     PageDecision,
@@ -95,9 +95,9 @@ class MinerSettings:
 class DatasetMiner:
     """Mines one candles dataset from an async ccxt exchange (shared with other miners)."""
 
-    def __init__(self, *, root: Path, exchange: Any, progress: DatasetProgress, since_ms: int,
+    def __init__(self, *, root: Path, exchange: Any, progress: MineProgress, since_ms: int,
                  until_ms: int | None, limit: int, settings: MinerSettings,
-                 stop: threading.Event, report: Callable[[DatasetProgress], None],
+                 stop: threading.Event, report: Callable[[MineProgress], None],
                  clock: Callable[[], int] = now_ms) -> None:
         self.root = root
         self.exchange = exchange
@@ -261,7 +261,7 @@ class DatasetMiner:
             self.report(p)
             await sleep_unless_stopped((wake - now) / 1000, self.stop)
 
-    async def run(self, *, follow: bool) -> DatasetProgress:
+    async def run(self, *, follow: bool) -> MineProgress:
         """Mine until done or stopped. Temporary failures that outlast the retries fail this
         dataset only (one-off runs); permanent ones (bad symbol, keys) are raised."""
         p = self.progress

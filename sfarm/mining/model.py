@@ -32,7 +32,7 @@ class MineRequest:
 
 
 @dataclass
-class DatasetProgress:
+class MineProgress:
     """One market x timeframe during (and after) a run. Candle counts are for this run."""
 
     dataset_id: str
@@ -78,10 +78,10 @@ class DatasetProgress:
 
 @dataclass
 class MineResult:
-    datasets: list[DatasetProgress]
+    datasets: list[MineProgress]
 
     @property
-    def failures(self) -> list[DatasetProgress]:
+    def failures(self) -> list[MineProgress]:
         return [d for d in self.datasets if d.phase == "failed"]
 
     @property

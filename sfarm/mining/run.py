@@ -31,16 +31,16 @@ from sfarm.mining.fetch import (
     now_ms,
     sleep_unless_stopped,
 )
-from sfarm.mining.model import DatasetProgress, MineRequest, MineResult
+from sfarm.mining.model import MineProgress, MineRequest, MineResult
 
 log = logging.getLogger("sfarm.mining")
 
-ProgressCallback = Callable[[DatasetProgress], None]
+ProgressCallback = Callable[[MineProgress], None]
 DEFAULT_SETTINGS = MinerSettings()
 _CLOCK_RETRY = RetryPolicy(max_attempts=3, base_delay=0.2, max_delay=1.0)
 
 
-def _ignore(_: DatasetProgress) -> None:
+def _ignore(_: MineProgress) -> None:
     pass
 
 
@@ -106,7 +106,7 @@ async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange
                      settings: MinerSettings = DEFAULT_SETTINGS, timeout_ms: int | None = None,
                      limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
     """Mine `request` into `root` (see `mine`); the coroutine behind it."""
-    progress = [DatasetProgress(candles_id(request.exchange, market, tf), market, tf)
+    progress = [MineProgress(candles_id(request.exchange, market, tf), market, tf)
                 for market in request.markets for tf in request.timeframes]
     exchange = _open_exchange(exchange_config, timeout_ms, secrets_file)
     try:
