@@ -12,7 +12,7 @@ import pytest
 from sfarm.cli.main import main
 from sfarm.data import append, read
 from sfarm.indicators import compute
-from sfarm.trading.backtest import (backtest, run_backtest, run_backtest_task, session_frames)
+from sfarm.trading.backtest import backtest, run_backtest, run_backtest_task, session_frames
 from sfarm.trading.strategy import parse_strategy
 
 DAY = 86_400_000

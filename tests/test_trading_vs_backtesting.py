@@ -21,12 +21,12 @@ import polars as pl
 import pytest
 
 backtesting = pytest.importorskip("backtesting")
-from backtesting import Strategy as BtStrategy  # noqa: E402
-from backtesting.lib import FractionalBacktest, crossover  # noqa: E402
+from backtesting import Strategy as BtStrategy
+from backtesting.lib import FractionalBacktest, crossover
 
-from sfarm.indicators import compute  # noqa: E402
-from sfarm.trading.backtest import run_backtest  # noqa: E402
-from sfarm.trading.strategy import parse_strategy  # noqa: E402
+from sfarm.indicators import compute
+from sfarm.trading.backtest import run_backtest
+from sfarm.trading.strategy import parse_strategy
 
 SAMPLES = Path(backtesting.__file__).parent / "test"
 CASH = 10_000.0

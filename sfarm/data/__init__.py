@@ -25,8 +25,8 @@ _EXPORTS = {
     "read": "sfarm.data.store",
     "read_tail": "sfarm.data.store",
     "scan": "sfarm.data.store",
-    "VerifyReport": "sfarm.data.verify",
-    "verify": "sfarm.data.verify",
+    "VerifyReport": "sfarm.data.verification",
+    "verify": "sfarm.data.verification",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
@@ -37,4 +37,4 @@ if TYPE_CHECKING:
     from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts  # noqa: F401
     from sfarm.data.manifest import Manifest, PartitionEntry, SegmentEntry  # noqa: F401
     from sfarm.data.store import AppendResult, append, load_manifest, read, read_tail, scan  # noqa: F401
-    from sfarm.data.verify import VerifyReport, verify  # noqa: F401
+    from sfarm.data.verification import VerifyReport, verify  # noqa: F401

@@ -4,11 +4,12 @@ backtesting.py, with and without a stop loss and a trailing stop.
 For each size (default 2e6 and 1e7 one-minute candles of a random walk; override with
 SFARM_BENCH_SIZES=1e5,1e6), the candles are written once with `sfarm.data.append` to a data
 root (not timed), then, best of SFARM_BENCH_REPEATS (default 3) runs each, in one process:
-  * sfarm: `sfarm.trading.backtest.backtest(root, ...)` + the JSON report (read the dataset,
-    sma(10) and sma(30), conditions, simulation, metrics, trade list), with a breakdown by stage;
+  * sfarm, dataset: `sfarm.trading.backtest.backtest(root, ...)` and the rich report of
+    `sfarm backtest` (read the dataset, sma(10) and sma(30), conditions, simulation, metrics);
+    the same from one Parquet file, and from candles already in memory; a breakdown by stage;
   * vectorbt: `vbt.MA.run` twice, crossed_above/below, `Portfolio.from_signals`, and its
     final value, return, Sharpe, max drawdown and trade count; signals shifted one candle and
-    filled at the open, as sfarm does; timed with and without reading the same dataset;
+    filled at the open, as sfarm does; from memory, and reading the same dataset first;
   * backtesting.py (`FractionalBacktest`, on the first 1e5 candles only: it is a Python loop).
 Final equities are printed side by side. Then the simulation alone on the largest size: the
 numba kernel against numpy- and polars-vectorized versions (possible only without stops) and
@@ -30,9 +31,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from rich.console import Console
 
+from sfarm.cli.backtest import render
 from sfarm.data import append, read
-from sfarm.trading.backtest import backtest
+from sfarm.trading.backtest import BacktestResult, backtest, read_columns, run_backtest
 from sfarm.trading.engine import Candles, EngineParams, EngineState, run
 from sfarm.trading.kernel import simulate
 from sfarm.trading.signals import compute_signals
@@ -40,10 +43,13 @@ from sfarm.trading.strategy import load_strategy
 
 MINUTE_MS = 60_000
 CASH = 10_000.0
-FEE = 0.001
+# No fee: ~40k trades per 2e6 one-minute candles at 0.1% a fill would grind any equity to dust,
+# where engines legitimately differ (minimum sizes), and the final equities would not compare.
+FEE = 0.0
 STOP = 0.005  # stop loss and trailing stop, as fractions of the entry or best price
 BT_SIZE = 100_000
 DATASET = "candles/bench/BTC-USDT/1m"
+PRICES = ("ts", "open", "high", "low", "close")
 CROSS_UP = "sma_10 > sma_30 AND LAG(sma_10) OVER (ORDER BY ts) < LAG(sma_30) OVER (ORDER BY ts)"
 CROSS_DOWN = "sma_10 < sma_30 AND LAG(sma_10) OVER (ORDER BY ts) > LAG(sma_30) OVER (ORDER BY ts)"
 
@@ -90,41 +96,62 @@ def best_of(function: Callable[[], object], repeats: int) -> tuple[float, object
 
 # ---- the three pipelines -------------------------------------------------------------------
 
+def _report(result: BacktestResult) -> tuple[float, int]:
+    with open(os.devnull, "w") as sink:
+        render(result, Console(file=sink))
+    return result.metrics.final_equity, result.metrics.trades
+
+
 def sfarm_pipeline(root: Path, strategy: Path) -> tuple[float, int]:
-    result = backtest(root, strategy, exchange="bench", market="BTC/USDT", timeframe="1m",
-                      cash=CASH)
-    report = result.to_json()
-    return float(report["final_equity"]), int(report["trades"])  # type: ignore[arg-type]
+    """`sfarm backtest` without --json: the backtest and its rich report (to a null device)."""
+    return _report(backtest(root, strategy, exchange="bench", market="BTC/USDT",
+                            timeframe="1m", cash=CASH))
 
 
-def sfarm_stages(root: Path, strategy_path: Path) -> dict[str, float]:
-    """The same pipeline, stage by stage (seconds)."""
+def sfarm_from_file(path: Path, strategy_path: Path) -> tuple[float, int]:
+    """The same from one Parquet file instead of the dataset's partitions."""
+    return sfarm_in_memory(pl.read_parquet(path, columns=list(PRICES)), strategy_path)
+
+
+def sfarm_in_memory(frame: pl.DataFrame, strategy_path: Path) -> tuple[float, int]:
+    """The same from candles already in memory: indicators, signals, simulation, report."""
+    from sfarm.indicators import compute
+
+    strategy = load_strategy(strategy_path)
+    return _report(run_backtest(compute(frame, strategy.indicators), strategy, timeframe="1m",
+                                cash=CASH))
+
+
+def sfarm_stages(root: Path, strategy_path: Path, repeats: int) -> dict[str, float]:
+    """The dataset pipeline stage by stage (best of `repeats` for each stage, seconds)."""
     from sfarm.indicators import compute
     from sfarm.trading.metrics import compute_metrics
 
     strategy = load_strategy(strategy_path)
     times: dict[str, float] = {}
-    clock = time.perf_counter()
+    for _ in range(repeats):
+        gc.collect()
+        clock = time.perf_counter()
 
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        times[name] = now - clock
-        clock = now
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            times[name] = min(times.get(name, float("inf")), now - clock)
+            clock = now
 
-    frame = read(root, DATASET)
-    lap("read")
-    frame = compute(frame, strategy.indicators)
-    lap("indicators")
-    signals = compute_signals(frame, strategy)
-    lap("signals")
-    candles = Candles.from_frame(frame, signals)
-    result = run(candles, EngineParams.from_strategy(strategy), EngineState.initial(CASH))
-    lap("simulation")
-    compute_metrics(result.equity, result.position, result.trades, CASH, MINUTE_MS,
-                    int(candles.ts[0]), int(candles.ts[-1]))
-    result.trades.to_dicts()
-    lap("report")
+        frame = read_columns(root, DATASET, list(PRICES))
+        lap("read")
+        frame = compute(frame, strategy.indicators)
+        lap("indicators")
+        signals = compute_signals(frame, strategy)
+        lap("signals")
+        candles = Candles.from_frame(frame, signals)
+        result = run(candles, EngineParams.from_strategy(strategy), EngineState.initial(CASH))
+        lap("simulation")
+        compute_metrics(result.equity, result.position, result.trades, CASH, MINUTE_MS,
+                        int(candles.ts[0]), int(candles.ts[-1]))
+        lap("metrics")
+        del frame, signals, candles, result
     return times
 
 
@@ -142,8 +169,8 @@ def vectorbt_pipeline(columns: dict[str, pd.Series], stops: bool) -> tuple[float
     # sfarm acts on a closed candle at the next open: shift the signals, fill at the open.
     entries = fast.ma_crossed_above(slow).shift(1, fill_value=False)
     exits = fast.ma_crossed_below(slow).shift(1, fill_value=False)
-    options = dict(open=columns["open"], high=columns["high"], low=columns["low"],
-                   sl_stop=STOP, sl_trail=True) if stops else {}
+    options = {"open": columns["open"], "high": columns["high"], "low": columns["low"],
+               "sl_stop": STOP, "sl_trail": True} if stops else {}
     portfolio = vbt.Portfolio.from_signals(close, entries, exits, price=columns["open"],
                                            fees=FEE, init_cash=CASH, freq="1min", **options)
     final = float(portfolio.final_value())
@@ -158,6 +185,7 @@ def vectorbt_with_read(root: Path, stops: bool) -> tuple[float, int]:
 def backtesting_py(frame: pl.DataFrame, stops: bool) -> tuple[float, int]:
     from backtesting import Strategy
     from backtesting.lib import FractionalBacktest, crossover
+
     from sfarm.indicators import compute
 
     with_sma = compute(frame, ["sma(10)", "sma(30)"])
@@ -263,8 +291,35 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 def row(engine: str, n: int, seconds: float, final: float, trades: int) -> str:
-    return (f"{engine:<28} {n:>11,} {seconds:>9.3f} {n / seconds:>13,.0f} {final:>17,.4f} "
+    return (f"{engine:<28} {n:>11,} {seconds:>9.3f} {n / seconds:>13,.0f} {final:>17.10g} "
             f"{trades:>8,}")
+
+
+def compare_at(n: int, root: Path, strategy: Path, stops: bool, repeats: int) -> list[str]:
+    lines = []
+    ours, (final, trades) = best_of(lambda: sfarm_pipeline(root, strategy), repeats)
+    lines.append(row("sfarm, dataset", n, ours, final, trades))
+    frame = read(root, DATASET)
+    parquet = root / "candles.parquet"
+    frame.write_parquet(parquet)
+    seconds, (final, trades) = best_of(lambda: sfarm_from_file(parquet, strategy), repeats)
+    lines.append(row("sfarm, one Parquet file", n, seconds, final, trades))
+    in_memory, (final, trades) = best_of(lambda: sfarm_in_memory(frame, strategy), repeats)
+    lines.append(row("sfarm, in memory", n, in_memory, final, trades))
+    columns = pandas_columns(frame)
+    theirs, (v_final, v_trades) = best_of(lambda: vectorbt_pipeline(columns, stops), repeats)
+    lines.append(row("vectorbt, in memory", n, theirs, v_final, v_trades))
+    columns.clear()
+    theirs_read, _ = best_of(lambda: vectorbt_with_read(root, stops), repeats)
+    lines.append(row("vectorbt, dataset", n, theirs_read, v_final, v_trades))
+    stages = sfarm_stages(root, strategy, repeats)
+    lines.append("    sfarm stages (dataset): "
+                 + ", ".join(f"{k} {v:.3f}s" for k, v in stages.items()))
+    lines.append(f"    sfarm / vectorbt bars/s: {theirs_read / ours:.2f}x both reading the dataset,"
+                 f" {theirs / in_memory:.2f}x both in memory, {theirs / ours:.2f}x sfarm from the"
+                 " dataset vs vectorbt in memory")
+    parquet.unlink()
+    return lines
 
 
 @pytest.mark.parametrize("stops", [False, True], ids=["no-stops", "sl+trailing"])
@@ -276,32 +331,23 @@ def test_bench_backtest(roots: dict[int, Path], tmp_path: Path, stops: bool) -> 
     sfarm_pipeline(roots[smallest], strategy)
     vectorbt_pipeline(pandas_columns(read(roots[smallest], DATASET).head(10_000)), stops)
     title = "with a stop loss and a trailing stop" if stops else "no stops"
-    lines = [f"\nSMA(10)/SMA(30) crossover, {title}, best of {repeats}",
-             f"{'engine':<28} {'candles':>11} {'seconds':>9} {'bars/s':>13} "
-             f"{'final equity':>17} {'trades':>8}"]
+    header = (f"{'engine':<28} {'candles':>11} {'seconds':>9} {'bars/s':>13} "
+              f"{'final equity':>17} {'trades':>8}")
+    lines = [f"\nSMA(10)/SMA(30) crossover, {title}, best of {repeats}", header]
     for n, root in sorted(roots.items()):
-        ours, (final, trades) = best_of(lambda: sfarm_pipeline(root, strategy), repeats)
-        lines.append(row("sfarm (end to end)", n, ours, final, trades))
-        columns = pandas_columns(read(root, DATASET))
-        theirs, (v_final, v_trades) = best_of(lambda: vectorbt_pipeline(columns, stops), repeats)
-        lines.append(row("vectorbt (in memory)", n, theirs, v_final, v_trades))
-        del columns
-        theirs_read, _ = best_of(lambda: vectorbt_with_read(root, stops), repeats)
-        lines.append(row("vectorbt (+ read dataset)", n, theirs_read, v_final, v_trades))
-        stages = sfarm_stages(root, strategy)
-        lines.append("    sfarm stages: " + ", ".join(f"{k} {v:.3f}s" for k, v in stages.items()))
-        lines.append(f"    sfarm / vectorbt: {theirs / ours:.2f}x (in memory), "
-                     f"{theirs_read / ours:.2f}x (both reading the dataset)")
+        lines += compare_at(n, root, strategy, stops, repeats)
     frame = read(roots[smallest], DATASET).head(BT_SIZE)
     bt_root = tmp_path / "bt"
     append(bt_root, DATASET, frame)
-    seconds, (final, trades) = best_of(lambda: sfarm_pipeline(bt_root, strategy), 1)
-    lines.append(row("sfarm (end to end)", BT_SIZE, seconds, final, trades))
-    seconds, (final, trades) = best_of(
-        lambda: vectorbt_pipeline(pandas_columns(frame), stops), 1)
-    lines.append(row("vectorbt (in memory)", BT_SIZE, seconds, final, trades))
+    seconds, (final, trades) = best_of(lambda: sfarm_pipeline(bt_root, strategy), repeats)
+    lines.append(row("sfarm, dataset", BT_SIZE, seconds, final, trades))
+    seconds, (final, trades) = best_of(lambda: sfarm_in_memory(frame, strategy), repeats)
+    lines.append(row("sfarm, in memory", BT_SIZE, seconds, final, trades))
+    columns = pandas_columns(frame)
+    seconds, (final, trades) = best_of(lambda: vectorbt_pipeline(columns, stops), repeats)
+    lines.append(row("vectorbt, in memory", BT_SIZE, seconds, final, trades))
     seconds, (final, trades) = best_of(lambda: backtesting_py(frame, stops), 1)
-    lines.append(row("backtesting.py (size .9999)", BT_SIZE, seconds, final, trades))
+    lines.append(row("backtesting.py, in memory", BT_SIZE, seconds, final, trades))
     print("\n".join(lines))
 
 
@@ -326,7 +372,7 @@ def test_bench_simulation_kernels(roots: dict[int, Path], tmp_path: Path) -> Non
         ("polars vectorized (no stops only)", lambda: polars_long_only(candles, FEE)),
     ]:
         seconds, final = best_of(function, repeats)
-        lines.append(f"{label:<36} {n / seconds:>15,.0f} {final:>17,.4f}")
+        lines.append(f"{label:<36} {n / seconds:>15,.0f} {final:>17.10g}")
     lines.append(f"{'python loop (same kernel, 1e5)':<36} "
                  f"{python_loop_rate(candles, plain):>15,.0f}")
     print("\n".join(lines))
