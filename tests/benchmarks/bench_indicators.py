@@ -4,7 +4,7 @@ For each size (default 1e6 and 1e7 candles of a random walk; override with
 SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
   * raw: the TA-Lib function on contiguous float64 numpy arrays (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
-  both best of SFARM_BENCH_REPEATS (default 7) runs, alternated, in process CPU time, in candles per second, and their ratio;
+  both best of SFARM_BENCH_REPEATS (default 7) runs, alternated, in candles per second, and their ratio;
   * update: one incremental update of one candle after a history of the largest size, through
     the JSON state as the indicators task stores it (median and worst of 20 updates, ms), and
     the one-off cost of building the state from the whole history.
@@ -66,18 +66,18 @@ def raw_call(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
 
 def best_of_pair(first: Callable[[], object], second: Callable[[], object],
                  repeats: int) -> tuple[float, float]:
-    """Best CPU time of each, alternating the two so that load on the machine hits both alike.
+    """Best wall time of each, alternating the two so that load on the machine hits both alike.
 
-    CPU time of this process (not wall time): both sides are single-threaded, and on a shared
-    machine other processes would otherwise decide the ratio.
+    Wall time, not process CPU time: polars' idle worker threads spin for a while after each
+    call, which CPU time would charge to `compute`.
     """
     best = [float("inf"), float("inf")]
     for _ in range(repeats):
         for slot, fn in enumerate((first, second)):
             gc.collect()
-            start = time.process_time()
+            start = time.perf_counter()
             fn()
-            best[slot] = min(best[slot], time.process_time() - start)
+            best[slot] = min(best[slot], time.perf_counter() - start)
     return best[0], best[1]
 
 
@@ -95,7 +95,7 @@ def throughput_rows(n: int, repeats: int) -> list[tuple[str, float, float]]:
 def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
     """Per indicator: state build (s); median and worst wall time, worst CPU time of a
     one-candle update (ms). On a loaded machine a preemption adds a scheduler tick (~4 ms) to
-    the odd wall time; the CPU time shows the work itself."""
+    the odd wall time; the process CPU time (polars' worker threads included) shows the work."""
     frame = random_walk_frame(n + 20, seed=2)
     history, tail = frame[:n], frame[n:]
     rows = []
@@ -117,7 +117,7 @@ def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
 
 
 def _print_throughput(n: int, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n{n:.0e} candles: throughput (candles per CPU second, best of {_repeats()})")
+    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats()} alternated runs)")
     print(f"{'indicator':<10} {'raw TA-Lib':>14} {'compute':>14} {'ratio':>7}")
     for name, raw, wrapped in rows:
         print(f"{name:<10} {raw:>14,.0f} {wrapped:>14,.0f} {wrapped / raw:>7.2f}")
