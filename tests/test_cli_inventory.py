@@ -19,7 +19,6 @@ from tests.test_inventory_corpus import (
     HAVE_STRATEGY_LOADER,
     PROJECT,
     Run,
-    register_commands_once,
     run_sfarm,
     run_sfarm_here,
 )
@@ -171,7 +170,6 @@ def test_init_twice_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 def _command_paths() -> list[tuple[str, ...]]:
     """Every command the app has, groups' subcommands included (read from the app itself, so
     commands added later are checked too)."""
-    register_commands_once()
     paths: list[tuple[str, ...]] = []
 
     def walk(command: object, path: tuple[str, ...]) -> None:

@@ -182,9 +182,8 @@ def run_sfarm(*args: str, cwd: Path | None = None, env: dict[str, str] | None = 
 
 
 def run_sfarm_here(*args: str) -> Run:
-    """`sfarm ARGS` in this process: the same app and error rendering as sfarm.cli.main.main
-    (which is not called itself because it registers the commands again on every call)."""
-    register_commands_once()
+    """`sfarm ARGS` in this process: the same app and error rendering as sfarm.cli.main.main,
+    with stdout and stderr captured."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with redirect_stdout(stdout), redirect_stderr(stderr):
         try:
@@ -196,11 +195,6 @@ def run_sfarm_here(*args: str) -> Run:
             cli_main.report_error(error)
             code = error.exit_code
     return Run(code, stdout.getvalue(), stderr.getvalue())
-
-
-@cache
-def register_commands_once() -> None:
-    cli_main._register_commands()
 
 
 def family(case: Case) -> str:

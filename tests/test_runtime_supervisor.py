@@ -39,8 +39,8 @@ def supervised(tmp_path: Path) -> Iterator[Supervisor]:
         Program("sleeper", SLEEPER, environment={"SFARM_TEST": "50%"}),
     ]))
     supervisor = Supervisor(root)
-    supervisor.start_daemon()
     try:
+        supervisor.start_daemon()
         yield supervisor
     finally:
         supervisor.shutdown()

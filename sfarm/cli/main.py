@@ -42,19 +42,15 @@ def _root(
 
 
 def _register_commands() -> None:
-    # Each command module adds its commands to `app`; one line per module keeps this list the
-    # single place that says which commands exist.
-    from sfarm.cli import inventory_cmds
-    from sfarm.cli import data as data_cmds
-    from sfarm.cli import backtest as backtest_cmds
-    from sfarm.cli import mine as mine_cmds
-    from sfarm.cli import sim as sim_cmds
+    # Each command module adds its commands to `app`; this list is the single place that says
+    # which commands exist, in the order `sfarm --help` shows them.
+    from sfarm.cli import backtest, data, farm, inventory_cmds, mine, sim, worker
 
-    inventory_cmds.register(app)
-    data_cmds.register(app)
-    backtest_cmds.register(app)
-    mine_cmds.register(app)
-    sim_cmds.register(app)
+    for module in (inventory_cmds, farm, data, mine, backtest, sim, worker):
+        module.register(app)
+
+
+_register_commands()
 
 
 def report_error(error: SfarmError) -> None:
@@ -66,7 +62,6 @@ def report_error(error: SfarmError) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; SfarmError becomes a message on stderr and its exit status."""
-    _register_commands()
     try:
         app(args=argv, prog_name="sfarm")
     except SfarmError as error:

@@ -1,0 +1,265 @@
+"""Commands that run the farm: deploy, up, start, stop, restart, down, status, logs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.live import Live
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+
+from sfarm.cli.console import err, out, print_json
+from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
+from sfarm.data.ids import BadDatasetId, parse_dataset_id
+from sfarm.data.layout import format_ts
+from sfarm.errors import RunError
+from sfarm.inventory import load_inventory
+from sfarm.remote.controller import FarmController, NodeOutcome, running_with_data
+from sfarm.runtime.node import Action, tail_lines
+from sfarm.status import DatasetProgress, NetworkStatus
+from sfarm.timeframes import candle_open, timeframe_ms
+
+NodeOption = Annotated[Optional[str], typer.Option("--node", help="Only this node.")]
+TaskOption = Annotated[Optional[str], typer.Option("--task", "-t", help="Only this task.")]
+STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
+                 "stale": "magenta", "halted": "red"}
+
+
+def _controller(inventory: Path | None, network: str | None,
+                node: str | None = None) -> FarmController:
+    loaded = load_inventory(inventory)
+    return FarmController(loaded, loaded.select_network(network), node)
+
+
+def _report(command: str, outcomes: list[NodeOutcome], json: bool) -> None:
+    """Print each node's steps (or JSON); exit 1 when any node failed."""
+    if json:
+        print_json({"command": command, "ok": all(o.ok for o in outcomes),
+                    "nodes": [o.to_json() for o in outcomes]})
+    else:
+        for outcome in outcomes:
+            mark = "[green]ok[/]" if outcome.ok else "[red]failed[/]"
+            changed = sum(step.status == "changed" for step in outcome.steps)
+            out.print(f"{mark} {outcome.node}: {command}, {changed} changed, "
+                      f"{len(outcome.steps) - changed} unchanged")
+            for step in outcome.steps:
+                if step.status != "ok":
+                    out.print(f"   {step.status:8} {escape(step.step)} [dim]{escape(step.detail)}[/]")
+            if outcome.error:
+                err.print(f"[red]error:[/] {outcome.node}: {escape(outcome.error)}")
+    if not all(outcome.ok for outcome in outcomes):
+        raise typer.Exit(1)
+
+
+def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
+           node: NodeOption = None, json: JsonOption = False) -> None:
+    """Provision nodes: node root, inventory and strategies, secrets they need, supervisord
+    and its config. Idempotent: a second run reports every step unchanged.
+
+    Example: [bold]sfarm deploy -i inventory/local.toml[/]
+    """
+    _report("deploy", _controller(inventory, network, node).deploy(), json)
+
+
+def up(inventory: InventoryOption = None, network: NetworkOption = None,
+       node: NodeOption = None, json: JsonOption = False,
+       wait: Annotated[float, typer.Option(
+           help="Seconds to wait until every task runs and has produced data (0: don't).")]
+       = 0.0) -> None:
+    """Bring the farm up: deploy, then start every worker.
+
+    Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
+    """
+    controller = _controller(inventory, network, node)
+    outcomes = controller.deploy()
+    if all(outcome.ok for outcome in outcomes):
+        started = {o.node: o for o in controller.control("start")}
+        outcomes = [NodeOutcome(o.node, o.steps + started[o.node].steps, started[o.node].error)
+                    for o in outcomes]
+    _report("up", outcomes, json)
+    if wait > 0:
+        with err.status("waiting for every task to run and produce data"):
+            status = controller.wait_until(running_with_data, wait)
+        if not running_with_data(status):
+            render_status(status)
+            raise RunError(f"not every task was running with data after {wait:.0f} s",
+                           hint="see `sfarm status` and `sfarm logs NODE TASK`")
+
+
+def _control(action: Action, inventory: Path | None, network: str | None, node: str | None,
+             task: str | None, json: bool) -> None:
+    _report(action, _controller(inventory, network, node).control(action, task), json)
+
+
+def start(inventory: InventoryOption = None, network: NetworkOption = None,
+          node: NodeOption = None, task: TaskOption = None, json: JsonOption = False) -> None:
+    """Start supervised workers: the whole network's, one node's, or one task's.
+
+    Example: [bold]sfarm start -i inventory/local.toml --task mine[/]
+    """
+    _control("start", inventory, network, node, task, json)
+
+
+def stop(inventory: InventoryOption = None, network: NetworkOption = None,
+         node: NodeOption = None, task: TaskOption = None, json: JsonOption = False) -> None:
+    """Stop supervised workers for good (until `start`); a stopped worker is not restarted.
+
+    Example: [bold]sfarm stop -i inventory/local.toml --task rsi-paper[/]
+    """
+    _control("stop", inventory, network, node, task, json)
+
+
+def restart(inventory: InventoryOption = None, network: NetworkOption = None,
+            node: NodeOption = None, task: TaskOption = None, json: JsonOption = False) -> None:
+    """Restart supervised workers (SIGTERM: each finishes its current step first).
+
+    Example: [bold]sfarm restart -i inventory/local.toml --node lab[/]
+    """
+    _control("restart", inventory, network, node, task, json)
+
+
+def down(inventory: InventoryOption = None, network: NetworkOption = None,
+         node: NodeOption = None, json: JsonOption = False) -> None:
+    """Stop every worker of the network and each node's supervisord: no process is left.
+
+    Example: [bold]sfarm down -i inventory/local.toml[/]
+    """
+    _report("down", _controller(inventory, network, node).down(), json)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def behind_live_edge_s(dataset: DatasetProgress, now_ms: float) -> float | None:
+    """How far a dataset is behind the last closed candle of its timeframe (0: up to date)."""
+    if dataset.last_ts is None:
+        return None
+    try:
+        timeframe = parse_dataset_id(dataset.id).timeframe
+    except BadDatasetId:
+        return None
+    if timeframe is None:
+        return None
+    last_closed = candle_open(int(now_ms), timeframe) - timeframe_ms(timeframe)
+    return max(0.0, (last_closed - dataset.last_ts) / 1000)
+
+
+def render_status(status: NetworkStatus) -> Group:
+    now_ms = time.time() * 1000
+    tables = []
+    for node in status.nodes:
+        title = f"[bold]{node.name}[/] [dim]{node.host}[/]"
+        if not node.reachable:
+            tables.append(Table(title=f"{title} [red]unreachable: {escape(node.error or '')}[/]",
+                                title_justify="left"))
+            continue
+        table = Table(title=title, title_justify="left", expand=False)
+        for column in ("task", "kind", "state", "heartbeat", "last candle", "lag", "rows",
+                       "last error"):
+            table.add_column(column, justify="right" if column in ("rows", "lag") else "left")
+        for task in node.tasks:
+            stamps = [d.last_ts for d in task.datasets if d.last_ts is not None]
+            newest = max(stamps) if stamps else None
+            lags = [lag for d in task.datasets if (lag := behind_live_edge_s(d, now_ms))
+                    is not None]
+            rows = sum(d.rows for d in task.datasets)
+            note = task.last_error or (f"waiting for {task.waiting_for}"
+                                       if task.waiting_for else "")
+            colour = STATE_COLOURS.get(task.state, "white")
+            table.add_row(task.name, task.kind, f"[{colour}]{task.state}[/]",
+                          _age(task.heartbeat_age_s), format_ts(newest),
+                          _age(max(lags) if lags else None),
+                          f"{rows:,}" if task.datasets else "-", escape(note[:60]))
+        tables.append(table)
+    return Group(*tables)
+
+
+def status(inventory: InventoryOption = None, network: NetworkOption = None,
+           node: NodeOption = None, json: JsonOption = False,
+           watch: Annotated[bool, typer.Option("--watch", "-w",
+                                               help="Refresh in place until Ctrl-C.")] = False,
+           interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+           ) -> None:
+    """Every node's tasks: state, heartbeat age, last candle and lag, rows, last error.
+    Exit 1 when a node is unreachable or a task is not running.
+
+    Example: [bold]sfarm status -i inventory/local.toml --watch[/]
+    """
+    controller = _controller(inventory, network, node)
+    if watch:
+        with Live(render_status(controller.status()), console=out, auto_refresh=False) as live:
+            try:
+                while True:
+                    time.sleep(interval)
+                    live.update(render_status(controller.status()), refresh=True)
+            except KeyboardInterrupt:
+                return
+    result = controller.status()
+    if json:
+        print_json(result.to_json())
+    else:
+        out.print(render_status(result))
+    if not result.healthy:
+        raise typer.Exit(1)
+
+
+def logs(
+    node: Annotated[str, typer.Argument(help="Node name.")],
+    task: Annotated[Optional[str], typer.Argument(help="Task (default: every task).")] = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
+    = False,
+    lines: Annotated[int, typer.Option("--lines", "-l", help="Lines to show first.")] = 40,
+) -> None:
+    """A worker's log (all of a node's workers without TASK).
+
+    Example: [bold]sfarm logs -i inventory/local.toml lab mine -f[/]
+    """
+    controller = _controller(inventory, network, node)
+    spec = controller.nodes[0]
+    controller.check_task(task)
+    agent = controller.agent(spec)
+    files = {name: agent.log_file(name) for name in ([task] if task else spec.tasks)}
+    prefix = len(files) > 1
+    offsets = {}
+    for name, path in files.items():
+        for line in tail_lines(path, lines):
+            out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
+        offsets[name] = path.stat().st_size if path.exists() else 0
+    while follow:
+        time.sleep(0.5)
+        for name, path in files.items():
+            if not path.exists():
+                continue
+            size = path.stat().st_size
+            if size < offsets[name]:  # rotated
+                offsets[name] = 0
+            if size > offsets[name]:
+                with path.open("rb") as handle:
+                    handle.seek(offsets[name])
+                    chunk = handle.read().decode("utf-8", "replace")
+                offsets[name] = size
+                for line in chunk.splitlines():
+                    out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(deploy)
+    app.command()(up)
+    app.command()(start)
+    app.command()(stop)
+    app.command()(restart)
+    app.command()(down)
+    app.command()(status)
+    app.command()(logs)

@@ -1,0 +1,43 @@
+"""`sfarm worker run`: the process supervisord runs for one task of one node."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sfarm.errors import UsageError
+from sfarm.inventory import load_inventory
+from sfarm.inventory.problems import did_you_mean
+from sfarm.runtime.engines import engine_for
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.worker import WorkerContext, configure_logging, run_worker
+
+worker_app = typer.Typer(help="The headless worker processes (run by supervisord).",
+                         no_args_is_help=True)
+
+
+@worker_app.command("run")
+def run(
+    root: Annotated[Path, typer.Option(help="The node root (holds inventory.toml and data/).")],
+    task: Annotated[str, typer.Option(help="The task to run.")],
+) -> None:
+    """Run one task until SIGTERM: heartbeats in run/TASK.json, logs on stderr.
+
+    Example: [bold]sfarm worker run --root ~/sfarm/prod/miner-1 --task mine-binance[/]
+    """
+    node_root = NodeRoot(root.expanduser().resolve())
+    inventory = load_inventory(node_root.inventory)
+    if task not in inventory.model.tasks:
+        raise UsageError(f"no task {task!r} in {node_root.inventory}",
+                         hint=did_you_mean(task, inventory.model.tasks))
+    config = inventory.model.tasks[task]
+    configure_logging()
+    context = WorkerContext(node_root, task, config.kind, config)
+    sys.exit(run_worker(context, engine_for(inventory, task)))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(worker_app, name="worker")

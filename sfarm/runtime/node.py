@@ -1,0 +1,174 @@
+"""Operations on one node root, run on that node: apply a deployment, report, control workers.
+
+The controller decides what a node needs (`Deployment`, plain data); these functions make the
+node match it and say, step by step, whether anything changed (compared by content and mode,
+never assumed from having run). They are the same for a local node and, run through
+`sfarm node ...` over SSH, for a remote one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from sfarm.data.fsio import write_atomic
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.supervisor import Program, Supervisor, render_config, write_config
+from sfarm.status import Heartbeat, TaskStatus, task_status
+
+StepStatus = Literal["ok", "changed", "failed"]
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    path: str  # relative to the node root
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Deployment:
+    network: str
+    node: str
+    files: tuple[NodeFile, ...]
+    programs: tuple[Program, ...]
+    # task name -> kind, for status
+    tasks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: str
+    status: StepStatus
+    detail: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"step": self.step, "status": self.status, "detail": self.detail}
+
+
+# Directories of a node root and their modes: secrets and the supervisor socket are private.
+DIRECTORIES = {"data": 0o755, "mirror": 0o755, "run": 0o755, "logs": 0o755,
+               "secrets": 0o700, "supervisor": 0o700}
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _ensure_directories(root: NodeRoot) -> StepResult:
+    changed = []
+    for name, mode in DIRECTORIES.items():
+        directory = root.path / name
+        if not directory.is_dir():
+            directory.mkdir(parents=True)
+            changed.append(name)
+        if stat.S_IMODE(directory.stat().st_mode) != mode:
+            directory.chmod(mode)
+            changed.append(f"{name} mode")
+    return StepResult("directories", "changed" if changed else "ok", ", ".join(changed))
+
+
+def _sync_file(root: NodeRoot, file: NodeFile) -> StepResult:
+    target = root.path / file.path
+    same_content = _digest(target) == hashlib.sha256(file.content).hexdigest()
+    same_mode = target.exists() and stat.S_IMODE(target.stat().st_mode) == file.mode
+    if same_content and same_mode:
+        return StepResult(f"file {file.path}", "ok")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not same_content:
+        write_atomic(target.parent, target.name, file.content)
+    target.chmod(file.mode)
+    return StepResult(f"file {file.path}", "changed")
+
+
+def apply_deployment(root: NodeRoot, deployment: Deployment) -> list[StepResult]:
+    """Make the node root match `deployment` and (re)load its supervisord."""
+    steps = [_ensure_directories(root)]
+    steps += [_sync_file(root, file) for file in deployment.files]
+    config = render_config(root, deployment.network, deployment.node, deployment.programs)
+    changed = write_config(root, config)
+    steps.append(StepResult("supervisor config", "changed" if changed else "ok"))
+    supervisor = Supervisor(root)
+    was_running = supervisor.is_running()
+    supervisor.start_daemon()
+    if was_running and changed:
+        supervisor.apply_config()
+    steps.append(StepResult("supervisord", "ok" if was_running else "changed",
+                            "running" if was_running else "started"))
+    return steps
+
+
+def read_heartbeat(root: NodeRoot, task: str) -> Heartbeat | None:
+    try:
+        return Heartbeat.model_validate_json(root.heartbeat(task).read_bytes())
+    except (FileNotFoundError, ValidationError, json.JSONDecodeError):
+        return None
+
+
+def node_task_status(root: NodeRoot, tasks: dict[str, str],
+                     now: float | None = None) -> list[TaskStatus]:
+    """Every task's state on this node, from supervisord (if it runs) and the heartbeats."""
+    supervisor = Supervisor(root)
+    processes = supervisor.processes() if supervisor.is_running() else {}
+    moment = time.time() if now is None else now
+    return [task_status(name, kind, processes.get(name, {}).get("statename"),
+                        read_heartbeat(root, name), moment)
+            for name, kind in tasks.items()]
+
+
+Action = Literal["start", "stop", "restart"]
+
+
+def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepResult]:
+    supervisor = Supervisor(root)
+    if not supervisor.is_running():
+        if action == "stop":
+            return [StepResult(f"{action} {name}", "ok", "not running") for name in names]
+        supervisor.start_daemon()
+    results = []
+    for name in names:
+        before = supervisor.processes().get(name, {}).get("statename")
+        if action in ("stop", "restart"):
+            supervisor.stop(name)
+        if action in ("start", "restart"):
+            supervisor.start(name)
+        after = supervisor.processes().get(name, {}).get("statename")
+        status: StepStatus = "ok" if before == after and action != "restart" else "changed"
+        results.append(StepResult(f"{action} {name}", status, f"{before} -> {after}"))
+    return results
+
+
+def shutdown(root: NodeRoot) -> StepResult:
+    """Stop every worker and the node's supervisord."""
+    supervisor = Supervisor(root)
+    if not supervisor.is_running():
+        return StepResult("supervisord", "ok", "not running")
+    supervisor.shutdown()
+    return StepResult("supervisord", "changed", "stopped")
+
+
+def log_path(root: NodeRoot, name: str | None) -> Path:
+    return root.log(name) if name else root.logs / "supervisord.log"
+
+
+def tail_lines(path: Path, count: int) -> Sequence[str]:
+    """The last `count` lines of a log, reading only its end."""
+    if not path.exists():
+        return []
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 256 * count))
+        lines = handle.read().decode("utf-8", "replace").splitlines()
+    return lines[-count:]
