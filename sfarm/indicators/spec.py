@@ -11,7 +11,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from sfarm.errors import UsageError
 from sfarm.indicators.definitions import IndicatorDef, Number, Param, format_number, key_fragment
@@ -45,12 +45,12 @@ class IndicatorSpec:
         args = ",".join(format_number(p) for p in self.params)
         return f"{self.name}({args})"
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Dataset key and main column name: `macd_12_26_9`, `bbands_20_2p5`, `obv`."""
         return "_".join((self.name, *(key_fragment(p) for p in self.params)))
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """Output column names, in the order of the definition's outputs."""
         return tuple(self.column(output) for output in self.definition.outputs)

@@ -69,12 +69,13 @@ def best_of_pair(first: Callable[[], object], second: Callable[[], object],
     """Best wall time of each, alternating the two so that load on the machine hits both alike.
 
     Wall time, not process CPU time: polars' idle worker threads spin for a while after each
-    call, which CPU time would charge to `compute`.
+    call, which CPU time would charge to `compute`. No gc.collect() between runs: it evicts the
+    caches and then charges their refill to whichever side touches more objects.
     """
     best = [float("inf"), float("inf")]
+    gc.collect()
     for _ in range(repeats):
         for slot, fn in enumerate((first, second)):
-            gc.collect()
             start = time.perf_counter()
             fn()
             best[slot] = min(best[slot], time.perf_counter() - start)
