@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from sfarm.cli.console import out, print_json
@@ -22,9 +23,9 @@ def backtest_cmd(
     exchange: Annotated[str, typer.Option("--exchange", help="Exchange name of the dataset.")],
     market: Annotated[str, typer.Option("--market", help="Market, e.g. BTC/USDT.")],
     timeframe: Annotated[str, typer.Option("--timeframe", help="Candle timeframe, e.g. 1h.")],
-    start: Annotated[Optional[str], typer.Option(
+    start: Annotated[str | None, typer.Option(
         "--from", help="First candle (inclusive): 2024-01-01, 2024-01-01T12:00 or 30d.")] = None,
-    end: Annotated[Optional[str], typer.Option(
+    end: Annotated[str | None, typer.Option(
         "--to", help="End (exclusive): same forms as --from.")] = None,
     root: RootOption = Path("."),
     cash: Annotated[float, typer.Option("--cash", min=0.0, help="Initial equity (quote).")
@@ -60,7 +61,7 @@ def _ms(option: str, value: str | None) -> int | None:
 def _iso(ts: int | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _pct(value: object) -> str:
@@ -71,10 +72,12 @@ def _num(value: object, digits: int = 2) -> str:
     return "-" if value is None else f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
 
 
-def render(result: BacktestResult) -> None:
-    report = result.to_json()
-    out.print(f"[bold]{result.strategy}[/] on {result.dataset_id}: {len(result.ts):,} candles, "
-              f"{_iso(report['start_ts'])} to {_iso(report['end_ts'])} UTC")  # type: ignore
+def render(result: BacktestResult, console: Console = out) -> None:
+    """The report for people: summary metrics, the last trades, an open position."""
+    report = result.metrics.to_json()
+    first, last = (int(result.ts[0]), int(result.ts[-1])) if len(result.ts) else (None, None)
+    console.print(f"[bold]{result.strategy}[/] on {result.dataset_id}: {len(result.ts):,} "
+                  f"candles, {_iso(first)} to {_iso(last)} UTC")
     summary = Table(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="dim")
     summary.add_column(justify="right")
@@ -92,7 +95,7 @@ def render(result: BacktestResult) -> None:
     ]
     for name, value in rows:
         summary.add_row(name, value)
-    out.print(summary)
+    console.print(summary)
     trades = result.run.trades
     if trades.height:
         table = Table(title=f"last trades (of {trades.height})", title_justify="left")
@@ -105,15 +108,15 @@ def render(result: BacktestResult) -> None:
                           _num(trade["entry_price"], 4), _num(trade["exit_price"], 4),
                           _num(trade["size"], 6), f"[{colour}]{_num(trade['pnl'])}[/]",
                           trade["reason"])
-        out.print(table)
+        console.print(table)
     position = result.open_position()
     if position:
-        out.print(f"[yellow]open at the end[/]: {position['side']} {position['size']:.6g} "
+        console.print(f"[yellow]open at the end[/]: {position['side']} {position['size']:.6g} "
                   f"since {_iso(position['entry_ts'])} at {position['entry_price']:.4f}, "
                   f"marked at the last close (unrealized {position['unrealized_pnl']:,.2f})")
     computed = [spec for spec, source in result.indicator_sources.items() if source == "computed"]
     if computed:
-        out.print(f"[dim]indicators computed here (no covering dataset): "
+        console.print(f"[dim]indicators computed here (no covering dataset): "
                   f"{', '.join(computed)}[/]")
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import polars as pl
 
 from sfarm.data.ids import candles_id, indicator_id, session_id
-from sfarm.errors import UsageError
+from sfarm.errors import RunError, UsageError
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
+from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy, load_strategy
@@ -71,7 +72,8 @@ def run_backtest(frame: pl.DataFrame, strategy: Strategy, *, timeframe: str,
                  dataset_id: str = "") -> BacktestResult:
     """Backtest over `frame` (candles + indicator columns, sorted by ts). Rows before `start`
     only feed the conditions (a LAG, a warm-up); the engine runs from `start` on."""
-    strategy.check_columns(set(frame.columns))
+    if not strategy.required_columns() <= set(frame.columns):
+        strategy.check_columns(set(frame.columns))  # raises, naming the column and the key
     signals = compute_signals(frame, strategy)
     first = 0 if start is None else int(np.searchsorted(frame["ts"].to_numpy(), start))
     if first:
@@ -106,15 +108,18 @@ def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: s
                ) -> tuple[pl.DataFrame, dict[str, str]]:
     """Candles (with warm-up rows before `start`) joined with the strategy's indicator columns:
     from the root's indicator datasets when they cover the range, else computed here."""
-    from sfarm.data import DatasetNotFound, read
+    from sfarm.data import DatasetNotFound
     from sfarm.indicators import compute, parse_spec
 
     specs = [parse_spec(text) for text in strategy.all_indicators()]
     warmup = max((spec.warmup for spec in specs), default=0) * WARMUP_FACTOR + 1
     read_from = None if start is None else start - warmup * timeframe_ms(timeframe)
     dataset = candles_id(exchange, market, timeframe)
+    wanted = {"ts", "open", "high", "low", "close"} | {i for s in specs for i in s.inputs}
+    wanted |= strategy.required_columns()
     try:
-        candles = read(root, dataset, read_from, end)
+        candles = read_columns(root, dataset, [c for c in CANDLE_COLUMNS if c in wanted],
+                               read_from, end)
     except DatasetNotFound:
         raise UsageError(
             f"no candles dataset {dataset} under {root}",
@@ -138,6 +143,34 @@ def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: s
     if to_compute:
         candles = compute(candles, to_compute)
     return candles, sources
+
+
+def read_columns(root: Path | str, dataset: str, columns: list[str], start: int | None = None,
+                 end: int | None = None) -> pl.DataFrame:
+    """`sfarm.data.read` restricted to `columns`: the Parquet reader skips the others (a
+    backtest rarely needs volume; ~20% less to decode on large ranges)."""
+    from sfarm.data import DatasetNotFound, dataset_dir, load_manifest
+
+    directory = dataset_dir(root, dataset)
+    for _attempt in range(3):
+        manifest = load_manifest(root, dataset)
+        if manifest is None:
+            raise DatasetNotFound(f"no dataset {dataset} under {root}")
+        files = [directory / p.file for p in manifest.partitions
+                 if (start is None or p.last_ts >= start) and (end is None or p.first_ts < end)]
+        if not files:
+            return pl.DataFrame(schema={c: pl.Int64 if c == "ts" else pl.Float64
+                                        for c in columns})
+        query = pl.scan_parquet(files).select(columns)
+        if start is not None:
+            query = query.filter(pl.col("ts") >= start)
+        if end is not None:
+            query = query.filter(pl.col("ts") < end)
+        try:
+            return query.collect().set_sorted("ts")
+        except FileNotFoundError:
+            continue  # a concurrent append retired a file after we read the manifest
+    raise RunError(f"{dataset}: files kept disappearing while reading {directory}")
 
 
 def _stored_indicator(root: Path | str, dataset: str, candles: pl.DataFrame,

@@ -88,7 +88,7 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
         win_rate=float((pnl > 0).mean()) if len(pnl) else None,
         profit_factor=gross_profit / gross_loss if gross_loss > 0 else None,
         exposure=float(np.count_nonzero(position) / bars) if bars else 0.0,
-        trades=int(len(pnl)),
+        trades=len(pnl),
         avg_trade=float(pnl.mean()) if len(pnl) else None,
         avg_trade_return=float((pnl / notional).mean()) if len(pnl) else None,
         bars=bars,
@@ -117,8 +117,7 @@ def equity_stats(equity: np.ndarray, initial: float) -> tuple[int, float, float,
                 if r < 0.0:
                     downside += r * r
         previous = value
-        if value > peak:
-            peak = value
+        peak = max(peak, value)
         if peak > 0.0 and 1.0 - value / peak > drawdown:
             drawdown = 1.0 - value / peak
     return count, mean, m2, downside, drawdown

@@ -13,12 +13,24 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sfarm.errors import UsageError
-from sfarm.trading.expressions import (CANDLE_COLUMNS, ExpressionError, SignalExpression,
-                                       check_expression, compile_expression)
+from sfarm.trading.expressions import (
+    CANDLE_COLUMNS,
+    ExpressionError,
+    SignalExpression,
+    check_expression,
+    compile_expression,
+)
 
 SIGNALS: tuple[str, ...] = ("entry_long", "exit_long", "entry_short", "exit_short")
 
