@@ -179,6 +179,12 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     farm.sfarm("down")
     wait_for(lambda: not processes_under(farm.root), timeout_s=20, what="no process left")
     assert all(t["state"] == "stopped" for t in farm.tasks().values())
+    # SIGTERM made every worker finish its step and exit 0 within supervisord's 10 s.
+    supervisord_log = (farm.root / "logs" / "supervisord.log").read_text()
+    for task in ("mine", "studies"):
+        assert f"stopped: {task} (exit status 0)" in supervisord_log
+    # Our own kill -9 above reads "(terminated by SIGKILL; not expected)"; a stop never may.
+    assert "(terminated by SIGKILL)" not in supervisord_log
 
 
 def test_two_networks_side_by_side() -> None:
