@@ -4,7 +4,7 @@ For each size (default 1e6 and 1e7 candles of a random walk; override with
 SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
   * raw: the TA-Lib function on contiguous float64 numpy arrays (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
-  both best of SFARM_BENCH_REPEATS (default 7) runs, alternated, in candles per second, and their ratio;
+  both best of SFARM_BENCH_REPEATS runs (default 15 up to 2e6 candles, 7 above), alternated, in candles per second, and their ratio;
   * update: one incremental update of one candle after a history of the largest size, through
     the JSON state as the indicators task stores it (median and worst of 20 updates, ms), and
     the one-off cost of building the state from the whole history.
@@ -37,8 +37,10 @@ def _sizes() -> list[int]:
     return [int(float(part)) for part in raw.split(",") if part.strip()]
 
 
-def _repeats() -> int:
-    return int(os.environ.get("SFARM_BENCH_REPEATS", "7"))
+def _repeats(n: int) -> int:
+    """Best of many short runs (a shared machine's noise is one-sided), fewer long ones."""
+    default = "15" if n <= 2_000_000 else "7"
+    return int(os.environ.get("SFARM_BENCH_REPEATS", default))
 
 
 def random_walk_frame(n: int, seed: int = 1) -> pl.DataFrame:
@@ -118,7 +120,7 @@ def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
 
 
 def _print_throughput(n: int, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats()} alternated runs)")
+    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats(n)} alternated runs)")
     print(f"{'indicator':<10} {'raw TA-Lib':>14} {'compute':>14} {'ratio':>7}")
     for name, raw, wrapped in rows:
         print(f"{name:<10} {raw:>14,.0f} {wrapped:>14,.0f} {wrapped / raw:>7.2f}")
@@ -136,7 +138,7 @@ def _print_updates(n: int, rows: list[tuple[str, float, float, float, float]]) -
 def test_bench_indicators() -> None:
     sizes = _sizes()
     for n in sizes:
-        _print_throughput(n, throughput_rows(n, _repeats()))
+        _print_throughput(n, throughput_rows(n, _repeats(n)))
         gc.collect()
     update_table = update_rows(max(sizes))
     _print_updates(max(sizes), update_table)
