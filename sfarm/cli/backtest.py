@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,7 +14,10 @@ from sfarm.cli.console import out, print_json
 from sfarm.cli.options import JsonOption, RootOption
 from sfarm.errors import UsageError
 from sfarm.timepoints import BadTimePoint, parse_time_point
-from sfarm.trading.backtest import DEFAULT_CASH, BacktestResult, backtest
+from sfarm.trading import DEFAULT_CASH
+
+if TYPE_CHECKING:
+    from sfarm.trading.backtest import BacktestResult
 
 
 def backtest_cmd(
@@ -41,6 +44,8 @@ def backtest_cmd(
     """
     if cash <= 0:
         raise UsageError("--cash must be > 0")
+    from sfarm.trading.backtest import backtest  # numba and polars: only when running one
+
     result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,
                       start=_ms("--from", start), end=_ms("--to", end), cash=cash)
     if json:

@@ -45,22 +45,30 @@ Example:
 
 from __future__ import annotations
 
-from sfarm.indicators.batch import compute, compute_arrays
-from sfarm.indicators.definitions import IndicatorDef, Param
-from sfarm.indicators.incremental import IndicatorState, update
-from sfarm.indicators.registry import REGISTRY, describe
-from sfarm.indicators.spec import IndicatorSpec, IndicatorSpecError, parse_spec
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "REGISTRY",
-    "IndicatorDef",
-    "IndicatorSpec",
-    "IndicatorSpecError",
-    "IndicatorState",
-    "Param",
-    "compute",
-    "compute_arrays",
-    "describe",
-    "parse_spec",
-    "update",
-]
+from sfarm.lazy import lazy_exports
+
+# Spec parsing (what validating an inventory needs) must not load TA-Lib and pandas.
+_EXPORTS = {
+    "compute": "sfarm.indicators.batch",
+    "compute_arrays": "sfarm.indicators.batch",
+    "IndicatorDef": "sfarm.indicators.definitions",
+    "Param": "sfarm.indicators.definitions",
+    "IndicatorState": "sfarm.indicators.incremental",
+    "update": "sfarm.indicators.incremental",
+    "REGISTRY": "sfarm.indicators.registry",
+    "describe": "sfarm.indicators.registry",
+    "IndicatorSpec": "sfarm.indicators.spec",
+    "IndicatorSpecError": "sfarm.indicators.spec",
+    "parse_spec": "sfarm.indicators.spec",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from sfarm.indicators.batch import compute, compute_arrays  # noqa: F401
+    from sfarm.indicators.definitions import IndicatorDef, Param  # noqa: F401
+    from sfarm.indicators.incremental import IndicatorState, update  # noqa: F401
+    from sfarm.indicators.registry import REGISTRY, describe  # noqa: F401
+    from sfarm.indicators.spec import IndicatorSpec, IndicatorSpecError, parse_spec  # noqa: F401

@@ -26,6 +26,7 @@ from pydantic import (
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.timeframes import TIMEFRAMES
+from sfarm.trading import DEFAULT_CASH
 from sfarm.timepoints import BadTimePoint, TimePoint, parse_time_point
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -184,7 +185,7 @@ class TradeTask(TaskBase):
     market: Market
     timeframe: Timeframe
     strategy: str = Field(min_length=1)
-    cash: float = Field(10_000.0, gt=0, allow_inf_nan=False)
+    cash: float = Field(DEFAULT_CASH, gt=0, allow_inf_nan=False)
     since: Time | None = None
     until: Time | None = None
     max_drawdown: float | None = Field(None, gt=0, lt=1)

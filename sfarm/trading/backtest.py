@@ -16,13 +16,13 @@ import polars as pl
 from sfarm.data.ids import candles_id, indicator_id, session_id
 from sfarm.errors import RunError, UsageError
 from sfarm.timeframes import timeframe_ms
+from sfarm.trading import DEFAULT_CASH
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
 from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy, load_strategy
 
-DEFAULT_CASH = 10_000.0
 # Extra candles read before --from when sfarm computes indicators itself, in multiples of the
 # longest look-back: smoothed indicators (EMA, RSI, ATR) depend on all earlier candles and need
 # a few look-backs to settle on the values a full-history indicator dataset holds.
