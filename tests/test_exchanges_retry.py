@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import ccxt
@@ -16,6 +17,7 @@ from sfarm.exchanges import (
     is_temporary,
     translate,
 )
+from sfarm.exchanges.asynchronous import call_with_retries_async, make_async_exchange
 from sfarm.timeframes import MINUTE_MS
 
 MARCH_2024 = 1_709_251_200_000
@@ -78,6 +80,25 @@ def test_retry_after_is_honoured(emulator_factory) -> None:
     call_with_retries(exchange.fetch_time, policy=FAST, sleep=waits.append)
     for _ in range(5):
         call_with_retries(exchange.fetch_time, policy=FAST, sleep=waits.append)
+    assert waits and all(w >= 0.25 for w in waits)
+
+
+def test_retry_after_is_honoured_by_the_async_client(emulator_factory) -> None:
+    server = emulator_factory("rate_limit=0.6:0.25", seed=2)
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main() -> None:
+        exchange = make_async_exchange("binance", url=server.url)
+        try:
+            for _ in range(6):
+                await call_with_retries_async(exchange.fetch_time, policy=FAST, sleep=record)
+        finally:
+            await exchange.close()
+
+    asyncio.run(main())
     assert waits and all(w >= 0.25 for w in waits)
 
 

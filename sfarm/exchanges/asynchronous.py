@@ -17,7 +17,6 @@ class instead of deciding it again. Errors are translated by `sfarm.exchanges.er
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,17 +24,11 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from sfarm.exchanges.credentials import Credentials
-from sfarm.exchanges.errors import (
-    ExchangeCallError,
-    ExchangeTemporaryError,
-    is_temporary,
-    translate,
-)
+from sfarm.exchanges.errors import ExchangeCallError, ExchangeTemporaryError
 from sfarm.exchanges.factory import CCXT_LOGGER, make_exchange
-from sfarm.exchanges.retry import RetryPolicy
+from sfarm.exchanges.retry import RetryPolicy, next_retry, retry_after_of
 
 T = TypeVar("T")
-log = logging.getLogger("sfarm.exchanges")
 
 AsyncSleep = Callable[[float], Awaitable[None]]
 DEFAULT_POLICY = RetryPolicy()
@@ -79,19 +72,6 @@ def make_async_exchange(
     return exchange
 
 
-def _retry_after(exchange: Any, error: BaseException) -> float | None:
-    """Retry-After seconds of the reply behind `error`. Safe on a shared instance: ccxt raises
-    right after storing the headers, with no await in between, so they are this reply's."""
-    if not isinstance(error, ccxt.NetworkError):
-        return None
-    headers = getattr(exchange, "last_response_headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 async def call_with_retries_async(
     fn: Callable[..., Awaitable[T]],
     *args: Any,
@@ -107,27 +87,13 @@ async def call_with_retries_async(
     `sleep` may raise to abandon the retries (a stop request, for instance).
     """
     name = action or getattr(fn, "__name__", "exchange call")
-    exchange = getattr(fn, "__self__", None)
     for attempt in range(1, policy.max_attempts + 1):
         try:
             return await fn(*args, **kwargs)
-        except ExchangeCallError as error:
-            if not isinstance(error, ExchangeTemporaryError) or attempt == policy.max_attempts:
-                raise
-            failure: ExchangeCallError = error
-        except ccxt.BaseError as error:
-            failure = translate(error, action=name, retry_after=_retry_after(exchange, error))
-            if not is_temporary(error) or attempt == policy.max_attempts:
-                if isinstance(failure, ExchangeTemporaryError):
-                    failure.message = f"{failure.message} (gave up after {attempt} attempts)"
-                    failure.args = (failure.message,)
-                raise failure from error
-        assert isinstance(failure, ExchangeTemporaryError)
-        delay = policy.backoff(attempt)
-        if failure.retry_after is not None:
-            delay = max(delay, failure.retry_after)
-        log.info("%s failed (%s), retry %d/%d in %.2fs", name, failure.kind, attempt,
-                 policy.max_attempts - 1, delay)
+        except (ExchangeCallError, ccxt.BaseError) as error:
+            # Safe on a shared instance: ccxt raises right after storing the reply's headers,
+            # with no await in between, so they are this reply's.
+            failure, delay = next_retry(error, attempt, policy, name, retry_after_of(fn, error))
         if on_retry is not None:
             on_retry(attempt, failure, delay)
         await sleep(delay)

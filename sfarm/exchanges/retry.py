@@ -55,18 +55,46 @@ class RetryPolicy:
 
 
 def retry_after_of(fn: Callable[..., Any], error: BaseException) -> float | None:
-    """Retry-After seconds of the reply that caused `error`, when ccxt kept it."""
-    exchange = getattr(fn, "__self__", None)
+    """Retry-After seconds of the reply that caused `error`, when ccxt kept it.
+
+    `fn` is a bound method of a ccxt exchange, sync or async (ccxt keeps the last reply's
+    headers on the instance as `last_response_headers`).
+    """
     # Only errors made from a reply: after a dropped connection or a timeout ccxt still holds
     # the headers of an older reply, whose Retry-After would be stale.
-    if not isinstance(exchange, ccxt.Exchange) or not isinstance(error, _FROM_A_REPLY):
+    if not isinstance(error, _FROM_A_REPLY):
         return None
-    headers = getattr(exchange, "last_response_headers", None) or {}
+    headers = getattr(getattr(fn, "__self__", None), "last_response_headers", None) or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: rare for APIs, and backoff is a fine answer
+
+
+def next_retry(error: ExchangeCallError | ccxt.BaseError, attempt: int, policy: RetryPolicy,
+               name: str, retry_after: float | None) -> tuple[ExchangeTemporaryError, float]:
+    """After failed attempt number `attempt`: raise (a permanent error, or the last attempt), or
+    return the translated temporary error and the seconds to wait. The one decision both the
+    sync and the async retry loops make."""
+    if isinstance(error, ExchangeCallError):
+        if not isinstance(error, ExchangeTemporaryError) or attempt == policy.max_attempts:
+            raise error
+        failure: ExchangeCallError = error
+    else:
+        failure = translate(error, action=name, retry_after=retry_after)
+        if not is_temporary(error) or attempt == policy.max_attempts:
+            if isinstance(failure, ExchangeTemporaryError):
+                failure.message = f"{failure.message} (gave up after {attempt} attempts)"
+                failure.args = (failure.message,)
+            raise failure from error
+    assert isinstance(failure, ExchangeTemporaryError)
+    delay = policy.backoff(attempt)
+    if failure.retry_after is not None:
+        delay = max(delay, failure.retry_after)
+    log.info("%s failed (%s), retry %d/%d in %.2fs", name, failure.kind or type(error).__name__,
+             attempt, policy.max_attempts - 1, delay)
+    return failure, delay
 
 
 def call_with_retries(
@@ -91,25 +119,8 @@ def call_with_retries(
     for attempt in range(1, policy.max_attempts + 1):
         try:
             return fn(*args, **kwargs)
-        except ExchangeCallError as error:
-            if not isinstance(error, ExchangeTemporaryError) or attempt == policy.max_attempts:
-                raise
-            failure: ExchangeCallError = error
-            cause: BaseException = error
-        except ccxt.BaseError as error:
-            failure = translate(error, action=name, retry_after=retry_after_of(fn, error))
-            if not is_temporary(error) or attempt == policy.max_attempts:
-                if isinstance(failure, ExchangeTemporaryError):
-                    failure.message = f"{failure.message} (gave up after {attempt} attempts)"
-                    failure.args = (failure.message,)
-                raise failure from error
-            cause = error
-        assert isinstance(failure, ExchangeTemporaryError)
-        delay = policy.backoff(attempt)
-        if failure.retry_after is not None:
-            delay = max(delay, failure.retry_after)
-        log.info("%s failed (%s), retry %d/%d in %.2fs", name, failure.kind or type(cause).__name__,
-                 attempt, policy.max_attempts - 1, delay)
+        except (ExchangeCallError, ccxt.BaseError) as error:
+            failure, delay = next_retry(error, attempt, policy, name, retry_after_of(fn, error))
         if on_retry is not None:
             on_retry(attempt, failure, delay)
         sleep(delay)
