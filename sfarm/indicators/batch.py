@@ -2,18 +2,75 @@
 
 Only the columns an indicator reads are converted to numpy, once per call and without a copy
 when the column is already a chunk of Float64 without nulls; TA-Lib's outputs become polars
-columns directly.
+columns directly (no copy either).
+
+`compute` is also called on short frames and many times (backtests, the indicators task), so
+its fixed cost matters next to TA-Lib's microseconds: everything that depends only on the spec
+(parsing, the TA-Lib function and its keyword arguments, input and output names) is resolved
+once per spec text into a `_Plan` and kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import talib
+from polars.exceptions import ColumnNotFoundError
 
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
+
+_FLOAT64 = np.dtype(np.float64)
+_NUMERIC_KINDS = frozenset("biuf")  # numpy kinds that convert to float64 as numbers
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What computing one spec needs, resolved once: the engine bound to its parameters."""
+
+    spec: IndicatorSpec
+    inputs: tuple[str, ...]
+    columns: tuple[str, ...]
+    run: Callable[[tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]
+
+
+_PLANS: dict[str | IndicatorSpec, _Plan] = {}  # by spec text as given, or parsed spec
+_MAX_PLANS = 4096  # specs in use are few; a caller generating endless spellings must not leak
+
+
+def _plan(spec: str | IndicatorSpec) -> _Plan:
+    plan = _PLANS.get(spec)
+    if plan is None:
+        plan = _make_plan(parse_spec(spec))  # raises IndicatorSpecError for a bad spec
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[spec] = plan
+    return plan
+
+
+def _make_plan(spec: IndicatorSpec) -> _Plan:
+    definition = spec.definition
+    if definition.batch is not None:
+        batch, params = definition.batch, spec.params
+
+        def run(inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+            return batch(inputs, params)
+    else:
+        assert definition.talib_name is not None
+        function = getattr(talib, definition.talib_name)
+        # talib's public functions wrap the C call to accept pandas/polars Series; inputs here
+        # are already float64 numpy arrays, so call what the wrapper calls.
+        function = getattr(function, "__wrapped__", function)
+        kwargs = definition.talib_kwargs(spec.params)
+        if len(definition.outputs) == 1:
+            def run(inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+                return (function(*inputs, **kwargs),)
+        else:
+            def run(inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+                return function(*inputs, **kwargs)  # type: ignore[no-any-return]
+    return _Plan(spec, definition.inputs, spec.columns, run)
 
 
 def input_array(series: pl.Series) -> np.ndarray:
@@ -24,23 +81,26 @@ def input_array(series: pl.Series) -> np.ndarray:
     """
     if series.name == "ts":
         return np.ascontiguousarray(series.cast(pl.Int64).to_numpy(allow_copy=True))
-    if series.dtype != pl.Float64:
-        series = series.cast(pl.Float64)
-    if series.null_count():
-        series = series.fill_null(float("nan"))
-    return np.ascontiguousarray(series.to_numpy(allow_copy=True), dtype=np.float64)
+    return _float_array(series)
 
 
-def compute_arrays(spec: IndicatorSpec, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+def _float_array(series: pl.Series) -> np.ndarray:
+    # polars already gives float64 with NaN for nulls (Float64 or integers with nulls) and a
+    # contiguous array for any number of chunks; only other dtypes still need converting.
+    array = series.to_numpy()
+    if array.dtype == _FLOAT64:
+        return array
+    if array.dtype.kind in _NUMERIC_KINDS:
+        return array.astype(np.float64)
+    series = series.cast(pl.Float64)  # e.g. Decimal
+    return np.ascontiguousarray(series.to_numpy(), dtype=np.float64)
+
+
+def compute_arrays(spec: str | IndicatorSpec,
+                   arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     """Run one indicator's batch engine on numpy inputs (keyed by input name)."""
-    definition = spec.definition
-    inputs = tuple(arrays[name] for name in definition.inputs)
-    if definition.batch is not None:
-        return definition.batch(inputs, spec.params)
-    assert definition.talib_name is not None
-    function = getattr(talib, definition.talib_name)
-    result = function(*inputs, **definition.talib_kwargs(spec.params))
-    return result if isinstance(result, tuple) else (result,)
+    plan = _plan(spec)
+    return plan.run(tuple(arrays[name] for name in plan.inputs))
 
 
 def compute(frame: pl.DataFrame, specs: Iterable[str | IndicatorSpec]) -> pl.DataFrame:
@@ -51,23 +111,30 @@ def compute(frame: pl.DataFrame, specs: Iterable[str | IndicatorSpec]) -> pl.Dat
         >>> out.columns[-4:]
         ['rsi_14', 'macd_12_26_9', 'macd_signal_12_26_9', 'macd_hist_12_26_9']
     """
-    parsed = [parse_spec(s) for s in specs]
-    missing = sorted({name for s in parsed for name in s.inputs} - set(frame.columns))
-    if missing:
-        raise ValueError(f"compute: frame lacks column(s) {', '.join(missing)} "
-                         f"needed by {', '.join(s.text for s in parsed)}")
+    plans = [_plan(s) for s in specs]
     arrays: dict[str, np.ndarray] = {}
     new_columns: list[pl.Series] = []
-    for spec in parsed:
-        for name in spec.inputs:
-            if name not in arrays:
-                arrays[name] = input_array(frame.get_column(name))
-        outputs = compute_arrays(spec, arrays)
-        # float64 arrays become Float64 columns without a copy; NaN stays NaN (not null).
-        new_columns.extend(pl.Series(column, values)
-                           for column, values in zip(spec.columns, outputs, strict=True))
+    try:
+        for plan in plans:
+            for name in plan.inputs:
+                if name not in arrays:
+                    arrays[name] = input_array(frame.get_column(name))
+            outputs = plan.run(tuple(arrays[name] for name in plan.inputs))
+            # float64 arrays become Float64 columns without a copy; NaN stays NaN (not null).
+            new_columns.extend(map(pl.Series, plan.columns, outputs))
+    except ColumnNotFoundError:
+        raise _missing_columns(frame, plans) from None
     if not new_columns:
         return frame
-    if set(frame.columns).isdisjoint(s.name for s in new_columns):
+    if set(frame.columns).isdisjoint(column.name for column in new_columns):
         return frame.hstack(new_columns)  # no expression engine: just adds the columns
     return frame.with_columns(new_columns)  # recomputing a column replaces it
+
+
+def _missing_columns(frame: pl.DataFrame, plans: list[_Plan]) -> ValueError:
+    missing = sorted({name for plan in plans for name in plan.inputs} - set(frame.columns))
+    return ValueError(f"compute: frame lacks column(s) {', '.join(missing)} "
+                      f"needed by {', '.join(plan.spec.text for plan in plans)}")
+
+
+__all__ = ["compute", "compute_arrays", "input_array"]
