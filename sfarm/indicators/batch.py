@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import talib
-from polars.exceptions import ColumnNotFoundError
+from polars.exceptions import ColumnNotFoundError, DuplicateError
 
+from sfarm.indicators.columns import FAST
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
 
 _FLOAT64 = np.dtype(np.float64)
@@ -81,19 +82,23 @@ def input_array(series: pl.Series) -> np.ndarray:
     """
     if series.name == "ts":
         return np.ascontiguousarray(series.cast(pl.Int64).to_numpy(allow_copy=True))
-    return _float_array(series)
-
-
-def _float_array(series: pl.Series) -> np.ndarray:
-    # polars already gives float64 with NaN for nulls (Float64 or integers with nulls) and a
+    # polars gives float64 with NaN for nulls (Float64, or integers with nulls) and a
     # contiguous array for any number of chunks; only other dtypes still need converting.
     array = series.to_numpy()
     if array.dtype == _FLOAT64:
         return array
     if array.dtype.kind in _NUMERIC_KINDS:
         return array.astype(np.float64)
-    series = series.cast(pl.Float64)  # e.g. Decimal
-    return np.ascontiguousarray(series.to_numpy(), dtype=np.float64)
+    return np.ascontiguousarray(series.cast(pl.Float64).to_numpy(), dtype=np.float64)
+
+
+def _frame_input(frame: pl.DataFrame, name: str) -> np.ndarray:
+    """`input_array(frame[name])` with the fewest calls for the common case, a Float64 column."""
+    if name != "ts":
+        array = FAST.array(frame, name)
+        if array.dtype == _FLOAT64:
+            return array
+    return input_array(frame.get_column(name))
 
 
 def compute_arrays(spec: str | IndicatorSpec,
@@ -113,22 +118,26 @@ def compute(frame: pl.DataFrame, specs: Iterable[str | IndicatorSpec]) -> pl.Dat
     """
     plans = [_plan(s) for s in specs]
     arrays: dict[str, np.ndarray] = {}
-    new_columns: list[pl.Series] = []
+    names: list[str] = []
+    outputs: list[np.ndarray] = []
     try:
         for plan in plans:
             for name in plan.inputs:
                 if name not in arrays:
-                    arrays[name] = input_array(frame.get_column(name))
-            outputs = plan.run(tuple(arrays[name] for name in plan.inputs))
-            # float64 arrays become Float64 columns without a copy; NaN stays NaN (not null).
-            new_columns.extend(map(pl.Series, plan.columns, outputs))
+                    arrays[name] = _frame_input(frame, name)
+            names.extend(plan.columns)
+            outputs.extend(plan.run(tuple(arrays[name] for name in plan.inputs)))
     except ColumnNotFoundError:
         raise _missing_columns(frame, plans) from None
-    if not new_columns:
+    if not names:
         return frame
-    if set(frame.columns).isdisjoint(column.name for column in new_columns):
-        return frame.hstack(new_columns)  # no expression engine: just adds the columns
-    return frame.with_columns(new_columns)  # recomputing a column replaces it
+    try:
+        # float64 arrays become Float64 columns without a copy; NaN stays NaN (not null); no
+        # expression engine: the columns are just added.
+        return FAST.hstack(frame, names, outputs)
+    except DuplicateError:  # recomputing a column replaces it
+        return frame.with_columns(pl.Series(name, values, dtype=pl.Float64, nan_to_null=False)
+                                  for name, values in zip(names, outputs, strict=True))
 
 
 def _missing_columns(frame: pl.DataFrame, plans: list[_Plan]) -> ValueError:

@@ -2,7 +2,9 @@
 
 For each size (default 1e6 and 1e7 candles of a random walk; override with
 SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
-  * raw: the TA-Lib function on contiguous float64 numpy arrays (VWAP: sfarm's own numpy code)
+  * raw: TA-Lib's C function on contiguous float64 numpy arrays, called past the pandas/polars
+    wrapper of `talib.<NAME>` as `compute` calls it, so the ratio charges everything else to
+    `compute` (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
   both best of SFARM_BENCH_REPEATS runs (default 15 up to 2e6 candles, 7 above), alternated, in candles per second, and their ratio;
   * update: one incremental update of one candle after a history of the largest size, through
@@ -62,6 +64,7 @@ def raw_call(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
     if definition.talib_name is None:
         return lambda: session_vwap(*inputs)
     function = getattr(talib, definition.talib_name)
+    function = getattr(function, "__wrapped__", function)  # the C call, without Series checks
     kwargs = definition.talib_kwargs(spec.params)
     return lambda: function(*inputs, **kwargs)
 
