@@ -1,0 +1,413 @@
+"""`SSHConnection`: the `Connection` contract over SSH, with Fabric/paramiko and the rsync binary.
+
+Host keys are checked strictly: a key found in no known_hosts file, or one that differs from the
+file, is refused and never written anywhere. Fabric supplies ~/.ssh/config (HostName, User, Port,
+IdentityFile, ProxyJump) and jump-host gateways; commands run on a raw paramiko channel, so
+stdout and stderr stay bytes and a timeout can end the remote process. rsync runs the OpenSSH
+client with the same host keys, identity, port and jump hosts. Failures are mapped in
+sfarm.remote.ssh_errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import posixpath
+import re
+import secrets
+import shlex
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import fabric
+from paramiko import MissingHostKeyPolicy, PKey, SSHClient
+from paramiko.channel import Channel
+from paramiko.ssh_exception import SSHException
+
+from sfarm.errors import UsageError
+from sfarm.inventory import NodeSpec
+from sfarm.remote import ssh_errors
+from sfarm.remote.connection import (
+    TERMINATE_GRACE,
+    CommandResult,
+    Failure,
+    SyncResult,
+    TransportError,
+    command_failed,
+    describe_command,
+    env_assignments,
+    expand_home,
+    local_rsync_path,
+    parse_itemized,
+    require_local_rsync,
+    rsync_options,
+)
+from sfarm.remote.ssh_errors import SSHTarget, UnknownHostKey
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 22
+DRAIN_AFTER_EXIT = 5.0  # seconds to wait for output after exit (a daemon may hold the pipes)
+USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+# Prints the shell's pid (which exec keeps for the command) so a timeout can signal it.
+PID_WRAPPER = 'printf "sfarm-pid:%s\\n" "$$" >&2; exec "$@"'
+_PID_LINE = re.compile(rb"\Asfarm-pid:(\d+)\n")
+# Writes stdin to a 0600 temp file beside the target, sets the mode, renames over the target.
+PUT_SCRIPT = ('umask 077; cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" '
+              '|| { status=$?; rm -f "$1"; exit $status; }')
+
+
+class _RejectUnknownHostKey(MissingHostKeyPolicy):
+    """paramiko's RejectPolicy, raising a typed error that carries the offered key."""
+
+    def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
+        raise UnknownHostKey(hostname, key)
+
+
+class SSHConnection:
+    """A node's machine over SSH. Connects on first use; `close()` (or `with`) disconnects."""
+
+    def __init__(self, node: NodeSpec, *, known_hosts: Path | None = None,
+                 connect_timeout: float = 10, remote_rsync: str = "rsync") -> None:
+        self.node = node
+        self.known_hosts = known_hosts
+        self.connect_timeout = connect_timeout
+        self.remote_rsync = remote_rsync
+        self.identity_file = _identity_file(node)
+        self._lock = threading.RLock()
+        self._home: str | None = None
+        self._config = fabric.Config()  # reads ~/.ssh/config and /etc/ssh/ssh_config
+        options: dict[str, Any] = {"host": node.host, "user": node.user, "gateway": False}
+        if node.port != DEFAULT_PORT:  # 22 is the default: let ~/.ssh/config's Port apply
+            options["port"] = node.port
+        self._fabric = self._fabric_connection(**options)
+        config_jump = self._fabric.ssh_config.get("proxyjump", "none")
+        self.proxy_jump = node.proxy_jump or (None if config_jump == "none" else config_jump)
+        self._hops: list[fabric.Connection] = []
+        if self.proxy_jump:
+            for hop in self.proxy_jump.split(","):  # ProxyJump order: first hop first
+                self._hops.append(self._fabric_connection(
+                    host=hop.strip(), gateway=self._hops[-1] if self._hops else False))
+            self._fabric.gateway = self._hops[-1]
+        elif "proxycommand" in self._fabric.ssh_config:
+            self._fabric.gateway = self._fabric.ssh_config["proxycommand"]
+        self.target = self._target(self._fabric, f"node {node.name}")
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def _fabric_connection(self, **options: Any) -> fabric.Connection:
+        connect_kwargs: dict[str, Any] = {"banner_timeout": self.connect_timeout,
+                                          "auth_timeout": self.connect_timeout,
+                                          "channel_timeout": self.connect_timeout}
+        if self.identity_file:
+            connect_kwargs["key_filename"] = [self.identity_file]
+        connection = fabric.Connection(config=self._config.clone(),
+                                       connect_timeout=max(1, math.ceil(self.connect_timeout)),
+                                       connect_kwargs=connect_kwargs, **options)
+        # Fabric auto-adds unknown host keys; sfarm refuses them and reads, never writes, files.
+        connection.client.set_missing_host_key_policy(_RejectUnknownHostKey())
+        for path in self._known_hosts_files(connection.ssh_config):
+            if os.path.isfile(path):
+                connection.client.load_system_host_keys(path)
+        return connection
+
+    def _known_hosts_files(self, ssh_config: Mapping[str, Any]) -> list[str]:
+        if self.known_hosts is not None:
+            return [str(self.known_hosts)]
+        files: list[str] = []
+        for key, defaults in (("userknownhostsfile", USER_KNOWN_HOSTS),
+                              ("globalknownhostsfile", SYSTEM_KNOWN_HOSTS)):
+            configured = ssh_config.get(key)
+            names = shlex.split(configured) if configured else list(defaults)
+            files += [os.path.expanduser(name) for name in names if name != "none"]
+        return files
+
+    def _target(self, connection: fabric.Connection, label: str) -> SSHTarget:
+        return SSHTarget(label=label, host=connection.host, port=int(connection.port),
+                         user=connection.user, identity_file=self.identity_file,
+                         known_hosts=str(self.known_hosts) if self.known_hosts else None,
+                         connect_timeout=self.connect_timeout)
+
+    def _tried(self, connection: fabric.Connection) -> str:
+        keys = connection.connect_kwargs.get("key_filename") or []
+        tried = [f"key {', '.join(keys)}"] if keys else []
+        if os.environ.get("SSH_AUTH_SOCK"):
+            tried.append("the ssh-agent's keys")
+        tried.append("the default keys in ~/.ssh")
+        return ", ".join(tried)
+
+    def open(self) -> None:
+        """Connect now (each jump host in turn, then the node); raise TransportError if not."""
+        self._session()
+
+    def _session(self) -> fabric.Connection:
+        with self._lock:
+            if self._fabric.is_connected:
+                return self._fabric
+            chain = [(hop, self._target(hop, f"jump host {hop.host} of node {self.node.name}"))
+                     for hop in self._hops] + [(self._fabric, self.target)]
+            for connection, target in chain:
+                try:
+                    connection.open()
+                except (SSHException, OSError, EOFError) as exc:
+                    self.close()
+                    raise ssh_errors.from_exception(target, exc, self._tried(connection)) from None
+            log.debug("connected to %s", self.target.where)
+            return self._fabric
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in [self._fabric, *reversed(self._hops)]:
+                connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, input: bytes | None = None,
+            timeout: float | None = None, env: Mapping[str, str] | None = None,
+            check: bool = True) -> CommandResult:
+        words = list(argv)
+        if not words:
+            raise UsageError("a command needs at least one word")
+        log.debug("%s run: %s", self.target.where, describe_command(words))
+        remote = ["env", *env_assignments(env), *words] if env else words
+        if timeout is not None:
+            remote = ["sh", "-c", PID_WRAPPER, "sfarm-run", *remote]
+        exit_code, stdout, stderr = self._exec(shlex.join(remote), input, timeout, words)
+        if timeout is not None:
+            stderr = _PID_LINE.sub(b"", stderr, count=1)
+        result = CommandResult(exit_code, stdout, stderr, tuple(words))
+        if check and not result.ok:
+            raise command_failed(self.target.where, result)
+        return result
+
+    def _exec(self, command: str, input: bytes | None, timeout: float | None,
+              argv: list[str]) -> tuple[int, bytes, bytes]:
+        transport = self._session().transport
+        try:
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(command)
+        except (SSHException, OSError, EOFError) as exc:
+            raise ssh_errors.protocol_error(self.target, f"could not start a command: {exc}") \
+                from None
+        stdout, stderr = bytearray(), bytearray()
+        readers = [_thread(_drain, channel.recv, stdout), _thread(_drain, channel.recv_stderr,
+                                                                  stderr)]
+        if input:
+            _thread(_feed, channel, input)
+        else:
+            channel.shutdown_write()  # the command reads end-of-file at once
+        try:
+            if not channel.status_event.wait(timeout):
+                self._terminate(channel, stderr)
+                raise TransportError(
+                    Failure.TIMEOUT, f"{self.target.where}: `{describe_command(argv)}` timed out "
+                                     f"after {timeout:g} s and was terminated")
+            for reader in readers:
+                reader.join(DRAIN_AFTER_EXIT)
+            exit_code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if exit_code == -1 and not transport.is_active():
+            raise ssh_errors.protocol_error(
+                self.target, f"the connection was lost while running `{describe_command(argv)}`")
+        return exit_code, bytes(stdout), bytes(stderr)
+
+    def _terminate(self, channel: Channel, stderr: bytearray) -> None:
+        """SIGTERM the timed-out command (SIGKILL if it lingers); without a pid, just hang up."""
+        found = _PID_LINE.match(bytes(stderr))
+        if found is None:
+            return
+        for signal_name in ("TERM", "KILL"):
+            self._exec(shlex.join(["kill", f"-{signal_name}", found.group(1).decode()]), None,
+                       None, ["kill"])
+            if channel.status_event.wait(TERMINATE_GRACE):
+                return
+
+    def home(self) -> str:
+        with self._lock:
+            if self._home is None:
+                self._home = self.run(["sh", "-c", 'printf "%s" "$HOME"']).stdout_text
+            return self._home
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _path(self, path: str) -> str:
+        return expand_home(path, self.home()) if path.startswith("~") else path
+
+    def put(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+        path = self._path(remote_path)
+        directory, name = posixpath.split(path)
+        temporary = posixpath.join(directory, f".{name}.{secrets.token_hex(4)}.sfarm-tmp")
+        result = self.run(["sh", "-c", PUT_SCRIPT, "sfarm-put", temporary, f"{mode:o}", path],
+                          input=data, check=False)
+        if not result.ok:
+            raise TransportError(Failure.TRANSFER_FAILED,
+                                 f"{self.target.where}: could not write {path}: "
+                                 f"{result.stderr_tail(2) or f'exit code {result.exit_code}'}",
+                                 result=result)
+
+    def get(self, remote_path: str) -> bytes | None:
+        path = self._path(remote_path)
+        with self._lock:  # one SFTP session per connection, not thread-safe
+            sftp = self._session().sftp()
+            try:
+                with sftp.open(path, "rb") as file:
+                    file.prefetch()
+                    return bytes(file.read())
+            except FileNotFoundError:
+                return None
+            except (OSError, SSHException) as exc:
+                raise TransportError(Failure.TRANSFER_FAILED,
+                                     f"{self.target.where}: could not read {path}: "
+                                     f"{getattr(exc, 'strerror', None) or exc}") from None
+
+    # -- rsync --------------------------------------------------------------------------------
+
+    def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
+              excludes: Sequence[str] = ()) -> SyncResult:
+        rsync = require_local_rsync()
+        if pull:
+            source = self._remote_spec(self._path(source))
+            destination = local_rsync_path(os.path.expanduser(destination))
+        else:
+            source = local_rsync_path(os.path.expanduser(source))
+            destination = self._remote_spec(self._path(destination))
+        with self._ssh_command() as ssh_command:
+            argv = [rsync, *rsync_options(delete=delete, excludes=excludes), "-e", ssh_command,
+                    f"--rsync-path={self.remote_rsync}", "--", source, destination]
+            log.debug("%s rsync: %s", self.target.where, describe_command(argv, 500))
+            process = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                     check=False)
+        result = CommandResult(process.returncode, process.stdout, process.stderr, tuple(argv))
+        if result.ok:
+            return parse_itemized(result.stdout_text)
+        raise self._rsync_error(result, f"rsync {source} -> {destination}")
+
+    def _rsync_error(self, result: CommandResult, what: str) -> TransportError:
+        if result.exit_code in (12, 255):  # the ssh client failed and said why on stderr
+            mapped = ssh_errors.from_ssh_stderr(self._rsync_target(), result.stderr_text,
+                                                self._tried(self._fabric))
+            if mapped is not None:
+                return mapped
+        if result.exit_code in (12, 127) and not self._remote_has_rsync():
+            return ssh_errors.rsync_missing(self.target)
+        return TransportError(Failure.TRANSFER_FAILED,
+                              f"{self.target.where}: {what} failed with exit code "
+                              f"{result.exit_code}:\n{result.stderr_tail()}", result=result)
+
+    def _remote_has_rsync(self) -> bool:
+        """Ask the node's shell; any shell words "not found" differently. True if unsure."""
+        try:
+            return self.run(["sh", "-c", 'command -v "$1" >/dev/null', "sfarm-probe",
+                             self.remote_rsync], check=False).ok
+        except TransportError:
+            return True
+
+    def _rsync_target(self) -> SSHTarget:
+        if not self.proxy_jump:
+            return self.target
+        return self._target(self._fabric, f"node {self.node.name} via {self.proxy_jump}")
+
+    def _remote_spec(self, path: str) -> str:
+        host = f"[{self.node.host}]" if ":" in self.node.host else self.node.host
+        user = f"{self.node.user}@" if self.node.user else ""
+        return f"{user}{host}:{path}"
+
+    def ssh_words(self, config_file: str | None = None) -> list[str]:
+        """The OpenSSH client command rsync runs: strict host keys, no prompts, our settings."""
+        words = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                 "-o", f"ConnectTimeout={max(1, math.ceil(self.connect_timeout))}",
+                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]
+        if self.known_hosts is not None:
+            words += ["-o", f"UserKnownHostsFile={self.known_hosts}",
+                      "-o", "GlobalKnownHostsFile=/dev/null"]
+        if self.node.port != DEFAULT_PORT:
+            words += ["-p", str(self.node.port)]
+        if self.identity_file:
+            words += ["-i", self.identity_file]
+        if config_file:
+            words += ["-F", config_file]
+        if self.node.proxy_jump:
+            words += ["-J", self.node.proxy_jump]
+        return words
+
+    @contextlib.contextmanager
+    def _ssh_command(self) -> Iterator[str]:
+        """`ssh_words` as one -e string. Options given with -o reach the node only, not its jump
+        hosts, so with a jump a private config file (-F, passed on to every hop) sets them."""
+        if not self.proxy_jump:
+            yield _rsh_string(self.ssh_words())
+            return
+        with tempfile.TemporaryDirectory(prefix="sfarm-ssh-") as directory:
+            config = Path(directory) / "ssh_config"
+            config.write_text(self._jump_config())
+            yield _rsh_string(self.ssh_words(str(config)))
+
+    def _jump_config(self) -> str:
+        lines = ["Host *", "  BatchMode yes", "  StrictHostKeyChecking yes",
+                 f"  ConnectTimeout {max(1, math.ceil(self.connect_timeout))}"]
+        if self.known_hosts is not None:
+            lines += [f'  UserKnownHostsFile "{self.known_hosts}"',
+                      "  GlobalKnownHostsFile /dev/null"]
+        if self.identity_file:
+            lines.append(f'  IdentityFile "{self.identity_file}"')
+        # First value wins in ssh_config: the settings above, then the usual files.
+        for included in (os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"):
+            if os.path.isfile(included):
+                lines.append(f'  Include "{included}"')
+        return "\n".join(lines) + "\n"
+
+
+def _identity_file(node: NodeSpec) -> str | None:
+    if not node.identity_file:
+        return None
+    path = os.path.expanduser(node.identity_file)
+    if not os.path.isfile(path):
+        raise UsageError(f"node {node.name}: identity_file {node.identity_file} does not exist",
+                         hint="fix `identity_file` in the inventory, or remove it to use "
+                              "~/.ssh/config, the ssh-agent and the default keys")
+    return path
+
+
+def _rsh_string(words: list[str]) -> str:
+    """rsync splits -e itself: quotes work, backslashes do not, so refuse them."""
+    if any("\\" in word for word in words):
+        raise UsageError("paths for ssh (identity_file, known_hosts) must not contain '\\'")
+    return shlex.join(words)
+
+
+def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _drain(receive: Callable[[int], bytes], into: bytearray) -> None:
+    try:
+        while chunk := receive(65536):
+            into.extend(chunk)
+    except (OSError, EOFError, SSHException):
+        pass  # the channel closed under us: what arrived is what we report
+
+
+def _feed(channel: Channel, data: bytes) -> None:
+    try:
+        channel.sendall(data)
+        channel.shutdown_write()
+    except (OSError, EOFError, SSHException):
+        pass  # the command exited without reading all of its input
