@@ -53,8 +53,12 @@ def _mine_engine(inventory: LoadedInventory) -> Engine:
 
 
 def _trade_engine(inventory: LoadedInventory, task: TradeTask) -> Engine:
+    strategy_path = inventory.strategy_path(task)
+    exchange = inventory.model.exchanges[task.exchange]
+
     def run(context: WorkerContext) -> None:
-        raise RunError(f"trade tasks in mode {task.mode!r} cannot run as workers yet: the "
-                       "paper and live session loop is not built (use `sfarm backtest`)")
+        from sfarm.trading.task import run_trade_task
+
+        run_trade_task(context, strategy_path=strategy_path, exchange=exchange)
 
     return run

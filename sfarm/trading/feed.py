@@ -141,6 +141,22 @@ class Feed:
         return FeedState(last_ts=start - 1, sources=sources, indicators=indicators,
                          tail=self._tail(features))
 
+    def history(self, start: int | None, end: int | None = None
+                ) -> tuple[pl.DataFrame, dict[str, str]]:
+        """Candles from the warm-up before `start` (all when None) up to `end`, with every
+        indicator column, cut after the last candle all stored indicators cover: the frame a
+        backtest of [start, end) runs on (`sfarm.trading.backtest.run_backtest`)."""
+        first = None if start is None else start - self.warmup_candles() * timeframe_ms(
+            self.timeframe)
+        candles = self._read(self.candles_id, first, end)
+        sources = {spec.text: DATASET if locate_input(self.root, self.indicator_ids[spec.text])
+                   is not False else COMPUTED for spec in self.specs}
+        if candles.height:
+            probe = FeedState(last_ts=-1, sources=sources)
+            candles, _ = self._covered(candles, probe)
+        frame, _ = self._features(candles, sources, {})
+        return frame, sources
+
     # -- the next candles -------------------------------------------------------------------
 
     def next(self, state: FeedState, *, max_rows: int, end: int | None = None) -> FeedStep:

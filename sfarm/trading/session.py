@@ -180,6 +180,15 @@ def session_outputs(root: Path | str, task: str) -> list[tuple[str, int | None, 
     return found
 
 
+def report_session(board: Any, root: Path | str, task: str, equity: float, position: float,
+                   cash: float) -> None:
+    """Put the session's datasets that have rows and its equity, position and pnl on a worker's
+    board (`sfarm.runtime.worker.ProgressBoard`)."""
+    for dataset, last_ts, rows in session_outputs(root, task):
+        board.output(dataset, last_ts, rows)
+    board.set_trade(equity, position, equity - cash)
+
+
 # ---- rows ---------------------------------------------------------------------------------
 
 def equity_rows(ts: np.ndarray, equity: np.ndarray, position: np.ndarray,
