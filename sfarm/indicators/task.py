@@ -10,8 +10,9 @@ producer into `mirror/<node>/`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,35 @@ class Job:
     spec: IndicatorSpec
 
 
+@dataclass
+class PhaseTimes:
+    """Wall seconds `advance` spent per phase, summed over every call it was given to."""
+
+    locate: float = 0.0  # manifests: where the input is, the saved state
+    read: float = 0.0  # the new candles
+    update: float = 0.0  # indicator rows and the next state (`incremental.update`)
+    encode: float = 0.0  # the state as JSON for the manifest
+    write: float = 0.0  # `data.append`: rows and state in one commit
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+class _Laps:
+    """Adds the time since the previous lap to a phase of `times` (no-op without `times`)."""
+
+    def __init__(self, times: PhaseTimes | None) -> None:
+        self.times = times
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.times is not None:
+            now = time.perf_counter()
+            setattr(self.times, phase, getattr(self.times, phase) + now - self.last)
+            self.last = now
+
+
 def plan_jobs(exchange: str, markets: Iterable[str], timeframes: Iterable[str],
               indicators: Iterable[str]) -> list[Job]:
     specs = [parse_spec(text) for text in indicators]
@@ -49,18 +79,20 @@ def plan_jobs(exchange: str, markets: Iterable[str], timeframes: Iterable[str],
 def locate_input(root: Path, dataset_id: str) -> str | None | bool:
     """Where the candles are: None for this node's data/, a producer node's name for its
     mirror, False when they are nowhere yet."""
-    if data.load_manifest(root, dataset_id) is not None:
+    # `_manifest.json` alone: listing the partitions reads every index segment, O(history).
+    if data.load_manifest(root, dataset_id, with_partitions=False) is not None:
         return None
     mirror = root / "mirror"
     if mirror.is_dir():
         for node in sorted(p.name for p in mirror.iterdir() if p.is_dir()):
-            if data.load_manifest(root, dataset_id, mirror_of=node) is not None:
+            if data.load_manifest(root, dataset_id, mirror_of=node,
+                                  with_partitions=False) is not None:
                 return node
     return False
 
 
 def saved_state(root: Path, job: Job) -> IndicatorState | None:
-    manifest = data.load_manifest(root, job.output_id)
+    manifest = data.load_manifest(root, job.output_id, with_partitions=False)
     if manifest is None:
         return None
     saved: Any = manifest.extra.get(EXTRA_KEY, {}).get("state")
@@ -75,37 +107,45 @@ def saved_state(root: Path, job: Job) -> IndicatorState | None:
     return state if parse_spec(state.spec) == job.spec else None
 
 
-def advance(root: Path, job: Job, *, max_rows: int = MAX_ROWS_PER_STEP) -> int:
+def advance(root: Path, job: Job, *, max_rows: int = MAX_ROWS_PER_STEP,
+            times: PhaseTimes | None = None) -> int:
     """Append the indicator rows for the candles not processed yet (at most `max_rows`).
 
     Returns the number of candles processed (0 when the output is up to date or the input
-    does not exist yet).
+    does not exist yet). `times`, if given, accumulates where the time went.
     """
+    laps = _Laps(times)
     source = locate_input(root, job.input_id)
     if source is False:
         return 0
     mirror_of = source if isinstance(source, str) else None
     state = saved_state(root, job)
     start = None if state is None or state.last_ts is None else state.last_ts + 1
+    laps.lap("locate")
     candles = data.read(root, job.input_id, start=start, mirror_of=mirror_of)
+    laps.lap("read")
     if candles.height == 0:
         return 0
     candles = candles.head(max_rows)
     rows, next_state = update(job.spec, state, candles)
-    data.append(root, job.output_id, rows, extra={EXTRA_KEY: {
-        "spec": job.spec.text, "input": job.input_id, "state": next_state.to_json()}})
+    laps.lap("update")
+    extra = {EXTRA_KEY: {"spec": job.spec.text, "input": job.input_id,
+                         "state": next_state.to_json()}}
+    laps.lap("encode")
+    data.append(root, job.output_id, rows, extra=extra)
+    laps.lap("write")
     return candles.height
 
 
 def catch_up(root: Path, jobs: list[Job], *, max_rows: int = MAX_ROWS_PER_STEP,
-             stop: Any = None) -> int:
+             stop: Any = None, times: PhaseTimes | None = None) -> int:
     """Advance every job until none has new candles (or `stop` is set); candles processed."""
     total = 0
     progressed = True
     while progressed and not (stop is not None and stop.is_set()):
         progressed = False
         for job in jobs:
-            done = advance(root, job, max_rows=max_rows)
+            done = advance(root, job, max_rows=max_rows, times=times)
             total += done
             progressed = progressed or done > 0
     return total
