@@ -19,7 +19,14 @@ import pytest
 
 from sfarm import data
 from sfarm.indicators import compute
-from sfarm.indicators.task import EXTRA_KEY, advance, catch_up, plan_jobs, run_indicators
+from sfarm.indicators.task import (
+    EXTRA_KEY,
+    PhaseTimes,
+    advance,
+    catch_up,
+    plan_jobs,
+    run_indicators,
+)
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.worker import ProgressBoard
 from tests.test_indicators_incremental import assert_close
@@ -70,6 +77,20 @@ def test_catch_up_then_new_candles(tmp_path: Path, jobs: list) -> None:
     data.append(tmp_path, jobs[0].input_id, source[500:])
     assert catch_up(tmp_path, jobs) == 200 * len(jobs)
     check_outputs(tmp_path, source)
+
+
+def test_jobs_at_different_positions_share_one_read(tmp_path: Path, jobs: list) -> None:
+    """Specs added later start from the first candle while the others continue where they are;
+    every round reads the candles once, from the earliest position."""
+    source = candles(700, seed=4)
+    data.append(tmp_path, jobs[0].input_id, source[:400])
+    assert catch_up(tmp_path, jobs[:3], max_rows=150) == 400 * 3
+    data.append(tmp_path, jobs[0].input_id, source[400:])
+    times = PhaseTimes()
+    assert catch_up(tmp_path, jobs, max_rows=250, times=times) == 300 * 3 + 700 * (len(jobs) - 3)
+    check_outputs(tmp_path, source)
+    assert min(times.locate, times.read, times.update, times.write) > 0
+    assert times.total >= times.read + times.update + times.write
 
 
 def test_input_from_a_mirror(tmp_path: Path, jobs: list) -> None:

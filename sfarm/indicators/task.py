@@ -1,7 +1,7 @@
 """The `indicators` task: one dataset per (market, timeframe, spec), kept up to date from candles.
 
-Each step reads the candles after the output's last candle, runs `incremental.update` and
-appends the rows together with the new state (manifest `extra`, one atomic commit), so a worker
+Each step reads the candles after the output's last candle (once for all the specs over the
+same candles), runs `incremental.update` and appends the rows together with the new state (manifest `extra`, one atomic commit), so a worker
 killed at any moment resumes where its last commit left off: no row twice, no row without the
 state that produced it. Input candles are this node's own (`data/`) or pulled from their
 producer into `mirror/<node>/`.
@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import polars as pl
 
 from sfarm import data
 from sfarm.data.ids import candles_id, indicator_id
@@ -114,19 +117,49 @@ def advance(root: Path, job: Job, *, max_rows: int = MAX_ROWS_PER_STEP,
     Returns the number of candles processed (0 when the output is up to date or the input
     does not exist yet). `times`, if given, accumulates where the time went.
     """
+    return advance_all(root, [job], max_rows=max_rows, times=times)
+
+
+def advance_all(root: Path, jobs: Iterable[Job], *, max_rows: int = MAX_ROWS_PER_STEP,
+                times: PhaseTimes | None = None) -> int:
+    """`advance` every job once, reading the new candles of each input once for all its jobs.
+
+    Returns the candles processed, summed over the jobs.
+    """
     laps = _Laps(times)
-    source = locate_input(root, job.input_id)
-    if source is False:
-        return 0
-    mirror_of = source if isinstance(source, str) else None
-    state = saved_state(root, job)
-    start = None if state is None or state.last_ts is None else state.last_ts + 1
-    laps.lap("locate")
-    candles = data.read(root, job.input_id, start=start, mirror_of=mirror_of)
-    laps.lap("read")
+    by_input: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_input.setdefault(job.input_id, []).append(job)
+    processed = 0
+    for input_id, group in by_input.items():
+        source = locate_input(root, input_id)
+        if source is False:
+            continue
+        mirror_of = source if isinstance(source, str) else None
+        states = [saved_state(root, job) for job in group]
+        starts = [None if state is None or state.last_ts is None else state.last_ts + 1
+                  for state in states]
+        earliest = None if None in starts else min(s for s in starts if s is not None)
+        laps.lap("locate")
+        candles = data.read(root, input_id, start=earliest, mirror_of=mirror_of)
+        laps.lap("read")
+        for job, state, start in zip(group, states, starts, strict=True):
+            processed += _step(root, job, state, _from(candles, start).head(max_rows), laps)
+    return processed
+
+
+def _from(candles: pl.DataFrame, start: int | None) -> pl.DataFrame:
+    """The candles at or after `start` (ms); `candles` are sorted by ts."""
+    if start is None or candles.height == 0 or candles["ts"][0] >= start:
+        return candles
+    return candles.slice(int(np.searchsorted(candles["ts"].to_numpy(), start)))
+
+
+def _step(root: Path, job: Job, state: IndicatorState | None, candles: pl.DataFrame,
+          laps: _Laps) -> int:
+    """Compute `job`'s rows for `candles` and commit them with the next state."""
     if candles.height == 0:
         return 0
-    candles = candles.head(max_rows)
     rows, next_state = update(job.spec, state, candles)
     laps.lap("update")
     extra = {EXTRA_KEY: {"spec": job.spec.text, "input": job.input_id,
@@ -141,13 +174,11 @@ def catch_up(root: Path, jobs: list[Job], *, max_rows: int = MAX_ROWS_PER_STEP,
              stop: Any = None, times: PhaseTimes | None = None) -> int:
     """Advance every job until none has new candles (or `stop` is set); candles processed."""
     total = 0
-    progressed = True
-    while progressed and not (stop is not None and stop.is_set()):
-        progressed = False
-        for job in jobs:
-            done = advance(root, job, max_rows=max_rows, times=times)
-            total += done
-            progressed = progressed or done > 0
+    while not (stop is not None and stop.is_set()):
+        done = advance_all(root, jobs, max_rows=max_rows, times=times)
+        if done == 0:
+            break
+        total += done
     return total
 
 
