@@ -138,11 +138,9 @@ class SSHConnection:
 
     def _tried(self, connection: fabric.Connection) -> str:
         keys = connection.connect_kwargs.get("key_filename") or []
-        tried = [f"key {', '.join(keys)}"] if keys else []
-        if os.environ.get("SSH_AUTH_SOCK"):
-            tried.append("the ssh-agent's keys")
-        tried.append("the default keys in ~/.ssh")
-        return ", ".join(tried)
+        agent = ["the ssh-agent's keys"] if os.environ.get("SSH_AUTH_SOCK") else []
+        return ", ".join([f"key {', '.join(keys)}"] * bool(keys) + agent
+                         + ["the default keys in ~/.ssh"])
 
     def open(self) -> None:
         """Connect now (each jump host in turn, then the node); raise TransportError if not."""
@@ -158,6 +156,12 @@ class SSHConnection:
                 try:
                     connection.open()
                 except (SSHException, OSError, EOFError) as exc:
+                    # The transport thread keeps the first cause (a banner timeout, say); the
+                    # caller may only see a later, vaguer one ("No existing session").
+                    transport = connection.client.get_transport()
+                    first = transport.get_exception() if transport is not None else None
+                    if type(exc) is SSHException and first is not None:
+                        exc = first
                     self.close()
                     raise ssh_errors.from_exception(target, exc, self._tried(connection)) from None
             log.debug("connected to %s", self.target.where)
@@ -200,18 +204,18 @@ class SSHConnection:
         transport = self._session().transport
         try:
             channel = transport.open_session(timeout=self.connect_timeout)
-            channel.exec_command(command)
         except (SSHException, OSError, EOFError) as exc:
-            raise ssh_errors.protocol_error(self.target, f"could not start a command: {exc}") \
+            raise ssh_errors.protocol_error(self.target, f"could not open a channel: {exc}") \
                 from None
         stdout, stderr = bytearray(), bytearray()
-        readers = [_thread(_drain, channel.recv, stdout), _thread(_drain, channel.recv_stderr,
-                                                                  stderr)]
-        if input:
-            _thread(_feed, channel, input)
-        else:
-            channel.shutdown_write()  # the command reads end-of-file at once
         try:
+            channel.exec_command(command)
+            readers = [_thread(_drain, channel.recv, stdout),
+                       _thread(_drain, channel.recv_stderr, stderr)]
+            if input:
+                _thread(_feed, channel, input)
+            else:
+                channel.shutdown_write()  # the command reads end-of-file at once
             if not channel.status_event.wait(timeout):
                 self._terminate(channel, stderr)
                 raise TransportError(
@@ -220,6 +224,9 @@ class SSHConnection:
             for reader in readers:
                 reader.join(DRAIN_AFTER_EXIT)
             exit_code = channel.recv_exit_status()
+        except (SSHException, OSError, EOFError) as exc:
+            raise ssh_errors.protocol_error(self.target, f"could not run a command: {exc}") \
+                from None
         finally:
             channel.close()
         if exit_code == -1 and not transport.is_active():
@@ -233,8 +240,11 @@ class SSHConnection:
         if found is None:
             return
         for signal_name in ("TERM", "KILL"):
-            self._exec(shlex.join(["kill", f"-{signal_name}", found.group(1).decode()]), None,
-                       None, ["kill"])
+            try:
+                self._exec(shlex.join(["kill", f"-{signal_name}", found.group(1).decode()]),
+                           None, None, ["kill"])
+            except TransportError:
+                return  # the connection is gone, and sshd hangs up on the command
             if channel.status_event.wait(TERMINATE_GRACE):
                 return
 

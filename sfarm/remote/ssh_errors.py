@@ -172,8 +172,13 @@ def from_exception(target: SSHTarget, exc: BaseException, tried: str = "") -> Tr
         return refused(target, f" (the jump host could not connect: {exc.text})")
     if isinstance(exc, SSHException):
         text = str(exc)
+        if "No authentication methods available" in text:  # not one key to offer
+            return auth_failed(target, "no key: no identity_file, IdentityFile, ssh-agent key "
+                                       "or ~/.ssh/id_* was found")
         if "protocol banner" in text:
             return timed_out(target, ": connected, but no SSH greeting came (is it sshd?)")
+        if "No existing session" in text:  # paramiko gave up waiting for the handshake
+            return timed_out(target, ": connected, but the SSH handshake did not finish")
         return protocol_error(target, text or type(exc).__name__)
     if isinstance(exc, EOFError):
         return protocol_error(target, "the server closed the connection during the handshake")
