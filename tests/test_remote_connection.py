@@ -4,6 +4,7 @@ sshd on 127.0.0.1), plus the pure helpers (argv quoting, rsync's itemized output
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import stat
 import time
@@ -161,6 +162,11 @@ def test_missing_command_is_exit_127(conn: Connection) -> None:
     assert b"sfarm-no-such-command" in result.stderr
 
 
+def test_output_is_untouched_when_a_timeout_is_set(conn: Connection) -> None:
+    result = conn.run(["sh", "-c", "echo out; echo err >&2"], timeout=30)
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -218,6 +224,23 @@ def test_get_missing_file_is_none_and_put_needs_the_directory(conn: Connection,
 
 def test_home_is_the_users_home(conn: Connection) -> None:
     assert conn.home() == os.path.expanduser("~")
+
+
+def test_tilde_paths_are_under_home(conn: Connection, tmp_path: Path) -> None:
+    name = f".sfarm-test-{secrets.token_hex(4)}"
+    in_home = Path(os.path.expanduser("~")) / name
+    try:
+        conn.run(["mkdir", str(in_home)])
+        conn.put(b"tilde", f"~/{name}/file", mode=0o600)
+        assert (in_home / "file").read_bytes() == b"tilde"
+        assert conn.get(f"~/{name}/file") == b"tilde"
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "x").write_text("x")
+        conn.rsync(f"{tmp_path / 'src'}/", f"~/{name}/tree", pull=False)
+        conn.rsync(f"~/{name}/tree/", str(tmp_path / "back"), pull=True)
+        assert (tmp_path / "back" / "x").read_text() == "x"
+    finally:
+        conn.run(["rm", "-rf", str(in_home)])
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:

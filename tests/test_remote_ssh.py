@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -148,7 +149,7 @@ def test_changed_key_hint_names_the_offending_file() -> None:
 # --- against real servers --------------------------------------------------------------------
 
 
-def _connection(server: SSHServer, known_hosts: Path | None = None, **node: object
+def _connection(server: SSHServer, known_hosts: Path | None = None, **node: Any
                 ) -> SSHConnection:
     return SSHConnection(server.node(**node), known_hosts=known_hosts or server.known_hosts,
                          connect_timeout=5)
@@ -313,7 +314,7 @@ def test_ssh_config_and_user_known_hosts_are_honoured(
         f"  IdentityFile {node_server.client_key.private}\n"
         f"Host 127.0.0.1\n  IdentityFile {jump.client_key.private}\n")  # the jump host's key
     monkeypatch.setenv("HOME", str(home))
-    bare = {"port": 22, "user": None, "identity_file": None}
+    bare: dict[str, Any] = {"port": 22, "user": None, "identity_file": None}
 
     # No known_hosts given: ~/.ssh/known_hosts is read, and it does not know the server yet.
     error = _both_paths(SSHConnection(node_server.node(host="farm-node", **bare)), tmp_path)[0]

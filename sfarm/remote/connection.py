@@ -199,6 +199,11 @@ def require_local_rsync() -> str:
 class Connection(Protocol):
     """A way to act on one node's machine: commands, files and rsync."""
 
+    @property
+    def where(self) -> str:
+        """The machine, as messages name it: "this machine", "node lab (sfarm@10.0.0.5:22)"."""
+        ...
+
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
             timeout: float | None = None, env: Mapping[str, str] | None = None,
             check: bool = True) -> CommandResult:

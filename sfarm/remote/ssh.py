@@ -65,7 +65,7 @@ PUT_SCRIPT = ('umask 077; cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" '
               '|| { status=$?; rm -f "$1"; exit $status; }')
 
 
-class _RejectUnknownHostKey(MissingHostKeyPolicy):
+class _RejectUnknownHostKey(MissingHostKeyPolicy):  # type: ignore[misc]
     """paramiko's RejectPolicy, raising a typed error that carries the offered key."""
 
     def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
@@ -136,6 +136,10 @@ class SSHConnection:
                          known_hosts=str(self.known_hosts) if self.known_hosts else None,
                          connect_timeout=self.connect_timeout)
 
+    @property
+    def where(self) -> str:
+        return self.target.where
+
     def _tried(self, connection: fabric.Connection) -> str:
         keys = connection.connect_kwargs.get("key_filename") or []
         agent = ["the ssh-agent's keys"] if os.environ.get("SSH_AUTH_SOCK") else []
@@ -164,7 +168,7 @@ class SSHConnection:
                         exc = first
                     self.close()
                     raise ssh_errors.from_exception(target, exc, self._tried(connection)) from None
-            log.debug("connected to %s", self.target.where)
+            log.debug("connected to %s", self.where)
             return self._fabric
 
     def close(self) -> None:
@@ -187,7 +191,7 @@ class SSHConnection:
         words = list(argv)
         if not words:
             raise UsageError("a command needs at least one word")
-        log.debug("%s run: %s", self.target.where, describe_command(words))
+        log.debug("%s run: %s", self.where, describe_command(words))
         remote = ["env", *env_assignments(env), *words] if env else words
         if timeout is not None:
             remote = ["sh", "-c", PID_WRAPPER, "sfarm-run", *remote]
@@ -196,7 +200,7 @@ class SSHConnection:
             stderr = _PID_LINE.sub(b"", stderr, count=1)
         result = CommandResult(exit_code, stdout, stderr, tuple(words))
         if check and not result.ok:
-            raise command_failed(self.target.where, result)
+            raise command_failed(self.where, result)
         return result
 
     def _exec(self, command: str, input: bytes | None, timeout: float | None,
@@ -219,7 +223,7 @@ class SSHConnection:
             if not channel.status_event.wait(timeout):
                 self._terminate(channel, stderr)
                 raise TransportError(
-                    Failure.TIMEOUT, f"{self.target.where}: `{describe_command(argv)}` timed out "
+                    Failure.TIMEOUT, f"{self.where}: `{describe_command(argv)}` timed out "
                                      f"after {timeout:g} s and was terminated")
             for reader in readers:
                 reader.join(DRAIN_AFTER_EXIT)
@@ -267,7 +271,7 @@ class SSHConnection:
                           input=data, check=False)
         if not result.ok:
             raise TransportError(Failure.TRANSFER_FAILED,
-                                 f"{self.target.where}: could not write {path}: "
+                                 f"{self.where}: could not write {path}: "
                                  f"{result.stderr_tail(2) or f'exit code {result.exit_code}'}",
                                  result=result)
 
@@ -283,7 +287,7 @@ class SSHConnection:
                 return None
             except (OSError, SSHException) as exc:
                 raise TransportError(Failure.TRANSFER_FAILED,
-                                     f"{self.target.where}: could not read {path}: "
+                                     f"{self.where}: could not read {path}: "
                                      f"{getattr(exc, 'strerror', None) or exc}") from None
 
     # -- rsync --------------------------------------------------------------------------------
@@ -300,7 +304,7 @@ class SSHConnection:
         with self._ssh_command() as ssh_command:
             argv = [rsync, *rsync_options(delete=delete, excludes=excludes), "-e", ssh_command,
                     f"--rsync-path={self.remote_rsync}", "--", source, destination]
-            log.debug("%s rsync: %s", self.target.where, describe_command(argv, 500))
+            log.debug("%s rsync: %s", self.where, describe_command(argv, 500))
             process = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                      check=False)
         result = CommandResult(process.returncode, process.stdout, process.stderr, tuple(argv))
@@ -317,7 +321,7 @@ class SSHConnection:
         if result.exit_code in (12, 127) and not self._remote_has_rsync():
             return ssh_errors.rsync_missing(self.target)
         return TransportError(Failure.TRANSFER_FAILED,
-                              f"{self.target.where}: {what} failed with exit code "
+                              f"{self.where}: {what} failed with exit code "
                               f"{result.exit_code}:\n{result.stderr_tail()}", result=result)
 
     def _remote_has_rsync(self) -> bool:

@@ -25,7 +25,7 @@ from paramiko.ssh_exception import (
 from sfarm.remote.connection import Failure, TransportError
 
 
-class UnknownHostKey(SSHException):
+class UnknownHostKey(SSHException):  # type: ignore[misc]
     """Raised by sfarm's host key policy: the server's key is in no known_hosts file we load."""
 
     def __init__(self, key_name: str, key: PKey) -> None:
@@ -227,7 +227,8 @@ def from_ssh_stderr(target: SSHTarget, stderr: str, tried: str = "") -> Transpor
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr or "has changed and you have" in stderr:
         offered = _OFFERED.search(stderr)
         offending = _OFFENDING.search(stderr)
-        return host_key_changed(target, *(offered.groups() if offered else ("", "")),
+        kind, fingerprint = offered.groups() if offered else ("", "")
+        return host_key_changed(target, kind, fingerprint,
                                 known_in=offending.group(1) if offending else "")
     if "host key is known for" in stderr or "Host key verification failed" in stderr:
         return host_key_unknown(target)
