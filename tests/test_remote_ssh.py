@@ -8,6 +8,7 @@ import base64
 import errno
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -347,3 +348,23 @@ def test_sshd_fixture_cleans_up(sshd_pool: SSHDPool,
     assert process.poll() is not None
     assert subprocess.run(["ssh-keygen", "-F", f"[127.0.0.1]:{server.port}", "-f",
                            str(server.known_hosts)], capture_output=True, check=False).returncode == 0
+
+
+def test_failures_print_nothing_but_the_message(silent_port: int, tmp_path: Path) -> None:
+    """paramiko's thread logs a traceback; without logging set up it must not reach stderr."""
+    script = f"""
+from sfarm.inventory import NodeSpec
+from sfarm.remote.connection import TransportError
+from sfarm.remote.ssh import SSHConnection
+node = NodeSpec(network="n", name="quiet", host="127.0.0.1", tasks=(), user="u",
+                port={silent_port}, base_dir="/tmp", python="python3", transport="rsync",
+                identity_file=None, proxy_jump=None)
+try:
+    SSHConnection(node, known_hosts={str(tmp_path / "kh")!r}, connect_timeout=1).open()
+except TransportError as error:
+    print(error.cause)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "timeout"
+    assert done.stderr == ""

@@ -5,7 +5,7 @@ file, is refused and never written anywhere. Fabric supplies ~/.ssh/config (Host
 IdentityFile, ProxyJump) and jump-host gateways; commands run on a raw paramiko channel, so
 stdout and stderr stay bytes and a timeout can end the remote process. rsync runs the OpenSSH
 client with the same host keys, identity, port and jump hosts. Failures are mapped in
-sfarm.remote.ssh_errors.
+sfarm.remote.ssh_errors. Commands are quoted for a POSIX login shell (sh, bash, dash, zsh).
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ from sfarm.remote.connection import (
 from sfarm.remote.ssh_errors import SSHTarget, UnknownHostKey
 
 log = logging.getLogger(__name__)
+# paramiko's transport thread logs a traceback for failures sfarm reports in one line; with no
+# logging configured, Python would print them on stderr. A configured root handler still sees them.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_PORT = 22
 DRAIN_AFTER_EXIT = 5.0  # seconds to wait for output after exit (a daemon may hold the pipes)
