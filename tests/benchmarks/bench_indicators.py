@@ -6,7 +6,9 @@ SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
     wrapper of `talib.<NAME>` as `compute` calls it, so the ratio charges everything else to
     `compute` (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
-  both best of SFARM_BENCH_REPEATS runs (default 15 up to 2e6 candles, 7 above), alternated, in candles per second, and their ratio;
+  both best of SFARM_BENCH_REPEATS runs (default 15), alternated, in candles per second, and
+    their ratio (at 1e7 a run takes 10-300 ms and a busy machine slows many of them: 7 runs
+    gave ratios from 0.78 to 1.73 that 15 runs put back at 0.97-1.03);
   * update: one incremental update of one candle after a history of the largest size, through
     the JSON state as the indicators task stores it (median and worst of 20 updates, ms), and
     the one-off cost of building the state from the whole history.
@@ -40,9 +42,8 @@ def _sizes() -> list[int]:
 
 
 def _repeats(n: int) -> int:
-    """Best of many short runs (a shared machine's noise is one-sided), fewer long ones."""
-    default = "15" if n <= 2_000_000 else "7"
-    return int(os.environ.get("SFARM_BENCH_REPEATS", default))
+    """Best of many runs: a shared machine's noise is one-sided."""
+    return int(os.environ.get("SFARM_BENCH_REPEATS", "15"))
 
 
 def random_walk_frame(n: int, seed: int = 1) -> pl.DataFrame:
