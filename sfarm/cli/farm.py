@@ -25,6 +25,9 @@ from sfarm.timeframes import candle_open, timeframe_ms
 
 NodeOption = Annotated[Optional[str], typer.Option("--node", help="Only this node.")]
 TaskOption = Annotated[Optional[str], typer.Option("--task", "-t", help="Only this task.")]
+LiveOption = Annotated[bool, typer.Option(
+    "--live", help="Let the live trade tasks it starts place real orders (each also needs "
+                   "live = true); without it they run but place none.")]
 STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
                  "stale": "magenta", "halted": "red"}
 
@@ -65,11 +68,38 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
     _report("deploy", _controller(inventory, network, node).deploy(), json)
 
 
+def _arm_live(controller: FarmController, task: str | None, live: bool, command: str) -> None:
+    """Arm (`--live`) or disarm the live trade tasks that `command` (start, restart, up, stop,
+    down) acts on (see sfarm.trading.live_guard); a live task started without --live is
+    told about."""
+    from sfarm.inventory.model import TradeTask
+    from sfarm.remote.deploy import local_root
+    from sfarm.trading import live_guard
+
+    armed = []
+    for spec in controller.nodes:
+        for name in controller.tasks_of(spec, task):
+            model = controller.inventory.model.tasks[name]
+            if not (isinstance(model, TradeTask) and model.mode == "live") or not spec.is_local:
+                continue
+            root = local_root(controller.inventory, spec)
+            if live:
+                live_guard.arm(root, name, f"sfarm {command} --live")
+                armed.append(name)
+                continue
+            live_guard.disarm(root, name)
+            if command not in ("stop", "down"):
+                err.print(f"[yellow]note:[/] live task {name} on {spec.name} places no order: "
+                          f"{live_guard.HINT}")
+    if live and not armed:
+        err.print("[yellow]note:[/] --live: none of the tasks started is a live trade task")
+
+
 def up(inventory: InventoryOption = None, network: NetworkOption = None,
        node: NodeOption = None, json: JsonOption = False,
        wait: Annotated[float, typer.Option(
            help="Seconds to wait until every task runs and has produced data (0: don't).")]
-       = 0.0) -> None:
+       = 0.0, live: LiveOption = False) -> None:
     """Bring the farm up: deploy, then start every worker.
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
@@ -77,6 +107,7 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
     controller = _controller(inventory, network, node)
     outcomes = controller.deploy()
     if all(outcome.ok for outcome in outcomes):
+        _arm_live(controller, None, live, "up")
         started = {o.node: o for o in controller.control("start")}
         outcomes = [NodeOutcome(o.node, o.steps + started[o.node].steps, started[o.node].error)
                     for o in outcomes]
@@ -91,17 +122,22 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
 
 
 def _control(action: Action, inventory: Path | None, network: str | None, node: str | None,
-             task: str | None, json: bool) -> None:
-    _report(action, _controller(inventory, network, node).control(action, task), json)
+             task: str | None, json: bool, live: bool = False) -> None:
+    controller = _controller(inventory, network, node)
+    controller.check_task(task)
+    _arm_live(controller, task, live, action)
+    _report(action, controller.control(action, task), json)
 
 
 def start(inventory: InventoryOption = None, network: NetworkOption = None,
-          node: NodeOption = None, task: TaskOption = None, json: JsonOption = False) -> None:
-    """Start supervised workers: the whole network's, one node's, or one task's.
+          node: NodeOption = None, task: TaskOption = None, json: JsonOption = False,
+          live: LiveOption = False) -> None:
+    """Start supervised workers: the whole network's, one node's, or one task's. Live trade
+    tasks place orders only when started with --live.
 
     Example: [bold]sfarm start -i inventory/local.toml --task mine[/]
     """
-    _control("start", inventory, network, node, task, json)
+    _control("start", inventory, network, node, task, json, live)
 
 
 def stop(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -114,12 +150,14 @@ def stop(inventory: InventoryOption = None, network: NetworkOption = None,
 
 
 def restart(inventory: InventoryOption = None, network: NetworkOption = None,
-            node: NodeOption = None, task: TaskOption = None, json: JsonOption = False) -> None:
-    """Restart supervised workers (SIGTERM: each finishes its current step first).
+            node: NodeOption = None, task: TaskOption = None, json: JsonOption = False,
+            live: LiveOption = False) -> None:
+    """Restart supervised workers (SIGTERM: each finishes its current step first). Live trade
+    tasks place orders only when restarted with --live.
 
     Example: [bold]sfarm restart -i inventory/local.toml --node lab[/]
     """
-    _control("restart", inventory, network, node, task, json)
+    _control("restart", inventory, network, node, task, json, live)
 
 
 def down(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -128,7 +166,9 @@ def down(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm down -i inventory/local.toml[/]
     """
-    _report("down", _controller(inventory, network, node).down(), json)
+    controller = _controller(inventory, network, node)
+    _arm_live(controller, None, False, "down")
+    _report("down", controller.down(), json)
 
 
 def _age(seconds: float | None) -> str:

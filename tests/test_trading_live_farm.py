@@ -1,0 +1,137 @@
+"""A live trade task in a real local farm (supervisord, workers, the emulator as a service):
+it places no order until started with `--live`, then trades on the emulator's signed endpoints;
+its log never shows the credentials; `stop` disarms it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sfarm.exchanges import Credentials, make_exchange
+from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
+from sfarm.trading.session import client_id_prefix
+from tests.test_farm_local import Farm, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+INVENTORY = """
+version = 1
+
+[farm]
+name = "livefarm"
+
+[defaults]
+base_dir = "{base}"
+
+[exchanges.sim]
+ccxt = "binance"
+url = "http://127.0.0.1:{port}"
+emulate = true
+credentials = "SIMFARM"
+
+[tasks.mine]
+kind = "mine"
+exchange = "sim"
+markets = ["BTC/USDT"]
+timeframes = ["1m"]
+since = "1h"
+
+[tasks.trader]
+kind = "trade"
+mode = "live"
+live = true
+exchange = "sim"
+market = "BTC/USDT"
+timeframe = "1m"
+strategy = "always.toml"
+cash = 500.0
+
+[networks.livefarm.nodes.lab]
+host = "local"
+tasks = ["mine", "trader"]
+"""
+STRATEGY = """\
+[strategy]
+name = "always-in"
+entry_long = "close > 0"
+exit_long = "close < 0"
+take_profit = 0.5
+fee = 0.001
+"""
+
+
+@pytest.fixture
+def farm() -> Iterator[Farm]:
+    base = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: supervisord's socket path
+    port = free_port()
+    inventory = base / "sfarm.toml"
+    inventory.write_text(INVENTORY.format(base=base / "nodes", port=port))
+    (base / "always.toml").write_text(STRATEGY)
+    farm = Farm(inventory, base / "nodes" / "livefarm" / "lab", "livefarm")
+    farm.port = port  # type: ignore[attr-defined]
+    try:
+        yield farm
+    finally:
+        subprocess.run([sys.executable, "-m", "sfarm", "down", "-i", str(inventory)],
+                       capture_output=True, timeout=60, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def heartbeat(farm: Farm) -> dict:
+    """The trader's own heartbeat (faster to poll than `sfarm status`)."""
+    try:
+        return json.loads((farm.root / "run" / "trader.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def session_orders(port: int) -> list[dict]:
+    exchange = make_exchange("binance", url=f"http://127.0.0.1:{port}",
+                             credentials=Credentials(DEFAULT_API_KEY, DEFAULT_SECRET))
+    orders = exchange.fetch_orders("BTC/USDT", 0, 1000)
+    return [o for o in orders if o["clientOrderId"].startswith(client_id_prefix("trader"))]
+
+
+def test_live_task_trades_only_after_start_live(farm: Farm,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMFARM_API_KEY", DEFAULT_API_KEY)  # deploy writes the node's secrets
+    monkeypatch.setenv("SIMFARM_SECRET", DEFAULT_SECRET)
+    port: int = farm.port  # type: ignore[attr-defined]
+    up = farm.sfarm("up")
+    assert "live task trader on lab places no order" in up.stderr
+    wait_for(lambda: heartbeat(farm).get("waiting_for") == "sfarm start --live",
+             what="the live task refusing to trade")
+    trader = farm.tasks()["trader"]
+    assert trader["state"] == "running" and "not armed" in trader["last_error"]
+    assert session_orders(port) == []
+
+    farm.sfarm("start", "--task", "trader", "--live")
+    log_file = farm.root / "logs" / "trader.log"
+    wait_for(lambda: len(session_orders(port)) == 2,
+             what=f"the entry and its take profit; log: {log_file.read_text()[-3000:]}")
+    buy, target = session_orders(port)
+    assert (buy["side"], buy["status"], target["status"]) == ("buy", "closed", "open")
+    wait_for(lambda: (heartbeat(farm).get("trade") or {}).get("position", 0) > 0,
+             what="the position on the heartbeat")
+    datasets = {d["id"] for d in farm.tasks()["trader"]["datasets"]}
+    assert {"sessions/trader/orders", "sessions/trader/equity"} <= datasets
+
+    log = (farm.root / "logs" / "trader.log").read_text()
+    assert "bought" in log
+    secrets_file = farm.root / "secrets" / "secrets.toml"
+    assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
+    for secret in (DEFAULT_API_KEY, DEFAULT_SECRET):
+        assert secret not in log
+
+    farm.sfarm("start", "--task", "trader")  # without --live: it runs but trades no more
+    assert not (farm.root / "run" / "trader.live").exists()
+    wait_for(lambda: heartbeat(farm).get("waiting_for") == "sfarm start --live",
+             what="the live task disarmed")
+    assert len(session_orders(port)) == 2
