@@ -33,9 +33,18 @@ system-deps:
 		fi; \
 	fi
 
+# The embedded local farm: the emulator as a service, a miner, indicators and a paper session.
 demo: setup
 	$(BIN)/sfarm validate -i inventory/local.toml
-	$(BIN)/sfarm plan -i inventory/local.toml
+	$(BIN)/sfarm up -i inventory/local.toml --wait 180
+	$(BIN)/sfarm status -i inventory/local.toml
+	@echo
+	@echo "The local farm is up (inventory/local.toml, data in inventory/.sfarm/). Next:"
+	@echo "  . .venv/bin/activate && export SFARM_INVENTORY=inventory/local.toml"
+	@echo "  sfarm status --watch          # refreshes in place, Ctrl-C to leave"
+	@echo "  sfarm logs lab rsi-paper -f   # follow the paper session's log"
+	@echo "  sfarm plan                    # who produces and reads every dataset"
+	@echo "  sfarm down                    # stop every worker; no process is left"
 
 test: setup system-deps
 	$(BIN)/python -m pytest
