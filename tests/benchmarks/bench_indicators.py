@@ -6,9 +6,10 @@ SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
     wrapper of `talib.<NAME>` as `compute` calls it, so the ratio charges everything else to
     `compute` (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
-  both best of SFARM_BENCH_REPEATS runs (default 15), alternated, in candles per second, and
-    their ratio (at 1e7 a run takes 10-300 ms and a busy machine slows many of them: 7 runs
-    gave ratios from 0.78 to 1.73 that 15 runs put back at 0.97-1.03);
+  both best of SFARM_BENCH_REPEATS runs (default 15), in candles per second, and their ratio;
+    the runs alternate the two sides and are spread over the whole table in rounds (see
+    `best_of_rounds`): on a busy machine, 7 runs in one go per indicator gave 1e7 ratios from
+    0.78 to 1.73, where 15 runs put them back at 0.97-1.03;
   * update: one incremental update of one candle after a history of the largest size, through
     the JSON state as the indicators task stores it (median and worst of 20 updates, ms), and
     the one-off cost of building the state from the whole history.
@@ -70,33 +71,38 @@ def raw_call(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
     return lambda: function(*inputs, **kwargs)
 
 
-def best_of_pair(first: Callable[[], object], second: Callable[[], object],
-                 repeats: int) -> tuple[float, float]:
-    """Best wall time of each, alternating the two so that load on the machine hits both alike.
+def best_of_rounds(pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]],
+                   rounds: int) -> dict[str, tuple[float, float]]:
+    """Best wall time of both sides of every pair, over `rounds` passes through all the pairs.
+
+    A pass runs the two sides of a pair back to back (each first in every other pass), so load
+    on the machine hits both alike; and the passes spread each pair's runs over the whole
+    benchmark, so that a burst of load elsewhere (seconds long, it slowed every run of a pair
+    measured in one go 2x) cannot spoil all of them.
 
     Wall time, not process CPU time: polars' idle worker threads spin for a while after each
     call, which CPU time would charge to `compute`. No gc.collect() between runs: it evicts the
     caches and then charges their refill to whichever side touches more objects.
     """
-    best = [float("inf"), float("inf")]
+    best = {name: [float("inf"), float("inf")] for name in pairs}
     gc.collect()
-    for _ in range(repeats):
-        for slot, fn in enumerate((first, second)):
-            start = time.perf_counter()
-            fn()
-            best[slot] = min(best[slot], time.perf_counter() - start)
-    return best[0], best[1]
+    for round_ in range(rounds):
+        for name, sides in pairs.items():
+            order = (0, 1) if round_ % 2 == 0 else (1, 0)
+            for slot in order:
+                start = time.perf_counter()
+                sides[slot]()
+                best[name][slot] = min(best[name][slot], time.perf_counter() - start)
+    return {name: (raw, wrapped) for name, (raw, wrapped) in best.items()}
 
 
 def throughput_rows(n: int, repeats: int) -> list[tuple[str, float, float]]:
     frame = random_walk_frame(n)
     arrays = {c: frame[c].to_numpy() for c in frame.columns}
-    rows = []
-    for name in REGISTRY:
-        raw, wrapped = best_of_pair(raw_call(name, arrays),
-                                    lambda name=name: compute(frame, [name]), repeats)
-        rows.append((name, n / raw, n / wrapped))
-    return rows
+    pairs = {name: (raw_call(name, arrays), lambda name=name: compute(frame, [name]))
+             for name in REGISTRY}
+    best = best_of_rounds(pairs, repeats)
+    return [(name, n / raw, n / wrapped) for name, (raw, wrapped) in best.items()]
 
 
 def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
@@ -124,7 +130,7 @@ def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
 
 
 def _print_throughput(n: int, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats(n)} alternated runs)")
+    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats(n)} alternated runs in rounds)")
     print(f"{'indicator':<10} {'raw TA-Lib':>14} {'compute':>14} {'ratio':>7}")
     for name, raw, wrapped in rows:
         print(f"{name:<10} {raw:>14,.0f} {wrapped:>14,.0f} {wrapped / raw:>7.2f}")
