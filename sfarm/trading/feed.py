@@ -120,6 +120,11 @@ class Feed:
 
     # -- starting a session ---------------------------------------------------------------
 
+    def _choose_sources(self) -> dict[str, str]:
+        """Each indicator's source: its dataset when one exists now, else computed here."""
+        return {spec.text: DATASET if locate_input(self.root, self.indicator_ids[spec.text])
+                is not False else COMPUTED for spec in self.specs}
+
     def warmup_candles(self) -> int:
         """Candles read before the first one run: the backtest's rule, so values agree."""
         return max((spec.warmup for spec in self.specs), default=0) * WARMUP_FACTOR + 1
@@ -133,10 +138,7 @@ class Feed:
         start = last if first_ts is None else first_ts
         history = self._read(self.candles_id, start - self.warmup_candles()
                              * timeframe_ms(self.timeframe), start)
-        sources = {}
-        for spec in self.specs:
-            found = locate_input(self.root, self.indicator_ids[spec.text]) is not False
-            sources[spec.text] = DATASET if found else COMPUTED
+        sources = self._choose_sources()
         features, indicators = self._features(history, sources, {})
         return FeedState(last_ts=start - 1, sources=sources, indicators=indicators,
                          tail=self._tail(features))
@@ -149,8 +151,7 @@ class Feed:
         first = None if start is None else start - self.warmup_candles() * timeframe_ms(
             self.timeframe)
         candles = self._read(self.candles_id, first, end)
-        sources = {spec.text: DATASET if locate_input(self.root, self.indicator_ids[spec.text])
-                   is not False else COMPUTED for spec in self.specs}
+        sources = self._choose_sources()
         if candles.height:
             probe = FeedState(last_ts=-1, sources=sources)
             candles, _ = self._covered(candles, probe)
@@ -217,7 +218,9 @@ class Feed:
                                                       for c in spec.columns)
                 frame = frame.with_columns(aligned.get_column(c) for c in spec.columns)
             else:
-                values, next_states[spec.text] = _compute(spec, states.get(spec.text), candles)
+                values, state = _compute(spec, states.get(spec.text), candles)
+                if state is not None:
+                    next_states[spec.text] = state
                 frame = frame.with_columns(values.get_column(c) for c in spec.columns)
         return frame, next_states
 

@@ -78,7 +78,7 @@ def run_paper_mode(context: Any, config: SessionConfig, strategy: Strategy, *,
             if session is None:
                 session = PaperSession.open(root, config, strategy)
             processed = session.step()
-            board.wait_for(None if processed or session.halted else "new candles")
+            board.wait_for(None if processed or session.halted else _paper_waits_for(session))
         except WaitingFor as missing:
             board.wait_for(str(missing))
         if session is not None:
@@ -90,6 +90,14 @@ def run_paper_mode(context: Any, config: SessionConfig, strategy: Strategy, *,
                 board.error(session.halted)
         if not processed and context.sleep(poll_s):
             break
+
+
+def _paper_waits_for(session: PaperSession) -> str:
+    until = session.config.until
+    step = timeframe_ms(session.config.timeframe)
+    if until is not None and session.state.last_ts + step >= until:
+        return "nothing: the session reached its until"
+    return "new candles"
 
 
 # ---- backtest mode ------------------------------------------------------------------------
