@@ -5,6 +5,7 @@ the kill switch, credentials kept out of the logs, and the `--live` guard."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,7 @@ class Market:
     emulator: RunningEmulator
     clock: Clock
     limits: RiskLimits = field(default_factory=RiskLimits)
+    cash: float = 1000.0
 
     def store_closed_candles(self) -> None:
         exchange = self.emulator.exchange()
@@ -88,7 +90,7 @@ class Market:
 
     def config(self) -> SessionConfig:
         return SessionConfig(task="live", exchange="sim", market="BTC/USDT", timeframe="1m",
-                             cash=1000.0, limits=self.limits)
+                             cash=self.cash, limits=self.limits)
 
     def open(self, *, exit_ts: int = 2**62, take_profit: float = 0.05,
              on_order: Callable[[OrderFill], None] | None = None) -> LiveSession:
@@ -318,3 +320,22 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_new_session_adopts_no_order_of_an_earlier_one(market: Market) -> None:
+    market.open().step()
+    shutil.rmtree(market.root / "data" / "sessions")  # the operator starts over
+    market.clock.ms += 5_000
+    session = market.open()
+    assert session.engine.position == 0 and session.engine.cash == 1000.0
+    assert session.target is None
+
+
+def test_an_entry_below_the_market_minimum_is_skipped(market: Market,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    market.cash = 3.0  # the emulator's minimum order is 5 USDT
+    with caplog.at_level(logging.WARNING, logger="sfarm.trading.live"):
+        session = market.open()
+        assert session.step() == 1
+    assert "below the market's minimum" in caplog.text
+    assert market.orders() == [] and session.engine.position == 0

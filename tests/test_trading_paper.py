@@ -312,3 +312,38 @@ def test_trade_rows_are_the_backtest_rows(tmp_path: Path) -> None:
     result = backtest(tmp_path, parse_strategy(RSI), exchange="test", market="BTC/USDT",
                       timeframe="1h", cash=1000.0)
     assert trade_rows(result.run.trades).equals(session_frames(result)[0])
+
+
+BREAKOUT_CLASS = '''
+import polars as pl
+
+
+class Breakout:
+    indicators = ["sma(10)"]
+    lookback = 25
+
+    def signals(self, frame: pl.DataFrame) -> pl.DataFrame:
+        prev_high = pl.col("high").rolling_max(20).shift(1)
+        return frame.select(entry_long=pl.col("close") > prev_high,
+                            exit_long=pl.col("close") < pl.col("sma_10"))
+'''
+
+
+def test_class_strategy_replay_is_the_backtest(tmp_path: Path) -> None:
+    (tmp_path / "breakout.py").write_text(BREAKOUT_CLASS)
+    path = tmp_path / "breakout.toml"
+    path.write_text('[strategy]\nname = "breakout"\nclass = "breakout:Breakout"\n'
+                    'stop_loss = 0.04\nfee = 0.001\n')
+    from sfarm.trading.strategy import load_strategy
+
+    source = hourly_candles(400, seed=13)
+    data.append(tmp_path, CANDLES, source)
+    since = int(source["ts"][150])
+    strategy = load_strategy(path)
+    replay(tmp_path, config(since=since), strategy, rows_per_step=9)
+    expected = backtest(tmp_path, strategy, exchange="test", market="BTC/USDT", timeframe="1h",
+                        start=since, cash=1000.0)
+    trades, equity = session_frames(expected)
+    assert expected.run.trades.height >= 4
+    parts = session_parts(tmp_path, "paper")
+    assert parts["trades"].equals(trades) and parts["equity"].equals(equity)

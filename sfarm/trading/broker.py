@@ -172,8 +172,15 @@ class Broker:
             return 0.0
 
     def min_amount(self) -> float:
+        return self._limit("amount")
+
+    def min_cost(self) -> float:
+        """The smallest order value in quote the market accepts (its NOTIONAL filter)."""
+        return self._limit("cost")
+
+    def _limit(self, kind: str) -> float:
         limits = self.exchange.market(self.market).get("limits", {})
-        return float((limits.get("amount") or {}).get("min") or 0.0)
+        return float((limits.get(kind) or {}).get("min") or 0.0)
 
     def _place(self, client_id: str, create: Callable[[], Any]) -> OrderFill:
         existing = self.find(client_id)

@@ -78,7 +78,10 @@ class LiveSession:
         self.on_order = on_order
         self.prefix = client_id_prefix(config.task)
         self.step_ms = timeframe_ms(config.timeframe)
-        self.state = open_state(feed, self.root, replace(config, since=None), strategy, "live")
+        # A new session adopts no order placed before it: the account may have older orders
+        # of an earlier session of the same task.
+        self.state = open_state(feed, self.root, replace(config, since=None), strategy, "live",
+                                broker={"created_at": self.now_ms()})
         self.rows: list[dict[str, Any]] = []  # order rows not committed yet
         self.trades: list[dict[str, Any]] = []
         self.price: float | None = None
@@ -234,6 +237,10 @@ class LiveSession:
         budget = engine.cash * self.params.size_fraction if self.params.size_quote <= 0 \
             else min(self.params.size_quote, engine.cash)
         budget = min(budget, self.broker.balance().quote_free)
+        if budget < self.broker.min_cost():
+            log.warning("%s: entry skipped: %.8g %s to spend is below the market's minimum",
+                        self.config.task, budget, self.broker.quote)
+            return
         client_id = client_order_id(self.config.task, candle_ts, ENTRY)
         fill = self.broker.buy_with_quote(client_id, budget)
         self._notify(fill)
@@ -393,7 +400,7 @@ class LiveSession:
             return
         changed = self._sync_target()
         applied = set(self.state.broker.get("applied", []))
-        since = max(0, self.engine.last_ts)
+        since = max(self.engine.last_ts, int(self.state.broker.get("created_at", 0)))
         for order in self.broker.orders_since(since, self.prefix):
             if order.client_id in applied or order.client_id == self.target:
                 continue

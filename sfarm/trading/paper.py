@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +61,9 @@ class SessionConfig:
 
 
 def open_state(feed: Feed, root: Path, config: SessionConfig, strategy: Strategy,
-               mode: str) -> SessionState:
+               mode: str, broker: dict[str, Any] | None = None) -> SessionState:
     """The committed state of the task's session, or a new one (committed before any step,
-    so the first candle chosen is kept whatever happens next)."""
+    so the first candle chosen is kept whatever happens next) with `broker` bookkeeping."""
     state = load_session(root, config.task)
     if state is not None:
         wanted = {spec.text for spec in feed.specs}
@@ -77,7 +78,7 @@ def open_state(feed: Feed, root: Path, config: SessionConfig, strategy: Strategy
     first = feed_state.last_ts + 1
     state = SessionState(mode=mode, strategy=strategy.name, cash=config.cash,
                          engine=EngineState.initial(config.cash), feed=feed_state,
-                         risk=RiskState.initial(config.cash, first))
+                         risk=RiskState.initial(config.cash, first), broker=dict(broker or {}))
     commit(root, config.task, state)
     log.info("%s: new %s session from %d (%s indicators: %s)", config.task, mode, first,
              strategy.name, feed_state.sources)
