@@ -7,9 +7,8 @@ SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
     `compute` (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
   both best of SFARM_BENCH_REPEATS runs (default 15), in candles per second, and their ratio;
-    the runs alternate the two sides and are spread over the whole table in rounds (see
-    `best_of_rounds`): on a busy machine, 7 runs in one go per indicator gave 1e7 ratios from
-    0.78 to 1.73, where 15 runs put them back at 0.97-1.03;
+    the runs alternate the two sides and are spread over the whole table in rounds of 3 (see
+    `best_of_rounds`);
   * update: one incremental update of one candle after a history of the largest size, through
     the JSON state as the indicators task stores it (median and worst of 20 updates, ms), and
     the one-off cost of building the state from the whole history.
@@ -71,14 +70,19 @@ def raw_call(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
     return lambda: function(*inputs, **kwargs)
 
 
-def best_of_rounds(pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]],
-                   rounds: int) -> dict[str, tuple[float, float]]:
-    """Best wall time of both sides of every pair, over `rounds` passes through all the pairs.
+PER_ROUND = 3  # runs of each side of a pair per round
 
-    A pass runs the two sides of a pair back to back (each first in every other pass), so load
-    on the machine hits both alike; and the passes spread each pair's runs over the whole
-    benchmark, so that a burst of load elsewhere (seconds long, it slowed every run of a pair
-    measured in one go 2x) cannot spoil all of them.
+
+def best_of_rounds(pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]],
+                   repeats: int) -> dict[str, tuple[float, float]]:
+    """Best wall time of both sides of every pair, `repeats` runs each, in rounds.
+
+    A round runs each pair PER_ROUND times, the two sides back to back and each first in turn,
+    so load on the machine hits both alike; after the first run the allocator reuses the memory
+    of the outputs (no page faults for 8 MB at 1e6, as in any loop), which the first run after
+    another indicator often pays. Rounds spread each pair's runs over the whole table, so a
+    burst of load elsewhere (seconds long: it slowed all 7 runs of some 1e7 pairs measured in
+    one go, ratios 0.78 to 1.73) cannot spoil all of them.
 
     Wall time, not process CPU time: polars' idle worker threads spin for a while after each
     call, which CPU time would charge to `compute`. No gc.collect() between runs: it evicts the
@@ -86,13 +90,14 @@ def best_of_rounds(pairs: dict[str, tuple[Callable[[], object], Callable[[], obj
     """
     best = {name: [float("inf"), float("inf")] for name in pairs}
     gc.collect()
-    for round_ in range(rounds):
+    for round_ in range(-(-repeats // PER_ROUND)):
+        runs = min(PER_ROUND, repeats - round_ * PER_ROUND)
         for name, sides in pairs.items():
-            order = (0, 1) if round_ % 2 == 0 else (1, 0)
-            for slot in order:
-                start = time.perf_counter()
-                sides[slot]()
-                best[name][slot] = min(best[name][slot], time.perf_counter() - start)
+            for run in range(runs):
+                for slot in ((0, 1) if run % 2 == 0 else (1, 0)):
+                    start = time.perf_counter()
+                    sides[slot]()
+                    best[name][slot] = min(best[name][slot], time.perf_counter() - start)
     return {name: (raw, wrapped) for name, (raw, wrapped) in best.items()}
 
 
