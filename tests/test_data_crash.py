@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from sfarm import data
 from sfarm.data.layout import LOCK_NAME
-from tests.fixtures.data_helpers import CRASH_DATASET, T0, make_candles
+from tests.fixtures.data_helpers import CRASH_DATASET, DAY_MS, T0, make_candles
 
 PROJECT = Path(__file__).resolve().parent.parent
 ENDLESS = 10**8  # target of the killed runs: more than they can write, so each is cut short
@@ -77,3 +78,60 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     left = {n for n in os.listdir(directory) if n not in named} - {"_manifest.json", LOCK_NAME}
     assert left == set()  # the first append after the kills swept every leftover
     assert (directory / LOCK_NAME).stat().st_size == 0
+
+
+MERGE_KILLS = 8
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_month_merges_into_one_file(tmp_path: Path) -> None:
+    """The append that enters January rewrites December's 31 day files as one month file; killed
+    anywhere in it, the dataset is December as it was or December merged plus the new candle."""
+    december = make_candles(T0 - 31 * DAY_MS, 31 * 1440)
+    template = tmp_path / "template"
+    data.append(template, CRASH_DATASET, december)
+    timing = tmp_path / "timing"
+    shutil.copytree(template, timing)
+    began = time.perf_counter()
+    data.append(timing, CRASH_DATASET, make_candles(T0, 1))
+    merge_seconds = time.perf_counter() - began
+    rng = random.Random(20231231)
+    hits, merged = 0, 0
+    for kill in range(MERGE_KILLS):
+        root = tmp_path / f"kill{kill}"
+        shutil.copytree(template, root)
+        writer = start_january_writer(root)
+        # A killed writer starts cold (its first Parquet write): give it up to twice the time.
+        time.sleep(rng.uniform(0.0, 2 * merge_seconds))
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(timeout=30) == -signal.SIGKILL
+        hits += (data.dataset_dir(root, CRASH_DATASET) / LOCK_NAME).stat().st_size > 0
+        manifest = data.load_manifest(root, CRASH_DATASET)
+        assert manifest is not None and data.verify(root, CRASH_DATASET).ok
+        keys = [p.key for p in manifest.partitions]
+        if manifest.rows == december.height:
+            assert keys == [f"2023-12-{day:02d}" for day in range(1, 32)]
+        else:
+            assert keys == ["2023-12", "2024-01-01"] and manifest.rows == december.height + 1
+            merged += 1
+        result = data.append(root, CRASH_DATASET, make_candles(T0, 1))  # sweeps, then merges
+        assert result.rows_added + result.rows_skipped == 1
+        assert data.read(root, CRASH_DATASET).equals(make_candles(T0 - 31 * DAY_MS, 31 * 1440 + 1))
+        assert data.verify(root, CRASH_DATASET).ok
+        directory = data.dataset_dir(root, CRASH_DATASET)
+        assert sorted(n for n in os.listdir(directory) if n.endswith(".parquet")) == [
+            "2023-12.g2.parquet", "2024-01-01.g2.parquet"]
+    print(f"kills inside the merging append: {hits} of {MERGE_KILLS}, {merged} after its commit")
+    assert hits >= 2, hits  # some kills landed inside the merging append
+
+
+def start_january_writer(root: Path) -> subprocess.Popen[str]:
+    code = ("from sfarm.data import store; from tests.fixtures.data_helpers import T0, "
+            "CRASH_DATASET, make_candles; print('ready', flush=True); "
+            f"store.append({str(root)!r}, CRASH_DATASET, make_candles(T0, 1))")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               text=True, cwd=PROJECT, env=env)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    return process

@@ -24,7 +24,9 @@ class Case:
 
 
 CASES = [
-    Case("candles/x/BTC-USDT/1m", T0 - 40 * 60_000, 60_000),  # day partitions
+    Case("candles/x/BTC-USDT/1m", T0 - 40 * 60_000, 60_000),  # month+day partitions
+    # Two days of December to merge into one month file once a row of January arrives.
+    Case("candles/x/BTC-USDT/30m", T0 - 70 * 1_800_000, 1_800_000),
     Case("candles/x/BTC-USDT/1h", T0 - 40 * 3_600_000, 3_600_000),  # month partitions
     Case("candles/x/BTC-USDT/1d", T0 - 40 * DAY_MS, DAY_MS),  # year partitions
     Case("candles/x/BTC-USDT/1w", T0 - 40 * 7 * DAY_MS, timeframe_ms("1w")),

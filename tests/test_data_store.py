@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import polars as pl
 import pytest
 
 from sfarm import data
+from sfarm.data.frames import split_by_partition
 from sfarm.data.layout import key_bounds, partition_key, partitioning_for
 from sfarm.errors import UsageError
 from tests.fixtures.data_helpers import DAY_MS, T0, make_candles
@@ -31,7 +33,7 @@ def test_append_then_read_round_trips(tmp_path: Path) -> None:
     manifest = data.load_manifest(tmp_path, BTC_1M)
     assert manifest is not None
     assert (manifest.rows, manifest.first_ts, manifest.last_ts) == (4320, T0, result.last_ts)
-    assert manifest.schema_version == 1
+    assert (manifest.schema_version, manifest.partitioning) == (2, "month+day")
     assert [p.key for p in manifest.partitions] == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert all(p.rows == 1440 and len(p.sha256) == 64 for p in manifest.partitions)
     assert manifest.columns == {"ts": "Int64", "open": "Float64", "high": "Float64",
@@ -150,7 +152,7 @@ def test_missing_dataset(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("dataset_id", "expected"), [
-    ("candles/x/BTC-USDT/1m", "day"), ("candles/x/BTC-USDT/30m", "day"),
+    ("candles/x/BTC-USDT/1m", "month+day"), ("candles/x/BTC-USDT/30m", "month+day"),
     ("candles/x/BTC-USDT/1h", "month"), ("indicators/x/BTC-USDT/12h/rsi_14", "month"),
     ("candles/x/BTC-USDT/1d", "year"), ("candles/x/BTC-USDT/1w", "year"),
     ("sessions/paper-btc/equity", "month"),
@@ -161,9 +163,148 @@ def test_partitioning_by_timeframe(dataset_id: str, expected: str) -> None:
 
 def test_partition_keys_and_bounds() -> None:
     assert partition_key(T0 - 1, "day") == "2023-12-31"
-    assert key_bounds("2023-12", "month") == (T0 - 31 * DAY_MS, T0)
-    assert key_bounds("2024", "year") == (T0, T0 + 366 * DAY_MS)
-    assert key_bounds("2024-02", "month")[1] - key_bounds("2024-02", "month")[0] == 29 * DAY_MS
+    assert key_bounds("2023-12") == (T0 - 31 * DAY_MS, T0)
+    assert key_bounds("2024") == (T0, T0 + 366 * DAY_MS)
+    assert key_bounds("2024-02")[1] - key_bounds("2024-02")[0] == 29 * DAY_MS
+    assert key_bounds("2024-01-05") == (T0 + 4 * DAY_MS, T0 + 5 * DAY_MS)
+    with pytest.raises(ValueError, match="not a partition key"):
+        key_bounds("2024-1")
+
+
+def test_month_day_keys_depend_on_the_month_of_the_last_row() -> None:
+    last = T0 + 40 * DAY_MS  # 2024-02-10
+    assert partition_key(T0 - 1, "month+day", last) == "2023-12"
+    assert partition_key(T0 + 5 * DAY_MS, "month+day", last) == "2024-01"
+    assert partition_key(T0 + 31 * DAY_MS, "month+day", last) == "2024-02-01"
+    assert partition_key(last, "month+day", last) == "2024-02-10"
+    assert partition_key(T0 + 5 * DAY_MS, "month+day", T0 + 5 * DAY_MS) == "2024-01-06"
+
+
+def month_files(root: Path, dataset_id: str) -> list[str]:
+    return [n for n in files_of(root, dataset_id) if n.endswith(".parquet")]
+
+
+def test_closed_months_are_one_file_and_the_live_month_is_split_by_day(tmp_path: Path) -> None:
+    # 2023-11-30 to 2024-01-02: two closed months, two live days.
+    candles = make_candles(T0 - 32 * DAY_MS, 34 * 1440)
+    data.append(tmp_path, BTC_1M, candles)
+    assert month_files(tmp_path, BTC_1M) == [
+        "2023-11.g1.parquet", "2023-12.g1.parquet", "2024-01-01.g1.parquet",
+        "2024-01-02.g1.parquet"]
+    assert data.read(tmp_path, BTC_1M).equals(candles)
+    assert data.read(tmp_path, BTC_1M, T0 - DAY_MS, T0 + 60_000).equals(
+        make_candles(T0 - DAY_MS, 1441))
+    assert data.verify(tmp_path, BTC_1M).ok
+
+
+def test_the_append_that_enters_a_new_month_merges_the_days_of_the_last(tmp_path: Path) -> None:
+    data.append(tmp_path, BTC_1M, make_candles(T0 - 3 * DAY_MS, 2 * 1440))  # Dec 29 and 30
+    data.append(tmp_path, BTC_1M, make_candles(T0 - DAY_MS, 1440))  # Dec 31: a live day still
+    assert month_files(tmp_path, BTC_1M) == [
+        "2023-12-29.g1.parquet", "2023-12-30.g1.parquet", "2023-12-31.g2.parquet"]
+    result = data.append(tmp_path, BTC_1M, make_candles(T0, 1))  # one candle of January
+    assert (result.rows_added, result.rows_skipped, result.conflicts) == (1, 0, 0)
+    names = files_of(tmp_path, BTC_1M)
+    assert [n for n in names if n.endswith(".parquet")] == [
+        "2023-12.g3.parquet", "2024-01-01.g3.parquet"]
+    assert [n for n in names if n.startswith("_index")] == [
+        "_index.2023.g3.json", "_index.2024.g3.json"]
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0 - 3 * DAY_MS, 3 * 1440 + 1))
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None and [(p.key, p.rows) for p in manifest.partitions] == [
+        ("2023-12", 3 * 1440), ("2024-01-01", 1)]
+    # A late row of a closed month lands in its month file.
+    data.append(tmp_path, BTC_1M, make_candles(T0 - 3 * DAY_MS - 60_000, 1))
+    assert month_files(tmp_path, BTC_1M) == ["2023-12.g4.parquet", "2024-01-01.g3.parquet"]
+    assert data.read(tmp_path, BTC_1M).height == 3 * 1440 + 2
+    assert data.verify(tmp_path, BTC_1M).ok
+
+
+def test_a_day_partitioned_dataset_of_layout_1_keeps_its_layout(tmp_path: Path) -> None:
+    """Datasets written before `month+day` (every day its own zstd file, schema version 1)
+    read as before and their appends keep their rule."""
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    write_layout_1(directory, make_candles(T0 - 2 * DAY_MS, 2 * 1440))
+    assert data.read(tmp_path, BTC_1M).equals(make_candles(T0 - 2 * DAY_MS, 2 * 1440))
+    assert data.verify(tmp_path, BTC_1M).ok
+    data.append(tmp_path, BTC_1M, make_candles(T0 - 60_000, 2))  # crosses into January
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None
+    assert (manifest.schema_version, manifest.partitioning) == (1, "day")
+    assert [p.key for p in manifest.partitions] == ["2023-12-30", "2023-12-31", "2024-01-01"]
+    assert data.read(tmp_path, BTC_1M, columns=["close"]).equals(
+        make_candles(T0 - 2 * DAY_MS, 2 * 1440 + 1).select("ts", "close"))
+    assert data.verify(tmp_path, BTC_1M).ok
+
+
+def test_verify_reports_partitions_the_rule_does_not_give(tmp_path: Path) -> None:
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    write_layout_1(directory, make_candles(T0 - 2 * DAY_MS, 2 * 1440 + 1), "month+day")
+    report = data.verify(tmp_path, BTC_1M)
+    assert report.problems == [
+        f"partition {day}.g1.parquet: key '{day}', but the month+day rule puts its rows in 2023-12"
+        for day in ("2023-12-30", "2023-12-31")]
+
+
+def write_layout_1(directory: Path, candles: pl.DataFrame, partitioning: str = "day") -> None:
+    """A dataset as sfarm wrote it with schema version 1: zstd day files, version 1 JSON."""
+    from sfarm.data.manifest import sha256_hex
+
+    directory.mkdir(parents=True)
+    entries = []
+    for key, rows in sorted(split_by_partition(candles, "day").items()):
+        raw = io.BytesIO()
+        rows.write_parquet(raw, compression="zstd", statistics=True)
+        name = f"{key}.g1.parquet"
+        (directory / name).write_bytes(raw.getvalue())
+        entries.append({"key": key, "file": name, "rows": rows.height,
+                        "first_ts": rows["ts"][0], "last_ts": rows["ts"][-1],
+                        "bytes": len(raw.getvalue()), "sha256": sha256_hex(raw.getvalue())})
+    segments = []
+    for year in sorted({e["key"][:4] for e in entries}):
+        inside = [e for e in entries if e["key"].startswith(year)]
+        raw_segment = json.dumps({"schema_version": 1, "segment": year,
+                                  "partitions": inside}).encode()
+        (directory / f"_index.{year}.g1.json").write_bytes(raw_segment)
+        segments.append({
+            "name": year, "file": f"_index.{year}.g1.json", "partitions": len(inside),
+            "rows": sum(e["rows"] for e in inside), "first_ts": inside[0]["first_ts"],
+            "last_ts": inside[-1]["last_ts"], "bytes": sum(e["bytes"] for e in inside),
+            "sha256": sha256_hex(raw_segment)})
+    manifest = {
+        "schema_version": 1, "dataset_id": BTC_1M, "partitioning": partitioning,
+        "timeframe": "1m",
+        "columns": {"ts": "Int64", **dict.fromkeys(["open", "high", "low", "close", "volume"],
+                                                   "Float64")},
+        "rows": candles.height, "first_ts": candles["ts"][0], "last_ts": candles["ts"][-1],
+        "bytes": sum(e["bytes"] for e in entries), "generation": 1, "updated_at": None,
+        "extra": {}, "segments": segments,
+    }
+    (directory / "_manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_newer_schema_version_asks_for_an_upgrade(tmp_path: Path) -> None:
+    from sfarm.errors import RunError
+
+    data.append(tmp_path, BTC_1M, make_candles(T0, 3))
+    path = data.dataset_dir(tmp_path, BTC_1M) / "_manifest.json"
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "schema_version": 3, "partitioning": "week+hour"}))
+    with pytest.raises(RunError, match="schema version 3 is newer") as raised:
+        data.read(tmp_path, BTC_1M)
+    assert raised.value.hint == "upgrade sfarm on this node"
+
+
+def test_read_only_the_columns_asked(tmp_path: Path) -> None:
+    candles = make_candles(T0, 2 * 1440)
+    data.append(tmp_path, BTC_1M, candles)
+    got = data.read(tmp_path, BTC_1M, T0 + 60_000, T0 + 180_000, columns=["close", "open"])
+    assert got.equals(candles.slice(1, 2).select("ts", "close", "open"))
+    assert data.read(tmp_path, BTC_1M, columns=["ts", "low"]).columns == ["ts", "low"]
+    assert data.read(tmp_path, BTC_1M, end=T0, columns=["high"]).schema == {
+        "ts": pl.Int64, "high": pl.Float64}
+    with pytest.raises(UsageError, match="has no column 'rsi_14'"):
+        data.read(tmp_path, BTC_1M, columns=["close", "rsi_14"])
 
 
 def test_weekly_candles_and_year_partitions(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfarm.data.layout import MANIFEST_NAME, Partitioning
+from sfarm.data.layout import MANIFEST_NAME, Partitioning, tiers
 from sfarm.errors import RunError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest layout this code reads and writes (see sfarm.data.layout)
 
 
 class PartitionEntry(BaseModel):
@@ -92,10 +92,11 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     return (json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n").encode()
 
 
-def segment_bytes(name: str, partitions: list[PartitionEntry]) -> bytes:
+def segment_bytes(name: str, partitions: list[PartitionEntry],
+                  version: int = SCHEMA_VERSION) -> bytes:
     """One partition per line: readable, and diffs of an append stay small."""
     lines = b",\n".join(b"    " + p.model_dump_json().encode() for p in partitions)
-    head = json.dumps({"schema_version": SCHEMA_VERSION, "segment": name})[:-1].encode()
+    head = json.dumps({"schema_version": version, "segment": name})[:-1].encode()
     return head + b', "partitions": [\n' + lines + b"\n]}\n"
 
 
@@ -109,12 +110,21 @@ def read_manifest_file(directory: Path) -> Manifest | None:
     try:
         manifest = Manifest.model_validate_json(raw)
     except ValidationError as error:
+        _check_version(path, raw)  # a newer layout fails validation: say so instead
         raise RunError(f"{path}: not a valid dataset manifest: {error}") from None
-    if manifest.schema_version > SCHEMA_VERSION:
-        raise RunError(
-            f"{path}: schema version {manifest.schema_version} is newer than this sfarm "
-            f"understands ({SCHEMA_VERSION})", hint="upgrade sfarm on this node")
+    _check_version(path, raw, manifest.schema_version)
     return manifest
+
+
+def _check_version(path: Path, raw: bytes, version: object = None) -> None:
+    if version is None:
+        try:
+            version = json.loads(raw).get("schema_version")
+        except (ValueError, AttributeError):
+            return
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise RunError(f"{path}: schema version {version} is newer than this sfarm "
+                       f"understands ({SCHEMA_VERSION})", hint="upgrade sfarm on this node")
 
 
 def parse_segment(raw: bytes, path: Path) -> list[PartitionEntry]:
@@ -131,16 +141,24 @@ def read_segment_file(directory: Path, segment: SegmentEntry) -> list[PartitionE
 
 # ---- pure update rules -------------------------------------------------------------------------
 
+def layout_version(partitioning: Partitioning) -> int:
+    """The schema version a dataset's manifest carries: the oldest layout that describes it, so
+    that an older sfarm still reads every dataset it can (version 1 knows day, month and year
+    partitions; version 2 adds `month+day`)."""
+    return 2 if tiers(partitioning) else 1
+
+
 def new_manifest(dataset_id: str, partitioning: Partitioning, timeframe: str | None,
                  columns: dict[str, str]) -> Manifest:
-    return Manifest(dataset_id=dataset_id, partitioning=partitioning, timeframe=timeframe,
-                    columns=columns)
+    return Manifest(schema_version=layout_version(partitioning), dataset_id=dataset_id,
+                    partitioning=partitioning, timeframe=timeframe, columns=columns)
 
 
-def merge_partitions(current: list[PartitionEntry],
-                     updates: list[PartitionEntry]) -> list[PartitionEntry]:
-    """The segment's partitions with `updates` replacing (same key) or added, sorted by key."""
-    by_key = {entry.key: entry for entry in current}
+def merge_partitions(current: list[PartitionEntry], updates: list[PartitionEntry],
+                     dropped: set[str] | frozenset[str] = frozenset()) -> list[PartitionEntry]:
+    """The segment's partitions with `updates` replacing (same key) or added, and the `dropped`
+    keys (merged into a longer period's partition) removed, sorted by key."""
+    by_key = {entry.key: entry for entry in current if entry.key not in dropped}
     by_key.update({entry.key: entry for entry in updates})
     return [by_key[key] for key in sorted(by_key)]
 
@@ -166,7 +184,7 @@ def next_manifest(manifest: Manifest, changed: list[SegmentEntry], generation: i
     if extra:
         merged_extra.update(extra)
     return manifest.model_copy(update={
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": layout_version(manifest.partitioning),
         "columns": columns,
         "segments": segments,
         "rows": sum(s.rows for s in segments),

@@ -39,6 +39,7 @@ from sfarm.data.layout import (
     is_segment_file,
     is_temp_file,
     key_bounds,
+    partition_key,
 )
 from sfarm.data.manifest import Manifest, PartitionEntry, read_manifest_file, read_segment_file
 from sfarm.errors import RunError
@@ -109,7 +110,7 @@ def _verify_locked(root: Path | str, directory: Path, dataset_id: str,
     for entry in partitions:
         ts = _check_partition(directory, manifest, entry, report)
         if ts is None:
-            unreadable.append(key_bounds(entry.key, manifest.partitioning))
+            unreadable.append(_period(entry))
         else:
             ts_parts.append(ts)
     all_ts = pl.concat(ts_parts) if ts_parts else pl.Series("ts", [], pl.Int64)
@@ -163,7 +164,31 @@ def _check_index(directory: Path, manifest: Manifest,
     if partitions and (min(firsts) != manifest.first_ts or max(lasts) != manifest.last_ts):
         _problem(report, f"manifest first/last ts {manifest.first_ts}/{manifest.last_ts} differ "
                          f"from its partitions' {min(firsts)}/{max(lasts)}")
+    _check_keys(manifest, partitions, report)
     return partitions
+
+
+def _check_keys(manifest: Manifest, partitions: list[PartitionEntry],
+                report: VerifyReport) -> None:
+    """Each partition has the key the manifest's rule gives its rows (for `month+day`: no day
+    left before the month of the last row, no month file at the live edge)."""
+    last_ts = max((p.last_ts for p in partitions), default=None)
+    for entry in partitions:
+        expected = {partition_key(ts, manifest.partitioning, last_ts)
+                    for ts in (entry.first_ts, entry.last_ts)}
+        if expected != {entry.key}:
+            _problem(report, f"partition {entry.file}: key {entry.key!r}, but the "
+                             f"{manifest.partitioning} rule puts its rows in "
+                             f"{' and '.join(sorted(expected))}")
+
+
+def _period(entry: PartitionEntry) -> tuple[int, int]:
+    """[start, end) of the partition's period; its rows' span when the key is malformed (a
+    problem `_check_keys` reports)."""
+    try:
+        return key_bounds(entry.key)
+    except ValueError:
+        return entry.first_ts, entry.last_ts + 1
 
 
 def _check_partition(directory: Path, manifest: Manifest, entry: PartitionEntry,
@@ -195,7 +220,7 @@ def _check_partition(directory: Path, manifest: Manifest, entry: PartitionEntry,
     if frame.height and (ts[0], ts[-1]) != (entry.first_ts, entry.last_ts):
         _problem(report, f"{where}: ts from {ts[0]} to {ts[-1]}, manifest says "
                          f"{entry.first_ts} to {entry.last_ts}")
-    start, end = key_bounds(entry.key, manifest.partitioning)
+    start, end = _period(entry)
     outside = frame.filter((pl.col("ts") < start) | (pl.col("ts") >= end)).height
     if outside:
         _problem(report, f"{where}: {outside} rows outside the period {entry.key}")
