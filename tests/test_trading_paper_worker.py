@@ -13,6 +13,7 @@ import pytest
 
 from sfarm import data
 from sfarm.data.ids import session_id
+from sfarm.errors import RunError
 from sfarm.inventory import load_inventory
 from sfarm.runtime.engines import engine_for
 from sfarm.runtime.layout import NodeRoot
@@ -155,3 +156,22 @@ def test_backtest_worker_extends_its_run_as_candles_arrive(tmp_path: Path,
 
 def _iso(ms: int) -> str:
     return pl.from_epoch(pl.Series([ms]), time_unit="ms").dt.strftime("%Y-%m-%dT%H:%M")[0]
+
+
+def test_backtest_worker_refuses_to_mix_two_strategies(tmp_path: Path) -> None:
+    from sfarm.trading.feed import Feed
+    from sfarm.trading.task import backtest_step, session_config
+
+    source = hourly_candles(300, seed=24)
+    root = node_root(tmp_path, "backtest")
+    data.append(root.path, CANDLES, source[:250])
+    task = load_inventory(root.inventory).model.tasks["session"]
+    config = session_config("session", task)
+    strategy = parse_strategy(RSI)
+    feed = Feed(root.path, strategy, exchange="test", market="BTC/USDT", timeframe="1h")
+    assert backtest_step(root.path, "session", feed, config, strategy) is not None
+    data.append(root.path, CANDLES, source)
+    edited = parse_strategy(RSI.replace("stop_loss = 0.05", "stop_loss = 0.06"))
+    with pytest.raises(RunError, match="another version of strategy"):
+        backtest_step(root.path, "session", feed, config, edited)
+    assert backtest_step(root.path, "session", feed, config, strategy) is not None

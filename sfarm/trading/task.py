@@ -14,6 +14,7 @@ Inputs that do not exist yet are waited for and named on the board (`waiting_for
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import polars as pl
 
 from sfarm import data
 from sfarm.data.ids import session_id
-from sfarm.errors import UsageError
+from sfarm.errors import RunError, UsageError
 from sfarm.inventory.model import Exchange, TradeTask
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.backtest import BacktestResult, run_backtest, session_frames
@@ -133,6 +134,13 @@ def backtest_step(root: Path, task: str, feed: Feed, config: SessionConfig,
     if last is None:
         raise WaitingFor(feed.candles_id)
     saved = _backtest_bookkeeping(root, task)
+    rules = strategy_digest(strategy)
+    if saved.get("strategy", rules) != rules:
+        # The stored rows are another strategy's: appending would mix two backtests.
+        raise RunError(f"sessions/{task} holds a backtest of another version of strategy "
+                       f"{strategy.name!r}",
+                       hint=f"remove {root / 'data' / 'sessions' / task} to run it again, or "
+                            "give the task another name")
     if saved.get("last_ts") == last or backtest_done(root, task, config):
         return None
     start = saved.get("start", config.since)
@@ -147,7 +155,7 @@ def backtest_step(root: Path, task: str, feed: Feed, config: SessionConfig,
                           start=start, dataset_id=feed.candles_id)
     append_backtest(root, task, result, sources)
     data.append(root, session_id(task, "state"), pl.DataFrame(), extra={BACKTEST_EXTRA: {
-        "start": start, "last_ts": last, "run_to": int(result.ts[-1])}})
+        "start": start, "last_ts": last, "run_to": int(result.ts[-1]), "strategy": rules}})
     log.info("%s: backtest %d..%d: %d trades, final equity %.2f", task, start,
              int(result.ts[-1]), result.run.trades.height, result.metrics.final_equity)
     return result
@@ -167,6 +175,12 @@ def append_backtest(root: Path, task: str, result: BacktestResult,
             rows = rows.filter(pl.col("ts") > manifest.last_ts)
         data.append(root, dataset, rows if rows.height else pl.DataFrame(),
                     extra={"backtest": summary})
+
+
+def strategy_digest(strategy: Strategy) -> str:
+    """What a backtest's rows depend on in the strategy, as a short digest."""
+    text = strategy.model_dump_json(by_alias=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def backtest_done(root: Path, task: str, config: SessionConfig) -> bool:
