@@ -7,8 +7,9 @@ SFARM_BENCH_SIZES=1e5,1e6) and each indicator with default parameters:
     `compute` (VWAP: sfarm's own numpy code)
   * compute: `compute(frame, [spec])` on a polars frame
   both best of SFARM_BENCH_REPEATS runs (default 15), in candles per second, and their ratio;
-    the runs alternate the two sides and are spread over the whole table in rounds of 3 (see
-    `best_of_rounds`);
+    beside it the median of the runs' own ratios (a run's two sides run back to back), a check
+    on the best-of ratio, which one lucky run can sway. The runs alternate the two sides and
+    are spread over the whole table in rounds of 3 (see `best_of_rounds`);
   * update: one incremental update of one candle after a history of the largest size, through
     the JSON state as the indicators task stores it (median and worst of 20 updates, ms), and
     the one-off cost of building the state from the whole history.
@@ -23,6 +24,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -73,43 +75,58 @@ def raw_call(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
 PER_ROUND = 3  # runs of each side of a pair per round
 
 
+@dataclass
+class PairTimes:
+    """Wall times of the two sides of a pair: the best of each, and the ratio of each run's
+    two sides (run back to back)."""
+
+    best: list[float] = field(default_factory=lambda: [float("inf"), float("inf")])
+    ratios: list[float] = field(default_factory=list)  # raw / compute, one per run
+
+
 def best_of_rounds(pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]],
-                   repeats: int) -> dict[str, tuple[float, float]]:
-    """Best wall time of both sides of every pair, `repeats` runs each, in rounds.
+                   repeats: int) -> dict[str, PairTimes]:
+    """Both sides of every pair, `repeats` runs each, in rounds.
 
     A round runs each pair PER_ROUND times, the two sides back to back and each first in turn,
     so load on the machine hits both alike; after the first run the allocator reuses the memory
     of the outputs (no page faults for 8 MB at 1e6, as in any loop), which the first run after
     another indicator pays or, inheriting that indicator's freed memory, sometimes does not
     (MACD: 388 page faults instead of 808, 10% faster): which side runs first after another
-    indicator alternates from round to round too. Rounds spread each pair's runs over the whole table, so a
-    burst of load elsewhere (seconds long: it slowed all 7 runs of some 1e7 pairs measured in
-    one go, ratios 0.78 to 1.73) cannot spoil all of them.
+    indicator alternates from round to round too. Rounds spread each pair's runs over the whole
+    table, so a burst of load elsewhere (seconds long: it slowed all 7 runs of some 1e7 pairs
+    measured in one go, ratios 0.78 to 1.73) cannot spoil all of them.
 
     Wall time, not process CPU time: polars' idle worker threads spin for a while after each
     call, which CPU time would charge to `compute`. No gc.collect() between runs: it evicts the
     caches and then charges their refill to whichever side touches more objects.
     """
-    best = {name: [float("inf"), float("inf")] for name in pairs}
+    times = {name: PairTimes() for name in pairs}
     gc.collect()
     for round_ in range(-(-repeats // PER_ROUND)):
         runs = min(PER_ROUND, repeats - round_ * PER_ROUND)
         for name, sides in pairs.items():
+            pair = times[name]
             for run in range(runs):
+                took = [0.0, 0.0]
                 for slot in ((0, 1) if (round_ + run) % 2 == 0 else (1, 0)):
                     start = time.perf_counter()
                     sides[slot]()
-                    best[name][slot] = min(best[name][slot], time.perf_counter() - start)
-    return {name: (raw, wrapped) for name, (raw, wrapped) in best.items()}
+                    took[slot] = time.perf_counter() - start
+                    pair.best[slot] = min(pair.best[slot], took[slot])
+                pair.ratios.append(took[0] / took[1])
+    return times
 
 
-def throughput_rows(n: int, repeats: int) -> list[tuple[str, float, float]]:
+def throughput_rows(n: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    """Per indicator: raw and compute throughput (candles/s, best runs) and the median ratio
+    of the runs' pairs."""
     frame = random_walk_frame(n)
     arrays = {c: frame[c].to_numpy() for c in frame.columns}
     pairs = {name: (raw_call(name, arrays), lambda name=name: compute(frame, [name]))
              for name in REGISTRY}
-    best = best_of_rounds(pairs, repeats)
-    return [(name, n / raw, n / wrapped) for name, (raw, wrapped) in best.items()]
+    return [(name, n / pair.best[0], n / pair.best[1], statistics.median(pair.ratios))
+            for name, pair in best_of_rounds(pairs, repeats).items()]
 
 
 def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
@@ -136,11 +153,13 @@ def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
     return rows
 
 
-def _print_throughput(n: int, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats(n)} alternated runs in rounds)")
-    print(f"{'indicator':<10} {'raw TA-Lib':>14} {'compute':>14} {'ratio':>7}")
-    for name, raw, wrapped in rows:
-        print(f"{name:<10} {raw:>14,.0f} {wrapped:>14,.0f} {wrapped / raw:>7.2f}")
+def _print_throughput(n: int, rows: list[tuple[str, float, float, float]]) -> None:
+    print(f"\n{n:.0e} candles: throughput (candles/s, best of {_repeats(n)} alternated runs in "
+          "rounds); ratio = compute / raw of the best runs; 'pairs' = median of the runs' own "
+          "ratios")
+    print(f"{'indicator':<10} {'raw TA-Lib':>14} {'compute':>14} {'ratio':>7} {'pairs':>7}")
+    for name, raw, wrapped, paired in rows:
+        print(f"{name:<10} {raw:>14,.0f} {wrapped:>14,.0f} {wrapped / raw:>7.2f} {paired:>7.2f}")
 
 
 def _print_updates(n: int, rows: list[tuple[str, float, float, float, float]]) -> None:
