@@ -152,6 +152,9 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     candles = "candles/sim/BTC-USDT/1m"
     assert [d["id"] for d in mine["datasets"]] == [candles]
     assert data.verify(farm.root, candles).ok
+    heartbeat = json.loads((farm.root / "run" / "mine.json").read_text())
+    assert heartbeat["counters"]["requests"] > 0
+    assert heartbeat["counters"]["candles_added"] > 0
 
     # A second deploy changes nothing.
     redeploy = json.loads(farm.sfarm("deploy", "--json").stdout)

@@ -37,8 +37,16 @@ def _mine_engine(inventory: LoadedInventory) -> Engine:
         task: MineTask = context.config
         exchange = inventory.model.exchanges[task.exchange]
 
+        latest: dict[str, MineProgress] = {}
+
         def report(progress: MineProgress) -> None:
+            latest[progress.dataset_id] = progress
             context.board.output(progress.dataset_id, progress.last_ts, progress.rows)
+            context.board.set_counters({
+                "candles_added": sum(p.rows_added for p in latest.values()),
+                "requests": sum(p.requests for p in latest.values()),
+                "retries": sum(p.retries for p in latest.values()),
+            })
             if progress.error:
                 context.board.error(progress.error)
 

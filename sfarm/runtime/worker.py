@@ -55,6 +55,11 @@ class ProgressBoard:
         with self._lock:
             self.counters[name] = self.counters.get(name, 0) + amount
 
+    def set_counters(self, values: dict[str, int]) -> None:
+        """Replace counters an engine keeps itself (totals over its datasets, say)."""
+        with self._lock:
+            self.counters.update(values)
+
     def wait_for(self, what: str | None) -> None:
         """Say what the engine waits for (None when it no longer waits)."""
         with self._lock:
