@@ -237,6 +237,28 @@ def test_a_day_partitioned_dataset_of_layout_1_keeps_its_layout(tmp_path: Path) 
     assert data.verify(tmp_path, BTC_1M).ok
 
 
+def test_relayout_rewrites_a_layout_1_dataset_under_month_day(tmp_path: Path) -> None:
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    candles = make_candles(T0 - 2 * DAY_MS, 2 * 1440 + 3)
+    write_layout_1(directory, candles)
+    data.append(tmp_path, BTC_1M, make_candles(T0, 1), extra={"cursor": 9})
+    assert data.relayout(tmp_path, BTC_1M) is True
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None
+    assert (manifest.schema_version, manifest.partitioning, manifest.generation) == (
+        2, "month+day", 3)
+    assert manifest.extra == {"cursor": 9}
+    assert [p.key for p in manifest.partitions] == ["2023-12", "2024-01-01"]
+    assert sorted(os.listdir(directory)) == [
+        ".lock", "2023-12.g3.parquet", "2024-01-01.g3.parquet", "_index.2023.g3.json",
+        "_index.2024.g3.json", "_manifest.json"]
+    assert data.read(tmp_path, BTC_1M).equals(candles)
+    assert data.verify(tmp_path, BTC_1M).ok
+    assert data.relayout(tmp_path, BTC_1M) is False  # already under the current rule
+    with pytest.raises(data.DatasetNotFound):
+        data.relayout(tmp_path, "candles/binance/ETH-USDT/1m")
+
+
 def test_verify_reports_partitions_the_rule_does_not_give(tmp_path: Path) -> None:
     directory = data.dataset_dir(tmp_path, BTC_1M)
     write_layout_1(directory, make_candles(T0 - 2 * DAY_MS, 2 * 1440 + 1), "month+day")

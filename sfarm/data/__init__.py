@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_manifest": "sfarm.data.store",
     "read": "sfarm.data.store",
     "read_tail": "sfarm.data.store",
+    "relayout": "sfarm.data.store",
     "scan": "sfarm.data.store",
     "VerifyReport": "sfarm.data.verification",
     "verify": "sfarm.data.verification",
@@ -36,5 +37,13 @@ if TYPE_CHECKING:
     from sfarm.data.csv_import import ImportResult, import_csv  # noqa: F401
     from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts  # noqa: F401
     from sfarm.data.manifest import Manifest, PartitionEntry, SegmentEntry  # noqa: F401
-    from sfarm.data.store import AppendResult, append, load_manifest, read, read_tail, scan  # noqa: F401
+    from sfarm.data.store import (  # noqa: F401
+        AppendResult,
+        append,
+        load_manifest,
+        read,
+        read_tail,
+        relayout,
+        scan,
+    )
     from sfarm.data.verification import VerifyReport, verify  # noqa: F401

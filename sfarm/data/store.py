@@ -5,13 +5,13 @@ in (and, under the `month+day` rule, one file for the month its last row has jus
 of that month's days), then the index segments of those partitions, then `_manifest.json` (the
 commit), then removes the superseded files. A writer killed at any point leaves the previous
 manifest intact and every file it names untouched; the next writer sweeps the leftovers.
+`relayout` rewrites a whole dataset under the current rule the same way.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,6 @@ from sfarm.data.layout import (
     dataset_dir,
     enclosing_keys,
     format_ts,
-    is_partition_file,
-    is_segment_file,
-    is_temp_file,
     partition_file_name,
     partitioning_for,
     period_key,
@@ -55,6 +52,7 @@ from sfarm.data.manifest import (
     sha256_hex,
     summarize_segment,
 )
+from sfarm.data.recovery import referenced_files, sweep
 from sfarm.errors import RunError, UsageError
 
 log = logging.getLogger("sfarm.data")
@@ -217,6 +215,47 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     return result
 
 
+def relayout(root: Path | str, dataset_id: str) -> bool:
+    """Rewrite a dataset under the partitioning rule of new datasets of its kind (version 1's
+    day files of a 1m dataset become `month+day`), in one atomic commit; False when it already
+    follows it. Rows, columns and "extra" are kept; readers see the old files or the new.
+
+    It holds the writer lock while it reads and writes the whole history (1e7 1m candles from
+    6,945 day files to 246: 6 s), so a miner's append waits that long.
+    """
+    dataset_id = check_dataset_id(dataset_id)
+    directory = dataset_dir(root, dataset_id)
+    if read_manifest_file(directory) is None:  # before the lock: no lock file where no dataset
+        raise _not_found(root, dataset_id, None)
+    with WriterLock(directory) as lock:
+        manifest = read_manifest_file(directory)
+        if manifest is None or manifest.partitioning == partitioning_for(dataset_id):
+            lock.mark_finished()
+            return False
+        if lock.interrupted:
+            sweep(directory, manifest)
+        try:
+            _relayout_locked(directory, dataset_id, manifest)
+        except FileNotFoundError as error:
+            raise RunError(f"{dataset_id}: {error.filename} named by the manifest is missing",
+                           hint=f"sfarm data verify {dataset_id}") from None
+        lock.mark_finished()
+    return True
+
+
+def _relayout_locked(directory: Path, dataset_id: str, manifest: Manifest) -> None:
+    files = [directory / p.file for s in manifest.segments  # in ts order
+             for p in read_segment_file(directory, s)]
+    frame = (pl.scan_parquet(files, glob=False).collect() if files
+             else frames.empty_frame(manifest.columns))
+    retired = sorted(referenced_files(directory, manifest))
+    fresh = new_manifest(dataset_id, partitioning_for(dataset_id), manifest.timeframe,
+                         manifest.columns).model_copy(update={"extra": manifest.extra})
+    generation = manifest.generation + 1
+    segments, _ = _write_partitions(directory, dataset_id, fresh, frame, generation, _Tally())
+    _commit(directory, fresh, segments, retired, generation, manifest.columns, None)
+
+
 @dataclass
 class _Tally:
     added: int = 0
@@ -253,6 +292,15 @@ def _append_locked(directory: Path, dataset_id: str, manifest: Manifest | None,
                                           tally)
     if not segments and not extra:
         return AppendResult(0, tally.skipped, tally.conflicts, manifest.last_ts)
+    committed = _commit(directory, manifest, segments, retired, generation, columns, extra)
+    return AppendResult(tally.added, tally.skipped, tally.conflicts, committed.last_ts)
+
+
+def _commit(directory: Path, manifest: Manifest, segments: dict[str, list[PartitionEntry]],
+            retired: list[str], generation: int, columns: dict[str, str],
+            extra: dict[str, Any] | None) -> Manifest:
+    """Write the changed index segments, then the manifest naming them (the commit), then
+    remove the files it no longer names."""
     changed: list[SegmentEntry] = []
     current = {s.name: s for s in manifest.segments}
     for segment, partitions in segments.items():
@@ -267,7 +315,7 @@ def _append_locked(directory: Path, dataset_id: str, manifest: Manifest | None,
     write_atomic(directory, MANIFEST_NAME, manifest_bytes(committed))  # the commit
     for name in retired:
         remove_quietly(directory / name)
-    return AppendResult(tally.added, tally.skipped, tally.conflicts, committed.last_ts)
+    return committed
 
 
 def _write_partitions(directory: Path, dataset_id: str, manifest: Manifest,
@@ -363,31 +411,3 @@ def _log_conflicts(dataset_id: str, split: frames.Split, why: str) -> None:
     if split.conflicts > len(split.examples):
         log.warning("%s: %d more conflicts (%s) not shown; stored values kept", dataset_id,
                     split.conflicts - len(split.examples), why)
-
-
-# ---- recovery ----------------------------------------------------------------------------------
-
-def referenced_files(directory: Path, manifest: Manifest | None) -> set[str]:
-    """Every file the manifest names (index segments and partitions)."""
-    if manifest is None:
-        return set()
-    names = {s.file for s in manifest.segments}
-    for segment in manifest.segments:
-        names.update(p.file for p in read_segment_file(directory, segment))
-    return names
-
-
-def sweep(directory: Path, manifest: Manifest | None) -> list[str]:
-    """Remove what a killed writer left: temp files, partitions and segments no manifest names."""
-    keep = referenced_files(directory, manifest)
-    removed = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            name = entry.name
-            orphan = (is_partition_file(name) or is_segment_file(name)) and name not in keep
-            if entry.is_file() and (orphan or is_temp_file(name)):
-                remove_quietly(Path(entry.path))
-                removed.append(name)
-    if removed:
-        log.info("%s: removed %d files left by an interrupted write", directory, len(removed))
-    return removed
