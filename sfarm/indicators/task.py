@@ -1,9 +1,10 @@
 """The `indicators` task: one dataset per (market, timeframe, spec), kept up to date from candles.
 
 Each step reads the candles after the output's last candle (once for all the specs over the
-same candles), runs `incremental.update` and appends the rows together with the new state (manifest `extra`, one atomic commit), so a worker
-killed at any moment resumes where its last commit left off: no row twice, no row without the
-state that produced it. Input candles are this node's own (`data/`) or pulled from their
+same candles, only the columns they use), runs `incremental.update` and appends the rows
+together with the new state (manifest `extra`, one atomic commit), so a worker killed at any
+moment resumes where its last commit left off: no row twice, no row without the state that
+produced it. Input candles are this node's own (`data/`) or pulled from their
 producer into `mirror/<node>/`.
 """
 
@@ -140,8 +141,9 @@ def advance_all(root: Path, jobs: Iterable[Job], *, max_rows: int = MAX_ROWS_PER
         starts = [None if state is None or state.last_ts is None else state.last_ts + 1
                   for state in states]
         earliest = None if None in starts else min(s for s in starts if s is not None)
+        columns = sorted({name for job in group for name in job.spec.inputs})
         laps.lap("locate")
-        candles = data.read(root, input_id, start=earliest, mirror_of=mirror_of)
+        candles = data.read(root, input_id, start=earliest, columns=columns, mirror_of=mirror_of)
         laps.lap("read")
         for job, state, start in zip(group, states, starts, strict=True):
             processed += _step(root, job, state, _from(candles, start).head(max_rows), laps)
