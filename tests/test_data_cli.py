@@ -155,3 +155,13 @@ def test_missing_root_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_empty_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "data", "verify", "--root", str(tmp_path), "--json")
     assert code == 0 and json.loads(out) == {"root": str(tmp_path), "ok": True, "datasets": []}
+
+
+def test_relayout_command_reports_each_dataset(root: Path, capsys) -> None:
+    code, out, _ = run(capsys, "data", "relayout", ETH_1H, "--root", str(root), "--json")
+    assert code == 0
+    assert json.loads(out)["datasets"] == [{"id": ETH_1H, "changed": False}]  # already current
+    code, _, err = run(capsys, "data", "relayout", "candles/binance/SOL-USDT/1h",
+                       "--root", str(root))
+    assert code == 2
+    assert "candles/binance/SOL-USDT/1h" in err
