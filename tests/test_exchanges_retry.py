@@ -35,6 +35,21 @@ def test_temporary_ccxt_errors(error_class: type[ccxt.BaseError]) -> None:
     assert translated.message.startswith(f"fetch: {error_class.__name__}: ")
 
 
+def test_a_reply_cut_short_is_temporary() -> None:
+    # What ccxt's async client raises when the server goes away in the middle of a body.
+    import aiohttp
+
+    try:
+        try:
+            raise aiohttp.ClientPayloadError("Response payload is not completed")
+        except aiohttp.ClientError as cause:
+            raise ccxt.ExchangeError("binance GET http://127.0.0.1/api/v3/klines") from cause
+    except ccxt.ExchangeError as error:
+        assert is_temporary(error)
+        assert isinstance(translate(error), ExchangeTemporaryError)
+    assert not is_temporary(ccxt.ExchangeError("binance said no"))
+
+
 @pytest.mark.parametrize("error_class", [
     ccxt.BadSymbol, ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.BadRequest,
     ccxt.NotSupported, ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.OrderNotFound,

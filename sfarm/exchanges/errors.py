@@ -50,7 +50,18 @@ class ExchangePermanentError(ExchangeCallError):
 
 def is_temporary(error: BaseException) -> bool:
     """True for the ccxt errors a retry can cure (OperationFailed: NetworkError and its kin)."""
-    return isinstance(error, ccxt.OperationFailed | ExchangeTemporaryError)
+    return isinstance(error, ccxt.OperationFailed | ExchangeTemporaryError) or _cut_short(error)
+
+
+def _cut_short(error: BaseException) -> bool:
+    """A reply whose body was cut short (the server went away mid-answer). ccxt's async client
+    raises ExchangeError for it, because aiohttp does not class ClientPayloadError as a
+    connection error; it is a transport failure like any other, and a retry can cure it."""
+    if not isinstance(error, ccxt.ExchangeError) or error.__cause__ is None:
+        return False
+    import aiohttp  # ccxt's own dependency; only needed once such an error exists
+
+    return isinstance(error.__cause__, aiohttp.ClientPayloadError)
 
 
 def translate(error: ccxt.BaseError, *, action: str = "",
