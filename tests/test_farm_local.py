@@ -155,6 +155,9 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     heartbeat = json.loads((farm.root / "run" / "mine.json").read_text())
     assert heartbeat["counters"]["requests"] > 0
     assert heartbeat["counters"]["candles_added"] > 0
+    studies = json.loads((farm.root / "run" / "studies.json").read_text())
+    assert [d["id"] for d in studies["inputs"]] == [candles]  # input freshness
+    assert studies["inputs"][0]["rows"] > 0
 
     # A second deploy changes nothing.
     redeploy = json.loads(farm.sfarm("deploy", "--json").stdout)

@@ -184,6 +184,18 @@ def catch_up(root: Path, jobs: list[Job], *, max_rows: int = MAX_ROWS_PER_STEP,
     return total
 
 
+def _report_inputs(root: Path, jobs: list[Job], board: Any) -> None:
+    """Input freshness for the heartbeat: each candles dataset's last candle and rows."""
+    for input_id in dict.fromkeys(job.input_id for job in jobs):
+        node = locate_input(root, input_id)
+        if node is False:
+            continue
+        manifest = data.load_manifest(root, input_id, mirror_of=node or None,
+                                      with_partitions=False)
+        if manifest is not None:
+            board.input(input_id, manifest.last_ts, manifest.rows)
+
+
 def run_indicators(context: Any, *, poll_s: float = POLL_S) -> None:
     """Worker engine (`sfarm.runtime.worker`): catch up, then wake on new candles until stopped.
 
@@ -202,6 +214,7 @@ def run_indicators(context: Any, *, poll_s: float = POLL_S) -> None:
             manifest = data.load_manifest(root, job.output_id)
             if manifest is not None:
                 board.output(job.output_id, manifest.last_ts, manifest.rows)
+        _report_inputs(root, jobs, board)
         board.wait_for("new candles")
         if context.sleep(poll_s):
             break
