@@ -13,22 +13,12 @@ import polars as pl
 import pytest
 
 from sfarm import data
-from sfarm.cli.main import main
+from tests.fixtures.cli import run
 from tests.fixtures.data_helpers import T0, make_candles
 
 BTC_1M = "candles/binance/BTC-USDT/1m"
 ETH_1H = "candles/binance/ETH-USDT/1h"
 SFARM = Path(sys.executable).parent / "sfarm"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

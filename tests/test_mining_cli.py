@@ -17,26 +17,16 @@ import pytest
 from rich.console import Console
 
 from sfarm import data
-from sfarm.cli.main import main
 from sfarm.cli.mine import ProgressView
 from sfarm.inventory.model import Exchange
 from sfarm.mining import MineRequest, mine
 from sfarm.timeframes import HOUR_MS, MINUTE_MS
 from sfarm.timepoints import parse_time_point
+from tests.fixtures.cli import run
 
 SFARM = Path(sys.executable).parent / "sfarm"
 SINCE, UNTIL = "2024-03-01", "2024-03-03"
 BTC_1M = "candles/binance/BTC-USDT/1m"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def mine_args(url: str, root: Path, *extra: str) -> list[str]:
