@@ -116,7 +116,7 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
         with err.status("waiting for every task to run and produce data"):
             status = controller.wait_until(running_with_data, wait)
         if not running_with_data(status):
-            render_status(status)
+            out.print(render_status(status))
             raise RunError(f"not every task was running with data after {wait:.0f} s",
                            hint="see `sfarm status` and `sfarm logs NODE TASK`")
 
@@ -272,10 +272,14 @@ def logs(
     agent = controller.agent(spec)
     files = {name: agent.log_file(name) for name in ([task] if task else spec.tasks)}
     prefix = len(files) > 1
+
+    def emit(name: str, line: str) -> None:
+        out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
+
     offsets = {}
     for name, path in files.items():
         for line in tail_lines(path, lines):
-            out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
+            emit(name, line)
         offsets[name] = path.stat().st_size if path.exists() else 0
     while follow:
         time.sleep(0.5)
@@ -291,7 +295,7 @@ def logs(
                     chunk = handle.read().decode("utf-8", "replace")
                 offsets[name] = size
                 for line in chunk.splitlines():
-                    out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
+                    emit(name, line)
 
 
 def register(app: typer.Typer) -> None:

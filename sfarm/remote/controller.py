@@ -139,7 +139,3 @@ def running_with_data(status: NetworkStatus) -> bool:
             for task in node.tasks)
         for node in status.nodes)
 
-
-def all_running(status: NetworkStatus) -> bool:
-    return all(node.reachable and all(task.state == "running" for task in node.tasks)
-               for node in status.nodes)
