@@ -22,6 +22,7 @@ import polars as pl
 
 from sfarm import data
 from sfarm.data.ids import candles_id, indicator_id
+from sfarm.data.layout import MIRROR_DIR
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
 
@@ -86,7 +87,7 @@ def locate_input(root: Path, dataset_id: str) -> str | None | bool:
     # `_manifest.json` alone: listing the partitions reads every index segment, O(history).
     if data.load_manifest(root, dataset_id, with_partitions=False) is not None:
         return None
-    mirror = root / "mirror"
+    mirror = root / MIRROR_DIR
     if mirror.is_dir():
         for node in sorted(p.name for p in mirror.iterdir() if p.is_dir()):
             if data.load_manifest(root, dataset_id, mirror_of=node,

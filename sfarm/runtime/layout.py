@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sfarm.data.layout import DATA_DIR, MIRROR_DIR
+
 
 @dataclass(frozen=True)
 class NodeRoot:
@@ -16,11 +18,11 @@ class NodeRoot:
 
     @property
     def data(self) -> Path:
-        return self.path / "data"
+        return self.path / DATA_DIR
 
     @property
     def mirror(self) -> Path:
-        return self.path / "mirror"
+        return self.path / MIRROR_DIR
 
     @property
     def run(self) -> Path:
