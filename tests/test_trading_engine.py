@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfarm.trading.engine import Candles, EngineParams, EngineState, run
 
@@ -236,3 +238,40 @@ def test_chunked_runs_carry_the_state_and_match_one_run(params: EngineParams) ->
     assert np.array_equal(np.concatenate(equity), whole.equity)
     assert state == whole.state or (math.isnan(whole.state.entry_price)
                                     and state.to_json() == whole.state.to_json())
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1),
+       density=st.sampled_from([0.002, 0.02, 0.2, 0.6]),
+       allow_short=st.booleans(),
+       stops=st.sampled_from([(0.0, 0.0, 0.0), (0.01, 0.0, 0.0), (0.0, 0.02, 0.0),
+                              (0.0, 0.0, 0.01), (0.02, 0.03, 0.01)]))
+def test_one_run_equals_candle_by_candle(seed: int, density: float, allow_short: bool,
+                                         stops: tuple[float, float, float]) -> None:
+    """A run over many candles skips the quiet ones (no order pending, no signal that could
+    act); candle by candle nothing is skipped. Both must give the same books to the bit."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    data = random_candles(n, seed=seed % 1000)
+    data = Candles(**{**{f: getattr(data, f) for f in ("ts", "open", "high", "low", "close")},
+                      **{name: rng.random(n) < density for name in
+                         ("entry_long", "exit_long", "entry_short", "exit_short")}})
+    stop_loss, take_profit, trailing = stops
+    params = EngineParams(fee=0.001, slippage=0.0002, stop_loss=stop_loss,
+                          take_profit=take_profit, trailing_stop=trailing,
+                          allow_short=allow_short)
+    whole = run(data, params, EngineState.initial(1000.0))
+    state = EngineState.initial(1000.0)
+    equity, position, trades = [], [], []
+    for i in range(n):
+        part = run(data.slice(i, i + 1), params, state)
+        state = part.state
+        equity.append(part.equity)
+        position.append(part.position)
+        trades.append(part.trades)
+    import polars as pl
+
+    assert np.array_equal(np.concatenate(equity), whole.equity)
+    assert np.array_equal(np.concatenate(position), whole.position)
+    assert pl.concat(trades).equals(whole.trades)
+    assert state.to_json() == whole.state.to_json()

@@ -175,3 +175,12 @@ def test_lag_rewrite_matches_the_polars_window() -> None:
     window = frame.with_columns(pl.col("close").fill_nan(None)).select(
         pl.sql_expr(text).fill_null(False).alias("x"))["x"]
     assert ours.equals(window) and ours.sum() > 10
+
+
+def test_conditions_checked_together_still_name_the_one_at_fault(tmp_path: Path) -> None:
+    # All conditions are probed in one evaluation; the error still names the key and its line.
+    text = RSI.replace('exit_long = "rsi_14 > 55"\n',
+                       'exit_long = "rsi_14 > 55"\nentry_short = "rsi_14 > 70"\n'
+                       'exit_short = "rsi_14 + 1"\n')
+    error = error_of(tmp_path, text)
+    assert ":7: strategy.exit_short:" in error.message and "true/false" in error.message

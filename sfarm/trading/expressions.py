@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +29,10 @@ _LAG = re.compile(r"\bLAG\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)\"?\s*(?:,\s*(\d+)\s
 class ExpressionError(ValueError):
     """An expression that cannot be used; `str()` is a complete message for a person."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, key: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+        self.key = key  # which of the expressions checked together (check_expressions)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ def evaluate(expressions: dict[str, SignalExpression], frame: pl.DataFrame) -> p
     """One Boolean column per expression (null counts as false). `frame` is sorted by ts; its
     float NaN (indicator warm-up) is read as null, so a condition is false until it has values
     (polars orders NaN above every number: `NaN > 30` would be true)."""
+    return _evaluation(expressions, frame).collect()
+
+
+def _evaluation(expressions: Mapping[str, SignalExpression], frame: pl.DataFrame) -> pl.LazyFrame:
     read = sorted(set().union(*(e.columns for e in expressions.values())) & set(frame.columns))
     floats = [name for name in read if frame.schema[name].is_float()]
     query = frame.lazy().select(read)
@@ -96,7 +102,7 @@ def evaluate(expressions: dict[str, SignalExpression], frame: pl.DataFrame) -> p
     if lags:
         query = query.with_columns(lags)
     return query.select([e.expr.fill_null(False).alias(name)
-                         for name, e in expressions.items()]).collect()
+                         for name, e in expressions.items()])
 
 
 def unknown_columns(expression: SignalExpression, available: set[str]) -> list[str]:
@@ -109,53 +115,73 @@ def suggest(name: str, available: set[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def check_expression(expression: SignalExpression, available: set[str]) -> None:
-    """Raise ExpressionError if the expression reads a column that does not exist, does not
-    give true/false, or reads later candles. Columns are typed as the engine sees them: ts
-    Int64, the rest Float64."""
-    missing = unknown_columns(expression, available)
-    if missing:
-        name = missing[0]
-        close = suggest(name, available)
-        did_you_mean = f"; did you mean {close!r}?" if close else ""
-        raise ExpressionError(
-            f"unknown column {name!r} in expression {expression.text!r}{did_you_mean}",
-            hint="columns available: " + ", ".join(sorted(available, key=_column_order)))
+def check_expressions(expressions: Mapping[str, SignalExpression], available: set[str]) -> None:
+    """Raise ExpressionError, its `key` naming the expression, for the first one that reads a
+    column that does not exist, does not give true/false, or reads later candles. Columns are
+    typed as the engine sees them: ts Int64, the rest Float64.
+
+    All expressions are probed in the same few evaluations (each costs ~0.5 ms of polars
+    planning, and loading a strategy runs them all); one at a time only to name a culprit."""
+    for key, expression in expressions.items():
+        missing = unknown_columns(expression, available)
+        if missing:
+            name = missing[0]
+            close = suggest(name, available)
+            did_you_mean = f"; did you mean {close!r}?" if close else ""
+            raise ExpressionError(
+                f"unknown column {name!r} in expression {expression.text!r}{did_you_mean}",
+                hint="columns available: " + ", ".join(sorted(available, key=_column_order)),
+                key=key)
+    if not expressions:
+        return
     probe = _probe_frame(available, rows=64, seed=1)
     try:
-        dtype = _dtype(expression, probe)
-    except Exception as error:  # type errors surface as several polars exception types
+        dtypes = _dtypes(expressions, probe)
+    except Exception:  # type errors surface as several polars exception types
+        for key, expression in expressions.items():
+            try:
+                _dtypes({key: expression}, probe)
+            except Exception as error:
+                raise ExpressionError(f"expression {expression.text!r} cannot be evaluated: "
+                                      f"{_first_line(error)}", key=key) from None
+        raise
+    for key, dtype in dtypes.items():
+        if dtype != pl.Boolean:
+            raise ExpressionError(
+                f"expression {expressions[key].text!r} gives {dtype}, not a true/false "
+                "condition", hint="compare values, e.g. `close > sma_200`", key=key)
+    for key in _reading_later_candles(expressions, probe):
         raise ExpressionError(
-            f"expression {expression.text!r} cannot be evaluated: {_first_line(error)}") from None
-    if dtype != pl.Boolean:
-        raise ExpressionError(
-            f"expression {expression.text!r} gives {dtype}, not a true/false condition",
-            hint="compare values, e.g. `close > sma_200`")
-    _check_causal(expression, probe)
-
-
-def _dtype(expression: SignalExpression, probe: pl.DataFrame) -> pl.DataType:
-    return probe.with_columns(lag_columns([expression])).select(
-        expression.expr.alias("_")).schema["_"]
-
-
-def _check_causal(expression: SignalExpression, probe: pl.DataFrame) -> None:
-    """The value on a candle must not change when later candles are added or changed."""
-    cut = 40
-    full = evaluate({"_": expression}, probe).get_column("_")
-    prefix = evaluate({"_": expression}, probe.head(cut)).get_column("_")
-    later = pl.int_range(pl.len()) >= cut
-    same = prefix.equals(full.head(cut))
-    for factor in (1e9, -1e9):  # later candles far above, then far below
-        shocked = probe.with_columns(pl.when(later).then(pl.col(c) * factor).otherwise(pl.col(c))
-                                     for c in probe.columns if c != "ts")
-        same = same and prefix.equals(evaluate({"_": expression}, shocked)["_"].head(cut))
-    if not same:
-        raise ExpressionError(
-            f"expression {expression.text!r} reads later candles (look-ahead): a condition on "
-            "a candle may only use that candle and earlier ones",
+            f"expression {expressions[key].text!r} reads later candles (look-ahead): a condition "
+            "on a candle may only use that candle and earlier ones",
             hint="earlier candles are `LAG(col) OVER (ORDER BY ts)`; for aggregates such as "
-                 "AVG(close) or MAX(high) over a window use an indicator (sma(20), max(20))")
+                 "AVG(close) or MAX(high) over a window use an indicator (sma(20), max(20))",
+            key=key)
+
+
+def _dtypes(expressions: Mapping[str, SignalExpression],
+            probe: pl.DataFrame) -> dict[str, pl.DataType]:
+    schema = probe.lazy().with_columns(lag_columns(list(expressions.values()))).select(
+        expression.expr.alias(key) for key, expression in expressions.items()).collect_schema()
+    return dict(schema)
+
+
+def _reading_later_candles(expressions: Mapping[str, SignalExpression],
+                           probe: pl.DataFrame) -> list[str]:
+    """The keys of the expressions whose value on a candle changes when later candles are added
+    or changed."""
+    cut = 40
+    later = pl.int_range(pl.len()) >= cut
+    probes = [probe, probe.head(cut)]
+    for factor in (1e9, -1e9):  # later candles far above, then far below
+        probes.append(probe.with_columns(
+            pl.when(later).then(pl.col(c) * factor).otherwise(pl.col(c))
+            for c in probe.columns if c != "ts"))
+    full, *variants = (result.head(cut) for result in pl.collect_all(
+        [_evaluation(expressions, frame) for frame in probes]))
+    return [key for key in expressions
+            if not all(variant.get_column(key).equals(full.get_column(key))
+                       for variant in variants)]
 
 
 def _probe_frame(available: set[str], *, rows: int, seed: int) -> pl.DataFrame:

