@@ -174,3 +174,20 @@ def test_session_trade_keys_stay_unique_when_two_exits_share_a_candle() -> None:
     trades_rows, _ = session_frames(result)
     assert trades_rows["ts"].to_list() == [2 * DAY, 2 * DAY + 1]
     assert trades_rows["reason"].to_list() == ["signal", "stop_loss"]
+
+
+def test_a_run_without_stops_reads_neither_high_nor_low(root: Path) -> None:
+    from sfarm.trading.backtest import load_frame
+    from sfarm.trading.engine import Candles, EngineParams, EngineState, run
+
+    plain = parse_strategy(STRATEGY.replace("stop_loss = 0.05\ntrailing_stop = 0.08\n", ""))
+    frame, _ = load_frame(root, plain, exchange="test", market="BTC/USDT", timeframe="1d")
+    assert "high" not in frame.columns and "low" not in frame.columns
+    with_stops, _ = load_frame(root, parse_strategy(STRATEGY), exchange="test",
+                               market="BTC/USDT", timeframe="1d")
+    assert {"high", "low"} <= set(with_stops.columns)
+    # Same trades either way when the stops are off; stops without high/low are refused.
+    assert run_backtest(frame, plain, timeframe="1d").run.trades.equals(
+        run_backtest(with_stops, plain, timeframe="1d").run.trades)
+    with pytest.raises(ValueError, match="high and low"):
+        run(Candles.from_frame(frame), EngineParams(stop_loss=0.01), EngineState.initial(100.0))

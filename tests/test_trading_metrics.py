@@ -7,6 +7,8 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfarm.trading.metrics import YEAR_MS, compute_metrics, max_drawdown
 
@@ -68,3 +70,29 @@ def test_json_has_the_spec_names_and_no_infinities() -> None:
     assert document["return"] == 0.0 and "total_return" not in document
     assert document["profit_factor"] is None  # no losing trade: infinite, reported as null
     assert document["trades"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 1e6)), min_size=1, max_size=300),
+       st.floats(1.0, 1e6))
+def test_equity_stats_match_numpy(values: list[float], initial: float) -> None:
+    """The one-pass statistics against the textbook formulas on any curve, zeros included
+    (a return after an equity of 0 is not finite and is left out)."""
+    from sfarm.trading.metrics import equity_stats
+
+    equity = np.array(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = equity / np.r_[initial, equity[:-1]] - 1.0
+    returns = returns[np.isfinite(returns)]
+    count, mean, m2, downside, drawdown = equity_stats(equity, initial)
+    assert count == len(returns)
+    scale = max(1.0, float(np.abs(returns).max())) if count else 1.0
+    if count:
+        assert mean == pytest.approx(returns.mean(), rel=1e-9, abs=1e-12 * scale)
+        assert m2 == pytest.approx(((returns - returns.mean()) ** 2).sum(), rel=1e-7,
+                                   abs=1e-9 * scale * scale * count)
+        assert downside == pytest.approx((np.minimum(returns, 0) ** 2).sum(), rel=1e-9)
+    peaks = np.maximum.accumulate(np.r_[initial, equity])[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        falls = np.where(peaks > 0, 1.0 - equity / peaks, 0.0)
+    assert drawdown == pytest.approx(max(0.0, float(falls.max())), rel=1e-12, abs=1e-15)

@@ -115,7 +115,10 @@ def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: s
     warmup = max((spec.warmup for spec in specs), default=0) * WARMUP_FACTOR + 1
     read_from = None if start is None else start - warmup * timeframe_ms(timeframe)
     dataset = candles_id(exchange, market, timeframe)
-    wanted = {"ts", "open", "high", "low", "close"} | {i for s in specs for i in s.inputs}
+    # Only what the run reads: high and low serve stops (and indicators such as ATR) only.
+    wanted = {"ts", "open", "close"} | {i for s in specs for i in s.inputs}
+    if EngineParams.from_strategy(strategy).has_stops:
+        wanted |= {"high", "low"}
     wanted |= strategy.required_columns()
     try:
         candles = read_columns(root, dataset, [c for c in CANDLE_COLUMNS if c in wanted],

@@ -41,6 +41,11 @@ class EngineParams:
                    size_fraction=get("size_fraction"), size_quote=get("size_quote") or 0.0,
                    allow_short=get("allows_short"))
 
+    @property
+    def has_stops(self) -> bool:
+        """Whether a run reads the candles' high and low (only stops and targets do)."""
+        return self.stop_loss > 0 or self.take_profit > 0 or self.trailing_stop > 0
+
     def to_array(self) -> np.ndarray:
         return np.array([self.fee, self.slippage, self.stop_loss, self.take_profit,
                          self.trailing_stop, self.size_fraction, self.size_quote,
@@ -104,7 +109,7 @@ class Candles:
 
     ts: np.ndarray  # int64, candle open time in ms
     open: np.ndarray  # float64 ...
-    high: np.ndarray
+    high: np.ndarray  # may be empty, with low, for a run without stops (nothing else reads them)
     low: np.ndarray
     close: np.ndarray
     entry_long: np.ndarray  # bool: the condition holds at this candle's close
@@ -121,9 +126,10 @@ class Candles:
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, signals: pl.DataFrame | None = None) -> Candles:
         """From a candle frame and a frame of signal columns (default: taken from `frame`);
-        a missing signal column means never."""
+        a missing signal column means never, missing high and low columns empty arrays."""
         source = frame if signals is None else signals
         height = frame.height
+        empty = np.empty(0, dtype=np.float64)
 
         def flags(name: str) -> np.ndarray:
             if name not in source.columns:
@@ -134,8 +140,10 @@ class Candles:
         def prices(name: str) -> np.ndarray:
             return np.ascontiguousarray(frame.get_column(name).cast(pl.Float64).to_numpy())
 
+        ranges = ("high", "low") if {"high", "low"} <= set(frame.columns) else ()
         return cls(ts=np.ascontiguousarray(frame.get_column("ts").cast(pl.Int64).to_numpy()),
-                   open=prices("open"), high=prices("high"), low=prices("low"),
+                   open=prices("open"), high=prices("high") if ranges else empty,
+                   low=prices("low") if ranges else empty,
                    close=prices("close"), entry_long=flags("entry_long"),
                    exit_long=flags("exit_long"), entry_short=flags("entry_short"),
                    exit_short=flags("exit_short"))
@@ -159,6 +167,8 @@ TRADE_SCHEMA: dict[str, type[pl.DataType]] = {
 def run(candles: Candles, params: EngineParams, state: EngineState) -> RunResult:
     """Process `candles` (all newer than `state.last_ts`) and return trades, equity, state."""
     n = len(candles)
+    if params.has_stops and not len(candles.high) == len(candles.low) == n:
+        raise ValueError("a run with stops needs the candles' high and low")
     if n and candles.ts[0] <= state.last_ts:
         raise ValueError(f"candle {int(candles.ts[0])} is not newer than the last one "
                          f"processed ({state.last_ts})")

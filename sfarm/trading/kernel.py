@@ -5,9 +5,9 @@ tens of millions of candles per second. `sfarm.trading.engine` wraps it in typed
 rules are in docs/trading.md. Order of events inside candle i: (1) pending exit, then pending
 entry, at the open; (2) stop loss / take profit / trailing stop from high and low; (3) equity
 and position at the close; (4) the signals of candle i become orders for candle i+1's open.
-Then (5): with no order pending, the candles up to the next one whose signals could act only
-change the books, and the loop runs through them on a short path (most candles: 12 -> 6 ns a
-candle). tests/test_trading_engine.py checks that a run equals the same candles one by one.
+Then (5): with no order pending, the candles up to the next one whose signals could act or
+whose prices reach a stop or target only move the books, and the loop runs through them on a
+short path (most candles). tests/test_trading_engine.py checks that a run equals the same candles one by one.
 """
 
 from __future__ import annotations
@@ -45,6 +45,34 @@ def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, siz
     row[9] = entry_bar
     row[10] = exit_bar
     return trades, count + 1
+
+
+@njit(cache=True, inline="always")
+def _protective_exit(side, o, adverse, favorable, entry_price, extreme, sl, tp, trail):
+    """(price, reason) at which a position of `side` (+1 long, -1 short) leaves inside a candle
+    by stop loss, take profit or trailing stop; (NaN, SIGNAL) when it stays.
+
+    One rule for both sides: prices are compared as side * price (a sign change is exact), the
+    adverse extreme is a long's low and a short's high, the favorable one the other."""
+    stop = -np.inf * side
+    stop_reason = STOP_LOSS
+    if sl > 0.0:
+        stop = entry_price * (1.0 - side * sl)
+    if trail > 0.0:
+        trailing = extreme * (1.0 - side * trail)
+        if side * trailing > side * stop:
+            stop = trailing
+            stop_reason = TRAILING_STOP
+    target = entry_price * (1.0 + side * tp) if tp > 0.0 else np.inf * side
+    if side * o <= side * stop:  # gapped through the stop: the open is the first price there
+        return o, stop_reason
+    if side * o >= side * target:
+        return o, TAKE_PROFIT
+    if side * adverse <= side * stop:  # both may have traded: assume the worse, the stop
+        return stop, stop_reason
+    if side * favorable >= side * target:
+        return target, TAKE_PROFIT
+    return np.nan, SIGNAL
 
 
 @njit(cache=True)
@@ -108,48 +136,14 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
 
         # (2) protective exits inside the candle, from its open on (the entry candle included).
         if has_stops and pos != 0.0:
-            exit_at = np.nan
-            reason = SIGNAL
-            if pos > 0.0:
-                stop = -np.inf
-                stop_reason = STOP_LOSS
-                if sl > 0.0:
-                    stop = entry_price * (1.0 - sl)
-                if trail > 0.0 and extreme * (1.0 - trail) > stop:
-                    stop = extreme * (1.0 - trail)
-                    stop_reason = TRAILING_STOP
-                target = entry_price * (1.0 + tp) if tp > 0.0 else np.inf
-                if o <= stop:  # gapped through the stop: the open is the first price available
-                    exit_at, reason = o, stop_reason
-                elif o >= target:
-                    exit_at, reason = o, TAKE_PROFIT
-                elif low[i] <= stop:  # both may have traded: assume the worse, the stop
-                    exit_at, reason = stop, stop_reason
-                elif high[i] >= target:
-                    exit_at, reason = target, TAKE_PROFIT
-                elif high[i] > extreme:
-                    extreme = high[i]
+            side = 1.0 if pos > 0.0 else -1.0
+            adverse, favorable = (low[i], high[i]) if pos > 0.0 else (high[i], low[i])
+            exit_at, reason = _protective_exit(side, o, adverse, favorable, entry_price,
+                                               extreme, sl, tp, trail)
+            if np.isnan(exit_at):
+                if side * favorable > side * extreme:
+                    extreme = favorable
             else:
-                stop = np.inf
-                stop_reason = STOP_LOSS
-                if sl > 0.0:
-                    stop = entry_price * (1.0 + sl)
-                if trail > 0.0 and extreme * (1.0 + trail) < stop:
-                    stop = extreme * (1.0 + trail)
-                    stop_reason = TRAILING_STOP
-                target = entry_price * (1.0 - tp) if tp > 0.0 else -np.inf
-                if o >= stop:
-                    exit_at, reason = o, stop_reason
-                elif o <= target:
-                    exit_at, reason = o, TAKE_PROFIT
-                elif high[i] >= stop:
-                    exit_at, reason = stop, stop_reason
-                elif low[i] <= target:
-                    exit_at, reason = target, TAKE_PROFIT
-                elif low[i] < extreme:
-                    extreme = low[i]
-            if not np.isnan(exit_at):
-                side = 1.0 if pos > 0.0 else -1.0
                 price = exit_at * (1.0 - slip * side)
                 units = abs(pos)
                 exit_fee = units * price * fee
@@ -181,8 +175,8 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
             pending_entry = -1
         i += 1
 
-        # (5) with no order pending, the candles up to the next signal that could act change
-        # nothing but the books: run through them without the steps above (most candles).
+        # (5) with no order pending, the candles up to the next one that could do more than
+        # move the books (a signal that acts, a stop or target reached) take a short path.
         if pending_exit or pending_entry != 0:
             continue
         if pos == 0.0:
@@ -190,17 +184,30 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
                 equity_out[i] = cash + pos * close[i]
                 position_out[i] = pos
                 i += 1
-        elif not has_stops:
-            if pos > 0.0:
-                while i < n and not (exit_long[i] or (allow_short and entry_short[i])):
-                    equity_out[i] = cash + pos * close[i]
-                    position_out[i] = pos
-                    i += 1
-            else:
-                while i < n and not (exit_short[i] or entry_long[i]):
-                    equity_out[i] = cash + pos * close[i]
-                    position_out[i] = pos
-                    i += 1
+            continue
+        # Signals that end a long: exit_long, or entry_short where shorts are allowed; a short:
+        # exit_short or entry_long.
+        closing, reversing = (exit_long, entry_short) if pos > 0.0 else (exit_short, entry_long)
+        can_reverse = allow_short or pos < 0.0
+        if not has_stops:
+            while i < n and not (closing[i] or (can_reverse and reversing[i])):
+                equity_out[i] = cash + pos * close[i]
+                position_out[i] = pos
+                i += 1
+            continue
+        side = 1.0 if pos > 0.0 else -1.0
+        adverse_prices, favorable_prices = (low, high) if pos > 0.0 else (high, low)
+        while i < n and not (closing[i] or (can_reverse and reversing[i])):
+            favorable = favorable_prices[i]
+            exit_at, reason = _protective_exit(side, open_[i], adverse_prices[i], favorable,
+                                               entry_price, extreme, sl, tp, trail)
+            if not np.isnan(exit_at):
+                break  # the full steps above record the exit
+            if side * favorable > side * extreme:
+                extreme = favorable
+            equity_out[i] = cash + pos * close[i]
+            position_out[i] = pos
+            i += 1
 
     if n > 0:
         last_ts = ts[n - 1]

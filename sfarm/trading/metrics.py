@@ -95,46 +95,51 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
     )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # x / 0 gives inf or NaN, as in numpy, not an error
 def equity_stats(equity: np.ndarray, initial: float) -> tuple[int, float, float, float, float]:
     """Number of finite per-candle returns, their mean, sum of squared deviations from the mean,
-    sum of squared negative returns, and the max drawdown. A return after an equity of 0 is not
-    finite (x / 0) and is left out.
+    sum of squared negative returns, and the max drawdown, in one pass. A return after an
+    equity of 0 is not finite (x / 0) and is left out.
 
-    Three simple passes: each runs at the speed of memory, where one pass with Welford's running
-    division and a branch on the sign of every return ran 8x slower."""
-    n = equity.shape[0]
+    The squared deviations are summed around the first return (shifted data: exact enough for
+    returns, which stay within a few deviations of their mean) rather than with Welford's
+    running division; and no branch on a return's sign, a coin toss that mispredicts half the
+    time: together 8x faster."""
     count = 0
-    total = 0.0
+    shift = 0.0
+    total = 0.0  # of r - shift
+    squares = 0.0  # of (r - shift) ** 2
     downside = 0.0
-    for i in range(n):
-        r = equity[i] / (equity[i - 1] if i else initial) - 1.0
-        if np.isfinite(r):
-            count += 1
-            total += r
-            loss = min(r, 0.0)  # branch-free: the sign of a return is a coin toss
-            downside += loss * loss
-    mean = total / count if count else 0.0
-    m2 = 0.0
-    for i in range(n):
-        r = equity[i] / (equity[i - 1] if i else initial) - 1.0
-        if np.isfinite(r):
-            m2 += (r - mean) * (r - mean)
     peak = initial
     trough = 1.0  # lowest equity / running peak; divide only when it may fall
+    previous = initial
     for value in equity:
+        r = value / previous - 1.0
+        previous = value
+        if np.isfinite(r):
+            if count == 0:
+                shift = r
+            count += 1
+            deviation = r - shift
+            total += deviation
+            squares += deviation * deviation
+            loss = min(r, 0.0)
+            downside += loss * loss
         if value > peak:
             peak = value
         elif value < peak * trough and peak > 0.0:
             trough = min(trough, value / peak)
-    return count, mean, m2, downside, 1.0 - trough
+    if count == 0:
+        return 0, 0.0, 0.0, downside, 1.0 - trough
+    m2 = max(squares - total * total / count, 0.0)
+    return count, shift + total / count, m2, downside, 1.0 - trough
 
 
 def _sharpe(count: int, mean: float, m2: float, per_year: float) -> float | None:
     if count < 2:
         return None
     deviation = math.sqrt(m2 / (count - 1))
-    # Welford leaves rounding-level m2 for constant returns: treat that as no variance.
+    # Rounding can leave a tiny m2 for returns that are all equal: treat that as no variance.
     if deviation <= 1e-12 * max(abs(mean), 1e-300) or not math.isfinite(deviation):
         return None
     return mean / deviation * math.sqrt(per_year)
