@@ -48,12 +48,10 @@ def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, siz
 
 
 @njit(cache=True, inline="always")
-def _protective_exit(side, o, adverse, favorable, entry_price, extreme, sl, tp, trail):
-    """(price, reason) at which a position of `side` (+1 long, -1 short) leaves inside a candle
-    by stop loss, take profit or trailing stop; (NaN, SIGNAL) when it stays.
-
-    One rule for both sides: prices are compared as side * price (a sign change is exact), the
-    adverse extreme is a long's low and a short's high, the favorable one the other."""
+def _levels(side, entry_price, extreme, sl, tp, trail):
+    """(stop, its reason, target) of a position of `side` (+1 long, -1 short); a level that is
+    off is infinitely far. Prices are compared as side * price (a sign change is exact), so one
+    rule serves both sides."""
     stop = -np.inf * side
     stop_reason = STOP_LOSS
     if sl > 0.0:
@@ -64,6 +62,13 @@ def _protective_exit(side, o, adverse, favorable, entry_price, extreme, sl, tp, 
             stop = trailing
             stop_reason = TRAILING_STOP
     target = entry_price * (1.0 + side * tp) if tp > 0.0 else np.inf * side
+    return stop, stop_reason, target
+
+
+@njit(cache=True, inline="always")
+def _protective_exit(side, o, adverse, favorable, stop, stop_reason, target):
+    """(price, reason) at which a position leaves inside a candle by its stop or target;
+    (NaN, SIGNAL) when it stays. The adverse extreme is a long's low and a short's high."""
     if side * o <= side * stop:  # gapped through the stop: the open is the first price there
         return o, stop_reason
     if side * o >= side * target:
@@ -138,8 +143,9 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
         if has_stops and pos != 0.0:
             side = 1.0 if pos > 0.0 else -1.0
             adverse, favorable = (low[i], high[i]) if pos > 0.0 else (high[i], low[i])
-            exit_at, reason = _protective_exit(side, o, adverse, favorable, entry_price,
-                                               extreme, sl, tp, trail)
+            stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
+            exit_at, reason = _protective_exit(side, o, adverse, favorable, stop, stop_reason,
+                                               target)
             if np.isnan(exit_at):
                 if side * favorable > side * extreme:
                     extreme = favorable
@@ -197,14 +203,16 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
             continue
         side = 1.0 if pos > 0.0 else -1.0
         adverse_prices, favorable_prices = (low, high) if pos > 0.0 else (high, low)
+        stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
         while i < n and not (closing[i] or (can_reverse and reversing[i])):
             favorable = favorable_prices[i]
             exit_at, reason = _protective_exit(side, open_[i], adverse_prices[i], favorable,
-                                               entry_price, extreme, sl, tp, trail)
+                                               stop, stop_reason, target)
             if not np.isnan(exit_at):
                 break  # the full steps above record the exit
             if side * favorable > side * extreme:
                 extreme = favorable
+                stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
             equity_out[i] = cash + pos * close[i]
             position_out[i] = pos
             i += 1
