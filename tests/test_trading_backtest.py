@@ -154,7 +154,7 @@ def test_task_writes_trades_and_equity_sessions(root: Path, strategy_file: Path)
     equity = read(root, "sessions/rsi-bt/equity")
     assert trades.height == result.run.trades.height
     assert trades["pnl"].to_list() == result.run.trades["pnl"].to_list()
-    assert equity.height == 600 and equity["ts"].to_list() == result.ts.tolist()
+    assert equity.height == 600 and equity["ts"].to_list() == result.ts.to_list()
     assert equity["equity"].to_list() == result.run.equity.tolist()
     assert trades.schema["ts"] == pl.Int64 and equity.schema["ts"] == pl.Int64
 

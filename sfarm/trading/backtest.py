@@ -34,8 +34,8 @@ TRADE_COLUMNS = ("side", "entry_ts", "exit_ts", "entry_price", "exit_price", "si
 class BacktestResult:
     strategy: str
     timeframe: str
-    ts: np.ndarray  # open time of every candle run
-    close: np.ndarray
+    ts: pl.Series  # open time of every candle run
+    close: pl.Series
     run: RunResult
     metrics: Metrics
     dataset_id: str = ""
@@ -80,13 +80,15 @@ def run_backtest(frame: pl.DataFrame, strategy: Strategy, *, timeframe: str,
         frame, signals = frame.slice(first), signals.slice(first)
     if frame.height == 0:
         raise UsageError(f"no candles to backtest{' in ' + dataset_id if dataset_id else ''}")
-    candles = Candles.from_frame(frame, signals)
-    result = run(candles, EngineParams.from_strategy(strategy), EngineState.initial(cash))
+    # Stretches: the engine reads the frame's price columns where they are, without a copy.
+    result = run(Candles.stretches(frame, signals), EngineParams.from_strategy(strategy),
+                 EngineState.initial(cash))
+    ts = frame.get_column("ts")
     metrics = compute_metrics(result.equity, result.position, result.trades, cash,
-                              timeframe_ms(timeframe), int(candles.ts[0]), int(candles.ts[-1]))
-    return BacktestResult(strategy=strategy.name, timeframe=timeframe, ts=candles.ts,
-                          close=candles.close, run=result, metrics=metrics,
-                          dataset_id=dataset_id)
+                              timeframe_ms(timeframe), ts[0], ts[-1])
+    return BacktestResult(strategy=strategy.name, timeframe=timeframe, ts=ts,
+                          close=frame.get_column("close").cast(pl.Float64), run=result,
+                          metrics=metrics, dataset_id=dataset_id)
 
 
 def backtest(root: Path | str, strategy: Strategy | Path | str, *, exchange: str, market: str,

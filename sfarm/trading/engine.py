@@ -10,7 +10,9 @@ numba (`_simulate`); the rules it implements are written down in docs/trading.md
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from itertools import accumulate
 
 import numpy as np
 import polars as pl
@@ -103,6 +105,9 @@ class EngineState:
         return self.cash + (self.position * price if self.position else 0.0)
 
 
+_FLAGS = ("entry_long", "exit_long", "entry_short", "exit_short")
+
+
 @dataclass(frozen=True)
 class Candles:
     """Candle columns and the strategy's signals on them, as contiguous numpy arrays."""
@@ -125,28 +130,55 @@ class Candles:
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, signals: pl.DataFrame | None = None) -> Candles:
-        """From a candle frame and a frame of signal columns (default: taken from `frame`);
-        a missing signal column means never, missing high and low columns empty arrays."""
+        """All rows of a candle frame as one Candles (columns stored in pieces are copied)."""
+        return cls.stretches(frame.rechunk(), signals)[0]
+
+    @classmethod
+    def stretches(cls, frame: pl.DataFrame, signals: pl.DataFrame | None = None) -> list[Candles]:
+        """The rows of a candle frame as consecutive Candles without copying its prices: one
+        per stretch of rows that every price column holds in one piece of memory (a frame read
+        from a dataset holds a piece per Parquet file), as read-only numpy views of it.
+
+        Signal columns come from `signals` (default: `frame`); a missing one means never. They
+        are converted once (polars stores bits, the engine reads bytes) and sliced. Without
+        high and low columns both are empty arrays (enough for a run without stops)."""
         source = frame if signals is None else signals
         height = frame.height
-        empty = np.empty(0, dtype=np.float64)
+        flags = {name: _flags(source, name, height) for name in _FLAGS}
+        names = ["ts", "open", "close"]
+        if {"high", "low"} <= set(frame.columns):
+            names += ["high", "low"]
+        columns = {name: frame.get_column(name).cast(pl.Int64 if name == "ts" else pl.Float64)
+                   for name in names}
+        cuts = {0, height}
+        for column in columns.values():
+            cuts.update(accumulate(column.chunk_lengths()))
+        bounds = sorted(cuts)
+        empty = _read_only(np.empty(0, dtype=np.float64))
+        parts = []
+        for start, stop in zip(bounds, bounds[1:]):
+            view = {name: _read_only(np.ascontiguousarray(column.slice(start, stop - start)
+                                                          .to_numpy()))
+                    for name, column in columns.items()}
+            parts.append(cls(ts=view["ts"], open=view["open"], high=view.get("high", empty),
+                             low=view.get("low", empty), close=view["close"],
+                             **{name: flags[name][start:stop] for name in _FLAGS}))
+        return parts or [cls(ts=_read_only(np.empty(0, dtype=np.int64)), open=empty, high=empty,
+                             low=empty, close=empty, **flags)]
 
-        def flags(name: str) -> np.ndarray:
-            if name not in source.columns:
-                return np.zeros(height, dtype=np.bool_)
-            return np.ascontiguousarray(source.get_column(name).fill_null(False)
-                                        .to_numpy().astype(np.bool_, copy=False))
 
-        def prices(name: str) -> np.ndarray:
-            return np.ascontiguousarray(frame.get_column(name).cast(pl.Float64).to_numpy())
+def _flags(source: pl.DataFrame, name: str, height: int) -> np.ndarray:
+    if name not in source.columns:
+        return _read_only(np.zeros(height, dtype=np.bool_))
+    column = source.get_column(name).fill_null(False).to_numpy()
+    return _read_only(np.ascontiguousarray(column.astype(np.bool_, copy=False)))
 
-        ranges = ("high", "low") if {"high", "low"} <= set(frame.columns) else ()
-        return cls(ts=np.ascontiguousarray(frame.get_column("ts").cast(pl.Int64).to_numpy()),
-                   open=prices("open"), high=prices("high") if ranges else empty,
-                   low=prices("low") if ranges else empty,
-                   close=prices("close"), entry_long=flags("entry_long"),
-                   exit_long=flags("exit_long"), entry_short=flags("entry_short"),
-                   exit_short=flags("exit_short"))
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """Inputs of the kernel are read-only whatever their origin (zero-copy views of polars
+    memory are), so numba compiles the kernel for one signature only."""
+    array.flags.writeable = False
+    return array
 
 
 @dataclass(frozen=True)
@@ -164,23 +196,34 @@ TRADE_SCHEMA: dict[str, type[pl.DataType]] = {
 }
 
 
-def run(candles: Candles, params: EngineParams, state: EngineState) -> RunResult:
-    """Process `candles` (all newer than `state.last_ts`) and return trades, equity, state."""
-    n = len(candles)
-    if params.has_stops and not len(candles.high) == len(candles.low) == n:
+def run(candles: Candles | Sequence[Candles], params: EngineParams,
+        state: EngineState) -> RunResult:
+    """Process `candles`, or consecutive stretches of candles as one run (`Candles.stretches`),
+    all newer than `state.last_ts`; return the trades, the equity and position at every
+    candle's close, and the new state."""
+    parts = [candles] if isinstance(candles, Candles) else list(candles)
+    n = sum(len(part) for part in parts)
+    if params.has_stops and not all(len(p.high) == len(p.low) == len(p) for p in parts):
         raise ValueError("a run with stops needs the candles' high and low")
-    if n and candles.ts[0] <= state.last_ts:
-        raise ValueError(f"candle {int(candles.ts[0])} is not newer than the last one "
+    first = next((part for part in parts if len(part)), None)
+    if first is not None and first.ts[0] <= state.last_ts:
+        raise ValueError(f"candle {int(first.ts[0])} is not newer than the last one "
                          f"processed ({state.last_ts})")
     state_array = state.to_array()
+    params_array = params.to_array()
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)
-    trade_rows, count = simulate(
-        candles.ts, candles.open, candles.high, candles.low, candles.close,
-        candles.entry_long, candles.exit_long, candles.entry_short, candles.exit_short,
-        params.to_array(), state_array, equity, position)
-    return RunResult(trades=trades_frame(trade_rows[:count]), equity=equity, position=position,
-                     state=EngineState.from_array(state_array))
+    rows, offset = [], 0
+    for part in parts:
+        stop = offset + len(part)
+        trade_rows, count = simulate(
+            part.ts, part.open, part.high, part.low, part.close, part.entry_long,
+            part.exit_long, part.entry_short, part.exit_short, params_array, state_array,
+            equity[offset:stop], position[offset:stop])
+        rows.append(trade_rows[:count])
+        offset = stop
+    return RunResult(trades=trades_frame(np.concatenate(rows)), equity=equity,
+                     position=position, state=EngineState.from_array(state_array))
 
 
 def trades_frame(rows: np.ndarray) -> pl.DataFrame:

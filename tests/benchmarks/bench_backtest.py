@@ -145,13 +145,13 @@ def sfarm_stages(root: Path, strategy_path: Path, repeats: int) -> dict[str, flo
         lap("indicators")
         signals = compute_signals(frame, strategy)
         lap("signals")
-        candles = Candles.from_frame(frame, signals)
-        result = run(candles, EngineParams.from_strategy(strategy), EngineState.initial(CASH))
+        result = run(Candles.stretches(frame, signals), EngineParams.from_strategy(strategy),
+                     EngineState.initial(CASH))
         lap("simulation")
         compute_metrics(result.equity, result.position, result.trades, CASH, MINUTE_MS,
-                        int(candles.ts[0]), int(candles.ts[-1]))
+                        frame["ts"][0], frame["ts"][-1])
         lap("metrics")
-        del frame, signals, candles, result
+        del frame, signals, result
     return times
 
 
