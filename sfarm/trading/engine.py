@@ -170,8 +170,10 @@ class Candles:
 def _flags(source: pl.DataFrame, name: str, height: int) -> np.ndarray:
     if name not in source.columns:
         return _read_only(np.zeros(height, dtype=np.bool_))
-    column = source.get_column(name).fill_null(False).to_numpy()
-    return _read_only(np.ascontiguousarray(column.astype(np.bool_, copy=False)))
+    column = source.get_column(name)
+    if column.null_count():
+        column = column.fill_null(False)
+    return _read_only(np.ascontiguousarray(column.to_numpy().astype(np.bool_, copy=False)))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
