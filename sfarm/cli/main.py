@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -48,6 +49,20 @@ def _register_commands() -> None:
 
     for module in (inventory_cmds, farm, data, mine, backtest, sim, worker):
         module.register(app)
+    _one_line_summaries(app)
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Command lists show each command's first docstring paragraph; in rich markup mode typer
+    keeps its source line breaks there (it joins them only in the command's own --help), so
+    the list would break lines mid-sentence. Give every command that paragraph on one line."""
+    for info in group.registered_commands:
+        if info.short_help is None and info.callback is not None and info.callback.__doc__:
+            first = inspect.cleandoc(info.callback.__doc__).split("\n\n")[0]
+            info.short_help = " ".join(first.split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
 
 
 _register_commands()
