@@ -1,6 +1,6 @@
 """A node agent does a node's side of every command. One interface, two kinds of node:
-`LocalAgent` calls `sfarm.runtime.node` in-process; the SSH agent (with the deployment issue)
-will run the same functions on the node through `sfarm node ...` over Fabric."""
+`LocalAgent` calls `sfarm.runtime.node` in-process; `sfarm.remote.ssh_agent.SSHAgent` runs the
+same functions on the node through `sfarm node ...` over SSH."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from sfarm.errors import RunError
-from sfarm.inventory import NodeSpec
+from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.runtime import node as node_ops
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.node import Action, Deployment, StepResult
+from sfarm.runtime.node import Action, StepResult
 from sfarm.status import NodeStatus
 
 
 class NodeAgent(Protocol):
     spec: NodeSpec
 
-    def deploy(self, deployment: Deployment) -> list[StepResult]: ...
+    def deploy(self, inventory: LoadedInventory) -> list[StepResult]: ...
 
     def status(self, tasks: dict[str, str]) -> NodeStatus: ...
 
@@ -29,14 +28,19 @@ class NodeAgent(Protocol):
 
     def log_file(self, name: str | None) -> Path: ...
 
+    def close(self) -> None: ...
+
 
 class LocalAgent:
     def __init__(self, spec: NodeSpec, root: Path) -> None:
         self.spec = spec
         self.root = NodeRoot(root)
 
-    def deploy(self, deployment: Deployment) -> list[StepResult]:
-        return node_ops.apply_deployment(self.root, deployment)
+    def deploy(self, inventory: LoadedInventory) -> list[StepResult]:
+        from sfarm.remote.deploy import build_deployment
+
+        return node_ops.apply_deployment(self.root, build_deployment(inventory, self.spec,
+                                                                     self.root.path))
 
     def status(self, tasks: dict[str, str]) -> NodeStatus:
         return NodeStatus(name=self.spec.name, host=self.spec.host, reachable=True,
@@ -51,29 +55,5 @@ class LocalAgent:
     def log_file(self, name: str | None) -> Path:
         return node_ops.log_path(self.root, name)
 
-
-class UnreachableAgent:
-    """A node sfarm cannot act on (yet): every call fails with the reason."""
-
-    def __init__(self, spec: NodeSpec, reason: str) -> None:
-        self.spec = spec
-        self.reason = reason
-
-    def _fail(self) -> RunError:
-        return RunError(f"node {self.spec.name} ({self.spec.host}): {self.reason}")
-
-    def deploy(self, deployment: Deployment) -> list[StepResult]:
-        raise self._fail()
-
-    def status(self, tasks: dict[str, str]) -> NodeStatus:
-        return NodeStatus(name=self.spec.name, host=self.spec.host, reachable=False,
-                          error=self.reason)
-
-    def control(self, action: Action, names: Iterable[str]) -> list[StepResult]:
-        raise self._fail()
-
-    def down(self) -> StepResult:
-        raise self._fail()
-
-    def log_file(self, name: str | None) -> Path:
-        raise self._fail()
+    def close(self) -> None:
+        pass

@@ -15,16 +15,12 @@ from typing import Any, TypeVar
 from sfarm.errors import SfarmError, UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
-from sfarm.remote.agent import LocalAgent, NodeAgent, UnreachableAgent
-from sfarm.remote.deploy import build_deployment, local_root
+from sfarm.remote.agent import LocalAgent, NodeAgent
+from sfarm.remote.deploy import local_root
 from sfarm.runtime.node import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
-
-SSH_NOT_YET = ("deployment over SSH is not available yet: this version runs local nodes "
-               "(host = \"local\") only")
-
 
 @dataclass(frozen=True)
 class NodeOutcome:
@@ -56,9 +52,21 @@ class FarmController:
         self.nodes = nodes
 
     def agent(self, spec: NodeSpec) -> NodeAgent:
+        """The node's agent; close it after use (an SSH agent holds a connection)."""
         if spec.is_local:
             return LocalAgent(spec, local_root(self.inventory, spec))
-        return UnreachableAgent(spec, SSH_NOT_YET)
+        # Fabric and paramiko load only when a node needs them.
+        from sfarm.remote.ssh import SSHConnection
+        from sfarm.remote.ssh_agent import SSHAgent
+
+        return SSHAgent(spec, SSHConnection(spec))
+
+    def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
+        agent = self.agent(spec)
+        try:
+            return work(agent)
+        finally:
+            agent.close()
 
     def tasks_of(self, spec: NodeSpec, task: str | None = None) -> list[str]:
         if task is None:
@@ -86,30 +94,28 @@ class FarmController:
                              hint=did_you_mean(task, placed) or known_names("tasks", placed))
 
     def deploy(self) -> list[NodeOutcome]:
-        def work(spec: NodeSpec) -> NodeOutcome:
-            agent = self.agent(spec)
-            return self._outcome(spec, lambda: agent.deploy(build_deployment(
-                self.inventory, spec, local_root(self.inventory, spec))))
-
-        return self._each(work)
+        return self._each(lambda spec: self._outcome(spec, lambda: self._with_agent(
+            spec, lambda agent: agent.deploy(self.inventory))))
 
     def control(self, action: Action, task: str | None = None) -> list[NodeOutcome]:
         self.check_task(task)
 
         def work(spec: NodeSpec) -> NodeOutcome:
             names = self.tasks_of(spec, task)
-            return self._outcome(spec, lambda: self.agent(spec).control(action, names))
+            return self._outcome(spec, lambda: self._with_agent(
+                spec, lambda agent: agent.control(action, names)))
 
         return self._each(work)
 
     def down(self) -> list[NodeOutcome]:
-        return self._each(lambda spec: self._outcome(spec, lambda: [self.agent(spec).down()]))
+        return self._each(lambda spec: self._outcome(spec, lambda: self._with_agent(
+            spec, lambda agent: [agent.down()])))
 
     def status(self) -> NetworkStatus:
         def work(spec: NodeSpec) -> NodeStatus:
             tasks = {name: self.inventory.model.tasks[name].kind for name in spec.tasks}
             try:
-                return self.agent(spec).status(tasks)
+                return self._with_agent(spec, lambda agent: agent.status(tasks))
             except (SfarmError, OSError) as error:
                 message = error.message if isinstance(error, SfarmError) else str(error)
                 return NodeStatus(name=spec.name, host=spec.host, reachable=False,

@@ -1,0 +1,97 @@
+"""`sfarm node ...`: a node's side of deploy, status, start/stop/restart and down.
+
+The controller runs these on a remote node over SSH (a local node's side runs in-process): input
+as JSON on stdin, the result as JSON on stdout (sfarm.runtime.protocol). Operators rarely need
+them; they are handy to debug a node by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sfarm.runtime import node as node_ops
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.protocol import deployment_from_json, steps_to_json
+
+node_app = typer.Typer(help="A node's side of farm commands (run by sfarm over SSH).",
+                       no_args_is_help=True)
+
+RootOption = Annotated[Path, typer.Option(help="The node root.")]
+
+
+def _root(root: Path) -> NodeRoot:
+    return NodeRoot(root.expanduser().absolute())
+
+
+def _reply(data: bytes) -> None:
+    sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.buffer.flush()
+
+
+@node_app.command("apply")
+def apply(root: RootOption) -> None:
+    """Make the node root match the deployment read from stdin (JSON); print the steps.
+
+    Example: [bold]sfarm node apply --root ~/sfarm/prod/quant-1 < deployment.json[/]
+    """
+    _reply(steps_to_json(node_ops.apply_deployment(_root(root),
+                                                   deployment_from_json(sys.stdin.buffer.read()))))
+
+
+@node_app.command("status")
+def status(root: RootOption) -> None:
+    """Print the state of the tasks read from stdin (JSON: name -> kind).
+
+    Example: [bold]echo '{"mine-majors": "mine"}' | sfarm node status --root ~/sfarm/prod/miner-1[/]
+    """
+    tasks = json.loads(sys.stdin.buffer.read() or b"{}")
+    rows = node_ops.node_task_status(_root(root), tasks)
+    _reply(json.dumps([row.model_dump(mode="json") for row in rows]).encode())
+
+
+@node_app.command("control")
+def control(
+    action: Annotated[str, typer.Argument(help="start, stop or restart.")],
+    root: RootOption,
+    task: Annotated[list[str] | None, typer.Option("--task", help="A task (repeatable).")] = None,
+) -> None:
+    """Start, stop or restart supervised workers; print the steps.
+
+    Example: [bold]sfarm node control restart --root ~/sfarm/prod/miner-1 --task mine-majors[/]
+    """
+    if action not in ("start", "stop", "restart"):
+        raise typer.BadParameter(f"{action!r}: expected start, stop or restart")
+    _reply(steps_to_json(node_ops.control(_root(root), action, task or [])))  # type: ignore[arg-type]
+
+
+@node_app.command("down")
+def down(root: RootOption) -> None:
+    """Stop every worker and the node's supervisord; print the step.
+
+    Example: [bold]sfarm node down --root ~/sfarm/prod/miner-1[/]
+    """
+    _reply(steps_to_json([node_ops.shutdown(_root(root))]))
+
+
+@node_app.command("log")
+def log(
+    root: RootOption,
+    task: Annotated[str | None, typer.Option(help="The task (default: supervisord's log).")
+                    ] = None,
+    lines: Annotated[int, typer.Option(help="How many last lines.")] = 200,
+) -> None:
+    """Print the last lines of a worker's log.
+
+    Example: [bold]sfarm node log --root ~/sfarm/prod/miner-1 --task mine-majors --lines 50[/]
+    """
+    for line in node_ops.tail_lines(node_ops.log_path(_root(root), task), lines):
+        print(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(node_app, name="node")

@@ -1,0 +1,104 @@
+"""The agent of a node reached over SSH: its side of every farm command runs on the node as
+`sfarm node ...` (sfarm.cli.node), fed and read as JSON (sfarm.runtime.protocol).
+
+The node runs the same sfarm version as the controller, from `<root>/venv` or, when the node's
+`python` already has that version installed (an image, a configuration tool), from that
+interpreter. Installing sfarm into `<root>/venv` from here is not built yet: a node without
+either is reported with the commands that prepare it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+from sfarm import __version__
+from sfarm.errors import RunError
+from sfarm.inventory import LoadedInventory, NodeSpec
+from sfarm.remote.connection import Connection, expand_home
+from sfarm.runtime.node import Action, StepResult
+from sfarm.runtime.protocol import deployment_to_json, steps_from_json
+from sfarm.status import NodeStatus, TaskStatus
+
+VENV_PYTHON = "venv/bin/python"
+COMMAND_TIMEOUT_S = 120.0
+
+
+class SSHAgent:
+    def __init__(self, spec: NodeSpec, connection: Connection) -> None:
+        self.spec = spec
+        self.connection = connection
+        self._root: str | None = None
+        self._python: str | None = None
+
+    @property
+    def root(self) -> str:
+        """The node root on the node: `<base_dir>/<network>/<node>`, `~` and relative base
+        directories taken from the login's home."""
+        if self._root is None:
+            base = expand_home(self.spec.base_dir, self.connection.home())
+            if not base.startswith("/"):
+                base = posixpath.join(self.connection.home(), base)
+            self._root = posixpath.join(base, self.spec.network, self.spec.name)
+        return self._root
+
+    def python(self) -> str:
+        """The interpreter that runs sfarm on the node: the root's venv, else the node's
+        `python` when it has this very version."""
+        if self._python is None:
+            venv = posixpath.join(self.root, VENV_PYTHON)
+            for candidate in (venv, self.spec.python):
+                if self._sfarm_version(candidate) == __version__:
+                    self._python = candidate
+                    break
+            else:
+                venv_dir = posixpath.join(self.root, "venv")
+                raise RunError(
+                    f"node {self.spec.name} ({self.connection.where}) has no sfarm {__version__}"
+                    f" in {venv_dir} nor in its python ({self.spec.python})",
+                    hint=f"install sfarm {__version__} into {venv_dir} on the node ("
+                         f"{self.spec.python} -m venv, then pip install), or set the node's "
+                         "python to an interpreter that has it; deploy does not install it yet")
+        return self._python
+
+    def _sfarm_version(self, python: str) -> str | None:
+        # `python -m sfarm --version` prints "sfarm X"; a missing interpreter or package fails.
+        result = self.connection.run(["sh", "-c", f"{shlex.quote(python)} -m sfarm --version"
+                                      " 2>/dev/null"], check=False, timeout=COMMAND_TIMEOUT_S)
+        words = result.stdout_text.split()
+        return words[1] if result.ok and len(words) == 2 and words[0] == "sfarm" else None
+
+    def _node(self, *argv: str, input: bytes = b"") -> bytes:
+        result = self.connection.run([self.python(), "-m", "sfarm", "node", *argv,
+                                      "--root", self.root], input=input,
+                                     timeout=COMMAND_TIMEOUT_S)
+        return result.stdout
+
+    def deploy(self, inventory: LoadedInventory) -> list[StepResult]:
+        from sfarm.remote.deploy import build_deployment
+
+        deployment = build_deployment(inventory, self.spec, Path(self.root), self.python())
+        return steps_from_json(self._node("apply", input=deployment_to_json(deployment)))
+
+    def status(self, tasks: dict[str, str]) -> NodeStatus:
+        rows = json.loads(self._node("status", input=json.dumps(tasks).encode()))
+        return NodeStatus(name=self.spec.name, host=self.spec.host, reachable=True,
+                          tasks=[TaskStatus.model_validate(row) for row in rows])
+
+    def control(self, action: Action, names: Iterable[str]) -> list[StepResult]:
+        words = [word for name in names for word in ("--task", name)]
+        return steps_from_json(self._node("control", action, *words))
+
+    def down(self) -> StepResult:
+        return steps_from_json(self._node("down"))[0]
+
+    def log_file(self, name: str | None) -> Path:
+        raise RunError(f"`sfarm logs` does not follow SSH nodes yet (node {self.spec.name})",
+                       hint=f"ssh to {self.connection.where} and run: {self.python()} -m sfarm "
+                            f"node log --root {self.root}" + (f" --task {name}" if name else ""))
+
+    def close(self) -> None:
+        self.connection.close()

@@ -1,0 +1,190 @@
+"""A farm whose nodes are reached over SSH: real sshd servers on loopback, real supervisord.
+
+Each node runs `sfarm node ...` through its own sshd (strict host keys: the servers' keys are
+in the known_hosts of a temporary HOME). The nodes' `python` is the interpreter running the
+tests, which has this sfarm installed: installing sfarm into a node's venv is not built yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfarm import data
+from tests.fixtures.sshd import SSHServer, free_port
+from tests.test_farm_local import processes_under, wait_for
+
+pytestmark = pytest.mark.slow
+
+EXCHANGE = """
+[exchanges.{name}]
+ccxt = "binance"
+url = "http://127.0.0.1:{port}"
+emulate = true
+"""
+
+TASKS = """
+[tasks.mine-a]
+kind = "mine"
+exchange = "sim-a"
+markets = ["BTC/USDT"]
+timeframes = ["1m"]
+since = "2h"
+
+[tasks.studies-a]
+kind = "indicators"
+exchange = "sim-a"
+markets = ["BTC/USDT"]
+timeframes = ["1m"]
+indicators = ["sma(20)", "rsi(14)"]
+
+[tasks.mine-b]
+kind = "mine"
+exchange = "sim-b"
+markets = ["ETH/USDT"]
+timeframes = ["1m"]
+since = "2h"
+"""
+
+NODE = """
+[networks.{network}.nodes.{name}]
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+identity_file = "{identity}"
+python = "{python}"
+tasks = {tasks}
+"""
+
+
+@dataclass
+class SSHFarm:
+    inventory: Path
+    base: Path
+    home: Path  # HOME of the sfarm commands: its .ssh/known_hosts trusts the servers
+    network: str = "edge"
+
+    def root(self, node: str) -> Path:
+        return self.base / self.network / node
+
+    def sfarm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "sfarm", *args, "-i", str(self.inventory)],
+                                capture_output=True, text=True, timeout=180, check=False,
+                                env={**os.environ, "HOME": str(self.home)})
+        if check:
+            assert result.returncode == 0, result.stderr + result.stdout
+        assert "Traceback" not in result.stderr
+        return result
+
+    def status(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.sfarm("status", "--json", check=False).stdout)
+        return document
+
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        return {task["name"]: task for node in self.status()["nodes"] for task in node["tasks"]}
+
+
+def make_ssh_farm(servers: list[SSHServer], *, python: str = sys.executable,
+                  trusted: bool = True) -> Iterator[SSHFarm]:
+    # Short paths: supervisord's unix socket path must fit in ~100 bytes.
+    base = Path(tempfile.mkdtemp(prefix="sfs-", dir="/tmp"))
+    home = base / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    if trusted:
+        (home / ".ssh" / "known_hosts").write_text(
+            "".join(server.known_hosts_line + "\n" for server in servers))
+    placements = {"node-a": ["mine-a", "studies-a"], "node-b": ["mine-b"]}
+    text = f'version = 1\n\n[farm]\nname = "edge"\n\n[defaults]\nbase_dir = "{base / "nodes"}"\n'
+    text += EXCHANGE.format(name="sim-a", port=free_port())
+    text += EXCHANGE.format(name="sim-b", port=free_port())
+    text += TASKS
+    for server, (name, tasks) in zip(servers, placements.items()):
+        text += NODE.format(network="edge", name=name, port=server.port, user=server.user,
+                            identity=server.client_key.private, python=python,
+                            tasks=json.dumps(tasks))
+    inventory = base / "sfarm.toml"
+    inventory.write_text(text)
+    farm = SSHFarm(inventory, base / "nodes", home)
+    try:
+        yield farm
+    finally:
+        subprocess.run([sys.executable, "-m", "sfarm", "down", "-i", str(inventory)],
+                       capture_output=True, timeout=60, check=False,
+                       env={**os.environ, "HOME": str(home)})
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def servers(sshd_factory: Callable[[int], list[SSHServer]]) -> list[SSHServer]:
+    return sshd_factory(2)
+
+
+def running_with_rows(farm: SSHFarm) -> bool:
+    tasks = farm.tasks()
+    return len(tasks) == 3 and all(
+        task["state"] == "running" and task["datasets"]
+        and all(d["rows"] > 0 for d in task["datasets"]) for task in tasks.values())
+
+
+def test_up_status_control_down_over_ssh(servers: list[SSHServer]) -> None:
+    for farm in make_ssh_farm(servers):
+        up = json.loads(farm.sfarm("up", "--json").stdout)
+        assert up["ok"] is True, up
+        wait_for(lambda: running_with_rows(farm), what="every task on both nodes running")
+
+        status = farm.status()
+        assert [node["name"] for node in status["nodes"]] == ["node-a", "node-b"]
+        assert all(node["reachable"] and node["error"] is None for node in status["nodes"])
+        root_a = farm.root("node-a")
+        assert data.verify(root_a, "candles/sim-a/BTC-USDT/1m").ok
+        assert data.verify(farm.root("node-b"), "candles/sim-b/ETH-USDT/1m").ok
+        # Deployed over SSH like a local node: secrets dir private, supervisor socket 0700.
+        assert (root_a / "inventory.toml").read_bytes() == farm.inventory.read_bytes()
+        assert oct((root_a / "supervisor").stat().st_mode & 0o777) == "0o700"
+
+        redeploy = json.loads(farm.sfarm("deploy", "--json").stdout)
+        assert all(step["status"] == "ok" for node in redeploy["nodes"]
+                   for step in node["steps"]), redeploy
+
+        farm.sfarm("stop", "--node", "node-b", "--task", "mine-b")
+        assert farm.tasks()["mine-b"]["state"] == "stopped"
+        assert farm.tasks()["mine-a"]["state"] == "running"
+        farm.sfarm("start", "--node", "node-b", "--task", "mine-b")
+        wait_for(lambda: farm.tasks()["mine-b"]["state"] == "running", what="mine-b again")
+
+        logs = farm.sfarm("logs", "node-a", "mine-a", check=False)
+        assert logs.returncode == 1 and "SSH nodes" in logs.stderr
+
+        farm.sfarm("down")
+        wait_for(lambda: not processes_under(farm.base), timeout_s=20, what="no process left")
+        assert all(task["state"] == "stopped" for task in farm.tasks().values())
+
+
+def test_unknown_host_key_is_refused_per_node(servers: list[SSHServer]) -> None:
+    for farm in make_ssh_farm(servers, trusted=False):
+        result = farm.sfarm("status", "--json", check=False)
+        assert result.returncode == 1
+        nodes = json.loads(result.stdout)["nodes"]
+        assert all(not node["reachable"] and "host key" in node["error"] for node in nodes)
+        deploy = farm.sfarm("deploy", check=False)
+        assert deploy.returncode == 1 and not (farm.base / "edge").exists()
+
+
+def test_a_node_without_this_sfarm_says_how_to_prepare_it(servers: list[SSHServer]) -> None:
+    bare = shutil.which("python3") or "python3"
+    for farm in make_ssh_farm(servers, python=bare):
+        result = farm.sfarm("deploy", "--json", check=False)
+        assert result.returncode == 1
+        nodes = json.loads(result.stdout)["nodes"]
+        assert all("has no sfarm" in node["error"] and "venv" in node["error"]
+                   for node in nodes), nodes
