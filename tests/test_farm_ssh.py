@@ -1,8 +1,8 @@
 """A farm whose nodes are reached over SSH: real sshd servers on loopback, real supervisord.
 
 Each node runs `sfarm node ...` through its own sshd (strict host keys: the servers' keys are
-in the known_hosts of a temporary HOME). The nodes' `python` is the interpreter running the
-tests, which has this sfarm installed: installing sfarm into a node's venv is not built yet.
+in the known_hosts of a temporary HOME). Most tests give the nodes the interpreter running the
+tests as `python` (it has this sfarm); one lets `deploy` install sfarm into the node's venv.
 """
 
 from __future__ import annotations
@@ -180,11 +180,45 @@ def test_unknown_host_key_is_refused_per_node(servers: list[SSHServer]) -> None:
         assert deploy.returncode == 1 and not (farm.base / "edge").exists()
 
 
-def test_a_node_without_this_sfarm_says_how_to_prepare_it(servers: list[SSHServer]) -> None:
+def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer]) -> None:
+    """A node with a bare python: deploy makes <root>/venv with the controller's dependency
+    versions and source, a redeploy finds nothing to do, and the workers run from the venv."""
     bare = shutil.which("python3") or "python3"
-    for farm in make_ssh_farm(servers, python=bare):
+    for farm in make_ssh_farm(servers[:1], python=bare):
+        before = farm.status()["nodes"][0]
+        assert not before["reachable"] and "sfarm deploy" in before["error"]
+
+        first = json.loads(farm.sfarm("deploy", "--json").stdout)["nodes"][0]
+        assert first["ok"] and first["steps"][0]["step"] == "sfarm venv"
+        assert first["steps"][0]["status"] == "changed", first
+        venv_python = farm.root("node-a") / "venv" / "bin" / "python"
+        version = subprocess.run([str(venv_python), "-m", "sfarm", "--version"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        import sfarm
+
+        assert version == ["sfarm", sfarm.__version__]
+        polars_version = subprocess.run(
+            [str(venv_python), "-c", "import polars; print(polars.__version__)"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        import polars
+
+        assert polars_version == polars.__version__  # the controller's versions, pinned
+
+        again = json.loads(farm.sfarm("deploy", "--json").stdout)["nodes"][0]
+        assert all(step["status"] == "ok" for step in again["steps"]), again
+
+        farm.sfarm("start")
+        wait_for(lambda: all(t["state"] == "running" and t["datasets"]
+                             and all(d["rows"] > 0 for d in t["datasets"])
+                             for t in farm.tasks().values()), what="tasks running from the venv")
+        assert any(str(venv_python) in line and "worker run" in line
+                   for line in processes_under(farm.base))
+        farm.sfarm("down")
+
+
+def test_a_python_that_cannot_make_a_venv_is_named(servers: list[SSHServer]) -> None:
+    for farm in make_ssh_farm(servers[:1], python="/nonexistent/python3"):
         result = farm.sfarm("deploy", "--json", check=False)
         assert result.returncode == 1
-        nodes = json.loads(result.stdout)["nodes"]
-        assert all("has no sfarm" in node["error"] and "venv" in node["error"]
-                   for node in nodes), nodes
+        error = json.loads(result.stdout)["nodes"][0]["error"]
+        assert "cannot create" in error and "/nonexistent/python3" in error, error

@@ -133,6 +133,10 @@ class SSHConnection:
             files += [os.path.expanduser(name) for name in names if name != "none"]
         return files
 
+    def _known_hosts_option(self) -> str:
+        files = self._known_hosts_files(self._fabric.ssh_config) or ["/dev/null"]
+        return " ".join(f'"{name}"' for name in files)
+
     def _target(self, connection: fabric.Connection, label: str) -> SSHTarget:
         return SSHTarget(label=label, host=connection.host, port=int(connection.port),
                          user=connection.user, identity_file=self.identity_file,
@@ -350,9 +354,10 @@ class SSHConnection:
         words = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                  "-o", f"ConnectTimeout={max(1, math.ceil(self.connect_timeout))}",
                  "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]
-        if self.known_hosts is not None:
-            words += ["-o", f"UserKnownHostsFile={self.known_hosts}",
-                      "-o", "GlobalKnownHostsFile=/dev/null"]
+        # The same known_hosts files as the paramiko side: OpenSSH would read ~/.ssh from the
+        # passwd entry, not from $HOME, and the two transports must trust the same keys.
+        words += ["-o", f"UserKnownHostsFile={self._known_hosts_option()}",
+                  "-o", "GlobalKnownHostsFile=/dev/null"]
         if self.node.port != DEFAULT_PORT:
             words += ["-p", str(self.node.port)]
         if self.identity_file:
@@ -378,9 +383,8 @@ class SSHConnection:
     def _jump_config(self) -> str:
         lines = ["Host *", "  BatchMode yes", "  StrictHostKeyChecking yes",
                  f"  ConnectTimeout {max(1, math.ceil(self.connect_timeout))}"]
-        if self.known_hosts is not None:
-            lines += [f'  UserKnownHostsFile "{self.known_hosts}"',
-                      "  GlobalKnownHostsFile /dev/null"]
+        lines += [f"  UserKnownHostsFile {self._known_hosts_option()}",
+                  "  GlobalKnownHostsFile /dev/null"]
         if self.identity_file:
             lines.append(f'  IdentityFile "{self.identity_file}"')
         # First value wins in ssh_config: the settings above, then the usual files.

@@ -1,10 +1,9 @@
 """The agent of a node reached over SSH: its side of every farm command runs on the node as
 `sfarm node ...` (sfarm.cli.node), fed and read as JSON (sfarm.runtime.protocol).
 
-The node runs the same sfarm version as the controller, from `<root>/venv` or, when the node's
-`python` already has that version installed (an image, a configuration tool), from that
-interpreter. Installing sfarm into `<root>/venv` from here is not built yet: a node without
-either is reported with the commands that prepare it.
+The node runs the controller's sfarm: `deploy` installs it into `<root>/venv` (sfarm.remote.
+provision) unless the node's `python` already has this version (an image, a configuration
+tool put it there).
 """
 
 from __future__ import annotations
@@ -55,13 +54,10 @@ class SSHAgent:
                     self._python = candidate
                     break
             else:
-                venv_dir = posixpath.join(self.root, "venv")
                 raise RunError(
-                    f"node {self.spec.name} ({self.connection.where}) has no sfarm {__version__}"
-                    f" in {venv_dir} nor in its python ({self.spec.python})",
-                    hint=f"install sfarm {__version__} into {venv_dir} on the node ("
-                         f"{self.spec.python} -m venv, then pip install), or set the node's "
-                         "python to an interpreter that has it; deploy does not install it yet")
+                    f"{self.connection.where} has no sfarm {__version__} in "
+                    f"{posixpath.dirname(posixpath.dirname(venv))} nor in its python "
+                    f"({self.spec.python}): `sfarm deploy` installs it")
         return self._python
 
     def _sfarm_version(self, python: str) -> str | None:
@@ -79,9 +75,16 @@ class SSHAgent:
 
     def deploy(self, inventory: LoadedInventory) -> list[StepResult]:
         from sfarm.remote.deploy import build_deployment
+        from sfarm.remote.provision import provision
 
-        deployment = build_deployment(inventory, self.spec, Path(self.root), self.python())
-        return steps_from_json(self._node("apply", input=deployment_to_json(deployment)))
+        if self._sfarm_version(self.spec.python) == __version__:
+            self._python = self.spec.python
+            steps = [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")]
+        else:
+            steps = [provision(self.connection, self.root, self.spec.python)]
+            self._python = posixpath.join(self.root, VENV_PYTHON)
+        deployment = build_deployment(inventory, self.spec, Path(self.root), self._python)
+        return steps + steps_from_json(self._node("apply", input=deployment_to_json(deployment)))
 
     def status(self, tasks: dict[str, str]) -> NodeStatus:
         rows = json.loads(self._node("status", input=json.dumps(tasks).encode()))
