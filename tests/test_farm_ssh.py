@@ -7,6 +7,7 @@ tests as `python` (it has this sfarm); one lets `deploy` install sfarm into the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,8 +95,9 @@ class SSHFarm:
         return {task["name"]: task for node in self.status()["nodes"] for task in node["tasks"]}
 
 
-def make_ssh_farm(servers: list[SSHServer], *, python: str = sys.executable,
-                  trusted: bool = True) -> Iterator[SSHFarm]:
+@contextlib.contextmanager
+def ssh_farm(servers: list[SSHServer], *, python: str = sys.executable,
+             trusted: bool = True) -> Iterator[SSHFarm]:
     # Short paths: supervisord's unix socket path must fit in ~100 bytes.
     base = Path(tempfile.mkdtemp(prefix="sfs-", dir="/tmp"))
     home = base / "home"
@@ -137,7 +139,7 @@ def running_with_rows(farm: SSHFarm) -> bool:
 
 
 def test_up_status_control_down_over_ssh(servers: list[SSHServer]) -> None:
-    for farm in make_ssh_farm(servers):
+    with ssh_farm(servers) as farm:
         up = json.loads(farm.sfarm("up", "--json").stdout)
         assert up["ok"] is True, up
         wait_for(lambda: running_with_rows(farm), what="every task on both nodes running")
@@ -162,8 +164,10 @@ def test_up_status_control_down_over_ssh(servers: list[SSHServer]) -> None:
         farm.sfarm("start", "--node", "node-b", "--task", "mine-b")
         wait_for(lambda: farm.tasks()["mine-b"]["state"] == "running", what="mine-b again")
 
-        logs = farm.sfarm("logs", "node-a", "mine-a", check=False)
-        assert logs.returncode == 1 and "SSH nodes" in logs.stderr
+        assert "mining sim-a" in farm.sfarm("logs", "node-a", "mine-a").stdout
+        every = farm.sfarm("logs", "node-a", "--lines", "5").stdout.splitlines()
+        assert every and {line.split()[0] for line in every} <= {"mine-a", "studies-a"}
+        assert any(line.startswith("mine-a ") for line in every)
 
         farm.sfarm("down")
         wait_for(lambda: not processes_under(farm.base), timeout_s=20, what="no process left")
@@ -171,7 +175,7 @@ def test_up_status_control_down_over_ssh(servers: list[SSHServer]) -> None:
 
 
 def test_unknown_host_key_is_refused_per_node(servers: list[SSHServer]) -> None:
-    for farm in make_ssh_farm(servers, trusted=False):
+    with ssh_farm(servers, trusted=False) as farm:
         result = farm.sfarm("status", "--json", check=False)
         assert result.returncode == 1
         nodes = json.loads(result.stdout)["nodes"]
@@ -184,7 +188,7 @@ def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer]) -> N
     """A node with a bare python: deploy makes <root>/venv with the controller's dependency
     versions and source, a redeploy finds nothing to do, and the workers run from the venv."""
     bare = shutil.which("python3") or "python3"
-    for farm in make_ssh_farm(servers[:1], python=bare):
+    with ssh_farm(servers[:1], python=bare) as farm:
         before = farm.status()["nodes"][0]
         assert not before["reachable"] and "sfarm deploy" in before["error"]
 
@@ -217,7 +221,7 @@ def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer]) -> N
 
 
 def test_a_python_that_cannot_make_a_venv_is_named(servers: list[SSHServer]) -> None:
-    for farm in make_ssh_farm(servers[:1], python="/nonexistent/python3"):
+    with ssh_farm(servers[:1], python="/nonexistent/python3") as farm:
         result = farm.sfarm("deploy", "--json", check=False)
         assert result.returncode == 1
         error = json.loads(result.stdout)["nodes"][0]["error"]

@@ -4,10 +4,9 @@ and the pure mapping of SSH failures, on constructed exceptions and recorded Ope
 
 from __future__ import annotations
 
-import os
-
 import base64
 import errno
+import os
 import socket
 import subprocess
 import sys

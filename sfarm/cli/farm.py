@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.live import Live
 from rich.console import Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,7 +19,7 @@ from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
 from sfarm.inventory import load_inventory
 from sfarm.remote.controller import FarmController, NodeOutcome, running_with_data
-from sfarm.runtime.node import Action, tail_lines
+from sfarm.runtime.node import Action
 from sfarm.status import DatasetProgress, NetworkStatus
 from sfarm.timeframes import candle_open, timeframe_ms
 
@@ -269,33 +269,28 @@ def logs(
     controller = _controller(inventory, network, node)
     spec = controller.nodes[0]
     controller.check_task(task)
+    names = [task] if task else list(spec.tasks)
+    prefix = len(names) > 1
+
+    def emit(name: str, lines: list[str]) -> None:
+        for line in lines:
+            out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
+
     agent = controller.agent(spec)
-    files = {name: agent.log_file(name) for name in ([task] if task else spec.tasks)}
-    prefix = len(files) > 1
-
-    def emit(name: str, line: str) -> None:
-        out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
-
-    offsets = {}
-    for name, path in files.items():
-        for line in tail_lines(path, lines):
-            emit(name, line)
-        offsets[name] = path.stat().st_size if path.exists() else 0
-    while follow:
-        time.sleep(0.5)
-        for name, path in files.items():
-            if not path.exists():
-                continue
-            size = path.stat().st_size
-            if size < offsets[name]:  # rotated
-                offsets[name] = 0
-            if size > offsets[name]:
-                with path.open("rb") as handle:
-                    handle.seek(offsets[name])
-                    chunk = handle.read().decode("utf-8", "replace")
-                offsets[name] = size
-                for line in chunk.splitlines():
-                    emit(name, line)
+    try:
+        offsets = {}
+        for name in names:
+            chunk = agent.read_log(name, None, lines)
+            emit(name, chunk.lines)
+            offsets[name] = chunk.offset
+        while follow:
+            time.sleep(0.5 if spec.is_local else 1.0)
+            for name in names:
+                chunk = agent.read_log(name, offsets[name], lines)
+                emit(name, chunk.lines)
+                offsets[name] = chunk.offset
+    finally:
+        agent.close()
 
 
 def register(app: typer.Typer) -> None:

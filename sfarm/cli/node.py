@@ -83,13 +83,21 @@ def log(
     root: RootOption,
     task: Annotated[str | None, typer.Option(help="The task (default: supervisord's log).")
                     ] = None,
-    lines: Annotated[int, typer.Option(help="How many last lines.")] = 200,
+    lines: Annotated[int, typer.Option(help="How many last lines.")] = 40,
+    offset: Annotated[int | None, typer.Option(
+        help="Print what was written after this byte offset instead.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Lines and the next offset as "
+                                              "JSON.")] = False,
 ) -> None:
-    """Print the last lines of a worker's log.
+    """Print the last lines of a worker's log, or what it wrote after an offset.
 
     Example: [bold]sfarm node log --root ~/sfarm/prod/miner-1 --task mine-majors --lines 50[/]
     """
-    for line in node_ops.tail_lines(node_ops.log_path(_root(root), task), lines):
+    chunk = node_ops.read_log(_root(root), task, offset=offset, lines=lines)
+    if json_output:
+        _reply(json.dumps({"lines": chunk.lines, "offset": chunk.offset}).encode())
+        return
+    for line in chunk.lines:
         print(line)
 
 

@@ -11,7 +11,7 @@ from typing import Protocol
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.runtime import node as node_ops
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.node import Action, StepResult
+from sfarm.runtime.node import Action, LogChunk, StepResult
 from sfarm.status import NodeStatus
 
 
@@ -26,7 +26,7 @@ class NodeAgent(Protocol):
 
     def down(self) -> StepResult: ...
 
-    def log_file(self, name: str | None) -> Path: ...
+    def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk: ...
 
     def close(self) -> None: ...
 
@@ -52,8 +52,8 @@ class LocalAgent:
     def down(self) -> StepResult:
         return node_ops.shutdown(self.root)
 
-    def log_file(self, name: str | None) -> Path:
-        return node_ops.log_path(self.root, name)
+    def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk:
+        return node_ops.read_log(self.root, name, offset=offset, lines=lines)
 
     def close(self) -> None:
         pass

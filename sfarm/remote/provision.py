@@ -91,8 +91,8 @@ def provision(connection: Connection, root: str, python: str,
         connection.rsync(f"{path}/" if path.is_dir() else str(path),
                          posixpath.join(source, part), pull=False, delete=True,
                          excludes=EXCLUDED)
-    site = connection.run([venv_python, "-c", "import sysconfig; "
-                           "print(sysconfig.get_path('purelib'))"]).stdout_text.strip()
+    where_packages = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = connection.run([venv_python, "-c", where_packages]).stdout_text.strip()
     # What `pip install -e` leaves behind: the source directory on the venv's path.
     connection.put(f"{source}\n".encode(), posixpath.join(site, "sfarm-source.pth"))
     installed = connection.run([venv_python, "-m", "sfarm", "--version"]).stdout_text.split()

@@ -18,7 +18,7 @@ from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.remote.connection import Connection, expand_home
-from sfarm.runtime.node import Action, StepResult
+from sfarm.runtime.node import Action, LogChunk, StepResult
 from sfarm.runtime.protocol import deployment_to_json, steps_from_json
 from sfarm.status import NodeStatus, TaskStatus
 
@@ -62,8 +62,8 @@ class SSHAgent:
 
     def _sfarm_version(self, python: str) -> str | None:
         # `python -m sfarm --version` prints "sfarm X"; a missing interpreter or package fails.
-        result = self.connection.run(["sh", "-c", f"{shlex.quote(python)} -m sfarm --version"
-                                      " 2>/dev/null"], check=False, timeout=COMMAND_TIMEOUT_S)
+        probe = f"{shlex.quote(python)} -m sfarm --version 2>/dev/null"
+        result = self.connection.run(["sh", "-c", probe], check=False, timeout=COMMAND_TIMEOUT_S)
         words = result.stdout_text.split()
         return words[1] if result.ok and len(words) == 2 and words[0] == "sfarm" else None
 
@@ -98,10 +98,12 @@ class SSHAgent:
     def down(self) -> StepResult:
         return steps_from_json(self._node("down"))[0]
 
-    def log_file(self, name: str | None) -> Path:
-        raise RunError(f"`sfarm logs` does not follow SSH nodes yet (node {self.spec.name})",
-                       hint=f"ssh to {self.connection.where} and run: {self.python()} -m sfarm "
-                            f"node log --root {self.root}" + (f" --task {name}" if name else ""))
+    def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk:
+        words = ["log", "--json", "--lines", str(lines)]
+        words += ["--task", name] if name else []
+        words += ["--offset", str(offset)] if offset is not None else []
+        document = json.loads(self._node(*words))
+        return LogChunk(list(document["lines"]), int(document["offset"]))
 
     def close(self) -> None:
         self.connection.close()

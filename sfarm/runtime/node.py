@@ -162,6 +162,31 @@ def log_path(root: NodeRoot, name: str | None) -> Path:
     return root.log(name) if name else root.logs / "supervisord.log"
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """Lines of a log and the offset to read on from (the file's size when read)."""
+
+    lines: list[str]
+    offset: int
+
+
+def read_log(root: NodeRoot, name: str | None, *, offset: int | None = None,
+             lines: int = 40) -> LogChunk:
+    """The last `lines` lines of a log (offset None), or what was written after `offset`
+    (from the start again when the file shrank: supervisord rotated it)."""
+    path = log_path(root, name)
+    if not path.exists():
+        return LogChunk([], 0)
+    if offset is None:
+        return LogChunk(list(tail_lines(path, lines)), path.stat().st_size)
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(offset if offset <= size else 0)
+        chunk = handle.read()
+    return LogChunk(chunk.decode("utf-8", "replace").splitlines(),
+                    (offset if offset <= size else 0) + len(chunk))
+
+
 def tail_lines(path: Path, count: int) -> Sequence[str]:
     """The last `count` lines of a log, reading only its end."""
     if not path.exists():

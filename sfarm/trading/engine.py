@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 import numpy as np
 import polars as pl
@@ -156,7 +156,7 @@ class Candles:
         bounds = sorted(cuts)
         empty = _read_only(np.empty(0, dtype=np.float64))
         parts = []
-        for start, stop in zip(bounds, bounds[1:]):
+        for start, stop in pairwise(bounds):
             view = {name: _read_only(np.ascontiguousarray(column.slice(start, stop - start)
                                                           .to_numpy()))
                     for name, column in columns.items()}
