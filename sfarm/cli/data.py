@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 
 from sfarm.cli.console import err, out, print_json
-from sfarm.cli.options import JsonOption, RootOption
+from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
 from sfarm.data import (
     DatasetInfo,
     DatasetNotFound,
@@ -24,10 +25,12 @@ from sfarm.data import (
     verify,
 )
 from sfarm.errors import UsageError
+from sfarm.inventory import load_inventory
 
 data_app = typer.Typer(
     name="data",
-    help="Inspect the datasets of a node root: list, show, verify, import CSV candles.\n\n"
+    help="Inspect the datasets of a node root: list, show, verify, pull from a node, import "
+         "CSV candles.\n\n"
          "Example: sfarm data ls --root ~/sfarm/prod/miner-1",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -266,6 +269,53 @@ def relayout_cmd(
         return
     for dataset_id, flag in changed.items():
         out.print(f"{'[green]rewritten[/]' if flag else '[dim]already current[/]'} {dataset_id}")
+
+
+@data_app.command("pull")
+def pull_cmd(
+    node: Annotated[str, typer.Argument(help="The producer node to pull from.")],
+    ids: Annotated[list[str] | None, typer.Argument(
+        metavar="[ID]...", help="Dataset ids (default: every dataset the node holds).")] = None,
+    root: RootOption = Path("."),
+    inventory: InventoryOption = None,
+    network: NetworkOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Pull datasets from a node of the farm into ROOT/mirror/<node>/<id>, incrementally.
+
+    Over SSH with rsync for a remote node (strict host keys); only new partition files travel,
+    and the mirror changes in one commit, so it always reads as a whole version of the dataset.
+    Read the copy with `sfarm data show ID --root ROOT --node NODE` or `sfarm backtest`.
+
+    Example: [bold]sfarm data pull miner-1 candles/binance/BTC-USDT/1h --root ./lab[/]
+    """
+    from sfarm.remote.controller import FarmController
+    from sfarm.remote.pull import pull, remote_datasets
+
+    loaded = load_inventory(inventory)
+    controller = FarmController(loaded, loaded.select_network(network), node)
+    connection, node_root = controller.node_access(controller.nodes[0])
+    results = []
+    try:
+        wanted = list(ids or remote_datasets(connection, node_root))
+        if not wanted:
+            raise UsageError(f"node {node} has no datasets under {node_root}/data")
+        with Progress(transient=True, console=err, disable=json) as progress:
+            bar = progress.add_task(f"pulling from {node}", total=len(wanted))
+            for dataset_id in wanted:
+                progress.update(bar, description=f"{node}: {dataset_id}")
+                results.append(pull(connection, node_root, node, dataset_id, root))
+                progress.advance(bar)
+    finally:
+        connection.close()
+    if json:
+        print_json({"node": node, "root": str(root), "datasets": [r.to_json() for r in results]})
+        return
+    for result in results:
+        what = (f"{result.files_transferred} files, {human_bytes(result.bytes_transferred)}"
+                if result.changed else "up to date")
+        out.print(f"{result.dataset_id}: {result.rows:,} rows to {format_ts(result.last_ts)}, "
+                  f"{what}")
 
 
 def register(app: typer.Typer) -> None:

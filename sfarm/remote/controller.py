@@ -16,6 +16,7 @@ from sfarm.errors import SfarmError, UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.remote.agent import LocalAgent, NodeAgent
+from sfarm.remote.connection import Connection, LocalConnection
 from sfarm.remote.deploy import local_root
 from sfarm.runtime.node import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
@@ -60,6 +61,16 @@ class FarmController:
         from sfarm.remote.ssh_agent import SSHAgent
 
         return SSHAgent(spec, SSHConnection(spec))
+
+    def node_access(self, spec: NodeSpec) -> tuple[Connection, str]:
+        """A connection to the node's machine and its node root there (close the connection)."""
+        if spec.is_local:
+            return LocalConnection(), str(local_root(self.inventory, spec))
+        from sfarm.remote.ssh import SSHConnection
+        from sfarm.remote.ssh_agent import SSHAgent
+
+        connection = SSHConnection(spec)
+        return connection, SSHAgent(spec, connection).root
 
     def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
         agent = self.agent(spec)
