@@ -226,3 +226,23 @@ def test_a_python_that_cannot_make_a_venv_is_named(servers: list[SSHServer]) -> 
         assert result.returncode == 1
         error = json.loads(result.stdout)["nodes"][0]["error"]
         assert "cannot create" in error and "/nonexistent/python3" in error, error
+
+
+def test_live_tasks_are_armed_and_disarmed_on_the_node(sshd: SSHServer, tmp_path: Path) -> None:
+    """`--live` reaches SSH nodes: the arm file is written in the node's root, and removed."""
+    from sfarm.remote.ssh import SSHConnection
+    from sfarm.remote.ssh_agent import SSHAgent
+
+    spec = sshd.node("trader-1", base_dir=str(tmp_path), python=sys.executable)
+    agent = SSHAgent(spec, SSHConnection(spec, known_hosts=sshd.known_hosts))
+    arm_file = tmp_path / "test" / "trader-1" / "run" / "btc-live.live"
+    try:
+        steps = agent.set_live(["btc-live"], True, "sfarm start --live")
+        assert [(s.step, s.status) for s in steps] == [("arm btc-live", "changed")]
+        assert json.loads(arm_file.read_text())["by"] == "sfarm start --live"
+        steps = agent.set_live(["btc-live"], False, "sfarm stop --live")
+        assert [(s.step, s.status) for s in steps] == [("disarm btc-live", "changed")]
+        assert not arm_file.exists()
+        assert agent.set_live(["btc-live"], False, "sfarm down --live")[0].status == "ok"
+    finally:
+        agent.close()

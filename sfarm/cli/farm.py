@@ -17,7 +17,7 @@ from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
-from sfarm.inventory import load_inventory
+from sfarm.inventory import NodeSpec, load_inventory
 from sfarm.remote.controller import FarmController, NodeOutcome, running_with_data
 from sfarm.runtime.node import Action
 from sfarm.status import DatasetProgress, NetworkStatus
@@ -69,29 +69,27 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
 
 
 def _arm_live(controller: FarmController, task: str | None, live: bool, command: str) -> None:
-    """Arm (`--live`) or disarm the live trade tasks that `command` (start, restart, up, stop,
-    down) acts on (see sfarm.trading.live_guard); a live task started without --live is
-    told about."""
+    """Arm (`--live`) or disarm, on their nodes, the live trade tasks that `command` (start,
+    restart, up, stop, down) acts on (see sfarm.trading.live_guard); a live task started
+    without --live is told about, and one that could not be armed places no order."""
     from sfarm.inventory.model import TradeTask
-    from sfarm.remote.deploy import local_root
     from sfarm.trading import live_guard
 
-    armed = []
-    for spec in controller.nodes:
-        for name in controller.tasks_of(spec, task):
-            model = controller.inventory.model.tasks[name]
-            if not (isinstance(model, TradeTask) and model.mode == "live") or not spec.is_local:
-                continue
-            root = local_root(controller.inventory, spec)
-            if live:
-                live_guard.arm(root, name, f"sfarm {command} --live")
-                armed.append(name)
-                continue
-            live_guard.disarm(root, name)
-            if command not in ("stop", "down"):
-                err.print(f"[yellow]note:[/] live task {name} on {spec.name} places no order: "
-                          f"{live_guard.HINT}")
-    if live and not armed:
+    def live_tasks(spec: NodeSpec) -> list[str]:
+        return [name for name in controller.tasks_of(spec, task)
+                if isinstance(model := controller.inventory.model.tasks[name], TradeTask)
+                and model.mode == "live"]
+
+    outcomes = controller.set_live(live_tasks, live, f"sfarm {command} --live")
+    for outcome in outcomes:
+        if not outcome.ok:
+            err.print(f"[red]error:[/] {outcome.node}: could not {'arm' if live else 'disarm'} "
+                      f"its live tasks: {escape(outcome.error or '')}")
+        elif not live and command not in ("stop", "down"):
+            for name in (step.step.split(" ", 1)[1] for step in outcome.steps):
+                err.print(f"[yellow]note:[/] live task {name} on {outcome.node} places no "
+                          f"order: {live_guard.HINT}")
+    if live and not any(outcome.steps for outcome in outcomes):
         err.print("[yellow]note:[/] --live: none of the tasks started is a live trade task")
 
 

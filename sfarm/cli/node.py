@@ -69,6 +69,21 @@ def control(
     _reply(steps_to_json(node_ops.control(_root(root), action, task or [])))  # type: ignore[arg-type]
 
 
+@node_app.command("live")
+def live(
+    root: RootOption,
+    task: Annotated[list[str], typer.Option("--task", help="A live trade task (repeatable).")],
+    arm: Annotated[bool, typer.Option("--arm/--disarm", help="Arm or disarm.")] = False,
+    by: Annotated[str, typer.Option(help="The command that arms, for the record.")]
+    = "sfarm start --live",
+) -> None:
+    """Arm or disarm live trade tasks (run/<task>.live); print the steps.
+
+    Example: [bold]sfarm node live --root ~/sfarm/prod/trader-1 --task btc-live --arm[/]
+    """
+    _reply(steps_to_json(node_ops.set_live(_root(root), task, arm, by)))
+
+
 @node_app.command("down")
 def down(root: RootOption) -> None:
     """Stop every worker and the node's supervisord; print the step.

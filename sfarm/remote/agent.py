@@ -26,6 +26,8 @@ class NodeAgent(Protocol):
 
     def down(self) -> StepResult: ...
 
+    def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]: ...
+
     def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk: ...
 
     def close(self) -> None: ...
@@ -51,6 +53,9 @@ class LocalAgent:
 
     def down(self) -> StepResult:
         return node_ops.shutdown(self.root)
+
+    def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]:
+        return node_ops.set_live(self.root, names, armed, command)
 
     def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk:
         return node_ops.read_log(self.root, name, offset=offset, lines=lines)

@@ -118,6 +118,18 @@ class FarmController:
 
         return self._each(work)
 
+    def set_live(self, names_of: Callable[[NodeSpec], list[str]], armed: bool,
+                 command: str) -> list[NodeOutcome]:
+        """Arm or disarm, on each node, the live trade tasks `names_of(node)` lists."""
+        def work(spec: NodeSpec) -> NodeOutcome:
+            names = names_of(spec)
+            if not names:
+                return NodeOutcome(spec.name, [])
+            return self._outcome(spec, lambda: self._with_agent(
+                spec, lambda agent: agent.set_live(names, armed, command)))
+
+        return self._each(work)
+
     def down(self) -> list[NodeOutcome]:
         return self._each(lambda spec: self._outcome(spec, lambda: self._with_agent(
             spec, lambda agent: [agent.down()])))

@@ -95,6 +95,11 @@ class SSHAgent:
         words = [word for name in names for word in ("--task", name)]
         return steps_from_json(self._node("control", action, *words))
 
+    def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]:
+        words = [word for name in names for word in ("--task", name)]
+        return steps_from_json(self._node("live", "--arm" if armed else "--disarm",
+                                          "--by", command, *words))
+
     def down(self) -> StepResult:
         return steps_from_json(self._node("down"))[0]
 

@@ -149,6 +149,22 @@ def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepRe
     return results
 
 
+def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
+             command: str) -> list[StepResult]:
+    """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard."""
+    from sfarm.trading import live_guard
+
+    steps = []
+    for name in names:
+        if armed:
+            live_guard.arm(root.path, name, command)
+            steps.append(StepResult(f"arm {name}", "changed", command))
+        else:
+            existed = live_guard.disarm(root.path, name)
+            steps.append(StepResult(f"disarm {name}", "changed" if existed else "ok"))
+    return steps
+
+
 def shutdown(root: NodeRoot) -> StepResult:
     """Stop every worker and the node's supervisord."""
     supervisor = Supervisor(root)
