@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from sfarm import __version__
+from sfarm.errors import RunError
 from sfarm.runtime import node as node_ops
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import deployment_from_json, steps_to_json
@@ -22,6 +24,17 @@ node_app = typer.Typer(help="A node's side of farm commands (run by sfarm over S
                        no_args_is_help=True)
 
 RootOption = Annotated[Path, typer.Option(help="The node root.")]
+
+
+@node_app.callback()
+def _check_version(expect_version: Annotated[str | None, typer.Option(
+        "--expect-version", help="Refuse to act unless this node runs this sfarm version.")]
+        = None) -> None:
+    # The controller and its nodes must run one version: a node root written by one version
+    # and driven by another (status format, deployment, store layout) is not supported.
+    if expect_version is not None and expect_version != __version__:
+        raise RunError(f"this node runs sfarm {__version__}, the controller {expect_version}",
+                       hint="run `sfarm deploy` from the controller")
 
 
 def _root(root: Path) -> NodeRoot:
