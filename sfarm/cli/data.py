@@ -9,21 +9,12 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+# The store (polars, pyarrow) loads when a command runs, not when `sfarm` starts: every
+# command, and every `sfarm node ...` run on a node over SSH, imports this module.
+from sfarm import data as store
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
-from sfarm.data import (
-    DatasetInfo,
-    DatasetNotFound,
-    VerifyReport,
-    dataset_dir,
-    format_ts,
-    import_csv,
-    list_datasets,
-    load_manifest,
-    read_tail,
-    relayout,
-    verify,
-)
+from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts
 from sfarm.errors import UsageError
 from sfarm.inventory import load_inventory
 
@@ -60,7 +51,7 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
     Example: [bold]sfarm data ls --root ~/sfarm/prod/miner-1 --json[/]
     """
     _check_root(root)
-    infos = list_datasets(root)
+    infos = store.list_datasets(root)
     if json:
         print_json({"root": str(root), "datasets": [_info_json(i) for i in infos]})
         return
@@ -94,7 +85,7 @@ def _check_root(root: Path) -> None:
                          hint="a node root is the directory that holds data/ and mirror/")
 
 
-def _info_json(info: DatasetInfo) -> dict[str, Any]:
+def _info_json(info: store.DatasetInfo) -> dict[str, Any]:
     document = info.to_dict()
     document["first"] = _iso(info.first_ts)
     document["last"] = _iso(info.last_ts)
@@ -118,11 +109,11 @@ def show(
     Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
     """
     node = node if node is not None else _locate(root, dataset_id)
-    manifest = load_manifest(root, dataset_id, mirror_of=node)
+    manifest = store.load_manifest(root, dataset_id, mirror_of=node)
     if manifest is None:
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
-    rows = read_tail(root, dataset_id, tail, mirror_of=node)
+    rows = store.read_tail(root, dataset_id, tail, mirror_of=node)
     if json:
         print_json({
             "id": dataset_id, "node": node, "rows": manifest.rows,
@@ -157,7 +148,8 @@ def _locate(root: Path, dataset_id: str) -> str | None:
     """None when the root holds the dataset itself, else the one mirror node that has it."""
     if dataset_dir(root, dataset_id).is_dir():
         return None
-    nodes = [i.node for i in list_datasets(root) if i.id == dataset_id.strip("/") and i.node]
+    nodes = [i.node for i in store.list_datasets(root)
+             if i.id == dataset_id.strip("/") and i.node]
     if len(nodes) == 1:
         return nodes[0]
     if nodes:
@@ -182,9 +174,9 @@ def verify_cmd(
     Example: [bold]sfarm data verify candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
     _check_root(root)
-    targets = ([(i.id, i.node) for i in list_datasets(root)] if not dataset_ids
+    targets = ([(i.id, i.node) for i in store.list_datasets(root)] if not dataset_ids
                else [(d, _locate(root, d)) for d in dataset_ids])
-    reports = [verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
+    reports = [store.verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
     ok = all(report.ok for report in reports)
     if json:
         print_json({"root": str(root), "ok": ok, "datasets": [r.to_dict() for r in reports]})
@@ -194,7 +186,7 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
-def _render_reports(root: Path, reports: list[VerifyReport]) -> None:
+def _render_reports(root: Path, reports: list[store.VerifyReport]) -> None:
     if not reports:
         err.print(f"no datasets under {root}/data or {root}/mirror")
         return
@@ -234,7 +226,7 @@ def import_cmd(
     Example: [bold]sfarm data import BTCUSDT-1m-2024-01.csv --id candles/binance/BTC-USDT/1m
     --root .[/]
     """
-    result = import_csv(file, root, dataset_id)
+    result = store.import_csv(file, root, dataset_id)
     if json:
         print_json(result.to_dict())
         return
@@ -262,7 +254,7 @@ def relayout_cmd(
     Example: [bold]sfarm data relayout candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
     _check_root(root)
-    changed = {dataset_id: relayout(root, dataset_id) for dataset_id in dataset_ids}
+    changed = {dataset_id: store.relayout(root, dataset_id) for dataset_id in dataset_ids}
     if json:
         print_json({"root": str(root), "datasets": [{"id": dataset_id, "changed": flag}
                                                     for dataset_id, flag in changed.items()]})

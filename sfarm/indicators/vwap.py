@@ -9,7 +9,6 @@ up a price.
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 
 DAY_MS = 86_400_000
 
@@ -28,6 +27,8 @@ def typical_volume(high: np.ndarray, low: np.ndarray, close: np.ndarray,
 def session_vwap(ts: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
                  volume: np.ndarray) -> np.ndarray:
     """Session VWAP for candles sorted by ts; NaN while the session's volume is still 0."""
+    import polars as pl  # only when computing: the registry (and every CLI start) needs none
+
     if len(ts) == 0:
         return np.empty(0, dtype=np.float64)
     # A segmented running sum: summing within each day (not a global cumsum minus an offset)
