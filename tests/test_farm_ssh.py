@@ -138,11 +138,28 @@ def running_with_rows(farm: SSHFarm) -> bool:
         and all(d["rows"] > 0 for d in task["datasets"]) for task in tasks.values())
 
 
-def test_up_status_control_down_over_ssh(servers: list[SSHServer]) -> None:
+def test_up_status_control_down_over_ssh(servers: list[SSHServer],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with ssh_farm(servers) as farm:
         up = json.loads(farm.sfarm("up", "--json").stdout)
         assert up["ok"] is True, up
         wait_for(lambda: running_with_rows(farm), what="every task on both nodes running")
+
+        # In-process, as `status --watch` and the dashboard poll: one connection per node.
+        from sfarm.inventory import load_inventory
+        from sfarm.remote.controller import FarmController
+
+        monkeypatch.setenv("HOME", str(farm.home))
+        controller = FarmController(load_inventory(farm.inventory), "edge",
+                                    keep_connections=True)
+        try:
+            first, second = controller.status(), controller.status()
+            assert first.healthy and second.healthy
+            agents = list(controller._open.values())  # type: ignore[union-attr]
+            controller.status()
+            assert list(controller._open.values()) == agents  # reused, not reopened
+        finally:
+            controller.close()
 
         status = farm.status()
         assert [node["name"] for node in status["nodes"]] == ["node-a", "node-b"]

@@ -33,9 +33,10 @@ STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "fa
 
 
 def _controller(inventory: Path | None, network: str | None,
-                node: str | None = None) -> FarmController:
+                node: str | None = None, *, keep_connections: bool = False) -> FarmController:
     loaded = load_inventory(inventory)
-    return FarmController(loaded, loaded.select_network(network), node)
+    return FarmController(loaded, loaded.select_network(network), node,
+                          keep_connections=keep_connections)
 
 
 def _report(command: str, outcomes: list[NodeOutcome], json: bool) -> None:
@@ -234,15 +235,20 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm status -i inventory/local.toml --watch[/]
     """
-    controller = _controller(inventory, network, node)
     if watch:
-        with Live(render_status(controller.status()), console=out, auto_refresh=False) as live:
-            try:
+        # One connection per node for the whole watch, not one per refresh.
+        controller = _controller(inventory, network, node, keep_connections=True)
+        try:
+            with Live(render_status(controller.status()), console=out,
+                      auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
                     live.update(render_status(controller.status()), refresh=True)
-            except KeyboardInterrupt:
-                return
+        except KeyboardInterrupt:
+            return
+        finally:
+            controller.close()
+    controller = _controller(inventory, network, node)
     result = controller.status()
     if json:
         print_json(result.to_json())

@@ -39,10 +39,15 @@ class NodeOutcome:
 
 
 class FarmController:
+    """Runs commands on the nodes of one network. With `keep_connections`, each node's agent
+    (its SSH connection) stays open between calls, for callers that poll (status --watch, the
+    dashboard); `close()` ends them. Otherwise every call opens and closes its own."""
+
     def __init__(self, inventory: LoadedInventory, network: str,
-                 node: str | None = None) -> None:
+                 node: str | None = None, *, keep_connections: bool = False) -> None:
         self.inventory = inventory
         self.network = network
+        self._open: dict[str, NodeAgent] | None = {} if keep_connections else None
         nodes = inventory.nodes(network)
         if node is not None:
             names = [spec.name for spec in nodes]
@@ -73,11 +78,28 @@ class FarmController:
         return connection, SSHAgent(spec, connection).root
 
     def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
-        agent = self.agent(spec)
+        if self._open is None:
+            agent = self.agent(spec)
+            try:
+                return work(agent)
+            finally:
+                agent.close()
+        # Each node is worked on by one thread at a time (see _each): no lock needed per key.
+        agent = self._open.get(spec.name) or self._open.setdefault(spec.name, self.agent(spec))
         try:
             return work(agent)
-        finally:
+        except BaseException:
+            # The connection may be what failed: the next call opens a new one.
+            self._open.pop(spec.name, None)
             agent.close()
+            raise
+
+    def close(self) -> None:
+        """Close the agents kept open (keep_connections)."""
+        for agent in (self._open or {}).values():
+            agent.close()
+        if self._open:
+            self._open.clear()
 
     def tasks_of(self, spec: NodeSpec, task: str | None = None) -> list[str]:
         if task is None:
