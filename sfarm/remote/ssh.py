@@ -4,13 +4,12 @@ Host keys are checked strictly: a key found in no known_hosts file, or one that 
 file, is refused and never written anywhere. Fabric supplies ~/.ssh/config (HostName, User, Port,
 IdentityFile, ProxyJump) and jump-host gateways; commands run on a raw paramiko channel, so
 stdout and stderr stay bytes and a timeout can end the remote process. rsync runs the OpenSSH
-client with the same host keys, identity, port and jump hosts. Failures are mapped in
+client with the same host keys, identity, port and jump hosts (sfarm.remote.openssh). Failures are mapped in
 sfarm.remote.ssh_errors. Commands are quoted for a POSIX login shell (sh, bash, dash, zsh).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -19,9 +18,8 @@ import re
 import secrets
 import shlex
 import subprocess
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -49,6 +47,7 @@ from sfarm.remote.connection import (
     require_local_rsync,
     rsync_options,
 )
+from sfarm.remote.openssh import OpenSSHSettings, rsync_shell, ssh_words
 from sfarm.remote.ssh_errors import SSHTarget, UnknownHostKey
 
 log = logging.getLogger(__name__)
@@ -132,10 +131,6 @@ class SSHConnection:
             names = shlex.split(configured) if configured else list(defaults)
             files += [os.path.expanduser(name) for name in names if name != "none"]
         return files
-
-    def _known_hosts_option(self) -> str:
-        files = self._known_hosts_files(self._fabric.ssh_config) or ["/dev/null"]
-        return " ".join(f'"{name}"' for name in files)
 
     def _target(self, connection: fabric.Connection, label: str) -> SSHTarget:
         return SSHTarget(label=label, host=connection.host, port=int(connection.port),
@@ -308,7 +303,7 @@ class SSHConnection:
         else:
             source = local_rsync_path(os.path.expanduser(source))
             destination = self._remote_spec(self._path(destination))
-        with self._ssh_command() as ssh_command:
+        with rsync_shell(self.openssh_settings(), bool(self.proxy_jump)) as ssh_command:
             argv = [rsync, *rsync_options(delete=delete, excludes=excludes), "-e", ssh_command,
                     f"--rsync-path={self.remote_rsync}", "--", source, destination]
             log.debug("%s rsync: %s", self.where, describe_command(argv, 500))
@@ -349,49 +344,16 @@ class SSHConnection:
         user = f"{self.node.user}@" if self.node.user else ""
         return f"{user}{host}:{path}"
 
+    def openssh_settings(self) -> OpenSSHSettings:
+        return OpenSSHSettings(
+            connect_timeout=self.connect_timeout,
+            known_hosts=self._known_hosts_files(self._fabric.ssh_config),
+            port=self.node.port if self.node.port != DEFAULT_PORT else None,
+            identity_file=self.identity_file, proxy_jump=self.node.proxy_jump)
+
     def ssh_words(self, config_file: str | None = None) -> list[str]:
-        """The OpenSSH client command rsync runs: strict host keys, no prompts, our settings."""
-        words = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                 "-o", f"ConnectTimeout={max(1, math.ceil(self.connect_timeout))}",
-                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]
-        # The same known_hosts files as the paramiko side: OpenSSH would read ~/.ssh from the
-        # passwd entry, not from $HOME, and the two transports must trust the same keys.
-        words += ["-o", f"UserKnownHostsFile={self._known_hosts_option()}",
-                  "-o", "GlobalKnownHostsFile=/dev/null"]
-        if self.node.port != DEFAULT_PORT:
-            words += ["-p", str(self.node.port)]
-        if self.identity_file:
-            words += ["-i", self.identity_file]
-        if config_file:
-            words += ["-F", config_file]
-        if self.node.proxy_jump:
-            words += ["-J", self.node.proxy_jump]
-        return words
-
-    @contextlib.contextmanager
-    def _ssh_command(self) -> Iterator[str]:
-        """`ssh_words` as one -e string. Options given with -o reach the node only, not its jump
-        hosts, so with a jump a private config file (-F, passed on to every hop) sets them."""
-        if not self.proxy_jump:
-            yield _rsh_string(self.ssh_words())
-            return
-        with tempfile.TemporaryDirectory(prefix="sfarm-ssh-") as directory:
-            config = Path(directory) / "ssh_config"
-            config.write_text(self._jump_config())
-            yield _rsh_string(self.ssh_words(str(config)))
-
-    def _jump_config(self) -> str:
-        lines = ["Host *", "  BatchMode yes", "  StrictHostKeyChecking yes",
-                 f"  ConnectTimeout {max(1, math.ceil(self.connect_timeout))}"]
-        lines += [f"  UserKnownHostsFile {self._known_hosts_option()}",
-                  "  GlobalKnownHostsFile /dev/null"]
-        if self.identity_file:
-            lines.append(f'  IdentityFile "{self.identity_file}"')
-        # First value wins in ssh_config: the settings above, then the usual files.
-        for included in (os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"):
-            if os.path.isfile(included):
-                lines.append(f'  Include "{included}"')
-        return "\n".join(lines) + "\n"
+        """The OpenSSH client command rsync runs (sfarm.remote.openssh)."""
+        return ssh_words(self.openssh_settings(), config_file)
 
 
 def _identity_file(node: NodeSpec) -> str | None:
@@ -403,13 +365,6 @@ def _identity_file(node: NodeSpec) -> str | None:
                          hint="fix `identity_file` in the inventory, or remove it to use "
                               "~/.ssh/config, the ssh-agent and the default keys")
     return path
-
-
-def _rsh_string(words: list[str]) -> str:
-    """rsync splits -e itself: quotes work, backslashes do not, so refuse them."""
-    if any("\\" in word for word in words):
-        raise UsageError("paths for ssh (identity_file, known_hosts) must not contain '\\'")
-    return shlex.join(words)
 
 
 def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:
