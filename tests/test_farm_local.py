@@ -67,6 +67,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def run_sfarm(inventory: Path, *args: str, check: bool = True, timeout: float = 120,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`sfarm ARGS -i INVENTORY` as a process; never a traceback, exit 0 unless not `check`."""
+    result = subprocess.run([sys.executable, "-m", "sfarm", *args, "-i", str(inventory)],
+                            capture_output=True, text=True, timeout=timeout, check=False,
+                            env=env)
+    if check:
+        assert result.returncode == 0, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    return result
+
+
 @dataclass
 class Farm:
     inventory: Path
@@ -74,12 +86,7 @@ class Farm:
     network: str
 
     def sfarm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "sfarm", *args, "-i", str(self.inventory)],
-                                capture_output=True, text=True, timeout=120, check=False)
-        if check:
-            assert result.returncode == 0, result.stderr + result.stdout
-        assert "Traceback" not in result.stderr
-        return result
+        return run_sfarm(self.inventory, *args, check=check)
 
     def status(self) -> dict[str, Any]:
         result = self.sfarm("status", "--json", check=False)

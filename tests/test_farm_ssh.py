@@ -23,7 +23,7 @@ import pytest
 
 from sfarm import data
 from tests.fixtures.sshd import SSHServer, free_port
-from tests.test_farm_local import processes_under, wait_for
+from tests.test_farm_local import processes_under, run_sfarm, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -79,13 +79,8 @@ class SSHFarm:
         return self.base / self.network / node
 
     def sfarm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "sfarm", *args, "-i", str(self.inventory)],
-                                capture_output=True, text=True, timeout=180, check=False,
-                                env={**os.environ, "HOME": str(self.home)})
-        if check:
-            assert result.returncode == 0, result.stderr + result.stdout
-        assert "Traceback" not in result.stderr
-        return result
+        return run_sfarm(self.inventory, *args, check=check, timeout=180,
+                         env={**os.environ, "HOME": str(self.home)})
 
     def status(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(self.sfarm("status", "--json", check=False).stdout)

@@ -82,12 +82,12 @@ def _arm_live(controller: FarmController, task: str | None, live: bool, command:
                 and model.mode == "live"]
 
     outcomes = controller.set_live(live_tasks, live, f"sfarm {command} --live")
-    for outcome in outcomes:
+    for spec, outcome in zip(controller.nodes, outcomes, strict=True):
         if not outcome.ok:
             err.print(f"[red]error:[/] {outcome.node}: could not {'arm' if live else 'disarm'} "
                       f"its live tasks: {escape(outcome.error or '')}")
         elif not live and command not in ("stop", "down"):
-            for name in (step.step.split(" ", 1)[1] for step in outcome.steps):
+            for name in live_tasks(spec):
                 err.print(f"[yellow]note:[/] live task {name} on {outcome.node} places no "
                           f"order: {live_guard.HINT}")
     if live and not any(outcome.steps for outcome in outcomes):

@@ -23,6 +23,7 @@ from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class NodeOutcome:
     node: str

@@ -19,11 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sfarm.data.fsio import WriterLock, write_atomic
-from sfarm.data.layout import LOCK_NAME, MANIFEST_NAME, check_dataset_id, dataset_dir
+from sfarm.data.layout import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    DatasetNotFound,
+    check_dataset_id,
+    dataset_dir,
+)
 from sfarm.data.manifest import Manifest, PartitionEntry, parse_segment, sha256_hex
 from sfarm.data.recovery import sweep
 from sfarm.errors import RunError
-from sfarm.remote.connection import Connection, TransportError
+from sfarm.remote.connection import Connection, TransportError, parse_itemized
 
 log = logging.getLogger("sfarm.data")
 
@@ -98,8 +104,6 @@ def pull(connection: Connection, node_root: str, node: str, dataset_id: str,
 
 def _snapshot(connection: Connection, source: str, dataset_id: str, node: str,
               ) -> tuple[bytes, Manifest, list[tuple[str, bytes, list[PartitionEntry]]]] | None:
-    from sfarm.data.layout import DatasetNotFound
-
     raw_manifest = connection.get(posixpath.join(source, MANIFEST_NAME))
     if raw_manifest is None:
         raise DatasetNotFound(f"no dataset {dataset_id} on node {node}",
@@ -123,8 +127,6 @@ def _transfer(connection: Connection, source: str, target: Path) -> list[str]:
         if error.result is None or error.result.exit_code != RSYNC_VANISHED:
             raise
         # Retired while we copied: the completeness check decides whether it mattered.
-        from sfarm.remote.connection import parse_itemized
-
         result = parse_itemized(error.result.stdout_text)
     return [path for path in result.paths("transfer") if "/" not in path]
 

@@ -185,18 +185,17 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
         # move the books (a signal that acts, a stop or target reached) take a short path.
         if pending_exit or pending_entry != 0:
             continue
+        # The signals that act in the current position: flat, entry_long, or entry_short where
+        # shorts are allowed; long, exit_long, or entry_short where allowed; short, exit_short
+        # or entry_long.
         if pos == 0.0:
-            while i < n and not (entry_long[i] or (allow_short and entry_short[i])):
-                equity_out[i] = cash + pos * close[i]
-                position_out[i] = pos
-                i += 1
-            continue
-        # Signals that end a long: exit_long, or entry_short where shorts are allowed; a short:
-        # exit_short or entry_long.
-        closing, reversing = (exit_long, entry_short) if pos > 0.0 else (exit_short, entry_long)
-        can_reverse = allow_short or pos < 0.0
-        if not has_stops:
-            while i < n and not (closing[i] or (can_reverse and reversing[i])):
+            acting, acting_too, second_acts = entry_long, entry_short, allow_short
+        elif pos > 0.0:
+            acting, acting_too, second_acts = exit_long, entry_short, allow_short
+        else:
+            acting, acting_too, second_acts = exit_short, entry_long, True
+        if pos == 0.0 or not has_stops:
+            while i < n and not (acting[i] or (second_acts and acting_too[i])):
                 equity_out[i] = cash + pos * close[i]
                 position_out[i] = pos
                 i += 1
@@ -204,7 +203,7 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
         side = 1.0 if pos > 0.0 else -1.0
         adverse_prices, favorable_prices = (low, high) if pos > 0.0 else (high, low)
         stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
-        while i < n and not (closing[i] or (can_reverse and reversing[i])):
+        while i < n and not (acting[i] or (second_acts and acting_too[i])):
             favorable = favorable_prices[i]
             exit_at, reason = _protective_exit(side, open_[i], adverse_prices[i], favorable,
                                                stop, stop_reason, target)
