@@ -176,16 +176,29 @@ def local_rsync_path(path: str) -> str:
     return path
 
 
-def rsync_options(*, delete: bool, excludes: Iterable[str]) -> list[str]:
+def rsync_options(*, delete: bool, excludes: Iterable[str],
+                  link_dest: str | None = None) -> list[str]:
     """The options every sfarm rsync uses: archive mode, literal (secluded) args, itemized output.
 
-    `-s` keeps paths with spaces or shell characters literal on the remote side.
+    `-s` keeps paths with spaces or shell characters literal on the remote side. `link_dest`: a
+    local directory whose unchanged files are hard-linked instead of sent.
     """
     options = ["--archive", "-s", "--itemize-changes"]
     if delete:
         options.append("--delete")
     options += [f"--exclude={pattern}" for pattern in excludes]
+    if link_dest is not None:
+        # Compare times to the nanosecond: a file rewritten in place within the same second and
+        # at the same size (a dataset's manifest) must not pass for the one already held.
+        options += [f"--link-dest={os.path.abspath(os.path.expanduser(link_dest))}",
+                    "--modify-window=-1"]
     return options
+
+
+def locked(lock: str | None, command: list[str]) -> list[str]:
+    """`command` run while holding a shared flock on the file `lock` (flock(1), util-linux), the
+    lock sfarm's dataset readers take: no writer commits while it runs."""
+    return command if lock is None else ["flock", "--shared", lock, *command]
 
 
 def require_local_rsync() -> str:
@@ -224,9 +237,11 @@ class Connection(Protocol):
         ...
 
     def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = ()) -> SyncResult:
+              excludes: Sequence[str] = (), link_dest: str | None = None,
+              source_lock: str | None = None) -> SyncResult:
         """Copy with rsync (archive mode, rsync's trailing-slash rules): node -> here if `pull`,
-        here -> node otherwise. The destination's parent directory must exist."""
+        here -> node otherwise. The destination's parent directory must exist. With a pull,
+        `source_lock` is a file on the node held with a shared flock for the whole transfer."""
         ...
 
     def home(self) -> str:
@@ -311,11 +326,15 @@ class LocalConnection:
             raise _file_error(self.where, "read", path, exc) from None
 
     def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = ()) -> SyncResult:
+              excludes: Sequence[str] = (), link_dest: str | None = None,
+              source_lock: str | None = None) -> SyncResult:
         # Both sides are on this machine, so `pull` only says which side is the node's.
-        argv = [require_local_rsync(), *rsync_options(delete=delete, excludes=excludes), "--",
-                local_rsync_path(os.path.expanduser(source)),
-                local_rsync_path(os.path.expanduser(destination))]
+        lock = os.path.expanduser(source_lock) if pull and source_lock else None
+        argv = locked(lock, [require_local_rsync(),
+                             *rsync_options(delete=delete, excludes=excludes,
+                                            link_dest=link_dest), "--",
+                             local_rsync_path(os.path.expanduser(source)),
+                             local_rsync_path(os.path.expanduser(destination))])
         result = self._execute(tuple(argv), None, None, None)
         if not result.ok:
             raise TransportError(

@@ -1,20 +1,23 @@
 """Pull a dataset from another node root into `mirror/<node>/<id>/`, incrementally and
 consistently, over any Connection (this machine, or SSH with rsync).
 
-The producer keeps writing while we copy. Its files are named by generation and never
-rewritten, and its manifest is the commit point, so a pull: (1) reads the manifest and the index
-segments it names; (2) rsyncs the partition files (new names only: history is not copied again);
-(3) checks that every partition the manifest names arrived whole (size, and sha256 for what this
-pull transferred), starting over if the producer retired one meanwhile; (4) commits the segments
-and then the manifest into the mirror, under the mirror's writer lock; (5) removes the files the
-new manifest no longer names. A reader of the mirror sees the old version or the new one.
+The producer keeps writing while we copy. sfarm's store already says how to read it then: hold
+the dataset's lock shared, as its readers do, and no writer commits or retires a file
+meanwhile. So one rsync, run on the producer's side under that shared lock (flock(1)), copies
+the dataset as one committed version into a staging directory, hard-linking from the mirror
+what it already holds (only new partition files travel). The pull then checks what arrived
+against the manifest (sizes; sha256 of what this pull transferred) and, under the mirror's
+writer lock, moves the files in, commits the manifest last and removes what it no longer names.
+A reader of the mirror sees the old version or the new one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import posixpath
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +29,16 @@ from sfarm.data.layout import (
     check_dataset_id,
     dataset_dir,
 )
-from sfarm.data.manifest import Manifest, PartitionEntry, parse_segment, sha256_hex
+from sfarm.data.manifest import Manifest, parse_segment, sha256_hex
 from sfarm.data.recovery import sweep
 from sfarm.errors import RunError
-from sfarm.remote.connection import Connection, TransportError, parse_itemized
+from sfarm.remote.connection import Connection
 
 log = logging.getLogger("sfarm.data")
 
-ATTEMPTS = 5
-RSYNC_VANISHED = 24  # "some files vanished before they could be transferred"
-# The producer's own bookkeeping and its writes in progress never travel.
-EXCLUDED = (MANIFEST_NAME, "_index.*", LOCK_NAME, ".*.tmp")
+STAGING = ".incoming"  # inside the mirror's dataset directory: dataset listings skip it
+# The producer's lock and a writer's leftovers never travel.
+EXCLUDED = (LOCK_NAME, ".*.tmp")
 
 
 @dataclass(frozen=True)
@@ -70,76 +72,54 @@ def pull(connection: Connection, node_root: str, node: str, dataset_id: str,
     `local_root/mirror/<node>/<id>`."""
     dataset_id = check_dataset_id(dataset_id)
     source = posixpath.join(node_root, "data", dataset_id)
-    target = dataset_dir(local_root, dataset_id, mirror_of=node)
-    target.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, ATTEMPTS + 1):
-        snapshot = _snapshot(connection, source, dataset_id, node)
-        if snapshot is None:
-            log.info("%s on %s changed while reading its index; again (%d)", dataset_id, node,
-                     attempt)
-            continue
-        raw_manifest, manifest, segments = snapshot
-        current = target / MANIFEST_NAME
-        if current.exists() and current.read_bytes() == raw_manifest:
-            return _result(dataset_id, node, manifest, 0, 0, changed=False)
-        transferred = _transfer(connection, source, target)
-        partitions = [p for _, _, entries in segments for p in entries]
-        if not _complete(target, partitions, transferred):
-            log.info("%s on %s retired a file during the pull; again (%d)", dataset_id, node,
-                     attempt)
-            continue
-        with WriterLock(target) as lock:
-            for name, raw, _ in segments:
-                write_atomic(target, name, raw, sync_dir=False)
-            write_atomic(target, MANIFEST_NAME, raw_manifest)
-            sweep(target, manifest)
-            lock.mark_finished()
-        size = sum((target / name).stat().st_size for name in transferred
-                   if (target / name).exists())
-        return _result(dataset_id, node, manifest, len(transferred), size, changed=True)
-    raise RunError(f"{dataset_id} on {node} kept changing during {ATTEMPTS} pulls",
-                   hint="try again; a writer committing faster than the link copies would "
-                        "need a faster link or a longer interval")
-
-
-def _snapshot(connection: Connection, source: str, dataset_id: str, node: str,
-              ) -> tuple[bytes, Manifest, list[tuple[str, bytes, list[PartitionEntry]]]] | None:
-    raw_manifest = connection.get(posixpath.join(source, MANIFEST_NAME))
-    if raw_manifest is None:
+    if connection.get(posixpath.join(source, MANIFEST_NAME)) is None:
         raise DatasetNotFound(f"no dataset {dataset_id} on node {node}",
                               hint=f"`sfarm data pull {node}` without ids lists what it has")
+    target = dataset_dir(local_root, dataset_id, mirror_of=node)
+    staging = target / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    copied = connection.rsync(source + "/", f"{staging}/", pull=True, delete=True,
+                              excludes=EXCLUDED, link_dest=str(target),
+                              source_lock=posixpath.join(source, LOCK_NAME))
+    raw_manifest = (staging / MANIFEST_NAME).read_bytes()
+    current = target / MANIFEST_NAME
+    if current.exists() and current.read_bytes() == raw_manifest:
+        shutil.rmtree(staging)
+        manifest = Manifest.model_validate_json(raw_manifest)
+        return _result(dataset_id, node, manifest, 0, 0, changed=False)
+    manifest, names = _check(staging, raw_manifest, set(copied.paths("transfer")), node)
+    with WriterLock(target) as lock:
+        for name in names:
+            os.replace(staging / name, target / name)
+        write_atomic(target, MANIFEST_NAME, raw_manifest)  # the commit
+        sweep(target, manifest)
+        lock.mark_finished()
+    shutil.rmtree(staging)
+    transferred = [name for name in copied.paths("transfer") if name in names]
+    size = sum((target / name).stat().st_size for name in transferred)
+    return _result(dataset_id, node, manifest, len(transferred), size, changed=True)
+
+
+def _check(staging: Path, raw_manifest: bytes, transferred: set[str],
+           node: str) -> tuple[Manifest, list[str]]:
+    """The staged manifest and the files it names, each checked: index segments by sha256,
+    partitions by size and, those transferred now, sha256."""
     manifest = Manifest.model_validate_json(raw_manifest)
-    segments = []
+    names = []
     for segment in manifest.segments:
-        raw = connection.get(posixpath.join(source, segment.file))
-        if raw is None or sha256_hex(raw) != segment.sha256:
-            return None  # a newer commit retired it: read the manifest again
-        segments.append((segment.file, raw, parse_segment(raw, Path(segment.file))))
-    return raw_manifest, manifest, segments
-
-
-def _transfer(connection: Connection, source: str, target: Path) -> list[str]:
-    """rsync the partition files; the names of those it wrote."""
-    try:
-        result = connection.rsync(source + "/", str(target) + "/", pull=True,
-                                  excludes=EXCLUDED)
-    except TransportError as error:
-        if error.result is None or error.result.exit_code != RSYNC_VANISHED:
-            raise
-        # Retired while we copied: the completeness check decides whether it mattered.
-        result = parse_itemized(error.result.stdout_text)
-    return [path for path in result.paths("transfer") if "/" not in path]
-
-
-def _complete(target: Path, partitions: list[PartitionEntry], transferred: list[str]) -> bool:
-    fresh = set(transferred)
-    for partition in partitions:
-        path = target / partition.file
-        if not path.exists() or path.stat().st_size != partition.bytes:
-            return False
-        if partition.file in fresh and _sha256(path) != partition.sha256:
-            return False
-    return True
+        raw = (staging / segment.file).read_bytes()
+        if sha256_hex(raw) != segment.sha256:
+            raise RunError(f"{manifest.dataset_id} from {node}: index {segment.file} does not "
+                           "match its manifest", hint="run `sfarm data verify` on the node")
+        names.append(segment.file)
+        for partition in parse_segment(raw, staging / segment.file):
+            path = staging / partition.file
+            if (not path.exists() or path.stat().st_size != partition.bytes
+                    or (partition.file in transferred and _sha256(path) != partition.sha256)):
+                raise RunError(f"{manifest.dataset_id} from {node}: {partition.file} does not "
+                               "match its manifest", hint="run `sfarm data verify` on the node")
+            names.append(partition.file)
+    return manifest, names
 
 
 def _sha256(path: Path) -> str:

@@ -43,6 +43,7 @@ from sfarm.remote.connection import (
     env_assignments,
     expand_home,
     local_rsync_path,
+    locked,
     parse_itemized,
     require_local_rsync,
     rsync_options,
@@ -295,8 +296,12 @@ class SSHConnection:
     # -- rsync --------------------------------------------------------------------------------
 
     def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = ()) -> SyncResult:
+              excludes: Sequence[str] = (), link_dest: str | None = None,
+              source_lock: str | None = None) -> SyncResult:
         rsync = require_local_rsync()
+        remote_rsync = [self.remote_rsync]
+        if pull and source_lock:
+            remote_rsync = locked(self._path(source_lock), remote_rsync)
         if pull:
             source = self._remote_spec(self._path(source))
             destination = local_rsync_path(os.path.expanduser(destination))
@@ -304,8 +309,9 @@ class SSHConnection:
             source = local_rsync_path(os.path.expanduser(source))
             destination = self._remote_spec(self._path(destination))
         with rsync_shell(self.openssh_settings(), bool(self.proxy_jump)) as ssh_command:
-            argv = [rsync, *rsync_options(delete=delete, excludes=excludes), "-e", ssh_command,
-                    f"--rsync-path={self.remote_rsync}", "--", source, destination]
+            argv = [rsync, *rsync_options(delete=delete, excludes=excludes, link_dest=link_dest),
+                    "-e", ssh_command, f"--rsync-path={shlex.join(remote_rsync)}", "--", source,
+                    destination]
             log.debug("%s rsync: %s", self.where, describe_command(argv, 500))
             process = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                      check=False)
