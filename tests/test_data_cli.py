@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,23 @@ def test_show_finds_a_mirror_dataset(root: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "mirror of miner-2" in out and "last 10 rows" in out
 
 
+def test_a_dataset_mirrored_from_two_nodes_needs_one_named(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kraken = "candles/kraken/BTC-USD/1h"
+    second = data.dataset_dir(root, kraken, mirror_of="miner-3")
+    shutil.copytree(data.dataset_dir(root, kraken, mirror_of="miner-2"), second)
+    for command in ("show", "verify"):
+        code, _, err = run(capsys, "data", command, kraken, "--root", str(root))
+        assert code == 2
+        assert f"{kraken} is not produced here but mirrored from miner-2, miner-3" in err
+        assert "pick one with --node NODE" in err
+    code, out, _ = run(capsys, "data", "show", kraken, "--root", str(root), "--node", "miner-3",
+                       "--json")
+    assert code == 0 and json.loads(out)["node"] == "miner-3"
+    code, _, err = run(capsys, "data", "show", kraken, "--root", str(root), "--node", "miner-4")
+    assert code == 2 and f"no dataset {kraken} under {root}" in err
+
+
 def test_show_unknown_dataset_is_usage_error(root: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "data", "show", "candles/binance/XRP-USDT/1m", "--root", str(root))
@@ -123,7 +141,7 @@ def test_import_bad_row_names_file_and_line(tmp_path: Path,
 def test_real_executable_exit_code_and_clean_json(root: Path) -> None:
     (data.dataset_dir(root, BTC_1M) / "_manifest.json").unlink()
     broken = subprocess.run([SFARM, "data", "verify", "--root", root, BTC_1M, ETH_1H, "--json"],
-                            capture_output=True, text=True, timeout=120,
+                            check=False, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "COLUMNS": "200"})
     assert broken.returncode == 1, broken.stderr
     document = json.loads(broken.stdout)  # stdout holds the JSON document and nothing else

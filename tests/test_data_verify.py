@@ -62,8 +62,8 @@ def test_changed_partition_bytes_fail_checksum(root: Path) -> None:
     path.write_bytes(bytes(raw))
     report = data.verify(root, BTC_1M)
     assert not report.ok
-    assert report.problems == [f"partition {manifest.partitions[1].file}: sha256 does not match "
-                               "the manifest (file changed or corrupt)"]
+    assert report.problems == [(f"partition {manifest.partitions[1].file}: sha256 does not match "
+                               "the manifest (file changed or corrupt)")]
 
 
 def test_missing_partition_and_segment(root: Path) -> None:
@@ -119,8 +119,8 @@ def test_ohlc_sanity(tmp_path: Path, change: dict[str, float | None], message: s
     data.append(tmp_path, BTC_1M, broken)  # append stores what it is given; verify judges
     report = data.verify(tmp_path, BTC_1M)
     assert not report.ok
-    assert report.problems == [f"partition 2024-01-01.g1.parquet: 1 candles with {message}, "
-                               "first at 2024-01-01 00:03"]
+    assert report.problems == [(f"partition 2024-01-01.g1.parquet: 1 candles with {message}, "
+                               "first at 2024-01-01 00:03")]
 
 
 def test_gaps_are_problems_unless_recorded_by_the_miner(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 from sfarm import data as store
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
-from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts
+from sfarm.data.layout import DatasetNotFound, format_ts
 from sfarm.errors import UsageError
 from sfarm.inventory import load_inventory
 
@@ -108,8 +108,9 @@ def show(
 
     Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
     """
-    node = node if node is not None else _locate(root, dataset_id)
-    manifest = store.load_manifest(root, dataset_id, mirror_of=node)
+    location = _locate(root, dataset_id, node)
+    node = None if location is None else location.node
+    manifest = None if location is None else store.load_manifest(root, dataset_id, mirror_of=node)
     if manifest is None:
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
@@ -144,19 +145,13 @@ def show(
         out.print(table)
 
 
-def _locate(root: Path, dataset_id: str) -> str | None:
-    """None when the root holds the dataset itself, else the one mirror node that has it."""
-    if dataset_dir(root, dataset_id).is_dir():
-        return None
-    nodes = [i.node for i in store.list_datasets(root)
-             if i.id == dataset_id.strip("/") and i.node]
-    if len(nodes) == 1:
-        return nodes[0]
-    if nodes:
-        raise DatasetNotFound(f"{dataset_id} is not produced here but mirrored from "
-                              f"{', '.join(nodes)}", hint="pick one with --node NODE")
-    raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
-                          hint="`sfarm data ls --root DIR` lists the datasets of a root")
+def _locate(root: Path, dataset_id: str, node: str | None) -> store.DatasetLocation | None:
+    """The store's `locate`, its ambiguity answered with this command's option."""
+    try:
+        return store.locate(root, dataset_id, mirror_of=node)
+    except store.AmbiguousDataset as error:
+        error.hint = "pick one with --node NODE"
+        raise
 
 
 @data_app.command("verify")
@@ -175,7 +170,7 @@ def verify_cmd(
     """
     _check_root(root)
     targets = ([(i.id, i.node) for i in store.list_datasets(root)] if not dataset_ids
-               else [(d, _locate(root, d)) for d in dataset_ids])
+               else [(d, _verified_node(root, d)) for d in dataset_ids])
     reports = [store.verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
     ok = all(report.ok for report in reports)
     if json:
@@ -184,6 +179,13 @@ def verify_cmd(
         _render_reports(root, reports)
     if not ok:
         raise typer.Exit(1)
+
+
+def _verified_node(root: Path, dataset_id: str) -> str | None:
+    """The mirror to verify, None for own data: also when the root holds the dataset nowhere,
+    where verify tells files of an unfinished first write from no dataset at all."""
+    location = _locate(root, dataset_id, None)
+    return None if location is None else location.node
 
 
 def _render_reports(root: Path, reports: list[store.VerifyReport]) -> None:

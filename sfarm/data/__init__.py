@@ -1,7 +1,20 @@
 """Datasets: the partitioned Parquet store every task reads and writes (SPEC section 4).
 
-May import: polars, pydantic, sfarm.timeframes, sfarm.errors. Nothing here knows about nodes,
-SSH or exchanges; the file format is described in `sfarm.data.layout`.
+What it offers, all on a node root (`data/<id>` its own datasets, `mirror/<node>/<id>` those
+pulled from a producer node):
+
+* `append` (rows and resume state in one atomic commit), `read`, `read_tail`, `scan`,
+  `load_manifest`; `import_csv`; `relayout` (rewrite under the current partitioning rule).
+* `locate`: where the root holds a dataset (own data first, else the one mirror that has it, or
+  the named producer's), from `_manifest.json` alone: cheap enough for every poll.
+* `list_datasets` (own and mirrored, from their manifests), `verify` (files against manifest,
+  content sanity, gaps).
+* `staging_dir` and `install_staged`: a pull copies a producer's dataset into the staging
+  directory by any means; the store checks the copy and commits it as the mirror's new version.
+  Its commit steps (writer lock, atomic writes, manifest last, sweep) are composed here only.
+
+May import: polars, pydantic, sfarm.timeframes, sfarm.errors, sfarm.lazy. Nothing here knows
+about SSH, rsync or exchanges; the file format is described in `sfarm.data.layout`.
 """
 
 from typing import TYPE_CHECKING
@@ -13,6 +26,13 @@ _EXPORTS = {
     "list_datasets": "sfarm.data.catalog",
     "ImportResult": "sfarm.data.csv_import",
     "import_csv": "sfarm.data.csv_import",
+    "AmbiguousDataset": "sfarm.data.locate",
+    "DatasetLocation": "sfarm.data.locate",
+    "locate": "sfarm.data.locate",
+    "InstallResult": "sfarm.data.mirror",
+    "StagedCopyInvalid": "sfarm.data.mirror",
+    "install_staged": "sfarm.data.mirror",
+    "staging_dir": "sfarm.data.mirror",
     "DatasetNotFound": "sfarm.data.layout",
     "dataset_dir": "sfarm.data.layout",
     "format_ts": "sfarm.data.layout",
@@ -36,7 +56,14 @@ if TYPE_CHECKING:
     from sfarm.data.catalog import DatasetInfo, list_datasets  # noqa: F401
     from sfarm.data.csv_import import ImportResult, import_csv  # noqa: F401
     from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts  # noqa: F401
+    from sfarm.data.locate import AmbiguousDataset, DatasetLocation, locate  # noqa: F401
     from sfarm.data.manifest import Manifest, PartitionEntry, SegmentEntry  # noqa: F401
+    from sfarm.data.mirror import (  # noqa: F401
+        InstallResult,
+        StagedCopyInvalid,
+        install_staged,
+        staging_dir,
+    )
     from sfarm.data.store import (  # noqa: F401
         AppendResult,
         append,

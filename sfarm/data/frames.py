@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from sfarm.data.ids import DatasetKind
-from sfarm.data.layout import Partitioning, Period, key_format, live_start, tiers
+from sfarm.data.layout import Partitioning, Period, key_format, live_start, periods
 from sfarm.errors import UsageError
 
 CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
@@ -158,8 +158,7 @@ def split_by_partition(frame: pl.DataFrame, partitioning: Partitioning,
     """Rows grouped by partition key (`2024-01-05`, `2024-01`, `2024`), order kept, for a
     dataset whose last row will be at `last_ts` (tiered rules split the live period finer)."""
     moment = pl.from_epoch(pl.col("ts"), time_unit="ms")
-    tiered = tiers(partitioning)
-    closed, live = tiered or (partitioning, partitioning)  # type: ignore[assignment]
+    closed, live = periods(partitioning)
     start = live_start(partitioning, last_ts)
     in_live = pl.lit(False) if start is None else pl.col("ts") >= start
     # Truncating is twice as fast as formatting every row; keys are formatted once a group.

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from sfarm.data.layout import LOCK_NAME, temp_name_for
 
@@ -70,7 +71,7 @@ class WriterLock:
         self._fd: int | None = None
         self.interrupted = False
 
-    def __enter__(self) -> WriterLock:
+    def __enter__(self) -> Self:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

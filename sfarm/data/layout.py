@@ -62,8 +62,11 @@ MIRROR_DIR = "mirror"
 
 _KEY_FORMAT: dict[Period, str] = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 _PERIOD_OF_KEY_LENGTH: dict[int, Period] = {10: "day", 7: "month", 4: "year"}
-# Tiered rules: (period of the closed partitions, period inside the live one).
-_TIERS: dict[Partitioning, tuple[Period, Period]] = {"month+day": ("month", "day")}
+# (period of the closed partitions, period inside the live one): the same for one-period rules.
+_PERIODS: dict[Partitioning, tuple[Period, Period]] = {
+    "day": ("day", "day"), "month": ("month", "month"), "year": ("year", "year"),
+    "month+day": ("month", "day"),
+}
 _PARTITION_FILE = re.compile(r"^(?P<key>\d{4}(?:-\d{2}){0,2})\.g(?P<gen>\d+)\.parquet$")
 _SEGMENT_FILE = re.compile(r"^_index\.(?P<segment>[\w-]+)\.g(?P<gen>\d+)\.json$")
 
@@ -105,9 +108,15 @@ def partitioning_for(dataset_id: str) -> Partitioning:
     return "year"
 
 
+def periods(partitioning: Partitioning) -> tuple[Period, Period]:
+    """(closed period, live period) of a rule; a one-period rule's period twice."""
+    return _PERIODS[partitioning]
+
+
 def tiers(partitioning: Partitioning) -> tuple[Period, Period] | None:
     """(closed period, live period) of a tiered rule such as `month+day`; None for one period."""
-    return _TIERS.get(partitioning)
+    closed, live = _PERIODS[partitioning]
+    return None if closed == live else (closed, live)
 
 
 def key_format(period: Period) -> str:
@@ -133,11 +142,9 @@ def live_start(partitioning: Partitioning, last_ts: int | None) -> int | None:
 def partition_key(ts_ms: int, partitioning: Partitioning, last_ts: int | None = None) -> str:
     """Key of the partition holding a row at `ts_ms` in a dataset whose last row is at
     `last_ts` (which matters only for tiered rules: closed period before its live start)."""
-    tiered = tiers(partitioning)
-    if tiered is None:
-        return period_key(ts_ms, partitioning)  # type: ignore[arg-type]
+    closed, live = periods(partitioning)
     start = live_start(partitioning, last_ts)
-    return period_key(ts_ms, tiered[0] if start is None or ts_ms < start else tiered[1])
+    return period_key(ts_ms, closed if start is None or ts_ms < start else live)
 
 
 def key_period(key: str) -> Period:

@@ -107,6 +107,12 @@ def read_manifest_file(directory: Path) -> Manifest | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    return parse_manifest(raw, path)
+
+
+def parse_manifest(raw: bytes, path: Path) -> Manifest:
+    """The manifest in `raw` (the content of `path`); RunError when it is not one, or when it
+    is of a layout newer than this code reads."""
     try:
         manifest = Manifest.model_validate_json(raw)
     except ValidationError as error:

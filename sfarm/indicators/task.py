@@ -22,7 +22,6 @@ import polars as pl
 
 from sfarm import data
 from sfarm.data.ids import candles_id, indicator_id
-from sfarm.data.layout import MIRROR_DIR
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
 
@@ -81,21 +80,6 @@ def plan_jobs(exchange: str, markets: Iterable[str], timeframes: Iterable[str],
             for market in markets for tf in timeframes for spec in specs]
 
 
-def locate_input(root: Path, dataset_id: str) -> str | None | bool:
-    """Where the candles are: None for this node's data/, a producer node's name for its
-    mirror, False when they are nowhere yet."""
-    # `_manifest.json` alone: listing the partitions reads every index segment, O(history).
-    if data.load_manifest(root, dataset_id, with_partitions=False) is not None:
-        return None
-    mirror = root / MIRROR_DIR
-    if mirror.is_dir():
-        for node in sorted(p.name for p in mirror.iterdir() if p.is_dir()):
-            if data.load_manifest(root, dataset_id, mirror_of=node,
-                                  with_partitions=False) is not None:
-                return node
-    return False
-
-
 def saved_state(root: Path, job: Job) -> IndicatorState | None:
     manifest = data.load_manifest(root, job.output_id, with_partitions=False)
     if manifest is None:
@@ -134,17 +118,17 @@ def advance_all(root: Path, jobs: Iterable[Job], *, max_rows: int = MAX_ROWS_PER
         by_input.setdefault(job.input_id, []).append(job)
     processed = 0
     for input_id, group in by_input.items():
-        source = locate_input(root, input_id)
-        if source is False:
+        source = data.locate(root, input_id)
+        if source is None:
             continue
-        mirror_of = source if isinstance(source, str) else None
         states = [saved_state(root, job) for job in group]
         starts = [None if state is None or state.last_ts is None else state.last_ts + 1
                   for state in states]
         earliest = None if None in starts else min(s for s in starts if s is not None)
         columns = sorted({name for job in group for name in job.spec.inputs})
         laps.lap("locate")
-        candles = data.read(root, input_id, start=earliest, columns=columns, mirror_of=mirror_of)
+        candles = data.read(root, input_id, start=earliest, columns=columns,
+                            mirror_of=source.node)
         laps.lap("read")
         for job, state, start in zip(group, states, starts, strict=True):
             processed += _step(root, job, state, _from(candles, start).head(max_rows), laps)
@@ -188,10 +172,10 @@ def catch_up(root: Path, jobs: list[Job], *, max_rows: int = MAX_ROWS_PER_STEP,
 def _report_inputs(root: Path, jobs: list[Job], board: Any) -> None:
     """Input freshness for the heartbeat: each candles dataset's last candle and rows."""
     for input_id in dict.fromkeys(job.input_id for job in jobs):
-        node = locate_input(root, input_id)
-        if node is False:
+        source = data.locate(root, input_id)
+        if source is None:
             continue
-        manifest = data.load_manifest(root, input_id, mirror_of=node or None,
+        manifest = data.load_manifest(root, input_id, mirror_of=source.node,
                                       with_partitions=False)
         if manifest is not None:
             board.input(input_id, manifest.last_ts, manifest.rows)

@@ -24,7 +24,6 @@ from sfarm import data
 from sfarm.data.ids import candles_id, indicator_id
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
-from sfarm.indicators.task import locate_input
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.backtest import WARMUP_FACTOR
 from sfarm.trading.expressions import CANDLE_COLUMNS
@@ -99,10 +98,11 @@ class Feed:
     # -- where the inputs are -------------------------------------------------------------
 
     def _where(self, dataset: str) -> str | None:
-        where = locate_input(self.root, dataset)
-        if where is False:
+        """The producer node whose mirror holds `dataset`, None for this node's own data."""
+        location = data.locate(self.root, dataset)
+        if location is None:
             raise WaitingFor(dataset)
-        return where if isinstance(where, str) else None
+        return location.node
 
     def _read(self, dataset: str, start: int | None = None,
               end: int | None = None) -> pl.DataFrame:
@@ -110,11 +110,10 @@ class Feed:
 
     def last_candle_ts(self) -> int | None:
         """The newest stored candle (None when the dataset does not exist yet)."""
-        where = locate_input(self.root, self.candles_id)
-        if where is False:
+        location = data.locate(self.root, self.candles_id)
+        if location is None:
             return None
-        manifest = data.load_manifest(self.root, self.candles_id,
-                                      mirror_of=where if isinstance(where, str) else None,
+        manifest = data.load_manifest(self.root, self.candles_id, mirror_of=location.node,
                                       with_partitions=False)
         return None if manifest is None else manifest.last_ts
 
@@ -122,8 +121,8 @@ class Feed:
 
     def _choose_sources(self) -> dict[str, str]:
         """Each indicator's source: its dataset when one exists now, else computed here."""
-        return {spec.text: DATASET if locate_input(self.root, self.indicator_ids[spec.text])
-                is not False else COMPUTED for spec in self.specs}
+        return {spec.text: DATASET if data.locate(self.root, self.indicator_ids[spec.text])
+                is not None else COMPUTED for spec in self.specs}
 
     def warmup_candles(self) -> int:
         """Candles read before the first one run: the backtest's rule, so values agree."""
@@ -187,10 +186,9 @@ class Feed:
             if source != DATASET:
                 continue
             dataset = self.indicator_ids[text]
-            where = locate_input(self.root, dataset)
-            manifest = None if where is False else data.load_manifest(
-                self.root, dataset, mirror_of=where if isinstance(where, str) else None,
-                with_partitions=False)
+            location = data.locate(self.root, dataset)
+            manifest = None if location is None else data.load_manifest(
+                self.root, dataset, mirror_of=location.node, with_partitions=False)
             last = -1 if manifest is None or manifest.last_ts is None else manifest.last_ts
             if last < int(candles["ts"][-1]):
                 candles = candles.filter(pl.col("ts") <= last)
