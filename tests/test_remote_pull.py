@@ -84,6 +84,25 @@ def test_pulls_while_the_producer_writes_always_give_a_whole_version(tmp_path: P
         writer.join()
 
 
+def test_a_copy_that_does_not_match_its_manifest_is_refused(tmp_path: Path) -> None:
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, minutes(0, 1440))
+    pull(LocalConnection(), str(producer), "miner-1", CANDLES, consumer)
+    data.append(producer, CANDLES, minutes(1440, 60))
+    manifest = data.load_manifest(producer, CANDLES)
+    assert manifest is not None
+    newest = data.dataset_dir(producer, CANDLES) / manifest.partitions[-1].file
+    raw = bytearray(newest.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size: only its sha256 tells
+    newest.write_bytes(bytes(raw))
+    with pytest.raises(data.StagedCopyInvalid,
+                       match=f"{newest.name} does not match its manifest; the mirror is unchanged"):
+        pull(LocalConnection(), str(producer), "miner-1", CANDLES, consumer)
+    assert data.read(consumer, CANDLES, mirror_of="miner-1").height == 1440
+    assert data.verify(consumer, CANDLES, mirror_of="miner-1").ok
+    assert not (data.dataset_dir(consumer, CANDLES, mirror_of="miner-1") / ".incoming").exists()
+
+
 def test_unknown_dataset_is_named(tmp_path: Path) -> None:
     (tmp_path / "producer" / "data").mkdir(parents=True)
     with pytest.raises(data.DatasetNotFound, match="no dataset candles/sim/ETH-USDT/1m"):

@@ -108,7 +108,7 @@ def show(
 
     Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
     """
-    location = _locate(root, dataset_id, node)
+    location = _location(root, dataset_id, node)
     node = None if location is None else location.node
     manifest = None if location is None else store.load_manifest(root, dataset_id, mirror_of=node)
     if manifest is None:
@@ -145,7 +145,7 @@ def show(
         out.print(table)
 
 
-def _locate(root: Path, dataset_id: str, node: str | None) -> store.DatasetLocation | None:
+def _location(root: Path, dataset_id: str, node: str | None) -> store.DatasetLocation | None:
     """The store's `locate`, its ambiguity answered with this command's option."""
     try:
         return store.locate(root, dataset_id, mirror_of=node)
@@ -184,7 +184,7 @@ def verify_cmd(
 def _verified_node(root: Path, dataset_id: str) -> str | None:
     """The mirror to verify, None for own data: also when the root holds the dataset nowhere,
     where verify tells files of an unfinished first write from no dataset at all."""
-    location = _locate(root, dataset_id, None)
+    location = _location(root, dataset_id, None)
     return None if location is None else location.node
 
 
