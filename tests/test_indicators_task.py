@@ -11,13 +11,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
 import pytest
 
 from sfarm import data
+from sfarm.context import TaskContext
 from sfarm.indicators import compute
 from sfarm.indicators.task import (
     EXTRA_KEY,
@@ -27,8 +27,7 @@ from sfarm.indicators.task import (
     plan_jobs,
     run_indicators,
 )
-from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.worker import ProgressBoard
+from sfarm.inventory.model import IndicatorsTask
 from tests.test_indicators_incremental import assert_close
 
 HOUR = 3_600_000
@@ -111,11 +110,9 @@ def test_no_input_yet_is_not_an_error(tmp_path: Path, jobs: list) -> None:
 def test_engine_wakes_on_new_candles_and_stops(tmp_path: Path, jobs: list) -> None:
     source = candles(400, seed=2)
     data.append(tmp_path, jobs[0].input_id, source[:300])
-    context = SimpleNamespace(
-        root=NodeRoot(tmp_path), stop=threading.Event(), board=ProgressBoard(),
-        config=SimpleNamespace(exchange="binance", markets=["BTC/USDT"], timeframes=["1h"],
-                               indicators=SPECS))
-    context.sleep = context.stop.wait
+    context = TaskContext(tmp_path, "indicators", IndicatorsTask(
+        kind="indicators", exchange="binance", markets=["BTC/USDT"], timeframes=["1h"],
+        indicators=SPECS))
     worker = threading.Thread(target=run_indicators, args=(context,),
                               kwargs={"poll_s": 0.05})
     worker.start()

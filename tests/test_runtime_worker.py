@@ -10,9 +10,14 @@ import textwrap
 import time
 from pathlib import Path
 
+from sfarm.context import TaskContext
+from sfarm.inventory.model import MineTask
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.worker import Backoff, WorkerContext, run_worker
+from sfarm.runtime.worker import Backoff, run_worker, task_context
 from sfarm.status import Heartbeat
+
+MINE = MineTask.model_validate({"kind": "mine", "exchange": "x", "markets": ["BTC/USDT"],
+                                "timeframes": ["1m"], "since": "2024-01-01"})
 
 
 def read_heartbeat(root: Path, task: str) -> Heartbeat:
@@ -25,10 +30,10 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_failing_engine_is_retried_and_its_error_reported(tmp_path: Path) -> None:
-    context = WorkerContext(NodeRoot(tmp_path), "t", "mine", config=None)
+    context = TaskContext(tmp_path, "t", MINE)
     attempts: list[float] = []
 
-    def engine(ctx: WorkerContext) -> None:
+    def engine(ctx: TaskContext[MineTask]) -> None:
         attempts.append(time.monotonic())
         if len(attempts) < 3:
             raise ConnectionError(f"exchange down ({len(attempts)})")
@@ -46,8 +51,9 @@ def test_failing_engine_is_retried_and_its_error_reported(tmp_path: Path) -> Non
 
 WORKER = textwrap.dedent("""
     import sys, time
-    from sfarm.runtime.layout import NodeRoot
-    from sfarm.runtime.worker import WorkerContext, run_worker
+    from sfarm.context import TaskContext
+    from sfarm.inventory.model import MineTask
+    from sfarm.runtime.worker import run_worker
 
     def engine(ctx):
         step = 0
@@ -57,7 +63,9 @@ WORKER = textwrap.dedent("""
             time.sleep(0.05)  # one step of work is never interrupted halfway
 
     from pathlib import Path
-    context = WorkerContext(NodeRoot(Path(sys.argv[1])), "t", "mine", config=None)
+    task = MineTask.model_validate({"kind": "mine", "exchange": "x", "markets": ["BTC/USDT"],
+                                    "timeframes": ["1m"], "since": "2024-01-01"})
+    context = TaskContext(Path(sys.argv[1]), "t", task)
     sys.exit(run_worker(context, engine, interval_s=0.1))
 """)
 
@@ -79,3 +87,19 @@ def test_sigterm_finishes_the_step_and_exits_zero(tmp_path: Path) -> None:
     final = json.loads(NodeRoot(tmp_path).heartbeat("t").read_text())
     assert final["state"] == "stopped"
     assert final["pid"] == process.pid
+
+
+def test_task_context_of_a_node_root_names_its_secrets_and_kind(tmp_path: Path) -> None:
+    context = task_context(NodeRoot(tmp_path), "t", MINE)
+    assert context.root == tmp_path and context.kind == "mine"
+    assert context.secrets_file == NodeRoot(tmp_path).secrets / "secrets.toml"
+
+
+def test_engines_import_their_context_without_the_runtime() -> None:
+    """The engine packages sit below the runtime: their context comes from `sfarm.context`."""
+    code = ("import sys, sfarm.context, sfarm.mining.run, sfarm.indicators.task, "
+            "sfarm.trading.task, sfarm.trading.live\n"
+            "print(sorted(m for m in sys.modules if m.startswith('sfarm.runtime')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

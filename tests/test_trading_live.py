@@ -12,23 +12,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
 import pytest
 
 from sfarm import data
+from sfarm.context import TaskContext
 from sfarm.data.ids import session_id
-from sfarm.inventory.model import Exchange
-from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.worker import ProgressBoard
+from sfarm.inventory.model import Exchange, TradeTask
 from sfarm.sim import DEFAULT_START_MS
 from sfarm.trading.broker import Broker, OrderFill
+from sfarm.trading.client_ids import client_id_prefix
 from sfarm.trading.live import LiveSession
 from sfarm.trading.live_guard import arm, disarm
 from sfarm.trading.paper import SessionConfig
-from sfarm.trading.session import RiskLimits, client_id_prefix, load_session
+from sfarm.trading.session import RiskLimits, load_session
 from sfarm.trading.strategy import parse_strategy
 from sfarm.trading.task import run_live_mode
 from tests.fixtures.emulator import RunningEmulator
@@ -98,6 +97,14 @@ class Market:
         return LiveSession.open(self.root, self.config(), parse_strategy(text), self.broker(),
                                 clock=self.clock, on_order=on_order)
 
+    def task_context(self) -> TaskContext[TradeTask]:
+        """What the worker gives a live `trade` task's engine."""
+        task = TradeTask.model_validate({
+            "kind": "trade", "live": True, "mode": "live", "exchange": "sim",
+            "market": "BTC/USDT", "timeframe": "1m", "strategy": "always.toml",
+            "cash": self.cash})
+        return TaskContext(self.root, "live", task, secrets_file=self.root / "secrets.toml")
+
     def orders(self) -> list[dict[str, Any]]:
         """Every order of the session's account on the emulator."""
         exchange = self.emulator.exchange(signed=True)
@@ -136,7 +143,7 @@ def test_entry_becomes_a_market_order_and_its_fill_the_state(market: Market) -> 
     assert state.engine.cash == pytest.approx(1000.0 - buy["cost"], rel=1e-12)
     assert state.engine.entry_price == pytest.approx(buy["average"])
     assert target["price"] == pytest.approx(buy["average"] * 1.05, rel=1e-4)
-    assert state.broker["target"] == target["clientOrderId"]
+    assert state.broker.target == target["clientOrderId"]
     equity = data.read(market.root, session_id("live", "equity"))
     assert equity["ts"].to_list() == [market.last_closed()]
     entry = data.read(market.root, session_id("live", "orders")).row(0, named=True)
@@ -165,7 +172,7 @@ def test_a_restart_after_a_crash_places_no_order_twice(market: Market, crash_on:
     assert state is not None
     assert state.engine.position == pytest.approx(orders[0]["filled"] * 0.999, rel=1e-9)
     assert state.engine.cash == pytest.approx(1000.0 - orders[0]["cost"], rel=1e-12)
-    assert state.broker["target"] == orders[1]["clientOrderId"]
+    assert state.broker.target == orders[1]["clientOrderId"]
     market.advance()
     market.open().step()
     assert len(market.orders()) == 2
@@ -264,9 +271,8 @@ def test_worker_trades_only_while_armed(market: Market, monkeypatch: pytest.Monk
     monkeypatch.setenv("SIMLIVE_API_KEY", API_KEY)
     monkeypatch.setenv("SIMLIVE_SECRET", SECRET)
     exchange = Exchange(ccxt="binance", url=market.emulator.url, credentials="SIMLIVE")
-    stop = threading.Event()
-    context = SimpleNamespace(root=NodeRoot(market.root), task="live", stop=stop,
-                              board=ProgressBoard(), sleep=stop.wait)
+    context = market.task_context()
+    stop = context.stop
     text = ALWAYS.format(exit_ts=2**62, take_profit=0.05)
     worker = threading.Thread(target=run_live_mode, args=(
         context, market.config(), parse_strategy(text), exchange),
@@ -296,10 +302,8 @@ def test_worker_shows_the_kill_switch_as_halted(market: Market,
     monkeypatch.setenv("SIMLIVE_SECRET", SECRET)
     market.limits = RiskLimits(max_drawdown=0.0001)
     arm(market.root, "live")
-    stop = threading.Event()
-    board = ProgressBoard()
-    context = SimpleNamespace(root=NodeRoot(market.root), task="live", stop=stop, board=board,
-                              sleep=stop.wait)
+    context = market.task_context()
+    stop, board = context.stop, context.board
     exchange = Exchange(ccxt="binance", url=market.emulator.url, credentials="SIMLIVE")
     text = ALWAYS.format(exit_ts=2**62, take_profit=0.05)
     worker = threading.Thread(target=run_live_mode, args=(

@@ -16,7 +16,7 @@ import pytest
 
 from sfarm.exchanges import Credentials, make_exchange
 from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
-from sfarm.trading.session import client_id_prefix
+from sfarm.trading.client_ids import client_id_prefix
 from tests.test_farm_local import Farm, free_port, wait_for
 
 pytestmark = pytest.mark.slow

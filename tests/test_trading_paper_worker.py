@@ -7,17 +7,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from sfarm import data
+from sfarm.context import TaskContext
 from sfarm.data.ids import session_id
 from sfarm.errors import RunError
 from sfarm.inventory import load_inventory
 from sfarm.runtime.engines import engine_for
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.worker import WorkerContext
+from sfarm.runtime.worker import task_context
 from sfarm.trading.backtest import backtest, session_frames
 from sfarm.trading.strategy import parse_strategy
 from tests.test_trading_paper import CANDLES, RSI, hourly_candles
@@ -61,9 +63,9 @@ def node_root(tmp_path: Path, mode: str, extra: str = "") -> NodeRoot:
     return NodeRoot(tmp_path)
 
 
-def start_worker(root: NodeRoot) -> tuple[WorkerContext, threading.Thread]:
+def start_worker(root: NodeRoot) -> tuple[TaskContext[Any], threading.Thread]:
     inventory = load_inventory(root.inventory)
-    context = WorkerContext(root, "session", "trade", inventory.model.tasks["session"])
+    context = task_context(root, "session", inventory.model.tasks["session"])
     engine = engine_for(inventory, "session")
     thread = threading.Thread(target=engine, args=(context,), daemon=True)
     thread.start()
@@ -71,10 +73,10 @@ def start_worker(root: NodeRoot) -> tuple[WorkerContext, threading.Thread]:
 
 
 @pytest.fixture
-def stopper() -> Iterator[Callable[[WorkerContext, threading.Thread], None]]:
-    started: list[tuple[WorkerContext, threading.Thread]] = []
+def stopper() -> Iterator[Callable[[TaskContext[Any], threading.Thread], None]]:
+    started: list[tuple[TaskContext[Any], threading.Thread]] = []
 
-    def register(context: WorkerContext, thread: threading.Thread) -> None:
+    def register(context: TaskContext[Any], thread: threading.Thread) -> None:
         started.append((context, thread))
 
     yield register

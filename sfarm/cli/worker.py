@@ -13,7 +13,7 @@ from sfarm.inventory import load_inventory
 from sfarm.inventory.problems import did_you_mean
 from sfarm.runtime.engines import engine_for
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.worker import WorkerContext, configure_logging, run_worker
+from sfarm.runtime.worker import configure_logging, run_worker, task_context
 
 worker_app = typer.Typer(help="The headless worker processes (run by supervisord).",
                          no_args_is_help=True)
@@ -33,9 +33,8 @@ def run(
     if task not in inventory.model.tasks:
         raise UsageError(f"no task {task!r} in {node_root.inventory}",
                          hint=did_you_mean(task, inventory.model.tasks))
-    config = inventory.model.tasks[task]
     configure_logging()
-    context = WorkerContext(node_root, task, config.kind, config)
+    context = task_context(node_root, task, inventory.model.tasks[task])
     sys.exit(run_worker(context, engine_for(inventory, task)))
 
 

@@ -21,9 +21,11 @@ import numpy as np
 import polars as pl
 
 from sfarm import data
+from sfarm.context import ProgressBoard, TaskContext
 from sfarm.data.ids import candles_id, indicator_id
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
+from sfarm.inventory.model import IndicatorsTask
 
 log = logging.getLogger("sfarm.indicators")
 
@@ -169,7 +171,7 @@ def catch_up(root: Path, jobs: list[Job], *, max_rows: int = MAX_ROWS_PER_STEP,
     return total
 
 
-def _report_inputs(root: Path, jobs: list[Job], board: Any) -> None:
+def _report_inputs(root: Path, jobs: list[Job], board: ProgressBoard) -> None:
     """Input freshness for the heartbeat: each candles dataset's last candle and rows."""
     for input_id in dict.fromkeys(job.input_id for job in jobs):
         source = data.locate(root, input_id)
@@ -181,14 +183,11 @@ def _report_inputs(root: Path, jobs: list[Job], board: Any) -> None:
             board.input(input_id, manifest.last_ts, manifest.rows)
 
 
-def run_indicators(context: Any, *, poll_s: float = POLL_S) -> None:
-    """Worker engine (`sfarm.runtime.worker`): catch up, then wake on new candles until stopped.
-
-    `context.config` is the task's `IndicatorsTask` model; `context.root` its `NodeRoot`.
-    """
+def run_indicators(context: TaskContext[IndicatorsTask], *, poll_s: float = POLL_S) -> None:
+    """Worker engine of an `indicators` task: catch up, then wake on new candles until stopped."""
     config = context.config
     jobs = plan_jobs(config.exchange, config.markets, config.timeframes, config.indicators)
-    root = Path(context.root.path)
+    root = context.root
     board = context.board
     while not context.stop.is_set():
         board.wait_for(None)

@@ -1,7 +1,8 @@
-"""Entry points of the miner: `mine` (one-off, used by `sfarm mine`) and `run_mine_task` (the
-worker's engine for a `mine` task). Both open one async exchange, check the request against
-its markets before fetching anything, then run one `DatasetMiner` per market x timeframe
-concurrently; the exchange's throttler keeps them all within its rate limit together.
+"""Entry points of the miner: `mine` (one-off, used by `sfarm mine`), `run_mine_task` (a `mine`
+task until stopped) and `run_mine` (that, as the worker's engine reporting on its board). All
+open one async exchange, check the request against its markets before fetching anything, then
+run one `DatasetMiner` per market x timeframe concurrently; the exchange's throttler keeps them
+all within its rate limit together.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sfarm.context import TaskContext
 from sfarm.data.ids import candles_id
 from sfarm.errors import RunError, SfarmError
 from sfarm.exchanges import (
@@ -192,3 +194,31 @@ def run_mine_task(root: Path | str, task_name: str, task: MineTask, exchange_con
     return mine(root, request, exchange_config, stop=stop_event, on_progress=on_progress,
                 settings=settings, secrets_file=secrets_file)
 
+
+
+def run_mine(context: TaskContext[MineTask], exchange_config: Exchange, *,
+             settings: MinerSettings = DEFAULT_SETTINGS) -> None:
+    """Worker engine of a `mine` task: `run_mine_task` with its progress on `context.board`
+    (each dataset as an output; candles added, requests and retries summed over them).
+
+    Raises RunError when a dataset failed for good, unless the worker was asked to stop."""
+    latest: dict[str, MineProgress] = {}
+    board = context.board
+
+    def report(progress: MineProgress) -> None:
+        latest[progress.dataset_id] = progress
+        board.output(progress.dataset_id, progress.last_ts, progress.rows)
+        board.set_counters({
+            "candles_added": sum(p.rows_added for p in latest.values()),
+            "requests": sum(p.requests for p in latest.values()),
+            "retries": sum(p.retries for p in latest.values()),
+        })
+        if progress.error:
+            board.error(progress.error)
+
+    result = run_mine_task(context.root, context.task, context.config, exchange_config,
+                           stop_event=context.stop, on_progress=report, settings=settings,
+                           secrets_file=context.secrets_file)
+    if result.failures and not context.stop.is_set():
+        failed = "; ".join(f"{p.dataset_id}: {p.error}" for p in result.failures)
+        raise RunError(f"mining failed: {failed}")

@@ -7,7 +7,9 @@ entry, at the open; (2) stop loss / take profit / trailing stop from high and lo
 and position at the close; (4) the signals of candle i become orders for candle i+1's open.
 Then (5): with no order pending, the candles up to the next one whose signals could act or
 whose prices reach a stop or target only move the books, and the loop runs through them on a
-short path (most candles). tests/test_trading_engine.py checks that a run equals the same candles one by one.
+short path (most candles). tests/test_trading_engine.py checks that a run equals the same
+candles one by one. `exit_levels` and `protective_exit` are the stop and target rule; live
+trading applies them to each price it polls (`sfarm.trading.stops`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, siz
 
 
 @njit(cache=True, inline="always")
-def _levels(side, entry_price, extreme, sl, tp, trail):
+def exit_levels(side, entry_price, extreme, sl, tp, trail):
     """(stop, its reason, target) of a position of `side` (+1 long, -1 short); a level that is
     off is infinitely far. Prices are compared as side * price (a sign change is exact), so one
     rule serves both sides."""
@@ -66,7 +68,7 @@ def _levels(side, entry_price, extreme, sl, tp, trail):
 
 
 @njit(cache=True, inline="always")
-def _protective_exit(side, o, adverse, favorable, stop, stop_reason, target):
+def protective_exit(side, o, adverse, favorable, stop, stop_reason, target):
     """(price, reason) at which a position leaves inside a candle by its stop or target;
     (NaN, SIGNAL) when it stays. The adverse extreme is a long's low and a short's high."""
     if side * o <= side * stop:  # gapped through the stop: the open is the first price there
@@ -143,8 +145,8 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
         if has_stops and pos != 0.0:
             side = 1.0 if pos > 0.0 else -1.0
             adverse, favorable = (low[i], high[i]) if pos > 0.0 else (high[i], low[i])
-            stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
-            exit_at, reason = _protective_exit(side, o, adverse, favorable, stop, stop_reason,
+            stop, stop_reason, target = exit_levels(side, entry_price, extreme, sl, tp, trail)
+            exit_at, reason = protective_exit(side, o, adverse, favorable, stop, stop_reason,
                                                target)
             if np.isnan(exit_at):
                 if side * favorable > side * extreme:
@@ -202,16 +204,16 @@ def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, ex
             continue
         side = 1.0 if pos > 0.0 else -1.0
         adverse_prices, favorable_prices = (low, high) if pos > 0.0 else (high, low)
-        stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
+        stop, stop_reason, target = exit_levels(side, entry_price, extreme, sl, tp, trail)
         while i < n and not (acting[i] or (second_acts and acting_too[i])):
             favorable = favorable_prices[i]
-            exit_at, reason = _protective_exit(side, open_[i], adverse_prices[i], favorable,
+            exit_at, reason = protective_exit(side, open_[i], adverse_prices[i], favorable,
                                                stop, stop_reason, target)
             if not np.isnan(exit_at):
                 break  # the full steps above record the exit
             if side * favorable > side * extreme:
                 extreme = favorable
-                stop, stop_reason, target = _levels(side, entry_price, extreme, sl, tp, trail)
+                stop, stop_reason, target = exit_levels(side, entry_price, extreme, sl, tp, trail)
             equity_out[i] = cash + pos * close[i]
             position_out[i] = pos
             i += 1

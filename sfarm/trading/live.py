@@ -3,17 +3,17 @@
 Each closed candle runs through `sfarm.trading.engine.run` exactly as on paper; what the engine
 would fill at the next open is sent at once as a market order (`sfarm.trading.broker`), and
 the state then holds the exchange's fills, not the simulated ones. Between candles the session
-polls the price: stop loss and trailing stop exit at market when crossed; a take profit rests
-on the exchange as a limit sell placed with the entry. When the engine sees a stop that the
-polls missed (a wick between two polls), the position is closed at the candle's close.
-Entries are only taken on the newest closed candle: after downtime, missed entries are not
-chased, missed exits are taken at once.
+polls the price: stop loss and trailing stop exit at market when crossed (the kernel's rule,
+`sfarm.trading.stops`); a take profit rests on the exchange as a limit sell placed with the
+entry. When the engine sees a stop that the polls missed (a wick between two polls), the
+position is closed at the candle's close. Entries are only taken on the newest closed candle:
+after downtime, missed entries are not chased, missed exits are taken at once.
 
-Starting (or restarting) reconciles with the exchange: the session's own orders (by client id)
-that the state does not know are adopted, unknown open orders canceled, and a position or cash
-larger than the balance is cut to it; every difference is logged. The kill switch
-(`max_drawdown` from the peak, `max_daily_loss` from 00:00 UTC) cancels the session's open
-orders and halts it for good (kept in its state across restarts); the position is left as is.
+Starting (or restarting) reconciles with the exchange (`sfarm.trading.reconcile`). The kill
+switch (`max_drawdown` from the peak, `max_daily_loss` from 00:00 UTC) cancels the session's
+open orders and halts it for good (kept in its state across restarts); the position is left as
+is. Orders carry the client ids of `sfarm.trading.client_ids`; what the session remembers
+about them is its `sfarm.trading.book.BrokerBook`.
 """
 
 from __future__ import annotations
@@ -30,18 +30,24 @@ import polars as pl
 
 from sfarm.errors import RunError, UsageError
 from sfarm.timeframes import candle_open, timeframe_ms
+from sfarm.trading.book import BrokerBook
 from sfarm.trading.broker import Broker, OrderFill
-from sfarm.trading.engine import TRADE_SCHEMA, Candles, EngineParams, EngineState, run
-from sfarm.trading.feed import Feed, FeedStep
-from sfarm.trading.paper import SessionConfig, open_state
-from sfarm.trading.session import (
+from sfarm.trading.client_ids import (
     ENTRY,
     EXIT_AT_OPEN,
     EXIT_INTRABAR,
     TARGET,
-    StepRows,
+    ClientOrderId,
     client_id_prefix,
-    client_order_id,
+    decode,
+    encode,
+)
+from sfarm.trading.engine import TRADE_SCHEMA, Candles, EngineParams, EngineState, run
+from sfarm.trading.feed import Feed, FeedStep
+from sfarm.trading.paper import SessionConfig, open_state
+from sfarm.trading.reconcile import reconcile
+from sfarm.trading.session import (
+    StepRows,
     commit,
     equity_rows,
     halt_engine,
@@ -51,12 +57,10 @@ from sfarm.trading.session import (
     state_row,
     trade_rows,
 )
+from sfarm.trading.stops import polled_stop
 from sfarm.trading.strategy import Strategy
 
 log = logging.getLogger("sfarm.trading.live")
-
-APPLIED_KEPT = 64  # client ids of fills already in the state (a restart must not apply twice)
-CODE_REASONS = {"x": "signal", "s": "stop_loss", "t": "take_profit", "e": "signal"}
 
 
 class LiveSession:
@@ -81,7 +85,7 @@ class LiveSession:
         # A new session adopts no order placed before it: the account may have older orders
         # of an earlier session of the same task.
         self.state = open_state(feed, self.root, replace(config, since=None), strategy, "live",
-                                broker={"created_at": self.now_ms()})
+                                BrokerBook(created_at=self.now_ms()))
         self.rows: list[dict[str, Any]] = []  # order rows not committed yet
         self.trades: list[dict[str, Any]] = []
         self.price: float | None = None
@@ -94,14 +98,18 @@ class LiveSession:
         feed = Feed(root, strategy, exchange=config.exchange, market=config.market,
                     timeframe=config.timeframe)
         session = cls(root, config, strategy, feed, broker, **options)
-        session.reconcile()
+        reconcile(session)
         return session
 
-    # -- state helpers --------------------------------------------------------------------
+    # -- state ------------------------------------------------------------------------------
 
     @property
     def engine(self) -> EngineState:
         return self.state.engine
+
+    @property
+    def book(self) -> BrokerBook:
+        return self.state.broker
 
     @property
     def halted(self) -> str | None:
@@ -109,7 +117,11 @@ class LiveSession:
 
     @property
     def target(self) -> str | None:
-        return self.state.broker.get("target")
+        return self.book.target
+
+    @property
+    def position(self) -> float:
+        return self.engine.position
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -123,18 +135,15 @@ class LiveSession:
             return self.state.risk.last_equity
         return self.engine.cash + self.engine.position * mark
 
-    def _set(self, engine: EngineState | None = None, **broker: Any) -> None:
-        state = self.state if engine is None else replace(self.state, engine=engine)
-        if broker:
-            state = replace(state, broker={**state.broker, **broker})
-        self.state = state
+    def set_engine(self, engine: EngineState) -> None:
+        self.state = replace(self.state, engine=engine)
 
-    def _applied(self, client_id: str) -> None:
-        applied = [*self.state.broker.get("applied", []), client_id][-APPLIED_KEPT:]
-        self._set(applied=applied)
+    def set_book(self, book: BrokerBook) -> None:
+        self.state = replace(self.state, broker=book)
 
-    def _commit(self, equity: pl.DataFrame | None = None, state_rows: pl.DataFrame | None = None
-                ) -> None:
+    def commit(self, equity: pl.DataFrame | None = None,
+               state_rows: pl.DataFrame | None = None) -> None:
+        """Append the order and trade rows gathered since the last commit, and the state."""
         rows = StepRows(orders=orders_frame(self.rows),
                         trades=trade_rows(pl.DataFrame(self.trades, schema=TRADE_SCHEMA)))
         if equity is not None:
@@ -143,6 +152,20 @@ class LiveSession:
             rows.state = state_rows
         commit(self.root, self.config.task, self.state, rows)
         self.rows, self.trades = [], []
+
+    # -- the worker's loop (`sfarm.trading.loop`) -------------------------------------------
+
+    def advance(self) -> int:
+        """One turn of the worker's loop: the candles closed since the last turn, else a poll
+        of the price; the number of candles."""
+        count = self.step()
+        if not count:
+            self.poll()
+        return count
+
+    def waiting_for(self, processed: int) -> str | None:
+        """What the session waits for: nothing, as it polls, unless it is halted."""
+        return "nothing: halted by the kill switch" if self.halted else None
 
     # -- candles ----------------------------------------------------------------------------
 
@@ -158,7 +181,7 @@ class LiveSession:
         return count
 
     def _on_candle(self, step: FeedStep) -> None:
-        self._sync_target()
+        self.sync_target()
         candles = Candles.from_frame(step.frame, step.signals)
         ts, close = int(candles.ts[0]), float(candles.close[0])
         next_open = ts + self.step_ms
@@ -167,9 +190,9 @@ class LiveSession:
         # Held through this candle (an entry adopted after a restart may belong to the next).
         held = before.position > 0 and before.entry_ts <= ts
         # The engine's bookkeeping of the candle, with the real cash and position.
-        self._set(replace(before, last_ts=sim.state.last_ts, bars=sim.state.bars,
-                          pending_entry=0, pending_exit=False,
-                          extreme=sim.state.extreme if held else before.extreme))
+        self.set_engine(replace(before, last_ts=sim.state.last_ts, bars=sim.state.bars,
+                                pending_entry=0, pending_exit=False,
+                                extreme=sim.state.extreme if held else before.extreme))
         self.state = replace(self.state, feed=step.state)
         self.price = close
         equity = self.equity(close)
@@ -192,7 +215,7 @@ class LiveSession:
             else:
                 log.info("%s: entry signal on candle %d skipped: it closed too long ago",
                          self.config.task, ts)
-        self._commit(equity_frame, state_row(self.engine, equity, False))
+        self.commit(equity_frame, state_row(self.engine, equity, False))
 
     # -- between candles ------------------------------------------------------------------
 
@@ -201,34 +224,22 @@ class LiveSession:
         if self.halted:
             return
         self.price = price = self.broker.price()
-        changed = self._sync_target()
-        engine = self.engine
-        if engine.position > 0:
-            extreme = max(engine.extreme, price)
-            self._set(replace(engine, extreme=extreme))
-            stop, reason = self._stop_price()
-            if stop is not None and price <= stop:
-                log.info("%s: %s at %.8g (stop %.8g)", self.config.task, reason, price, stop)
+        changed = self.sync_target()
+        if self.engine.position > 0:
+            check = polled_stop(self.engine, self.params, price)
+            self.set_engine(check.engine)
+            if check.reason is not None:
+                log.info("%s: %s at %.8g (stop %.8g)", self.config.task, check.reason, price,
+                         check.stop)
                 self._exit(candle_open(self.now_ms(), self.config.timeframe), EXIT_INTRABAR,
-                           reason)
+                           check.reason)
                 changed = True
         risk = observe(self.state.risk, self.equity(price), self.now_ms(), self.config.limits)
         self.state = replace(self.state, risk=risk)
         if risk.halted:
             self._halt(risk.halted)
         elif changed:
-            self._commit()
-
-    def _stop_price(self) -> tuple[float | None, str]:
-        engine, params = self.engine, self.params
-        stop, reason = None, "stop_loss"
-        if params.stop_loss > 0:
-            stop = engine.entry_price * (1 - params.stop_loss)
-        if params.trailing_stop > 0:
-            trail = engine.extreme * (1 - params.trailing_stop)
-            if stop is None or trail > stop:
-                stop, reason = trail, "trailing_stop"
-        return stop, reason
+            self.commit()
 
     # -- orders ---------------------------------------------------------------------------
 
@@ -241,28 +252,29 @@ class LiveSession:
             log.warning("%s: entry skipped: %.8g %s to spend is below the market's minimum",
                         self.config.task, budget, self.broker.quote)
             return
-        client_id = client_order_id(self.config.task, candle_ts, ENTRY)
-        fill = self.broker.buy_with_quote(client_id, budget)
+        fill = self.broker.buy_with_quote(self._client_id(candle_ts, ENTRY), budget)
         self._notify(fill)
-        self._apply_entry(fill, candle_ts, bar)
-        self._place_target()
+        self.apply_entry(fill, candle_ts, bar)
+        self.place_target()
 
-    def _apply_entry(self, fill: OrderFill, candle_ts: int, bar: int) -> None:
-        self.rows.append(self._order_row(fill, ENTRY, "signal"))
-        self._applied(fill.client_id)
+    def apply_entry(self, fill: OrderFill, candle_ts: int, bar: int) -> None:
+        """Put an entry's fill in the state: the position, its price, fee and candle."""
+        self.rows.append(self._order_row(fill, "signal"))
+        self.set_book(self.book.applying(fill.client_id))
         if not fill.filled:
             log.warning("%s: entry %s got no fill (%s)", self.config.task, fill.client_id,
                         fill.status)
             return
         engine = self.engine
-        self._set(replace(engine, cash=engine.cash - fill.cost,
-                          position=engine.position + fill.amount - fill.fee_base,
-                          entry_price=fill.price, entry_ts=candle_ts, entry_bar=bar,
-                          entry_fee=fill.fee_quote, extreme=fill.price))
+        self.set_engine(replace(engine, cash=engine.cash - fill.cost,
+                                position=engine.position + fill.amount - fill.fee_base,
+                                entry_price=fill.price, entry_ts=candle_ts, entry_bar=bar,
+                                entry_fee=fill.fee_quote, extreme=fill.price))
         log.info("%s: bought %.8g at %.8g (order %s)", self.config.task, fill.amount,
                  fill.price, fill.client_id)
 
-    def _place_target(self) -> None:
+    def place_target(self) -> None:
+        """Rest the position's take profit on the exchange (when the strategy has one)."""
         engine = self.engine
         if self.params.take_profit <= 0 or engine.position <= 0 or self.target:
             return
@@ -270,29 +282,30 @@ class LiveSession:
         if units < self.broker.min_amount():
             return
         # A new id for each take profit of a position: a canceled one's id would find it again.
-        sequence = int(self.state.broker.get("target_seq", 0)) + 1
-        client_id = f"{client_order_id(self.config.task, engine.entry_ts, TARGET)}{sequence}"
+        sequence = self.book.target_seq + 1
+        client_id = self._client_id(engine.entry_ts, TARGET, sequence)
         order = self.broker.sell_limit(client_id, units,
                                        engine.entry_price * (1 + self.params.take_profit))
         self._notify(order)
-        self._set(target=client_id, target_seq=sequence)
+        self.set_book(self.book.with_target(client_id, sequence))
 
-    def _exit(self, candle_ts: int, offset: int, reason: str) -> None:
+    def _exit(self, candle_ts: int, action: int, reason: str) -> None:
         if self.target and not self._cancel_target():
             return  # the take profit filled first: nothing left to sell
         units = self.broker.amount(self.engine.position)
         if units < self.broker.min_amount():
             log.warning("%s: %.8g %s left is below the market's minimum: written off",
                         self.config.task, self.engine.position, self.broker.base)
-            self._set(replace(self.engine, position=0.0))
+            self.set_engine(replace(self.engine, position=0.0))
             return
-        fill = self.broker.sell(client_order_id(self.config.task, candle_ts, offset), units)
+        fill = self.broker.sell(self._client_id(candle_ts, action), units)
         self._notify(fill)
-        self._apply_exit(fill, candle_ts, offset, reason)
+        self.apply_exit(fill, candle_ts, reason)
 
-    def _apply_exit(self, fill: OrderFill, candle_ts: int, offset: int, reason: str) -> None:
-        self.rows.append(self._order_row(fill, offset, reason))
-        self._applied(fill.client_id)
+    def apply_exit(self, fill: OrderFill, candle_ts: int, reason: str) -> None:
+        """Put an exit's fill in the state: the cash, what is left, the trade it closes."""
+        self.rows.append(self._order_row(fill, reason))
+        self.set_book(self.book.applying(fill.client_id))
         if not fill.filled:
             log.warning("%s: exit %s got no fill (%s)", self.config.task, fill.client_id,
                         fill.status)
@@ -311,12 +324,12 @@ class LiveSession:
             "entry_price": engine.entry_price, "exit_price": fill.price, "size": fill.amount,
             "pnl": pnl, "fees": engine.entry_fee * share + fill.fee_quote, "reason": reason,
             "entry_bar": engine.entry_bar, "exit_bar": engine.bars})
-        self._set(replace(engine, cash=engine.cash + fill.cost - fill.fee_quote, position=left,
-                          entry_fee=engine.entry_fee * (1 - share)))
+        self.set_engine(replace(engine, cash=engine.cash + fill.cost - fill.fee_quote,
+                                position=left, entry_fee=engine.entry_fee * (1 - share)))
         log.info("%s: sold %.8g at %.8g (%s, order %s), pnl %.2f", self.config.task,
                  fill.amount, fill.price, reason, fill.client_id, pnl)
 
-    def _sync_target(self) -> bool:
+    def sync_target(self) -> bool:
         """Settle the take profit if it is no longer open; True when the state changed."""
         if not self.target:
             return False
@@ -338,42 +351,31 @@ class LiveSession:
     def _settle_target(self, order: OrderFill | None) -> None:
         """Forget the ended take profit, applying what it filled."""
         client_id = self.target
-        self._set(target=None)
+        self.set_book(self.book.without_target())
         if order is None or not order.filled:
             log.info("%s: take-profit order %s is %s", self.config.task, client_id,
                      "gone" if order is None else order.status)
             if order is not None:
-                self.rows.append(self._order_row(order, TARGET, "take_profit"))
+                self.rows.append(self._order_row(order, "take_profit"))
             return
         moment = order.timestamp or self.now_ms()
-        self._apply_exit(order, candle_open(moment, self.config.timeframe), TARGET,
-                         "take_profit")
+        self.apply_exit(order, candle_open(moment, self.config.timeframe), "take_profit")
 
-    def _order_row(self, fill: OrderFill, offset: int, reason: str) -> dict[str, Any]:
-        """The order's row, keyed by the candle its client id names (see session.py)."""
-        candle_ts, code = self._parse_client_id(fill.client_id)
-        row = order_row(self.config.task, candle_ts, offset, side=fill.side,
-                        status=fill.status, amount=fill.amount, price=fill.price,
-                        cost=fill.cost, fee=fill.fee_quote, reason=reason,
-                        order_id=fill.order_id, placed_at=fill.timestamp)
-        row["client_id"] = fill.client_id
-        if offset == TARGET:  # the n-th take profit of a position: keys +3, +7, +11, ...
-            row["ts"] += 4 * (int(code[1:] or 1) - 1)
-        return row
+    def _client_id(self, candle_ts: int, action: int, sequence: int | None = None) -> str:
+        return encode(self.config.task, ClientOrderId(candle_ts, action, sequence))
 
-    def _parse_client_id(self, client_id: str) -> tuple[int, str]:
-        """(candle ts, action code) of one of this session's client ids."""
-        head, _, code = client_id.rpartition("-")
-        try:
-            return int(head.removeprefix(self.prefix)), code
-        except ValueError:
-            raise RunError(f"order {client_id!r} is not one of this session's") from None
+    def _order_row(self, fill: OrderFill, reason: str) -> dict[str, Any]:
+        """The order's row, keyed by the candle and action its client id names."""
+        return order_row(self.config.task, decode(self.config.task, fill.client_id),
+                         side=fill.side, status=fill.status, amount=fill.amount,
+                         price=fill.price, cost=fill.cost, fee=fill.fee_quote, reason=reason,
+                         order_id=fill.order_id, placed_at=fill.timestamp)
 
     def _notify(self, fill: OrderFill) -> None:
         if self.on_order is not None:
             self.on_order(fill)
 
-    # -- kill switch and reconciliation ---------------------------------------------------
+    # -- kill switch ----------------------------------------------------------------------
 
     def _halt(self, reason: str, equity: pl.DataFrame | None = None) -> None:
         for order in self.broker.open_orders(self.prefix):
@@ -382,7 +384,8 @@ class LiveSession:
                         ended.status if ended else "gone")
             if order.client_id == self.target:
                 self._settle_target(ended)
-        self._set(halt_engine(self.engine), target=None)
+        self.set_engine(halt_engine(self.engine))
+        self.set_book(self.book.without_target())
         now = self.now_ms()
         self.state = replace(self.state, risk=replace(self.state.risk, halted=reason,
                                                       halted_at=now))
@@ -392,63 +395,4 @@ class LiveSession:
         else:  # between two candles: the row is keyed by the moment it halted
             state_rows = state_row(self.engine, self.equity(), True).with_columns(
                 ts=pl.lit(now, pl.Int64))
-        self._commit(equity, state_rows)
-
-    def reconcile(self) -> None:
-        """Adopt the exchange's truth: the session's orders and the account's balance."""
-        if self.halted:
-            return
-        changed = self._sync_target()
-        applied = set(self.state.broker.get("applied", []))
-        since = max(self.engine.last_ts, int(self.state.broker.get("created_at", 0)))
-        for order in self.broker.orders_since(since, self.prefix):
-            if order.client_id in applied or order.client_id == self.target:
-                continue
-            changed |= self._adopt(order)
-        balance = self.broker.balance()
-        engine = self.engine
-        if engine.position > balance.base_total + 1e-12:
-            log.warning("%s: the state holds %.8g %s, the account %.8g: adopting the account's",
-                        self.config.task, engine.position, self.broker.base, balance.base_total)
-            position = balance.base_total if balance.base_total >= self.broker.min_amount() \
-                else 0.0
-            self._set(replace(engine, position=position))
-            changed = True
-        if self.engine.cash > balance.quote_total + 1e-9:
-            log.warning("%s: the session's cash %.2f is more than the account's %.2f %s: "
-                        "cut to it", self.config.task, self.engine.cash, balance.quote_total,
-                        self.broker.quote)
-            self._set(replace(self.engine, cash=balance.quote_total))
-            changed = True
-        if self.engine.position > 0 and not self.target and self.params.take_profit > 0:
-            self._place_target()
-            changed = True
-        if changed:
-            self._commit()
-
-    def _adopt(self, order: OrderFill) -> bool:
-        """An order of this session placed before a restart and missing from the state."""
-        candle_ts, code = self._parse_client_id(order.client_id)
-        if order.is_open:
-            if code.startswith("t") and self.engine.position > 0 and not self.target:
-                log.warning("%s: adopting open take-profit order %s", self.config.task,
-                            order.client_id)
-                self._set(target=order.client_id, target_seq=int(code[1:] or 1))
-            else:
-                log.warning("%s: canceling unknown open order %s", self.config.task,
-                            order.client_id)
-                self.broker.cancel(order.client_id)
-            return True
-        if not order.filled:
-            return False
-        log.warning("%s: adopting %s order %s (%.8g at %.8g) placed before the restart",
-                    self.config.task, order.side, order.client_id, order.amount, order.price)
-        if order.side == "buy" and self.engine.position == 0:
-            skipped = max(0, (candle_ts - self.engine.last_ts) // self.step_ms - 1)
-            self._apply_entry(order, candle_ts, self.engine.bars + skipped)
-        elif order.side == "sell" and self.engine.position > 0:
-            offset = {"x": EXIT_AT_OPEN, "s": EXIT_INTRABAR, "t": TARGET}.get(code[:1],
-                                                                              EXIT_AT_OPEN)
-            self._apply_exit(order, candle_ts, offset, CODE_REASONS.get(code[:1], "signal"))
-        return True
-
+        self.commit(equity, state_rows)

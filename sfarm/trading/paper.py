@@ -13,12 +13,12 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sfarm.errors import RunError
 from sfarm.timeframes import timeframe_ms
+from sfarm.trading.book import BrokerBook
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
 from sfarm.trading.feed import Feed, FeedStep, WaitingFor
 from sfarm.trading.session import (
@@ -61,9 +61,9 @@ class SessionConfig:
 
 
 def open_state(feed: Feed, root: Path, config: SessionConfig, strategy: Strategy,
-               mode: str, broker: dict[str, Any] | None = None) -> SessionState:
+               mode: str, book: BrokerBook | None = None) -> SessionState:
     """The committed state of the task's session, or a new one (committed before any step,
-    so the first candle chosen is kept whatever happens next) with `broker` bookkeeping."""
+    so the first candle chosen is kept whatever happens next) with the broker's `book`."""
     state = load_session(root, config.task)
     if state is not None:
         wanted = {spec.text for spec in feed.specs}
@@ -78,7 +78,8 @@ def open_state(feed: Feed, root: Path, config: SessionConfig, strategy: Strategy
     first = feed_state.last_ts + 1
     state = SessionState(mode=mode, strategy=strategy.name, cash=config.cash,
                          engine=EngineState.initial(config.cash), feed=feed_state,
-                         risk=RiskState.initial(config.cash, first), broker=dict(broker or {}))
+                         risk=RiskState.initial(config.cash, first),
+                         broker=book or BrokerBook())
     commit(root, config.task, state)
     log.info("%s: new %s session from %d (%s indicators: %s)", config.task, mode, first,
              strategy.name, feed_state.sources)
@@ -109,8 +110,25 @@ class PaperSession:
     def halted(self) -> str | None:
         return self.state.risk.halted
 
+    @property
+    def position(self) -> float:
+        return self.state.engine.position
+
     def equity(self) -> float:
         return self.state.risk.last_equity
+
+    def advance(self) -> int:
+        """One turn of the worker's loop: a step (see `step`)."""
+        return self.step()
+
+    def waiting_for(self, processed: int) -> str | None:
+        """What the session waits for after a turn that processed `processed` candles."""
+        if processed or self.halted:
+            return None
+        step = timeframe_ms(self.config.timeframe)
+        if self.config.until is not None and self.state.last_ts + step >= self.config.until:
+            return "nothing: the session reached its until"
+        return "new candles"
 
     def step(self, max_rows: int = CATCH_UP_ROWS) -> int:
         """Process the candles stored since the last step (at most `max_rows`) and commit;

@@ -9,12 +9,12 @@ candle times, never from the wall clock), which the store skips as already store
 Row keys (`ts`) follow the backtest's: an equity row per candle at its open time; a trade at
 its exit candle's open, plus 1 ms when it exited inside the candle (stop, target); an order at
 the open of the candle it was placed for, plus 0 (exit at the open), 1 (entry at the open),
-2 (exit inside the candle) or 3 (a resting take-profit order placed with the entry).
+2 (exit inside the candle) or 3 (a resting take-profit order placed with the entry; the n-th
+take profit of one position at 3 + 4 (n - 1)), with the client id of `sfarm.trading.client_ids`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,17 +24,25 @@ import numpy as np
 import polars as pl
 
 from sfarm import data
+from sfarm.context import ProgressBoard
 from sfarm.data.ids import session_id
 from sfarm.timeframes import DAY_MS
 from sfarm.trading.backtest import TRADE_COLUMNS
+from sfarm.trading.book import BrokerBook
+from sfarm.trading.client_ids import (
+    ENTRY,
+    EXIT_AT_OPEN,
+    EXIT_INTRABAR,
+    TARGET,
+    ClientOrderId,
+    encode,
+)
 from sfarm.trading.engine import EngineState
 from sfarm.trading.feed import FeedState
 
 EXTRA_KEY = "session"
 STATE_VERSION = 1
-# Order key offsets inside a candle (see the module docstring).
-EXIT_AT_OPEN, ENTRY, EXIT_INTRABAR, TARGET = 0, 1, 2, 3
-ACTION_CODES = {EXIT_AT_OPEN: "x", ENTRY: "e", EXIT_INTRABAR: "s", TARGET: "t"}
+# The `action` column of order rows, by the order's action (`sfarm.trading.client_ids`).
 ACTION_NAMES = {EXIT_AT_OPEN: "exit", ENTRY: "entry", EXIT_INTRABAR: "exit", TARGET: "target"}
 
 ORDER_SCHEMA: dict[str, Any] = {
@@ -115,7 +123,7 @@ class SessionState:
     engine: EngineState
     feed: FeedState
     risk: RiskState
-    broker: dict[str, Any] = field(default_factory=dict)  # live bookkeeping
+    broker: BrokerBook = field(default_factory=BrokerBook)  # live bookkeeping
 
     @property
     def last_ts(self) -> int:
@@ -124,7 +132,8 @@ class SessionState:
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "mode": self.mode, "strategy": self.strategy,
                 "cash": self.cash, "engine": self.engine.to_json(),
-                "feed": self.feed.to_json(), "risk": asdict(self.risk), "broker": self.broker}
+                "feed": self.feed.to_json(), "risk": asdict(self.risk),
+                "broker": self.broker.to_json()}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> SessionState:
@@ -135,7 +144,8 @@ class SessionState:
                    cash=float(document["cash"]),
                    engine=EngineState.from_json(document["engine"]),
                    feed=FeedState.from_json(document["feed"]),
-                   risk=RiskState(**document["risk"]), broker=dict(document.get("broker") or {}))
+                   risk=RiskState(**document["risk"]),
+                   broker=BrokerBook.from_json(document.get("broker") or {}))
 
 
 @dataclass
@@ -180,10 +190,10 @@ def session_outputs(root: Path | str, task: str) -> list[tuple[str, int | None, 
     return found
 
 
-def report_session(board: Any, root: Path | str, task: str, equity: float, position: float,
-                   cash: float) -> None:
-    """Put the session's datasets that have rows and its equity, position and pnl on a worker's
-    board (`sfarm.runtime.worker.ProgressBoard`)."""
+def report_session(board: ProgressBoard, root: Path | str, task: str, equity: float,
+                   position: float, cash: float) -> None:
+    """Put the session's datasets that have rows and its equity, position and pnl on the task's
+    board."""
     for dataset, last_ts, rows in session_outputs(root, task):
         board.output(dataset, last_ts, rows)
     board.set_trade(equity, position, equity - cash)
@@ -213,23 +223,15 @@ def state_row(engine: EngineState, equity: float, halted: bool) -> pl.DataFrame:
         "equity": equity, "halted": halted}], schema=STATE_SCHEMA)
 
 
-def client_order_id(task: str, candle_ts: int, offset: int) -> str:
-    """A client order id that is the same every time this order is decided: the task, the
-    candle it is for and what it does (Binance allows 36 characters of [A-Za-z0-9_.:/-])."""
-    return f"{client_id_prefix(task)}{candle_ts}-{ACTION_CODES[offset]}"
-
-
-def client_id_prefix(task: str) -> str:
-    return f"sf{hashlib.sha1(task.encode()).hexdigest()[:8]}-"
-
-
-def order_row(task: str, candle_ts: int, offset: int, *, side: str, status: str,
-              amount: float, price: float, cost: float, fee: float, reason: str,
-              order_id: str | None = None, placed_at: int | None = None) -> dict[str, Any]:
-    return {"ts": candle_ts + offset, "client_id": client_order_id(task, candle_ts, offset),
-            "action": ACTION_NAMES[offset], "side": side, "status": status, "amount": amount,
-            "price": price, "cost": cost, "fee": fee, "reason": reason, "order_id": order_id,
-            "placed_at": placed_at}
+def order_row(task: str, order: ClientOrderId, *, side: str, status: str, amount: float,
+              price: float, cost: float, fee: float, reason: str, order_id: str | None = None,
+              placed_at: int | None = None) -> dict[str, Any]:
+    """The row of `task`'s `order`, keyed by the candle it is for and its action, with the
+    client id live mode gives it."""
+    return {"ts": order.row_ts, "client_id": encode(task, order),
+            "action": ACTION_NAMES[order.action], "side": side, "status": status,
+            "amount": amount, "price": price, "cost": cost, "fee": fee, "reason": reason,
+            "order_id": order_id, "placed_at": placed_at}
 
 
 def orders_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -243,7 +245,8 @@ def simulated_orders(task: str, trades: pl.DataFrame, engine: EngineState, first
     rows = []
 
     def entry(ts: int, side: float, units: float, price: float, fee: float) -> None:
-        rows.append(order_row(task, ts, ENTRY, side="buy" if side > 0 else "sell",
+        rows.append(order_row(task, ClientOrderId(ts, ENTRY),
+                              side="buy" if side > 0 else "sell",
                               status="filled", amount=units, price=price, cost=units * price,
                               fee=fee, reason="signal"))
 
@@ -254,7 +257,7 @@ def simulated_orders(task: str, trades: pl.DataFrame, engine: EngineState, first
                   trade["size"] * trade["entry_price"] * fee_rate)
         offset = EXIT_AT_OPEN if trade["reason"] == "signal" else EXIT_INTRABAR
         cost = trade["size"] * trade["exit_price"]
-        rows.append(order_row(task, trade["exit_ts"], offset,
+        rows.append(order_row(task, ClientOrderId(trade["exit_ts"], offset),
                               side="sell" if side > 0 else "buy", status="filled",
                               amount=trade["size"], price=trade["exit_price"], cost=cost,
                               fee=cost * fee_rate, reason=trade["reason"]))

@@ -7,9 +7,10 @@
   (Re-running beats stopping: a farm's backtest task then always shows the current history,
   and an engine that returned would be restarted by supervisord anyway.)
 * paper: `sfarm.trading.paper.PaperSession`, a step per poll.
-* live: `sfarm.trading.live.LiveSession` (orders on the exchange; needs `--live`).
+* live: `sfarm.trading.live.LiveSession` (orders on the exchange; only while armed by `--live`).
 
-Inputs that do not exist yet are waited for and named on the board (`waiting_for`).
+Paper and live run in the one session loop of `sfarm.trading.loop`. Inputs that do not exist yet
+are waited for and named on the board (`waiting_for`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from sfarm import data
+from sfarm.context import TaskContext
 from sfarm.data.ids import session_id
 from sfarm.errors import RunError, UsageError
 from sfarm.inventory.model import Exchange, TradeTask
@@ -31,6 +33,7 @@ from sfarm.timeframes import timeframe_ms
 from sfarm.trading.backtest import BacktestResult, run_backtest, session_frames
 from sfarm.trading.feed import Feed, WaitingFor
 from sfarm.trading.live_guard import HINT, is_armed
+from sfarm.trading.loop import Hold, run_session_loop
 from sfarm.trading.paper import PaperSession, SessionConfig
 from sfarm.trading.session import RiskLimits, report_session
 from sfarm.trading.strategy import Strategy, load_strategy
@@ -54,10 +57,10 @@ def session_config(task_name: str, task: TradeTask, now_ms: int | None = None) -
         limits=RiskLimits(task.max_drawdown, task.max_daily_loss))
 
 
-def run_trade_task(context: Any, *, strategy_path: Path, exchange: Exchange,
-                   poll_s: float = POLL_S) -> None:
-    """Worker engine of a `trade` task (`context` is a `sfarm.runtime.worker.WorkerContext`)."""
-    task: TradeTask = context.config
+def run_trade_task(context: TaskContext[TradeTask], *, strategy_path: Path,
+                   exchange: Exchange, poll_s: float = POLL_S) -> None:
+    """Worker engine of a `trade` task, in the task's mode."""
+    task = context.config
     strategy = load_strategy(strategy_path)
     config = session_config(context.task, task)
     if task.mode == "backtest":
@@ -68,44 +71,19 @@ def run_trade_task(context: Any, *, strategy_path: Path, exchange: Exchange,
         run_live_mode(context, config, strategy, exchange, poll_s=poll_s)
 
 
-def run_paper_mode(context: Any, config: SessionConfig, strategy: Strategy, *,
-                   poll_s: float = POLL_S) -> None:
-    root = Path(context.root.path)
-    board = context.board
-    session: PaperSession | None = None
-    while not context.stop.is_set():
-        processed = 0
-        try:
-            if session is None:
-                session = PaperSession.open(root, config, strategy)
-            processed = session.step()
-            board.wait_for(None if processed or session.halted else _paper_waits_for(session))
-        except WaitingFor as missing:
-            board.wait_for(str(missing))
-        if session is not None:
-            board.count("candles", processed)
-            report_session(board, root, context.task, session.equity(),
-                           session.state.engine.position, config.cash)
-            if session.halted:
-                board.set_state("halted")
-                board.error(session.halted)
-        if not processed and context.sleep(poll_s):
-            break
-
-
-def _paper_waits_for(session: PaperSession) -> str:
-    until = session.config.until
-    step = timeframe_ms(session.config.timeframe)
-    if until is not None and session.state.last_ts + step >= until:
-        return "nothing: the session reached its until"
-    return "new candles"
+def run_paper_mode(context: TaskContext[TradeTask], config: SessionConfig, strategy: Strategy,
+                   *, poll_s: float = POLL_S) -> None:
+    """Worker engine of a paper `trade` task."""
+    run_session_loop(context, lambda: PaperSession.open(context.root, config, strategy),
+                     cash=config.cash, poll_s=poll_s)
 
 
 # ---- backtest mode ------------------------------------------------------------------------
 
-def run_backtest_mode(context: Any, config: SessionConfig, strategy: Strategy, *,
-                      poll_s: float = POLL_S) -> None:
-    root = Path(context.root.path)
+def run_backtest_mode(context: TaskContext[TradeTask], config: SessionConfig,
+                      strategy: Strategy, *, poll_s: float = POLL_S) -> None:
+    """Worker engine of a backtest `trade` task (its own loop: no session, a run per turn)."""
+    root = context.root
     board = context.board
     feed = Feed(root, strategy, exchange=config.exchange, market=config.market,
                 timeframe=config.timeframe)
@@ -201,7 +179,7 @@ def _backtest_bookkeeping(root: Path, task: str) -> dict[str, Any]:
 
 # ---- live mode ----------------------------------------------------------------------------
 
-def make_broker(exchange: Exchange, market: str, secrets_file: Path) -> Broker:
+def make_broker(exchange: Exchange, market: str, secrets_file: Path | None) -> Broker:
     """A broker for `market` with the exchange's credentials (never logged: ccxt's logger
     redacts them and they are never part of a message)."""
     from sfarm.exchanges import load_credentials, make_exchange
@@ -211,44 +189,28 @@ def make_broker(exchange: Exchange, market: str, secrets_file: Path) -> Broker:
         raise UsageError(f"live trading on {exchange.ccxt} needs credentials",
                          hint="set credentials = \"PREFIX\" on the exchange and export "
                               "PREFIX_API_KEY and PREFIX_SECRET (or put them in secrets.toml)")
-    credentials = load_credentials(exchange.credentials,
-                                   secrets_file if secrets_file.exists() else None)
+    present = secrets_file is not None and secrets_file.exists()
+    credentials = load_credentials(exchange.credentials, secrets_file if present else None)
     client = make_exchange(exchange.ccxt, url=exchange.url, sandbox=exchange.sandbox,
                            credentials=credentials)
     return Broker(client, market)
 
 
-def run_live_mode(context: Any, config: SessionConfig, strategy: Strategy, exchange: Exchange,
-                  *, poll_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+def run_live_mode(context: TaskContext[TradeTask], config: SessionConfig, strategy: Strategy,
+                  exchange: Exchange, *, poll_s: float = POLL_S,
+                  clock: Callable[[], float] = time.time) -> None:
     """Worker engine of a live `trade` task: trades only while armed by `--live`."""
     from sfarm.trading.live import LiveSession
 
-    root = Path(context.root.path)
-    board = context.board
-    session: LiveSession | None = None
-    while not context.stop.is_set():
-        if not is_armed(root, context.task):
-            session = None  # re-armed: reconcile again before the next order
-            board.wait_for("sfarm start --live")
-            board.error(f"live trading is not armed: {HINT}")
-            if context.sleep(poll_s):
-                break
-            continue
-        try:
-            if session is None:
-                broker = make_broker(exchange, config.market, root / "secrets" / "secrets.toml")
-                session = LiveSession.open(root, config, strategy, broker, clock=clock)
-                board.error(None)
-            if not session.step():
-                session.poll()
-            board.wait_for(None if not session.halted else "nothing: halted by the kill switch")
-        except WaitingFor as missing:
-            board.wait_for(str(missing))
-        if session is not None:
-            report_session(board, root, context.task, session.equity(),
-                           session.engine.position, config.cash)
-            if session.halted:
-                board.set_state("halted")
-                board.error(session.halted)
-        if context.sleep(poll_s):
-            break
+    root = context.root
+
+    def open_session() -> LiveSession:
+        broker = make_broker(exchange, config.market, context.secrets_file)
+        return LiveSession.open(root, config, strategy, broker, clock=clock)
+
+    def hold() -> Hold | None:
+        if is_armed(root, context.task):
+            return None
+        return Hold("sfarm start --live", f"live trading is not armed: {HINT}")
+
+    run_session_loop(context, open_session, cash=config.cash, poll_s=poll_s, hold=hold)
