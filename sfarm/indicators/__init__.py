@@ -1,6 +1,7 @@
 """Technical indicators: the spec language, the registry, batch and incremental computation.
 
-May import numpy, polars, talib and sfarm.errors; the dataset store only from `task.py`.
+May import numpy, polars, talib and sfarm.errors; the dataset store, sfarm.context and
+sfarm.inventory.model only from `task.py` (the worker's engine).
 
 Specs
     A spec is a registry name, case-insensitive, with optional arguments, positional or by name:

@@ -1,7 +1,7 @@
 """Orders of a live session on one spot market, through ccxt: idempotent by client order id.
 
 Every order carries a client order id derived from what it is for (task, candle, action, see
-`sfarm.trading.session.client_order_id`). Before placing one the broker asks the exchange for
+`sfarm.trading.client_ids`). Before placing one the broker asks the exchange for
 that id: an order found was placed before a restart and is adopted, never placed twice (an
 exchange rejects a duplicate id only while the first order is open, and a market order never
 is). A placement whose answer was lost (timeout, dropped connection) is looked up the same way
