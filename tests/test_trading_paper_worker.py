@@ -17,6 +17,7 @@ from sfarm.context import TaskContext
 from sfarm.data.ids import session_id
 from sfarm.errors import RunError
 from sfarm.inventory import load_inventory
+from sfarm.inventory.model import TradeTask
 from sfarm.runtime.engines import engine_for
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.worker import task_context
@@ -168,6 +169,7 @@ def test_backtest_worker_refuses_to_mix_two_strategies(tmp_path: Path) -> None:
     root = node_root(tmp_path, "backtest")
     data.append(root.path, CANDLES, source[:250])
     task = load_inventory(root.inventory).model.tasks["session"]
+    assert isinstance(task, TradeTask)
     config = session_config("session", task)
     strategy = parse_strategy(RSI)
     feed = Feed(root.path, strategy, exchange="test", market="BTC/USDT", timeframe="1h")
