@@ -92,7 +92,7 @@ def run_worker(context: TaskContext[Any], engine: Engine, *,
             try:
                 engine(context)
                 break  # the engine returns when it is done or asked to stop
-            except Exception as error:  # noqa: BLE001 - any engine failure is retried
+            except Exception as error:  # any engine failure is retried
                 failures += 1
                 delay = backoff.delay(failures)
                 log.exception("task %s failed (attempt %d); retrying in %.0f s",
