@@ -1,21 +1,25 @@
-"""Files that ship beside the package: templates/ and inventory/ of the source tree."""
+"""Files that ship inside the package, read through importlib.resources: found wherever sfarm
+is installed, a wheel (pip, pipx) or a checkout (`pip install -e .`).
+
+The templates live in templates/ at the top of the repository; the build maps that directory to
+the package `sfarm.templates` (setup.py). The example inventories of inventory/ are not read at
+run time: `sfarm init` writes the local farm from templates/inventory.toml.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from sfarm.errors import RunError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES = "sfarm.templates"
 
 
-def templates_dir() -> Path:
-    path = PROJECT_DIR / "templates"
-    if not path.is_dir():
-        raise RunError(f"templates not found at {path}",
-                       hint="sfarm runs from its source tree (pip install -e .)")
-    return path
-
-
-def template(name: str) -> Path:
-    return templates_dir() / name
+def template(name: str) -> Traversable:
+    """The template `name` (read it with `.read_text()`)."""
+    resource = files(TEMPLATES).joinpath(name)
+    if not resource.is_file():
+        raise RunError(f"sfarm's template {name} is missing from {TEMPLATES}",
+                       hint="this installation of sfarm is incomplete: reinstall it")
+    return resource

@@ -1,11 +1,15 @@
-"""Install this sfarm on a node: `<root>/venv` with the controller's own version of every
-dependency, and the controller's source tree beside it.
+"""Install this sfarm on a node: its wheel in `<root>/venv`, with the controller's own version of
+every dependency.
 
 A node then runs exactly what the controller runs (the same polars, the same TA-Lib build), and
-a redeploy after a code change ships the change. The source goes by rsync (only what changed);
-a digest of it, written last, tells the next deploy that nothing is left to do, and that an
-interrupted install must be finished. The venv reaches the package index the node's pip is
-configured for (a mirror or a proxy through pip.conf, if the node has no direct access).
+a redeploy after a code change installs the change. The wheel (sfarm.remote.wheel: built once
+per content, from the source tree or from the installed distribution) goes by rsync to
+`<root>/venv/sfarm-wheel/<digest>/`; pip installs the pinned dependencies, then the wheel, forced
+(the version string does not change with the code). A stamp written last holds the digest of the
+wheel and the pins: the next deploy reads it and reports "ok" without building or sending
+anything, and an interrupted install is done again (a wheel already sent is not sent twice). The
+venv reaches the package index the node's pip is configured for (a mirror or a proxy through
+pip.conf, if the node has no direct access); the wheel itself needs no index.
 """
 
 from __future__ import annotations
@@ -14,16 +18,19 @@ import hashlib
 import importlib.metadata
 import posixpath
 import re
-from pathlib import Path
 
 from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.remote.connection import Connection, TransportError
-from sfarm.resources import PROJECT_DIR
+from sfarm.remote.wheel import Snapshot, cached_wheel, running_sfarm
 from sfarm.runtime.node import StepResult
 
-SOURCE_PARTS = ("pyproject.toml", "sfarm", "templates")
-EXCLUDED = ("__pycache__", "*.pyc", "*.nbi", "*.nbc")  # bytecode and numba's compile cache
+STEP = "sfarm venv"
+STAMP = "sfarm-wheel.sha256"  # in the venv: what is installed there
+NODE_WHEELS = "sfarm-wheel"  # in the venv: the wheel on its way, removed once installed
+# What deploys before the wheel left in a venv: the source tree, its digest and its .pth file.
+SOURCE_LAYOUT = "rm -rf src sfarm-source.sha256 lib/python3*/site-packages/sfarm-source.pth"
+PIP = ("-m", "pip", "install", "--disable-pip-version-check", "--quiet")
 PIP_TIMEOUT_S = 1800.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -41,63 +48,49 @@ def pinned_requirements() -> list[str]:
     return pins
 
 
-def _source_files(project: Path) -> list[Path]:
-    files = []
-    for part in SOURCE_PARTS:
-        path = project / part
-        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        files += [file for file in candidates if file.is_file() and not any(
-            file.match(pattern) or pattern in file.parts for pattern in EXCLUDED)]
-    return files
+def install_digest(snapshot: Snapshot, pins: list[str]) -> str:
+    """What a node's stamp holds when its venv runs `snapshot` with `pins`."""
+    return hashlib.sha256("\n".join([snapshot.digest, *pins]).encode()).hexdigest()
 
 
-def source_digest(project: Path = PROJECT_DIR) -> str:
-    """sha256 over the shipped files' paths and contents, and the pinned requirements."""
-    digest = hashlib.sha256()
-    for file in _source_files(project):
-        digest.update(file.relative_to(project).as_posix().encode() + b"\0")
-        digest.update(file.read_bytes() + b"\0")
-    digest.update("\n".join(pinned_requirements()).encode())
-    return digest.hexdigest()
-
-
-def provision(connection: Connection, root: str, python: str,
-              project: Path = PROJECT_DIR) -> StepResult:
-    """Make `<root>/venv` run this sfarm; "ok" when it already does."""
-    missing = [part for part in SOURCE_PARTS if not (project / part).exists()]
-    if missing:
-        raise RunError(f"cannot ship sfarm to nodes: {', '.join(missing)} missing in {project}",
-                       hint="deploy from sfarm's source tree (pip install -e .)")
+def provision(connection: Connection, root: str, python: str, *,
+              snapshot: Snapshot | None = None) -> StepResult:
+    """Make `<root>/venv` run this sfarm (or `snapshot`); "ok" when it already does."""
+    snapshot = snapshot or running_sfarm()
+    pins = pinned_requirements()
     venv = posixpath.join(root, "venv")
     venv_python = posixpath.join(venv, "bin", "python")
-    source = posixpath.join(venv, "src")
-    stamp = posixpath.join(venv, "sfarm-source.sha256")
-    digest = source_digest(project)
-    if connection.get(stamp) == digest.encode():
-        return StepResult("sfarm venv", "ok", f"sfarm {__version__} in {venv}")
-    if not connection.run(["test", "-x", venv_python], check=False).ok:
-        try:
-            connection.run([python, "-m", "venv", venv], timeout=PIP_TIMEOUT_S)
-        except TransportError as error:
-            raise RunError(f"{connection.where}: cannot create {venv} with {python}: "
-                           f"{error.message}",
-                           hint="the node needs Python >= 3.11 with its venv module (on "
-                                "Debian: apt-get install python3-venv), or set `python`") from None
-    connection.run([venv_python, "-m", "pip", "install", "--disable-pip-version-check",
-                    "--quiet", *pinned_requirements()], timeout=PIP_TIMEOUT_S)
-    connection.run(["mkdir", "-p", source])
-    for part in SOURCE_PARTS:
-        path = project / part
-        connection.rsync(f"{path}/" if path.is_dir() else str(path),
-                         posixpath.join(source, part), pull=False, delete=True,
-                         excludes=EXCLUDED)
-    where_packages = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    site = connection.run([venv_python, "-c", where_packages]).stdout_text.strip()
-    # What `pip install -e` leaves behind: the source directory on the venv's path.
-    connection.put(f"{source}\n".encode(), posixpath.join(site, "sfarm-source.pth"))
+    stamp = posixpath.join(venv, STAMP)
+    wanted = install_digest(snapshot, pins)
+    build = f"sfarm {__version__} (wheel {snapshot.digest[:12]})"
+    if connection.get(stamp) == wanted.encode():
+        return StepResult(STEP, "ok", f"{build} in {venv}")
+    wheel = cached_wheel(snapshot)  # before the node is touched: a failed build changes nothing
+    _create_venv(connection, venv, python)
+    connection.run([venv_python, *PIP, *pins], timeout=PIP_TIMEOUT_S)
+    wheels = posixpath.join(venv, NODE_WHEELS)
+    connection.run(["mkdir", "-p", wheels])
+    connection.rsync(str(wheel.parent), f"{wheels}/", pull=False)  # -> <digest>/<wheel>
+    node_wheel = posixpath.join(wheels, wheel.parent.name, wheel.name)
+    connection.run([venv_python, *PIP, "--no-deps", "--no-index", "--force-reinstall",
+                    node_wheel], timeout=PIP_TIMEOUT_S)
+    connection.run(["sh", "-c", f'cd "$1" && rm -rf {NODE_WHEELS} && {SOURCE_LAYOUT}',
+                    "sfarm-provision", venv])
     installed = connection.run([venv_python, "-m", "sfarm", "--version"]).stdout_text.split()
     if installed[-1:] != [__version__]:
         raise RunError(f"{connection.where}: {venv} runs {' '.join(installed) or 'nothing'}, "
                        f"not sfarm {__version__}")
-    connection.put(digest.encode(), stamp)  # last: an interrupted install is redone
-    return StepResult("sfarm venv", "changed", f"sfarm {__version__} installed in {venv}")
+    connection.put(wanted.encode(), stamp)  # last: an interrupted install is redone
+    return StepResult(STEP, "changed", f"{build} installed in {venv}")
+
+
+def _create_venv(connection: Connection, venv: str, python: str) -> None:
+    if connection.run(["test", "-x", posixpath.join(venv, "bin", "python")], check=False).ok:
+        return
+    try:
+        connection.run([python, "-m", "venv", venv], timeout=PIP_TIMEOUT_S)
+    except TransportError as error:
+        raise RunError(f"{connection.where}: cannot create {venv} with {python}: "
+                       f"{error.message}",
+                       hint="the node needs Python >= 3.11 with its venv module (on "
+                            "Debian: apt-get install python3-venv), or set `python`") from None

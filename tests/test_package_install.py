@@ -1,0 +1,153 @@
+"""sfarm as a user installs it: its wheel, not editable, in a fresh venv, away from the checkout.
+
+`sfarm init` writes a farm from the templates inside the wheel, `validate` reads it, `up` brings
+the local farm up (supervisord, the emulator, the workers: all from the venv) and `down` leaves
+no process behind; and deploy, with no source tree to build from, packs the installed sfarm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from sfarm import __version__
+from sfarm.remote.wheel import build_wheel, read_source_tree
+from tests.fixtures.sshd import free_port
+from tests.fixtures.venvs import make_venv, pip_install
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sfarm's wheel, built from this checkout as `pip wheel .` builds it."""
+    return build_wheel(read_source_tree(PROJECT), tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, third_party: Path, wheel: Path) -> Path:
+    """The bin/ directory of a fresh venv with sfarm's wheel installed (not editable)."""
+    python = make_venv(tmp_path_factory.mktemp("fresh") / "venv", third_party)
+    pip_install(python, "--no-deps", str(wheel))
+    return python.parent
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Short: supervisord's unix socket path, under the farm's directory, must fit in ~100 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def run(bin_dir: Path, cwd: Path, *argv: str, check: bool = True,
+        env: Mapping[str, str] | None = None) -> str:
+    """ARGV[0] from the venv's bin/, in `cwd` (never the checkout) with `env` added; no
+    traceback, and exit 0 unless not `check`."""
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([str(bin_dir / argv[0]), *argv[1:]], cwd=cwd,
+                            env={**environment, **(env or {})}, timeout=120,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0 or not check, f"{argv}: {result.stderr}{result.stdout}"
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def processes_under(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if entry.name.isdigit() and str(path) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Poll `condition` until it holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def running_with_candles(installed: Path, farm: Path) -> bool:
+    """Every task of the scaffold running under supervisord, and the miner's candles stored."""
+    # Exit status 1 until every task runs: the document tells which.
+    status = json.loads(run(installed, farm, "sfarm", "status", "--json", check=False))
+    tasks = {task["name"]: task for task in status["nodes"][0]["tasks"]}
+    assert set(tasks) == {"mine", "studies", "rsi-paper"}
+    candles = tasks["mine"]["datasets"]
+    running = all(task["state"] == "running" for task in tasks.values())
+    return running and bool(candles) and all(dataset["rows"] > 0 for dataset in candles)
+
+
+def test_the_installed_wheel_scaffolds_validates_and_runs_a_local_farm(
+        installed: Path, workdir: Path) -> None:
+    where = run(installed, workdir, "python", "-c", "import sfarm; print(sfarm.__file__)")
+    assert Path(where.strip()).is_relative_to(installed.parent)  # not the checkout's sfarm
+    assert not Path(where.strip()).is_relative_to(PROJECT)
+    assert run(installed, workdir, "sfarm", "--version").split() == ["sfarm", __version__]
+
+    run(installed, workdir, "sfarm", "init", "farm")
+    farm = workdir / "farm"
+    assert (farm / "strategies" / "rsi_revert.toml").is_file() and (farm / ".gitignore").is_file()
+    inventory = farm / "sfarm.toml"
+    text = inventory.read_text()
+    assert "127.0.0.1:8900" in text
+    # Its own emulator port, and three hours of history to mine rather than three days.
+    text = text.replace("127.0.0.1:8900", f"127.0.0.1:{free_port()}")
+    inventory.write_text(text.replace('since = "3d"', 'since = "3h"'))
+    run(installed, farm, "sfarm", "validate")
+
+    root = farm / ".sfarm" / "local" / "lab"
+    try:
+        up = json.loads(run(installed, farm, "sfarm", "up", "--json"))
+        assert up["ok"] is True, up
+        wait_for(lambda: running_with_candles(installed, farm), "every task running, candles")
+        workers = [line for line in processes_under(root) if "worker run" in line]
+        assert len(workers) == 3 and all(str(installed) in line for line in workers), workers
+        run(installed, farm, "sfarm", "down")
+        wait_for(lambda: not processes_under(root), "no process left", timeout_s=20)
+    finally:
+        subprocess.run([str(installed / "sfarm"), "down"], cwd=farm, capture_output=True,
+                       timeout=60, check=False)
+
+
+def test_an_installed_sfarm_deploys_itself(installed: Path, wheel: Path, workdir: Path,
+                                           third_party: Path) -> None:
+    """No source tree: deploy packs the installed files into a wheel, the same as the wheel that
+    was installed (templates included), and installs it in the node's venv."""
+    root = workdir / "node"
+    node_python = make_venv(root / "venv", third_party)  # with the dependencies, not sfarm
+    code = ("import sys; from sfarm.remote.connection import LocalConnection; "
+            "from sfarm.remote.provision import provision; from sfarm.remote.wheel import "
+            "running_sfarm; snapshot = running_sfarm(); print(snapshot.origin); "
+            "print(provision(LocalConnection(), sys.argv[1], 'python3').status)")
+    cache = workdir / "cache"
+    output = run(installed, workdir, "python", "-c", code, str(root),
+                 env={"XDG_CACHE_HOME": str(cache)})
+    assert output.split() == ["installed", "changed"]
+    (packed,) = (cache / "sfarm" / "wheels").glob("*/*.whl")
+    with zipfile.ZipFile(wheel) as original, zipfile.ZipFile(packed) as again:
+        record = f"sfarm-{__version__}.dist-info/RECORD"
+        names = sorted(original.namelist())
+        assert sorted(again.namelist()) == names and "sfarm/templates/inventory.toml" in names
+        assert all(original.read(name) == again.read(name) for name in names if name != record)
+    where = run(node_python.parent, workdir, "python", "-c", "import sfarm; print(sfarm.__file__)")
+    assert Path(where.strip()).is_relative_to(root / "venv")
+    assert run(node_python.parent, workdir, "sfarm", "--version").split() == ["sfarm", __version__]
