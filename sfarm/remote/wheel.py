@@ -49,6 +49,7 @@ CACHE_SUFFIXES = (".pyc", ".nbi", ".nbc")  # bytecode and numba's compile cache
 # What an installer writes into .dist-info (PEP 376, 610, 627); the wheel's own RECORD is remade.
 INSTALLER_FILES = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
 CACHE_KEEP = 8  # wheels kept in the cache, the most recently used
+STALE_STAGING_S = 86400.0  # a build directory this old in the cache was left by a dead process
 BUILD_TIMEOUT_S = 300.0
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: the same files, the same zip
 
@@ -177,8 +178,11 @@ def _record_hash(content: bytes) -> str:
 
 
 def _pack_installed(snapshot: Snapshot, directory: Path) -> Path:
-    dist_info = next(name.split("/")[0] for name in snapshot.files
-                     if name.endswith(".dist-info/WHEEL"))
+    dist_info = next((name.split("/")[0] for name in snapshot.files
+                      if name.endswith(".dist-info/WHEEL")), None)
+    if dist_info is None:
+        raise RunError(f"the installed {PACKAGE} has no .dist-info/WHEEL: it was not installed "
+                       "from a wheel", hint="reinstall sfarm with pip or pipx")
     wheel_file = snapshot.files[f"{dist_info}/WHEEL"].decode()
     tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines()
             if line.startswith("Tag:")]
@@ -211,7 +215,6 @@ def cache_directory() -> Path:
 
 
 _BUILDING = threading.Lock()  # deploy provisions nodes in threads: one build per process
-STALE_STAGING_S = 86400.0  # a build directory this old was left by a process that died
 
 
 def cached_wheel(snapshot: Snapshot) -> Path:
@@ -245,10 +248,13 @@ def cached_wheel(snapshot: Snapshot) -> Path:
 def _prune(cache: Path) -> None:
     """Drop all but the CACHE_KEEP most recently used wheels (every code change makes one), and
     build directories of processes that died."""
-    now = time.time()
-    entries = sorted(cache.iterdir(), key=lambda path: path.stat().st_mtime)
-    finished = [path for path in entries if not path.name.startswith(".")]
-    abandoned = [path for path in entries if path.name.startswith(".building-")
-                 and now - path.stat().st_mtime > STALE_STAGING_S]
+    used: dict[Path, float] = {}
+    for path in cache.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another deploy pruned it meanwhile
+            used[path] = path.stat().st_mtime
+    finished = sorted((path for path in used if not path.name.startswith(".")),
+                      key=used.__getitem__)
+    abandoned = [path for path in used if path.name.startswith(".building-")
+                 and time.time() - used[path] > STALE_STAGING_S]
     for stale in finished[:-CACHE_KEEP] + abandoned:
         shutil.rmtree(stale, ignore_errors=True)
