@@ -13,8 +13,8 @@ from rich.table import Table
 from sfarm.cli.console import out, print_json
 from sfarm.cli.options import JsonOption, RootOption
 from sfarm.errors import UsageError
+from sfarm.tasks import DEFAULT_CASH
 from sfarm.timepoints import BadTimePoint, parse_time_point
-from sfarm.trading import DEFAULT_CASH
 
 if TYPE_CHECKING:
     from sfarm.trading.backtest import BacktestResult

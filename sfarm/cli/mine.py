@@ -28,7 +28,7 @@ from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import JsonOption, RootOption
 from sfarm.data import format_ts
 from sfarm.errors import RunError, UsageError
-from sfarm.inventory.model import Exchange
+from sfarm.tasks import Exchange
 from sfarm.timeframes import TIMEFRAMES, timeframe_ms
 from sfarm.timepoints import BadTimePoint, parse_time_point
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sfarm.inventory.model import Inventory, Node, TradeTask
+from sfarm.inventory.model import Inventory, Node
 from sfarm.inventory.problems import Problem, did_you_mean, known_names
+from sfarm.tasks import TradeTask
 
 # Settings that only mean something over SSH; on a `local` node they are a sign of a mistake.
 SSH_ONLY_KEYS = ("user", "port", "identity_file", "proxy_jump")

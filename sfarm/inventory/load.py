@@ -1,8 +1,9 @@
 """Read an inventory file: find it, parse it, validate it, and resolve its nodes.
 
 This is the I/O edge of the inventory package: it reads the TOML file, the strategy files that
-trade tasks name, and checks `secrets.toml`'s mode. Everything it finds wrong is raised at once
-as an InventoryError (exit status 2) with file, line and key path.
+trade tasks name (with `sfarm.trading.strategy`, so a strategy's errors are the inventory's),
+checks `secrets.toml`'s mode and plans every network (`sfarm.plan`). Everything it finds wrong
+is raised at once as an InventoryError (exit status 2) with file, line and key path.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pydantic import ValidationError
 from sfarm.errors import UsageError
 from sfarm.exchanges.ids import exchange_ids
 from sfarm.inventory.checks import check_inventory
-from sfarm.inventory.model import Inventory, TradeTask
+from sfarm.inventory.model import Inventory
 from sfarm.inventory.problems import InventoryError, Problem, did_you_mean, known_names
 from sfarm.inventory.source import SourceIndex
 from sfarm.inventory.validation import problems_from_validation
+from sfarm.plan import plan_network
+from sfarm.tasks import TradeTask
 
 DEFAULT_INVENTORY = Path("sfarm.toml")
 SECRETS_FILE = "secrets.toml"
@@ -120,6 +123,8 @@ StrategyReader = Callable[[Path], tuple[str, ...]]
 
 
 def read_strategy_indicators(path: Path) -> tuple[str, ...]:
+    # Imported on first use, not to break a cycle (sfarm.trading never imports the inventory)
+    # but for start-up time: it loads polars, which commands that read no strategy never need.
     from sfarm.trading.strategy import load_strategy
 
     # all_indicators: a class strategy (class = "module:Class") declares its own as well
@@ -152,9 +157,9 @@ def load_inventory(path: Path | None = None,
         raise located(problems, lambda p: _value_at(raw, p.path))
     loaded = LoadedInventory(path=path, model=model, strategy_indicators=strategies)
 
-    from sfarm.plan import plan_network  # the plan's errors are the inventory's errors too
-
-    plan_problems = [problem.as_inventory_problem() for network in loaded.networks
+    # The plan's errors are the inventory's errors too.
+    plan_problems = [Problem(problem.path, problem.message, problem.hint)
+                     for network in loaded.networks
                      for problem in plan_network(loaded, network).problems
                      if problem.severity == "error"]
     if plan_problems:

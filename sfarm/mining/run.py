@@ -24,7 +24,6 @@ from sfarm.exchanges import (
     load_credentials,
 )
 from sfarm.exchanges.asynchronous import call_with_retries_async, make_async_exchange
-from sfarm.inventory.model import Exchange, MineTask
 from sfarm.mining.checks import check_markets, check_ohlcv, check_timeframes, page_limit
 from sfarm.mining.fetch import (
     DatasetMiner,
@@ -34,6 +33,7 @@ from sfarm.mining.fetch import (
     sleep_unless_stopped,
 )
 from sfarm.mining.model import MineProgress, MineRequest, MineResult
+from sfarm.tasks import Exchange, MineTask
 
 log = logging.getLogger("sfarm.mining")
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sfarm.data.ids import SESSION_PARTS, candles_id, indicator_id, session_id
-from sfarm.indicators import parse_spec
-from sfarm.inventory.model import IndicatorsTask, MineTask, Task, TradeTask
+from sfarm.indicators.spec import parse_spec
+from sfarm.tasks import IndicatorsTask, MineTask, Task, TradeTask
 
 
 @dataclass(frozen=True)

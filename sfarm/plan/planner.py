@@ -10,19 +10,46 @@ from __future__ import annotations
 import graphlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from sfarm.inventory.model import Inventory, Task
-from sfarm.inventory.problems import Problem
-from sfarm.inventory.source import KeyPath
 from sfarm.plan.datasets import task_inputs, task_outputs
+from sfarm.tasks import Task
+
+# What the planner reads of an inventory, by shape: `sfarm.inventory`'s models fit, and the
+# planner stays below the inventory, which checks every plan when it loads.
+
+
+class PlannedNode(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def tasks(self) -> Sequence[str]: ...
+
+
+class PlannedNetwork(Protocol):
+    @property
+    def nodes(self) -> Mapping[str, PlannedNode]: ...
+
+
+class PlannedModel(Protocol):
+    @property
+    def tasks(self) -> Mapping[str, Task]: ...
+    @property
+    def networks(self) -> Mapping[str, PlannedNetwork]: ...
 
 
 class PlannableInventory(Protocol):
-    """What the planner reads: the model and each trade task's strategy indicators."""
+    """The model and each trade task's strategy indicators (a `LoadedInventory`)."""
 
-    model: Inventory
-    strategy_indicators: dict[str, tuple[str, ...]]
+    @property
+    def model(self) -> PlannedModel: ...
+    @property
+    def strategy_indicators(self) -> Mapping[str, Sequence[str]]: ...
+
+
+# A key path into the inventory document, e.g. ("networks", "prod", "nodes", "a", "tasks", 0).
+KeyPath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True, order=True)
@@ -66,9 +93,6 @@ class PlanProblem:
     path: KeyPath = ()
     dataset: str | None = None
     hint: str | None = None
-
-    def as_inventory_problem(self) -> Problem:
-        return Problem(self.path, self.message, self.hint)
 
     def to_json(self) -> dict[str, Any]:
         return {"severity": self.severity, "code": self.code, "message": self.message,
@@ -171,7 +195,7 @@ def plan_network(inventory: PlannableInventory, network: str) -> Plan:
     return Plan(network, node_plans, datasets, transfers, tuple(problems))
 
 
-def _would_produce(model: Inventory, dataset: str, network: str) -> str:
+def _would_produce(model: PlannedModel, dataset: str, network: str) -> str:
     """Name the task that would produce `dataset`, or the task to write."""
     for name, task in sorted(model.tasks.items()):  # by name: the hint must not depend on order
         if dataset in task_outputs(name, task):

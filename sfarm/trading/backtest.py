@@ -15,8 +15,8 @@ import polars as pl
 
 from sfarm.data.ids import candles_id, indicator_id, session_id
 from sfarm.errors import UsageError
+from sfarm.tasks import DEFAULT_CASH
 from sfarm.timeframes import timeframe_ms
-from sfarm.trading import DEFAULT_CASH
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
 from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics

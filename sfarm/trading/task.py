@@ -28,7 +28,7 @@ from sfarm import data
 from sfarm.context import TaskContext
 from sfarm.data.ids import session_id
 from sfarm.errors import RunError, UsageError
-from sfarm.inventory.model import Exchange, TradeTask
+from sfarm.tasks import Exchange, TradeTask
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.backtest import BacktestResult, run_backtest, session_frames
 from sfarm.trading.feed import Feed, WaitingFor
