@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test bench clean
+.PHONY: setup system-deps demo lint test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,15 @@ demo: setup
 	@echo "  sfarm plan                    # who produces and reads every dataset"
 	@echo "  sfarm down                    # stop every worker; no process is left"
 
-test: setup system-deps
+# Static checks, fastest first; their settings are in pyproject.toml ([tool.ruff*], [tool.mypy*],
+# [tool.importlinter]): lint rules, typing strictness, and the package layers with the imports
+# each package may make.
+lint: setup
+	$(BIN)/ruff check
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 
 bench: setup
@@ -54,4 +62,5 @@ bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info .ruff_cache .mypy_cache \
+		.import_linter_cache .grimp_cache

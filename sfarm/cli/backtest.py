@@ -63,8 +63,9 @@ def _ms(option: str, value: str | None) -> int | None:
         raise UsageError(f"{option}: {error}") from None
 
 
-def _iso(ts: int | None) -> str:
-    if ts is None:
+def _iso(ts: object) -> str:
+    """A millisecond timestamp of a trade row or the open position (values typed `object`)."""
+    if not isinstance(ts, int):
         return "-"
     return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 

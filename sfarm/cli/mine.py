@@ -135,19 +135,23 @@ def render_summary(result: MineResult) -> None:
 
 
 def mine_cmd(
-    exchange: Annotated[str, typer.Option("--exchange", metavar="ID", help="ccxt exchange id, e.g. binance; "
-                                          "it also names the datasets.")],
-    market: Annotated[list[str], typer.Option("--market", metavar="M", help="Market, BASE/QUOTE "
-                                              "(repeat for several).")],
-    timeframe: Annotated[list[str], typer.Option("--timeframe", metavar="TF", help="Timeframe, e.g. 1m, 1h "
-                                                 "(repeat for several).")],
-    since: Annotated[str, typer.Option("--since", metavar="DATE", help="First candle: 2024-01-01 or a "
-                                       "duration before now such as 3d.")],
-    until: Annotated[str | None, typer.Option("--until", metavar="DATE", help="Stop before this time "
-                                                 "(default: now, the last closed candle).")] = None,
+    exchange: Annotated[str, typer.Option(
+        "--exchange", metavar="ID",
+        help="ccxt exchange id, e.g. binance; it also names the datasets.")],
+    market: Annotated[list[str], typer.Option(
+        "--market", metavar="M", help="Market, BASE/QUOTE (repeat for several).")],
+    timeframe: Annotated[list[str], typer.Option(
+        "--timeframe", metavar="TF", help="Timeframe, e.g. 1m, 1h (repeat for several).")],
+    since: Annotated[str, typer.Option(
+        "--since", metavar="DATE",
+        help="First candle: 2024-01-01 or a duration before now such as 3d.")],
+    until: Annotated[str | None, typer.Option(
+        "--until", metavar="DATE",
+        help="Stop before this time (default: now, the last closed candle).")] = None,
     root: RootOption = Path("."),
-    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="Send every REST request to "
-                                               "this host instead (an emulator, a proxy).")] = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", metavar="URL",
+        help="Send every REST request to this host instead (an emulator, a proxy).")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", metavar="S", min=0.1, help="Seconds "
                                                      "before a request is abandoned and "
                                                      "retried (default: ccxt's, 10).")] = None,

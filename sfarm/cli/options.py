@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 InventoryOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--inventory", "-i",
         help="Inventory file. Default: $SFARM_INVENTORY, else ./sfarm.toml.",
@@ -16,7 +16,7 @@ InventoryOption = Annotated[
     ),
 ]
 NetworkOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--network", "-n",
         help="Network to act on; required when the inventory has more than one.",

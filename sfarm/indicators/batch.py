@@ -87,7 +87,7 @@ def _make_plan(spec: IndicatorSpec) -> _Plan:
                 return (function(*inputs, **kwargs),)
         else:
             def run(inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-                return function(*inputs, **kwargs)  # type: ignore[no-any-return]
+                return function(*inputs, **kwargs)
     dtypes = tuple(_INT64 if name == "ts" else _FLOAT64 for name in definition.inputs)
     return _Plan(spec, definition.inputs, dtypes, spec.columns, run)
 
@@ -171,7 +171,7 @@ def _direct_compute(new_f64: Callable[[str, np.ndarray, bool], Any],
                 plan = _PLANS.get(spec) or _plan(spec)
                 plans.append(plan)
                 inputs = []
-                for name, dtype in zip(plan.inputs, plan.dtypes):
+                for name, dtype in zip(plan.inputs, plan.dtypes, strict=True):
                     array = arrays.get(name)
                     if array is None:
                         array = table.get_column(name).to_numpy(writable=False, allow_copy=True)
@@ -179,7 +179,7 @@ def _direct_compute(new_f64: Callable[[str, np.ndarray, bool], Any],
                             array = input_array(frame.get_column(name))
                         arrays[name] = array
                     inputs.append(array)
-                for name, values in zip(plan.columns, plan.run(tuple(inputs))):
+                for name, values in zip(plan.columns, plan.run(tuple(inputs)), strict=True):
                     names.append(name)
                     outputs.append(values)
                     columns.append(new_f64(name, values, False))  # False: NaN stays NaN

@@ -13,9 +13,10 @@ indicator dataset's manifest (`extra`). Two strategies, chosen per indicator:
 
 With no state, `new_rows` is the whole history: values come from TA-Lib's batch functions and the
 state is read from TA-Lib's outputs (`seeding.py`; window kinds just keep the tail), or, for
-short histories and SAR, rebuilt by one replay over the history (over the last session for VWAP). Values agree with a TA-Lib batch run over the whole series to
-~1e-14 relative (TA-Lib's build picks FMA code paths per CPU, so even TA-Lib differs from itself
-in the last bits across machines); NaN exactly where TA-Lib has NaN.
+short histories and SAR, rebuilt by one replay over the history (over the last session for
+VWAP). Values agree with a TA-Lib batch run over the whole series to ~1e-14 relative (TA-Lib's
+build picks FMA code paths per CPU, so even TA-Lib differs from itself in the last bits across
+machines); NaN exactly where TA-Lib has NaN.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def _run(replica: Any, arrays: dict[str, np.ndarray], start: int) -> tuple[np.nd
     count = len(columns[0]) if columns else 0
     out = np.empty((replica.n_outputs, count), dtype=np.float64)
     step = replica.step
-    for i, row in enumerate(zip(*columns)):
+    for i, row in enumerate(zip(*columns, strict=True)):
         out[:, i] = step(*row)
     return tuple(out)
 

@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from sfarm.tasks import (
-    TASK_KINDS,
     Exchange,
     IndicatorsTask,
     MineTask,

@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sfarm.inventory.model import SECTION_MODELS, TASK_KINDS
+from sfarm.inventory.model import SECTION_MODELS
 from sfarm.inventory.problems import Problem, closest, did_you_mean
 from sfarm.inventory.source import KeyPath
+from sfarm.tasks import TASK_KINDS
 
 _NAME_RULE = "a name of letters, digits, '-', '_' or '.' (up to 64 characters)"
 
@@ -39,7 +40,8 @@ def _misspelt_key(detail: Any, raw: dict[str, Any]) -> KeyPath | None:
 
 
 def _strip_tags(loc: tuple[Any, ...]) -> KeyPath:
-    """Drop the discriminator tag pydantic puts in task paths: tasks.x.mine.markets -> tasks.x.markets."""
+    """Drop the discriminator tag pydantic puts in task paths:
+    tasks.x.mine.markets -> tasks.x.markets."""
     if len(loc) >= 3 and loc[0] == "tasks" and loc[2] in TASK_KINDS:
         loc = loc[:2] + loc[3:]
     return tuple(part for part in loc if isinstance(part, (str, int)))
@@ -108,7 +110,7 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
     message = message.removeprefix("Value error, ")
     message = message.replace("Input should be", "expected").replace("Input", "value")
     message = message.replace("String should have", "expected")
-    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+    if kind.endswith(("_type", "_parsing")) or kind == "literal_error":
         message = f"{message}, got {_describe(value)}"
     return Problem(path, message)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import graphlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sfarm.plan.datasets import task_inputs, task_outputs

@@ -35,7 +35,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Failure(StrEnum):
-    """Why a transport operation failed; each cause has one message (see sfarm.remote.ssh_errors)."""
+    """Why a transport operation failed; each cause has one message (sfarm.remote.ssh_errors)."""
 
     REFUSED = "connection refused"
     UNRESOLVED = "name not resolved"

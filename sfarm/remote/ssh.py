@@ -4,8 +4,9 @@ Host keys are checked strictly: a key found in no known_hosts file, or one that 
 file, is refused and never written anywhere. Fabric supplies ~/.ssh/config (HostName, User, Port,
 IdentityFile, ProxyJump) and jump-host gateways; commands run on a raw paramiko channel, so
 stdout and stderr stay bytes and a timeout can end the remote process. rsync runs the OpenSSH
-client with the same host keys, identity, port and jump hosts (sfarm.remote.openssh). Failures are mapped in
-sfarm.remote.ssh_errors. Commands are quoted for a POSIX login shell (sh, bash, dash, zsh).
+client with the same host keys, identity, port and jump hosts (sfarm.remote.openssh). Failures
+are mapped in sfarm.remote.ssh_errors. Commands are quoted for a POSIX login shell (sh, bash,
+dash, zsh).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Faults are applied here, before the Binance handlers see a request, so the handl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -67,10 +68,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # an idle keep-alive connection is closed after a minute
     disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms stalls
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+    def do_GET(self) -> None:  # the stdlib's naming
         self._dispatch()
 
     do_POST = do_PUT = do_DELETE = do_GET
@@ -110,10 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _send(self, reply: Reply) -> None:
         payload = reply.raw if reply.raw is not None else json.dumps(
@@ -156,10 +155,8 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class Emulator:
