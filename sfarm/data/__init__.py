@@ -14,7 +14,8 @@ pulled from a producer node):
   Its commit steps (writer lock, atomic writes, manifest last, sweep) are composed here only.
 
 May import: polars, pydantic, sfarm.timeframes, sfarm.errors, sfarm.lazy. Nothing here knows
-about SSH, rsync or exchanges; the file format is described in `sfarm.data.layout`.
+about SSH, rsync, processes or exchanges (an import-linter contract says so); the file format is
+described in `sfarm.data.layout`.
 """
 
 from typing import TYPE_CHECKING

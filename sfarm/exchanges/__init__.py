@@ -1,6 +1,8 @@
 """Exchange access: the one ccxt factory, credentials, the ccxt error boundary and retries.
 
-May import ccxt, sfarm.errors and the standard library; nothing else in sfarm creates ccxt objects.
+May import ccxt (aiohttp for its async half), sfarm.errors, sfarm.lazy and the standard library.
+Nothing else in sfarm creates ccxt objects; only the live broker (sfarm.trading.broker) also
+imports ccxt, for its exception types.
 """
 
 from typing import TYPE_CHECKING

@@ -1,7 +1,8 @@
 """Technical indicators: the spec language, the registry, batch and incremental computation.
 
-May import numpy, polars, talib and sfarm.errors; the dataset store, sfarm.context and
-sfarm.inventory.model only from `task.py` (the worker's engine).
+May import numpy, polars, talib, sfarm.errors and sfarm.lazy; the dataset store, the engines'
+task context (sfarm.context) and the task models (sfarm.tasks) only from `task.py`, the
+`indicators` task's engine. The inventory checks specs with the spec language below.
 
 Specs
     A spec is a registry name, case-insensitive, with optional arguments, positional or by name:

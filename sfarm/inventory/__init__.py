@@ -1,6 +1,12 @@
 """The inventory: the farm's TOML file as validated models, with errors that name file, line
-and key. Imports only sfarm.data.ids, sfarm.timeframes, sfarm.indicators (spec parsing) and,
-lazily, sfarm.trading.strategy (to read the indicators a strategy file declares)."""
+and key. Loading one also reads the strategy file of every trade task and plans every network,
+because their problems are the inventory's.
+
+May import sfarm.tasks (the task and exchange tables it is made of), sfarm.plan, sfarm.trading
+(strategy files, read by `load.read_strategy_indicators`), sfarm.exchanges (ccxt's exchange
+ids), sfarm.errors, pydantic. Nothing below it imports it: the engines read their settings
+from sfarm.tasks.
+"""
 
 from sfarm.inventory.load import LoadedInventory, NodeSpec, find_inventory, load_inventory
 from sfarm.inventory.model import Inventory

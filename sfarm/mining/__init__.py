@@ -1,7 +1,7 @@
 """The `mine` engine: download candles with ccxt into the dataset store, resumable, closed candles
-only, exchange-side gaps recorded. May import sfarm.data, sfarm.exchanges, sfarm.inventory.model,
-sfarm.timeframes, sfarm.errors and sfarm.context (the worker's engine, `run_mine`); nothing about
-nodes, SSH or the CLI.
+only, exchange-side gaps recorded. May import polars, sfarm.data, sfarm.exchanges, sfarm.tasks
+(the mine task's and the exchange's settings), sfarm.context (the worker's engine, `run_mine`),
+sfarm.timeframes and sfarm.errors; nothing about nodes, SSH, the CLI or the inventory.
 """
 
 from sfarm.mining.fetch import MinerSettings

@@ -2,6 +2,7 @@
 heartbeats in run/<task>.json, backoff on errors, clean exit on SIGTERM.
 
 May import the engine packages (mining, indicators, trading: their entry points and the live
-guard), sfarm.context (the `TaskContext` it builds for them), sfarm.status, sfarm.data,
-sfarm.inventory, sfarm.errors and sfarm.resources; never sfarm.remote or sfarm.cli.
+guard), sfarm.context (the `TaskContext` it builds for them), sfarm.tasks, sfarm.inventory,
+sfarm.status, sfarm.data, sfarm.errors, sfarm.resources and supervisor; never sfarm.remote or
+sfarm.cli.
 """
