@@ -3,8 +3,9 @@ tables of the inventory (SPEC section 3), validated value by value (types, names
 timeframes, dates, indicator specs).
 
 The engines read their settings from these models; `sfarm.inventory` composes them into the
-whole document and checks across sections. May import pydantic, sfarm.indicators (spec parsing
-only), sfarm.data.ids, sfarm.timeframes and sfarm.timepoints.
+whole document, checks that every indicator spec parses and checks across sections. May import
+pydantic, sfarm.data.ids, sfarm.timeframes and sfarm.timepoints: not sfarm.indicators, whose
+`indicators` task engine reads these models.
 """
 
 from __future__ import annotations
@@ -19,15 +20,12 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationInfo,
     field_validator,
 )
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
-from sfarm.indicators.spec import IndicatorSpecError, parse_spec
 from sfarm.timeframes import TIMEFRAMES
 from sfarm.timepoints import BadTimePoint, TimePoint, parse_time_point
 
@@ -61,14 +59,6 @@ def _check_timeframe(value: str) -> str:
     return value
 
 
-def _check_indicator(value: str) -> str:
-    try:
-        parse_spec(value)
-    except IndicatorSpecError as error:
-        raise ValueError(str(error)) from None
-    return value
-
-
 def _to_time_point(value: Any) -> TimePoint:
     if isinstance(value, TimePoint):
         return value
@@ -99,7 +89,6 @@ def _unique(values: list[str]) -> list[str]:
 
 Market = Annotated[str, AfterValidator(_check_market)]
 Timeframe = Annotated[str, AfterValidator(_check_timeframe)]
-IndicatorText = Annotated[str, AfterValidator(_check_indicator)]
 Time = Annotated[TimePoint, BeforeValidator(_to_time_point)]
 DatasetIdText = Annotated[str, AfterValidator(_check_dataset_id)]
 NonEmptyUnique = AfterValidator(_unique)
@@ -157,7 +146,8 @@ class IndicatorsTask(TaskBase):
     kind: Literal["indicators"]
     markets: Annotated[list[Market], Field(min_length=1), NonEmptyUnique]
     timeframes: Annotated[list[Timeframe], Field(min_length=1), NonEmptyUnique]
-    indicators: Annotated[list[IndicatorText], Field(min_length=1), NonEmptyUnique]
+    # Indicator specs such as "rsi(14)"; the inventory checks that each one parses.
+    indicators: Annotated[list[str], Field(min_length=1), NonEmptyUnique]
 
 
 class TradeTask(TaskBase):
@@ -191,18 +181,8 @@ class TradeTask(TaskBase):
         return value
 
 
-def _task_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("kind")
-    return getattr(value, "kind", None)
-
-
-Task = Annotated[
-    Annotated[MineTask, Tag("mine")]
-    | Annotated[IndicatorsTask, Tag("indicators")]
-    | Annotated[TradeTask, Tag("trade")],
-    Discriminator(_task_kind),
-]
+# Any task's settings; `sfarm.inventory.model` reads the `[tasks.*]` tables by their kind.
+Task = MineTask | IndicatorsTask | TradeTask
 TASK_KINDS = ("mine", "indicators", "trade")
 
 

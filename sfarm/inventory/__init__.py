@@ -3,9 +3,9 @@ and key. Loading one also reads the strategy file of every trade task and plans 
 because their problems are the inventory's.
 
 May import sfarm.tasks (the task and exchange tables it is made of), sfarm.plan, sfarm.trading
-(strategy files, read by `load.read_strategy_indicators`), sfarm.exchanges (ccxt's exchange
-ids), sfarm.errors, pydantic. Nothing below it imports it: the engines read their settings
-from sfarm.tasks.
+(strategy files, read by `load.read_strategy_indicators`), sfarm.indicators (spec parsing),
+sfarm.exchanges (ccxt's exchange ids), sfarm.errors, pydantic. Nothing below it imports it:
+the engines read their settings from sfarm.tasks.
 """
 
 from sfarm.inventory.load import LoadedInventory, NodeSpec, find_inventory, load_inventory

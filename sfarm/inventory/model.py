@@ -1,17 +1,19 @@
 """The inventory as typed, validated data (SPEC section 3).
 
-These models check each value on its own; the task and exchange tables are the models of
-`sfarm.tasks`, which the engines read. Checks across sections (a node naming an unknown task, a
-task naming an unknown exchange) live in `sfarm.inventory.checks`; the dataset graph lives in
-`sfarm.plan`.
+These models check each value on its own. The task and exchange tables are the models of
+`sfarm.tasks`, which the engines read; here an indicators task's specs must also parse (the spec
+language is `sfarm.indicators`, which sits above `sfarm.tasks`). Checks across sections (a node
+naming an unknown task, a task naming an unknown exchange) live in `sfarm.inventory.checks`; the
+dataset graph lives in `sfarm.plan`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
+from sfarm.indicators.spec import IndicatorSpecError, parse_spec
 from sfarm.tasks import (
     Exchange,
     IndicatorsTask,
@@ -19,9 +21,38 @@ from sfarm.tasks import (
     Name,
     NonEmptyUnique,
     Strict,
-    Task,
     TradeTask,
 )
+
+
+def _check_indicator(value: str) -> str:
+    try:
+        parse_spec(value)
+    except IndicatorSpecError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+class CheckedIndicatorsTask(IndicatorsTask):
+    """An `indicators` task as the inventory reads it: each spec must parse (the engines get
+    this model, an IndicatorsTask)."""
+
+    indicators: Annotated[list[Annotated[str, AfterValidator(_check_indicator)]],
+                          Field(min_length=1), NonEmptyUnique]
+
+
+def _task_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("kind")
+    return getattr(value, "kind", None)
+
+
+InventoryTask = Annotated[
+    Annotated[MineTask, Tag("mine")]
+    | Annotated[CheckedIndicatorsTask, Tag("indicators")]
+    | Annotated[TradeTask, Tag("trade")],
+    Discriminator(_task_kind),
+]
 
 
 class Farm(Strict):
@@ -68,7 +99,7 @@ class Inventory(Strict):
     farm: Farm = Farm()
     defaults: Defaults = Defaults()
     exchanges: dict[Name, Exchange] = {}
-    tasks: dict[Name, Task] = {}
+    tasks: dict[Name, InventoryTask] = {}
     networks: dict[Name, Network] = Field(min_length=1)
 
 
@@ -79,7 +110,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "defaults": Defaults,
     "exchanges.*": Exchange,
     "tasks.*.mine": MineTask,
-    "tasks.*.indicators": IndicatorsTask,
+    "tasks.*.indicators": CheckedIndicatorsTask,
     "tasks.*.trade": TradeTask,
     "networks.*": Network,
     "networks.*.nodes.*": Node,
