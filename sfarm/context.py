@@ -3,7 +3,7 @@ the board it reports progress on. The seam between the worker runtime (`sfarm.ru
 builds the context and writes the board to `run/<task>.json`) and the engines (`sfarm.mining`,
 `sfarm.indicators`, `sfarm.trading`), which import this module and never the runtime.
 
-A leaf: imports the standard library, `sfarm.status` and `sfarm.inventory.model` only.
+A leaf: imports the standard library, `sfarm.status` and `sfarm.tasks` (the task models) only.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from sfarm.inventory.model import IndicatorsTask, MineTask, TradeTask
 from sfarm.status import DatasetProgress, Heartbeat, TaskState, TradeProgress
+from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
 
 TaskT = TypeVar("TaskT", MineTask, IndicatorsTask, TradeTask)
 

@@ -73,7 +73,7 @@ def _arm_live(controller: FarmController, task: str | None, live: bool, command:
     """Arm (`--live`) or disarm, on their nodes, the live trade tasks that `command` (start,
     restart, up, stop, down) acts on (see sfarm.trading.live_guard); a live task started
     without --live is told about, and one that could not be armed places no order."""
-    from sfarm.inventory.model import TradeTask
+    from sfarm.tasks import TradeTask
     from sfarm.trading import live_guard
 
     def live_tasks(spec: NodeSpec) -> list[str]:

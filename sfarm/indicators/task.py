@@ -25,7 +25,7 @@ from sfarm.context import ProgressBoard, TaskContext
 from sfarm.data.ids import candles_id, indicator_id
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
-from sfarm.inventory.model import IndicatorsTask
+from sfarm.tasks import IndicatorsTask
 
 log = logging.getLogger("sfarm.indicators")
 

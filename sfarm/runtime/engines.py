@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sfarm.context import TaskContext
 from sfarm.errors import RunError
-from sfarm.inventory.model import IndicatorsTask, MineTask, TradeTask
+from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
 
 if TYPE_CHECKING:
     from sfarm.inventory import LoadedInventory

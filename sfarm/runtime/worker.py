@@ -20,9 +20,9 @@ from typing import Any
 from sfarm.context import TaskContext
 from sfarm.data.fsio import write_atomic
 from sfarm.inventory.load import SECRETS_FILE
-from sfarm.inventory.model import IndicatorsTask, MineTask, TradeTask
 from sfarm.runtime.layout import NodeRoot
 from sfarm.status.model import HEARTBEAT_INTERVAL_S
+from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
 
 log = logging.getLogger("sfarm.worker")
 

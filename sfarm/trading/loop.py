@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from sfarm.context import TaskContext
-from sfarm.inventory.model import TradeTask
+from sfarm.tasks import TradeTask
 from sfarm.trading.feed import WaitingFor
 from sfarm.trading.session import report_session
 
