@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.installed-stamp
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when pyproject.toml changes; the editable install picks up code changes by itself.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall when pyproject.toml or setup.py changes (the editable finder maps templates/ when it
+# is installed); the editable install picks up code changes by itself.
+$(STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@

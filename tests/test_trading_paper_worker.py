@@ -112,7 +112,8 @@ def test_paper_worker_waits_for_candles_then_reports_its_session(tmp_path: Path,
     data.append(root.path, CANDLES, source)
     wait_for(lambda: board.outputs[session_id("session", "equity")].last_ts == source["ts"][-1])
     assert board.outputs[session_id("session", "equity")].rows == 41
-    assert board.waiting_for == "new candles"
+    # The loop says what it waits for on its next pass, after the one that wrote these rows.
+    wait_for(lambda: board.waiting_for == "new candles")
 
 
 def test_backtest_worker_runs_since_until_once(tmp_path: Path, stopper: Callable) -> None:
