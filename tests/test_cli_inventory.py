@@ -15,20 +15,11 @@ import pytest
 import typer
 
 from sfarm.cli import main as cli_main
-from tests.test_inventory_corpus import (
-    HAVE_STRATEGY_LOADER,
-    PROJECT,
-    Run,
-    run_sfarm,
-    run_sfarm_here,
-)
+from tests.fixtures.cli import Run, run_here, sfarm_process
+from tests.fixtures.processes import PROJECT
 
 FARM = PROJECT / "inventory" / "farm.toml"
 LOCAL = PROJECT / "inventory" / "local.toml"
-
-# Every inventory here has trade tasks, so validating it reads strategy files.
-pytestmark = pytest.mark.skipif(not HAVE_STRATEGY_LOADER,
-                                reason="sfarm.trading.strategy is not there yet")
 
 
 def clean(run: Run) -> None:
@@ -42,14 +33,14 @@ def no_inventory_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("inventory", [LOCAL, FARM], ids=["local", "farm"])
 def test_example_inventories_are_valid(inventory: Path) -> None:
-    run = run_sfarm("validate", "-i", str(inventory))
+    run = sfarm_process("validate", "-i", str(inventory))
     clean(run)
     assert run.returncode == 0, run.stderr
     assert f"valid: {inventory}" in run.stdout
 
 
 def test_validate_json() -> None:
-    run = run_sfarm_here("validate", "-i", str(FARM), "--json")
+    run = run_here("validate", "-i", str(FARM), "--json")
     assert run.returncode == 0, run.stderr
     document = json.loads(run.stdout)
     assert document["valid"] is True
@@ -58,7 +49,7 @@ def test_validate_json() -> None:
 
 
 def test_plan_json_is_one_document_with_the_contract_keys() -> None:
-    run = run_sfarm("plan", "-i", str(FARM), "-n", "prod", "--json")
+    run = sfarm_process("plan", "-i", str(FARM), "-n", "prod", "--json")
     clean(run)
     assert run.returncode == 0, run.stderr
     document, end = json.JSONDecoder().raw_decode(run.stdout)
@@ -87,7 +78,7 @@ def test_plan_json_is_one_document_with_the_contract_keys() -> None:
 
 
 def test_plan_text_shows_nodes_tasks_and_transfers() -> None:
-    run = run_sfarm_here("plan", "-i", str(FARM), "-n", "prod")
+    run = run_here("plan", "-i", str(FARM), "-n", "prod")
     clean(run)
     assert run.returncode == 0
     for text in ("network prod", "miner-binance", "mine-binance", "trader-2", "cross-backtest",
@@ -96,14 +87,14 @@ def test_plan_text_shows_nodes_tasks_and_transfers() -> None:
 
 
 def test_plan_of_the_only_network_needs_no_option() -> None:
-    run = run_sfarm_here("plan", "-i", str(LOCAL), "--json")
+    run = run_here("plan", "-i", str(LOCAL), "--json")
     assert run.returncode == 0, run.stderr
     document = json.loads(run.stdout)
     assert document["network"] == "local" and document["transfers"] == []
 
 
 def test_plan_without_network_on_a_multi_network_inventory() -> None:
-    run = run_sfarm("plan", "-i", str(FARM), "--json")
+    run = sfarm_process("plan", "-i", str(FARM), "--json")
     clean(run)
     assert run.returncode == 2
     assert run.stdout == ""
@@ -112,7 +103,7 @@ def test_plan_without_network_on_a_multi_network_inventory() -> None:
 
 
 def test_plan_of_an_unknown_network_suggests_the_near_miss() -> None:
-    run = run_sfarm_here("plan", "-i", str(FARM), "-n", "prd")
+    run = run_here("plan", "-i", str(FARM), "-n", "prd")
     clean(run)
     assert run.returncode == 2
     assert "no network 'prd'" in run.stderr and "did you mean 'prod'?" in run.stderr
@@ -121,12 +112,12 @@ def test_plan_of_an_unknown_network_suggests_the_near_miss() -> None:
 def test_inventory_from_the_environment_and_the_default_name(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    missing = run_sfarm_here("validate")
+    missing = run_here("validate")
     clean(missing)
     assert missing.returncode == 2
     assert "no inventory at sfarm.toml" in missing.stderr and "sfarm init" in missing.stderr
     monkeypatch.setenv("SFARM_INVENTORY", str(FARM))
-    env_run = run_sfarm_here("validate")
+    env_run = run_here("validate")
     assert env_run.returncode == 0, env_run.stderr
 
 
@@ -135,7 +126,7 @@ def test_inventory_from_the_environment_and_the_default_name(
 
 def test_init_scaffolds_a_valid_farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     farm = tmp_path / "myfarm"
-    run = run_sfarm("init", str(farm))
+    run = sfarm_process("init", str(farm))
     clean(run)
     assert run.returncode == 0, run.stderr
     assert (farm / "sfarm.toml").is_file()
@@ -143,23 +134,23 @@ def test_init_scaffolds_a_valid_farm(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ignored = (farm / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert "secrets.toml" in ignored
     # valid as written, both by path and from inside the directory (./sfarm.toml)
-    assert run_sfarm_here("validate", "-i", str(farm / "sfarm.toml")).returncode == 0
+    assert run_here("validate", "-i", str(farm / "sfarm.toml")).returncode == 0
     monkeypatch.chdir(farm)
-    inside = run_sfarm_here("plan", "--json")
+    inside = run_here("plan", "--json")
     assert inside.returncode == 0, inside.stderr
     assert json.loads(inside.stdout)["nodes"]
 
 
 def test_init_twice_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
-    assert run_sfarm_here("init", str(tmp_path)).returncode == 0
+    assert run_here("init", str(tmp_path)).returncode == 0
     inventory = tmp_path / "sfarm.toml"
     inventory.write_text(inventory.read_text(encoding="utf-8") + "# mine\n", encoding="utf-8")
-    again = run_sfarm("init", str(tmp_path))
+    again = sfarm_process("init", str(tmp_path))
     clean(again)
     assert again.returncode == 2
     assert "already exist" in again.stderr and "--force" in again.stderr
     assert inventory.read_text(encoding="utf-8").endswith("# mine\n")  # untouched
-    forced = run_sfarm_here("init", str(tmp_path), "--force")
+    forced = run_here("init", str(tmp_path), "--force")
     assert forced.returncode == 0, forced.stderr
     assert not inventory.read_text(encoding="utf-8").endswith("# mine\n")
 
@@ -193,13 +184,13 @@ def test_the_inventory_commands_exist() -> None:
 
 @pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
 def test_every_command_help_has_an_example(path: tuple[str, ...]) -> None:
-    run = run_sfarm_here(*path, "--help")
+    run = run_here(*path, "--help")
     assert run.returncode == 0, run.stderr
     assert "Example" in run.stdout
 
 
 def test_root_help_starts_with_an_example() -> None:
-    run = run_sfarm_here("--help")
+    run = run_here("--help")
     assert run.returncode == 0
     assert "sfarm init myfarm" in run.stdout
 

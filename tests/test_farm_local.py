@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from sfarm import data
+from tests.fixtures.farm import Farm, local_farm, running_with_rows
+from tests.fixtures.processes import processes_under
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -61,93 +56,16 @@ tasks = ["mine", "studies"]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def run_sfarm(inventory: Path, *args: str, check: bool = True, timeout: float = 120,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`sfarm ARGS -i INVENTORY` as a process; never a traceback, exit 0 unless not `check`."""
-    result = subprocess.run([sys.executable, "-m", "sfarm", *args, "-i", str(inventory)],
-                            capture_output=True, text=True, timeout=timeout, check=False,
-                            env=env)
-    if check:
-        assert result.returncode == 0, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-    return result
-
-
-@dataclass
-class Farm:
-    inventory: Path
-    root: Path  # the node root of `lab`
-    network: str
-
-    def sfarm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_sfarm(self.inventory, *args, check=check)
-
-    def status(self) -> dict[str, Any]:
-        result = self.sfarm("status", "--json", check=False)
-        document: dict[str, Any] = json.loads(result.stdout)
-        return document
-
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        return {task["name"]: task for task in self.status()["nodes"][0]["tasks"]}
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 90.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
-def processes_under(path: Path) -> list[str]:
-    """Command lines of live processes that mention `path` (our workers, supervisord)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(path) in cmdline:
-            found.append(cmdline)
-    return found
-
-
-def make_farm(network: str) -> Iterator[Farm]:
-    # Short base path: supervisord's unix socket path must fit in ~100 bytes.
-    base = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
-    inventory = base / "sfarm.toml"
-    inventory.write_text(INVENTORY.format(network=network, base=base / "nodes", port=free_port()))
-    farm = Farm(inventory, base / "nodes" / network / "lab", network)
-    try:
-        yield farm
-    finally:
-        subprocess.run([sys.executable, "-m", "sfarm", "down", "-i", str(inventory)],
-                       capture_output=True, timeout=60, check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.fixture
 def farm() -> Iterator[Farm]:
-    yield from make_farm("alpha")
-
-
-def running_with_rows(farm: Farm) -> bool:
-    tasks = farm.tasks()
-    return all(task["state"] == "running" and task["datasets"]
-               and all(d["rows"] > 0 for d in task["datasets"]) for task in tasks.values())
+    with local_farm(INVENTORY, "alpha") as farm:
+        yield farm
 
 
 def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     up = farm.sfarm("up", "--json")
     assert json.loads(up.stdout)["ok"] is True
-    wait_for(lambda: running_with_rows(farm), what="every task running with data")
+    wait_for(lambda: running_with_rows(farm.tasks()), what="every task running with data")
 
     status = farm.status()
     assert status["network"] == "alpha"
@@ -201,12 +119,10 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
 
 
 def test_two_networks_side_by_side() -> None:
-    alpha_farm, beta_farm = make_farm("alpha"), make_farm("beta")
-    alpha, beta = next(alpha_farm), next(beta_farm)
-    try:
+    with local_farm(INVENTORY, "alpha") as alpha, local_farm(INVENTORY, "beta") as beta:
         alpha.sfarm("up")
         beta.sfarm("up")
-        wait_for(lambda: running_with_rows(alpha) and running_with_rows(beta),
+        wait_for(lambda: running_with_rows(alpha.tasks()) and running_with_rows(beta.tasks()),
                  what="both networks running with data")
         # Separate roots, sockets and processes: taking one down leaves the other running.
         assert alpha.root != beta.root
@@ -217,6 +133,3 @@ def test_two_networks_side_by_side() -> None:
         wait_for(lambda: not processes_under(alpha.root), timeout_s=20, what="alpha down")
         assert all(t["state"] == "running" for t in beta.tasks().values())
         assert data.list_datasets(alpha.root) and data.list_datasets(beta.root)
-    finally:
-        for generator in (alpha_farm, beta_farm):
-            generator.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,8 +21,12 @@ from typing import Any
 import pytest
 
 from sfarm import data
-from tests.fixtures.sshd import SSHServer, free_port
-from tests.test_farm_local import processes_under, run_sfarm, wait_for
+from tests.fixtures.cli import Run, run_sfarm, sfarm_process
+from tests.fixtures.farm import running_with_rows
+from tests.fixtures.network import free_port
+from tests.fixtures.processes import processes_under
+from tests.fixtures.sshd import SSHServer
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +81,9 @@ class SSHFarm:
     def root(self, node: str) -> Path:
         return self.base / self.network / node
 
-    def sfarm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def sfarm(self, *args: str, check: bool = True) -> Run:
         return run_sfarm(self.inventory, *args, check=check, timeout=180,
-                         env={**os.environ, "HOME": str(self.home)})
+                         env={"HOME": str(self.home)})
 
     def status(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(self.sfarm("status", "--json", check=False).stdout)
@@ -115,9 +118,7 @@ def ssh_farm(servers: list[SSHServer], *, python: str = sys.executable,
     try:
         yield farm
     finally:
-        subprocess.run([sys.executable, "-m", "sfarm", "down", "-i", str(inventory)],
-                       capture_output=True, timeout=60, check=False,
-                       env={**os.environ, "HOME": str(home)})
+        sfarm_process("down", "-i", str(inventory), timeout=60, env={"HOME": str(home)})
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -126,19 +127,13 @@ def servers(sshd_factory: Callable[[int], list[SSHServer]]) -> list[SSHServer]:
     return sshd_factory(2)
 
 
-def running_with_rows(farm: SSHFarm) -> bool:
-    tasks = farm.tasks()
-    return len(tasks) == 3 and all(
-        task["state"] == "running" and task["datasets"]
-        and all(d["rows"] > 0 for d in task["datasets"]) for task in tasks.values())
-
-
 def test_up_status_control_down_over_ssh(servers: list[SSHServer],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     with ssh_farm(servers) as farm:
         up = json.loads(farm.sfarm("up", "--json").stdout)
         assert up["ok"] is True, up
-        wait_for(lambda: running_with_rows(farm), what="every task on both nodes running")
+        wait_for(lambda: len(tasks := farm.tasks()) == 3 and running_with_rows(tasks),
+                 what="every task on both nodes running")
 
         # In-process, as `status --watch` and the dashboard poll: one connection per node.
         from sfarm.inventory import load_inventory
@@ -224,9 +219,7 @@ def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer]) -> N
         assert all(step["status"] == "ok" for step in again["steps"]), again
 
         farm.sfarm("start")
-        wait_for(lambda: all(t["state"] == "running" and t["datasets"]
-                             and all(d["rows"] > 0 for d in t["datasets"])
-                             for t in farm.tasks().values()), what="tasks running from the venv")
+        wait_for(lambda: running_with_rows(farm.tasks()), what="tasks running from the venv")
         assert any(str(venv_python) in line and "worker run" in line
                    for line in processes_under(farm.base))
         farm.sfarm("down")

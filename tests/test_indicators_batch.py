@@ -8,9 +8,7 @@ VWAP (sfarm's own) is checked against a plain loop over calendar days.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -18,6 +16,7 @@ import pytest
 import talib
 
 from sfarm.indicators import REGISTRY, compute, parse_spec
+from tests.fixtures.series import random_walk, real_series
 
 Arrays = dict[str, np.ndarray]
 
@@ -59,39 +58,6 @@ EXPECTED: dict[str, Callable[[Arrays], list[np.ndarray]]] = {
     "sar(0.02,0.2)": lambda a: [talib.SAR(a["high"], a["low"], acceleration=0.02,
                                           maximum=0.2)],
 }
-
-
-def random_walk(n: int, seed: int, *, flat: bool = False, gaps: bool = False) -> pl.DataFrame:
-    """Positive OHLCV random walk, hourly; optionally a flat stretch and zero-volume gaps."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(scale=0.01, size=n)))
-    high = close * (1 + rng.random(n) * 0.01)
-    low = close * (1 - rng.random(n) * 0.01)
-    volume = rng.random(n) * 10
-    if flat and n > 10:
-        a, b = n // 3, n // 2
-        close[a:b] = high[a:b] = low[a:b] = close[a]
-    if gaps and n > 10:
-        volume[n // 4: n // 2] = 0.0
-        volume[rng.random(n) < 0.1] = 0.0
-    ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 3_600_000
-    return pl.DataFrame({"ts": ts, "open": close, "high": high, "low": low, "close": close,
-                         "volume": volume})
-
-
-def real_series(name: str) -> pl.DataFrame:
-    """OHLCV csv shipped by the `backtesting` package (test-only data)."""
-    spec = importlib.util.find_spec("backtesting")
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "test" / f"{name}.csv"
-    raw = pl.read_csv(path)
-    stamps = raw[raw.columns[0]].str.to_datetime(time_zone="UTC", strict=False)
-    return pl.DataFrame({
-        "ts": stamps.dt.epoch("ms"),
-        "open": raw["Open"].cast(pl.Float64), "high": raw["High"].cast(pl.Float64),
-        "low": raw["Low"].cast(pl.Float64), "close": raw["Close"].cast(pl.Float64),
-        "volume": raw["Volume"].cast(pl.Float64),
-    })
 
 
 def arrays_of(frame: pl.DataFrame) -> Arrays:

@@ -21,7 +21,7 @@ from sfarm.indicators import REGISTRY, compute, parse_spec
 from sfarm.indicators.batch import compute_arrays
 from sfarm.indicators.incremental import REPLICAS, IndicatorState, _run, update
 from sfarm.indicators.seeding import seed_from_outputs
-from tests.test_indicators_batch import random_walk, real_series
+from tests.fixtures.series import assert_close, random_walk, real_series
 
 # Every indicator with its defaults, plus short-parameter variants whose warm-up fits the
 # generated histories many times over.
@@ -30,15 +30,6 @@ SPECS = [*REGISTRY, "sma(3)", "wma(4)", "ema(3)", "dema(3)", "tema(2)", "kama(3)
          "stoch(1,1,1)", "stochrsi(3,3,2)", "stochrsi(2,1,1)", "cci(3)", "adx(2)", "adx(5)",
          "plus_di(2)", "minus_di(3)", "mfi(2)", "roc(1)", "mom(2)", "willr(2)", "aroon(2)",
          "sar(0.1,0.5)", "sar(0.2,0.2)"]
-
-
-def assert_close(got: np.ndarray, want: np.ndarray, label: str) -> None:
-    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
-    finite = ~np.isnan(want)
-    if finite.any():
-        scale = float(np.abs(want[finite]).max())
-        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9 * scale,
-                                   err_msg=label)
 
 
 def run_in_pieces(spec: str, frame: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:

@@ -28,7 +28,8 @@ from sfarm.indicators.task import (
     run_indicators,
 )
 from sfarm.inventory.model import IndicatorsTask
-from tests.test_indicators_incremental import assert_close
+from tests.fixtures.series import assert_close
+from tests.fixtures.waiting import wait_for
 
 HOUR = 3_600_000
 START = 1_699_999_200_000  # on the hour
@@ -117,9 +118,9 @@ def test_engine_wakes_on_new_candles_and_stops(tmp_path: Path, jobs: list) -> No
                               kwargs={"poll_s": 0.05})
     worker.start()
     try:
-        _wait_for(lambda: _last_ts(tmp_path, jobs) == source["ts"][299])
+        wait_for(lambda: _last_ts(tmp_path, jobs) == source["ts"][299])
         data.append(tmp_path, jobs[0].input_id, source[300:])
-        _wait_for(lambda: _last_ts(tmp_path, jobs) == source["ts"][-1])
+        wait_for(lambda: _last_ts(tmp_path, jobs) == source["ts"][-1])
     finally:
         context.stop.set()
         worker.join(10)
@@ -134,13 +135,6 @@ def _last_ts(root: Path, jobs: list) -> int | None:
         manifest = data.load_manifest(root, job.output_id)
         stamps.add(manifest.last_ts if manifest else None)
     return stamps.pop() if len(stamps) == 1 else None
-
-
-def _wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 DRIVER = """

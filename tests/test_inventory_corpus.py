@@ -9,30 +9,25 @@ stderr), and, for the first file of each family, in a real `sfarm` process (no t
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-from sfarm.cli import main as cli_main
-from sfarm.errors import SfarmError, UsageError
+from sfarm.errors import UsageError
 from sfarm.inventory import InventoryError, load_inventory
 from sfarm.inventory.source import format_key_path
+from tests.fixtures.cli import Run, run_here, sfarm_process
+from tests.fixtures.processes import PROJECT
 
 INVENTORIES = Path(__file__).parent / "inventories"
 BROKEN = INVENTORIES / "broken"
-PROJECT = Path(__file__).parent.parent
 MARK = "# <-- error"
 
 
@@ -45,7 +40,6 @@ class Case:
     paths: tuple[str, ...] = ()
     says: tuple[str, ...] = ()
     count: int = 1
-    strategy_loader: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -68,20 +62,13 @@ def load_cases() -> tuple[Case, ...]:
         cases.append(Case(
             path=path, lines=_marked_lines(path) if path.exists() else (),
             paths=tuple(entry.pop("paths", ())), says=tuple(entry.pop("says", ())),
-            count=int(entry.pop("count", 1)),
-            strategy_loader=bool(entry.pop("strategy_loader", False)), extra=entry,
+            count=int(entry.pop("count", 1)), extra=entry,
         ))
     return tuple(cases)
 
 
-HAVE_STRATEGY_LOADER = find_spec("sfarm.trading.strategy") is not None
-
-
 def _param(case: Case) -> object:
-    marks = [pytest.mark.skipif(not HAVE_STRATEGY_LOADER,
-                                reason="sfarm.trading.strategy is not there yet")] \
-        if case.strategy_loader else []
-    return pytest.param(case, id=case.name, marks=marks)
+    return pytest.param(case, id=case.name)
 
 
 CASES = [_param(case) for case in load_cases()]
@@ -115,22 +102,10 @@ def test_every_problem_kind_of_the_issue_is_covered() -> None:
 # --- in-process: the problems one by one ----------------------------------------------------------
 
 
-def _strategy_indicators_from_toml(path: Path) -> tuple[str, ...]:
-    """Stands in for sfarm.trading.strategy when the case does not exercise strategies."""
-    return tuple(tomllib.loads(path.read_text(encoding="utf-8"))["strategy"].get("indicators", ()))
-
-
-def _load(case: Case) -> None:
-    if case.strategy_loader:
-        load_inventory(case.path)  # the real strategy loader: its errors are the point
-    else:
-        load_inventory(case.path, strategy_reader=_strategy_indicators_from_toml)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_load_inventory_refuses(case: Case) -> None:
     with pytest.raises(UsageError) as raised:
-        _load(case)
+        load_inventory(case.path)
     error = raised.value
     full = error.message + (f" ({error.hint})" if error.hint else "")
     for part in case.says:
@@ -158,45 +133,6 @@ def test_load_inventory_refuses(case: Case) -> None:
 # --- as a person sees it: `sfarm validate -i FILE` ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def sfarm_env() -> dict[str, str]:
-    """The environment of an sfarm subprocess: no inventory preset, no colour, no wrapping."""
-    env = {key: value for key, value in os.environ.items() if key != "SFARM_INVENTORY"}
-    env.update(NO_COLOR="1", TERM="dumb", COLUMNS="200")
-    env.pop("FORCE_COLOR", None)
-    return env
-
-
-def run_sfarm(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
-    """`python -m sfarm ARGS` in `cwd` (default: the project), `env` added to sfarm_env()."""
-    result = subprocess.run([sys.executable, "-m", "sfarm", *args], capture_output=True,
-                            text=True, check=False, cwd=cwd or PROJECT,
-                            env={**sfarm_env(), **(env or {})}, timeout=60)
-    return Run(result.returncode, result.stdout, result.stderr)
-
-
-def run_sfarm_here(*args: str) -> Run:
-    """`sfarm ARGS` in this process: the same app and error rendering as sfarm.cli.main.main,
-    with stdout and stderr captured."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with redirect_stdout(stdout), redirect_stderr(stderr):
-        try:
-            cli_main.app(args=list(args), prog_name="sfarm")
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-        except SfarmError as error:
-            cli_main.report_error(error)
-            code = error.exit_code
-    return Run(code, stdout.getvalue(), stderr.getvalue())
-
-
 def family(case: Case) -> str:
     return case.name.split("-")[0]
 
@@ -217,9 +153,8 @@ PROCESS_CASES = [_param(case) for case in load_cases()
 def validate_in_processes() -> dict[str, Run]:
     """`sfarm validate` on the PROCESS_CASES files, as many processes at a time as cores."""
     cases = [param.values[0] for param in PROCESS_CASES]  # type: ignore[attr-defined]
-    cases = [case for case in cases if HAVE_STRATEGY_LOADER or not case.strategy_loader]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        runs = pool.map(lambda case: run_sfarm("validate", "-i", str(case.path)), cases)
+        runs = pool.map(lambda case: sfarm_process("validate", "-i", str(case.path)), cases)
         return {case.name: run for case, run in zip(cases, runs, strict=True)}
 
 
@@ -240,7 +175,7 @@ def check_refusal(case: Case, run: Run) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_sfarm_validate_refuses(case: Case) -> None:
-    check_refusal(case, run_sfarm_here("validate", "-i", str(case.path)))
+    check_refusal(case, run_here("validate", "-i", str(case.path)))
 
 
 @pytest.mark.parametrize("case", PROCESS_CASES)
@@ -270,7 +205,7 @@ def test_secrets_readable_by_others_is_refused(farm_dir: Path, mode: int) -> Non
     secrets.write_text('[BINANCE]\napi_key = "k"\nsecret = "s"\n', encoding="utf-8")
     secrets.chmod(mode)
     with pytest.raises(InventoryError) as raised:
-        load_inventory(farm_dir / "sfarm.toml", strategy_reader=_strategy_indicators_from_toml)
+        load_inventory(farm_dir / "sfarm.toml")
     (problem,) = raised.value.problems
     assert problem.file == secrets
     assert f"mode {mode:04o}" in problem.message
@@ -281,32 +216,30 @@ def test_secrets_0600_is_accepted(farm_dir: Path) -> None:
     secrets = farm_dir / "secrets.toml"
     secrets.write_text('[BINANCE]\napi_key = "k"\nsecret = "s"\n', encoding="utf-8")
     secrets.chmod(0o600)
-    loaded = load_inventory(farm_dir / "sfarm.toml", strategy_reader=_strategy_indicators_from_toml)
+    loaded = load_inventory(farm_dir / "sfarm.toml")
     assert loaded.networks == ["local"]
 
 
-@pytest.mark.skipif(not HAVE_STRATEGY_LOADER, reason="sfarm.trading.strategy is not there yet")
 def test_sfarm_validate_refuses_secrets_0644(farm_dir: Path) -> None:
     secrets = farm_dir / "secrets.toml"
     secrets.write_text('[BINANCE]\napi_key = "k"\nsecret = "s"\n', encoding="utf-8")
     secrets.chmod(0o644)
-    run = run_sfarm("validate", "-i", str(farm_dir / "sfarm.toml"))
+    run = sfarm_process("validate", "-i", str(farm_dir / "sfarm.toml"))
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert f"{secrets}: " in run.stderr
     assert "mode 0644" in run.stderr
     assert f"chmod 600 {secrets}" in run.stderr
     secrets.chmod(0o600)
-    assert run_sfarm("validate", "-i", str(farm_dir / "sfarm.toml")).returncode == 0
+    assert sfarm_process("validate", "-i", str(farm_dir / "sfarm.toml")).returncode == 0
 
 
 # --- rendering ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAVE_STRATEGY_LOADER, reason="sfarm.trading.strategy is not there yet")
 def test_messages_keep_square_brackets() -> None:
     """Messages quote TOML tables; rich must not take them for markup."""
-    run = run_sfarm_here("validate", "-i", str(BROKEN / "live-without-credentials.toml"))
+    run = run_here("validate", "-i", str(BROKEN / "live-without-credentials.toml"))
     assert "[exchanges.binance]" in run.stderr
-    run = run_sfarm_here("validate", "-i", str(BROKEN / "empty-network.toml"))
+    run = run_here("validate", "-i", str(BROKEN / "empty-network.toml"))
     assert "[networks.NAME.nodes.NODE]" in run.stderr

@@ -11,12 +11,7 @@ from sfarm.errors import UsageError
 from sfarm.inventory import find_inventory, load_inventory
 from sfarm.inventory.load import read_strategy_indicators
 from sfarm.plan import Transfer, plan_network
-from tests.test_inventory_corpus import HAVE_STRATEGY_LOADER
-
-PROJECT = Path(__file__).parent.parent
-
-needs_strategy_loader = pytest.mark.skipif(not HAVE_STRATEGY_LOADER,
-                                           reason="sfarm.trading.strategy is not there yet")
+from tests.fixtures.processes import PROJECT
 
 INVENTORY = '''\
 version = 1
@@ -86,7 +81,6 @@ def class_strategy_farm(tmp_path: Path) -> Path:
     return tmp_path / "sfarm.toml"
 
 
-@needs_strategy_loader
 def test_a_class_strategy_declares_indicators_the_plan_moves(class_strategy_farm: Path) -> None:
     loaded = load_inventory(class_strategy_farm)
     assert loaded.strategy_indicators == {"breakout": ("rsi(14)", "sma(20)", "ema(50)")}
@@ -96,7 +90,6 @@ def test_a_class_strategy_declares_indicators_the_plan_moves(class_strategy_farm
         assert Transfer(f"indicators/ex/BTC-USDT/1h/{key}", "miner", "trader") in plan.transfers
 
 
-@needs_strategy_loader
 def test_read_strategy_indicators_of_an_expression_strategy() -> None:
     path = PROJECT / "inventory" / "strategies" / "rsi_revert.toml"
     assert read_strategy_indicators(path) == ("rsi(14)", "sma(200)")

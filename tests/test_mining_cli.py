@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from sfarm.mining import MineRequest, mine
 from sfarm.timeframes import HOUR_MS, MINUTE_MS
 from sfarm.timepoints import parse_time_point
 from tests.fixtures.cli import run
+from tests.fixtures.waiting import wait_for
 
 SFARM = Path(sys.executable).parent / "sfarm"
 SINCE, UNTIL = "2024-03-01", "2024-03-03"
@@ -115,11 +115,9 @@ def _rows(root: Path) -> int:
 
 
 def _kill_when(process: subprocess.Popen[bytes], root: Path, rows: int) -> None:
-    deadline = time.monotonic() + 60
-    while _rows(root) < rows:
-        assert process.poll() is None, "sfarm mine ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: process.poll() is not None or _rows(root) >= rows,
+             what=f"{rows} rows stored", interval_s=0.01)
+    assert process.poll() is None, "sfarm mine ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
@@ -159,10 +157,10 @@ def test_dataset_failure_prints_the_document_and_exits_1(emulator_factory, tmp_p
     going = emulator_factory("slow=1:0.1")
 
     def close_after_first_page() -> None:
-        deadline = time.monotonic() + 30
-        while _rows(tmp_path) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        going.close()
+        try:
+            wait_for(lambda: _rows(tmp_path) > 0, what="the first page", interval_s=0.01)
+        finally:
+            going.close()
 
     watcher = threading.Thread(target=close_after_first_page)
     watcher.start()

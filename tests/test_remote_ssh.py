@@ -28,7 +28,8 @@ from sfarm.errors import UsageError
 from sfarm.remote.connection import Failure, TransportError
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.ssh_errors import SSHTarget, UnknownHostKey, from_exception, from_ssh_stderr
-from tests.fixtures.sshd import SSHDPool, SSHServer, free_port, generate_key
+from tests.fixtures.network import free_port
+from tests.fixtures.sshd import SSHDPool, SSHServer, generate_key
 
 TARGET = SSHTarget(label="node lab", host="10.0.0.5", port=2222, user="sfarm",
                    identity_file="/keys/farm", known_hosts=None, connect_timeout=3)

@@ -6,8 +6,7 @@ import os
 import signal
 import stat
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,10 @@ from sfarm.runtime.supervisor import (
     socket_path,
     write_config,
 )
+from tests.fixtures.processes import alive
+from tests.fixtures.waiting import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; [time.sleep(0.2) for _ in iter(int, 1)]"]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -71,23 +65,15 @@ def test_write_config_reports_change(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_supervised_process_restarts_after_kill_and_stops(supervised: Supervisor) -> None:
     assert stat.S_IMODE(os.stat(socket_path(supervised.root)).st_mode) & 0o077 == 0
-    wait_until(lambda: state(supervised, "sleeper") == "RUNNING")
+    wait_for(lambda: state(supervised, "sleeper") == "RUNNING")
     pid = supervised.processes()["sleeper"]["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: state(supervised, "sleeper") == "RUNNING"
-               and supervised.processes()["sleeper"]["pid"] not in (0, pid))
+    wait_for(lambda: state(supervised, "sleeper") == "RUNNING"
+             and supervised.processes()["sleeper"]["pid"] not in (0, pid))
     supervised.stop("sleeper")
     assert state(supervised, "sleeper") == "STOPPED"
     supervised.start("sleeper")
-    wait_until(lambda: state(supervised, "sleeper") == "RUNNING")
+    wait_for(lambda: state(supervised, "sleeper") == "RUNNING")
     last_pid = supervised.processes()["sleeper"]["pid"]
     supervised.shutdown()
-    wait_until(lambda: not _alive(last_pid))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    wait_for(lambda: not alive(last_pid))

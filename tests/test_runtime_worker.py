@@ -15,6 +15,7 @@ from sfarm.inventory.model import MineTask
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.worker import Backoff, run_worker, task_context
 from sfarm.status import Heartbeat
+from tests.fixtures.waiting import wait_for
 
 MINE = MineTask.model_validate({"kind": "mine", "exchange": "x", "markets": ["BTC/USDT"],
                                 "timeframes": ["1m"], "since": "2024-01-01"})
@@ -73,12 +74,9 @@ WORKER = textwrap.dedent("""
 def test_sigterm_finishes_the_step_and_exits_zero(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)])
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            heartbeat = NodeRoot(tmp_path).heartbeat("t")
-            if heartbeat.exists() and read_heartbeat(tmp_path, "t").counters.get("steps", 0) > 2:
-                break
-            time.sleep(0.05)
+        wait_for(lambda: NodeRoot(tmp_path).heartbeat("t").exists()
+                 and read_heartbeat(tmp_path, "t").counters.get("steps", 0) > 2,
+                 what="three steps on the heartbeat")
         assert read_heartbeat(tmp_path, "t").state == "running"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

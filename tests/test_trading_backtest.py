@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sfarm.cli.main import main
 from sfarm.data import append, read
 from sfarm.indicators import compute
 from sfarm.trading.backtest import backtest, run_backtest, run_backtest_task, session_frames
 from sfarm.trading.strategy import parse_strategy
+from tests.fixtures.cli import run
+from tests.fixtures.series import walk_candles
 
 DAY = 86_400_000
 DATASET = "candles/test/BTC-USDT/1d"
@@ -30,16 +31,9 @@ slippage = 0.0005
 """
 
 
-def random_candles(n: int, seed: int = 1, start: int = 1_600_000_000_000 // DAY * DAY
-                   ) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
-    open_ = np.r_[100.0, close[:-1]]
-    return pl.DataFrame({
-        "ts": start + np.arange(n, dtype=np.int64) * DAY, "open": open_,
-        "high": np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n)),
-        "low": np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n)),
-        "close": close, "volume": rng.uniform(1, 10, n)})
+def random_candles(n: int, seed: int = 1) -> pl.DataFrame:
+    return walk_candles(n, seed, start=1_600_000_000_000 // DAY * DAY, step_ms=DAY, sigma=0.03,
+                        wick=0.02)
 
 
 @pytest.fixture
@@ -55,13 +49,6 @@ def strategy_file(tmp_path: Path) -> Path:
     return path
 
 
-def sfarm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
-
-
 def cli_args(strategy_file: Path, root: Path, *more: str) -> list[str]:
     return ["backtest", str(strategy_file), "--exchange", "test", "--market", "BTC/USDT",
             "--timeframe", "1d", "--root", str(root), *more]
@@ -69,7 +56,7 @@ def cli_args(strategy_file: Path, root: Path, *more: str) -> list[str]:
 
 def test_json_report_matches_the_pure_backtest(root: Path, strategy_file: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = sfarm(capsys, *cli_args(strategy_file, root, "--json", "--cash", "5000"))
+    code, out, _ = run(capsys, *cli_args(strategy_file, root, "--json", "--cash", "5000"))
     assert code == 0
     report = json.loads(out)
     frame = compute(read(root, DATASET), ["rsi(14)", "sma(50)"])
@@ -89,14 +76,14 @@ def test_json_report_matches_the_pure_backtest(root: Path, strategy_file: Path,
 
 def test_rich_report(root: Path, strategy_file: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = sfarm(capsys, *cli_args(strategy_file, root))
+    code, out, _ = run(capsys, *cli_args(strategy_file, root))
     assert code == 0
     assert "rsi-revert" in out and "max drawdown" in out and "Sharpe" in out
 
 
 def test_missing_candles_dataset_names_it_and_suggests(tmp_path: Path, strategy_file: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = sfarm(capsys, *cli_args(strategy_file, tmp_path / "empty"))
+    code, _, err = run(capsys, *cli_args(strategy_file, tmp_path / "empty"))
     assert code == 2
     assert DATASET in err and "sfarm mine" in err and "sfarm data import" in err
 
@@ -105,7 +92,7 @@ def test_bad_strategy_exits_2_with_file_and_line(root: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(STRATEGY.replace('"rsi_14 > 60"', '"rsi_15 > 60"'), encoding="utf-8")
-    code, _, err = sfarm(capsys, *cli_args(bad, root))
+    code, _, err = run(capsys, *cli_args(bad, root))
     assert code == 2
     message = " ".join(err.split())
     assert "bad.toml:5: strategy.exit_long: unknown column 'rsi_15'" in message

@@ -31,6 +31,7 @@ from sfarm.trading.session import RiskLimits, load_session
 from sfarm.trading.strategy import parse_strategy
 from sfarm.trading.task import run_live_mode
 from tests.fixtures.emulator import RunningEmulator
+from tests.fixtures.waiting import wait_for
 
 MINUTE = 60_000
 CANDLES = "candles/sim/BTC-USDT/1m"
@@ -317,13 +318,6 @@ def test_worker_shows_the_kill_switch_as_halted(market: Market,
         worker.join(10)
     assert "max_drawdown" in (board.last_error or "")
     assert [o["status"] for o in market.orders()] == ["closed", "canceled"]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_new_session_adopts_no_order_of_an_earlier_one(market: Market) -> None:

@@ -5,19 +5,15 @@ its log never shows the credentials; `stop` disarms it."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sfarm.exchanges import Credentials, make_exchange
 from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
 from sfarm.trading.client_ids import client_id_prefix
-from tests.test_farm_local import Farm, free_port, wait_for
+from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -69,19 +65,8 @@ fee = 0.001
 
 @pytest.fixture
 def farm() -> Iterator[Farm]:
-    base = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: supervisord's socket path
-    port = free_port()
-    inventory = base / "sfarm.toml"
-    inventory.write_text(INVENTORY.format(base=base / "nodes", port=port))
-    (base / "always.toml").write_text(STRATEGY)
-    farm = Farm(inventory, base / "nodes" / "livefarm" / "lab", "livefarm")
-    farm.port = port  # type: ignore[attr-defined]
-    try:
+    with local_farm(INVENTORY, "livefarm", files={"always.toml": STRATEGY}) as farm:
         yield farm
-    finally:
-        subprocess.run([sys.executable, "-m", "sfarm", "down", "-i", str(inventory)],
-                       capture_output=True, timeout=60, check=False)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def heartbeat(farm: Farm) -> dict:
@@ -103,7 +88,7 @@ def test_live_task_trades_only_after_start_live(farm: Farm,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMFARM_API_KEY", DEFAULT_API_KEY)  # deploy writes the node's secrets
     monkeypatch.setenv("SIMFARM_SECRET", DEFAULT_SECRET)
-    port: int = farm.port  # type: ignore[attr-defined]
+    port = farm.port
     up = farm.sfarm("up")
     assert "live task trader on lab places no order" in up.stderr
     wait_for(lambda: heartbeat(farm).get("waiting_for") == "sfarm start --live",

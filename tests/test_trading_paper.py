@@ -22,22 +22,8 @@ from sfarm.trading.feed import Feed, WaitingFor
 from sfarm.trading.paper import PaperSession, SessionConfig, replay
 from sfarm.trading.session import RiskLimits, load_session, trade_rows
 from sfarm.trading.strategy import parse_strategy
+from tests.fixtures.paper import CANDLES, RSI, hourly_candles
 
-HOUR = 3_600_000
-START = 1_700_000_000_000 // HOUR * HOUR
-CANDLES = "candles/test/BTC-USDT/1h"
-RSI = """\
-[strategy]
-name = "rsi-revert"
-indicators = ["rsi(14)", "sma(50)"]
-entry_long = "rsi_14 < 40 AND close > 0.8 * sma_50"
-exit_long = "rsi_14 > 58"
-stop_loss = 0.05
-take_profit = 0.08
-trailing_stop = 0.04
-fee = 0.001
-slippage = 0.0005
-"""
 CROSS_LAG = """\
 [strategy]
 name = "cross"
@@ -49,17 +35,6 @@ exit_short = "sma_5 > ema_12"
 size = 0.5
 fee = 0.001
 """
-
-
-def hourly_candles(n: int, seed: int = 1) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-    open_ = np.r_[100.0, close[:-1]]
-    return pl.DataFrame({
-        "ts": START + np.arange(n, dtype=np.int64) * HOUR, "open": open_,
-        "high": np.maximum(open_, close) * (1 + rng.uniform(0, 0.015, n)),
-        "low": np.minimum(open_, close) * (1 - rng.uniform(0, 0.015, n)),
-        "close": close, "volume": rng.uniform(1, 10, n)})
 
 
 def config(task: str = "paper", *, since: int | None = None, cash: float = 1000.0,

@@ -23,7 +23,8 @@ from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.worker import task_context
 from sfarm.trading.backtest import backtest, session_frames
 from sfarm.trading.strategy import parse_strategy
-from tests.test_trading_paper import CANDLES, RSI, hourly_candles
+from tests.fixtures.paper import CANDLES, RSI, hourly_candles
+from tests.fixtures.waiting import wait_for
 
 INVENTORY = """
 version = 1
@@ -85,13 +86,6 @@ def stopper() -> Iterator[Callable[[TaskContext[Any], threading.Thread], None]]:
         context.stop.set()
         thread.join(10)
         assert not thread.is_alive()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_paper_worker_waits_for_candles_then_reports_its_session(tmp_path: Path,
