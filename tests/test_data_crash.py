@@ -8,7 +8,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,21 +16,15 @@ import pytest
 from sfarm import data
 from sfarm.data.layout import LOCK_NAME
 from tests.fixtures.data_helpers import CRASH_DATASET, DAY_MS, T0, make_candles
+from tests.fixtures.processes import start_python
 
-PROJECT = Path(__file__).resolve().parent.parent
 ENDLESS = 10**8  # target of the killed runs: more than they can write, so each is cut short
 KILLS = 30
 
 
 def start_writer(root: Path, seed: int, total: int = ENDLESS) -> subprocess.Popen[str]:
-    code = (f"from tests.fixtures.data_helpers import crash_writer; "
-            f"crash_writer({str(root)!r}, {total}, {seed})")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                               text=True, cwd=PROJECT, env=env)
-    assert process.stdout is not None
-    assert process.stdout.readline() == "ready\n"
-    return process
+    return start_python(f"from tests.fixtures.data_helpers import crash_writer; "
+                        f"crash_writer({str(root)!r}, {total}, {seed})")
 
 
 def assert_consistent(root: Path) -> int:
@@ -126,12 +119,6 @@ def test_sigkill_while_a_month_merges_into_one_file(tmp_path: Path) -> None:
 
 
 def start_january_writer(root: Path) -> subprocess.Popen[str]:
-    code = ("from sfarm.data import store; from tests.fixtures.data_helpers import T0, "
-            "CRASH_DATASET, make_candles; print('ready', flush=True); "
-            f"store.append({str(root)!r}, CRASH_DATASET, make_candles(T0, 1))")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                               text=True, cwd=PROJECT, env=env)
-    assert process.stdout is not None
-    assert process.stdout.readline() == "ready\n"
-    return process
+    return start_python("from sfarm.data import store; from tests.fixtures.data_helpers import T0, "
+                        "CRASH_DATASET, make_candles; print('ready', flush=True); "
+                        f"store.append({str(root)!r}, CRASH_DATASET, make_candles(T0, 1))")

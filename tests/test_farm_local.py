@@ -73,11 +73,13 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     assert node["reachable"] is True and node["error"] is None
     mine = {t["name"]: t for t in node["tasks"]}["mine"]
     assert mine["kind"] == "mine" and isinstance(mine["pid"], int)
-    assert mine["heartbeat_age_s"] < 15
+    assert mine["heartbeat_age_s"] >= 0
     candles = "candles/sim/BTC-USDT/1m"
     assert [d["id"] for d in mine["datasets"]] == [candles]
     assert data.verify(farm.root, candles).ok
     heartbeat = json.loads((farm.root / "run" / "mine.json").read_text())
+    wait_for(lambda: json.loads((farm.root / "run" / "mine.json").read_text())["heartbeat"]
+             > heartbeat["heartbeat"], what="the miner's next heartbeat")  # it keeps beating
     assert heartbeat["counters"]["requests"] > 0
     assert heartbeat["counters"]["candles_added"] > 0
     studies = json.loads((farm.root / "run" / "studies.json").read_text())

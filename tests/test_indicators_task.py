@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from sfarm.indicators.task import (
     run_indicators,
 )
 from sfarm.inventory.model import IndicatorsTask
+from tests.fixtures.processes import start_python
 from tests.fixtures.series import assert_close
 from tests.fixtures.waiting import wait_for
 
@@ -152,11 +150,10 @@ def test_sigkill_at_any_moment_leaves_consistent_datasets(tmp_path: Path, jobs: 
     source = candles(1500, seed=3)
     data.append(tmp_path, jobs[0].input_id, source)
     script = DRIVER.format(specs=json.dumps(SPECS))
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     rng = np.random.default_rng(5)
     kills = 0
     for _ in range(12):
-        process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env)
+        process = start_python(script, str(tmp_path), ready=False)
         time.sleep(float(rng.uniform(0.3, 1.5)))
         if process.poll() is not None:
             break
@@ -171,6 +168,5 @@ def test_sigkill_at_any_moment_leaves_consistent_datasets(tmp_path: Path, jobs: 
             assert manifest.extra[EXTRA_KEY]["state"]["rows"] == manifest.rows
             assert manifest.extra[EXTRA_KEY]["state"]["last_ts"] == manifest.last_ts
     assert kills >= 3
-    final = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=False)
-    assert final.returncode == 0
+    assert start_python(script, str(tmp_path), ready=False).wait() == 0
     check_outputs(tmp_path, source)

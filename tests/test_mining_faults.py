@@ -17,6 +17,7 @@ from sfarm.errors import RunError
 from sfarm.exchanges import RetryPolicy
 from sfarm.inventory.model import Exchange, MineTask
 from sfarm.mining import MineProgress, MineRequest, MinerSettings, mine, run_mine_task
+from sfarm.sim.protocol import Request
 from sfarm.timeframes import HOUR_MS, MINUTE_MS, candle_open, timeframe_ms
 from sfarm.timepoints import parse_time_point
 
@@ -155,24 +156,41 @@ def test_stop_mid_backfill_then_resume(emulator, reference, tmp_path) -> None:
         sum(f.height for f in reference.values())
 
 
+class AllInFlight:
+    """Holds every candle request until requests for `count` different datasets have arrived,
+    and says whether that happened. Fetched one after another, the second dataset's request
+    would never come while the first is held: the hold ends on its timeout instead (once; later
+    requests pass at once)."""
+
+    def __init__(self, count: int, timeout_s: float = 60.0) -> None:
+        self.count, self.timeout_s = count, timeout_s
+        self.datasets: set[tuple[str | None, str | None]] = set()
+        self.together = self.gave_up = False
+        self._changed = threading.Condition()
+
+    def __call__(self, request: Request) -> None:
+        if not request.path.endswith("/klines"):
+            return
+        with self._changed:
+            self.datasets.add((request.params.get("symbol"), request.params.get("interval")))
+            if len(self.datasets) >= self.count:
+                self.together = True
+                self._changed.notify_all()
+            if not (self.together or self.gave_up):
+                self.gave_up = not self._changed.wait_for(lambda: self.together, self.timeout_s)
+
+
 def test_markets_are_fetched_concurrently(emulator_factory, tmp_path) -> None:
-    """Six datasets of one page each, every reply 1 s late. One after the other, their pages
-    would be stored at least 5 s apart from first to last; fetched together, within about
-    one reply of each other (the bound leaves room for a loaded machine)."""
-    slow = emulator_factory("slow=1:1.0")
+    """Six datasets of one page each: the requests of all six are in flight together."""
+    running = emulator_factory()
+    hold = AllInFlight(6)
+    running.before_answer(hold)
     request = MineRequest("binance", ("BTC/USDT", "ETH/USDT", "SOL/USDT"), ("1h", "4h"),
                           SINCE, UNTIL)
-    stored_at: dict[str, float] = {}
-
-    def on_progress(status: MineProgress) -> None:
-        if status.rows_added and status.dataset_id not in stored_at:
-            stored_at[status.dataset_id] = time.monotonic()
-
-    result = mine(tmp_path, request, exchange(slow.url), settings=FAST, on_progress=on_progress)
+    result = mine(tmp_path, request, exchange(running.url), settings=FAST)
     assert not result.failures
-    assert sum(d.requests for d in result.datasets) == 6 and len(stored_at) == 6
-    spread = max(stored_at.values()) - min(stored_at.values())
-    assert spread < 2.5, f"pages stored over {spread:.2f}s: not fetched concurrently"
+    assert sum(d.requests for d in result.datasets) == 6
+    assert hold.together and not hold.gave_up, f"never all in flight: {sorted(hold.datasets)}"
 
 
 def test_live_edge_stores_up_to_the_last_closed_candle(emulator, tmp_path) -> None:
@@ -206,16 +224,18 @@ def test_live_edge_stores_up_to_the_last_closed_candle(emulator, tmp_path) -> No
     assert_verifies(tmp_path, [d.dataset_id for d in result.datasets])
 
 
-def test_bad_credentials_fail_fast(emulator, tmp_path, monkeypatch) -> None:
+def test_bad_credentials_fail_fast(emulator_factory, tmp_path, monkeypatch) -> None:
     # With keys, ccxt's binance loads currencies from a signed endpoint: a wrong secret is
     # refused there, before any candle, and is not retried.
     monkeypatch.setenv("SIM_API_KEY", "sfarm-sim-key")
     monkeypatch.setenv("SIM_SECRET", "not-the-secret")
-    started = time.monotonic()
+    running = emulator_factory()
+    answered = running.before_answer(lambda request: None)
     with pytest.raises(RunError) as caught:
-        mine(tmp_path, REQUEST, Exchange(ccxt="binance", url=emulator.url, credentials="SIM"),
+        mine(tmp_path, REQUEST, Exchange(ccxt="binance", url=running.url, credentials="SIM"),
              settings=FAST)
-    assert time.monotonic() - started < 5
+    # One signed request, refused and not retried; no candle was asked for.
+    assert [(r.method, r.path) for r in answered] == [("GET", "/sapi/v1/capital/config/getall")]
     assert "AuthenticationError" in caught.value.message
     assert caught.value.hint and "API key and secret" in caught.value.hint
     assert not (tmp_path / "data").exists()
