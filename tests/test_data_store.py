@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+import duckdb
+import pandas
 import polars as pl
 import pytest
 
@@ -402,10 +404,8 @@ def test_other_parquet_readers_read_a_dataset_directly(tmp_path: Path) -> None:
     directory = data.dataset_dir(tmp_path, BTC_1M)
     by_polars = pl.read_parquet(directory / "*.parquet").sort("ts")
     assert by_polars.equals(candles)
-    pandas = pytest.importorskip("pandas")
     by_pandas = pandas.read_parquet(directory).sort_values("ts")
     assert by_pandas["ts"].tolist() == candles["ts"].to_list()
-    duckdb = pytest.importorskip("duckdb")
     [(count, first)] = duckdb.sql(
         f"select count(*), min(ts) from read_parquet('{directory}/*.parquet')").fetchall()
     assert (count, first) == (4320, T0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -129,7 +131,7 @@ def test_live_edge_current_minute_is_partial_and_the_previous_is_closed() -> Non
 def test_a_partial_minute_only_grows_towards_the_final_candle(fractions: list[float]) -> None:
     minute = SOURCE.minutes(BTC, JAN_2024 + 5 * DAY_MS, JAN_2024 + 5 * DAY_MS + MINUTE_MS, LATER)
     views = [partial_minute(minute, f) for f in sorted(fractions)]
-    for before, after in zip(views, views[1:], strict=False):
+    for before, after in itertools.pairwise(views):
         assert after.high[0] >= before.high[0] and after.low[0] <= before.low[0]
         assert after.volume[0] >= before.volume[0]
     for view in views:

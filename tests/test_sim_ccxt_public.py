@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.error
@@ -80,7 +81,7 @@ def test_live_edge_last_closed_candle_is_the_previous_minute(emulator) -> None:
     current = rows[-1][0]
     assert candle_open(before, "1m") <= current <= candle_open(after, "1m")
     assert rows[-2][0] == current - MINUTE_MS  # the previous minute: the last closed candle
-    assert all(b[0] - a[0] == MINUTE_MS for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b[0] - a[0] == MINUTE_MS for a, b in itertools.pairwise(rows))
 
 
 def test_fetch_ticker_and_time(emulator) -> None:

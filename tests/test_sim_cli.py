@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sfarm.exchanges import make_exchange
+from tests.fixtures.cli import sfarm_process
 
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
@@ -50,8 +51,7 @@ def test_sigint_stops_it_too() -> None:
 
 
 def test_bad_faults_are_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "sfarm", "sim", "serve", "--faults", "flood=1"],
-                            capture_output=True, text=True, timeout=30)
+    result = sfarm_process("sim", "serve", "--faults", "flood=1", timeout=30)
     assert result.returncode == 2
     assert "unknown fault 'flood'" in result.stderr and "Traceback" not in result.stderr
 
@@ -61,6 +61,5 @@ def test_busy_port_is_a_run_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        command = [sys.executable, "-m", "sfarm", "sim", "serve", "--port", str(port)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        result = sfarm_process("sim", "serve", "--port", str(port), timeout=30)
     assert result.returncode == 1 and "cannot listen" in result.stderr

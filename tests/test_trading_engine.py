@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -226,7 +227,7 @@ def test_chunked_runs_carry_the_state_and_match_one_run(params: EngineParams) ->
     cuts = np.unique(cuts)
     state = EngineState.initial(1000.0)
     trades, equity = [], []
-    for start, stop in zip(cuts[:-1], cuts[1:], strict=True):
+    for start, stop in itertools.pairwise(cuts):
         part = run(data.slice(int(start), int(stop)), params, state)
         # Paper mode persists the state as JSON between candles: round-trip it here too.
         state = EngineState.from_json(part.state.to_json())

@@ -85,8 +85,8 @@ def test_condition_that_is_not_boolean(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("replace, expected", [
-    (("stop_loss = 0.03", "stop_loss = 1.5"), ":6: strategy.stop_loss: Input should be less "
-                                              "than 1"),
+    (("stop_loss = 0.03", "stop_loss = 1.5"), (":6: strategy.stop_loss: Input should be less "
+                                              "than 1")),
     (("size = 1.0", "size = 0"), ":9: strategy.size: Input should be greater than 0"),
     (("slippage = 0.0005", "slippage = -0.1"), ":11: strategy.slippage:"),
     (("fee = 0.001", "fees = 0.001"), ":10: strategy.fees: unknown key; did you mean 'fee'?"),

@@ -15,12 +15,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import backtesting
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-
-backtesting = pytest.importorskip("backtesting")
 from backtesting import Strategy as BtStrategy
 from backtesting.lib import FractionalBacktest, crossover
 
@@ -96,14 +95,12 @@ class LongOnlyCross(BtStrategy):
 
 class LongShortCross(BtStrategy):
     def next(self) -> None:
-        if crossover(self.fast, self.slow):
-            if self.position.is_short or not self.position:
-                self.position.close()
-                self.buy(size=SIZE)
-        elif crossover(self.slow, self.fast):
-            if self.position.is_long or not self.position:
-                self.position.close()
-                self.sell(size=SIZE)
+        if crossover(self.fast, self.slow) and (self.position.is_short or not self.position):
+            self.position.close()
+            self.buy(size=SIZE)
+        elif crossover(self.slow, self.fast) and (self.position.is_long or not self.position):
+            self.position.close()
+            self.sell(size=SIZE)
 
 
 class RsiRevert(BtStrategy):

@@ -68,11 +68,11 @@ def test_bench_sim() -> None:
             rows, seconds = _fetch_days(emulator.url, "BTC/USDT", rate_limit)
             rows_warm, seconds_warm = _fetch_days(emulator.url, "BTC/USDT", rate_limit)
         results.append((f"HTTP 30 d of 1m, {label}, cold",
-                        f"{rows / seconds:,.0f} candles/s ({seconds / (rows / 1000) * 1000:.0f} "
-                        "ms/page)"))
+                        (f"{rows / seconds:,.0f} candles/s ({seconds / (rows / 1000) * 1000:.0f} "
+                        "ms/page)")))
         results.append((f"HTTP 30 d of 1m, {label}, warm",
-                        f"{rows_warm / seconds_warm:,.0f} candles/s "
-                        f"({seconds_warm / (rows_warm / 1000) * 1000:.0f} ms/page)"))
+                        (f"{rows_warm / seconds_warm:,.0f} candles/s "
+                        f"({seconds_warm / (rows_warm / 1000) * 1000:.0f} ms/page)")))
 
     with Emulator(EmulatorConfig(seed=5)) as emulator:
         emulator.start()

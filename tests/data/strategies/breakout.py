@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import polars as pl
 
 
 class Breakout:
-    indicators = ["sma(5)"]
+    indicators: ClassVar[list[str]] = ["sma(5)"]
     allows_short = False
 
     def __init__(self, lookback: int = 1) -> None:
