@@ -7,120 +7,22 @@ tests as `python` (it has this sfarm); one lets `deploy` install sfarm into the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sfarm import data
-from tests.fixtures.cli import Run, run_sfarm, sfarm_process
-from tests.fixtures.farm import running_with_rows
-from tests.fixtures.network import free_port
 from tests.fixtures.processes import processes_under
+from tests.fixtures.ssh_farm import ssh_farm
 from tests.fixtures.sshd import SSHServer
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-EXCHANGE = """
-[exchanges.{name}]
-ccxt = "binance"
-url = "http://127.0.0.1:{port}"
-emulate = true
-"""
-
-TASKS = """
-[tasks.mine-a]
-kind = "mine"
-exchange = "sim-a"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-since = "2h"
-
-[tasks.studies-a]
-kind = "indicators"
-exchange = "sim-a"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-indicators = ["sma(20)", "rsi(14)"]
-
-[tasks.mine-b]
-kind = "mine"
-exchange = "sim-b"
-markets = ["ETH/USDT"]
-timeframes = ["1m"]
-since = "2h"
-"""
-
-NODE = """
-[networks.{network}.nodes.{name}]
-host = "127.0.0.1"
-port = {port}
-user = "{user}"
-identity_file = "{identity}"
-python = "{python}"
-tasks = {tasks}
-"""
-
-
-@dataclass
-class SSHFarm:
-    inventory: Path
-    base: Path
-    home: Path  # HOME of the sfarm commands: its .ssh/known_hosts trusts the servers
-    network: str = "edge"
-
-    def root(self, node: str) -> Path:
-        return self.base / self.network / node
-
-    def sfarm(self, *args: str, check: bool = True) -> Run:
-        return run_sfarm(self.inventory, *args, check=check, timeout=180,
-                         env={"HOME": str(self.home)})
-
-    def status(self) -> dict[str, Any]:
-        document: dict[str, Any] = json.loads(self.sfarm("status", "--json", check=False).stdout)
-        return document
-
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        return {task["name"]: task for node in self.status()["nodes"] for task in node["tasks"]}
-
-
-@contextlib.contextmanager
-def ssh_farm(servers: list[SSHServer], *, python: str = sys.executable,
-             trusted: bool = True) -> Iterator[SSHFarm]:
-    # Short paths: supervisord's unix socket path must fit in ~100 bytes.
-    base = Path(tempfile.mkdtemp(prefix="sfs-", dir="/tmp"))
-    home = base / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    if trusted:
-        (home / ".ssh" / "known_hosts").write_text(
-            "".join(server.known_hosts_line + "\n" for server in servers))
-    placements = {"node-a": ["mine-a", "studies-a"], "node-b": ["mine-b"]}
-    text = f'version = 1\n\n[farm]\nname = "edge"\n\n[defaults]\nbase_dir = "{base / "nodes"}"\n'
-    text += EXCHANGE.format(name="sim-a", port=free_port())
-    text += EXCHANGE.format(name="sim-b", port=free_port())
-    text += TASKS
-    for server, (name, tasks) in zip(servers, placements.items()):
-        text += NODE.format(network="edge", name=name, port=server.port, user=server.user,
-                            identity=server.client_key.private, python=python,
-                            tasks=json.dumps(tasks))
-    inventory = base / "sfarm.toml"
-    inventory.write_text(text)
-    farm = SSHFarm(inventory, base / "nodes", home)
-    try:
-        yield farm
-    finally:
-        sfarm_process("down", "-i", str(inventory), timeout=60, env={"HOME": str(home)})
-        shutil.rmtree(base, ignore_errors=True)
-
 
 @pytest.fixture
 def servers(sshd_factory: Callable[[int], list[SSHServer]]) -> list[SSHServer]:
@@ -132,8 +34,7 @@ def test_up_status_control_down_over_ssh(servers: list[SSHServer],
     with ssh_farm(servers) as farm:
         up = json.loads(farm.sfarm("up", "--json").stdout)
         assert up["ok"] is True, up
-        wait_for(lambda: len(tasks := farm.tasks()) == 3 and running_with_rows(tasks),
-                 what="every task on both nodes running")
+        wait_for(farm.running_with_rows, what="every task on both nodes running")
 
         # In-process, as `status --watch` and the dashboard poll: one connection per node.
         from sfarm.inventory import load_inventory
@@ -219,7 +120,7 @@ def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer]) -> N
         assert all(step["status"] == "ok" for step in again["steps"]), again
 
         farm.sfarm("start")
-        wait_for(lambda: running_with_rows(farm.tasks()), what="tasks running from the venv")
+        wait_for(farm.running_with_rows, what="tasks running from the venv")
         assert any(str(venv_python) in line and "worker run" in line
                    for line in processes_under(farm.base))
         farm.sfarm("down")

@@ -27,15 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import pytest
 import talib
 
 from sfarm.indicators import REGISTRY, compute, parse_spec
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.vwap import session_vwap
-
-MINUTE_MS = 60_000
+from tests.fixtures.series import minute_walk
 
 
 def _sizes() -> list[int]:
@@ -46,17 +44,6 @@ def _sizes() -> list[int]:
 def _repeats(n: int) -> int:
     """Best of many runs: a shared machine's noise is one-sided."""
     return int(os.environ.get("SFARM_BENCH_REPEATS", "15"))
-
-
-def random_walk_frame(n: int, seed: int = 1) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 30_000.0 * np.exp(np.cumsum(rng.normal(scale=0.0005, size=n)))
-    spread = rng.random(n) * 0.001
-    return pl.DataFrame({
-        "ts": 1_500_000_000_000 + np.arange(n, dtype=np.int64) * MINUTE_MS,
-        "open": close, "high": close * (1 + spread), "low": close * (1 - spread),
-        "close": close, "volume": rng.random(n) * 5,
-    })
 
 
 def raw_call(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
@@ -121,7 +108,7 @@ def best_of_rounds(pairs: dict[str, tuple[Callable[[], object], Callable[[], obj
 def throughput_rows(n: int, repeats: int) -> list[tuple[str, float, float, float]]:
     """Per indicator: raw and compute throughput (candles/s, best runs) and the median ratio
     of the runs' pairs."""
-    frame = random_walk_frame(n)
+    frame = minute_walk(n)
     arrays = {c: frame[c].to_numpy() for c in frame.columns}
     pairs = {name: (raw_call(name, arrays), lambda name=name: compute(frame, [name]))
              for name in REGISTRY}
@@ -133,7 +120,7 @@ def update_rows(n: int) -> list[tuple[str, float, float, float, float]]:
     """Per indicator: state build (s); median and worst wall time, worst CPU time of a
     one-candle update (ms). On a loaded machine a preemption adds a scheduler tick (~4 ms) to
     the odd wall time; the process CPU time (polars' worker threads included) shows the work."""
-    frame = random_walk_frame(n + 20, seed=2)
+    frame = minute_walk(n + 20, seed=2)
     history, tail = frame[:n], frame[n:]
     rows = []
     for name in REGISTRY:

@@ -29,7 +29,7 @@ import pytest
 from sfarm import data
 from sfarm.indicators import incremental
 from sfarm.indicators.task import EXTRA_KEY, PhaseTimes, advance_all, catch_up, plan_jobs
-from tests.benchmarks.bench_indicators import MINUTE_MS, random_walk_frame
+from tests.fixtures.series import MINUTE_MS, minute_walk
 
 SPECS = ["sma(20)", "ema(50)", "rsi(14)", "macd(12,26,9)", "bbands(20,2)", "atr(14)"]
 BATCH_ROWS = 1_000_000
@@ -63,7 +63,7 @@ class Stopwatch:
 
 def build_input(root: Path, dataset_id: str, n: int) -> float:
     """`n` 1m candles through the store, BATCH_ROWS a batch; returns the seconds it took."""
-    candles = random_walk_frame(n)
+    candles = minute_walk(n)
     began = time.perf_counter()
     for first in range(0, n, BATCH_ROWS):
         data.append(root, dataset_id, candles[first:first + BATCH_ROWS])
@@ -114,7 +114,7 @@ def test_bench_indicators_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.undo()
 
     last_ts = data.load_manifest(tmp_path, input_id, with_partitions=False).last_ts
-    extra = random_walk_frame(steps, seed=7)
+    extra = minute_walk(steps, seed=7)
     step_times = PhaseTimes()
     append_ms, step_ms = [], []
     for i in range(steps):

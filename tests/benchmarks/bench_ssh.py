@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.fixtures.ssh_farm import ssh_farm
 from tests.fixtures.sshd import SSHServer
-from tests.test_farm_local import wait_for
-from tests.test_farm_ssh import running_with_rows, ssh_farm
+from tests.fixtures.waiting import wait_for
 
 
 def timed(function: Callable[[], object], repeats: int = 5) -> tuple[float, float]:
@@ -44,7 +44,7 @@ def test_bench_ssh_farm(sshd_factory: Callable[[int], list[SSHServer]],
 
     with ssh_farm(sshd_factory(2)) as farm:
         farm.sfarm("up")
-        wait_for(lambda: running_with_rows(farm), what="every task running")
+        wait_for(farm.running_with_rows, what="every task running")
         monkeypatch.setenv("HOME", str(farm.home))
         inventory = load_inventory(farm.inventory)
         rows = [("sfarm status --json (process)",
