@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.error
 import urllib.request
@@ -16,19 +15,11 @@ from sfarm.sim.auth import sign
 from sfarm.sim.candles import CandleSource
 from sfarm.sim.markets import MARKETS_BY_SYMBOL
 from sfarm.timeframes import candle_open
+from tests.fixtures.emulator import Clock
+from tests.fixtures.http import http_json
 
 BTC = MARKETS_BY_SYMBOL["BTC/USDT"]
 JUNE_2024_NOON = 1_717_243_200_000
-
-
-class Clock:
-    """The emulator's time, moved by the test (ccxt is told with load_time_difference)."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> float:
-        return self.now_ms / 1000
 
 
 def test_balance_and_market_orders(emulator_factory) -> None:
@@ -112,7 +103,7 @@ def test_resting_limit_order_fills_when_the_walk_crosses_it(emulator_factory) ->
     exchange = emulator_factory(clock=clock).exchange(signed=True)
     exchange.load_time_difference()
     source = CandleSource(seed=0)
-    now = clock.now_ms
+    now = clock.ms
     placed = source.minutes(BTC, candle_open(now, "1m"), now + 1, now)
     limit_ticks = max(int(placed.close[-1]), int(placed.high[-1])) + 200  # 2 USDT above
     order = exchange.create_order("BTC/USDT", "limit", "sell", 0.2, float(BTC.price(limit_ticks)))
@@ -123,7 +114,7 @@ def test_resting_limit_order_fills_when_the_walk_crosses_it(emulator_factory) ->
     minutes = source.minutes(BTC, candle_open(now, "1m"), later, later)
     crossing = next(int(ts) for ts, high in zip(minutes.ts, minutes.high, strict=True)
                     if high >= limit_ticks)  # the seed-0 walk does cross within six hours
-    clock.now_ms = later
+    clock.ms = later
     exchange.load_time_difference()
     filled = exchange.fetch_order(order["id"], "BTC/USDT")
     assert filled["status"] == "closed" and filled["average"] == float(BTC.price(limit_ticks))
@@ -146,14 +137,6 @@ def test_wrong_secret_or_key_is_an_authentication_error(emulator_factory) -> Non
         wrong_key.privateGetAccount()
 
 
-def raw_json(request: urllib.request.Request) -> tuple[int, object]:
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_signature_rules_and_http_statuses(emulator_factory) -> None:
     running = emulator_factory()
     key = {"X-MBX-APIKEY": running.api_key}
@@ -164,19 +147,19 @@ def test_signature_rules_and_http_statuses(emulator_factory) -> None:
 
     now = running.exchange().fetch_time()
     query = f"timestamp={now}&recvWindow=5000"
-    assert raw_json(account(query, running.secret, key))[0] == 200
-    assert raw_json(account(query, "guess", key)) == (
+    assert http_json(account(query, running.secret, key))[0] == 200
+    assert http_json(account(query, "guess", key)) == (
         400, {"code": -1022, "msg": "Signature for this request is not valid."})
-    assert raw_json(account(query, running.secret, {})) == (
+    assert http_json(account(query, running.secret, {})) == (
         401, {"code": -2014, "msg": "API-key format invalid."})
-    assert raw_json(account(query, running.secret, {"X-MBX-APIKEY": "nobody"}))[0] == 401
-    stale = raw_json(account(f"timestamp={now - 10_000}", running.secret, key))
+    assert http_json(account(query, running.secret, {"X-MBX-APIKEY": "nobody"}))[0] == 401
+    stale = http_json(account(f"timestamp={now - 10_000}", running.secret, key))
     assert stale[0] == 400 and stale[1]["code"] == -1021  # type: ignore[index]
     body = f"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timestamp={now}"
     posted = urllib.request.Request(f"{running.url}/api/v3/order",
                                     data=f"{body}&signature={sign(body, running.secret)}".encode(),
                                     headers=key, method="POST")
-    status, reply = raw_json(posted)
+    status, reply = http_json(posted)
     assert status == 200 and reply["status"] == "FILLED"  # type: ignore[index]
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
-import urllib.error
-import urllib.request
 
 import ccxt
 import pytest
@@ -14,17 +11,10 @@ import pytest
 from sfarm.sim.candles import CandleSource
 from sfarm.sim.markets import MARKETS_BY_SYMBOL
 from sfarm.timeframes import MINUTE_MS, candle_open
+from tests.fixtures.http import http_json
 
 REQUIRED = {"BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ETH/BTC"}
 MARCH_2024 = 1_709_251_200_000
-
-
-def get_json(url: str) -> tuple[int, object]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_load_markets_lists_the_spot_markets(emulator) -> None:
@@ -110,14 +100,14 @@ def test_unknown_symbol_and_interval_map_to_ccxt_errors(emulator) -> None:
 
 
 def test_raw_klines_are_binance_arrays_and_errors_binance_json(emulator) -> None:
-    status, rows = get_json(f"{emulator.url}/api/v3/klines?symbol=BTCUSDT&interval=1h"
+    status, rows = http_json(f"{emulator.url}/api/v3/klines?symbol=BTCUSDT&interval=1h"
                             f"&startTime={MARCH_2024}&limit=2")
     assert status == 200 and isinstance(rows, list) and len(rows) == 2
     row = rows[0]
     assert len(row) == 12 and row[0] == MARCH_2024 and row[6] == MARCH_2024 + 3_600_000 - 1
     assert all(isinstance(v, str) for v in row[1:6]) and isinstance(row[8], int)
-    assert get_json(f"{emulator.url}/api/v3/ping") == (200, {})
-    assert get_json(f"{emulator.url}/api/v3/klines?symbol=BTCUSDT") == (
+    assert http_json(f"{emulator.url}/api/v3/ping") == (200, {})
+    assert http_json(f"{emulator.url}/api/v3/klines?symbol=BTCUSDT") == (
         400, {"code": -1102, "msg": "Mandatory parameter 'interval' was not sent, was empty/null, "
                                     "or malformed."})
-    assert get_json(f"{emulator.url}/api/v3/nothing")[0] == 404
+    assert http_json(f"{emulator.url}/api/v3/nothing")[0] == 404

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import ccxt
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from sfarm.errors import UsageError
 from sfarm.sim.faults import FaultDice, FaultPlan, parse_faults, parse_time_ms
 from sfarm.timeframes import MINUTE_MS
+from tests.fixtures.http import http_get
 from tests.fixtures.waiting import wait_for
 
 EXAMPLE = ("rate_limit=0.1,server_error=0.05,slow=0.05:2.0,drop=0.02,short_page=0.2,"
@@ -68,17 +67,9 @@ def test_dice_are_deterministic_per_seed_and_reroll_repeated_requests() -> None:
     assert everything.decide("POST", "/api/v3/order", params, signed=True).drop
 
 
-def raw(url: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return reply.status, dict(reply.headers), reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
 def test_rate_limit_is_429_with_retry_after_and_binance_body(emulator_factory) -> None:
     running = emulator_factory("rate_limit=1:7")
-    status, headers, body = raw(f"{running.url}{KLINES}?symbol=BTCUSDT&interval=1m")
+    status, headers, body = http_get(f"{running.url}{KLINES}?symbol=BTCUSDT&interval=1m")
     assert status == 429 and headers["Retry-After"] == "7"
     assert json.loads(body)["code"] == -1003
     exchange = running.exchange()
@@ -89,7 +80,7 @@ def test_rate_limit_is_429_with_retry_after_and_binance_body(emulator_factory) -
 
 def test_server_errors_are_exchange_not_available(emulator_factory) -> None:
     running = emulator_factory("server_error=1")
-    assert raw(f"{running.url}/api/v3/time")[0] == 503
+    assert http_get(f"{running.url}/api/v3/time")[0] == 503
     with pytest.raises(ccxt.ExchangeNotAvailable):
         running.exchange().fetch_time()
     with pytest.raises(ccxt.RequestTimeout):  # a gateway timeout is one for ccxt too

@@ -30,7 +30,7 @@ from sfarm.trading.paper import SessionConfig
 from sfarm.trading.session import RiskLimits, load_session
 from sfarm.trading.strategy import parse_strategy
 from sfarm.trading.task import run_live_mode
-from tests.fixtures.emulator import RunningEmulator
+from tests.fixtures.emulator import Clock, RunningEmulator
 from tests.fixtures.waiting import wait_for
 
 MINUTE = 60_000
@@ -46,16 +46,6 @@ stop_loss = 0.2
 take_profit = {take_profit}
 fee = 0.001
 """
-
-
-class Clock:
-    """The emulator's and the session's time (seconds), moved by the test."""
-
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> float:
-        return self.ms / 1000
 
 
 @dataclass
