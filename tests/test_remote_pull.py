@@ -4,9 +4,6 @@ producer writes, and over real SSH with rsync."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 from sfarm import data
 from sfarm.remote.connection import LocalConnection
 from sfarm.remote.pull import pull, remote_datasets
+from tests.fixtures.cli import run_sfarm, sfarm_process
 from tests.fixtures.sshd import SSHServer
 
 MINUTE = 60_000
@@ -127,15 +125,11 @@ def test_data_pull_over_ssh(sshd: SSHServer, tmp_path: Path) -> None:
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line + "\n")
     lab = tmp_path / "lab"
-    result = subprocess.run([sys.executable, "-m", "sfarm", "data", "pull", "miner-1", "--root",
-                             str(lab), "-i", str(inventory), "--json"], capture_output=True,
-                            text=True, timeout=120, check=False,
-                            env={**os.environ, "HOME": str(home)})
-    assert result.returncode == 0, result.stderr
+    result = run_sfarm(inventory, "data", "pull", "miner-1", "--root", str(lab), "--json",
+                       env={"HOME": str(home)})
     document = json.loads(result.stdout)
     assert [d["id"] for d in document["datasets"]] == [CANDLES]
     assert document["datasets"][0]["rows"] == 2 * 1440
     assert data.read(lab, CANDLES, mirror_of="miner-1").equals(data.read(node_root, CANDLES))
-    shown = subprocess.run([sys.executable, "-m", "sfarm", "data", "ls", "--root", str(lab)],
-                           capture_output=True, text=True, timeout=60, check=True)
-    assert "miner-1" in shown.stdout
+    shown = sfarm_process("data", "ls", "--root", str(lab))
+    assert shown.returncode == 0 and "miner-1" in shown.stdout
