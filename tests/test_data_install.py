@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 from sfarm import data
 from sfarm.data.layout import LOCK_NAME
 from tests.fixtures.data_helpers import T0, make_candles
+from tests.fixtures.waiting import wait_for
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 NODE = "miner-1"
@@ -242,7 +242,4 @@ def test_readers_see_the_old_version_or_the_new(tmp_path: Path) -> None:
 
 def _reads_after(seen: list[int], count: int) -> None:
     """Wait until a read that began after the `count`-th read ended has finished."""
-    deadline = time.monotonic() + 30
-    while len(seen) < count + 2:
-        assert time.monotonic() < deadline, "the reader stalled"
-        time.sleep(0.001)
+    wait_for(lambda: len(seen) >= count + 2, what="the reader's next reads", interval_s=0.001)
