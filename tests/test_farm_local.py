@@ -110,7 +110,7 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     assert "mining sim" in logs
 
     farm.sfarm("down")
-    wait_for(lambda: not processes_under(farm.root), timeout_s=20, what="no process left")
+    wait_for(lambda: not processes_under(farm.root), what="no process left")
     assert all(t["state"] == "stopped" for t in farm.tasks().values())
     # SIGTERM made every worker finish its step and exit 0 within supervisord's 10 s.
     supervisord_log = (farm.root / "logs" / "supervisord.log").read_text()
@@ -132,6 +132,6 @@ def test_two_networks_side_by_side() -> None:
         assert (beta.root / "supervisor" / "supervisor.sock").exists()
         assert not any(str(beta.root) in line for line in processes_under(alpha.root))
         alpha.sfarm("down")
-        wait_for(lambda: not processes_under(alpha.root), timeout_s=20, what="alpha down")
+        wait_for(lambda: not processes_under(alpha.root), what="alpha down")
         assert all(t["state"] == "running" for t in beta.tasks().values())
         assert data.list_datasets(alpha.root) and data.list_datasets(beta.root)

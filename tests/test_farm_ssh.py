@@ -78,7 +78,7 @@ def test_up_status_control_down_over_ssh(servers: list[SSHServer],
         assert any(line.startswith("mine-a ") for line in every)
 
         farm.sfarm("down")
-        wait_for(lambda: not processes_under(farm.base), timeout_s=20, what="no process left")
+        wait_for(lambda: not processes_under(farm.base), what="no process left")
         assert all(task["state"] == "stopped" for task in farm.tasks().values())
 
 
