@@ -3,4 +3,8 @@ tests/fixtures/ and are listed here once."""
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["tests.fixtures.emulator", "tests.fixtures.sshd", "tests.fixtures.venvs"]
+pytest_plugins: list[str] = [
+    "tests.fixtures.emulator",
+    "tests.fixtures.sshd",
+    "tests.fixtures.venvs",
+]

@@ -128,7 +128,7 @@ def test_copies_that_are_not_of_this_dataset_are_refused(tmp_path: Path) -> None
     with pytest.raises(data.StagedCopyInvalid, match=f"its manifest is of {other}"):
         install(root, {p.name for p in staging.iterdir()})
     data.staging_dir(root, CANDLES, mirror_of=NODE)
-    with pytest.raises(data.StagedCopyInvalid, match="the copy has no _manifest.json"):
+    with pytest.raises(data.StagedCopyInvalid, match=r"the copy has no _manifest\.json"):
         install(root, set())
     assert data.locate(root, CANDLES) is None
     assert not (mirrored(root) / ".incoming").exists()

@@ -1,4 +1,5 @@
-"""sfarm.data.verification and the pure checks behind it: files vs manifest, order, grid, OHLC, gaps."""
+"""sfarm.data.verification and the pure checks behind it: files vs manifest, order, grid, OHLC,
+gaps."""
 
 from __future__ import annotations
 

@@ -32,8 +32,10 @@ FAST = MinerSettings(retry=RetryPolicy(max_attempts=12, base_delay=0.02, max_del
 # that starts exactly where a page starts (the reply begins later than asked): 1m pages of 1000
 # from 03-01 00:00 start at minute 0, 1000, then 2360 (page 2 skipped the first window's 360).
 MAINTENANCE = [
-    (parse_time_point("2024-03-02T00:00").resolve(), parse_time_point("2024-03-02T06:00").resolve()),
-    (parse_time_point("2024-03-02T15:20").resolve(), parse_time_point("2024-03-02T17:00").resolve()),
+    (parse_time_point("2024-03-02T00:00").resolve(),
+     parse_time_point("2024-03-02T06:00").resolve()),
+    (parse_time_point("2024-03-02T15:20").resolve(),
+     parse_time_point("2024-03-02T17:00").resolve()),
 ]
 
 

@@ -189,7 +189,7 @@ def check_plan(plan: Plan, network: str, nodes: dict[str, Doc], tasks: dict[str,
     # a dataset produced twice: exactly one duplicate-producer problem names it
     duplicated = sorted(d for d, refs in producers.items() if len(refs) > 1)
     assert [p.dataset for p in by_code["duplicate-producer"]] == duplicated
-    for dataset in duplicated:
+    for _ in duplicated:
         event("duplicate producer")
 
     # a consumed dataset: exactly one producer, or a problem names it (each consumer's need)

@@ -234,7 +234,7 @@ def test_wrong_identity_is_an_authentication_error(sshd: SSHServer, tmp_path: Pa
 
 
 def test_missing_identity_file_is_bad_input(sshd: SSHServer, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="identity_file .* does not exist"):
+    with pytest.raises(UsageError, match=r"identity_file .* does not exist"):
         _connection(sshd, identity_file=str(tmp_path / "nope"))
 
 
@@ -352,7 +352,8 @@ def test_sshd_fixture_cleans_up(sshd_pool: SSHDPool,
     SSHDPool._stop(process)
     assert process.poll() is not None
     assert subprocess.run(["ssh-keygen", "-F", f"[127.0.0.1]:{server.port}", "-f",
-                           str(server.known_hosts)], capture_output=True, check=False).returncode == 0
+                           str(server.known_hosts)],
+                          capture_output=True, check=False).returncode == 0
 
 
 def test_failures_print_nothing_but_the_message(silent_port: int, tmp_path: Path) -> None:

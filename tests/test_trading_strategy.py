@@ -75,7 +75,7 @@ def test_unknown_column_suggests_the_closest(tmp_path: Path) -> None:
 def test_check_columns_against_what_a_root_holds(tmp_path: Path) -> None:
     strategy = load_strategy(write(tmp_path, RSI))
     strategy.check_columns({"ts", "close", "rsi_14", "sma_200"})
-    with pytest.raises(UsageError, match="unknown column 'sma_200'.*did you mean 'sma_20'"):
+    with pytest.raises(UsageError, match=r"unknown column 'sma_200'.*did you mean 'sma_20'"):
         strategy.check_columns({"ts", "close", "rsi_14", "sma_20"})
 
 
