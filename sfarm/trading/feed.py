@@ -233,7 +233,7 @@ def _compute(spec: IndicatorSpec, state: IndicatorState | None,
     """The indicator over `candles`, continued from `state`: all at once to seed a series,
     then one candle at a time (values independent of how candles arrive)."""
     if candles.height == 0:
-        empty = pl.DataFrame(schema={c: pl.Float64 for c in spec.columns})
+        empty = pl.DataFrame(schema=dict.fromkeys(spec.columns, pl.Float64))
         return empty, state
     if state is None:
         return update(spec, None, candles)
