@@ -13,7 +13,9 @@ import pytest
 
 from sfarm import data
 from sfarm.remote.connection import LocalConnection
-from sfarm.remote.pull import pull, remote_datasets
+from sfarm.remote.pull import pull
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.node import dataset_summaries
 from tests.fixtures.cli import run_sfarm, sfarm_process
 from tests.fixtures.sshd import SSHServer
 
@@ -34,7 +36,7 @@ def test_pull_copies_then_only_what_is_new(tmp_path: Path) -> None:
     producer, consumer = tmp_path / "producer", tmp_path / "consumer"
     data.append(producer, CANDLES, minutes(0, 3 * 1440))  # three days
     connection = LocalConnection()
-    assert remote_datasets(connection, str(producer)) == [CANDLES]
+    assert [summary.id for summary in dataset_summaries(NodeRoot(producer))] == [CANDLES]
 
     first = pull(connection, str(producer), "miner-1", CANDLES, consumer)
     assert first.changed and first.rows == 3 * 1440 and first.files_transferred >= 1
