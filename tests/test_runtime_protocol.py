@@ -202,8 +202,8 @@ def test_an_error_reply_carries_the_node_message_and_hint() -> None:
     (b"[1, 2]", "its reply is not a JSON object"),
     (b'{"hello": "world"}', "not a node protocol envelope"),
     (_reply(ok=True), "a reply with neither a result nor an error"),
-    (_reply(ok="maybe", reply={"steps": []}), "malformed reply: ok: Input should be a valid "
-                                              "boolean"),
+    (_reply(ok="maybe", reply={"steps": []}), ("malformed reply: ok: Input should be a valid "
+                                              "boolean")),
     (_reply(ok=True, reply={"steps": [{"step": "x", "status": "great"}]}),
      "malformed reply: steps.0.status"),
     (_reply(ok=True, reply={"tasks": []}), "malformed reply: steps: Field required"),

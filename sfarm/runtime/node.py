@@ -3,7 +3,8 @@
 The controller decides what a node needs (`Deployment`, plain data); these functions make the
 node match it and say, step by step, whether anything changed (compared by content and mode,
 never assumed from having run). They are the same for a local node and, run through
-`sfarm node ...` over SSH, for a remote one.
+`sfarm node call` over SSH, for a remote one: sfarm.runtime.handler serves them as the node
+protocol's requests.
 """
 
 from __future__ import annotations
