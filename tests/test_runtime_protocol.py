@@ -176,11 +176,12 @@ def test_a_controller_refuses_a_reply_of_another_version(protocol: int, sfarm: s
 
 
 def test_a_refusal_from_a_node_of_another_version_stays_legible() -> None:
-    """The error reply is the part of the envelope every version reads alike."""
+    """The error reply is the part of the envelope every version reads alike (a newer one may
+    say more: what this version does not know is left aside)."""
     raw = _reply(PROTOCOL_VERSION + 1, "0.2.0", ok=False,
                  error={"message": "the controller runs sfarm 0.1.0 (node protocol 1), this "
                                    "node sfarm 0.2.0 (node protocol 2)",
-                        "hint": "run `sfarm deploy` from the controller"})
+                        "hint": "run `sfarm deploy` from the controller", "code": 409})
     with pytest.raises(NodeError) as refused:
         decode_reply(raw, StepsReply, WHERE)
     assert "this node sfarm 0.2.0" in refused.value.message
@@ -208,7 +209,7 @@ def test_an_error_reply_carries_the_node_message_and_hint() -> None:
      "malformed reply: steps.0.status"),
     (_reply(ok=True, reply={"tasks": []}), "malformed reply: steps: Field required"),
     (_reply(ok=True, reply={"steps": [], "extra": 1}), "malformed reply: extra"),
-    (_reply(ok=False, error={"text": "no message"}), "malformed reply: message"),
+    (_reply(ok=False, error={"text": "no message"}), "malformed reply: error.message"),
 ])
 def test_a_malformed_reply_is_one_error_naming_the_node(raw: bytes, words: str) -> None:
     with pytest.raises(ProtocolError) as malformed:

@@ -273,10 +273,12 @@ def decode_reply(raw: bytes, expected: type[R], where: str) -> R:
     try:
         document = _json_object(raw, "its reply",
                                 hint="is something on the node printing to stdout?")
-        if not document.get("ok") and isinstance(document.get("error"), dict):
+        error = document.get("error")
+        if document.get("ok") is False and isinstance(error, dict) \
+                and isinstance(message := error.get("message"), str):
             # An error reply reads the same in every version: a refusal stays legible.
-            error = ErrorInfo.model_validate(document["error"])
-            raise NodeError(error.message, hint=error.hint)
+            hint = error.get("hint")
+            raise NodeError(message, hint=hint if isinstance(hint, str) else None)
         _check_versions(document, "the node", "this controller")
         envelope = ReplyEnvelope.model_validate(document)
         if not envelope.ok or envelope.reply is None:
