@@ -122,7 +122,8 @@ def test_data_pull_over_ssh(sshd: SSHServer, tmp_path: Path) -> None:
         'timeframes = ["1m"]\nsince = "1d"\n'
         f'[networks.prod.nodes.miner-1]\nhost = "127.0.0.1"\nport = {sshd.port}\n'
         f'user = "{sshd.user}"\nidentity_file = "{sshd.client_key.private}"\n'
-        f'base_dir = "{base}"\ntasks = ["mine"]\n')
+        # A farm's producer runs sfarm (deploy put it there): it lists its datasets itself.
+        f'base_dir = "{base}"\npython = "{sys.executable}"\ntasks = ["mine"]\n')
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line + "\n")
