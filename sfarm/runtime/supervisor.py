@@ -23,7 +23,7 @@ from sfarm.data.fsio import write_atomic
 from sfarm.errors import RunError
 from sfarm.resources import template
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.protocol import Program as Program  # re-exported: deploy builds them
+from sfarm.runtime.protocol import Program
 
 CONFIG_NAME = "supervisord.conf"
 SOCKET_NAME = "supervisor.sock"
