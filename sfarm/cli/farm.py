@@ -50,7 +50,8 @@ def _report(report: FarmReport, json: bool) -> None:
                       f"{len(outcome.steps) - changed} unchanged")
             for step in outcome.steps:
                 if step.status != "ok":
-                    out.print(f"   {step.status:8} {escape(step.step)} [dim]{escape(step.detail)}[/]")
+                    out.print(f"   {step.status:8} {escape(step.step)} "
+                              f"[dim]{escape(step.detail)}[/]")
             if outcome.error:
                 err.print(f"[red]error:[/] {outcome.node}: {escape(outcome.error)}")
     if not report.ok:

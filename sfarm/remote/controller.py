@@ -116,7 +116,7 @@ class FarmController:
         def on_node(spec: NodeSpec) -> T:
             try:
                 return self._with_agent(spec, lambda agent: work(spec, agent))
-            except Exception as error:  # noqa: BLE001 - a node's failure is its result
+            except Exception as error:  # a node's failure, whatever it is, is its result
                 return failed(spec, describe_failure(error))
 
         if not selected:
