@@ -5,11 +5,6 @@ live arming and the notes it gives, as data; the lag arithmetic, pure."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +15,7 @@ from sfarm.inventory import load_inventory
 from sfarm.runtime.protocol import StepResult
 from sfarm.status import DatasetStatus, NetworkStatus, NodeStatus, TaskStatus
 from sfarm.trading.live_guard import HINT
-from tests.fixtures.sshd import free_port
+from tests.fixtures.farm import local_farm
 
 MINUTE_MS = 60_000
 FARM = """
@@ -51,30 +46,20 @@ markets = ["BTC/USDT"]
 timeframes = ["1m"]
 indicators = ["sma(20)", "rsi(14)"]
 
-[networks.svc.nodes.lab]
+[networks.{network}.nodes.lab]
 host = "local"
 tasks = ["mine", "studies"]
 """
 
 
-@pytest.fixture
-def farm_file() -> Iterator[Path]:
-    # Short base path: supervisord's unix socket path must fit in ~100 bytes.
-    base = Path(tempfile.mkdtemp(prefix="sfv-", dir="/tmp"))
-    inventory = base / "sfarm.toml"
-    inventory.write_text(FARM.format(base=base / "nodes", port=free_port()))
-    try:
-        yield inventory
-    finally:
-        subprocess.run([sys.executable, "-m", "sfarm", "down", "-i", str(inventory)],
-                       capture_output=True, timeout=60, check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.mark.slow
-def test_up_status_stop_start_logs_pull_down(farm_file: Path, tmp_path: Path) -> None:
-    farm = Farm(load_inventory(farm_file), "svc")
+def test_up_status_stop_start_logs_pull_down(tmp_path: Path) -> None:
+    with local_farm(FARM, "svc") as local:
+        _drive_a_farm(Farm(load_inventory(local.inventory), "svc"), tmp_path)
 
+
+def _drive_a_farm(farm: Farm, tmp_path: Path) -> None:
+    """Every command of the service on the farm `farm`, in an operator's order."""
     up = farm.up()
     assert up.ok and up.command == "up" and up.notes == []
     (lab,) = up.nodes

@@ -4,6 +4,7 @@ producer writes, and over real SSH with rsync."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 
