@@ -1,6 +1,6 @@
 """A farm whose nodes are reached over SSH: real sshd servers on loopback, real supervisord.
 
-Each node runs `sfarm node ...` through its own sshd (strict host keys: the servers' keys are
+Each node runs `sfarm node call` through its own sshd (strict host keys: the servers' keys are
 in the known_hosts of a temporary HOME). Most tests give the nodes the interpreter running the
 tests as `python` (it has this sfarm); one lets `deploy` install sfarm into the node's venv.
 """
@@ -136,11 +136,13 @@ def test_a_python_that_cannot_make_a_venv_is_named(servers: list[SSHServer]) -> 
 
 def test_live_tasks_are_armed_and_disarmed_on_the_node(sshd: SSHServer, tmp_path: Path) -> None:
     """`--live` reaches SSH nodes: the arm file is written in the node's root, and removed."""
+    from sfarm.remote.agent import NodeAgent
     from sfarm.remote.ssh import SSHConnection
-    from sfarm.remote.ssh_agent import SSHAgent
+    from sfarm.remote.ssh_transport import SSHTransport
 
     spec = sshd.node("trader-1", base_dir=str(tmp_path), python=sys.executable)
-    agent = SSHAgent(spec, SSHConnection(spec, known_hosts=sshd.known_hosts))
+    connection = SSHConnection(spec, known_hosts=sshd.known_hosts)
+    agent = NodeAgent(spec, SSHTransport(spec, connection))
     arm_file = tmp_path / "test" / "trader-1" / "run" / "btc-live.live"
     try:
         steps = agent.set_live(["btc-live"], True, "sfarm start --live")

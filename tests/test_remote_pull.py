@@ -4,6 +4,7 @@ producer writes, and over real SSH with rsync."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 
 from sfarm import data
 from sfarm.remote.connection import LocalConnection
-from sfarm.remote.pull import pull, remote_datasets
+from sfarm.remote.pull import pull
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.node import dataset_summaries
 from tests.fixtures.cli import run_sfarm, sfarm_process
 from tests.fixtures.sshd import SSHServer
 
@@ -34,7 +37,7 @@ def test_pull_copies_then_only_what_is_new(tmp_path: Path) -> None:
     producer, consumer = tmp_path / "producer", tmp_path / "consumer"
     data.append(producer, CANDLES, minutes(0, 3 * 1440))  # three days
     connection = LocalConnection()
-    assert remote_datasets(connection, str(producer)) == [CANDLES]
+    assert [summary.id for summary in dataset_summaries(NodeRoot(producer))] == [CANDLES]
 
     first = pull(connection, str(producer), "miner-1", CANDLES, consumer)
     assert first.changed and first.rows == 3 * 1440 and first.files_transferred >= 1
@@ -120,7 +123,8 @@ def test_data_pull_over_ssh(sshd: SSHServer, tmp_path: Path) -> None:
         'timeframes = ["1m"]\nsince = "1d"\n'
         f'[networks.prod.nodes.miner-1]\nhost = "127.0.0.1"\nport = {sshd.port}\n'
         f'user = "{sshd.user}"\nidentity_file = "{sshd.client_key.private}"\n'
-        f'base_dir = "{base}"\ntasks = ["mine"]\n')
+        # A farm's producer runs sfarm (deploy put it there): it lists its datasets itself.
+        f'base_dir = "{base}"\npython = "{sys.executable}"\ntasks = ["mine"]\n')
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line + "\n")

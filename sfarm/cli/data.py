@@ -16,7 +16,6 @@ from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
 from sfarm.data.layout import DatasetNotFound, format_ts
 from sfarm.errors import UsageError
-from sfarm.inventory import load_inventory
 
 data_app = typer.Typer(
     name="data",
@@ -283,25 +282,16 @@ def pull_cmd(
 
     Example: [bold]sfarm data pull miner-1 candles/binance/BTC-USDT/1h --root ./lab[/]
     """
-    from sfarm.remote.controller import FarmController
-    from sfarm.remote.pull import pull, remote_datasets
+    from sfarm.farm import Farm
 
-    loaded = load_inventory(inventory)
-    controller = FarmController(loaded, loaded.select_network(network), node)
-    connection, node_root = controller.node_access(controller.nodes[0])
-    results = []
-    try:
-        wanted = list(ids or remote_datasets(connection, node_root))
-        if not wanted:
-            raise UsageError(f"node {node} has no datasets under {node_root}/data")
-        with Progress(transient=True, console=err, disable=json) as progress:
-            bar = progress.add_task(f"pulling from {node}", total=len(wanted))
-            for dataset_id in wanted:
-                progress.update(bar, description=f"{node}: {dataset_id}")
-                results.append(pull(connection, node_root, node, dataset_id, root))
-                progress.advance(bar)
-    finally:
-        connection.close()
+    with Progress(transient=True, console=err, disable=json) as progress:
+        bar = progress.add_task(f"pulling from {node}", total=None)
+
+        def show(dataset_id: str, index: int, total: int) -> None:
+            progress.update(bar, description=f"{node}: {dataset_id}", completed=index,
+                            total=total)
+
+        results = Farm.open(inventory, network, node).pull(node, ids or [], root, show)
     if json:
         print_json({"node": node, "root": str(root), "datasets": [r.to_json() for r in results]})
         return

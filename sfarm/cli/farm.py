@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Group
@@ -14,17 +14,14 @@ from rich.table import Table
 
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
-from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
-from sfarm.inventory import NodeSpec, load_inventory
-from sfarm.remote.controller import FarmController, NodeOutcome, running_with_data
-from sfarm.runtime.node import Action
-from sfarm.status import DatasetProgress, NetworkStatus
-from sfarm.timeframes import candle_open, timeframe_ms
+from sfarm.farm import Farm, FarmReport, Note
+from sfarm.runtime.protocol import Action
+from sfarm.status import NetworkStatus
 
-NodeOption = Annotated[Optional[str], typer.Option("--node", help="Only this node.")]
-TaskOption = Annotated[Optional[str], typer.Option("--task", "-t", help="Only this task.")]
+NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
+TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
 LiveOption = Annotated[bool, typer.Option(
     "--live", help="Let the live trade tasks it starts place real orders (each also needs "
                    "live = true); without it they run but place none.")]
@@ -32,30 +29,32 @@ STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "fa
                  "stale": "magenta", "halted": "red"}
 
 
-def _controller(inventory: Path | None, network: str | None,
-                node: str | None = None, *, keep_connections: bool = False) -> FarmController:
-    loaded = load_inventory(inventory)
-    return FarmController(loaded, loaded.select_network(network), node,
-                          keep_connections=keep_connections)
+def _print_notes(notes: list[Note]) -> None:
+    for note in notes:
+        if note.level == "error":
+            err.print(f"[red]error:[/] {note.node}: {escape(note.message)}")
+        else:
+            err.print(f"[yellow]note:[/] {escape(note.message)}")
 
 
-def _report(command: str, outcomes: list[NodeOutcome], json: bool) -> None:
-    """Print each node's steps (or JSON); exit 1 when any node failed."""
+def _report(report: FarmReport, json: bool) -> None:
+    """Print the notes and each node's steps (or JSON); exit 1 when any node failed."""
+    _print_notes(report.notes)
     if json:
-        print_json({"command": command, "ok": all(o.ok for o in outcomes),
-                    "nodes": [o.to_json() for o in outcomes]})
+        print_json(report.to_json())
     else:
-        for outcome in outcomes:
+        for outcome in report.nodes:
             mark = "[green]ok[/]" if outcome.ok else "[red]failed[/]"
             changed = sum(step.status == "changed" for step in outcome.steps)
-            out.print(f"{mark} {outcome.node}: {command}, {changed} changed, "
+            out.print(f"{mark} {outcome.node}: {report.command}, {changed} changed, "
                       f"{len(outcome.steps) - changed} unchanged")
             for step in outcome.steps:
                 if step.status != "ok":
-                    out.print(f"   {step.status:8} {escape(step.step)} [dim]{escape(step.detail)}[/]")
+                    out.print(f"   {step.status:8} {escape(step.step)} "
+                              f"[dim]{escape(step.detail)}[/]")
             if outcome.error:
                 err.print(f"[red]error:[/] {outcome.node}: {escape(outcome.error)}")
-    if not all(outcome.ok for outcome in outcomes):
+    if not report.ok:
         raise typer.Exit(1)
 
 
@@ -66,32 +65,7 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm deploy -i inventory/local.toml[/]
     """
-    _report("deploy", _controller(inventory, network, node).deploy(), json)
-
-
-def _arm_live(controller: FarmController, task: str | None, live: bool, command: str) -> None:
-    """Arm (`--live`) or disarm, on their nodes, the live trade tasks that `command` (start,
-    restart, up, stop, down) acts on (see sfarm.trading.live_guard); a live task started
-    without --live is told about, and one that could not be armed places no order."""
-    from sfarm.tasks import TradeTask
-    from sfarm.trading import live_guard
-
-    def live_tasks(spec: NodeSpec) -> list[str]:
-        return [name for name in controller.tasks_of(spec, task)
-                if isinstance(model := controller.inventory.model.tasks[name], TradeTask)
-                and model.mode == "live"]
-
-    outcomes = controller.set_live(live_tasks, live, f"sfarm {command} --live")
-    for spec, outcome in zip(controller.nodes, outcomes, strict=True):
-        if not outcome.ok:
-            err.print(f"[red]error:[/] {outcome.node}: could not {'arm' if live else 'disarm'} "
-                      f"its live tasks: {escape(outcome.error or '')}")
-        elif not live and command not in ("stop", "down"):
-            for name in live_tasks(spec):
-                err.print(f"[yellow]note:[/] live task {name} on {outcome.node} places no "
-                          f"order: {live_guard.HINT}")
-    if live and not any(outcome.steps for outcome in outcomes):
-        err.print("[yellow]note:[/] --live: none of the tasks started is a live trade task")
+    _report(Farm.open(inventory, network, node).deploy(), json)
 
 
 def up(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -103,18 +77,12 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
     """
-    controller = _controller(inventory, network, node)
-    outcomes = controller.deploy()
-    if all(outcome.ok for outcome in outcomes):
-        _arm_live(controller, None, live, "up")
-        started = {o.node: o for o in controller.control("start")}
-        outcomes = [NodeOutcome(o.node, o.steps + started[o.node].steps, started[o.node].error)
-                    for o in outcomes]
-    _report("up", outcomes, json)
+    farm = Farm.open(inventory, network, node)
+    _report(farm.up(live=live), json)
     if wait > 0:
         with err.status("waiting for every task to run and produce data"):
-            status = controller.wait_until(running_with_data, wait)
-        if not running_with_data(status):
+            status, ready = farm.wait_until_running(wait)
+        if not ready:
             out.print(render_status(status))
             raise RunError(f"not every task was running with data after {wait:.0f} s",
                            hint="see `sfarm status` and `sfarm logs NODE TASK`")
@@ -122,10 +90,7 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
 
 def _control(action: Action, inventory: Path | None, network: str | None, node: str | None,
              task: str | None, json: bool, live: bool = False) -> None:
-    controller = _controller(inventory, network, node)
-    controller.check_task(task)
-    _arm_live(controller, task, live, action)
-    _report(action, controller.control(action, task), json)
+    _report(Farm.open(inventory, network, node).control(action, task, live=live), json)
 
 
 def start(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -165,9 +130,7 @@ def down(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm down -i inventory/local.toml[/]
     """
-    controller = _controller(inventory, network, node)
-    _arm_live(controller, None, False, "down")
-    _report("down", controller.down(), json)
+    _report(Farm.open(inventory, network, node).down(), json)
 
 
 def _age(seconds: float | None) -> str:
@@ -180,22 +143,7 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def behind_live_edge_s(dataset: DatasetProgress, now_ms: float) -> float | None:
-    """How far a dataset is behind the last closed candle of its timeframe (0: up to date)."""
-    if dataset.last_ts is None:
-        return None
-    try:
-        timeframe = parse_dataset_id(dataset.id).timeframe
-    except BadDatasetId:
-        return None
-    if timeframe is None:
-        return None
-    last_closed = candle_open(int(now_ms), timeframe) - timeframe_ms(timeframe)
-    return max(0.0, (last_closed - dataset.last_ts) / 1000)
-
-
 def render_status(status: NetworkStatus) -> Group:
-    now_ms = time.time() * 1000
     tables = []
     for node in status.nodes:
         title = f"[bold]{node.name}[/] [dim]{node.host}[/]"
@@ -210,15 +158,13 @@ def render_status(status: NetworkStatus) -> Group:
         for task in node.tasks:
             stamps = [d.last_ts for d in task.datasets if d.last_ts is not None]
             newest = max(stamps) if stamps else None
-            lags = [lag for d in task.datasets if (lag := behind_live_edge_s(d, now_ms))
-                    is not None]
             rows = sum(d.rows for d in task.datasets)
             note = task.last_error or (f"waiting for {task.waiting_for}"
                                        if task.waiting_for else "")
             colour = STATE_COLOURS.get(task.state, "white")
             table.add_row(task.name, task.kind, f"[{colour}]{task.state}[/]",
                           _age(task.heartbeat_age_s), format_ts(newest),
-                          _age(max(lags) if lags else None),
+                          _age(task.lag_s),
                           f"{rows:,}" if task.datasets else "-", escape(note[:60]))
         tables.append(table)
     return Group(*tables)
@@ -237,19 +183,17 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
     """
     if watch:
         # One connection per node for the whole watch, not one per refresh.
-        controller = _controller(inventory, network, node, keep_connections=True)
+        farm = Farm.open(inventory, network, node, keep_connections=True)
         try:
-            with Live(render_status(controller.status()), console=out,
-                      auto_refresh=False) as live:
+            with Live(render_status(farm.status()), console=out, auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(render_status(controller.status()), refresh=True)
+                    live.update(render_status(farm.status()), refresh=True)
         except KeyboardInterrupt:
             return
         finally:
-            controller.close()
-    controller = _controller(inventory, network, node)
-    result = controller.status()
+            farm.close()
+    result = Farm.open(inventory, network, node).status()
     if json:
         print_json(result.to_json())
     else:
@@ -260,7 +204,7 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
 
 def logs(
     node: Annotated[str, typer.Argument(help="Node name.")],
-    task: Annotated[Optional[str], typer.Argument(help="Task (default: every task).")] = None,
+    task: Annotated[str | None, typer.Argument(help="Task (default: every task).")] = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
     = False,
@@ -270,31 +214,16 @@ def logs(
 
     Example: [bold]sfarm logs -i inventory/local.toml lab mine -f[/]
     """
-    controller = _controller(inventory, network, node)
-    spec = controller.nodes[0]
-    controller.check_task(task)
-    names = [task] if task else list(spec.tasks)
-    prefix = len(names) > 1
-
-    def emit(name: str, lines: list[str]) -> None:
-        for line in lines:
-            out.print(f"[cyan]{name}[/] {escape(line)}" if prefix else escape(line))
-
-    agent = controller.agent(spec)
-    try:
-        offsets = {}
-        for name in names:
-            chunk = agent.read_log(name, None, lines)
-            emit(name, chunk.lines)
-            offsets[name] = chunk.offset
-        while follow:
-            time.sleep(0.5 if spec.is_local else 1.0)
-            for name in names:
-                chunk = agent.read_log(name, offsets[name], lines)
-                emit(name, chunk.lines)
-                offsets[name] = chunk.offset
-    finally:
-        agent.close()
+    with Farm.open(inventory, network, node).logs(node, task, lines) as tail:
+        prefix = len(tail.tasks) > 1
+        while True:
+            for chunk in tail.read():
+                for line in chunk.lines:
+                    out.print(f"[cyan]{chunk.task}[/] {escape(line)}" if prefix
+                              else escape(line))
+            if not follow:
+                return
+            time.sleep(tail.poll_interval_s)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,64 +1,151 @@
-"""A node agent does a node's side of every command. One interface, two kinds of node:
-`LocalAgent` calls `sfarm.runtime.node` in-process; `sfarm.remote.ssh_agent.SSHAgent` runs the
-same functions on the node through `sfarm node ...` over SSH."""
+"""A node's agent: every operation on one node, as a request of the node protocol
+(sfarm.runtime.protocol) sent through a transport, and its reply.
+
+One agent for every node; what differs is the transport. `InProcessTransport` hands the request
+bytes to the node's handler in this process (a local node: no process to start), and
+`sfarm.remote.ssh_transport.SSHTransport` runs `sfarm node call` on the node over SSH. Either
+way the request is encoded and the reply parsed, so a local farm exercises the whole protocol.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from sfarm.inventory import LoadedInventory, NodeSpec
-from sfarm.runtime import node as node_ops
-from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.node import Action, LogChunk, StepResult
+from sfarm.remote.connection import Connection, LocalConnection
+from sfarm.runtime.protocol import (
+    Action,
+    ApplyRequest,
+    ControlRequest,
+    DatasetsReply,
+    DatasetsRequest,
+    DatasetSummary,
+    DownRequest,
+    FactsReply,
+    FactsRequest,
+    LiveRequest,
+    LogChunk,
+    LogReply,
+    LogRequest,
+    Request,
+    StatusReply,
+    StatusRequest,
+    StepResult,
+    StepsReply,
+    decode_reply,
+    encode_request,
+)
 from sfarm.status import NodeStatus
 
+R = TypeVar("R", bound=BaseModel)
 
-class NodeAgent(Protocol):
-    spec: NodeSpec
 
-    def deploy(self, inventory: LoadedInventory) -> list[StepResult]: ...
+class NodeTransport(Protocol):
+    """How an agent reaches its node: request bytes in, reply bytes out."""
 
-    def status(self, tasks: dict[str, str]) -> NodeStatus: ...
+    @property
+    def where(self) -> str:
+        """The node as messages name it: "node lab (this machine)"."""
+        ...
 
-    def control(self, action: Action, names: Iterable[str]) -> list[StepResult]: ...
+    @property
+    def root(self) -> str:
+        """The node root, as a path on the node's machine."""
+        ...
 
-    def down(self) -> StepResult: ...
+    @property
+    def connection(self) -> Connection:
+        """The node's machine, for what is no request (rsync of datasets)."""
+        ...
 
-    def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]: ...
+    def install(self) -> tuple[list[StepResult], str | None]:
+        """Make the node able to answer this sfarm's requests (deploy's first step); the steps
+        and the python its workers run with (None: the deployment's default)."""
+        ...
 
-    def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk: ...
+    def call(self, request: bytes) -> bytes: ...
 
     def close(self) -> None: ...
 
 
-class LocalAgent:
+class InProcessTransport:
+    """A node root on this machine: the node's handler runs in this process."""
+
     def __init__(self, spec: NodeSpec, root: Path) -> None:
+        self.where = f"node {spec.name} (this machine)"
+        self._root = root
+        self._connection: LocalConnection | None = None
+
+    @property
+    def root(self) -> str:
+        return str(self._root)
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = LocalConnection()
+        return self._connection
+
+    def install(self) -> tuple[list[StepResult], str | None]:
+        return [], None  # a local node runs the sfarm running this command
+
+    def call(self, request: bytes) -> bytes:
+        from sfarm.runtime.handler import handle
+
+        return handle(self._root, request)
+
+    def close(self) -> None:
+        pass
+
+
+class NodeAgent:
+    """Every operation on one node. Failures raise SfarmError: the node's own error reply
+    (protocol.NodeError), an unusable reply (protocol.ProtocolError) or the transport's."""
+
+    def __init__(self, spec: NodeSpec, transport: NodeTransport) -> None:
         self.spec = spec
-        self.root = NodeRoot(root)
+        self.transport = transport
+
+    def call(self, request: Request, expected: type[R]) -> R:
+        reply = self.transport.call(encode_request(request))
+        return decode_reply(reply, expected, self.transport.where)
 
     def deploy(self, inventory: LoadedInventory) -> list[StepResult]:
         from sfarm.remote.deploy import build_deployment
 
-        return node_ops.apply_deployment(self.root, build_deployment(inventory, self.spec,
-                                                                     self.root.path))
+        steps, python = self.transport.install()
+        deployment = build_deployment(inventory, self.spec, Path(self.transport.root), python)
+        return steps + self.call(ApplyRequest(deployment=deployment), StepsReply).steps
 
     def status(self, tasks: dict[str, str]) -> NodeStatus:
+        reply = self.call(StatusRequest(tasks=tasks), StatusReply)
         return NodeStatus(name=self.spec.name, host=self.spec.host, reachable=True,
-                          tasks=node_ops.node_task_status(self.root, tasks))
+                          tasks=reply.tasks)
 
     def control(self, action: Action, names: Iterable[str]) -> list[StepResult]:
-        return node_ops.control(self.root, action, names)
-
-    def down(self) -> StepResult:
-        return node_ops.shutdown(self.root)
+        return self.call(ControlRequest(action=action, tasks=list(names)), StepsReply).steps
 
     def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]:
-        return node_ops.set_live(self.root, names, armed, command)
+        request = LiveRequest(tasks=list(names), armed=armed, by=command)
+        return self.call(request, StepsReply).steps
+
+    def down(self) -> list[StepResult]:
+        return self.call(DownRequest(), StepsReply).steps
 
     def read_log(self, name: str | None, offset: int | None, lines: int) -> LogChunk:
-        return node_ops.read_log(self.root, name, offset=offset, lines=lines)
+        return self.call(LogRequest(task=name, offset=offset, lines=lines), LogReply).chunk
+
+    def datasets(self, ids: Iterable[str] | None = None,
+                 mirrors: bool = False) -> list[DatasetSummary]:
+        request = DatasetsRequest(ids=None if ids is None else list(ids), mirrors=mirrors)
+        return self.call(request, DatasetsReply).datasets
+
+    def facts(self) -> FactsReply:
+        return self.call(FactsRequest(), FactsReply)
 
     def close(self) -> None:
-        pass
+        self.transport.close()

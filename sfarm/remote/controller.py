@@ -1,13 +1,15 @@
-"""The farm controller: run a command's node side on every selected node, in parallel.
+"""The farm controller: one node operation on every selected node, in parallel.
 
-A failure on one node never stops the others; each node's outcome is reported, and the command's
-exit status comes from the outcomes (1 when any node failed).
+A failure on one node, whatever it is (unreachable, a timeout, a malformed or failing reply, a
+bug), becomes that node's result with a clear error: the other nodes' results are never lost
+and no traceback reaches the user. `_on_node` is the one place that turns failures into
+results. The commands an operator means (up, live arming, lag) are sfarm.farm's.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,13 +17,13 @@ from typing import Any, TypeVar
 from sfarm.errors import SfarmError, UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
-from sfarm.remote.agent import LocalAgent, NodeAgent
-from sfarm.remote.connection import Connection, LocalConnection
+from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.deploy import local_root
-from sfarm.runtime.node import Action, StepResult
+from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,22 @@ class NodeOutcome:
                 "steps": [step.to_json() for step in self.steps]}
 
 
+def describe_failure(error: Exception) -> str:
+    """What a person reads about a node's failure: sfarm's own message and hint, else the
+    exception's type and text (its traceback goes to the DEBUG log only)."""
+    if isinstance(error, SfarmError):
+        return error.message + (f"\nhint: {error.hint}" if error.hint else "")
+    if isinstance(error, OSError):
+        return f"{type(error).__name__}: {error}"
+    log.debug("unexpected error", exc_info=error)
+    return f"unexpected {type(error).__name__}: {error}"
+
+
 class FarmController:
-    """Runs commands on the nodes of one network. With `keep_connections`, each node's agent
-    (its SSH connection) stays open between calls, for callers that poll (status --watch, the
-    dashboard); `close()` ends them. Otherwise every call opens and closes its own."""
+    """Runs node operations on the nodes of one network. With `keep_connections`, each node's
+    agent (its SSH connection) stays open between calls, for callers that poll (status
+    --watch, the dashboard); `close()` ends them. Otherwise every call opens and closes its
+    own."""
 
     def __init__(self, inventory: LoadedInventory, network: str,
                  node: str | None = None, *, keep_connections: bool = False) -> None:
@@ -59,24 +73,14 @@ class FarmController:
         self.nodes = nodes
 
     def agent(self, spec: NodeSpec) -> NodeAgent:
-        """The node's agent; close it after use (an SSH agent holds a connection)."""
+        """A new agent of the node; close it after use (an SSH agent holds a connection)."""
         if spec.is_local:
-            return LocalAgent(spec, local_root(self.inventory, spec))
+            return NodeAgent(spec, InProcessTransport(spec, local_root(self.inventory, spec)))
         # Fabric and paramiko load only when a node needs them.
         from sfarm.remote.ssh import SSHConnection
-        from sfarm.remote.ssh_agent import SSHAgent
+        from sfarm.remote.ssh_transport import SSHTransport
 
-        return SSHAgent(spec, SSHConnection(spec))
-
-    def node_access(self, spec: NodeSpec) -> tuple[Connection, str]:
-        """A connection to the node's machine and its node root there (close the connection)."""
-        if spec.is_local:
-            return LocalConnection(), str(local_root(self.inventory, spec))
-        from sfarm.remote.ssh import SSHConnection
-        from sfarm.remote.ssh_agent import SSHAgent
-
-        connection = SSHConnection(spec)
-        return connection, SSHAgent(spec, connection).root
+        return NodeAgent(spec, SSHTransport(spec, SSHConnection(spec)))
 
     def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
         if self._open is None:
@@ -85,7 +89,7 @@ class FarmController:
                 return work(agent)
             finally:
                 agent.close()
-        # Each node is worked on by one thread at a time (see _each): no lock needed per key.
+        # Each node is worked on by one thread at a time (see each): no lock needed per key.
         agent = self._open.get(spec.name) or self._open.setdefault(spec.name, self.agent(spec))
         try:
             return work(agent)
@@ -102,22 +106,33 @@ class FarmController:
         if self._open:
             self._open.clear()
 
+    def each(self, work: Callable[[NodeSpec, NodeAgent], T],
+             failed: Callable[[NodeSpec, str], T],
+             nodes: Iterable[NodeSpec] | None = None) -> list[T]:
+        """`work` on every node (or `nodes`) in parallel, in node order; a node whose work
+        raised anything gets `failed(node, what went wrong)` instead."""
+        selected = list(self.nodes if nodes is None else nodes)
+
+        def on_node(spec: NodeSpec) -> T:
+            try:
+                return self._with_agent(spec, lambda agent: work(spec, agent))
+            except Exception as error:  # a node's failure, whatever it is, is its result
+                return failed(spec, describe_failure(error))
+
+        if not selected:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(selected))) as pool:
+            return list(pool.map(on_node, selected))
+
+    def _steps_each(self, work: Callable[[NodeSpec, NodeAgent], list[StepResult]],
+                    nodes: Iterable[NodeSpec] | None = None) -> list[NodeOutcome]:
+        return self.each(lambda spec, agent: NodeOutcome(spec.name, work(spec, agent)),
+                         lambda spec, error: NodeOutcome(spec.name, [], error), nodes)
+
     def tasks_of(self, spec: NodeSpec, task: str | None = None) -> list[str]:
         if task is None:
             return list(spec.tasks)
         return [task] if task in spec.tasks else []
-
-    def _each(self, work: Callable[[NodeSpec], T]) -> list[T]:
-        with ThreadPoolExecutor(max_workers=min(16, max(1, len(self.nodes)))) as pool:
-            return list(pool.map(work, self.nodes))
-
-    def _outcome(self, spec: NodeSpec, work: Callable[[], list[StepResult]]) -> NodeOutcome:
-        try:
-            return NodeOutcome(spec.name, work())
-        except SfarmError as error:
-            return NodeOutcome(spec.name, [], error.message)
-        except OSError as error:
-            return NodeOutcome(spec.name, [], f"{type(error).__name__}: {error}")
 
     def check_task(self, task: str | None) -> None:
         if task is None:
@@ -128,66 +143,32 @@ class FarmController:
                              hint=did_you_mean(task, placed) or known_names("tasks", placed))
 
     def deploy(self) -> list[NodeOutcome]:
-        return self._each(lambda spec: self._outcome(spec, lambda: self._with_agent(
-            spec, lambda agent: agent.deploy(self.inventory))))
+        return self._steps_each(lambda spec, agent: agent.deploy(self.inventory))
 
     def control(self, action: Action, task: str | None = None) -> list[NodeOutcome]:
         self.check_task(task)
-
-        def work(spec: NodeSpec) -> NodeOutcome:
-            names = self.tasks_of(spec, task)
-            return self._outcome(spec, lambda: self._with_agent(
-                spec, lambda agent: agent.control(action, names)))
-
-        return self._each(work)
+        return self._steps_each(
+            lambda spec, agent: agent.control(action, self.tasks_of(spec, task)))
 
     def set_live(self, names_of: Callable[[NodeSpec], list[str]], armed: bool,
                  command: str) -> list[NodeOutcome]:
-        """Arm or disarm, on each node, the live trade tasks `names_of(node)` lists."""
-        def work(spec: NodeSpec) -> NodeOutcome:
-            names = names_of(spec)
-            if not names:
-                return NodeOutcome(spec.name, [])
-            return self._outcome(spec, lambda: self._with_agent(
-                spec, lambda agent: agent.set_live(names, armed, command)))
-
-        return self._each(work)
+        """Arm or disarm, on each node, the live trade tasks `names_of(node)` lists; a node
+        with none is not contacted."""
+        outcomes = {outcome.node: outcome for outcome in self._steps_each(
+            lambda spec, agent: agent.set_live(names_of(spec), armed, command),
+            [spec for spec in self.nodes if names_of(spec)])}
+        return [outcomes.get(spec.name, NodeOutcome(spec.name, [])) for spec in self.nodes]
 
     def down(self) -> list[NodeOutcome]:
-        return self._each(lambda spec: self._outcome(spec, lambda: self._with_agent(
-            spec, lambda agent: [agent.down()])))
+        return self._steps_each(lambda spec, agent: agent.down())
 
     def status(self) -> NetworkStatus:
-        def work(spec: NodeSpec) -> NodeStatus:
-            tasks = {name: self.inventory.model.tasks[name].kind for name in spec.tasks}
-            try:
-                return self._with_agent(spec, lambda agent: agent.status(tasks))
-            except (SfarmError, OSError) as error:
-                message = error.message if isinstance(error, SfarmError) else str(error)
-                return NodeStatus(name=spec.name, host=spec.host, reachable=False,
-                                  error=message)
+        """Every node's tasks as the nodes report them (sfarm.farm adds the lag)."""
+        def work(spec: NodeSpec, agent: NodeAgent) -> NodeStatus:
+            return agent.status({name: self.inventory.model.tasks[name].kind
+                                 for name in spec.tasks})
 
-        return NetworkStatus(network=self.network, nodes=self._each(work))
+        def failed(spec: NodeSpec, error: str) -> NodeStatus:
+            return NodeStatus(name=spec.name, host=spec.host, reachable=False, error=error)
 
-    def wait_until(self, ready: Callable[[NetworkStatus], bool], timeout_s: float,
-                   on_poll: Callable[[NetworkStatus], None] | None = None,
-                   interval_s: float = 1.0) -> NetworkStatus:
-        """Poll status until `ready` or the timeout; return the last status."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status = self.status()
-            if on_poll is not None:
-                on_poll(status)
-            if ready(status) or time.monotonic() >= deadline:
-                return status
-            time.sleep(interval_s)
-
-
-def running_with_data(status: NetworkStatus) -> bool:
-    """Every task runs and every output it reports has rows: the farm is up and producing."""
-    return all(
-        node.reachable and node.tasks and all(
-            task.state == "running" and task.datasets and all(d.rows > 0 for d in task.datasets)
-            for task in node.tasks)
-        for node in status.nodes)
-
+        return NetworkStatus(network=self.network, nodes=self.each(work, failed))

@@ -18,8 +18,7 @@ from sfarm.errors import UsageError
 from sfarm.exchanges.credentials import load_credentials
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.load import SECRETS_FILE
-from sfarm.runtime.node import Deployment, NodeFile
-from sfarm.runtime.supervisor import Program
+from sfarm.runtime.protocol import Deployment, NodeFile, Program
 from sfarm.tasks import TradeTask
 
 SIM_PROGRAM_PREFIX = "sim-"

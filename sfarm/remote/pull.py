@@ -46,15 +46,6 @@ class PullResult:
                 "bytes_transferred": self.bytes_transferred, "changed": self.changed}
 
 
-def remote_datasets(connection: Connection, node_root: str) -> list[str]:
-    """The ids of the datasets under a node root's data/ (those with a manifest)."""
-    data = posixpath.join(node_root, "data")
-    found = connection.run(["find", data, "-name", MANIFEST_NAME, "-type", "f"], check=False)
-    ids = [posixpath.relpath(posixpath.dirname(line), data)
-           for line in found.stdout_text.splitlines() if line.startswith(data + "/")]
-    return sorted(ids)
-
-
 def pull(connection: Connection, node_root: str, node: str, dataset_id: str,
          local_root: Path) -> PullResult:
     """Bring `dataset_id` of the node root `node_root` (on `connection`'s machine) into

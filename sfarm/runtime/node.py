@@ -3,7 +3,8 @@
 The controller decides what a node needs (`Deployment`, plain data); these functions make the
 node match it and say, step by step, whether anything changed (compared by content and mode,
 never assumed from having run). They are the same for a local node and, run through
-`sfarm node ...` over SSH, for a remote one.
+`sfarm node call` over SSH, for a remote one: sfarm.runtime.handler serves them as the node
+protocol's requests.
 """
 
 from __future__ import annotations
@@ -13,46 +14,29 @@ import json
 import stat
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from pydantic import ValidationError
 
 from sfarm.data.fsio import write_atomic
+from sfarm.errors import RunError
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.supervisor import Program, Supervisor, render_config, write_config
+from sfarm.runtime.protocol import (
+    Action,
+    DatasetSummary,
+    Deployment,
+    LogChunk,
+    NodeFile,
+    StepResult,
+    StepStatus,
+)
+from sfarm.runtime.supervisor import Supervisor, render_config, write_config
 from sfarm.status import Heartbeat, TaskStatus, task_status
 
-StepStatus = Literal["ok", "changed", "failed"]
-
-
-@dataclass(frozen=True)
-class NodeFile:
-    path: str  # relative to the node root
-    content: bytes
-    mode: int = 0o644
-
-
-@dataclass(frozen=True)
-class Deployment:
-    network: str
-    node: str
-    files: tuple[NodeFile, ...]
-    programs: tuple[Program, ...]
-    # task name -> kind, for status
-    tasks: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    step: str
-    status: StepStatus
-    detail: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {"step": self.step, "status": self.status, "detail": self.detail}
-
+# The values of the protocol that the node's operations take and return, under their old home.
+__all__ = ["Action", "Deployment", "LogChunk", "NodeFile", "StepResult", "apply_deployment",
+           "control", "dataset_summaries", "node_task_status", "read_log", "set_live",
+           "shutdown", "tail_lines"]
 
 # Directories of a node root and their modes: secrets and the supervisor socket are private.
 DIRECTORIES = {"data": 0o755, "mirror": 0o755, "run": 0o755, "logs": 0o755,
@@ -127,9 +111,6 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
             for name, kind in tasks.items()]
 
 
-Action = Literal["start", "stop", "restart"]
-
-
 def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepResult]:
     supervisor = Supervisor(root)
     if not supervisor.is_running():
@@ -174,16 +155,36 @@ def shutdown(root: NodeRoot) -> StepResult:
     return StepResult("supervisord", "changed", "stopped")
 
 
+def dataset_summaries(root: NodeRoot, ids: Iterable[str] | None = None,
+                      mirrors: bool = False) -> list[DatasetSummary]:
+    """The node's own datasets (and mirrored ones with `mirrors`), from their manifests;
+    `ids` keeps only those. Own data first, then mirrors by producer, each sorted by id."""
+    # The store loads only for this request: a status never pays for it.
+    from sfarm.data.catalog import list_datasets
+    from sfarm.data.manifest import read_manifest_file
+
+    wanted = None if ids is None else {dataset_id.strip("/") for dataset_id in ids}
+    summaries = []
+    for info in list_datasets(root.path):
+        if (info.node is not None and not mirrors) or (wanted is not None
+                                                       and info.id not in wanted):
+            continue
+        try:
+            # Every field from one read of the manifest, so they describe one version of it.
+            manifest = read_manifest_file(Path(info.path))
+        except RunError as error:
+            summaries.append(DatasetSummary(id=info.id, node=info.node, error=error.message))
+            continue
+        if manifest is not None:
+            summaries.append(DatasetSummary(
+                id=info.id, node=info.node, rows=manifest.rows, first_ts=manifest.first_ts,
+                last_ts=manifest.last_ts, generation=manifest.generation,
+                updated_at=manifest.updated_at))
+    return summaries
+
+
 def log_path(root: NodeRoot, name: str | None) -> Path:
     return root.log(name) if name else root.logs / "supervisord.log"
-
-
-@dataclass(frozen=True)
-class LogChunk:
-    """Lines of a log and the offset to read on from (the file's size when read)."""
-
-    lines: list[str]
-    offset: int
 
 
 def read_log(root: NodeRoot, name: str | None, *, offset: int | None = None,

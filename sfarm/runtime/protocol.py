@@ -1,49 +1,326 @@
-"""The wire format of `sfarm node ...`: a node's side of a farm command, driven over SSH.
+"""The node protocol: every request a controller makes of a node and every reply, as typed
+models, and the envelopes that carry them as JSON bytes with the protocol's version.
 
-The controller sends a command's input as JSON on stdin and reads its result as JSON on stdout,
-so nothing it sends (file contents, secrets among them) ever appears in a command line, a
-process list or a log. Pure encoding: no I/O here.
+Both sides use this module: the controller encodes a request and decodes the reply
+(`encode_request`, `decode_reply`), the node decodes the request and encodes its reply
+(`decode_request`, `encode_reply`, `encode_error`; see sfarm.runtime.handler). The bytes travel
+on the stdin/stdout of `sfarm node call` over SSH, or stay in this process for a local node.
+Nothing sent (file contents, secrets among them) ever appears in a command line or a log.
+
+The envelope is stable across versions, so that two versions can at least refuse each other
+clearly: `{"protocol": N, "sfarm": "X", "request": {"op": ...}}` and
+`{"protocol": N, "sfarm": "X", "ok": true, "reply": {...}}` or
+`{"protocol": N, "sfarm": "X", "ok": false, "error": {"message": ..., "hint": ...}}`.
+A node refuses a request of another protocol or sfarm version; a controller refuses such a
+reply. Pure: no I/O here, and nothing heavier than pydantic is imported.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
-from sfarm.runtime.node import Deployment, NodeFile, StepResult
-from sfarm.runtime.supervisor import Program
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 
+from sfarm import __version__
+from sfarm.errors import RunError
+from sfarm.status import TaskStatus
 
-def deployment_to_json(deployment: Deployment) -> bytes:
-    document = {
-        "network": deployment.network, "node": deployment.node,
-        "files": [{"path": f.path, "mode": f.mode,
-                   "content": base64.b64encode(f.content).decode("ascii")}
-                  for f in deployment.files],
-        "programs": [{"name": p.name, "command": list(p.command),
-                      "environment": dict(p.environment), "autostart": p.autostart}
-                     for p in deployment.programs],
-        "tasks": deployment.tasks,
-    }
-    return json.dumps(document).encode()
+# Bump on any change of a request or reply that an older or newer peer could misread.
+PROTOCOL_VERSION = 1
+DEPLOY_HINT = "run `sfarm deploy` from the controller: it installs the controller's sfarm"
 
+# File contents travel as base64 inside the JSON; unknown keys are an error, not ignored.
+_WIRE = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
 
-def deployment_from_json(data: bytes) -> Deployment:
-    document = json.loads(data)
-    return Deployment(
-        network=document["network"], node=document["node"],
-        files=tuple(NodeFile(f["path"], base64.b64decode(f["content"]), int(f["mode"]))
-                    for f in document["files"]),
-        programs=tuple(Program(p["name"], tuple(p["command"]), dict(p["environment"]),
-                               bool(p["autostart"])) for p in document["programs"]),
-        tasks=dict(document["tasks"]))
+StepStatus = Literal["ok", "changed", "failed"]
+Action = Literal["start", "stop", "restart"]
 
 
-def steps_to_json(steps: list[StepResult]) -> bytes:
-    return json.dumps([step.to_json() for step in steps]).encode()
+# --- values carried by requests and replies ---------------------------------------------------
+# Dataclasses (pydantic's, validated on construction): built positionally all over sfarm.
 
 
-def steps_from_json(data: bytes) -> list[StepResult]:
-    rows: list[dict[str, Any]] = json.loads(data)
-    return [StepResult(row["step"], row["status"], row.get("detail", "")) for row in rows]
+@dataclass(frozen=True, config=_WIRE)
+class StepResult:
+    """One step of a command on a node: ok (nothing to do), changed, or failed."""
+
+    step: str
+    status: StepStatus
+    detail: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"step": self.step, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True, config=_WIRE)
+class NodeFile:
+    path: str  # relative to the node root
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True, config=_WIRE)
+class Program:
+    """One supervised process: a task's worker or a service such as the exchange emulator."""
+
+    name: str
+    command: Annotated[Sequence[str], AfterValidator(tuple)]  # any sequence in, a tuple kept
+    environment: dict[str, str] = Field(default_factory=dict)
+    autostart: bool = True
+
+
+@dataclass(frozen=True, config=_WIRE)
+class Deployment:
+    """Everything a node needs (built by the controller, sfarm.remote.deploy)."""
+
+    network: str
+    node: str
+    files: tuple[NodeFile, ...]
+    programs: tuple[Program, ...]
+    tasks: dict[str, str] = Field(default_factory=dict)  # task name -> kind, for status
+
+
+@dataclass(frozen=True, config=_WIRE)
+class LogChunk:
+    """Lines of a log and the offset to read on from (the file's size when read)."""
+
+    lines: list[str]
+    offset: int
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64",
+                              val_json_bytes="base64")
+
+
+class DatasetSummary(_Wire):
+    """A dataset under a node root, from its manifest alone (what the data resolver compares)."""
+
+    id: str
+    node: str | None = None  # the producer of a mirrored dataset; None: the node's own data
+    rows: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    generation: int = 0
+    updated_at: str | None = None
+    error: str | None = None  # the manifest could not be read
+
+
+# --- requests: one model per operation, told apart by `op` ------------------------------------
+
+
+class ApplyRequest(_Wire):
+    """Make the node root match a deployment and (re)load its supervisord."""
+
+    op: Literal["apply"] = "apply"
+    deployment: Deployment
+
+
+class StatusRequest(_Wire):
+    """The state of these tasks (name -> kind) from supervisord and their heartbeats."""
+
+    op: Literal["status"] = "status"
+    tasks: dict[str, str]
+
+
+class ControlRequest(_Wire):
+    op: Literal["control"] = "control"
+    action: Action
+    tasks: list[str]
+
+
+class LiveRequest(_Wire):
+    """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard."""
+
+    op: Literal["live"] = "live"
+    tasks: list[str]
+    armed: bool
+    by: str = "sfarm start --live"  # the command that arms, for the record
+
+
+class DownRequest(_Wire):
+    """Stop every worker and the node's supervisord."""
+
+    op: Literal["down"] = "down"
+
+
+class LogRequest(_Wire):
+    """The last `lines` lines of a log (offset None) or what was written after `offset`;
+    task None: supervisord's own log."""
+
+    op: Literal["log"] = "log"
+    task: str | None = None
+    offset: int | None = Field(default=None, ge=0)
+    lines: int = Field(default=40, ge=0)
+
+
+class DatasetsRequest(_Wire):
+    """Summaries of the node's own datasets (and its mirrors' with `mirrors`); `ids` keeps
+    only those."""
+
+    op: Literal["datasets"] = "datasets"
+    ids: list[str] | None = None
+    mirrors: bool = False
+
+
+class FactsRequest(_Wire):
+    op: Literal["facts"] = "facts"
+
+
+Request = Annotated[ApplyRequest | StatusRequest | ControlRequest | LiveRequest | DownRequest
+                    | LogRequest | DatasetsRequest | FactsRequest, Field(discriminator="op")]
+
+
+# --- replies ----------------------------------------------------------------------------------
+
+
+class StepsReply(_Wire):
+    """The reply to apply, control, live and down."""
+
+    steps: list[StepResult]
+
+
+class StatusReply(_Wire):
+    tasks: list[TaskStatus]
+
+
+class LogReply(_Wire):
+    chunk: LogChunk
+
+
+class DatasetsReply(_Wire):
+    datasets: list[DatasetSummary]
+
+
+class FactsReply(_Wire):
+    sfarm: str
+    protocol: int
+    python: str  # the interpreter's path
+    python_version: str
+    root: str
+    user: str
+
+
+Reply = StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply
+R = TypeVar("R", bound=BaseModel)
+
+
+# --- envelopes ----------------------------------------------------------------------------------
+
+
+class RequestEnvelope(_Wire):
+    protocol: int
+    sfarm: str
+    request: Request
+
+
+class ErrorInfo(_Wire):
+    message: str
+    hint: str | None = None
+
+
+class ReplyEnvelope(_Wire):
+    """A reply before its body is read: the body's type depends on the request."""
+
+    protocol: int
+    sfarm: str
+    ok: bool
+    reply: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+
+class ProtocolError(RunError):
+    """A message this side cannot use: not JSON, the wrong shape, another version."""
+
+
+class NodeError(RunError):
+    """The node answered with an error: the operation failed there."""
+
+
+def encode_request(request: Request) -> bytes:
+    envelope = RequestEnvelope(protocol=PROTOCOL_VERSION, sfarm=__version__, request=request)
+    return envelope.model_dump_json().encode()
+
+
+def decode_request(raw: bytes) -> Request:
+    """The request in `raw`; ProtocolError when it is malformed or of another version."""
+    document = _json_object(raw, "the request")
+    _check_versions(document, "the controller", "this node")
+    try:
+        return RequestEnvelope.model_validate(document).request
+    except ValidationError as error:
+        raise ProtocolError(f"malformed request: {_summary(error)}") from None
+
+
+def encode_reply(reply: Reply) -> bytes:
+    body = reply.model_dump(mode="json")
+    return json.dumps({"protocol": PROTOCOL_VERSION, "sfarm": __version__, "ok": True,
+                       "reply": body}).encode()
+
+
+def encode_error(message: str, hint: str | None = None) -> bytes:
+    envelope = ReplyEnvelope(protocol=PROTOCOL_VERSION, sfarm=__version__, ok=False,
+                             error=ErrorInfo(message=message, hint=hint))
+    return envelope.model_dump_json(exclude_none=True).encode()
+
+
+def decode_reply(raw: bytes, expected: type[R], where: str) -> R:
+    """The reply body in `raw`, of type `expected`. The node's error reply raises NodeError
+    (its message and hint); anything unusable raises ProtocolError naming `where`."""
+    try:
+        document = _json_object(raw, "its reply",
+                                hint="is something on the node printing to stdout?")
+        error = document.get("error")
+        if document.get("ok") is False and isinstance(error, dict) \
+                and isinstance(message := error.get("message"), str):
+            # An error reply reads the same in every version: a refusal stays legible.
+            hint = error.get("hint")
+            raise NodeError(message, hint=hint if isinstance(hint, str) else None)
+        _check_versions(document, "the node", "this controller")
+        envelope = ReplyEnvelope.model_validate(document)
+        if not envelope.ok or envelope.reply is None:
+            raise ProtocolError("a reply with neither a result nor an error")
+        return expected.model_validate(envelope.reply)
+    except ValidationError as error:
+        raise ProtocolError(f"{where}: malformed reply: {_summary(error)}",
+                            hint=DEPLOY_HINT) from None
+    except ProtocolError as error:
+        raise ProtocolError(f"{where}: {error.message}", hint=error.hint) from None
+
+
+def _json_object(raw: bytes, what: str, hint: str | None = None) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise ProtocolError(f"{what} is not JSON: {_preview(raw)}", hint=hint) from None
+    if not isinstance(document, dict):
+        raise ProtocolError(f"{what} is not a JSON object: {_preview(raw)}")
+    return document
+
+
+def _check_versions(document: dict[str, Any], peer: str, self_name: str) -> None:
+    """Refuse a peer of another protocol or sfarm version, naming both versions."""
+    protocol, sfarm = document.get("protocol"), document.get("sfarm")
+    if protocol == PROTOCOL_VERSION and sfarm == __version__:
+        return
+    if not isinstance(protocol, int) or not isinstance(sfarm, str):
+        raise ProtocolError(f"not a node protocol envelope (no protocol and sfarm version): "
+                            f"{_preview(json.dumps(document).encode())}")
+    raise ProtocolError(f"{peer} runs sfarm {sfarm} (node protocol {protocol}), "
+                        f"{self_name} sfarm {__version__} (node protocol {PROTOCOL_VERSION})",
+                        hint=DEPLOY_HINT)
+
+
+def _summary(error: ValidationError, count: int = 3) -> str:
+    problems = [f"{'.'.join(str(part) for part in item['loc']) or '(top)'}: {item['msg']}"
+                for item in error.errors()[:count]]
+    more = error.error_count() - count
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _preview(raw: bytes, limit: int = 80) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return repr(text[:limit] + ("…" if len(text) > limit else "")) if text else "nothing"

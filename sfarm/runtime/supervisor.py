@@ -13,7 +13,6 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -24,19 +23,10 @@ from sfarm.data.fsio import write_atomic
 from sfarm.errors import RunError
 from sfarm.resources import template
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.protocol import Program
 
 CONFIG_NAME = "supervisord.conf"
 SOCKET_NAME = "supervisor.sock"
-
-
-@dataclass(frozen=True)
-class Program:
-    """One supervised process: a task's worker or a service such as the exchange emulator."""
-
-    name: str
-    command: Sequence[str]
-    environment: Mapping[str, str] = field(default_factory=dict)
-    autostart: bool = True
 
 
 def socket_path(root: NodeRoot) -> Path:

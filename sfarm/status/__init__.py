@@ -5,6 +5,7 @@ runtime. May import pydantic only."""
 from sfarm.status.model import (
     TASK_STATES,
     DatasetProgress,
+    DatasetStatus,
     Heartbeat,
     NetworkStatus,
     NodeStatus,
@@ -14,5 +15,5 @@ from sfarm.status.model import (
     task_status,
 )
 
-__all__ = ["TASK_STATES", "DatasetProgress", "Heartbeat", "NetworkStatus", "NodeStatus",
-           "TaskState", "TaskStatus", "TradeProgress", "task_status"]
+__all__ = ["TASK_STATES", "DatasetProgress", "DatasetStatus", "Heartbeat", "NetworkStatus",
+           "NodeStatus", "TaskState", "TaskStatus", "TradeProgress", "task_status"]

@@ -29,6 +29,14 @@ class DatasetProgress(_Model):
     rows: int = 0
 
 
+class DatasetStatus(DatasetProgress):
+    """A task's output as `sfarm status` shows it: its progress and, filled in by the farm's
+    status (sfarm.farm), how many seconds it is behind the last closed candle of its timeframe
+    (None: no data, or a dataset without a timeframe)."""
+
+    lag_s: float | None = None
+
+
 class TradeProgress(_Model):
     equity: float
     position: float
@@ -69,8 +77,14 @@ class TaskStatus(_Model):
     heartbeat_age_s: float | None = None
     last_error: str | None = None
     waiting_for: str | None = None
-    datasets: list[DatasetProgress] = []
+    datasets: list[DatasetStatus] = []
     trade: TradeProgress | None = None
+
+    @property
+    def lag_s(self) -> float | None:
+        """The largest lag of its datasets: how far the task is behind, as a whole."""
+        lags = [dataset.lag_s for dataset in self.datasets if dataset.lag_s is not None]
+        return max(lags) if lags else None
 
 
 class NodeStatus(_Model):
@@ -118,6 +132,7 @@ def task_status(name: str, kind: str, supervisor_state: str | None,
         heartbeat_age_s=None if age is None else round(age, 3),
         last_error=heartbeat.last_error if heartbeat else None,
         waiting_for=heartbeat.waiting_for if heartbeat else None,
-        datasets=heartbeat.outputs if heartbeat else [],
+        datasets=[DatasetStatus(**output.model_dump()) for output in heartbeat.outputs]
+        if heartbeat else [],
         trade=heartbeat.trade if heartbeat else None,
     )

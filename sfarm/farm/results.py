@@ -1,0 +1,40 @@
+"""What a farm command did, as data: each node's outcome and the notes a person should read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sfarm.remote.controller import NodeOutcome
+
+NoteLevel = Literal["note", "error"]
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something to tell the operator beside the steps (a live task that places no order)."""
+
+    level: NoteLevel
+    message: str
+    node: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level, "node": self.node, "message": self.message}
+
+
+@dataclass(frozen=True)
+class FarmReport:
+    """A command's outcome on every selected node; `ok` when no node failed."""
+
+    command: str
+    nodes: list[NodeOutcome]
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.ok for outcome in self.nodes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": self.command, "ok": self.ok,
+                "nodes": [outcome.to_json() for outcome in self.nodes],
+                "notes": [note.to_json() for note in self.notes]}

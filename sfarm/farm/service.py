@@ -1,0 +1,191 @@
+"""`Farm`: the API of a farm's network, called by the command line and the dashboard alike.
+
+Each method is one command an operator means and returns its result as data (a `FarmReport`,
+a `NetworkStatus`, pull results); nothing here prints. Nodes are worked on in parallel by
+sfarm.remote.controller, which turns any node's failure into that node's result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from sfarm.errors import UsageError
+from sfarm.farm.live import arming_notes, live_tasks
+from sfarm.farm.logs import LogTail
+from sfarm.farm.results import FarmReport
+from sfarm.farm.status import fill_lags, running_with_data
+from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
+from sfarm.inventory.problems import did_you_mean, known_names
+from sfarm.remote.controller import FarmController, NodeOutcome
+from sfarm.remote.pull import PullResult, pull
+from sfarm.runtime.protocol import Action, DatasetSummary
+from sfarm.status import NetworkStatus
+
+PullProgress = Callable[[str, int, int], None]  # dataset id, its index, how many in all
+
+
+class Farm:
+    """The nodes of one network of an inventory (or one node of it). With `keep_connections`
+    each node's connection stays open between calls (status --watch, the dashboard): `close()`
+    or a `with` block ends them."""
+
+    def __init__(self, inventory: LoadedInventory, network: str, node: str | None = None, *,
+                 keep_connections: bool = False) -> None:
+        self.controller = FarmController(inventory, network, node,
+                                         keep_connections=keep_connections)
+        self.inventory = inventory
+        self.network = network
+
+    @classmethod
+    def open(cls, inventory: Path | None, network: str | None, node: str | None = None, *,
+             keep_connections: bool = False) -> Farm:
+        """The farm of the inventory at `inventory` (found as the command line finds it when
+        None), its network `network` (the only one when None)."""
+        loaded = load_inventory(inventory)
+        return cls(loaded, loaded.select_network(network), node,
+                   keep_connections=keep_connections)
+
+    @property
+    def nodes(self) -> list[NodeSpec]:
+        return self.controller.nodes
+
+    def node(self, name: str) -> NodeSpec:
+        names = [spec.name for spec in self.nodes]
+        if name not in names:
+            raise UsageError(f"no node {name!r} among the selected nodes of {self.network!r}",
+                             hint=did_you_mean(name, names) or known_names("nodes", names))
+        return self.nodes[names.index(name)]
+
+    def check_task(self, task: str | None) -> None:
+        """UsageError unless `task` (when given) is placed on a selected node."""
+        self.controller.check_task(task)
+
+    def close(self) -> None:
+        self.controller.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def deploy(self) -> FarmReport:
+        """Make every node match the inventory (idempotent: a second deploy changes nothing)."""
+        return FarmReport("deploy", self.controller.deploy())
+
+    def up(self, *, live: bool = False) -> FarmReport:
+        """Deploy, then (when every node deployed) arm or disarm the live tasks and start
+        every worker: one outcome per node, its deploy steps then its start steps."""
+        deployed = self.controller.deploy()
+        if not all(outcome.ok for outcome in deployed):
+            return FarmReport("up", deployed)
+        notes = self.set_live(live, command="up").notes
+        started = {outcome.node: outcome for outcome in self.controller.control("start")}
+        merged = [NodeOutcome(outcome.node, outcome.steps + started[outcome.node].steps,
+                              started[outcome.node].error) for outcome in deployed]
+        return FarmReport("up", merged, notes)
+
+    def control(self, action: Action, task: str | None = None, *,
+                live: bool = False) -> FarmReport:
+        """Start, stop or restart the workers (of `task` only, when given). Live trade tasks
+        are armed by a start or restart with `live`, disarmed otherwise."""
+        self.check_task(task)
+        notes = self.set_live(live and action != "stop", task, command=action).notes
+        return FarmReport(action, self.controller.control(action, task), notes)
+
+    def start(self, task: str | None = None, *, live: bool = False) -> FarmReport:
+        return self.control("start", task, live=live)
+
+    def stop(self, task: str | None = None) -> FarmReport:
+        return self.control("stop", task)
+
+    def restart(self, task: str | None = None, *, live: bool = False) -> FarmReport:
+        return self.control("restart", task, live=live)
+
+    def down(self) -> FarmReport:
+        """Disarm the live tasks, then stop every worker and each node's supervisord."""
+        notes = self.set_live(False, command="down").notes
+        return FarmReport("down", self.controller.down(), notes)
+
+    def set_live(self, armed: bool, task: str | None = None, *,
+                 command: str = "start") -> FarmReport:
+        """Arm (or disarm) the live trade tasks that `command` acts on (all of them, or `task`),
+        on their nodes; nodes without one are not contacted. The notes say what a person should
+        know: a live task left unarmed places no order (see sfarm.trading.live_guard)."""
+        live_of = {spec.name: live_tasks(self.inventory, self.controller.tasks_of(spec, task))
+                   for spec in self.nodes}
+        outcomes = self.controller.set_live(lambda spec: live_of[spec.name], armed,
+                                            f"sfarm {command} --live")
+        return FarmReport("live" if armed else "disarm", outcomes,
+                          arming_notes(command, armed, outcomes, live_of))
+
+    # -- status and logs --------------------------------------------------------------------
+
+    def status(self, now: float | None = None) -> NetworkStatus:
+        """Every node's tasks, each dataset with its lag behind the live edge as of `now`
+        (unix seconds; the controller's clock by default)."""
+        moment = time.time() if now is None else now
+        return fill_lags(self.controller.status(), moment * 1000)
+
+    def wait_until_running(self, timeout_s: float, *, interval_s: float = 1.0,
+                           on_poll: Callable[[NetworkStatus], None] | None = None
+                           ) -> tuple[NetworkStatus, bool]:
+        """Poll the status until every task runs with data, or `timeout_s`; the last status
+        and whether it got there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.status()
+            if on_poll is not None:
+                on_poll(status)
+            if running_with_data(status) or time.monotonic() >= deadline:
+                return status, running_with_data(status)
+            time.sleep(interval_s)
+
+    def logs(self, node: str, task: str | None = None, lines: int = 40) -> LogTail:
+        """The logs of a node's workers (of `task` only, when given); close the tail after."""
+        spec = self.node(node)
+        if task is not None and task not in spec.tasks:
+            raise UsageError(f"no task {task!r} on node {node!r}",
+                             hint=did_you_mean(task, spec.tasks)
+                             or known_names("tasks", spec.tasks))
+        return LogTail(self.controller.agent(spec), [task] if task else list(spec.tasks), lines)
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def datasets(self, node: str, ids: Sequence[str] | None = None, *,
+                 mirrors: bool = False) -> list[DatasetSummary]:
+        """The datasets a node holds (its own; its mirrors' too with `mirrors`), from their
+        manifests on the node."""
+        agent = self.controller.agent(self.node(node))
+        try:
+            return agent.datasets(ids, mirrors)
+        finally:
+            agent.close()
+
+    def pull(self, node: str, ids: Sequence[str], local_root: Path,
+             progress: PullProgress | None = None) -> list[PullResult]:
+        """Pull datasets of `node` (every dataset it produces when `ids` is empty) into
+        `local_root/mirror/<node>/`, incrementally (sfarm.remote.pull)."""
+        agent = self.controller.agent(self.node(node))
+        try:
+            wanted = list(ids) or [summary.id for summary in agent.datasets()]
+            if not wanted:
+                raise UsageError(f"node {node} has no datasets under "
+                                 f"{agent.transport.root}/data")
+            results = []
+            for index, dataset_id in enumerate(wanted):
+                if progress is not None:
+                    progress(dataset_id, index, len(wanted))
+                results.append(pull(agent.transport.connection, agent.transport.root, node,
+                                    dataset_id, local_root))
+            return results
+        finally:
+            agent.close()
+

@@ -1,0 +1,80 @@
+"""A node's one entry point: a request envelope in, a reply envelope out (sfarm.runtime.protocol).
+
+`handle` serves both kinds of node: `sfarm node call` feeds it stdin on a node reached over SSH,
+and a local node's agent calls it in-process with the same bytes. It never raises: whatever goes
+wrong on the node, a refused version, a malformed request or an unexpected exception, becomes an
+error reply with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import platform
+import sys
+from pathlib import Path
+
+from sfarm import __version__
+from sfarm.errors import SfarmError
+from sfarm.runtime import node as node_ops
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.protocol import (
+    PROTOCOL_VERSION,
+    ApplyRequest,
+    ControlRequest,
+    DatasetsReply,
+    DatasetsRequest,
+    DownRequest,
+    FactsReply,
+    FactsRequest,
+    LiveRequest,
+    LogReply,
+    LogRequest,
+    Reply,
+    Request,
+    StatusReply,
+    StatusRequest,
+    StepsReply,
+    decode_request,
+    encode_error,
+    encode_reply,
+)
+
+log = logging.getLogger(__name__)
+
+
+def handle(root: Path, raw: bytes) -> bytes:
+    """The reply envelope to the request envelope `raw`, acted on in the node root `root`."""
+    try:
+        return encode_reply(dispatch(NodeRoot(root), decode_request(raw)))
+    except SfarmError as error:
+        return encode_error(error.message, error.hint)
+    except Exception as error:  # the reply is the only way back: nothing may escape
+        # The traceback is for a debugging session (logging at DEBUG), never for the reply.
+        log.debug("unexpected error on the node", exc_info=True)
+        return encode_error(f"unexpected {type(error).__name__} on the node: {error}",
+                            hint="a bug in sfarm: please report it with this message")
+
+
+def dispatch(root: NodeRoot, request: Request) -> Reply:
+    """Do what `request` asks in `root` and say what happened."""
+    match request:
+        case ApplyRequest(deployment=deployment):
+            return StepsReply(steps=node_ops.apply_deployment(root, deployment))
+        case StatusRequest(tasks=tasks):
+            return StatusReply(tasks=node_ops.node_task_status(root, tasks))
+        case ControlRequest(action=action, tasks=tasks):
+            return StepsReply(steps=node_ops.control(root, action, tasks))
+        case LiveRequest(tasks=tasks, armed=armed, by=by):
+            return StepsReply(steps=node_ops.set_live(root, tasks, armed, by))
+        case DownRequest():
+            return StepsReply(steps=[node_ops.shutdown(root)])
+        case LogRequest(task=task, offset=offset, lines=lines):
+            return LogReply(chunk=node_ops.read_log(root, task, offset=offset, lines=lines))
+        case DatasetsRequest(ids=ids, mirrors=mirrors):
+            return DatasetsReply(datasets=node_ops.dataset_summaries(root, ids, mirrors))
+        case FactsRequest():
+            return FactsReply(sfarm=__version__, protocol=PROTOCOL_VERSION,
+                              python=sys.executable, python_version=platform.python_version(),
+                              root=str(root.path), user=getpass.getuser())
+    raise AssertionError(f"no handler for {request!r}")  # the union above is exhaustive
