@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
@@ -144,12 +145,13 @@ def _age(seconds: float | None) -> str:
 
 
 def render_status(status: NetworkStatus) -> Group:
-    tables = []
+    tables: list[Table | Text] = []
     for node in status.nodes:
         title = f"[bold]{node.name}[/] [dim]{node.host}[/]"
         if not node.reachable:
-            tables.append(Table(title=f"{title} [red]unreachable: {escape(node.error or '')}[/]",
-                                title_justify="left"))
+            # A line, not a table: rich draws nothing at all of a table without columns.
+            tables.append(Text.from_markup(f"{title} [red]unreachable:[/] "
+                                           f"{escape(node.error or 'no reason given')}\n"))
             continue
         table = Table(title=title, title_justify="left", expand=False)
         for column in ("task", "kind", "state", "heartbeat", "last candle", "lag", "rows",
