@@ -12,17 +12,18 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from sfarm import __version__
 from sfarm.remote.wheel import build_wheel, read_source_tree
-from tests.fixtures.sshd import free_port
+from tests.fixtures.network import free_port
+from tests.fixtures.processes import processes_under
 from tests.fixtures.venvs import make_venv, pip_install
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -64,27 +65,6 @@ def run(bin_dir: Path, cwd: Path, *argv: str, check: bool = True,
     return result.stdout
 
 
-def processes_under(path: Path) -> list[str]:
-    """Command lines of live processes that mention `path`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if entry.name.isdigit() and str(path) in cmdline:
-            found.append(cmdline)
-    return found
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    """Poll `condition` until it holds; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 def running_with_candles(installed: Path, farm: Path) -> bool:
     """Every task of the scaffold running under supervisord, and the miner's candles stored."""
     # Exit status 1 until every task runs: the document tells which.
@@ -118,11 +98,12 @@ def test_the_installed_wheel_scaffolds_validates_and_runs_a_local_farm(
     try:
         up = json.loads(run(installed, farm, "sfarm", "up", "--json"))
         assert up["ok"] is True, up
-        wait_for(lambda: running_with_candles(installed, farm), "every task running, candles")
+        wait_for(lambda: running_with_candles(installed, farm),
+                 what="every task running, candles")
         workers = [line for line in processes_under(root) if "worker run" in line]
         assert len(workers) == 3 and all(str(installed) in line for line in workers), workers
         run(installed, farm, "sfarm", "down")
-        wait_for(lambda: not processes_under(root), "no process left", timeout_s=20)
+        wait_for(lambda: not processes_under(root), what="no process left")
     finally:
         subprocess.run([str(installed / "sfarm"), "down"], cwd=farm, capture_output=True,
                        timeout=60, check=False)
