@@ -272,3 +272,6 @@ def test_two_pulls_of_one_dataset_run_one_after_the_other(tmp_path: Path) -> Non
     assert data.read(consumer, CANDLES, mirror_of=NODE).equals(data.read(producer, CANDLES))
     assert data.verify(consumer, CANDLES, mirror_of=NODE).ok
     assert not (mirror_dir(consumer) / ".incoming").exists()
+    # The lock file stays beside the mirror's files; dataset listings do not see it.
+    assert (mirror_dir(consumer) / ".pull.lock").is_file()
+    assert [(info.id, info.node) for info in data.list_datasets(consumer)] == [(CANDLES, NODE)]
