@@ -245,7 +245,8 @@ class Connection(Protocol):
               source_lock: str | None = None) -> SyncResult:
         """Copy with rsync (archive mode, rsync's trailing-slash rules): node -> here if `pull`,
         here -> node otherwise. The destination's parent directory must exist. With a pull,
-        `source_lock` is a file on the node held with a shared flock for the whole transfer."""
+        `source_lock` is a file on the node held with a shared flock for the whole transfer, and
+        symlinks, devices and special files are not copied (the node is not trusted)."""
         ...
 
     def home(self) -> str:
