@@ -56,7 +56,7 @@ def test_pull_copies_then_only_what_is_new(tmp_path: Path) -> None:
     # Files the producer retired are gone from the mirror too.
     names = {p.name for p in data.dataset_dir(consumer, CANDLES, mirror_of="miner-1").iterdir()}
     source = {p.name for p in data.dataset_dir(producer, CANDLES).iterdir()}
-    assert names - {".lock"} == source - {".lock"}
+    assert names - {".lock", ".pull.lock"} == source - {".lock"}
 
 
 def test_pulls_while_the_producer_writes_always_give_a_whole_version(tmp_path: Path) -> None:

@@ -67,8 +67,10 @@ _PERIODS: dict[Partitioning, tuple[Period, Period]] = {
     "day": ("day", "day"), "month": ("month", "month"), "year": ("year", "year"),
     "month+day": ("month", "day"),
 }
-_PARTITION_FILE = re.compile(r"^(?P<key>\d{4}(?:-\d{2}){0,2})\.g(?P<gen>\d+)\.parquet$")
-_SEGMENT_FILE = re.compile(r"^_index\.(?P<segment>[\w-]+)\.g(?P<gen>\d+)\.json$")
+# Matched whole (`fullmatch`: `$` would let a trailing newline through) and ASCII only: these
+# patterns are also what a name taken from a manifest, maybe a hostile producer's, must match.
+_PARTITION_FILE = re.compile(r"(?P<key>\d{4}(?:-\d{2}){0,2})\.g(?P<gen>\d+)\.parquet", re.ASCII)
+_SEGMENT_FILE = re.compile(r"_index\.(?P<segment>[\w-]+)\.g(?P<gen>\d+)\.json", re.ASCII)
 
 
 class DatasetNotFound(UsageError):
@@ -193,11 +195,28 @@ def segment_file_name(segment: str, generation: int) -> str:
 
 
 def is_partition_file(name: str) -> bool:
-    return _PARTITION_FILE.match(name) is not None
+    return _PARTITION_FILE.fullmatch(name) is not None
 
 
 def is_segment_file(name: str) -> bool:
-    return _SEGMENT_FILE.match(name) is not None
+    return _SEGMENT_FILE.fullmatch(name) is not None
+
+
+def check_partition_file_name(name: str) -> str:
+    """`name` if it is a partition file name of the store (`<key>.g<N>.parquet`: no `/`, no
+    `..`, not hidden); ValueError otherwise. Every name a manifest gives is checked so: a
+    dataset's files are only ever these names, inside its own directory."""
+    if not is_partition_file(name):
+        raise ValueError(f"{name!r} is not a partition file name (<key>.g<N>.parquet)")
+    return name
+
+
+def check_segment_file_name(name: str) -> str:
+    """`name` if it is an index segment file name (`_index.<segment>.g<N>.json`); ValueError
+    otherwise (see `check_partition_file_name`)."""
+    if not is_segment_file(name):
+        raise ValueError(f"{name!r} is not an index segment file name (_index.<segment>.g<N>.json)")
+    return name
 
 
 def is_temp_file(name: str) -> bool:

@@ -11,14 +11,26 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from sfarm.data.layout import MANIFEST_NAME, Partitioning, tiers
+from sfarm.data.layout import (
+    MANIFEST_NAME,
+    Partitioning,
+    check_partition_file_name,
+    check_segment_file_name,
+    tiers,
+)
 from sfarm.errors import RunError
 
 SCHEMA_VERSION = 2  # the newest layout this code reads and writes (see sfarm.data.layout)
+
+# File names a manifest gives are joined to the dataset's directory by every reader and by a
+# mirror's install: only the store's own names parse, so no manifest (a hostile producer's
+# included) can point outside that directory, at a hidden file or into a subdirectory.
+PartitionFileName = Annotated[str, AfterValidator(check_partition_file_name)]
+SegmentFileName = Annotated[str, AfterValidator(check_segment_file_name)]
 
 
 class PartitionEntry(BaseModel):
@@ -27,7 +39,7 @@ class PartitionEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: str
-    file: str
+    file: PartitionFileName
     rows: int
     first_ts: int
     last_ts: int
@@ -41,7 +53,7 @@ class SegmentEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    file: str
+    file: SegmentFileName
     partitions: int
     rows: int
     first_ts: int

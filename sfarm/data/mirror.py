@@ -11,20 +11,25 @@ was.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sfarm.data.fsio import WriterLock, fsync_dir, write_atomic
 from sfarm.data.layout import MANIFEST_NAME, check_dataset_id, dataset_dir
-from sfarm.data.manifest import Manifest, parse_manifest, parse_segment, sha256_hex
+from sfarm.data.manifest import Manifest, PartitionEntry, parse_manifest, parse_segment, sha256_hex
 from sfarm.data.recovery import sweep
 from sfarm.errors import RunError
 
 STAGING_NAME = ".incoming"  # inside the mirror's dataset directory: dataset listings skip it
+PULL_LOCK_NAME = ".pull.lock"  # beside it, hidden too: held by the one pull using it
 
 
 class StagedCopyInvalid(RunError):
@@ -39,6 +44,22 @@ class InstallResult:
     files: int  # files of that manifest that came with this copy (`transferred`)
     bytes: int  # their size
     changed: bool  # False when the mirror already held this manifest
+
+
+@contextlib.contextmanager
+def pull_lock(root: Path | str, dataset_id: str, *, mirror_of: str) -> Iterator[None]:
+    """Held by a pull of `dataset_id` from `mirror_of` for its whole run (staging, transfer,
+    install): two pulls of one dataset into one mirror would share, and empty, one staging
+    directory. A second pull waits for the first. Not the mirror's writer lock (`.lock`): its
+    readers would wait for the transfer."""
+    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / PULL_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def staging_dir(root: Path | str, dataset_id: str, *, mirror_of: str) -> Path:
@@ -72,10 +93,9 @@ def install_staged(root: Path | str, dataset_id: str, *, mirror_of: str,
 
 def _install(target: Path, staging: Path, dataset_id: str, node: str,
              transferred: set[str]) -> InstallResult:
-    try:
-        raw_manifest = (staging / MANIFEST_NAME).read_bytes()
-    except FileNotFoundError:
-        raise _invalid(dataset_id, node, f"the copy has no {MANIFEST_NAME}") from None
+    if not os.path.lexists(staging / MANIFEST_NAME):
+        raise _invalid(dataset_id, node, f"the copy has no {MANIFEST_NAME}")
+    raw_manifest = _read(staging, MANIFEST_NAME, dataset_id, node, durable=False)
     current = target / MANIFEST_NAME
     if current.exists() and current.read_bytes() == raw_manifest:
         return InstallResult(dataset_id, node, parse_manifest(raw_manifest, current), 0, 0,
@@ -96,15 +116,17 @@ def _install(target: Path, staging: Path, dataset_id: str, node: str,
 def _check(staging: Path, raw_manifest: bytes, dataset_id: str, node: str,
            transferred: set[str]) -> tuple[Manifest, list[str]]:
     """The staged manifest and the files it names, each checked (and those transferred made
-    durable: rsync does not fsync)."""
+    durable: rsync does not fsync). Parsing the manifest and its segments admits only the
+    store's own file names (`sfarm.data.manifest`), so every name below stays in `staging`."""
     try:
         manifest = parse_manifest(raw_manifest, staging / MANIFEST_NAME)
     except RunError as error:
         raise _invalid(dataset_id, node, error.message) from None
     if manifest.dataset_id != dataset_id:
         raise _invalid(dataset_id, node, f"its manifest is of {manifest.dataset_id}")
-    names = []
+    names: list[str] = []
     for segment in manifest.segments:
+        _check_new(names, segment.file, dataset_id, node)
         raw = _read(staging, segment.file, dataset_id, node, durable=segment.file in transferred)
         if sha256_hex(raw) != segment.sha256:
             raise _mismatch(dataset_id, node, f"index {segment.file}")
@@ -114,37 +136,62 @@ def _check(staging: Path, raw_manifest: bytes, dataset_id: str, node: str,
         except RunError as error:
             raise _invalid(dataset_id, node, error.message) from None
         for partition in partitions:
-            path = staging / partition.file
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                raise _invalid(dataset_id, node, f"{partition.file} is missing") from None
-            if size != partition.bytes or (partition.file in transferred and _sha256_durable(
-                    path) != partition.sha256):
-                raise _mismatch(dataset_id, node, partition.file)
+            _check_new(names, partition.file, dataset_id, node)
+            _check_partition(staging, partition, dataset_id, node,
+                             hashed=partition.file in transferred)
             names.append(partition.file)
     return manifest, names
 
 
+def _check_new(names: list[str], name: str, dataset_id: str, node: str) -> None:
+    if name in names:  # each is moved into the mirror once
+        raise _invalid(dataset_id, node, f"its manifest names {name} twice")
+
+
+def _check_partition(staging: Path, partition: PartitionEntry, dataset_id: str, node: str, *,
+                     hashed: bool) -> None:
+    """Its size first, from the inode (a file larger than its manifest says is refused before
+    a byte of it is read), then, when `hashed`, its sha256 (fsynced on the way)."""
+    fd = _open_regular(staging, partition.file, dataset_id, node)
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(fd).st_size
+        if size != partition.bytes:
+            raise _invalid(dataset_id, node, f"{partition.file} does not match its manifest "
+                                             f"({size} bytes, not {partition.bytes})")
+        if not hashed:
+            return
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        os.fsync(fd)
+    if digest.hexdigest() != partition.sha256:
+        raise _mismatch(dataset_id, node, partition.file)
+
+
 def _read(staging: Path, name: str, dataset_id: str, node: str, *, durable: bool) -> bytes:
-    try:
-        with (staging / name).open("rb") as handle:
-            raw = handle.read()
-            if durable:
-                os.fsync(handle.fileno())
-    except FileNotFoundError:
-        raise _invalid(dataset_id, node, f"{name} is missing") from None
+    with os.fdopen(_open_regular(staging, name, dataset_id, node), "rb") as handle:
+        raw = handle.read()
+        if durable:
+            os.fsync(handle.fileno())
     return raw
 
 
-def _sha256_durable(path: Path) -> str:
-    """The file's sha256, read in blocks (partitions can be large); fsynced on the way."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-        os.fsync(handle.fileno())
-    return digest.hexdigest()
+def _open_regular(staging: Path, name: str, dataset_id: str, node: str) -> int:
+    """A read-only descriptor of the staged regular file `name`. Never follows a symlink (a
+    producer's link to /etc/passwd is refused, not read) and never blocks on a FIFO; anything
+    but a regular file (a link, a directory, a device) is refused."""
+    try:
+        fd = os.open(staging / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _invalid(dataset_id, node, f"{name} is missing") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _invalid(dataset_id, node, f"{name} is a symbolic link") from None
+        raise _invalid(dataset_id, node, f"{name} cannot be opened: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _invalid(dataset_id, node, f"{name} is not a regular file")
+    return fd
 
 
 def _mismatch(dataset_id: str, node: str, what: str) -> StagedCopyInvalid:

@@ -176,14 +176,18 @@ def local_rsync_path(path: str) -> str:
     return path
 
 
-def rsync_options(*, delete: bool, excludes: Iterable[str],
+def rsync_options(*, pull: bool, delete: bool, excludes: Iterable[str],
                   link_dest: str | None = None) -> list[str]:
     """The options every sfarm rsync uses: archive mode, literal (secluded) args, itemized output.
 
     `-s` keeps paths with spaces or shell characters literal on the remote side. `link_dest`: a
-    local directory whose unchanged files are hard-linked instead of sent.
+    local directory whose unchanged files are hard-linked instead of sent. A `pull` takes the
+    node's files as untrusted: no symlink, device or special file is created here (a dataset is
+    regular files only; the store refuses anything else too).
     """
     options = ["--archive", "-s", "--itemize-changes"]
+    if pull:
+        options += ["--no-links", "--no-devices", "--no-specials"]
     if delete:
         options.append("--delete")
     options += [f"--exclude={pattern}" for pattern in excludes]
@@ -241,7 +245,8 @@ class Connection(Protocol):
               source_lock: str | None = None) -> SyncResult:
         """Copy with rsync (archive mode, rsync's trailing-slash rules): node -> here if `pull`,
         here -> node otherwise. The destination's parent directory must exist. With a pull,
-        `source_lock` is a file on the node held with a shared flock for the whole transfer."""
+        `source_lock` is a file on the node held with a shared flock for the whole transfer, and
+        symlinks, devices and special files are not copied (the node is not trusted)."""
         ...
 
     def home(self) -> str:
@@ -331,7 +336,7 @@ class LocalConnection:
         # Both sides are on this machine, so `pull` only says which side is the node's.
         lock = os.path.expanduser(source_lock) if pull and source_lock else None
         argv = locked(lock, [require_local_rsync(),
-                             *rsync_options(delete=delete, excludes=excludes,
+                             *rsync_options(pull=pull, delete=delete, excludes=excludes,
                                             link_dest=link_dest), "--",
                              local_rsync_path(os.path.expanduser(source)),
                              local_rsync_path(os.path.expanduser(destination))])

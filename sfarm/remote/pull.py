@@ -8,6 +8,11 @@ the dataset as one committed version into the store's staging directory, hard-li
 mirror what it already holds (only new partition files travel). The store then checks the copy
 and commits it (`sfarm.data.install_staged`): a reader of the mirror sees the old version or
 the new one.
+
+The producer is not trusted: rsync copies no symlink, device or special file (pull options of
+`rsync_options`), the store admits only its own file names from the copied manifest and
+checks every file it names, and a per-dataset lock keeps two pulls from sharing the staging
+directory.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from sfarm.data.layout import (
     check_dataset_id,
     dataset_dir,
 )
-from sfarm.data.mirror import install_staged, staging_dir
+from sfarm.data.mirror import install_staged, pull_lock, staging_dir
 from sfarm.remote.connection import Connection
 
 # The producer's lock and a writer's leftovers never travel.
@@ -56,11 +61,12 @@ def pull(connection: Connection, node_root: str, node: str, dataset_id: str,
         raise DatasetNotFound(f"no dataset {dataset_id} on node {node}",
                               hint=f"`sfarm data pull {node}` without ids lists what it has")
     mirror = dataset_dir(local_root, dataset_id, mirror_of=node)
-    staging = staging_dir(local_root, dataset_id, mirror_of=node)
-    copied = connection.rsync(source + "/", f"{staging}/", pull=True, delete=True,
-                              excludes=EXCLUDED, link_dest=str(mirror),
-                              source_lock=posixpath.join(source, LOCK_NAME))
-    installed = install_staged(local_root, dataset_id, mirror_of=node,
-                                    transferred=copied.paths("transfer"))
+    with pull_lock(local_root, dataset_id, mirror_of=node):  # one pull at a time uses staging
+        staging = staging_dir(local_root, dataset_id, mirror_of=node)
+        copied = connection.rsync(source + "/", f"{staging}/", pull=True, delete=True,
+                                  excludes=EXCLUDED, link_dest=str(mirror),
+                                  source_lock=posixpath.join(source, LOCK_NAME))
+        installed = install_staged(local_root, dataset_id, mirror_of=node,
+                                   transferred=copied.paths("transfer"))
     return PullResult(dataset_id, node, installed.manifest.rows, installed.manifest.last_ts,
                       installed.files, installed.bytes, installed.changed)

@@ -310,7 +310,8 @@ class SSHConnection:
             source = local_rsync_path(os.path.expanduser(source))
             destination = self._remote_spec(self._path(destination))
         with rsync_shell(self.openssh_settings(), bool(self.proxy_jump)) as ssh_command:
-            argv = [rsync, *rsync_options(delete=delete, excludes=excludes, link_dest=link_dest),
+            argv = [rsync, *rsync_options(pull=pull, delete=delete, excludes=excludes,
+                                          link_dest=link_dest),
                     "-e", ssh_command, f"--rsync-path={shlex.join(remote_rsync)}", "--", source,
                     destination]
             log.debug("%s rsync: %s", self.where, describe_command(argv, 500))

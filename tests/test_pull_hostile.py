@@ -1,0 +1,277 @@
+"""A hostile producer (its node root tampered with after real appends) pulled with real rsync
+through the local connection: every trick is refused with a clear message, nothing is written
+outside `mirror/<node>/<id>/`, the mirror keeps its version (or stays absent on a first pull)
+and the staging directory is gone. Also: two pulls of one dataset never run at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from sfarm import data
+from sfarm.data.layout import check_partition_file_name, check_segment_file_name
+from sfarm.remote.connection import LocalConnection, SyncResult
+from sfarm.remote.pull import pull
+from tests.fixtures.data_helpers import T0, make_candles
+
+CANDLES = "candles/sim/BTC-USDT/1m"
+NODE = "miner-1"
+DAY = 1440
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every entry under `root`: files by content hash, links by target, directories as such."""
+    listing = {}
+    for directory, subdirs, files in os.walk(root):
+        for name in subdirs + files:
+            path = Path(directory, name)
+            relative = str(path.relative_to(root))
+            if path.is_symlink():
+                listing[relative] = "-> " + os.readlink(path)
+            elif path.is_dir():
+                listing[relative] = "dir"
+            else:
+                listing[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return listing
+
+
+def source_dir(producer: Path) -> Path:
+    return data.dataset_dir(producer, CANDLES)
+
+
+def mirror_dir(consumer: Path) -> Path:
+    return data.dataset_dir(consumer, CANDLES, mirror_of=NODE)
+
+
+def rewrite_index(producer: Path, change: Callable[[list[dict[str, object]]], None]) -> None:
+    """Let `change` edit the partition entries of the newest index segment, then write that
+    segment back with a manifest whose sha256 for it is right: a consistent, lying index."""
+    directory = source_dir(producer)
+    manifest = json.loads((directory / "_manifest.json").read_bytes())
+    segment = manifest["segments"][-1]
+    document = json.loads((directory / segment["file"]).read_bytes())
+    change(document["partitions"])
+    raw = json.dumps(document).encode()
+    (directory / segment["file"]).write_bytes(raw)
+    segment["sha256"] = hashlib.sha256(raw).hexdigest()
+    (directory / "_manifest.json").write_text(json.dumps(manifest))
+
+
+def newest_partition(producer: Path) -> Path:
+    manifest = data.load_manifest(producer, CANDLES)
+    assert manifest is not None
+    return source_dir(producer) / manifest.partitions[-1].file
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> tuple[Path, Path]:
+    """A producer with two days and a consumer that pulled them, then a third day produced."""
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, 2 * DAY))
+    pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+    data.append(producer, CANDLES, make_candles(T0 + 2 * DAY * 60_000, 30))
+    return producer, consumer
+
+
+def assert_refused(producer: Path, consumer: Path, message: str) -> None:
+    """The pull fails with `message`; the consumer's tree (mirror and all) is as before."""
+    before = tree(consumer)
+    with pytest.raises(data.StagedCopyInvalid, match=message) as refused:
+        pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+    assert refused.value.message.endswith("the mirror is unchanged")
+    assert tree(consumer) == before  # nothing written, moved or left in staging
+    assert not (mirror_dir(consumer) / ".incoming").exists()
+    assert data.read(consumer, CANDLES, mirror_of=NODE).height == 2 * DAY
+    assert data.verify(consumer, CANDLES, mirror_of=NODE).ok
+
+
+def test_a_partition_linked_to_a_file_outside_is_not_copied(farm: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    producer, consumer = farm
+    partition = newest_partition(producer)
+    outside = tmp_path / "outside" / "secret"
+    outside.parent.mkdir()
+    shutil.copyfile(partition, outside)  # the link's target even matches the manifest
+    partition.unlink()
+    partition.symlink_to(outside)
+    # rsync skips the link (--no-links): the manifest then names a file that did not come.
+    assert_refused(producer, consumer, f"{partition.name} is missing")
+    assert outside.read_bytes() == partition.read_bytes()
+
+
+def test_a_staged_symlink_is_refused_not_followed(tmp_path: Path) -> None:
+    """Whatever put it there, install never follows a staged link, even one to a file with
+    exactly the content the manifest asks for."""
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, DAY))
+    staging = data.staging_dir(consumer, CANDLES, mirror_of=NODE)
+    outside = tmp_path / "outside.parquet"
+    for path in source_dir(producer).glob("[!.]*"):
+        if path.suffix == ".parquet":
+            shutil.copyfile(path, outside)
+            (staging / path.name).symlink_to(outside)
+            linked = path.name
+        else:
+            shutil.copyfile(path, staging / path.name)
+    with pytest.raises(data.StagedCopyInvalid, match=f"{linked} is a symbolic link"):
+        data.install_staged(consumer, CANDLES, mirror_of=NODE,
+                            transferred={p.name for p in staging.iterdir()})
+    assert data.locate(consumer, CANDLES) is None
+    assert not staging.exists()
+
+
+def test_a_directory_where_a_partition_should_be_is_refused(farm: tuple[Path, Path]) -> None:
+    producer, consumer = farm
+    partition = newest_partition(producer)
+    partition.unlink()
+    partition.mkdir()
+    (partition / "inside").write_text("not a partition")
+    assert_refused(producer, consumer, f"{partition.name} is not a regular file")
+
+
+@pytest.mark.parametrize("name", ["../{held}", "sub/{held}", ".{held}", "{held}/..",
+                                  "/etc/passwd", "{held}\n"])
+def test_a_manifest_naming_a_file_outside_the_dataset_is_refused(
+        farm: tuple[Path, Path], tmp_path: Path, name: str) -> None:
+    """A lying but self-consistent index (sizes and hashes right) naming a held partition
+    through `..` would move the mirror's own file out of it; through a subdirectory the
+    producer also ships, it would be read from there. The names are refused."""
+    producer, consumer = farm
+    held = data.load_manifest(producer, CANDLES)
+    assert held is not None
+    first = held.partitions[0].file  # in the mirror since the first pull
+    hostile = name.format(held=first)
+    (source_dir(producer) / "sub").mkdir()
+    shutil.copyfile(source_dir(producer) / first, source_dir(producer) / "sub" / first)
+
+    def rename_first(partitions: list[dict[str, object]]) -> None:
+        for entry in partitions:
+            if entry["file"] == first:
+                entry["file"] = hostile
+
+    rewrite_index(producer, rename_first)
+    outside = tree(tmp_path / "producer")
+    assert_refused(producer, consumer, "is not a partition file name")
+    assert tree(tmp_path / "producer") == outside
+
+
+def test_a_segment_named_outside_the_dataset_is_refused(farm: tuple[Path, Path]) -> None:
+    producer, consumer = farm
+    directory = source_dir(producer)
+    manifest = json.loads((directory / "_manifest.json").read_bytes())
+    segment = manifest["segments"][-1]
+    (directory / "sub").mkdir()
+    shutil.copyfile(directory / segment["file"], directory / "sub" / segment["file"])
+    segment["file"] = "sub/" + segment["file"]
+    (directory / "_manifest.json").write_text(json.dumps(manifest))
+    assert_refused(producer, consumer, "is not an index segment file name")
+
+
+def test_an_oversized_partition_is_refused_by_its_size(farm: tuple[Path, Path]) -> None:
+    producer, consumer = farm
+    partition = newest_partition(producer)
+    size = partition.stat().st_size
+    with partition.open("ab") as handle:
+        handle.write(b"\0" * (1 << 20))
+    assert_refused(producer, consumer,
+                   f"{partition.name} does not match its manifest \\({size + (1 << 20)} "
+                   f"bytes, not {size}\\)")
+
+
+def test_a_manifest_naming_a_missing_file_is_refused(farm: tuple[Path, Path]) -> None:
+    producer, consumer = farm
+    partition = newest_partition(producer)
+    partition.unlink()
+    assert_refused(producer, consumer, f"{partition.name} is missing")
+
+
+def test_a_manifest_naming_a_file_twice_is_refused(farm: tuple[Path, Path]) -> None:
+    producer, consumer = farm
+    rewrite_index(producer, lambda partitions: partitions.append(dict(partitions[-1])))
+    assert_refused(producer, consumer, "names .* twice")
+
+
+def test_a_hostile_first_pull_leaves_no_mirror(tmp_path: Path) -> None:
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, DAY))
+    rewrite_index(producer, lambda partitions: partitions[0].update(file="../escape.parquet"))
+    with pytest.raises(data.StagedCopyInvalid, match="is not a partition file name"):
+        pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+    assert data.locate(consumer, CANDLES) is None
+    # Only the pull's own lock file remains, inside the mirror's dataset directory.
+    files = [path for path in consumer.rglob("*") if not path.is_dir()]
+    assert files == [mirror_dir(consumer) / ".pull.lock"]
+
+
+@pytest.mark.parametrize("name", ["2024.g1.parquet", "2024-01.g12.parquet",
+                                  "2024-01-05.g3.parquet"])
+def test_the_store_own_partition_names_are_admitted(name: str) -> None:
+    assert check_partition_file_name(name) == name
+    with pytest.raises(ValueError):
+        check_segment_file_name(name)
+    assert check_segment_file_name("_index.all.g4.json") == "_index.all.g4.json"
+
+
+@pytest.mark.parametrize("name", ["../2024.g1.parquet", "a/2024.g1.parquet", ".2024.g1.parquet",
+                                  "2024.g1.parquet\n", "/2024.g1.parquet", "2024.g1.parquet/",
+                                  "٢٠٢٤.g1.parquet", "2024.g1.json", "_manifest.json", ""])
+def test_other_names_are_not_partition_names(name: str) -> None:
+    with pytest.raises(ValueError, match="not a partition file name"):
+        check_partition_file_name(name)
+
+
+class RecordingConnection(LocalConnection):
+    """The local connection, noting when each transfer starts and ends (slowed down, so that
+    two unguarded pulls would overlap)."""
+
+    def __init__(self, events: list[str], who: str) -> None:
+        self.events, self.who = events, who
+
+    def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
+              excludes: Sequence[str] = (), link_dest: str | None = None,
+              source_lock: str | None = None) -> SyncResult:
+        self.events.append(f"start {self.who}")
+        time.sleep(0.3)
+        try:
+            return super().rsync(source, destination, pull=pull, delete=delete,
+                                 excludes=excludes, link_dest=link_dest,
+                                 source_lock=source_lock)
+        finally:
+            self.events.append(f"end {self.who}")
+
+
+def test_two_pulls_of_one_dataset_run_one_after_the_other(tmp_path: Path) -> None:
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, 3 * DAY))
+    events: list[str] = []
+    results: dict[str, object] = {}
+
+    def run(who: str) -> None:
+        try:
+            results[who] = pull(RecordingConnection(events, who), str(producer), NODE, CANDLES,
+                                consumer)
+        except Exception as error:  # reported by the assertion below
+            results[who] = error
+
+    threads = [threading.Thread(target=run, args=(who,)) for who in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(not isinstance(result, Exception) for result in results.values()), results
+    first, second = events[0].split()[1], events[2].split()[1]
+    assert events == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
+    assert data.read(consumer, CANDLES, mirror_of=NODE).equals(data.read(producer, CANDLES))
+    assert data.verify(consumer, CANDLES, mirror_of=NODE).ok
+    assert not (mirror_dir(consumer) / ".incoming").exists()
+    # The lock file stays beside the mirror's files; dataset listings do not see it.
+    assert (mirror_dir(consumer) / ".pull.lock").is_file()
+    assert [(info.id, info.node) for info in data.list_datasets(consumer)] == [(CANDLES, NODE)]
