@@ -25,6 +25,7 @@ class DatasetInfo:
     partitions: int
     bytes: int
     updated_at: str | None
+    generation: int = 0
     error: str | None = None  # the manifest could not be read
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,5 +73,5 @@ def _info(directory: Path, dataset_id: str, node: str | None) -> DatasetInfo | N
         id=dataset_id, path=str(directory), node=node, rows=manifest.rows,
         first_ts=manifest.first_ts, last_ts=manifest.last_ts,
         partitions=manifest.partition_count, bytes=manifest.bytes,
-        updated_at=manifest.updated_at,
+        updated_at=manifest.updated_at, generation=manifest.generation,
     )

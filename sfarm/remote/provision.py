@@ -23,7 +23,7 @@ from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.remote.connection import Connection, TransportError
 from sfarm.remote.wheel import Snapshot, cached_wheel, running_sfarm
-from sfarm.runtime.node import StepResult
+from sfarm.runtime.protocol import StepResult
 
 STEP = "sfarm venv"
 STAMP = "sfarm-wheel.sha256"  # in the venv: what is installed there

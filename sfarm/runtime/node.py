@@ -19,7 +19,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sfarm.data.fsio import write_atomic
-from sfarm.errors import RunError
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
     Action,
@@ -32,11 +31,6 @@ from sfarm.runtime.protocol import (
 )
 from sfarm.runtime.supervisor import Supervisor, render_config, write_config
 from sfarm.status import Heartbeat, TaskStatus, task_status
-
-# The values of the protocol that the node's operations take and return, under their old home.
-__all__ = ["Action", "Deployment", "LogChunk", "NodeFile", "StepResult", "apply_deployment",
-           "control", "dataset_summaries", "node_task_status", "read_log", "set_live",
-           "shutdown", "tail_lines"]
 
 # Directories of a node root and their modes: secrets and the supervisor socket are private.
 DIRECTORIES = {"data": 0o755, "mirror": 0o755, "run": 0o755, "logs": 0o755,
@@ -161,26 +155,14 @@ def dataset_summaries(root: NodeRoot, ids: Iterable[str] | None = None,
     `ids` keeps only those. Own data first, then mirrors by producer, each sorted by id."""
     # The store loads only for this request: a status never pays for it.
     from sfarm.data.catalog import list_datasets
-    from sfarm.data.manifest import read_manifest_file
 
     wanted = None if ids is None else {dataset_id.strip("/") for dataset_id in ids}
-    summaries = []
-    for info in list_datasets(root.path):
-        if (info.node is not None and not mirrors) or (wanted is not None
-                                                       and info.id not in wanted):
-            continue
-        try:
-            # Every field from one read of the manifest, so they describe one version of it.
-            manifest = read_manifest_file(Path(info.path))
-        except RunError as error:
-            summaries.append(DatasetSummary(id=info.id, node=info.node, error=error.message))
-            continue
-        if manifest is not None:
-            summaries.append(DatasetSummary(
-                id=info.id, node=info.node, rows=manifest.rows, first_ts=manifest.first_ts,
-                last_ts=manifest.last_ts, generation=manifest.generation,
-                updated_at=manifest.updated_at))
-    return summaries
+    # Each info comes from one read of its manifest, so its fields describe one version.
+    return [DatasetSummary(id=info.id, node=info.node, rows=info.rows, first_ts=info.first_ts,
+                           last_ts=info.last_ts, generation=info.generation,
+                           updated_at=info.updated_at, error=info.error)
+            for info in list_datasets(root.path)
+            if (info.node is None or mirrors) and (wanted is None or info.id in wanted)]
 
 
 def log_path(root: NodeRoot, name: str | None) -> Path:
