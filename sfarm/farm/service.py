@@ -144,8 +144,9 @@ class Farm:
             status = self.status()
             if on_poll is not None:
                 on_poll(status)
-            if running_with_data(status) or time.monotonic() >= deadline:
-                return status, running_with_data(status)
+            ready = running_with_data(status)
+            if ready or time.monotonic() >= deadline:
+                return status, ready
             time.sleep(interval_s)
 
     def logs(self, node: str, task: str | None = None, lines: int = 40) -> LogTail:

@@ -92,8 +92,7 @@ class LogChunk:
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64",
-                              val_json_bytes="base64")
+    model_config = ConfigDict(**_WIRE, frozen=True)
 
 
 class DatasetSummary(_Wire):
