@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -122,9 +123,11 @@ def read_installed(distribution: importlib.metadata.Distribution) -> Snapshot:
     return Snapshot("installed", Path(str(distribution.locate_file(""))), files)
 
 
+@functools.cache
 def running_sfarm() -> Snapshot:
     """The sfarm this process runs: its source tree when it runs from one, else the installed
-    distribution that holds the imported package."""
+    distribution that holds the imported package. Read once a process: deploy provisions every
+    node in parallel, and each would otherwise read and hash every file again."""
     package = Path(sfarm.__file__).resolve().parent
     project = package.parent
     if all((project / part).exists() for part in ("pyproject.toml", "setup.py", "templates")):
