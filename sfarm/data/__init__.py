@@ -42,11 +42,11 @@ _EXPORTS = {
     "SegmentEntry": "sfarm.data.manifest",
     "AppendResult": "sfarm.data.store",
     "append": "sfarm.data.store",
-    "load_manifest": "sfarm.data.store",
-    "read": "sfarm.data.store",
-    "read_tail": "sfarm.data.store",
+    "load_manifest": "sfarm.data.reader",
+    "read": "sfarm.data.reader",
+    "read_tail": "sfarm.data.reader",
     "relayout": "sfarm.data.store",
-    "scan": "sfarm.data.store",
+    "scan": "sfarm.data.reader",
     "VerifyReport": "sfarm.data.verification",
     "verify": "sfarm.data.verification",
 }
@@ -65,13 +65,10 @@ if TYPE_CHECKING:
         install_staged,
         staging_dir,
     )
+    from sfarm.data.reader import load_manifest, read, read_tail, scan  # noqa: F401
     from sfarm.data.store import (  # noqa: F401
         AppendResult,
         append,
-        load_manifest,
-        read,
-        read_tail,
         relayout,
-        scan,
     )
     from sfarm.data.verification import VerifyReport, verify  # noqa: F401

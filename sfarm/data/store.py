@@ -1,4 +1,4 @@
-"""Reading and appending datasets: the I/O side of the store.
+"""Appending datasets: the write side of the store (reading is `sfarm.data.reader`).
 
 An append, under the dataset's writer lock, writes a new version of each partition its rows fall
 in (and, under the `month+day` rule, one file for the month its last row has just left, in place
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -21,11 +20,10 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.checks import off_grid
-from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, shared_lock, write_atomic
+from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, write_atomic
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
     MANIFEST_NAME,
-    DatasetNotFound,
     check_dataset_id,
     dataset_dir,
     enclosing_keys,
@@ -52,6 +50,7 @@ from sfarm.data.manifest import (
     sha256_hex,
     summarize_segment,
 )
+from sfarm.data.reader import dataset_not_found
 from sfarm.data.recovery import referenced_files, sweep
 from sfarm.errors import RunError, UsageError
 
@@ -69,120 +68,6 @@ class AppendResult:
     rows_skipped: int  # already stored with the same values
     conflicts: int  # already stored with different values: logged, stored values kept
     last_ts: int | None  # the dataset's last ts after the append
-
-
-# ---- reading -----------------------------------------------------------------------------------
-
-def load_manifest(root: Path | str, dataset_id: str, *, mirror_of: str | None = None,
-                  with_partitions: bool = True) -> Manifest | None:
-    """The dataset's manifest with every partition listed, or None when it does not exist.
-
-    `with_partitions=False` reads `_manifest.json` alone (rows, first/last ts, extra, segments):
-    one small file however long the history, for status polling.
-    """
-    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    with shared_lock(directory):
-        manifest = read_manifest_file(directory)
-        if manifest is None or not with_partitions:
-            return manifest
-        partitions = [p for s in manifest.segments for p in read_segment_file(directory, s)]
-    return manifest.model_copy(update={"partitions": partitions})
-
-
-def scan(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> pl.LazyFrame:
-    """A lazy frame over every partition (filters on ts are pushed down to the Parquet reader).
-
-    Collect it soon: it holds no lock, and a concurrent append retires superseded files right
-    after its commit (`read` holds writers off while it reads).
-    """
-    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    manifest = load_manifest(root, dataset_id, mirror_of=mirror_of)
-    if manifest is None:
-        raise _not_found(root, dataset_id, mirror_of)
-    if not manifest.partitions:
-        return frames.empty_frame(manifest.columns).lazy()
-    return pl.scan_parquet([directory / p.file for p in manifest.partitions], glob=False)
-
-
-def read(root: Path | str, dataset_id: str, start: int | None = None, end: int | None = None,
-         *, columns: Sequence[str] | None = None, mirror_of: str | None = None) -> pl.DataFrame:
-    """Rows with start <= ts < end (ms), sorted by ts; `columns` only (ts always first) when
-    given, which spares decoding the others.
-
-    Only the partitions whose [first_ts, last_ts] meets the range are opened (from the manifest's
-    index), and the ts filter is pushed down to their row groups.
-    """
-    directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    with shared_lock(directory):  # a writer retires superseded files right after its commit
-        manifest = read_manifest_file(directory)
-        if manifest is None:
-            raise _not_found(root, dataset_id, mirror_of)
-        selected = _selected_columns(dataset_id, manifest, columns)
-        try:
-            return _read_range(directory, manifest, start, end, selected)
-        except FileNotFoundError as error:
-            raise RunError(f"{dataset_id}: {error.filename or 'a file'} named by the manifest "
-                           f"is missing", hint=f"sfarm data verify {dataset_id}") from None
-
-
-def _selected_columns(dataset_id: str, manifest: Manifest,
-                      columns: Sequence[str] | None) -> list[str]:
-    if columns is None or not manifest.columns:  # no columns yet: a dataset with only "extra"
-        return list(manifest.columns)
-    if isinstance(columns, str):
-        columns = [columns]
-    unknown = [name for name in columns if name not in manifest.columns]
-    if unknown:
-        raise UsageError(f"{dataset_id} has no column {', '.join(map(repr, unknown))}",
-                         hint=f"its columns: {', '.join(manifest.columns)}")
-    return ["ts", *dict.fromkeys(name for name in columns if name != "ts")]
-
-
-def read_tail(root: Path | str, dataset_id: str, rows: int, *,
-              mirror_of: str | None = None) -> pl.DataFrame:
-    """The last `rows` rows, opening only the last partitions that hold them."""
-    manifest = load_manifest(root, dataset_id, mirror_of=mirror_of)
-    if manifest is None:
-        raise _not_found(root, dataset_id, mirror_of)
-    needed, start = 0, None
-    for partition in reversed(manifest.partitions):
-        if needed >= rows:
-            break
-        needed += partition.rows
-        start = partition.first_ts
-    if start is None or rows <= 0:
-        return frames.empty_frame(manifest.columns)
-    return read(root, dataset_id, start, mirror_of=mirror_of).tail(rows)
-
-
-def _overlaps(first: int, last: int, start: int | None, end: int | None) -> bool:
-    return (start is None or last >= start) and (end is None or first < end)
-
-
-def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int | None,
-                columns: list[str]) -> pl.DataFrame:
-    segments = [s for s in manifest.segments if _overlaps(s.first_ts, s.last_ts, start, end)]
-    partitions = [p for s in segments for p in read_segment_file(directory, s)
-                  if _overlaps(p.first_ts, p.last_ts, start, end)]
-    if not partitions:
-        return frames.empty_frame(manifest.columns).select(columns)
-    # One multi-file scan: polars plans and decodes the files in parallel (a file at a time
-    # with read_parquet is 3x slower); glob=False as the names are exact.
-    query = pl.scan_parquet([directory / p.file for p in partitions], glob=False)
-    if columns != list(manifest.columns):
-        query = query.select(columns)
-    if start is not None:
-        query = query.filter(pl.col("ts") >= start)
-    if end is not None:
-        query = query.filter(pl.col("ts") < end)
-    # Partitions are disjoint, listed in ts order and sorted inside: the scan is already sorted.
-    return query.collect().set_sorted("ts")
-
-
-def _not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> DatasetNotFound:
-    where = f"{root}/mirror/{mirror_of}" if mirror_of else str(root)
-    return DatasetNotFound(f"no dataset {dataset_id} under {where}",
-                           hint="`sfarm data ls --root DIR` lists the datasets of a root")
 
 
 # ---- appending ---------------------------------------------------------------------------------
@@ -226,7 +111,7 @@ def relayout(root: Path | str, dataset_id: str) -> bool:
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
     if read_manifest_file(directory) is None:  # before the lock: no lock file where no dataset
-        raise _not_found(root, dataset_id, None)
+        raise dataset_not_found(root, dataset_id, None)
     with WriterLock(directory) as lock:
         manifest = read_manifest_file(directory)
         if manifest is None or manifest.partitioning == partitioning_for(dataset_id):
