@@ -18,6 +18,7 @@ from sfarm.context import TaskContext
 from sfarm.indicators import compute
 from sfarm.indicators.task import (
     EXTRA_KEY,
+    Job,
     PhaseTimes,
     advance,
     catch_up,
@@ -135,6 +136,11 @@ def _last_ts(root: Path, jobs: list) -> int | None:
     return stamps.pop() if len(stamps) == 1 else None
 
 
+def _rows(root: Path, job: Job) -> int:
+    manifest = data.load_manifest(root, job.output_id, with_partitions=False)
+    return 0 if manifest is None else manifest.rows
+
+
 DRIVER = """
 import sys
 from pathlib import Path
@@ -146,15 +152,25 @@ catch_up(Path(sys.argv[1]), jobs, max_rows=37)
 
 @pytest.mark.slow
 def test_sigkill_at_any_moment_leaves_consistent_datasets(tmp_path: Path, jobs: list) -> None:
-    """Kill the task at random moments, restart it, and end with exactly the batch values."""
+    """Kill the task at random moments, restart it, and end with exactly the batch values.
+
+    Each kill waits for the run to pass a random number of output rows (then up to 50 ms more,
+    to land inside a step rather than on a commit): the kills happen mid-run however fast or
+    slow the machine is, where a random delay alone let a quick machine finish first.
+    """
     source = candles(1500, seed=3)
     data.append(tmp_path, jobs[0].input_id, source)
     script = DRIVER.format(specs=json.dumps(SPECS))
     rng = np.random.default_rng(5)
+    # Rows well before the end (steps of 37 rows): the run cannot finish before it passes them.
+    thresholds = sorted(int(rows) for rows in rng.choice(np.arange(1, 1300), 6, replace=False))
     kills = 0
-    for _ in range(12):
+    for threshold in thresholds:
         process = start_python(script, str(tmp_path), ready=False)
-        time.sleep(float(rng.uniform(0.3, 1.5)))
+        wait_for(lambda process=process, threshold=threshold:  # this turn's, bound now
+                 _rows(tmp_path, jobs[0]) >= threshold or process.poll() is not None,
+                 what=f"{threshold} rows computed")
+        time.sleep(float(rng.uniform(0, 0.05)))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
@@ -167,6 +183,6 @@ def test_sigkill_at_any_moment_leaves_consistent_datasets(tmp_path: Path, jobs: 
             assert data.verify(tmp_path, job.output_id).ok
             assert manifest.extra[EXTRA_KEY]["state"]["rows"] == manifest.rows
             assert manifest.extra[EXTRA_KEY]["state"]["last_ts"] == manifest.last_ts
-    assert kills >= 3
+    assert kills == len(thresholds)
     assert start_python(script, str(tmp_path), ready=False).wait() == 0
     check_outputs(tmp_path, source)
