@@ -18,8 +18,9 @@ import pytest
 
 from sfarm import data
 from sfarm.data.layout import check_partition_file_name, check_segment_file_name
-from sfarm.remote.connection import LocalConnection, SyncResult
+from sfarm.remote.connection import LocalConnection
 from sfarm.remote.pull import pull
+from sfarm.rsync import SyncResult
 from tests.fixtures.data_helpers import T0, make_candles
 
 CANDLES = "candles/sim/BTC-USDT/1m"

@@ -18,15 +18,13 @@ from sfarm.remote.connection import (
     Connection,
     Failure,
     LocalConnection,
-    SyncChange,
     TransportError,
     describe_command,
     expand_home,
-    local_rsync_path,
-    parse_itemized,
     remote_command,
 )
 from sfarm.remote.ssh import SSHConnection
+from sfarm.rsync import SyncChange, local_rsync_path, parse_itemized
 from tests.fixtures.processes import alive
 from tests.fixtures.sshd import SSHServer
 from tests.fixtures.waiting import wait_for

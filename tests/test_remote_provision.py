@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sfarm import __version__
-from sfarm.remote.connection import LocalConnection, SyncResult
+from sfarm.remote.connection import LocalConnection
 from sfarm.remote.provision import NODE_WHEELS, STAMP, pinned_requirements, provision
 from sfarm.remote.wheel import (
     CACHE_KEEP,
@@ -27,6 +27,7 @@ from sfarm.remote.wheel import (
     read_installed,
     read_source_tree,
 )
+from sfarm.rsync import SyncResult
 from tests.fixtures.venvs import make_venv
 
 PROJECT = Path(__file__).resolve().parent.parent

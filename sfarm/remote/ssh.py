@@ -37,20 +37,17 @@ from sfarm.remote.connection import (
     TERMINATE_GRACE,
     CommandResult,
     Failure,
-    SyncResult,
     TransportError,
     command_failed,
     describe_command,
     env_assignments,
     expand_home,
-    local_rsync_path,
     locked,
-    parse_itemized,
     require_local_rsync,
-    rsync_options,
 )
 from sfarm.remote.openssh import OpenSSHSettings, rsync_shell, ssh_words
 from sfarm.remote.ssh_errors import SSHTarget, UnknownHostKey
+from sfarm.rsync import SyncResult, local_rsync_path, parse_itemized, rsync_options
 
 log = logging.getLogger(__name__)
 # paramiko's transport thread logs a traceback for failures sfarm reports in one line; with no
