@@ -59,15 +59,16 @@ def local_rsync_path(path: str) -> str:
 
 
 def rsync_options(*, pull: bool, delete: bool, excludes: Iterable[str],
-                  link_dest: str | None = None) -> list[str]:
+                  link_dest: str | None = None, secluded: bool = True) -> list[str]:
     """The options every sfarm rsync uses: archive mode, literal (secluded) args, itemized output.
 
-    `-s` keeps paths with spaces or shell characters literal on the remote side. `link_dest`: a
-    local directory whose unchanged files are hard-linked instead of sent. A `pull` takes the
-    node's files as untrusted: no symlink, device or special file is created here (a dataset is
-    regular files only; the store refuses anything else too).
+    `-s` (`secluded`) keeps paths with spaces or shell characters literal on the remote side;
+    a guard that checks the remote command (rrsync) needs them on the command line instead.
+    `link_dest`: a local directory whose unchanged files are hard-linked instead of sent. A
+    `pull` takes the node's files as untrusted: no symlink, device or special file is created
+    here (a dataset is regular files only; the store refuses anything else too).
     """
-    options = ["--archive", "-s", "--itemize-changes"]
+    options = ["--archive", *(["-s"] if secluded else []), "--itemize-changes"]
     if pull:
         options += ["--no-links", "--no-devices", "--no-specials"]
     if delete:

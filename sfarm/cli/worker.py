@@ -38,5 +38,30 @@ def run(
     sys.exit(run_worker(context, engine_for(inventory, task)))
 
 
+@worker_app.command("resolver")
+def resolver(
+    root: Annotated[Path, typer.Option(help="The node root (holds routes.json and mirror/).")],
+) -> None:
+    """Follow the node's peers and pull their datasets into mirror/ until SIGTERM.
+
+    Example: [bold]sfarm worker resolver --root ~/sfarm/prod/quant-1[/]
+    """
+    import signal
+    import threading
+
+    from sfarm.resolver.routes import load_routes
+    from sfarm.resolver.service import run_resolver
+
+    node_root = NodeRoot(root.expanduser().resolve())
+    routes = load_routes(node_root.path)
+    if routes is None:
+        raise UsageError(f"no routes in {node_root.path}", hint="`sfarm deploy` writes them")
+    configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_resolver(node_root.path, routes, stop)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(worker_app, name="worker")

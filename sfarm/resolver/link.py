@@ -1,0 +1,125 @@
+"""How a consumer reaches a peer: the commands (pure), and a pull of one dataset through them.
+
+Every command reaches the peer's gate (sfarm.resolver.gate), the farm key's forced command: a
+change stream (`sfarm-watch`) and rsync pulls of `ROOT/data/ID/`. Over SSH they share one
+connection, held by a master ssh process the follower starts (no handshake per pull); a peer on
+this machine (`host = "local"`) is reached through `local_rsh`, which runs the same gate without
+SSH, so both take the same path through snapshot and rrsync.
+
+The consumer's ssh trusts only what deploy shipped: the farm key (`secrets/farm_key`, no agent,
+no other identity) and the peers' host keys (`known_hosts`, strictly); it reads no ssh_config.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sfarm.data.layout import dataset_dir
+from sfarm.data.mirror import InstallResult, install_staged, pull_lock, staging_dir
+from sfarm.errors import RunError
+from sfarm.resolver.routes import FARM_KEY_FILE, KNOWN_HOSTS_FILE, Peer
+from sfarm.rsync import parse_itemized, rsync_options
+
+CONNECT_TIMEOUT_S = 5
+# ssh's keepalive: a peer that stops answering is noticed within interval x count seconds.
+ALIVE_INTERVAL_S = 2
+ALIVE_COUNT = 3
+SOCKET_PATH_MAX = 100  # a unix socket path is at most 107 bytes; ssh adds a suffix while binding
+
+
+class LinkDown(RunError):
+    """The peer cannot be reached (or stopped answering): every input from it is stale."""
+
+
+class PullFailed(RunError):
+    """One dataset could not be pulled; the others may be fine."""
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """The remote shell of one peer: `rsh + [host, *words]` runs `words` at the peer's gate."""
+
+    node: str
+    root: str  # the peer's node root, on its machine
+    rsh: tuple[str, ...]
+    host: str
+    master: tuple[str, ...] | None = None  # start first and keep: the shared SSH connection
+    control_path: Path | None = None
+
+    def command(self, *words: str) -> list[str]:
+        return [*self.rsh, self.host, *words]
+
+    def watch_command(self, dataset_ids: tuple[str, ...]) -> list[str]:
+        return self.command("sfarm-watch", self.root, *dataset_ids)
+
+    def source(self, dataset_id: str) -> str:
+        """rsync's remote source of a dataset (its trailing slash: the directory's content)."""
+        return f"{self.host}:{self.root}/data/{dataset_id}/"
+
+
+def peer_link(root: Path, peer: Peer) -> PeerLink:
+    """The commands that reach `peer` from the node root `root`."""
+    if peer.local:
+        shim = (sys.executable, "-m", "sfarm.resolver.local_rsh", "--root", peer.root)
+        return PeerLink(peer.node, peer.root, shim, "local")
+    words = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=yes",
+             "-o", f"UserKnownHostsFile={root / KNOWN_HOSTS_FILE}",
+             "-o", "GlobalKnownHostsFile=/dev/null",
+             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+             "-i", str(root / FARM_KEY_FILE),
+             "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+             "-o", f"ServerAliveInterval={ALIVE_INTERVAL_S}",
+             "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
+             "-p", str(peer.port)]
+    if peer.user:
+        words += ["-l", peer.user]
+    host = f"[{peer.host}]" if ":" in peer.host else peer.host
+    control = root / "run" / f"ssh-{peer.node}.sock"
+    if len(str(control)) > SOCKET_PATH_MAX:  # no multiplexing rather than no data
+        return PeerLink(peer.node, peer.root, tuple(words), host)
+    shared = [*words, "-o", f"ControlPath={control}"]
+    return PeerLink(peer.node, peer.root, (*shared, "-o", "ControlMaster=no"), host,
+                    master=(*shared, "-o", "ControlMaster=yes", "-N", host),
+                    control_path=control)
+
+
+def pull_command(link: PeerLink, dataset_id: str, staging: Path, mirror: Path) -> list[str]:
+    """The rsync of one dataset into `staging`, hard-linking what `mirror` already holds.
+
+    Without `-s`: rrsync (the gate's guard) must see the paths on the command line."""
+    rsync = shutil.which("rsync")
+    if rsync is None:
+        raise PullFailed("rsync is not installed on this node",
+                         hint="install it (for example: apt-get install rsync)")
+    return [rsync, *rsync_options(pull=True, delete=True, excludes=(), link_dest=str(mirror),
+                                  secluded=False),
+            "-e", shlex.join(link.rsh), "--", link.source(dataset_id), f"{staging}/"]
+
+
+def pull(link: PeerLink, dataset_id: str, root: Path, timeout_s: float = 600) -> InstallResult:
+    """Bring the peer's current version of `dataset_id` into `root/mirror/<peer>/<id>`: only
+    new files travel, the copy is checked and committed by the store (install_staged).
+    LinkDown when the peer cannot be reached, PullFailed for anything else."""
+    mirror = dataset_dir(root, dataset_id, mirror_of=link.node)
+    with pull_lock(root, dataset_id, mirror_of=link.node):
+        staging = staging_dir(root, dataset_id, mirror_of=link.node)
+        argv = pull_command(link, dataset_id, staging, mirror)
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise PullFailed(f"pulling {dataset_id} from {link.node} took over "
+                             f"{timeout_s:g} s") from None
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            message = f"pull of {dataset_id} from {link.node} failed " \
+                      f"(rsync exit {done.returncode}): {' / '.join(said)}"
+            raise (LinkDown if done.returncode == 255 else PullFailed)(message)
+        transferred = parse_itemized(done.stdout.decode(errors="replace")).paths("transfer")
+        return install_staged(root, dataset_id, mirror_of=link.node, transferred=transferred)

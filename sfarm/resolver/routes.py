@@ -1,0 +1,76 @@
+"""`routes.json`: what deploy tells a node about where its tasks' inputs come from.
+
+Written by `sfarm deploy` into every node root from the network's plan: for each task, its
+inputs and the node producing each; for each other node that feeds this one (a peer), how to
+reach it (address, port, user, node root) and which datasets to follow there. The node's
+resolver and its status read it; nobody writes it by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+ROUTES_FILE = "routes.json"
+KNOWN_HOSTS_FILE = "known_hosts"  # the peers' host keys, checked strictly
+FARM_KEY_FILE = "secrets/farm_key"  # the network's farm key, private half (consumers only)
+FARM_KEY_INFO_FILE = "secrets/farm_key.json"  # its public half and who holds it (FarmKeyInfo)
+LOCAL_HOST = "local"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Peer(_Model):
+    """A node this one reads datasets from."""
+
+    node: str
+    host: str  # LOCAL_HOST: a node root on this machine, read without SSH
+    port: int = 22
+    user: str | None = None
+    root: str  # the peer's node root, as a path on its machine
+    transport: Literal["rsync", "sshfs"] = "rsync"
+    datasets: tuple[str, ...]
+
+    @property
+    def local(self) -> bool:
+        return self.host == LOCAL_HOST
+
+
+class Input(_Model):
+    id: str
+    source_node: str  # this node itself for a dataset produced here
+
+
+class Routes(_Model):
+    network: str
+    node: str
+    peers: tuple[Peer, ...] = ()
+    inputs: dict[str, tuple[Input, ...]] = {}  # task -> its inputs, in the task's order
+
+    def source_of(self, dataset_id: str) -> str | None:
+        """The producer node of an input of this node, None when no task here reads it."""
+        for inputs in self.inputs.values():
+            for entry in inputs:
+                if entry.id == dataset_id:
+                    return entry.source_node
+        return None
+
+
+class FarmKeyInfo(_Model):
+    """The public facts of a network's farm key, kept beside its private half on consumers:
+    deploy compares them with the plan to decide whether the key must rotate."""
+
+    public_key: str  # "ssh-ed25519 AAAA..."
+    holders: tuple[str, ...]  # the consumer nodes it was given to, sorted
+
+
+def load_routes(root: Path) -> Routes | None:
+    """The routes deploy wrote into the node root, None before the first deploy."""
+    try:
+        return Routes.model_validate_json((root / ROUTES_FILE).read_bytes())
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,52 @@
+"""The resolver process of a node: one follower per peer, the board on disk, until stopped.
+
+supervisord runs it (`sfarm worker resolver --root ROOT`) on every node whose routes name a
+peer; it reads `routes.json` once (a deploy that changes the routes restarts it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from sfarm.data.reader import load_manifest
+from sfarm.resolver.follow import Follower
+from sfarm.resolver.link import peer_link
+from sfarm.resolver.routes import Routes
+from sfarm.resolver.state import WRITE_INTERVAL_S, Board, InputState
+
+log = logging.getLogger("sfarm.resolver")
+
+
+def initial_inputs(root: Path, routes: Routes) -> list[InputState]:
+    """Each followed dataset as its mirror holds it now (before any pull)."""
+    states = []
+    for peer in routes.peers:
+        for dataset_id in peer.datasets:
+            manifest = load_manifest(root, dataset_id, mirror_of=peer.node,
+                                     with_partitions=False)
+            states.append(InputState(id=dataset_id, source_node=peer.node,
+                                     last_ts=manifest.last_ts if manifest else None,
+                                     rows=manifest.rows if manifest else 0))
+    return states
+
+
+def run_resolver(root: Path, routes: Routes, stop: threading.Event) -> None:
+    """Follow every rsync peer of `routes` until `stop` is set."""
+    board = Board(root, initial_inputs(root, routes))
+    followers = [Follower(root, peer_link(root, peer), peer.datasets, board, stop)
+                 for peer in routes.peers if peer.transport == "rsync"]
+    for peer in routes.peers:
+        if peer.transport != "rsync":
+            log.error("node %s: transport %s is not supported by this resolver yet",
+                      peer.node, peer.transport)
+    for follower in followers:
+        follower.start()
+    log.info("following %s", ", ".join(f"{peer.node} ({len(peer.datasets)} datasets)"
+                                        for peer in routes.peers) or "no peer")
+    while not stop.wait(WRITE_INTERVAL_S):
+        board.write()  # a fresh file says the resolver runs
+    for follower in followers:
+        follower.join(timeout=5)
+    board.write()
