@@ -14,12 +14,14 @@ from sfarm.tasks import TradeTask
 
 # Settings that only mean something over SSH; on a `local` node they are a sign of a mistake.
 SSH_ONLY_KEYS = ("user", "port", "identity_file", "proxy_jump")
+RESOLVER_SERVICE = "sfarm-resolver"  # the supervised program of a node's data resolver
 
 
 def check_inventory(inventory: Inventory, ccxt_ids: Iterable[str]) -> list[Problem]:
     problems: list[Problem] = []
     problems += _check_exchanges(inventory, set(ccxt_ids))
     problems += _check_task_exchanges(inventory)
+    problems += _check_task_names(inventory)
     for network_name, network in inventory.networks.items():
         for node_name, node in network.nodes.items():
             path = ("networks", network_name, "nodes", node_name)
@@ -39,6 +41,15 @@ def _check_exchanges(inventory: Inventory, ccxt_ids: set[str]) -> list[Problem]:
                 "print(ccxt.exchanges)'`",
             ))
     return problems
+
+
+def _check_task_names(inventory: Inventory) -> list[Problem]:
+    """A node's supervisord runs its tasks beside services named `sim-<exchange>` (an
+    emulator) and `sfarm-resolver`: a task must not take one of those names."""
+    services = {RESOLVER_SERVICE} | {f"sim-{name}" for name in inventory.exchanges}
+    return [Problem(("tasks", name), f"task name {name!r} is taken by a service sfarm runs "
+                    "on nodes", "rename the task")
+            for name in inventory.tasks if name in services]
 
 
 def _check_task_exchanges(inventory: Inventory) -> list[Problem]:

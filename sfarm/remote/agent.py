@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.remote.connection import Connection, LocalConnection
+from sfarm.remote.wiring import LOCAL_REACH, NodeWiring, Reach
 from sfarm.runtime.protocol import (
     Action,
     ApplyRequest,
@@ -62,6 +63,10 @@ class NodeTransport(Protocol):
         """The node's machine, for what is no request (rsync of datasets)."""
         ...
 
+    def reach(self) -> Reach:
+        """How peers reach the node (address, host key)."""
+        ...
+
     def install(self) -> tuple[list[StepResult], str | None]:
         """Make the node able to answer this sfarm's requests (deploy's first step); the steps
         and the python its workers run with (None: the deployment's default)."""
@@ -90,6 +95,9 @@ class InProcessTransport:
             self._connection = LocalConnection()
         return self._connection
 
+    def reach(self) -> Reach:
+        return LOCAL_REACH
+
     def install(self) -> tuple[list[StepResult], str | None]:
         return [], None  # a local node runs the sfarm running this command
 
@@ -114,12 +122,14 @@ class NodeAgent:
         reply = self.transport.call(encode_request(request))
         return decode_reply(reply, expected, self.transport.where)
 
-    def deploy(self, inventory: LoadedInventory) -> list[StepResult]:
+    def apply(self, inventory: LoadedInventory, python: str | None,
+              wiring: NodeWiring | None) -> list[StepResult]:
+        """Make the node match the inventory (`python`: its interpreter, from install)."""
         from sfarm.remote.deploy import build_deployment
 
-        steps, python = self.transport.install()
-        deployment = build_deployment(inventory, self.spec, Path(self.transport.root), python)
-        return steps + self.call(ApplyRequest(deployment=deployment), StepsReply).steps
+        deployment = build_deployment(inventory, self.spec, Path(self.transport.root), python,
+                                      wiring)
+        return self.call(ApplyRequest(deployment=deployment), StepsReply).steps
 
     def status(self, tasks: dict[str, str]) -> NodeStatus:
         reply = self.call(StatusRequest(tasks=tasks), StatusReply)

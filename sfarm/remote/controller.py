@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 from sfarm.errors import SfarmError, UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
+from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.deploy import local_root
+from sfarm.remote.wiring import FarmKey, NodeSurvey, consumers, key_to_keep, wire_network
 from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
@@ -39,6 +41,29 @@ class NodeOutcome:
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "ok": self.ok, "error": self.error,
                 "steps": [step.to_json() for step in self.steps]}
+
+
+@dataclass(frozen=True)
+class _Surveyed:
+    node: str
+    steps: list[StepResult]
+    python: str | None = None
+    survey: NodeSurvey | None = None
+    error: str | None = None
+
+
+def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> _Surveyed:
+    """Deploy's first phase on a node: install sfarm (when the node is being deployed) and
+    learn what the network's wiring needs of it (the farm key it holds only when data crosses
+    nodes: that costs a request)."""
+    steps, python = agent.transport.install() if install else ([], None)
+    facts = agent.facts() if wired else None
+    reach = agent.transport.reach()
+    survey = NodeSurvey(node=spec.name, host=reach.host, port=reach.port, user=reach.user,
+                        root=agent.transport.root,
+                        python=facts.python if facts else python or spec.python,
+                        host_key=reach.host_key, farm_key=facts.farm_key if facts else None)
+    return _Surveyed(spec.name, steps, python, survey)
 
 
 def describe_failure(error: Exception) -> str:
@@ -142,8 +167,58 @@ class FarmController:
             raise UsageError(f"no task {task!r} on the selected nodes of {self.network!r}",
                              hint=did_you_mean(task, placed) or known_names("tasks", placed))
 
-    def deploy(self) -> list[NodeOutcome]:
-        return self._steps_each(lambda spec, agent: agent.deploy(self.inventory))
+    def deploy(self, *, rotate_farm_key: bool = False) -> list[NodeOutcome]:
+        """Install and configure the selected nodes, and wire the network's data: every node
+        of the network is surveyed (when data crosses nodes) so each consumer learns how to
+        reach its producers, and the farm key is kept or renewed (sfarm.remote.wiring)."""
+        plan = plan_network(self.inventory, self.network)
+        everyone = {spec.name: spec for spec in self.inventory.nodes(self.network)}
+        selected = {spec.name for spec in self.nodes}
+        surveyed = list(everyone.values()) if plan.transfers else self.nodes
+        kept = self._open is not None
+        if not kept:
+            self._open = {}  # one connection per node for both phases
+        try:
+            first = {result.node: result for result in self.each(
+                lambda spec, agent: _survey(spec, agent, install=spec.name in selected,
+                                            wired=bool(plan.transfers)),
+                lambda spec, error: _Surveyed(spec.name, [], error=error), surveyed)}
+            surveys = {name: result.survey for name, result in first.items()
+                       if result.survey is not None}
+            key = self._farm_key(plan, everyone, surveys, selected, rotate_farm_key)
+            wiring = wire_network(plan, self.inventory.model.farm.name, everyone, surveys, key)
+
+            def apply(spec: NodeSpec, agent: NodeAgent) -> NodeOutcome:
+                done = first[spec.name]
+                if done.error is not None:
+                    return NodeOutcome(spec.name, done.steps, done.error)
+                return NodeOutcome(spec.name, done.steps + agent.apply(
+                    self.inventory, done.python, wiring.get(spec.name)))
+
+            return self.each(apply, lambda spec, error: NodeOutcome(
+                spec.name, first[spec.name].steps, error))
+        finally:
+            if not kept:
+                self.close()
+                self._open = None
+
+    def _farm_key(self, plan: Plan, everyone: dict[str, NodeSpec],
+                  surveys: dict[str, NodeSurvey], selected: set[str],
+                  rotate: bool) -> FarmKey | None:
+        holders = consumers(plan, everyone)
+        if not holders:
+            return None
+        info = key_to_keep(holders, surveys, rotate)
+        if info is not None:
+            return FarmKey(info, None)
+        if selected != set(everyone):
+            raise UsageError(
+                f"the farm key of network {self.network!r} must be made anew (new or removed "
+                f"consumers, a node without it, or --rotate-farm-key), and every node of the "
+                f"network takes part", hint="run `sfarm deploy` without --node")
+        from sfarm.remote.farm_key import new_farm_key
+
+        return new_farm_key(self.inventory.model.farm.name, self.network, holders)
 
     def control(self, action: Action, task: str | None = None) -> list[NodeOutcome]:
         self.check_task(task)

@@ -6,6 +6,7 @@ Built on the controller from the inventory, then applied on the node by
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Mapping
@@ -17,11 +18,20 @@ import tomli_w
 from sfarm.errors import UsageError
 from sfarm.exchanges.credentials import load_credentials
 from sfarm.inventory import LoadedInventory, NodeSpec
+from sfarm.inventory.checks import RESOLVER_SERVICE
 from sfarm.inventory.load import SECRETS_FILE
+from sfarm.remote.wiring import NodeWiring
+from sfarm.resolver.routes import (
+    FARM_KEY_FILE,
+    FARM_KEY_INFO_FILE,
+    KNOWN_HOSTS_FILE,
+    ROUTES_FILE,
+)
 from sfarm.runtime.protocol import Deployment, NodeFile, Program
 from sfarm.tasks import TradeTask
 
 SIM_PROGRAM_PREFIX = "sim-"
+RESOLVER_PROGRAM = RESOLVER_SERVICE
 
 
 def local_root(inventory: LoadedInventory, node: NodeSpec) -> Path:
@@ -38,13 +48,22 @@ def node_exchanges(inventory: LoadedInventory, node: NodeSpec) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def emulator_host(inventory: LoadedInventory, node: NodeSpec, exchange: str) -> bool:
+    """Whether `node` runs the emulator of `exchange`: the first node of its network on its
+    machine that uses the exchange does (nodes of one machine cannot each bind its port)."""
+    for other in inventory.nodes(node.network):
+        if other.host == node.host and exchange in node_exchanges(inventory, other):
+            return other.name == node.name
+    return False
+
+
 def programs_for(inventory: LoadedInventory, node: NodeSpec, root: Path,
                  python: str) -> tuple[Program, ...]:
     """A worker per task, plus the exchange emulator where an exchange asks for it."""
     programs = []
     for name in node_exchanges(inventory, node):
         exchange = inventory.model.exchanges[name]
-        if exchange.emulate and exchange.url:
+        if exchange.emulate and exchange.url and emulator_host(inventory, node, name):
             address = urlsplit(exchange.url)
             programs.append(Program(f"{SIM_PROGRAM_PREFIX}{name}", [
                 python, "-m", "sfarm", "sim", "serve",
@@ -81,9 +100,34 @@ def node_secrets(inventory: LoadedInventory, node: NodeSpec,
     return tomli_w.dumps(tables).encode() if tables else None
 
 
+def wiring_files(wiring: NodeWiring) -> tuple[list[NodeFile], list[str]]:
+    """The files of the node's wiring to write, and those it must not hold."""
+    files = [NodeFile(ROUTES_FILE, wiring.routes.model_dump_json(indent=1).encode(), 0o600),
+             NodeFile(KNOWN_HOSTS_FILE, wiring.known_hosts, 0o600)]
+    absent = []
+    if wiring.farm_key is None:
+        absent += [FARM_KEY_FILE, FARM_KEY_INFO_FILE]
+    else:
+        files.append(NodeFile(FARM_KEY_INFO_FILE, wiring.farm_key.model_dump_json().encode(),
+                              0o600))
+        if wiring.private_key is not None:
+            files.append(NodeFile(FARM_KEY_FILE, wiring.private_key, 0o600))
+    return files, absent
+
+
+def resolver_program(wiring: NodeWiring, root: Path, python: str) -> Program:
+    """The node's resolver; the routes' digest in its environment restarts it when a deploy
+    changes them (supervisord restarts a program whose configuration changed)."""
+    digest = hashlib.sha256(wiring.routes.model_dump_json().encode()).hexdigest()[:16]
+    return Program(RESOLVER_PROGRAM, [python, "-m", "sfarm", "worker", "resolver",
+                                      "--root", str(root)],
+                   environment={"SFARM_ROUTES": digest})
+
+
 def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
-                     python: str | None = None) -> Deployment:
-    """Everything `node` needs, with the worker commands rooted at `root`."""
+                     python: str | None = None, wiring: NodeWiring | None = None) -> Deployment:
+    """Everything `node` needs, with the worker commands rooted at `root`, and its part of the
+    network's data wiring (routes, keys) when given."""
     # Every strategy the inventory names, not only this node's: any node can manage (and so
     # must be able to validate) the whole farm.
     files = [NodeFile("inventory.toml", inventory.path.read_bytes())]
@@ -96,8 +140,15 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
         files.append(NodeFile(f"secrets/{SECRETS_FILE}", secrets, mode=0o600))
     # A local node runs the sfarm that runs this command; a remote one its own venv.
     interpreter = python or (sys.executable if node.is_local else str(root / "venv/bin/python"))
+    programs = programs_for(inventory, node, root, interpreter)
+    absent: list[str] = []
+    if wiring is not None:
+        wired, absent = wiring_files(wiring)
+        files += wired
+        if wiring.routes.peers:
+            programs += (resolver_program(wiring, root, interpreter),)
     return Deployment(
-        network=node.network, node=node.name, files=tuple(files),
-        programs=programs_for(inventory, node, root, interpreter),
+        network=node.network, node=node.name, files=tuple(files), programs=programs,
         tasks={task: inventory.model.tasks[task].kind for task in node.tasks},
+        absent=tuple(absent), authorized=None if wiring is None else wiring.authorized,
     )

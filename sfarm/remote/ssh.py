@@ -253,6 +253,14 @@ class SSHConnection:
             if channel.status_event.wait(TERMINATE_GRACE):
                 return
 
+    def host_key(self) -> str:
+        """The node's host key as this connection checked it (strictly): "ssh-ed25519 AAAA"."""
+        transport = self._session().client.get_transport()
+        if transport is None:
+            raise TransportError(Failure.SSH, f"{self.where}: not connected")
+        key = transport.get_remote_server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+
     def home(self) -> str:
         with self._lock:
             if self._home is None:

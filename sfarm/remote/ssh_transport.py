@@ -15,6 +15,8 @@ from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.inventory import NodeSpec
 from sfarm.remote.connection import Connection, expand_home
+from sfarm.remote.ssh import SSHConnection
+from sfarm.remote.wiring import Reach
 from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
@@ -45,6 +47,14 @@ class SSHTransport:
                 base = posixpath.join(self.connection.home(), base)
             self._root = posixpath.join(base, self.spec.network, self.spec.name)
         return self._root
+
+    def reach(self) -> Reach:
+        target = self._ssh().target
+        return Reach(target.host, target.port, target.user, self._ssh().host_key())
+
+    def _ssh(self) -> SSHConnection:
+        assert isinstance(self.connection, SSHConnection)  # what the controller gives it
+        return self.connection
 
     def install(self) -> tuple[list[StepResult], str | None]:
         if self._sfarm_version(self.spec.python) == __version__:

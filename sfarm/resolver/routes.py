@@ -74,3 +74,13 @@ def load_routes(root: Path) -> Routes | None:
         return Routes.model_validate_json((root / ROUTES_FILE).read_bytes())
     except FileNotFoundError:
         return None
+
+
+def farm_key_info(root: Path) -> FarmKeyInfo | None:
+    """The farm key this node root holds (both halves present), None when it holds none."""
+    if not (root / FARM_KEY_FILE).is_file():
+        return None
+    try:
+        return FarmKeyInfo.model_validate_json((root / FARM_KEY_INFO_FILE).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None

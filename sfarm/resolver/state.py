@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from sfarm.data.fsio import write_atomic
+from sfarm.resolver.routes import Routes
+from sfarm.status import DatasetProgress, InputStatus
 
 STATE_FILE = "run/resolver.json"
 WRITE_INTERVAL_S = 2.0
+SILENT_AFTER_S = 3 * WRITE_INTERVAL_S
 
 
 class _Model(BaseModel):
@@ -43,6 +47,31 @@ class ResolverState(_Model):
             if entry.id == dataset_id and entry.source_node == source_node:
                 return entry
         return None
+
+
+def input_statuses(routes: Routes, state: ResolverState | None, task: str,
+                   reported: Sequence[DatasetProgress], now: float) -> list[InputStatus]:
+    """A task's inputs for `sfarm status`: its own node's datasets as the task reports them,
+    the mirrored ones as the resolver does. A resolver whose file is old has stopped: what it
+    follows is stale since its last word."""
+    own = {progress.id: progress.last_ts for progress in reported}
+    silent_since = None
+    if state is not None and now - state.updated_at > SILENT_AFTER_S:
+        silent_since = state.updated_at
+    statuses = []
+    for entry in routes.inputs.get(task, ()):
+        if entry.source_node == routes.node:
+            statuses.append(InputStatus(id=entry.id, source_node=entry.source_node,
+                                        last_ts=own.get(entry.id)))
+            continue
+        held = state.of(entry.id, entry.source_node) if state is not None else None
+        stale = held.stale_since if held is not None else None
+        if silent_since is not None:
+            stale = min(stale or silent_since, silent_since)
+        statuses.append(InputStatus(id=entry.id, source_node=entry.source_node,
+                                    last_ts=held.last_ts if held else own.get(entry.id),
+                                    stale_since=stale))
+    return statuses
 
 
 def read_state(root: Path) -> ResolverState | None:

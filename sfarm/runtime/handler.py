@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sfarm import __version__
 from sfarm.errors import SfarmError
+from sfarm.resolver.routes import farm_key_info
 from sfarm.runtime import node as node_ops
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
@@ -76,5 +77,6 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
         case FactsRequest():
             return FactsReply(sfarm=__version__, protocol=PROTOCOL_VERSION,
                               python=sys.executable, python_version=platform.python_version(),
-                              root=str(root.path), user=getpass.getuser())
+                              root=str(root.path), user=getpass.getuser(),
+                              farm_key=farm_key_info(root.path))
     raise AssertionError(f"no handler for {request!r}")  # the union above is exhaustive

@@ -19,9 +19,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sfarm.data.fsio import write_atomic
+from sfarm.resolver.routes import load_routes
+from sfarm.resolver.state import input_statuses, read_state
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
     Action,
+    AuthorizedKeyLine,
     DatasetSummary,
     Deployment,
     LogChunk,
@@ -70,10 +73,31 @@ def _sync_file(root: NodeRoot, file: NodeFile) -> StepResult:
     return StepResult(f"file {file.path}", "changed")
 
 
+def _remove_file(root: NodeRoot, path: str) -> StepResult:
+    target = root.path / path
+    if not target.exists():
+        return StepResult(f"no file {path}", "ok")
+    target.unlink()
+    return StepResult(f"no file {path}", "changed", "removed")
+
+
+def _sync_authorized(authorized: AuthorizedKeyLine) -> StepResult:
+    """The farm key's line in this user's ~/.ssh/authorized_keys (added, replaced, removed)."""
+    from sfarm.resolver.authorized import sync_authorized_keys
+
+    changed = sync_authorized_keys(Path.home() / ".ssh" / "authorized_keys",
+                                   authorized.marker, authorized.line)
+    what = "farm key authorized" if authorized.line else "farm key not authorized"
+    return StepResult(what, "changed" if changed else "ok", authorized.marker)
+
+
 def apply_deployment(root: NodeRoot, deployment: Deployment) -> list[StepResult]:
     """Make the node root match `deployment` and (re)load its supervisord."""
     steps = [_ensure_directories(root)]
     steps += [_sync_file(root, file) for file in deployment.files]
+    steps += [_remove_file(root, path) for path in deployment.absent]
+    if deployment.authorized is not None:
+        steps.append(_sync_authorized(deployment.authorized))
     config = render_config(root, deployment.network, deployment.node, deployment.programs)
     changed = write_config(root, config)
     steps.append(StepResult("supervisor config", "changed" if changed else "ok"))
@@ -96,13 +120,23 @@ def read_heartbeat(root: NodeRoot, task: str) -> Heartbeat | None:
 
 def node_task_status(root: NodeRoot, tasks: dict[str, str],
                      now: float | None = None) -> list[TaskStatus]:
-    """Every task's state on this node, from supervisord (if it runs) and the heartbeats."""
+    """Every task's state on this node, from supervisord (if it runs), the heartbeats and,
+    for their inputs, the routes deploy wrote and the resolver's state."""
     supervisor = Supervisor(root)
     processes = supervisor.processes() if supervisor.is_running() else {}
     moment = time.time() if now is None else now
-    return [task_status(name, kind, processes.get(name, {}).get("statename"),
-                        read_heartbeat(root, name), moment)
-            for name, kind in tasks.items()]
+    routes = load_routes(root.path)
+    resolver = read_state(root.path) if routes is not None and routes.peers else None
+    statuses = []
+    for name, kind in tasks.items():
+        heartbeat = read_heartbeat(root, name)
+        status = task_status(name, kind, processes.get(name, {}).get("statename"), heartbeat,
+                             moment)
+        if routes is not None:
+            reported = heartbeat.inputs if heartbeat is not None else []
+            status.inputs = input_statuses(routes, resolver, name, reported, moment)
+        statuses.append(status)
+    return statuses
 
 
 def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepResult]:

@@ -26,6 +26,7 @@ from pydantic.dataclasses import dataclass
 
 from sfarm import __version__
 from sfarm.errors import RunError
+from sfarm.resolver.routes import FarmKeyInfo
 from sfarm.status import TaskStatus
 
 # Bump on any change of a request or reply that an older or newer peer could misread.
@@ -73,6 +74,15 @@ class Program:
 
 
 @dataclass(frozen=True, config=_WIRE)
+class AuthorizedKeyLine:
+    """The one line of the node user's ~/.ssh/authorized_keys that ends with `marker`: `line`,
+    or none at all when None (the farm key's forced command, sfarm.resolver.authorized)."""
+
+    marker: str
+    line: str | None = None
+
+
+@dataclass(frozen=True, config=_WIRE)
 class Deployment:
     """Everything a node needs (built by the controller, sfarm.remote.deploy)."""
 
@@ -81,6 +91,8 @@ class Deployment:
     files: tuple[NodeFile, ...]
     programs: tuple[Program, ...]
     tasks: dict[str, str] = Field(default_factory=dict)  # task name -> kind, for status
+    absent: tuple[str, ...] = ()  # files of the root that must not exist (a farm key given up)
+    authorized: AuthorizedKeyLine | None = None  # None: the user's authorized_keys untouched
 
 
 @dataclass(frozen=True, config=_WIRE)
@@ -201,6 +213,7 @@ class FactsReply(_Wire):
     python_version: str
     root: str
     user: str
+    farm_key: FarmKeyInfo | None = None  # the network's farm key this node holds
 
 
 Reply = StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply

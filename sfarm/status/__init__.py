@@ -7,6 +7,7 @@ from sfarm.status.model import (
     DatasetProgress,
     DatasetStatus,
     Heartbeat,
+    InputStatus,
     NetworkStatus,
     NodeStatus,
     TaskState,
@@ -15,5 +16,6 @@ from sfarm.status.model import (
     task_status,
 )
 
-__all__ = ["TASK_STATES", "DatasetProgress", "DatasetStatus", "Heartbeat", "NetworkStatus",
-           "NodeStatus", "TaskState", "TaskStatus", "TradeProgress", "task_status"]
+__all__ = ["TASK_STATES", "DatasetProgress", "DatasetStatus", "Heartbeat", "InputStatus",
+           "NetworkStatus", "NodeStatus", "TaskState", "TaskStatus", "TradeProgress",
+           "task_status"]

@@ -37,6 +37,16 @@ class DatasetStatus(DatasetProgress):
     lag_s: float | None = None
 
 
+class InputStatus(_Model):
+    """An input of a task as its node's resolver sees it: where it comes from, the last candle
+    the node holds, and since when (unix seconds) it may lag its producer (None: current)."""
+
+    id: str
+    source_node: str
+    last_ts: int | None = None
+    stale_since: float | None = None
+
+
 class TradeProgress(_Model):
     equity: float
     position: float
@@ -78,6 +88,7 @@ class TaskStatus(_Model):
     last_error: str | None = None
     waiting_for: str | None = None
     datasets: list[DatasetStatus] = []
+    inputs: list[InputStatus] = []
     trade: TradeProgress | None = None
 
     @property

@@ -1,0 +1,143 @@
+"""sfarm.remote.wiring: what deploy tells each node of the example farm's prod network about
+its inputs' producers, the farm key and authorized_keys (pure: surveys are data here)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sfarm.errors import UsageError
+from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
+from sfarm.plan import Plan, plan_network
+from sfarm.remote.wiring import (
+    FarmKey,
+    NodeSurvey,
+    consumers,
+    key_to_keep,
+    wire_network,
+)
+from sfarm.resolver.routes import FarmKeyInfo
+
+PROJECT = Path(__file__).parent.parent
+PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgl3BNlOoKnLq3fHDvPr0Q0D8yO5yWlPzv6Y2cJ9sQq"
+
+
+def _indicators(path: Path) -> tuple[str, ...]:
+    return tuple(tomllib.loads(path.read_text(encoding="utf-8"))["strategy"].get("indicators", ()))
+
+
+@pytest.fixture(scope="module")
+def farm() -> LoadedInventory:
+    return load_inventory(PROJECT / "inventory" / "farm.toml", strategy_reader=_indicators)
+
+
+@pytest.fixture(scope="module")
+def plan(farm: LoadedInventory) -> Plan:
+    return plan_network(farm, "prod")
+
+
+@pytest.fixture(scope="module")
+def specs(farm: LoadedInventory) -> dict[str, NodeSpec]:
+    return {spec.name: spec for spec in farm.nodes("prod")}
+
+
+def survey(spec: NodeSpec, **changes: object) -> NodeSurvey:
+    base = NodeSurvey(node=spec.name, host=spec.host, port=22, user="sfarm",
+                      root=f"/home/sfarm/sfarm/prod/{spec.name}",
+                      python=f"/home/sfarm/sfarm/prod/{spec.name}/venv/bin/python",
+                      host_key=f"ssh-ed25519 AAAAkey{spec.name.replace('-', '')}", farm_key=None)
+    return replace(base, **changes)
+
+
+def surveys_of(specs: dict[str, NodeSpec]) -> dict[str, NodeSurvey]:
+    return {name: survey(spec) for name, spec in specs.items()}
+
+
+def new_key(plan: Plan, specs: dict[str, NodeSpec]) -> FarmKey:
+    holders = tuple(sorted(consumers(plan, specs)))
+    return FarmKey(FarmKeyInfo(public_key=PUBLIC, holders=holders), b"PRIVATE KEY\n")
+
+
+def test_every_transfer_is_a_route_and_nothing_else(plan: Plan,
+                                                    specs: dict[str, NodeSpec]) -> None:
+    wiring = wire_network(plan, "alpha", specs, surveys_of(specs), new_key(plan, specs))
+    routed = {(dataset, peer.node, node) for node, wired in wiring.items()
+              for peer in wired.routes.peers for dataset in peer.datasets}
+    assert routed == {(t.dataset, t.source, t.target) for t in plan.transfers}
+    trader = wiring["trader-1"].routes
+    binance = next(peer for peer in trader.peers if peer.node == "miner-binance")
+    assert (binance.host, binance.port, binance.user, binance.root) == (
+        "10.0.0.11", 22, "sfarm", "/home/sfarm/sfarm/prod/miner-binance")
+    # Each task's inputs name their producer; the node's own datasets name the node itself.
+    for task, inputs in trader.inputs.items():
+        assert task in specs["trader-1"].tasks
+        for entry in inputs:
+            producer = next(d.producer for d in plan.datasets if d.id == entry.id)
+            assert producer is not None and entry.source_node == producer.node
+
+
+def test_known_hosts_hold_the_ssh_peers_keys_only(plan: Plan,
+                                                  specs: dict[str, NodeSpec]) -> None:
+    surveys = surveys_of(specs)
+    wiring = wire_network(plan, "alpha", specs, surveys, new_key(plan, specs))
+    for name, wired in wiring.items():
+        lines = wired.known_hosts.decode().splitlines()
+        assert sorted(lines) == sorted(f"{surveys[peer.node].host} {surveys[peer.node].host_key}"
+                                       for peer in wired.routes.peers)
+    assert wiring["miner-binance"].known_hosts == b""  # reads nobody
+
+
+def test_farm_key_goes_to_consumers_and_is_authorized_on_producers(
+        plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    key = new_key(plan, specs)
+    wiring = wire_network(plan, "alpha", specs, surveys_of(specs), key)
+    holders = consumers(plan, specs)
+    producers = {t.source for t in plan.transfers}
+    for name, wired in wiring.items():
+        assert (wired.private_key is not None) == (name in holders)
+        assert (wired.farm_key is not None) == (name in holders)
+        assert wired.authorized is not None
+        assert wired.authorized.marker == "sfarm-farm-key:alpha/prod"
+        if name in producers:
+            line = wired.authorized.line
+            assert line is not None and line.startswith("restrict,command=")
+            assert f"/home/sfarm/sfarm/prod/{name}" in line and PUBLIC in line
+        else:
+            assert wired.authorized.line is None  # a stale line would be removed
+
+
+def test_producers_sharing_a_unix_user_share_one_line(plan: Plan,
+                                                      specs: dict[str, NodeSpec]) -> None:
+    surveys = surveys_of(specs)
+    for name in ("miner-binance", "miner-kraken"):
+        surveys[name] = replace(surveys[name], host="10.0.0.10")
+    wiring = wire_network(plan, "alpha", specs, surveys, new_key(plan, specs))
+    first, second = (wiring[name].authorized for name in ("miner-binance", "miner-kraken"))
+    assert first == second and first is not None and first.line is not None
+    assert "/prod/miner-binance" in first.line and "/prod/miner-kraken" in first.line
+
+
+def test_the_key_is_kept_only_while_its_holders_are_the_consumers(
+        plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    holders = consumers(plan, specs)
+    info = FarmKeyInfo(public_key=PUBLIC, holders=tuple(sorted(holders)))
+    surveys = {name: survey(spec, farm_key=info if name in holders else None)
+               for name, spec in specs.items()}
+    assert key_to_keep(holders, surveys, rotate=False) == info
+    assert key_to_keep(holders, surveys, rotate=True) is None  # --rotate-farm-key
+    assert key_to_keep(holders - {sorted(holders)[0]}, surveys, rotate=False) is None  # removed
+    lost = dict(surveys, **{sorted(holders)[0]: survey(specs[sorted(holders)[0]])})
+    assert key_to_keep(holders, lost, rotate=False) is None  # a consumer without it
+    other = FarmKeyInfo(public_key=PUBLIC.replace("AAAAC3", "BBBBC3"), holders=info.holders)
+    mixed = dict(surveys, **{sorted(holders)[0]: survey(specs[sorted(holders)[0]],
+                                                         farm_key=other)})
+    assert key_to_keep(holders, mixed, rotate=False) is None  # two keys in the network
+
+
+def test_a_remote_node_cannot_read_a_local_one(plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    local = dict(specs, **{"miner-binance": replace(specs["miner-binance"], host="local")})
+    with pytest.raises(UsageError, match="host = \"local\""):
+        wire_network(plan, "alpha", local, surveys_of(specs), new_key(plan, specs))
