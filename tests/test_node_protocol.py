@@ -91,7 +91,8 @@ def test_sfarm_node_call_writes_one_reply_and_exits_0(tmp_path: Path) -> None:
     assert reply["ok"] is True and reply["reply"] == {
         "sfarm": __version__, "protocol": PROTOCOL_VERSION, "python": sys.executable,
         "python_version": ".".join(map(str, sys.version_info[:3])), "root": str(tmp_path),
-        "user": reply["reply"]["user"]}  # type: ignore[index]
+        "user": reply["reply"]["user"],  # type: ignore[index]
+        "farm_key": None}  # the root holds no farm key
     refused = call(json.dumps({"protocol": PROTOCOL_VERSION, "sfarm": "0.0.1",
                                "request": {"op": "facts"}}).encode())
     assert refused.returncode == 0

@@ -83,7 +83,7 @@ def test_known_hosts_hold_the_ssh_peers_keys_only(plan: Plan,
                                                   specs: dict[str, NodeSpec]) -> None:
     surveys = surveys_of(specs)
     wiring = wire_network(plan, "alpha", specs, surveys, new_key(plan, specs))
-    for name, wired in wiring.items():
+    for wired in wiring.values():
         lines = wired.known_hosts.decode().splitlines()
         assert sorted(lines) == sorted(f"{surveys[peer.node].host} {surveys[peer.node].host_key}"
                                        for peer in wired.routes.peers)

@@ -78,7 +78,8 @@ def test_the_pull_rsync_sends_for_sfarm_options_is_served(tmp_path: Path) -> Non
     request = parse_request(sent, ROOTS)
     assert isinstance(request, PullRequest)
     assert (request.root, request.dataset_id) == ("/srv/b", CANDLES)
-    assert sent.startswith("rsync --server --sender ") and sent.endswith(f" . /srv/b/data/{CANDLES}/")
+    assert sent.startswith("rsync --server --sender ")
+    assert sent.endswith(f" . /srv/b/data/{CANDLES}/")
     assert gate.rrsync_command(request.options) == \
         sent.replace(f" . /srv/b/data/{CANDLES}/", " . ./")
 

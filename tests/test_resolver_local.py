@@ -1,0 +1,97 @@
+"""The resolver between two nodes of this machine: node `quant` computes indicators on the
+candles node `miner` mines, with nothing in the inventory saying how the candles get there.
+
+Local peers are read through the same gate, snapshot and rrsync as peers over SSH (only the
+remote shell differs), so this runs the resolver's whole path with real processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sfarm import data
+from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+CANDLES = "candles/sim/BTC-USDT/1m"
+
+INVENTORY = """
+version = 1
+
+[farm]
+name = "duo"
+
+[defaults]
+base_dir = "{base}"
+
+[exchanges.sim]
+ccxt = "binance"
+url = "http://127.0.0.1:{port}"
+emulate = true
+
+[tasks.mine]
+kind = "mine"
+exchange = "sim"
+markets = ["BTC/USDT"]
+timeframes = ["1m"]
+since = "3h"
+
+[tasks.studies]
+kind = "indicators"
+exchange = "sim"
+markets = ["BTC/USDT"]
+timeframes = ["1m"]
+indicators = ["sma(20)", "rsi(14)"]
+
+[networks.{network}.nodes.miner]
+host = "local"
+tasks = ["mine"]
+
+[networks.{network}.nodes.quant]
+host = "local"
+tasks = ["studies"]
+"""
+
+
+@pytest.fixture
+def farm() -> Iterator[Farm]:
+    with local_farm(INVENTORY, "duo", node="quant") as farm:
+        yield farm
+
+
+def _tasks(farm: Farm) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for node in farm.status()["nodes"] for task in node["tasks"]}
+
+
+def test_a_task_reads_another_nodes_candles_with_no_configuration(farm: Farm) -> None:
+    up = farm.sfarm("up", "--json")
+    assert up.returncode == 0, up.stdout + up.stderr
+    miner = farm.root.parent / "miner"
+
+    def studied() -> dict[str, Any] | None:
+        task = _tasks(farm)["studies"]
+        rows = [dataset["rows"] for dataset in task["datasets"]]
+        return task if rows and all(count > 0 for count in rows) else None
+
+    wait_for(lambda: studied() is not None, timeout_s=90, interval_s=1.0,
+             what="rows of the indicators on node quant")
+    task = _tasks(farm)["studies"]
+    (source,) = task["inputs"]
+    assert source["id"] == CANDLES and source["source_node"] == "miner"
+    assert source["stale_since"] is None and source["last_ts"] is not None
+    # The mirror is the producer's dataset, checked file by file, and nothing else moved.
+    assert data.verify(farm.root, CANDLES, mirror_of="miner").ok
+    assert sorted(p.name for p in (farm.root / "mirror").iterdir()) == ["miner"]
+    # It keeps up: the mirror reaches the miner's newer candles by itself.
+    produced = data.load_manifest(miner, CANDLES, with_partitions=False)
+    assert produced is not None and produced.last_ts is not None
+    wait_for(lambda: (m := data.load_manifest(farm.root, CANDLES, mirror_of="miner",
+                                              with_partitions=False)) is not None
+             and m.last_ts is not None and m.last_ts >= produced.last_ts,
+             timeout_s=30, interval_s=0.2, what="the mirror following the miner")
+    assert not list(miner.glob(".snapshots/*"))  # every snapshot served was removed
