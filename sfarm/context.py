@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from sfarm.status import DatasetProgress, Heartbeat, TaskState, TradeProgress
 from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
+
+COMMIT_WATCH_S = 0.05  # how often an engine waiting for input looks at its inputs' manifests
 
 TaskT = TypeVar("TaskT", MineTask, IndicatorsTask, TradeTask)
 
@@ -105,3 +108,16 @@ class TaskContext(Generic[TaskT]):
     def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when the engine should stop."""
         return self.stop.wait(seconds)
+
+    def sleep_until_commit(self, dataset_ids: Sequence[str], seconds: float) -> bool:
+        """Sleep up to `seconds`, waking as soon as one of the datasets commits (here, or in
+        a mirror the resolver just updated): a consumer follows its producers within
+        COMMIT_WATCH_S, not within a poll. True when the engine should stop."""
+        from sfarm.data import commit_marks
+
+        before = commit_marks(self.root, dataset_ids)
+        deadline = time.monotonic() + seconds
+        while not self.stop.wait(min(COMMIT_WATCH_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or commit_marks(self.root, dataset_ids) != before:
+                return False
+        return True

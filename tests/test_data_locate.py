@@ -106,3 +106,36 @@ def test_locating_reads_no_index(source: Path) -> None:
 def test_a_bad_id_is_a_usage_error(source: Path) -> None:
     with pytest.raises(UsageError):
         data.locate(source, "candles/sim/BTC-USDT/7x")
+
+
+def test_commit_marks_change_with_each_commit_here_or_in_a_mirror(source: Path,
+                                                                  tmp_path: Path) -> None:
+    root = tmp_path / "consumer"
+    before = data.commit_marks(root, [CANDLES])
+    assert before == (None,)  # nothing yet, and no mirror directory at all
+    mirror(source, root, "miner-1")
+    mirrored = data.commit_marks(root, [CANDLES])
+    assert mirrored != before and data.commit_marks(root, [CANDLES]) == mirrored  # stable
+    data.append(root, CANDLES, make_candles(T0 + 30 * 3_600_000, 2, "1h"))  # own data now
+    assert data.commit_marks(root, [CANDLES]) != mirrored
+
+
+def test_sleep_until_commit_wakes_on_a_commit(source: Path) -> None:
+    import threading
+    import time
+
+    from sfarm.context import TaskContext
+    from sfarm.tasks import MineTask
+
+    task = MineTask(kind="mine", exchange="sim", markets=["BTC/USDT"], timeframes=["1h"],
+                    since="2024-01-01")
+    context = TaskContext(source, "mine", task)
+    writer = threading.Timer(0.3, data.append,
+                             (source, CANDLES, make_candles(T0 + 30 * 3_600_000, 1, "1h")))
+    started = time.monotonic()
+    writer.start()
+    assert context.sleep_until_commit([CANDLES], 10.0) is False
+    assert 0.25 < time.monotonic() - started < 3.0  # woken by the commit, not the timeout
+    writer.join()
+    context.stop.set()
+    assert context.sleep_until_commit([CANDLES], 10.0) is True  # stopped: the engine ends

@@ -30,6 +30,7 @@ _EXPORTS = {
     "AmbiguousDataset": "sfarm.data.locate",
     "DatasetLocation": "sfarm.data.locate",
     "locate": "sfarm.data.locate",
+    "commit_marks": "sfarm.data.locate",
     "InstallResult": "sfarm.data.mirror",
     "StagedCopyInvalid": "sfarm.data.mirror",
     "install_staged": "sfarm.data.mirror",
@@ -57,7 +58,12 @@ if TYPE_CHECKING:
     from sfarm.data.catalog import DatasetInfo, list_datasets  # noqa: F401
     from sfarm.data.csv_import import ImportResult, import_csv  # noqa: F401
     from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts  # noqa: F401
-    from sfarm.data.locate import AmbiguousDataset, DatasetLocation, locate  # noqa: F401
+    from sfarm.data.locate import (  # noqa: F401
+        AmbiguousDataset,
+        DatasetLocation,
+        commit_marks,
+        locate,
+    )
     from sfarm.data.manifest import Manifest, PartitionEntry, SegmentEntry  # noqa: F401
     from sfarm.data.mirror import (  # noqa: F401
         InstallResult,

@@ -9,6 +9,7 @@ is the caller's next step, through the store's readers with the location's `node
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,24 @@ def _mirror_nodes(root: Path) -> list[str]:
             return sorted(entry.name for entry in entries if entry.is_dir())
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+CommitMark = tuple[int, int, int] | None  # a manifest's (inode, mtime ns, size), None: absent
+
+
+def commit_marks(root: Path | str, dataset_ids: Iterable[str]) -> tuple[CommitMark, ...]:
+    """What changes whenever one of the datasets commits, in the root's own data or in any
+    mirror: each manifest's inode, mtime and size (a commit renames a new manifest into
+    place). Stats only, so an engine waiting for new input can look every few milliseconds."""
+    producers: list[str | None] = [None, *_mirror_nodes(Path(root))]
+    marks: list[CommitMark] = []
+    for dataset_id in dataset_ids:
+        for producer in producers:
+            path = dataset_dir(root, dataset_id, mirror_of=producer)
+            try:
+                info = os.stat(path / MANIFEST_NAME)
+            except (FileNotFoundError, NotADirectoryError):
+                marks.append(None)
+                continue
+            marks.append((info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(marks)

@@ -189,6 +189,7 @@ def run_indicators(context: TaskContext[IndicatorsTask], *, poll_s: float = POLL
     jobs = plan_jobs(config.exchange, config.markets, config.timeframes, config.indicators)
     root = context.root
     board = context.board
+    inputs = list(dict.fromkeys(job.input_id for job in jobs))
     while not context.stop.is_set():
         board.wait_for(None)
         processed = catch_up(root, jobs, stop=context.stop)
@@ -200,5 +201,5 @@ def run_indicators(context: TaskContext[IndicatorsTask], *, poll_s: float = POLL
                 board.output(job.output_id, manifest.last_ts, manifest.rows)
         _report_inputs(root, jobs, board)
         board.wait_for("new candles")
-        if context.sleep(poll_s):
+        if context.sleep_until_commit(inputs, poll_s):
             break

@@ -95,6 +95,11 @@ class Feed:
         self.lookback = signal_lookback(strategy)
         strategy.check_columns(set(CANDLE_COLUMNS) | set(strategy.indicator_columns()))
 
+    @property
+    def dataset_ids(self) -> tuple[str, ...]:
+        """Every dataset the session may read: its candles and each indicator's dataset."""
+        return (self.candles_id, *self.indicator_ids.values())
+
     # -- where the inputs are -------------------------------------------------------------
 
     def _where(self, dataset: str) -> str | None:

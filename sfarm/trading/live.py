@@ -126,6 +126,10 @@ class LiveSession:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.feed.dataset_ids
+
     def equity(self, price: float | None = None) -> float:
         """Cash plus the position at `price` (else the last price seen)."""
         mark = price if price is not None else self.price

@@ -5,7 +5,8 @@ session a price poll), say on the board what it waits for, report its datasets, 
 position, and show a halted session as `halted`. Inputs that do not exist yet (`WaitingFor`)
 are named on the board and waited for; any other error leaves the loop for the worker, which
 reports it and runs the engine again after a backoff. A turn that processed candles is followed
-at once by the next (catching up); otherwise the loop sleeps `poll_s` or until stopped.
+at once by the next (catching up); otherwise the loop sleeps `poll_s`, or until one of its
+inputs commits or it is stopped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class ForwardSession(Protocol):
     def position(self) -> float: ...
 
     def equity(self) -> float: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The datasets the session reads: a commit of one wakes the loop."""
+        ...
 
     def advance(self) -> int:
         """Do what is new; the number of candles processed."""
@@ -87,5 +93,6 @@ def run_session_loop(context: TaskContext[TradeTask], open_session: Callable[[],
             if session.halted:
                 board.set_state("halted")
                 board.error(session.halted)
-        if not processed and context.sleep(poll_s):
+        if not processed and context.sleep_until_commit(
+                session.inputs if session is not None else (), poll_s):
             break

@@ -114,6 +114,10 @@ class PaperSession:
     def position(self) -> float:
         return self.state.engine.position
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.feed.dataset_ids
+
     def equity(self) -> float:
         return self.state.risk.last_equity
 
