@@ -106,7 +106,7 @@ def _install(target: Path, staging: Path, dataset_id: str, node: str,
             os.replace(staging / name, target / name)
         fsync_dir(target)  # the files durable before the manifest names them
         write_atomic(target, MANIFEST_NAME, raw_manifest)  # the commit
-        sweep(target, manifest)
+        sweep(target, manifest, retired=True)
         lock.mark_finished()
     arrived = [name for name in names if name in transferred]
     size = sum((target / name).stat().st_size for name in arrived)

@@ -28,8 +28,11 @@ def referenced_files(directory: Path, manifest: Manifest | None) -> set[str]:
     return names
 
 
-def sweep(directory: Path, manifest: Manifest | None) -> list[str]:
-    """Remove what a killed writer left: temp files, partitions and segments no manifest names."""
+def sweep(directory: Path, manifest: Manifest | None, *, retired: bool = False) -> list[str]:
+    """Remove what a killed writer left: temp files, partitions and segments no manifest names.
+
+    `retired`: the caller just committed `manifest`, so the files it no longer names are the
+    previous version's (a mirror's install), not a crash's leftovers: nothing to say."""
     keep = referenced_files(directory, manifest)
     removed = []
     with os.scandir(directory) as entries:
@@ -39,6 +42,6 @@ def sweep(directory: Path, manifest: Manifest | None) -> list[str]:
             if entry.is_file() and (orphan or is_temp_file(name)):
                 remove_quietly(Path(entry.path))
                 removed.append(name)
-    if removed:
+    if removed and not retired:
         log.info("%s: removed %d files left by an interrupted write", directory, len(removed))
     return removed

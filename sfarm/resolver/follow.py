@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from sfarm.data.layout import format_ts
 from sfarm.data.mirror import StagedCopyInvalid
 from sfarm.errors import RunError
 from sfarm.resolver.link import LinkDown, PeerLink, PullFailed, pull
@@ -112,8 +113,9 @@ class Follower(threading.Thread):
                                       "stale_since": None, "error": None}
         if result.changed:
             changes["pulled_at"] = time.time()
-            log.info("%s from %s: %d rows to %s (%d files, %d bytes)", dataset_id,
-                     self.link.node, manifest.rows, manifest.last_ts, result.files, result.bytes)
+            last = "-" if manifest.last_ts is None else format_ts(manifest.last_ts)
+            log.info("%s from %s: %d rows, last %s (%d files, %d bytes moved)", dataset_id,
+                     self.link.node, manifest.rows, last, result.files, result.bytes)
         self.board.update(self.link.node, dataset_id, **changes)
         return True
 
