@@ -111,6 +111,11 @@ def test_authorized_keys_are_separate(hosts: list[SSHServer], tmp_path: Path) ->
     assert wrong_user.returncode == 255 and "Permission denied" in wrong_user.stderr
     assert f"User {b.user} from 127.0.0.1 not allowed" in a.log.read_text()
 
+    assert b.home is not None  # StrictModes: a file others may write is not trusted
+    (b.home / ".ssh" / "authorized_keys").chmod(0o622)
+    loose = ssh(b, "id -un")
+    assert loose.returncode == 255 and "bad ownership or modes" in b.log.read_text()
+
 
 def test_the_shared_python_has_this_sfarm_on_every_host(hosts: list[SSHServer]) -> None:
     source = Path(sfarm.__file__).resolve()
