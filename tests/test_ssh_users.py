@@ -112,7 +112,8 @@ def test_authorized_keys_are_separate(hosts: list[SSHServer], tmp_path: Path) ->
     assert f"User {b.user} from 127.0.0.1 not allowed" in a.log.read_text()
 
     assert b.home is not None  # StrictModes: a file others may write is not trusted
-    (b.home / ".ssh" / "authorized_keys").chmod(0o622)
+    assert b.authorized_keys == b.home / ".ssh" / "authorized_keys"
+    b.authorized_keys.chmod(0o622)
     loose = ssh(b, "id -un")
     assert loose.returncode == 255 and "bad ownership or modes" in b.log.read_text()
 
