@@ -6,5 +6,6 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     "tests.fixtures.emulator",
     "tests.fixtures.sshd",
+    "tests.fixtures.user_hosts",
     "tests.fixtures.venvs",
 ]
