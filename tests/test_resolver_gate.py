@@ -1,15 +1,13 @@
-"""The farm key's gate (sfarm.resolver.gate): which requests it serves, the change stream, and,
-over real sshd with the farm key's forced-command line, that the key can pull a dataset and
-do nothing else, without ever holding the producer's lock during a transfer."""
+"""The farm key's gate (sfarm.resolver.gate) without sshd: which requests it serves (checked on
+what rsync's client really sends), the change stream, refusals, leftover snapshots, start-up.
+Over real sshd: tests/test_resolver_farm_key.py."""
 
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,39 +17,11 @@ from sfarm import data
 from sfarm.resolver import gate
 from sfarm.resolver.gate import PullRequest, Refused, WatchRequest, normalised_roots, parse_request
 from tests.fixtures.data_helpers import T0, make_candles
-from tests.fixtures.farm_key import farm_pull_options
+from tests.fixtures.farm_key import Lines, farm_pull_options
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 MINUTE = 60_000
 GATE = [sys.executable, "-I", "-m", "sfarm.resolver.gate"]
-
-
-class Lines:
-    """The lines a process writes on a pipe, read in a thread, each with when it arrived."""
-
-    def __init__(self, pipe: object) -> None:
-        self._queue: queue.Queue[tuple[float, str] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _read(self, pipe: object) -> None:
-        for raw in pipe:  # type: ignore[attr-defined]
-            self._queue.put((time.monotonic(), raw.decode().rstrip("\n")))
-        self._queue.put(None)
-
-    def next(self, timeout: float) -> tuple[float, str] | None:
-        """(arrival time, line), or None at the end of the stream; AssertionError on timeout."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no line within {timeout} s") from None
-
-    def next_except_alive(self, timeout: float) -> tuple[float, str] | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            item = self.next(max(0.0, deadline - time.monotonic()))
-            if item is None or item[1] != "alive":
-                return item
 
 
 # -- which requests are served ----------------------------------------------------------------
