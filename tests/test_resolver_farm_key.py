@@ -12,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,14 +150,14 @@ def test_the_watch_streams_changes_over_ssh(producer: Producer) -> None:
     assert watch.stdout is not None
     lines = Lines(watch.stdout)
     try:
-        assert lines.next(15)[1] == f"changed {CANDLES}"  # type: ignore[index]
+        assert lines.next(15)[1] == f"changed {CANDLES}"
         for start in (2 * 1440, 2 * 1440 + 5):
             data.append(producer.root, CANDLES, make_candles(T0 + start * MINUTE, 5))
             committed = time.monotonic()
-            arrived, line = lines.next_except_alive(5)  # type: ignore[misc]
+            arrived, line = lines.next_except_alive(5)
             assert line == f"changed {CANDLES}" and arrived - committed < 0.5
-        assert lines.next(3)[1] == "alive"  # type: ignore[index]
-        assert lines.next(3)[1] == "alive"  # type: ignore[index]
+        assert lines.next(3)[1] == "alive"
+        assert lines.next(3)[1] == "alive"
     finally:
         watch.kill()
         watch.wait()
@@ -201,6 +201,29 @@ def test_no_shell(producer: Producer) -> None:
 ])
 def test_no_other_command(producer: Producer, command: list[str]) -> None:
     refused(producer.ssh(*(word.format(root=producer.root) for word in command)))
+
+
+@pytest.mark.parametrize(("option", "refusal"), [
+    ("--remove-source-files", b"--remove-source-files has been disabled"),
+    ("--files-from=/etc/passwd", b"post-realpath open failed"),
+    ("-L", b"-L has been disabled"),
+    ("--log-file=/tmp/farm-key-log", b"--log-file has been disabled"),
+    ("--no-munge-links", b"--no-munge-links has been disabled"),
+])
+def test_rrsync_refuses_what_the_gate_passes_on(producer: Producer, option: str,
+                                                refusal: bytes) -> None:
+    result = producer.ssh(f"rsync --server --sender -e.Ls {option} . "
+                          f"{producer.root}/data/{CANDLES}/")
+    assert result.returncode != 0 and result.stdout == b""
+    assert refusal in result.stderr and b"root:x:0" not in result.stderr
+    assert producer.snapshots() == [] and not Path("/tmp/farm-key-log").exists()
+
+
+def test_a_missing_dataset_is_one_line(producer: Producer) -> None:
+    result = producer.ssh(f"rsync --server --sender -e.Ls . {producer.root}/data/{CANDLES[:-2]}5m/")
+    assert result.returncode != 0 and result.stdout == b""
+    assert result.stderr.decode().splitlines() == [
+        f"sfarm farm key: no dataset {CANDLES[:-2]}5m in {producer.root}/data"]
 
 
 def test_no_sftp_or_scp(producer: Producer, tmp_path: Path) -> None:

@@ -107,13 +107,14 @@ def test_a_wrong_authorized_line_serves_nothing() -> None:
 
 # -- the gate as sshd runs it, without sshd ---------------------------------------------------
 
-def run_gate(roots: list[str], command: str | None, **options: object) -> subprocess.Popen[bytes]:
+def run_gate(roots: list[str], command: str | None) -> subprocess.Popen[bytes]:
+    """The gate as sshd starts it for the farm key, with `command` as SSH_ORIGINAL_COMMAND."""
     environment = {key: value for key, value in os.environ.items()
                    if key != "SSH_ORIGINAL_COMMAND"}
     if command is not None:
         environment["SSH_ORIGINAL_COMMAND"] = command
     return subprocess.Popen([*GATE, *roots], env=environment, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)  # type: ignore[call-overload]
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.mark.parametrize("command", [None, "id", "rsync --server -e.Ls . /srv/a/data/x/"])
@@ -148,17 +149,17 @@ def test_the_watch_reports_changes_and_stays_alive(tmp_path: Path) -> None:
     assert process.stdout is not None
     lines = Lines(process.stdout)
     try:
-        assert lines.next(10)[1] == f"changed {CANDLES}"  # type: ignore[index]
+        assert lines.next(10)[1] == f"changed {CANDLES}"
         for dataset_id, start in ((CANDLES, 10), (later, 0), (CANDLES, 20)):
             time.sleep(0.2)
             data.append(root, dataset_id, make_candles(T0 + start * MINUTE, 10))
             committed = time.monotonic()
-            arrived, line = lines.next_except_alive(5)  # type: ignore[misc]
+            arrived, line = lines.next_except_alive(5)
             assert line == f"changed {dataset_id}" and arrived - committed < 0.5
         quiet_from = time.monotonic()
-        arrived, line = lines.next(3)  # type: ignore[misc]
+        arrived, line = lines.next(3)
         assert line == "alive" and 0.8 < arrived - quiet_from < 1.6
-        assert lines.next(3)[1] == "alive"  # type: ignore[index]
+        assert lines.next(3)[1] == "alive"
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:
