@@ -24,8 +24,10 @@ from sfarm import data
 from sfarm.data.fsio import WriterLock
 from sfarm.data.layout import MANIFEST_NAME
 from sfarm.data.mirror import install_staged, pull_lock, staging_dir
-from sfarm.remote.connection import parse_itemized
 from sfarm.resolver.gate import SNAPSHOTS_DIR
+from sfarm.resolver.link import PeerLink
+from sfarm.resolver.link import pull as resolver_pull
+from sfarm.rsync import parse_itemized
 from tests.fixtures.data_helpers import T0, make_candles
 from tests.fixtures.farm_key import (
     FarmKey,
@@ -140,6 +142,21 @@ def test_a_pull_with_sfarm_options_installs_and_leaves_no_snapshot(producer: Pro
         data.read(producer.root, CANDLES))
     assert producer.snapshots() == []
     assert (producer.root / SNAPSHOTS_DIR).stat().st_mode & 0o777 == 0o700
+
+
+def test_the_resolvers_own_pull_goes_through_the_gate(producer: Producer) -> None:
+    """sfarm.resolver.link's rsync argv (its options, `--`, its remote spec) is what the gate
+    serves; the peer's shell here is the farm key's plain ssh."""
+    link = PeerLink(PRODUCER, str(producer.root), tuple(farm_ssh(producer.server, producer.key)),
+                    f"{producer.server.user}@{producer.server.host}")
+    installed = resolver_pull(link, CANDLES, producer.consumer)
+    assert installed.changed and installed.manifest.rows == 2 * 1440
+    assert data.read(producer.consumer, CANDLES, mirror_of=PRODUCER).equals(
+        data.read(producer.root, CANDLES))
+    assert producer.snapshots() == []
+    data.append(producer.root, CANDLES, make_candles(T0 + 2 * 1440 * MINUTE, 60))
+    again = resolver_pull(link, CANDLES, producer.consumer)
+    assert again.manifest.rows == 2 * 1440 + 60 and again.files <= 3
 
 
 def test_the_watch_streams_changes_over_ssh(producer: Producer) -> None:
