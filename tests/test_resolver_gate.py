@@ -1,15 +1,13 @@
-"""The farm key's gate (sfarm.resolver.gate): which requests it serves, the change stream, and,
-over real sshd with the farm key's forced-command line, that the key can pull a dataset and
-do nothing else, without ever holding the producer's lock during a transfer."""
+"""The farm key's gate (sfarm.resolver.gate) without sshd: which requests it serves (checked on
+what rsync's client really sends), the change stream, refusals, leftover snapshots, start-up.
+Over real sshd: tests/test_resolver_farm_key.py."""
 
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,39 +17,11 @@ from sfarm import data
 from sfarm.resolver import gate
 from sfarm.resolver.gate import PullRequest, Refused, WatchRequest, normalised_roots, parse_request
 from tests.fixtures.data_helpers import T0, make_candles
-from tests.fixtures.farm_key import farm_pull_options
+from tests.fixtures.farm_key import Lines, farm_pull_options
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 MINUTE = 60_000
 GATE = [sys.executable, "-I", "-m", "sfarm.resolver.gate"]
-
-
-class Lines:
-    """The lines a process writes on a pipe, read in a thread, each with when it arrived."""
-
-    def __init__(self, pipe: object) -> None:
-        self._queue: queue.Queue[tuple[float, str] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _read(self, pipe: object) -> None:
-        for raw in pipe:  # type: ignore[attr-defined]
-            self._queue.put((time.monotonic(), raw.decode().rstrip("\n")))
-        self._queue.put(None)
-
-    def next(self, timeout: float) -> tuple[float, str] | None:
-        """(arrival time, line), or None at the end of the stream; AssertionError on timeout."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no line within {timeout} s") from None
-
-    def next_except_alive(self, timeout: float) -> tuple[float, str] | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            item = self.next(max(0.0, deadline - time.monotonic()))
-            if item is None or item[1] != "alive":
-                return item
 
 
 # -- which requests are served ----------------------------------------------------------------
@@ -137,13 +107,14 @@ def test_a_wrong_authorized_line_serves_nothing() -> None:
 
 # -- the gate as sshd runs it, without sshd ---------------------------------------------------
 
-def run_gate(roots: list[str], command: str | None, **options: object) -> subprocess.Popen[bytes]:
+def run_gate(roots: list[str], command: str | None) -> subprocess.Popen[bytes]:
+    """The gate as sshd starts it for the farm key, with `command` as SSH_ORIGINAL_COMMAND."""
     environment = {key: value for key, value in os.environ.items()
                    if key != "SSH_ORIGINAL_COMMAND"}
     if command is not None:
         environment["SSH_ORIGINAL_COMMAND"] = command
     return subprocess.Popen([*GATE, *roots], env=environment, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)  # type: ignore[call-overload]
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.mark.parametrize("command", [None, "id", "rsync --server -e.Ls . /srv/a/data/x/"])
@@ -178,17 +149,17 @@ def test_the_watch_reports_changes_and_stays_alive(tmp_path: Path) -> None:
     assert process.stdout is not None
     lines = Lines(process.stdout)
     try:
-        assert lines.next(10)[1] == f"changed {CANDLES}"  # type: ignore[index]
+        assert lines.next(10)[1] == f"changed {CANDLES}"
         for dataset_id, start in ((CANDLES, 10), (later, 0), (CANDLES, 20)):
             time.sleep(0.2)
             data.append(root, dataset_id, make_candles(T0 + start * MINUTE, 10))
             committed = time.monotonic()
-            arrived, line = lines.next_except_alive(5)  # type: ignore[misc]
+            arrived, line = lines.next_except_alive(5)
             assert line == f"changed {dataset_id}" and arrived - committed < 0.5
         quiet_from = time.monotonic()
-        arrived, line = lines.next(3)  # type: ignore[misc]
+        arrived, line = lines.next(3)
         assert line == "alive" and 0.8 < arrived - quiet_from < 1.6
-        assert lines.next(3)[1] == "alive"  # type: ignore[index]
+        assert lines.next(3)[1] == "alive"
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:

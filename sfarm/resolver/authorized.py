@@ -44,7 +44,7 @@ def authorized_line(public_key: str, python: str, roots: Sequence[str], marker: 
     dropped). `-I` (isolated mode) keeps the gate's imports to its own installation: sshd starts
     it in the user's home, which `-m` would otherwise put first on the module path. UsageError
     when the key is not a public key line, or when `python` or a root is empty or holds what
-    would break the quoting (`"`, `\\`, whitespace, control characters), or a root is not
+    would break the quoting (`"`, `\\`, `'`, whitespace, control characters), or a root is not
     absolute. Words with shell characters are single-quoted: sshd hands the command to the
     user's shell.
     """
@@ -80,7 +80,7 @@ def sync_authorized_keys(path: Path, marker: str, line: str | None) -> bool:
     is added after it). The parent directory is created 0700 when missing; the file is written
     atomically (a symlink is followed: the file it names is written) and left mode 0600.
     """
-    wanted = _marked(marker)
+    wanted = marker.encode()
     if line is not None and (_last_word(line.encode()) != wanted or "\n" in line):
         raise ValueError(f"the line to keep must be one line ending with {marker!r}")
     target = Path(os.path.realpath(path))
@@ -119,10 +119,6 @@ def _with_line(raw: bytes, wanted: bytes, line: bytes | None) -> bytes:
             place = len(kept)
         kept.insert(place, line)
     return b"".join(kept)
-
-
-def _marked(marker: str) -> bytes:
-    return marker.encode()
 
 
 def _last_word(line: bytes) -> bytes | None:

@@ -253,6 +253,10 @@ def serve_pull(request: PullRequest, rrsync: str) -> int:
     data = os.path.realpath(root / DATA_DIR)
     if not os.path.realpath(source).startswith(data + "/"):
         raise Refused(f"refused {request.dataset_id}: it leads out of {root / DATA_DIR}")
+    missing = f"{PREFIX} no dataset {request.dataset_id} in {root / DATA_DIR}"
+    if not (source / MANIFEST_NAME).is_file():  # before anything is made in the root
+        print(missing, file=sys.stderr)
+        return 1
     snapshots = root / SNAPSHOTS_DIR
     snapshots.mkdir(mode=0o700, exist_ok=True)
     remove_stale_snapshots(snapshots, time.time())
@@ -260,7 +264,7 @@ def serve_pull(request: PullRequest, rrsync: str) -> int:
     try:
         snapshot_dataset(source, snapshot)
     except DatasetNotFound:
-        print(f"{PREFIX} no dataset {request.dataset_id} in {root / DATA_DIR}", file=sys.stderr)
+        print(missing, file=sys.stderr)
         return 1
     lock = os.open(snapshot, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -301,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_pull(request, rrsync)
     except Refused as refusal:
         print(f"{PREFIX} {refusal}; {what_the_key_may_do(roots)}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk, a data/ on another filesystem (no hard links)
+        print(f"{PREFIX} cannot serve the request: {error}", file=sys.stderr)
         return 1
 
 
