@@ -103,9 +103,11 @@ def test_locating_reads_no_index(source: Path) -> None:
         data.read(source, CANDLES)
 
 
-def test_a_bad_id_is_a_usage_error(source: Path) -> None:
-    with pytest.raises(UsageError):
-        data.locate(source, "candles/sim/BTC-USDT/7x")
+@pytest.mark.parametrize("bad", ["candles/sim/BTC-USDT/7x", "sessions/../..",
+                                 "sessions/x/..", "candles/../BTC-USDT/1h", "sessions/./x"])
+def test_a_bad_id_is_a_usage_error(source: Path, bad: str) -> None:
+    with pytest.raises(UsageError):  # `..` would name a directory outside data/ or mirror/
+        data.locate(source, bad)
 
 
 def test_commit_marks_change_with_each_commit_here_or_in_a_mirror(source: Path,

@@ -63,6 +63,8 @@ class BadDatasetId(ValueError):
 def parse_dataset_id(dataset_id: str) -> DatasetRef:
     """Take a dataset id apart; raise BadDatasetId with the expected shapes when it is not one."""
     parts = dataset_id.strip("/").split("/")
+    if any(part in (".", "..") for part in parts):  # an id names a directory under data/
+        parts = []
     kind = parts[0] if parts else ""
     if kind == "candles" and len(parts) == 4 and all(parts):
         return DatasetRef("candles", exchange=parts[1], market=market_from_slug(parts[2]),
