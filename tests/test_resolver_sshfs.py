@@ -34,7 +34,7 @@ from sfarm.resolver.sshfs import (
     unmount,
 )
 from tests.fixtures.data_helpers import T0, make_candles
-from tests.fixtures.sshd import SSHDPool, SSHServer, generate_key
+from tests.fixtures.sshd import SSHD, SSHDPool, SSHServer, generate_key
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 MARKER = "sfarm-sshfs:test"
@@ -67,9 +67,10 @@ def test_sftp_authorized_line_refuses_what_breaks_the_line(public: str, server: 
 
 
 def _target(**overrides: object) -> SSHFSTarget:
-    values: dict[str, object] = dict(host="10.0.0.2", user="farm", node_root="/srv/sfarm/miner",
-                                     identity_file="/home/farm/.sfarm/sshfs key",
-                                     known_hosts="/home/farm/.sfarm/known_hosts", port=2222)
+    values: dict[str, object] = {
+        "host": "10.0.0.2", "user": "farm", "node_root": "/srv/sfarm/miner",
+        "identity_file": "/home/farm/.sfarm/sshfs key",
+        "known_hosts": "/home/farm/.sfarm/known_hosts", "port": 2222}
     values.update(overrides)
     return SSHFSTarget(**values)  # type: ignore[arg-type]
 
@@ -136,10 +137,10 @@ class Producer:
     name: str = "miner"
 
     def target(self, **overrides: object) -> SSHFSTarget:
-        values: dict[str, object] = dict(
-            host=self.server.host, user=self.server.user, node_root=str(self.root),
-            identity_file=str(self.key), known_hosts=str(self.server.known_hosts),
-            port=self.server.port)
+        values: dict[str, object] = {
+            "host": self.server.host, "user": self.server.user, "node_root": str(self.root),
+            "identity_file": str(self.key), "known_hosts": str(self.server.known_hosts),
+            "port": self.server.port}
         values.update(overrides)
         return SSHFSTarget(**values)  # type: ignore[arg-type]
 
@@ -267,8 +268,7 @@ def test_nothing_can_be_written_through_the_mount_or_the_key(producer: Producer,
                     f"rename {dataset_files(producer)[0]} {producer.root}/data/moved"):
         batch = tmp_path / "batch"
         batch.write_text(command + "\n")
-        done = subprocess.run(_ssh_base(producer, "sftp") + ["-b", str(batch),
-                                                             _at(producer)],
+        done = subprocess.run([*_ssh_base(producer, "sftp"), "-b", str(batch), _at(producer)],
                               capture_output=True, text=True, timeout=30)
         assert done.returncode != 0, f"sftp {command!r} succeeded: {done.stdout}"
         assert "denied" in done.stderr.lower() or "failure" in done.stderr.lower(), done.stderr
@@ -301,9 +301,9 @@ def test_the_sshfs_key_opens_no_shell_and_runs_no_command(producer: Producer,
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
         assert "shell-ran-42" not in done.stdout and not proof.exists()
     # No forwarding either (`restrict`): a -W to the sshd itself is refused.
-    done = subprocess.run(_ssh_base(producer, "ssh") + [
-        "-W", f"127.0.0.1:{producer.server.port}", _at(producer)],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    forward = ["-W", f"127.0.0.1:{producer.server.port}", _at(producer)]
+    done = subprocess.run([*_ssh_base(producer, "ssh"), *forward],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
     assert not done.stdout.startswith(b"SSH-"), "the key opened a forwarding"
 
 
@@ -341,21 +341,49 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_a_dead_producer_leaves_a_mount_that_unmounts(producer: Producer, consumer: Path,
-                                                      sshd_pool: SSHDPool) -> None:
+def _kill_producer(listener: subprocess.Popen[bytes]) -> None:
+    """Stop an sshd and its open connections (they run in sessions of their own)."""
+    sessions = _children(listener.pid)
+    SSHDPool._stop(listener)
+    for pid in sessions:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_producer_that_dies_and_returns(producer: Producer, consumer: Path,
+                                          sshd_pool: SSHDPool) -> None:
     mountpoint = mirror_mountpoint(consumer, producer.name)
     mount(producer.target(), mountpoint)
     assert data.read(consumer, CANDLES, mirror_of=producer.name).height == 3 * 1440
-    listener = sshd_pool.processes[-1]
-    sessions = _children(listener.pid)  # sshd's per-connection processes run in their own session
-    SSHDPool._stop(listener)
-    for pid in sessions:
-        os.kill(pid, signal.SIGKILL)  # the producer is gone: its connection too
+    _kill_producer(sshd_pool.processes[-1])
     started = time.monotonic()
-    with pytest.raises((OSError, RunError)):
+    with pytest.raises(OSError):  # not a hang: the connection is gone and nothing answers
         data.read(consumer, CANDLES, mirror_of=producer.name)
     print(f"a read failed {time.monotonic() - started:.2f} s after the producer died")
     assert is_mounted(mountpoint)
+    assert mount(producer.target(), mountpoint) is False  # alive mount, producer away: kept
+
+    # The producer comes back (same host key, same port): the same mount reads again.
+    config = producer.server.known_hosts.parent / "sshd_config"
+    returned = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    sshd_pool.processes.append(returned)  # stopped with the pool, whatever happens here
+    data.append(producer.root, CANDLES, make_candles(T0 + 3 * 1440 * 60_000, 60))
+    started = time.monotonic()
+    while True:
+        try:
+            rows = data.read(consumer, CANDLES, mirror_of=producer.name).height
+            break
+        except OSError:
+            assert time.monotonic() - started < 15, "the mount did not reconnect"
+            time.sleep(0.1)
+    print(f"the mount read again {time.monotonic() - started:.2f} s after the producer returned")
+    assert rows == 3 * 1440 + 60
+
+    # And dies for good: the dead mount still unmounts, and nothing is left.
+    _kill_producer(returned)
+    with pytest.raises(OSError):
+        data.read(consumer, CANDLES, mirror_of=producer.name)
     assert unmount(mountpoint) is True
     assert not is_mounted(mountpoint)
     assert str(mountpoint) not in Path("/proc/self/mountinfo").read_text()
@@ -376,6 +404,23 @@ def test_a_killed_sshfs_is_a_dead_mount_that_mount_replaces(producer: Producer,
     assert data.read(consumer, CANDLES, mirror_of=producer.name).height == 3 * 1440
     assert len([e for e in parse_mountinfo(Path("/proc/self/mountinfo").read_text())
                 if e.mount_point == str(mountpoint)]) == 1
+
+
+def test_a_producers_symlink_never_leads_out_of_the_mount(producer: Producer, consumer: Path,
+                                                          tmp_path: Path) -> None:
+    secret = tmp_path / "consumer-secret"
+    secret.write_text("SECRET")
+    directory = data.dataset_dir(producer.root, CANDLES)
+    (directory / "absolute.parquet").symlink_to(secret)
+    (directory / "relative.parquet").symlink_to(os.path.relpath(secret, directory))
+    (directory / "inside.json").symlink_to("_manifest.json")
+    mountpoint = mirror_mountpoint(consumer, producer.name)
+    mount(producer.target(), mountpoint)
+    for name in ("absolute.parquet", "relative.parquet"):
+        with pytest.raises(OSError):
+            (mountpoint / CANDLES / name).read_text()
+    assert (mountpoint / CANDLES / "inside.json").read_bytes() == \
+        (directory / "_manifest.json").read_bytes()
 
 
 def test_a_busy_mount_is_detached_lazily(producer: Producer, consumer: Path) -> None:

@@ -28,7 +28,8 @@ SSHFS_FS_TYPE = "fuse.sshfs"
 
 # Measured (report of issue 12): with the kernel's attribute cache (attr_timeout=1 s, the
 # default) a reader opening the replaced `_manifest.json` within a second of a commit read it
-# cut at the old size (10,453 invalid manifests in 2,075 reads) and missed 47 of 150 commits;
+# cut at the old size (10,453 reads of a cut manifest against 2,075 good ones) and missed 47 of
+# 150 commits;
 # with direct_io reads go to the server whatever size the kernel remembers (0 invalid in 3,419
 # reads, a commit visible in 5 ms median, 43 ms at most). dir_cache=no: sshfs's own cache would
 # hide a new dataset or partition name for up to 20 s. Price of direct_io: a shared mmap of a
@@ -144,7 +145,10 @@ def sshfs_argv(target: SSHFSTarget, mountpoint: Path | str) -> list[str]:
     reader sees a producer's commit within milliseconds (see CACHE_OPTIONS).
     """
     _check_ssh_words(target)
-    options = ["ro", "noexec", *CACHE_OPTIONS, *KEEPALIVE_OPTIONS, "ssh_command=ssh -F /dev/null",
+    # contain_symlinks (sshfs's default since 3.7.2, named so an older sshfs refuses to mount):
+    # a producer's symlink that leaves the mount (absolute, or with ..) cannot be followed.
+    options = ["ro", "noexec", "contain_symlinks", *CACHE_OPTIONS, *KEEPALIVE_OPTIONS,
+               "ssh_command=ssh -F /dev/null",
                *_strict_ssh_options(target)]
     if target.proxy_jump:
         hops = [hop.strip() for hop in target.proxy_jump.split(",") if hop.strip()]
