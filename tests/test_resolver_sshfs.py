@@ -132,6 +132,7 @@ class Producer:
     """A producer node root on a real sshd, its SSHFS key authorized with sftp_authorized_line."""
 
     server: SSHServer
+    listener: subprocess.Popen[bytes]  # its sshd, for the tests that stop it
     root: Path
     key: Path
     name: str = "miner"
@@ -158,14 +159,16 @@ def authorize_sshfs_key(server: SSHServer, directory: Path) -> Path:
 
 
 @pytest.fixture
-def producer(sshd_factory: Callable[[int], list[SSHServer]], tmp_path: Path) -> Producer:
+def producer(sshd_factory: Callable[[int], list[SSHServer]], sshd_pool: SSHDPool,
+             tmp_path: Path) -> Producer:
     problem = fuse_problem()
     if problem is not None:
         pytest.skip(f"FUSE is not usable here: {problem}")
     [server] = sshd_factory(1)
+    listener = sshd_pool.processes[-1]
     root = server.node_root / "miner"
     data.append(root, CANDLES, make_candles(T0, 3 * 1440))
-    return Producer(server, root, authorize_sshfs_key(server, tmp_path))
+    return Producer(server, listener, root, authorize_sshfs_key(server, tmp_path))
 
 
 @pytest.fixture
@@ -211,8 +214,7 @@ def test_a_mounted_producer_reads_as_its_own_data(producer: Producer, consumer: 
         count = 1440 if step == 3 else 1  # one append starts a new day: a new partition file
         done = data.append(producer.root, CANDLES, make_candles(T0 + rows * 60_000, count))
         committed, rows = time.monotonic(), rows + count
-        while (data.load_manifest(consumer, CANDLES, mirror_of=producer.name,
-                                  with_partitions=False).last_ts != done.last_ts):
+        while _mirrored_last_ts(consumer, producer.name) != done.last_ts:
             assert time.monotonic() - committed < 1.0, "a commit took over 1 s to show"
             time.sleep(0.002)
         delays.append(time.monotonic() - committed)
@@ -232,6 +234,12 @@ def test_a_mounted_producer_reads_as_its_own_data(producer: Producer, consumer: 
     assert unmount(mountpoint) is True and not is_mounted(mountpoint)
     assert unmount(mountpoint) is False
     _wait_until(lambda: not sshfs_pids(mountpoint), "the sshfs daemon exits after the unmount")
+
+
+def _mirrored_last_ts(consumer: Path, producer: str) -> int | None:
+    manifest = data.load_manifest(consumer, CANDLES, mirror_of=producer, with_partitions=False)
+    assert manifest is not None
+    return manifest.last_ts
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -302,13 +310,14 @@ def test_the_sshfs_key_opens_no_shell_and_runs_no_command(producer: Producer,
         assert "shell-ran-42" not in done.stdout and not proof.exists()
     # No forwarding either (`restrict`): a -W to the sshd itself is refused.
     forward = ["-W", f"127.0.0.1:{producer.server.port}", _at(producer)]
-    done = subprocess.run([*_ssh_base(producer, "ssh"), *forward],
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-    assert not done.stdout.startswith(b"SSH-"), "the key opened a forwarding"
+    forwarded = subprocess.run([*_ssh_base(producer, "ssh"), *forward],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert not forwarded.stdout.startswith(b"SSH-"), "the key opened a forwarding"
+    assert b"prohibited" in forwarded.stderr, forwarded.stderr
 
 
 def test_mount_failures_name_their_cause(producer: Producer, consumer: Path,
-                                         sshd_pool: SSHDPool, tmp_path: Path) -> None:
+                                         tmp_path: Path) -> None:
     mountpoint = mirror_mountpoint(consumer, producer.name)
     stranger = tmp_path / "known_hosts_other"
     stranger.write_text(f"[{producer.server.host}]:{producer.server.port} "
@@ -321,8 +330,7 @@ def test_mount_failures_name_their_cause(producer: Producer, consumer: Path,
         mount(producer.target(identity_file=str(unknown_key)), mountpoint)
     with pytest.raises(RunError, match="does not exist"):
         mount(producer.target(node_root=str(tmp_path / "nowhere")), mountpoint)
-    listener = sshd_pool.processes[-1]
-    SSHDPool._stop(listener)
+    SSHDPool._stop(producer.listener)
     with pytest.raises(RunError, match="nothing listens"):
         mount(producer.target(), mountpoint)
     assert not is_mounted(mountpoint)
@@ -354,7 +362,7 @@ def test_a_producer_that_dies_and_returns(producer: Producer, consumer: Path,
     mountpoint = mirror_mountpoint(consumer, producer.name)
     mount(producer.target(), mountpoint)
     assert data.read(consumer, CANDLES, mirror_of=producer.name).height == 3 * 1440
-    _kill_producer(sshd_pool.processes[-1])
+    _kill_producer(producer.listener)
     started = time.monotonic()
     with pytest.raises(OSError):  # not a hang: the connection is gone and nothing answers
         data.read(consumer, CANDLES, mirror_of=producer.name)
