@@ -37,7 +37,7 @@ from tests.fixtures.data_helpers import T0, make_candles
 from tests.fixtures.sshd import SSHD, SSHDPool, SSHServer, generate_key
 
 CANDLES = "candles/sim/BTC-USDT/1m"
-MARKER = "sfarm-sshfs:test"
+MARKER = "sfarm-sshfs-key:farm/test"
 PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx8pX0vQ9mKxB1Ha6Cq0Jy2fXpt8o4Vd3Ff0vP0cOeL x@y"
 
 
@@ -59,6 +59,8 @@ def test_sftp_authorized_line_forces_read_only_sftp() -> None:
     ('ssh-ed25519 AAAA"x', "/usr/lib/openssh/sftp-server", MARKER),
     (PUBLIC, "/usr/lib/openssh/sftp-server", "two words"),
     (PUBLIC, "/usr/lib/openssh/sftp-server", "x\nssh-ed25519 AAAA"),
+    (PUBLIC, "/usr/lib/openssh/sftp-server", 'a"b'),
+    (PUBLIC, "/usr/lib/openssh/sftp-server", ""),
 ])
 def test_sftp_authorized_line_refuses_what_breaks_the_line(public: str, server: str,
                                                            marker: str) -> None:

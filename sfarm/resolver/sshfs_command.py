@@ -69,7 +69,8 @@ def mirror_mountpoint(consumer_root: Path | str, producer: str) -> Path:
 
 _KEY_TYPE = re.compile(r"(ssh|ecdsa|sk)-[a-z0-9@.-]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,3}")
-_SAFE_MARKER = re.compile(r"[A-Za-z0-9_.:@=+-]+")
+# As for the farm key's line (sfarm.resolver.authorized): what would end a word or the quotes.
+_UNQUOTABLE = re.compile(r'["\\\s\x00-\x1f\x7f]')
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
 
 
@@ -81,9 +82,10 @@ def sftp_authorized_line(public_key: str, sftp_server: str, marker: str) -> str:
     read-only (-R refuses every write request); `restrict` forbids forwarding, agent, X11 and a
     pty. It does NOT confine the key to `data/`: an authorized_keys line cannot chroot sftp, so
     the key reads every file the producer's unix user can read (secrets included). Use it only
-    where that user's files may be read by the consumer. `marker` (the line's comment) lets
-    deploy find and replace its own line. UsageError for a key, path or marker that would break
-    the line's quoting or spill into other options.
+    where that user's files may be read by the consumer. `marker` (the line's last word) lets
+    deploy keep exactly one such line (`sfarm.resolver.authorized.sync_authorized_keys`).
+    UsageError for a key, path or marker that would break the line's quoting or spill into
+    other options.
     """
     words = public_key.split()
     if len(words) < 2 or not _KEY_TYPE.fullmatch(words[0]) or not _BASE64.fullmatch(words[1]):
@@ -92,9 +94,8 @@ def sftp_authorized_line(public_key: str, sftp_server: str, marker: str) -> str:
     if not _SAFE_PATH.fullmatch(sftp_server):
         raise UsageError(f"sftp server path {sftp_server!r} cannot go in a forced command",
                          hint="an absolute path of letters, digits and _./+- only")
-    if not _SAFE_MARKER.fullmatch(marker):
-        raise UsageError(f"authorized_keys marker {marker!r} must be one word of "
-                         "letters, digits and _.:@=+-")
+    if not marker or _UNQUOTABLE.search(marker):
+        raise UsageError(f"{marker!r} cannot be the last word of an authorized_keys line")
     return f'restrict,command="{sftp_server} -R" {words[0]} {words[1]} {marker}'
 
 
