@@ -24,6 +24,7 @@ from sfarm.errors import RunError, UsageError
 from sfarm.resolver.sshfs import (
     SFTP_SERVER_CANDIDATES,
     SSHFSTarget,
+    describe_sshfs_failure,
     fuse_problem,
     is_mounted,
     mirror_mountpoint,
@@ -116,6 +117,18 @@ def test_sshfs_argv_reaches_through_jump_hosts_with_the_same_strict_options() ->
 def test_sshfs_argv_refuses_values_ssh_would_misread(overrides: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         sshfs_argv(_target(**overrides), "/m")
+
+
+def test_failures_name_the_hop_that_failed() -> None:
+    target = _target(proxy_jump="ops@bastion")
+    jump_key = ("Host key for bastion has changed and you have requested strict checking.\n"
+                "Host key verification failed.\nkex_exchange_identification: read: reset\n")
+    assert "the host key of bastion is not the one in /home/farm/.sfarm/known_hosts" in \
+        describe_sshfs_failure(jump_key, target)
+    refused = "ops@bastion: Permission denied (publickey).\nConnection closed by UNKNOWN\n"
+    assert "ops@bastion refused the key" in describe_sshfs_failure(refused, target)
+    assert "farm@10.0.0.2 refused the key" in describe_sshfs_failure(
+        "farm@10.0.0.2: Permission denied (publickey).", _target())
 
 
 def test_parse_mountinfo_reads_escaped_mount_points() -> None:
@@ -324,7 +337,7 @@ def test_mount_failures_name_their_cause(producer: Producer, consumer: Path,
     stranger = tmp_path / "known_hosts_other"
     stranger.write_text(f"[{producer.server.host}]:{producer.server.port} "
                         f"{generate_key(tmp_path / 'other_host', '')}\n")
-    with pytest.raises(RunError, match="host key"):
+    with pytest.raises(RunError, match=r"host key of \[127.0.0.1\]:\d+ is not the one"):
         mount(producer.target(known_hosts=str(stranger)), mountpoint)
     unknown_key = tmp_path / "unknown_ed25519"
     generate_key(unknown_key, "not-authorized")

@@ -124,6 +124,15 @@ def _strict_ssh_options(target: SSHFSTarget) -> list[str]:
             "GlobalKnownHostsFile=/dev/null", f"ConnectTimeout={target.connect_timeout}"]
 
 
+def _ssh_options(target: SSHFSTarget) -> list[str]:
+    """The options of sshfs's ssh: the strict ones, and the jump hosts' ProxyCommand if any."""
+    options = _strict_ssh_options(target)
+    hops = [hop.strip() for hop in (target.proxy_jump or "").split(",") if hop.strip()]
+    if hops:
+        options.append("ProxyCommand=" + _proxy_command(hops, target))
+    return options
+
+
 def _proxy_command(hops: list[str], target: SSHFSTarget) -> str:
     """A ProxyCommand reaching %h:%p through `hops` (last hop nearest the target), each hop
     with the strict options (-J would let the jump hosts use ~/.ssh/config and its keys)."""
@@ -149,11 +158,7 @@ def sshfs_argv(target: SSHFSTarget, mountpoint: Path | str) -> list[str]:
     # contain_symlinks (sshfs's default since 3.7.2, named so an older sshfs refuses to mount):
     # a producer's symlink that leaves the mount (absolute, or with ..) cannot be followed.
     options = ["ro", "noexec", "contain_symlinks", *CACHE_OPTIONS, *KEEPALIVE_OPTIONS,
-               "ssh_command=ssh -F /dev/null",
-               *_strict_ssh_options(target)]
-    if target.proxy_jump:
-        hops = [hop.strip() for hop in target.proxy_jump.split(",") if hop.strip()]
-        options.append("ProxyCommand=" + _proxy_command(hops, target))
+               "ssh_command=ssh -F /dev/null", *_ssh_options(target)]
     argv = ["sshfs", target.remote, str(mountpoint), "-p", str(target.port)]
     for option in options:
         argv += ["-o", _fuse_option(option)]
@@ -165,13 +170,9 @@ def ssh_probe_argv(target: SSHFSTarget) -> list[str]:
     after a failed mount this one says why (host key, key refused, nothing listening)."""
     _check_ssh_words(target)
     argv = ["ssh", "-F", "/dev/null", "-p", str(target.port)]
-    for option in _strict_ssh_options(target):
+    for option in _ssh_options(target):
         argv += ["-o", option]
-    if target.proxy_jump:
-        hops = [hop.strip() for hop in target.proxy_jump.split(",") if hop.strip()]
-        argv += ["-o", "ProxyCommand=" + _proxy_command(hops, target)]
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    return [*argv, "-s", f"{target.user}@{host}", "sftp"]
+    return [*argv, "-s", f"{target.user}@{target.host}", "sftp"]
 
 
 @dataclass(frozen=True)
@@ -207,13 +208,18 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
 
 
 def describe_sshfs_failure(stderr: str, target: SSHFSTarget) -> str:
-    """One sentence for why sshfs could not mount, from what it and ssh printed."""
+    """One sentence for why sshfs could not mount, from what it and ssh printed (naming the
+    jump host rather than the producer when ssh says the jump host failed)."""
     where = f"{target.user}@{target.host}:{target.port}"
     text = stderr.strip()
+    host_key = re.search(r"(?:Host key for|host key is known for) (\S+)", text)
+    refused = re.search(r"^(\S+): Permission denied", text, re.MULTILINE)
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
-        cause = f"host key of {where} is not the one in {target.known_hosts}"
+        who = host_key.group(1) if host_key else where
+        cause = f"the host key of {who} is not the one in {target.known_hosts}"
     elif "Permission denied" in text:
-        cause = f"{where} refused the key {target.identity_file} (not authorized there?)"
+        who = refused.group(1) if refused else where
+        cause = f"{who} refused the key {target.identity_file} (not authorized there?)"
     elif "Connection refused" in text:
         cause = f"nothing listens on {where} (sshd down?)"
     elif "timed out" in text.lower():
