@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 
 setup: $(STAMP)
 
-# Tests start real sshd servers and use real rsync; install them when missing and we are root.
+# Tests start real sshd servers, use real rsync and mount with real sshfs (transport = "sshfs");
+# install them when missing and we are root.
 system-deps:
 	@missing=""; \
 	command -v rsync >/dev/null 2>&1 || missing="$$missing rsync"; \
+	command -v sshfs >/dev/null 2>&1 || missing="$$missing sshfs"; \
+	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
