@@ -1,7 +1,8 @@
-"""A hostile producer (its node root tampered with after real appends) pulled with real rsync
-through the local connection: every trick is refused with a clear message, nothing is written
-outside `mirror/<node>/<id>/`, the mirror keeps its version (or stays absent on a first pull)
-and the staging directory is gone. Also: two pulls of one dataset never run at once."""
+"""A hostile producer (its node root tampered with after real appends, served by plain rsync
+instead of sfarm's gate) pulled with real rsync: every trick is refused with a clear message,
+nothing is written outside `mirror/<node>/<id>/`, the mirror keeps its version (or stays absent
+on a first pull) and the staging directory is gone. Also: two pulls of one dataset never run
+at once."""
 
 from __future__ import annotations
 
@@ -10,22 +11,34 @@ import json
 import os
 import shutil
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sfarm import data
 from sfarm.data.layout import check_partition_file_name, check_segment_file_name
+from sfarm.data.mirror import InstallResult, pull_lock
 from sfarm.remote.connection import LocalConnection
 from sfarm.remote.pull import pull
-from sfarm.rsync import SyncResult
+from sfarm.resolver.link import PeerLink
+from sfarm.resolver.link import pull as pull_through
 from tests.fixtures.data_helpers import T0, make_candles
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 NODE = "miner-1"
 DAY = 1440
+
+
+# A compromised producer runs what it likes in place of sfarm's gate: here plain rsync, serving
+# its dataset directory as it is (links, directories and all), so that only the consumer's own
+# checks stand between it and the consumer's disk.
+HOSTILE_SHELL = ("sh", "-c", 'shift; exec "$@"', "hostile-producer")
+
+
+def hostile_pull(producer: Path, consumer: Path) -> InstallResult:
+    return pull_through(PeerLink(NODE, str(producer), HOSTILE_SHELL, "producer"), CANDLES,
+                        consumer)
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -77,7 +90,7 @@ def farm(tmp_path: Path) -> tuple[Path, Path]:
     """A producer with two days and a consumer that pulled them, then a third day produced."""
     producer, consumer = tmp_path / "producer", tmp_path / "consumer"
     data.append(producer, CANDLES, make_candles(T0, 2 * DAY))
-    pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+    hostile_pull(producer, consumer)
     data.append(producer, CANDLES, make_candles(T0 + 2 * DAY * 60_000, 30))
     return producer, consumer
 
@@ -86,7 +99,7 @@ def assert_refused(producer: Path, consumer: Path, message: str) -> None:
     """The pull fails with `message`; the consumer's tree (mirror and all) is as before."""
     before = tree(consumer)
     with pytest.raises(data.StagedCopyInvalid, match=message) as refused:
-        pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+        hostile_pull(producer, consumer)
     assert refused.value.message.endswith("the mirror is unchanged")
     assert tree(consumer) == before  # nothing written, moved or left in staging
     assert not (mirror_dir(consumer) / ".incoming").exists()
@@ -205,7 +218,7 @@ def test_a_hostile_first_pull_leaves_no_mirror(tmp_path: Path) -> None:
     data.append(producer, CANDLES, make_candles(T0, DAY))
     rewrite_index(producer, lambda partitions: partitions[0].update(file="../escape.parquet"))
     with pytest.raises(data.StagedCopyInvalid, match="is not a partition file name"):
-        pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+        hostile_pull(producer, consumer)
     assert data.locate(consumer, CANDLES) is None
     # Only the pull's own lock file remains, inside the mirror's dataset directory.
     files = [path for path in consumer.rglob("*") if not path.is_dir()]
@@ -229,47 +242,21 @@ def test_other_names_are_not_partition_names(name: str) -> None:
         check_partition_file_name(name)
 
 
-class RecordingConnection(LocalConnection):
-    """The local connection, noting when each transfer starts and ends (slowed down, so that
-    two unguarded pulls would overlap)."""
-
-    def __init__(self, events: list[str], who: str) -> None:
-        self.events, self.who = events, who
-
-    def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = (), link_dest: str | None = None,
-              source_lock: str | None = None) -> SyncResult:
-        self.events.append(f"start {self.who}")
-        time.sleep(0.3)
-        try:
-            return super().rsync(source, destination, pull=pull, delete=delete,
-                                 excludes=excludes, link_dest=link_dest,
-                                 source_lock=source_lock)
-        finally:
-            self.events.append(f"end {self.who}")
-
-
-def test_two_pulls_of_one_dataset_run_one_after_the_other(tmp_path: Path) -> None:
+def test_a_second_pull_of_one_dataset_waits_for_the_first(tmp_path: Path) -> None:
     producer, consumer = tmp_path / "producer", tmp_path / "consumer"
     data.append(producer, CANDLES, make_candles(T0, 3 * DAY))
-    events: list[str] = []
-    results: dict[str, object] = {}
+    done = threading.Event()
 
-    def run(who: str) -> None:
-        try:
-            results[who] = pull(RecordingConnection(events, who), str(producer), NODE, CANDLES,
-                                consumer)
-        except Exception as error:  # reported by the assertion below
-            results[who] = error
+    def second() -> None:
+        pull(LocalConnection(), str(producer), NODE, CANDLES, consumer)
+        done.set()
 
-    threads = [threading.Thread(target=run, args=(who,)) for who in ("a", "b")]
-    for thread in threads:
+    with pull_lock(consumer, CANDLES, mirror_of=NODE):  # a first pull, in the middle of it
+        thread = threading.Thread(target=second)
         thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(not isinstance(result, Exception) for result in results.values()), results
-    first, second = events[0].split()[1], events[2].split()[1]
-    assert events == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
+        assert not done.wait(0.5)  # it shares no staging directory with the first
+    thread.join(timeout=30)
+    assert done.is_set()
     assert data.read(consumer, CANDLES, mirror_of=NODE).equals(data.read(producer, CANDLES))
     assert data.verify(consumer, CANDLES, mirror_of=NODE).ok
     assert not (mirror_dir(consumer) / ".incoming").exists()

@@ -9,6 +9,7 @@ task and removing a node rotates the key, and the removed node's copy opens noth
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from collections.abc import Callable
@@ -166,6 +167,18 @@ def test_moving_a_task_and_removing_a_node_rotates_the_farm_key(
         assert _authorized(servers["quant"]) == []  # nobody reads quant any more
         refused = ssh(servers["miner"], watch, identity=old_key, timeout=30)
         assert refused.returncode == 255 and "Permission denied" in refused.stderr
+
+        # Deploy again: nothing changes, the key is kept. A new key only on demand, and only
+        # with the whole network.
+        again = farm.sfarm("deploy", "--json", check=False)
+        assert again.returncode == 0
+        assert [step for node in json.loads(again.stdout)["nodes"] for step in node["steps"]
+                if step["status"] != "ok"] == []
+        assert (quant / "secrets" / "farm_key").read_bytes() == new_key
+        partial = farm.sfarm("deploy", "--node", "quant", "--rotate-farm-key", check=False)
+        assert partial.returncode == 2 and "without --node" in partial.stderr
+        assert farm.sfarm("deploy", "--rotate-farm-key", check=False).returncode == 0
+        assert (quant / "secrets" / "farm_key").read_bytes() != new_key
 
 
 def _public(private_key: Path) -> str:

@@ -60,13 +60,20 @@ def _report(report: FarmReport, json: bool) -> None:
 
 
 def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
-           node: NodeOption = None, json: JsonOption = False) -> None:
+           node: NodeOption = None, json: JsonOption = False,
+           rotate_farm_key: Annotated[bool, typer.Option(
+               "--rotate-farm-key", help="Make the network's farm key anew (the key nodes read "
+                                         "each other's data with); needs every node.")] = False,
+           ) -> None:
     """Provision nodes: node root, inventory and strategies, secrets they need, supervisord
-    and its config. Idempotent: a second run reports every step unchanged.
+    and its config, and the wiring of data between nodes (where each input comes from, the
+    farm key and its restricted line on producers). Idempotent: a second run reports every
+    step unchanged.
 
     Example: [bold]sfarm deploy -i inventory/local.toml[/]
     """
-    _report(Farm.open(inventory, network, node).deploy(), json)
+    farm = Farm.open(inventory, network, node)
+    _report(farm.deploy(rotate_farm_key=rotate_farm_key), json)
 
 
 def up(inventory: InventoryOption = None, network: NetworkOption = None,

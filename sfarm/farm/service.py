@@ -76,9 +76,10 @@ class Farm:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def deploy(self) -> FarmReport:
-        """Make every node match the inventory (idempotent: a second deploy changes nothing)."""
-        return FarmReport("deploy", self.controller.deploy())
+    def deploy(self, *, rotate_farm_key: bool = False) -> FarmReport:
+        """Make every node match the inventory (idempotent: a second deploy changes nothing);
+        with `rotate_farm_key`, the network's farm key is made anew."""
+        return FarmReport("deploy", self.controller.deploy(rotate_farm_key=rotate_farm_key))
 
     def up(self, *, live: bool = False) -> FarmReport:
         """Deploy, then (when every node deployed) arm or disarm the live tasks and start
@@ -185,7 +186,7 @@ class Farm:
                 if progress is not None:
                     progress(dataset_id, index, len(wanted))
                 results.append(pull(agent.transport.connection, agent.transport.root, node,
-                                    dataset_id, local_root))
+                                    dataset_id, local_root, python=agent.spec.python))
             return results
         finally:
             agent.close()

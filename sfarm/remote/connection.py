@@ -133,12 +133,6 @@ def expand_home(path: str, home: str) -> str:
     return path
 
 
-def locked(lock: str | None, command: list[str]) -> list[str]:
-    """`command` run while holding a shared flock on the file `lock` (flock(1), util-linux), the
-    lock sfarm's dataset readers take: no writer commits while it runs."""
-    return command if lock is None else ["flock", "--shared", lock, *command]
-
-
 def require_local_rsync() -> str:
     path = shutil.which("rsync")
     if path is None:
@@ -175,12 +169,10 @@ class Connection(Protocol):
         ...
 
     def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = (), link_dest: str | None = None,
-              source_lock: str | None = None) -> SyncResult:
+              excludes: Sequence[str] = (), link_dest: str | None = None) -> SyncResult:
         """Copy with rsync (archive mode, rsync's trailing-slash rules): node -> here if `pull`,
-        here -> node otherwise. The destination's parent directory must exist. With a pull,
-        `source_lock` is a file on the node held with a shared flock for the whole transfer, and
-        symlinks, devices and special files are not copied (the node is not trusted)."""
+        here -> node otherwise. The destination's parent directory must exist. A pull copies
+        no symlink, device or special file (the node is not trusted)."""
         ...
 
     def home(self) -> str:
@@ -265,15 +257,12 @@ class LocalConnection:
             raise _file_error(self.where, "read", path, exc) from None
 
     def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = (), link_dest: str | None = None,
-              source_lock: str | None = None) -> SyncResult:
+              excludes: Sequence[str] = (), link_dest: str | None = None) -> SyncResult:
         # Both sides are on this machine, so `pull` only says which side is the node's.
-        lock = os.path.expanduser(source_lock) if pull and source_lock else None
-        argv = locked(lock, [require_local_rsync(),
-                             *rsync_options(pull=pull, delete=delete, excludes=excludes,
-                                            link_dest=link_dest), "--",
-                             local_rsync_path(os.path.expanduser(source)),
-                             local_rsync_path(os.path.expanduser(destination))])
+        argv = [require_local_rsync(),
+                *rsync_options(pull=pull, delete=delete, excludes=excludes, link_dest=link_dest),
+                "--", local_rsync_path(os.path.expanduser(source)),
+                local_rsync_path(os.path.expanduser(destination))]
         result = self._execute(tuple(argv), None, None, None)
         if not result.ok:
             raise TransportError(

@@ -42,7 +42,6 @@ from sfarm.remote.connection import (
     describe_command,
     env_assignments,
     expand_home,
-    locked,
     require_local_rsync,
 )
 from sfarm.remote.openssh import OpenSSHSettings, rsync_shell, ssh_words
@@ -302,12 +301,9 @@ class SSHConnection:
     # -- rsync --------------------------------------------------------------------------------
 
     def rsync(self, source: str, destination: str, *, pull: bool, delete: bool = False,
-              excludes: Sequence[str] = (), link_dest: str | None = None,
-              source_lock: str | None = None) -> SyncResult:
+              excludes: Sequence[str] = (), link_dest: str | None = None) -> SyncResult:
         rsync = require_local_rsync()
         remote_rsync = [self.remote_rsync]
-        if pull and source_lock:
-            remote_rsync = locked(self._path(source_lock), remote_rsync)
         if pull:
             source = self._remote_spec(self._path(source))
             destination = local_rsync_path(os.path.expanduser(destination))
@@ -353,9 +349,14 @@ class SSHConnection:
         return self._target(self._fabric, f"node {self.node.name} via {self.proxy_jump}")
 
     def _remote_spec(self, path: str) -> str:
+        return f"{self.remote_host}:{path}"
+
+    @property
+    def remote_host(self) -> str:
+        """`user@host` as rsync and ssh take it (an IPv6 address in brackets)."""
         host = f"[{self.node.host}]" if ":" in self.node.host else self.node.host
         user = f"{self.node.user}@" if self.node.user else ""
-        return f"{user}{host}:{path}"
+        return f"{user}{host}"
 
     def openssh_settings(self) -> OpenSSHSettings:
         return OpenSSHSettings(

@@ -16,6 +16,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,9 @@ CONNECT_TIMEOUT_S = 5
 # ssh's keepalive: a peer that stops answering is noticed within interval x count seconds.
 ALIVE_INTERVAL_S = 2
 ALIVE_COUNT = 3
+DISK_CHECK_S = 0.2  # how often a running pull looks at the disk's free space
+# Mirrored files are this node's user's alone, whatever modes the producer gave them.
+MIRROR_MODES = "--chmod=D0700,F0600"
 SOCKET_PATH_MAX = 100  # a unix socket path is at most 107 bytes; ssh adds a suffix while binding
 
 
@@ -50,6 +55,9 @@ class PeerLink:
     host: str
     master: tuple[str, ...] | None = None  # start first and keep: the shared SSH connection
     control_path: Path | None = None
+    # What runs the gate on the peer when no forced command does (an operator's login):
+    # rsync's --rsync-path, which the words of the pull follow.
+    rsync_path: str | None = None
 
     def command(self, *words: str) -> list[str]:
         return [*self.rsh, self.host, *words]
@@ -97,29 +105,62 @@ def pull_command(link: PeerLink, dataset_id: str, staging: Path, mirror: Path) -
     if rsync is None:
         raise PullFailed("rsync is not installed on this node",
                          hint="install it (for example: apt-get install rsync)")
+    remote = [f"--rsync-path={link.rsync_path}"] if link.rsync_path else []
     return [rsync, *rsync_options(pull=True, delete=True, excludes=(), link_dest=str(mirror),
-                                  secluded=False),
+                                  secluded=False), MIRROR_MODES, *remote,
             "-e", shlex.join(link.rsh), "--", link.source(dataset_id), f"{staging}/"]
 
 
 def pull(link: PeerLink, dataset_id: str, root: Path, timeout_s: float = 600) -> InstallResult:
     """Bring the peer's current version of `dataset_id` into `root/mirror/<peer>/<id>`: only
     new files travel, the copy is checked and committed by the store (install_staged).
-    LinkDown when the peer cannot be reached, PullFailed for anything else."""
+    LinkDown when the peer cannot be reached, PullFailed for anything else.
+
+    The peer is not trusted with this node's disk: a transfer that would leave less than
+    `free_reserve(...)` bytes free is stopped (the manifest is checked only once it arrives)."""
     mirror = dataset_dir(root, dataset_id, mirror_of=link.node)
     with pull_lock(root, dataset_id, mirror_of=link.node):
         staging = staging_dir(root, dataset_id, mirror_of=link.node)
         argv = pull_command(link, dataset_id, staging, mirror)
-        try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            raise PullFailed(f"pulling {dataset_id} from {link.node} took over "
-                             f"{timeout_s:g} s") from None
-        if done.returncode != 0:
-            said = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        stdout, stderr, code = _run_guarded(argv, staging, timeout_s, link.node, dataset_id)
+        if code != 0:
+            said = stderr.decode(errors="replace").strip().splitlines()[-3:]
             message = f"pull of {dataset_id} from {link.node} failed " \
-                      f"(rsync exit {done.returncode}): {' / '.join(said)}"
-            raise (LinkDown if done.returncode == 255 else PullFailed)(message)
-        transferred = parse_itemized(done.stdout.decode(errors="replace")).paths("transfer")
+                      f"(rsync exit {code}): {' / '.join(said)}"
+            raise (LinkDown if code == 255 else PullFailed)(message)
+        transferred = parse_itemized(stdout.decode(errors="replace")).paths("transfer")
         return install_staged(root, dataset_id, mirror_of=link.node, transferred=transferred)
+
+
+def free_reserve(directory: Path) -> int:
+    """Bytes a pull must leave free on the disk of `directory`: 5% of it, at least 256 MiB."""
+    return max(256 << 20, shutil.disk_usage(directory).total // 20)
+
+
+def _run_guarded(argv: list[str], staging: Path, timeout_s: float, node: str,
+                 dataset_id: str) -> tuple[bytes, bytes, int]:
+    """Run the rsync, stopping it when it outlives `timeout_s` or fills the disk."""
+    reserve = free_reserve(staging)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while process.poll() is None:
+                try:
+                    process.wait(timeout=DISK_CHECK_S)
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise PullFailed(f"pulling {dataset_id} from {node} took over "
+                                         f"{timeout_s:g} s") from None
+                    if shutil.disk_usage(staging).free < reserve:
+                        raise PullFailed(
+                            f"pulling {dataset_id} from {node} was stopped: the disk of "
+                            f"{staging} has less than {reserve >> 20} MiB left",
+                            hint="free some space; the mirror is unchanged") from None
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        out.seek(0)
+        err.seek(0)
+        return out.read(), err.read(), process.returncode
