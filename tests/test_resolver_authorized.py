@@ -85,7 +85,13 @@ def test_sync_adds_replaces_and_removes_the_one_line(tmp_path: Path) -> None:
     assert sync_authorized_keys(path, MARK, None)
     assert path.read_bytes() == b"ssh-rsa AAAA operator\n# end, no newline"
     path.chmod(0o644)
-    assert sync_authorized_keys(path, MARK, None)  # the mode counts too
+    # A file without our line is not ours to change, not even its mode...
+    assert not sync_authorized_keys(path, MARK, None)
+    assert path.stat().st_mode & 0o777 == 0o644
+    # ...and one that holds it is made 0600 (the mode counts as a change).
+    assert sync_authorized_keys(path, MARK, second)
+    path.chmod(0o644)
+    assert sync_authorized_keys(path, MARK, second)
     assert path.stat().st_mode & 0o777 == 0o600
 
 

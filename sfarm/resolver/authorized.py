@@ -74,7 +74,8 @@ def _check_word(what: str, word: str) -> None:
 def sync_authorized_keys(path: Path, marker: str, line: str | None) -> bool:
     """Make `path` hold exactly one line whose last word is `marker`, `line` (in the place of
     the first such line, else at the end), or none when `line` is None; return whether the
-    file changed (its content or its mode).
+    file changed (its content or its mode; the mode is set only on a file that holds or held
+    the line).
 
     Every other line stays byte for byte (a last line without a newline gets one when a line
     is added after it). The parent directory is created 0700 when missing; the file is written
@@ -92,6 +93,8 @@ def sync_authorized_keys(path: Path, marker: str, line: str | None) -> bool:
         old = None
     new = _with_line(old or b"", wanted, None if line is None else line.encode() + b"\n")
     if new == old:
+        if line is None:  # no line of ours in it: not our file to change, not even its mode
+            return False
         if (os.stat(target).st_mode & 0o777) == 0o600:
             return False
         os.chmod(target, 0o600)
