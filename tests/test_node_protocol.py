@@ -92,7 +92,8 @@ def test_sfarm_node_call_writes_one_reply_and_exits_0(tmp_path: Path) -> None:
         "sfarm": __version__, "protocol": PROTOCOL_VERSION, "python": sys.executable,
         "python_version": ".".join(map(str, sys.version_info[:3])), "root": str(tmp_path),
         "user": reply["reply"]["user"],  # type: ignore[index]
-        "farm_key": None}  # the root holds no farm key
+        "farm_key": None, "sshfs_key": None,  # the root holds no key of the network
+        "sftp_server": reply["reply"]["sftp_server"]}  # type: ignore[index]
     refused = call(json.dumps({"protocol": PROTOCOL_VERSION, "sfarm": "0.0.1",
                                "request": {"op": "facts"}}).encode())
     assert refused.returncode == 0

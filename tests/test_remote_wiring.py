@@ -14,12 +14,14 @@ from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.plan import Plan, plan_network
 from sfarm.remote.wiring import (
     FarmKey,
+    NodeKey,
     NodeSurvey,
+    NodeWiring,
     consumers,
     key_to_keep,
     wire_network,
 )
-from sfarm.resolver.routes import FarmKeyInfo
+from sfarm.resolver.routes import FarmKeyInfo, KeyKind
 
 PROJECT = Path(__file__).parent.parent
 PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgl3BNlOoKnLq3fHDvPr0Q0D8yO5yWlPzv6Y2cJ9sQq"
@@ -56,9 +58,15 @@ def surveys_of(specs: dict[str, NodeSpec]) -> dict[str, NodeSurvey]:
     return {name: survey(spec) for name, spec in specs.items()}
 
 
-def new_key(plan: Plan, specs: dict[str, NodeSpec]) -> FarmKey:
+def new_key(plan: Plan, specs: dict[str, NodeSpec]) -> dict[KeyKind, FarmKey | None]:
     holders = tuple(sorted(consumers(plan, specs)))
-    return FarmKey(FarmKeyInfo(public_key=PUBLIC, holders=holders), b"PRIVATE KEY\n")
+    return {"farm": FarmKey(FarmKeyInfo(public_key=PUBLIC, holders=holders), b"PRIVATE KEY\n"),
+            "sshfs": None}
+
+
+def farm_part(wired: NodeWiring) -> NodeKey:
+    (key,) = [key for key in wired.keys if key.kind == "farm"]
+    return key
 
 
 def test_every_transfer_is_a_route_and_nothing_else(plan: Plan,
@@ -92,21 +100,21 @@ def test_known_hosts_hold_the_ssh_peers_keys_only(plan: Plan,
 
 def test_farm_key_goes_to_consumers_and_is_authorized_on_producers(
         plan: Plan, specs: dict[str, NodeSpec]) -> None:
-    key = new_key(plan, specs)
-    wiring = wire_network(plan, "alpha", specs, surveys_of(specs), key)
+    wiring = wire_network(plan, "alpha", specs, surveys_of(specs), new_key(plan, specs))
     holders = consumers(plan, specs)
     producers = {t.source for t in plan.transfers}
     for name, wired in wiring.items():
-        assert (wired.private_key is not None) == (name in holders)
-        assert (wired.farm_key is not None) == (name in holders)
-        assert wired.authorized is not None
-        assert wired.authorized.marker == "sfarm-farm-key:alpha/prod"
+        key = farm_part(wired)
+        assert (key.private is not None) == (name in holders)
+        assert (key.info is not None) == (name in holders)
+        assert key.authorized is not None
+        assert key.authorized.marker == "sfarm-farm-key:alpha/prod"
         if name in producers:
-            line = wired.authorized.line
+            line = key.authorized.line
             assert line is not None and line.startswith("restrict,command=")
             assert f"/home/sfarm/sfarm/prod/{name}" in line and PUBLIC in line
         else:
-            assert wired.authorized.line is None  # a stale line would be removed
+            assert key.authorized.line is None  # a stale line would be removed
 
 
 def test_producers_sharing_a_unix_user_share_one_line(plan: Plan,
@@ -115,7 +123,8 @@ def test_producers_sharing_a_unix_user_share_one_line(plan: Plan,
     for name in ("miner-binance", "miner-kraken"):
         surveys[name] = replace(surveys[name], host="10.0.0.10")
     wiring = wire_network(plan, "alpha", specs, surveys, new_key(plan, specs))
-    first, second = (wiring[name].authorized for name in ("miner-binance", "miner-kraken"))
+    first, second = (farm_part(wiring[name]).authorized
+                     for name in ("miner-binance", "miner-kraken"))
     assert first == second and first is not None and first.line is not None
     assert "/prod/miner-binance" in first.line and "/prod/miner-kraken" in first.line
 
@@ -141,3 +150,27 @@ def test_a_remote_node_cannot_read_a_local_one(plan: Plan, specs: dict[str, Node
     local = dict(specs, **{"miner-binance": replace(specs["miner-binance"], host="local")})
     with pytest.raises(UsageError, match="host = \"local\""):
         wire_network(plan, "alpha", local, surveys_of(specs), new_key(plan, specs))
+
+
+def test_an_sshfs_consumer_gets_the_sshfs_key_and_its_producers_a_read_only_sftp_line(
+        plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    sshfs = dict(specs, **{"trader-2": replace(specs["trader-2"], transport="sshfs")})
+    surveys = {name: replace(s, sftp_server="/usr/lib/openssh/sftp-server")
+               for name, s in surveys_of(specs).items()}
+    keys: dict[KeyKind, FarmKey | None] = {
+        "farm": FarmKey(FarmKeyInfo(public_key=PUBLIC, holders=tuple(sorted(
+            consumers(plan, sshfs, "farm")))), b"FARM\n"),
+        "sshfs": FarmKey(FarmKeyInfo(public_key=PUBLIC, holders=("trader-2",)), b"SSHFS\n")}
+    assert consumers(plan, sshfs, "sshfs") == {"trader-2"}
+    assert "trader-2" not in consumers(plan, sshfs, "farm")
+    wiring = wire_network(plan, "alpha", sshfs, surveys, keys)
+    trader = wiring["trader-2"]
+    assert trader.mounts and {peer.transport for peer in trader.routes.peers} == {"sshfs"}
+    held = {key.kind: key.private for key in trader.keys}
+    assert held == {"farm": None, "sshfs": b"SSHFS\n"}  # only the key it reads with
+    read_by_trader = {peer.node for peer in trader.routes.peers}
+    for name in read_by_trader:
+        (line,) = [key.authorized.line for key in wiring[name].keys
+                   if key.kind == "sshfs" and key.authorized is not None]
+        assert line is not None and 'command="/usr/lib/openssh/sftp-server -R"' in line
+        assert line.endswith("sfarm-sshfs-key:alpha/prod")

@@ -20,6 +20,15 @@ from sfarm.data.manifest import (
 )
 from sfarm.errors import RunError, UsageError
 
+# A mirror mounted from its producer (transport = "sshfs") is written by a writer that does not
+# see this node's readers' lock: a file the manifest named can be retired before it is opened.
+# Files are never changed in place, so reading again (manifest first) gives the next version.
+MOUNTED_READ_ATTEMPTS = 3
+
+
+def _attempts(mirror_of: str | None) -> range:
+    return range(MOUNTED_READ_ATTEMPTS if mirror_of is not None else 1)
+
 
 def load_manifest(root: Path | str, dataset_id: str, *, mirror_of: str | None = None,
                   with_partitions: bool = True) -> Manifest | None:
@@ -28,6 +37,17 @@ def load_manifest(root: Path | str, dataset_id: str, *, mirror_of: str | None = 
     `with_partitions=False` reads `_manifest.json` alone (rows, first/last ts, extra, segments):
     one small file however long the history, for status polling.
     """
+    for attempt in _attempts(mirror_of):
+        try:
+            return _load_manifest(root, dataset_id, mirror_of, with_partitions)
+        except FileNotFoundError:
+            if attempt + 1 == len(_attempts(mirror_of)):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _load_manifest(root: Path | str, dataset_id: str, mirror_of: str | None,
+                   with_partitions: bool) -> Manifest | None:
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
     with shared_lock(directory):
         manifest = read_manifest_file(directory)
@@ -61,16 +81,20 @@ def read(root: Path | str, dataset_id: str, start: int | None = None, end: int |
     index), and the ts filter is pushed down to their row groups.
     """
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    with shared_lock(directory):  # a writer retires superseded files right after its commit
-        manifest = read_manifest_file(directory)
-        if manifest is None:
-            raise dataset_not_found(root, dataset_id, mirror_of)
-        selected = _selected_columns(dataset_id, manifest, columns)
-        try:
-            return _read_range(directory, manifest, start, end, selected)
-        except FileNotFoundError as error:
-            raise RunError(f"{dataset_id}: {error.filename or 'a file'} named by the manifest "
-                           f"is missing", hint=f"sfarm data verify {dataset_id}") from None
+    for attempt in _attempts(mirror_of):
+        with shared_lock(directory):  # a writer retires superseded files right after its commit
+            manifest = read_manifest_file(directory)
+            if manifest is None:
+                raise dataset_not_found(root, dataset_id, mirror_of)
+            selected = _selected_columns(dataset_id, manifest, columns)
+            try:
+                return _read_range(directory, manifest, start, end, selected)
+            except FileNotFoundError as error:
+                if attempt + 1 == len(_attempts(mirror_of)):
+                    raise RunError(f"{dataset_id}: {error.filename or 'a file'} named by the "
+                                   f"manifest is missing",
+                                   hint=f"sfarm data verify {dataset_id}") from None
+    raise AssertionError("unreachable")
 
 
 def _selected_columns(dataset_id: str, manifest: Manifest,

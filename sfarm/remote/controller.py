@@ -21,6 +21,7 @@ from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.deploy import local_root
 from sfarm.remote.wiring import FarmKey, NodeSurvey, consumers, key_to_keep, wire_network
+from sfarm.resolver.routes import KEY_KINDS, KeyKind
 from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
@@ -62,7 +63,9 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> 
     survey = NodeSurvey(node=spec.name, host=reach.host, port=reach.port, user=reach.user,
                         root=agent.transport.root,
                         python=facts.python if facts else python or spec.python,
-                        host_key=reach.host_key, farm_key=facts.farm_key if facts else None)
+                        host_key=reach.host_key, farm_key=facts.farm_key if facts else None,
+                        sshfs_key=facts.sshfs_key if facts else None,
+                        sftp_server=facts.sftp_server if facts else None)
     return _Surveyed(spec.name, steps, python, survey)
 
 
@@ -185,8 +188,9 @@ class FarmController:
                 lambda spec, error: _Surveyed(spec.name, [], error=error), surveyed)}
             surveys = {name: result.survey for name, result in first.items()
                        if result.survey is not None}
-            key = self._farm_key(plan, everyone, surveys, selected, rotate_farm_key)
-            wiring = wire_network(plan, self.inventory.model.farm.name, everyone, surveys, key)
+            keys = {kind: self._key(kind, plan, everyone, surveys, selected, rotate_farm_key)
+                    for kind in KEY_KINDS}
+            wiring = wire_network(plan, self.inventory.model.farm.name, everyone, surveys, keys)
 
             def apply(spec: NodeSpec, agent: NodeAgent) -> NodeOutcome:
                 done = first[spec.name]
@@ -202,23 +206,24 @@ class FarmController:
                 self.close()
                 self._open = None
 
-    def _farm_key(self, plan: Plan, everyone: dict[str, NodeSpec],
-                  surveys: dict[str, NodeSurvey], selected: set[str],
-                  rotate: bool) -> FarmKey | None:
-        holders = consumers(plan, everyone)
+    def _key(self, kind: KeyKind, plan: Plan, everyone: dict[str, NodeSpec],
+             surveys: dict[str, NodeSurvey], selected: set[str], rotate: bool) -> FarmKey | None:
+        """The network's key of `kind`: the one its consumers hold, or a new one (which every
+        node of the network must take part in)."""
+        holders = consumers(plan, everyone, kind)
         if not holders:
             return None
-        info = key_to_keep(holders, surveys, rotate)
+        info = key_to_keep(holders, surveys, rotate, kind)
         if info is not None:
             return FarmKey(info, None)
         if selected != set(everyone):
             raise UsageError(
-                f"the farm key of network {self.network!r} must be made anew (new or removed "
+                f"the {kind} key of network {self.network!r} must be made anew (new or removed "
                 f"consumers, a node without it, or --rotate-farm-key), and every node of the "
                 f"network takes part", hint="run `sfarm deploy` without --node")
         from sfarm.remote.farm_key import new_farm_key
 
-        return new_farm_key(self.inventory.model.farm.name, self.network, holders)
+        return new_farm_key(self.inventory.model.farm.name, self.network, holders, kind)
 
     def control(self, action: Action, task: str | None = None) -> list[NodeOutcome]:
         self.check_task(task)

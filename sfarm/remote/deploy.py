@@ -21,12 +21,7 @@ from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.checks import RESOLVER_SERVICE
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.remote.wiring import NodeWiring
-from sfarm.resolver.routes import (
-    FARM_KEY_FILE,
-    FARM_KEY_INFO_FILE,
-    KNOWN_HOSTS_FILE,
-    ROUTES_FILE,
-)
+from sfarm.resolver.routes import KNOWN_HOSTS_FILE, ROUTES_FILE, key_file, key_info_file
 from sfarm.runtime.protocol import Deployment, NodeFile, Program
 from sfarm.tasks import TradeTask
 
@@ -105,13 +100,14 @@ def wiring_files(wiring: NodeWiring) -> tuple[list[NodeFile], list[str]]:
     files = [NodeFile(ROUTES_FILE, wiring.routes.model_dump_json(indent=1).encode(), 0o600),
              NodeFile(KNOWN_HOSTS_FILE, wiring.known_hosts, 0o600)]
     absent = []
-    if wiring.farm_key is None:
-        absent += [FARM_KEY_FILE, FARM_KEY_INFO_FILE]
-    else:
-        files.append(NodeFile(FARM_KEY_INFO_FILE, wiring.farm_key.model_dump_json().encode(),
+    for key in wiring.keys:
+        if key.info is None:
+            absent += [key_file(key.kind), key_info_file(key.kind)]
+            continue
+        files.append(NodeFile(key_info_file(key.kind), key.info.model_dump_json().encode(),
                               0o600))
-        if wiring.private_key is not None:
-            files.append(NodeFile(FARM_KEY_FILE, wiring.private_key, 0o600))
+        if key.private is not None:
+            files.append(NodeFile(key_file(key.kind), key.private, 0o600))
     return files, absent
 
 
@@ -150,5 +146,8 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
     return Deployment(
         network=node.network, node=node.name, files=tuple(files), programs=programs,
         tasks={task: inventory.model.tasks[task].kind for task in node.tasks},
-        absent=tuple(absent), authorized=None if wiring is None else wiring.authorized,
+        absent=tuple(absent),
+        authorized=() if wiring is None else tuple(key.authorized for key in wiring.keys
+                                                   if key.authorized is not None),
+        fuse=wiring is not None and wiring.mounts,
     )

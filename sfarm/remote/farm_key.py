@@ -16,15 +16,16 @@ from sfarm.remote.wiring import FarmKey
 from sfarm.resolver.routes import FarmKeyInfo
 
 
-def new_farm_key(farm: str, network: str, holders: set[str]) -> FarmKey:
+def new_farm_key(farm: str, network: str, holders: set[str], kind: str = "farm") -> FarmKey:
+    """A new key of `kind` (farm, sshfs) for the network, given to `holders`."""
     with tempfile.TemporaryDirectory(prefix="sfarm-key-") as directory:
-        path = Path(directory) / "farm_key"
+        path = Path(directory) / "key"
         try:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "",
-                            "-C", f"sfarm farm key {farm}/{network}", "-f", str(path)],
+                            "-C", f"sfarm {kind} key {farm}/{network}", "-f", str(path)],
                            check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as error:
-            raise RunError(f"cannot make the farm key of network {network!r}: {error}",
+            raise RunError(f"cannot make the {kind} key of network {network!r}: {error}",
                            hint="install the OpenSSH client (ssh-keygen)") from None
         private = path.read_bytes()
         public = " ".join(path.with_suffix(".pub").read_text().split()[:2])

@@ -20,7 +20,16 @@ from sfarm.errors import UsageError
 from sfarm.inventory import NodeSpec
 from sfarm.plan import Plan
 from sfarm.resolver.authorized import authorized_line, marker
-from sfarm.resolver.routes import LOCAL_HOST, FarmKeyInfo, Input, Peer, Routes
+from sfarm.resolver.routes import (
+    KEY_KINDS,
+    LOCAL_HOST,
+    FarmKeyInfo,
+    Input,
+    KeyKind,
+    Peer,
+    Routes,
+)
+from sfarm.resolver.sshfs_command import sftp_authorized_line
 from sfarm.runtime.protocol import AuthorizedKeyLine
 
 DEFAULT_SSH_PORT = 22
@@ -50,41 +59,73 @@ class NodeSurvey:
     root: str
     python: str  # the interpreter of its sfarm: the gate runs with it
     host_key: str | None  # "ssh-ed25519 AAAA...", as the controller checked it; None: local
-    farm_key: FarmKeyInfo | None  # what the node holds now
+    farm_key: FarmKeyInfo | None = None  # the keys the node holds now
+    sshfs_key: FarmKeyInfo | None = None
+    sftp_server: str | None = None  # its sftp-server (an SSHFS key's forced command)
 
     @property
     def local(self) -> bool:
         return self.host == LOCAL_HOST
+
+    def holds(self, kind: KeyKind) -> FarmKeyInfo | None:
+        return self.farm_key if kind == "farm" else self.sshfs_key
+
+
+@dataclass(frozen=True)
+class FarmKey:
+    """A network key of one kind: its public facts, and its private half when it is new."""
+
+    info: FarmKeyInfo
+    private: bytes | None  # None: the consumers hold it already
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    """A node's part of one network key."""
+
+    kind: KeyKind
+    info: FarmKeyInfo | None  # None: the node must hold no key of this kind
+    private: bytes | None  # the private half to write (a new key); None: keep what it holds
+    authorized: AuthorizedKeyLine | None  # None: a local node, its user's keys are untouched
 
 
 @dataclass(frozen=True)
 class NodeWiring:
     routes: Routes
     known_hosts: bytes  # the SSH peers' host keys (empty without one)
-    farm_key: FarmKeyInfo | None  # None: the node must hold no farm key
-    private_key: bytes | None  # the farm key's private half to write (a new key); None: keep
-    authorized: AuthorizedKeyLine | None  # None: a local node, its user's keys are not touched
+    keys: tuple[NodeKey, ...]  # one per key kind
+
+    @property
+    def mounts(self) -> bool:
+        """Whether the node mounts a peer with sshfs."""
+        return any(peer.transport == "sshfs" for peer in self.routes.peers)
 
 
-@dataclass(frozen=True)
-class FarmKey:
-    info: FarmKeyInfo
-    private: bytes | None  # None: the consumers hold it already
+def _over_ssh(specs: Mapping[str, NodeSpec], source: str, target: str) -> bool:
+    return not (specs[source].is_local and specs[target].is_local)
 
 
-def consumers(plan: Plan, specs: Mapping[str, NodeSpec]) -> set[str]:
-    """The nodes that read a peer over SSH: they hold the farm key."""
+def transport_of(specs: Mapping[str, NodeSpec], source: str, target: str) -> KeyKind | None:
+    """How `target` reads `source`: with the farm key (rsync), the SSHFS key, or no key (both
+    nodes on this machine: the gate without SSH)."""
+    if not _over_ssh(specs, source, target):
+        return None
+    return "sshfs" if specs[target].transport == "sshfs" else "farm"
+
+
+def consumers(plan: Plan, specs: Mapping[str, NodeSpec], kind: KeyKind = "farm") -> set[str]:
+    """The nodes that read a peer over SSH the `kind` way: they hold that key."""
     return {transfer.target for transfer in plan.transfers
-            if not (specs[transfer.source].is_local and specs[transfer.target].is_local)}
+            if transport_of(specs, transfer.source, transfer.target) == kind}
 
 
-def key_to_keep(holders: set[str], surveys: Mapping[str, NodeSurvey],
-                rotate: bool) -> FarmKeyInfo | None:
-    """The farm key the network keeps, or None when a new one must be made: every consumer
-    surveyed holds one same key, given to exactly the consumers of today."""
+def key_to_keep(holders: set[str], surveys: Mapping[str, NodeSurvey], rotate: bool,
+                kind: KeyKind = "farm") -> FarmKeyInfo | None:
+    """The key of `kind` the network keeps, or None when a new one must be made: every
+    consumer surveyed holds one same key, given to exactly the consumers of today."""
     if rotate or not holders:
         return None
-    held = {surveys[node].farm_key for node in holders if node in surveys}
+    held = {surveys[node].holds(kind) for node in holders if node in surveys}
     if len(held) != 1:
         return None
     (info,) = held
@@ -105,38 +146,47 @@ def check_reachable(plan: Plan, specs: Mapping[str, NodeSpec]) -> None:
 
 
 def wire_network(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
-                 surveys: Mapping[str, NodeSurvey], key: FarmKey | None) -> dict[str, NodeWiring]:
-    """Every surveyed node's wiring. `key` is the network's farm key (None: no consumer)."""
+                 surveys: Mapping[str, NodeSurvey],
+                 keys: Mapping[KeyKind, FarmKey | None]) -> dict[str, NodeWiring]:
+    """Every surveyed node's wiring. `keys`: the network's key of each kind (None: nobody
+    reads that way)."""
     check_reachable(plan, specs)
     fed_by: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for transfer in plan.transfers:
         fed_by[transfer.target][transfer.source].append(transfer.dataset)
-    holders = consumers(plan, specs)
-    lines = _authorized_lines(plan, specs, surveys, key, marker(farm, plan.network))
+    lines = {kind: _authorized_lines(plan, specs, surveys, keys.get(kind),
+                                     marker(farm, plan.network, kind), kind)
+             for kind in KEY_KINDS}
+    holders = {kind: consumers(plan, specs, kind) for kind in KEY_KINDS}
     wiring = {}
     for name, survey in surveys.items():
-        peers = tuple(_peer(surveys, source, specs[name].transport, datasets)
+        peers = tuple(_peer(surveys, source, transport_of(specs, source, name), datasets)
                       for source, datasets in sorted(fed_by[name].items()))
         routes = Routes(network=plan.network, node=name, peers=peers,
                         inputs=_inputs(plan, name))
-        holds = key is not None and name in holders
+        node_keys = []
+        for kind in KEY_KINDS:
+            key = keys.get(kind) if name in holders[kind] else None
+            node_keys.append(NodeKey(kind, key.info if key else None,
+                                     key.private if key else None,
+                                     None if survey.local else lines[kind][(survey.host,
+                                                                            survey.user)]))
         wiring[name] = NodeWiring(
             routes=routes,
             known_hosts=b"".join(_known_host(surveys[peer.node]) for peer in peers
                                  if not peer.local),
-            farm_key=key.info if holds and key is not None else None,
-            private_key=key.private if holds and key is not None else None,
-            authorized=None if survey.local else lines[(survey.host, survey.user)])
+            keys=tuple(node_keys))
     return wiring
 
 
-def _peer(surveys: Mapping[str, NodeSurvey], source: str, transport: str,
+def _peer(surveys: Mapping[str, NodeSurvey], source: str, kind: KeyKind | None,
           datasets: list[str]) -> Peer:
     if source not in surveys:
         raise UsageError(f"node {source!r} was not surveyed", hint="deploy the whole network")
     survey = surveys[source]
-    return Peer(node=source, host=survey.host, port=survey.port, user=survey.user,
-                root=survey.root, transport="sshfs" if transport == "sshfs" else "rsync",
+    host = LOCAL_HOST if kind is None else survey.host
+    return Peer(node=source, host=host, port=survey.port, user=survey.user, root=survey.root,
+                transport="sshfs" if kind == "sshfs" else "rsync",
                 datasets=tuple(sorted(datasets)))
 
 
@@ -160,21 +210,34 @@ def _known_host(survey: NodeSurvey) -> bytes:
 
 
 def _authorized_lines(plan: Plan, specs: Mapping[str, NodeSpec],
-                      surveys: Mapping[str, NodeSurvey], key: FarmKey | None,
-                      mark: str) -> dict[tuple[str, str | None], AuthorizedKeyLine]:
-    """One line per unix user of a machine: the roots of its nodes that producers read."""
-    read_over_ssh = {transfer.source for transfer in plan.transfers
-                     if not specs[transfer.target].is_local}
+                      surveys: Mapping[str, NodeSurvey], key: FarmKey | None, mark: str,
+                      kind: KeyKind) -> dict[tuple[str, str | None], AuthorizedKeyLine]:
+    """One line per unix user of a machine. The farm key's covers the roots of its nodes that
+    are read with it (the gate confines it to their data/); the SSHFS key's is sftp-server -R,
+    which reads whatever that user can."""
+    read = {transfer.source for transfer in plan.transfers
+            if transport_of(specs, transfer.source, transfer.target) == kind}
     roots: dict[tuple[str, str | None], list[NodeSurvey]] = defaultdict(list)
     for survey in surveys.values():
-        if survey.node in read_over_ssh:
+        if survey.node in read:
             roots[(survey.host, survey.user)].append(survey)
     lines = {}
     for survey in surveys.values():
         group = sorted(roots.get((survey.host, survey.user), []), key=lambda s: s.root)
         line = None
         if group and key is not None:
-            line = authorized_line(key.info.public_key, group[0].python,
-                                   [member.root for member in group], mark)
+            line = _line(kind, key.info.public_key, group, mark)
         lines[(survey.host, survey.user)] = AuthorizedKeyLine(mark, line)
     return lines
+
+
+def _line(kind: KeyKind, public_key: str, group: list[NodeSurvey], mark: str) -> str:
+    if kind == "farm":
+        return authorized_line(public_key, group[0].python, [m.root for m in group], mark)
+    sftp = next((member.sftp_server for member in group if member.sftp_server), None)
+    if sftp is None:
+        raise UsageError(f"node {group[0].node!r} has no sftp-server, which transport = "
+                         "\"sshfs\" reads it with",
+                         hint="install openssh-server's sftp-server there, or read it with "
+                              "transport = \"rsync\"")
+    return sftp_authorized_line(public_key, sftp, mark)

@@ -19,7 +19,6 @@ from sfarm.data.fsio import write_atomic
 from sfarm.errors import UsageError
 
 GATE_MODULE = "sfarm.resolver.gate"
-MARKER_PREFIX = "sfarm-farm-key:"
 
 # Characters that would end or escape the double-quoted command="..." option, or split a word.
 _UNQUOTABLE = re.compile(r'["\\\s\x00-\x1f\x7f]')
@@ -28,13 +27,14 @@ _KEY_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,3}", re.ASCII)
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
 
 
-def marker(farm: str, network: str) -> str:
-    """`sfarm-farm-key:<farm>/<network>`: the last word of the network's authorized line."""
+def marker(farm: str, network: str, kind: str = "farm") -> str:
+    """`sfarm-farm-key:<farm>/<network>` (`sfarm-sshfs-key:...` for the SSHFS key): the last
+    word of the network's authorized line for that key."""
     for name, value in (("farm", farm), ("network", network)):
         if not value or _UNQUOTABLE.search(value):
             raise UsageError(f"{name} name {value!r} cannot mark an authorized_keys line "
                              "(empty, or with whitespace, quotes or control characters)")
-    return f"{MARKER_PREFIX}{farm}/{network}"
+    return f"sfarm-{kind}-key:{farm}/{network}"
 
 
 def authorized_line(public_key: str, python: str, roots: Sequence[str], marker: str) -> str:

@@ -15,9 +15,24 @@ from pydantic import BaseModel, ConfigDict
 
 ROUTES_FILE = "routes.json"
 KNOWN_HOSTS_FILE = "known_hosts"  # the peers' host keys, checked strictly
-FARM_KEY_FILE = "secrets/farm_key"  # the network's farm key, private half (consumers only)
-FARM_KEY_INFO_FILE = "secrets/farm_key.json"  # its public half and who holds it (FarmKeyInfo)
 LOCAL_HOST = "local"
+
+# The network's keys, one per way of reading a peer: the farm key (rsync through the gate) and
+# the SSHFS key (a read-only sftp mount). Private half in secrets/<kind>_key on the consumers
+# that read that way only, its public half and holders beside it (FarmKeyInfo).
+KeyKind = Literal["farm", "sshfs"]
+KEY_KINDS: tuple[KeyKind, ...] = ("farm", "sshfs")
+
+
+def key_file(kind: KeyKind) -> str:
+    return f"secrets/{kind}_key"
+
+
+def key_info_file(kind: KeyKind) -> str:
+    return f"secrets/{kind}_key.json"
+
+
+FARM_KEY_FILE = key_file("farm")
 
 
 class _Model(BaseModel):
@@ -76,11 +91,11 @@ def load_routes(root: Path) -> Routes | None:
         return None
 
 
-def farm_key_info(root: Path) -> FarmKeyInfo | None:
-    """The farm key this node root holds (both halves present), None when it holds none."""
-    if not (root / FARM_KEY_FILE).is_file():
+def held_key(root: Path, kind: KeyKind) -> FarmKeyInfo | None:
+    """The network's key of `kind` this node root holds (both halves present), or None."""
+    if not (root / key_file(kind)).is_file():
         return None
     try:
-        return FarmKeyInfo.model_validate_json((root / FARM_KEY_INFO_FILE).read_bytes())
+        return FarmKeyInfo.model_validate_json((root / key_info_file(kind)).read_bytes())
     except (FileNotFoundError, ValueError):
         return None

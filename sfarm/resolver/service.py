@@ -13,10 +13,19 @@ from pathlib import Path
 from sfarm.data.reader import load_manifest
 from sfarm.resolver.follow import Follower
 from sfarm.resolver.link import peer_link
+from sfarm.resolver.mounted import MountKeeper
 from sfarm.resolver.routes import Routes
 from sfarm.resolver.state import WRITE_INTERVAL_S, Board, InputState
 
 log = logging.getLogger("sfarm.resolver")
+
+
+def _unmount_left_over(root: Path, node: str) -> None:
+    from sfarm.resolver.sshfs import is_mounted, mirror_mountpoint, unmount
+
+    mountpoint = mirror_mountpoint(root, node)
+    if is_mounted(mountpoint):
+        unmount(mountpoint)
 
 
 def initial_inputs(root: Path, routes: Routes) -> list[InputState]:
@@ -24,8 +33,9 @@ def initial_inputs(root: Path, routes: Routes) -> list[InputState]:
     states = []
     for peer in routes.peers:
         for dataset_id in peer.datasets:
-            manifest = load_manifest(root, dataset_id, mirror_of=peer.node,
-                                     with_partitions=False)
+            # A mount is not read here: it may hang until its keeper finds it dead.
+            manifest = None if peer.transport == "sshfs" else load_manifest(
+                root, dataset_id, mirror_of=peer.node, with_partitions=False)
             states.append(InputState(id=dataset_id, source_node=peer.node,
                                      last_ts=manifest.last_ts if manifest else None,
                                      rows=manifest.rows if manifest else 0))
@@ -33,14 +43,15 @@ def initial_inputs(root: Path, routes: Routes) -> list[InputState]:
 
 
 def run_resolver(root: Path, routes: Routes, stop: threading.Event) -> None:
-    """Follow every rsync peer of `routes` until `stop` is set."""
+    """Follow every peer of `routes` (rsync pulls, or an sshfs mount) until `stop` is set."""
     board = Board(root, initial_inputs(root, routes))
-    followers = [Follower(root, peer_link(root, peer), peer.datasets, board, stop)
-                 for peer in routes.peers if peer.transport == "rsync"]
+    followers: list[threading.Thread] = []
     for peer in routes.peers:
-        if peer.transport != "rsync":
-            log.error("node %s: transport %s is not supported by this resolver yet",
-                      peer.node, peer.transport)
+        if peer.transport == "sshfs":
+            followers.append(MountKeeper(root, peer, board, stop))
+        else:
+            _unmount_left_over(root, peer.node)  # the node read it with sshfs before
+            followers.append(Follower(root, peer_link(root, peer), peer.datasets, board, stop))
     for follower in followers:
         follower.start()
     log.info("following %s", ", ".join(f"{peer.node} ({len(peer.datasets)} datasets)"

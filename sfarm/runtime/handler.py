@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
 
 from sfarm import __version__
 from sfarm.errors import SfarmError
-from sfarm.resolver.routes import farm_key_info
+from sfarm.resolver.routes import held_key
 from sfarm.runtime import node as node_ops
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
@@ -69,7 +70,7 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
         case LiveRequest(tasks=tasks, armed=armed, by=by):
             return StepsReply(steps=node_ops.set_live(root, tasks, armed, by))
         case DownRequest():
-            return StepsReply(steps=[node_ops.shutdown(root)])
+            return StepsReply(steps=node_ops.shutdown(root))
         case LogRequest(task=task, offset=offset, lines=lines):
             return LogReply(chunk=node_ops.read_log(root, task, offset=offset, lines=lines))
         case DatasetsRequest(ids=ids, mirrors=mirrors):
@@ -78,5 +79,14 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
             return FactsReply(sfarm=__version__, protocol=PROTOCOL_VERSION,
                               python=sys.executable, python_version=platform.python_version(),
                               root=str(root.path), user=getpass.getuser(),
-                              farm_key=farm_key_info(root.path))
+                              farm_key=held_key(root.path, "farm"),
+                              sshfs_key=held_key(root.path, "sshfs"),
+                              sftp_server=_sftp_server())
     raise AssertionError(f"no handler for {request!r}")  # the union above is exhaustive
+
+
+def _sftp_server() -> str | None:
+    """This machine's sftp-server (the SSHFS key's forced command), None when there is none."""
+    from sfarm.resolver.sshfs_command import SFTP_SERVER_CANDIDATES
+
+    return next((path for path in SFTP_SERVER_CANDIDATES if os.access(path, os.X_OK)), None)

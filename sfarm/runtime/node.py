@@ -82,13 +82,24 @@ def _remove_file(root: NodeRoot, path: str) -> StepResult:
 
 
 def _sync_authorized(authorized: AuthorizedKeyLine) -> StepResult:
-    """The farm key's line in this user's ~/.ssh/authorized_keys (added, replaced, removed)."""
+    """A network key's line in this user's ~/.ssh/authorized_keys (added, replaced, removed)."""
     from sfarm.resolver.authorized import sync_authorized_keys
 
     changed = sync_authorized_keys(Path.home() / ".ssh" / "authorized_keys",
                                    authorized.marker, authorized.line)
-    what = "farm key authorized" if authorized.line else "farm key not authorized"
+    key = authorized.marker.split(":", 1)[0].removeprefix("sfarm-").replace("-", " ")
+    what = f"{key} authorized" if authorized.line else f"{key} not authorized"
     return StepResult(what, "changed" if changed else "ok", authorized.marker)
+
+
+def _check_fuse() -> StepResult:
+    """A node that mounts its peers with sshfs must be able to: say why not, before it runs."""
+    from sfarm.resolver.sshfs import fuse_problem
+
+    problem = fuse_problem()
+    if problem is None:
+        return StepResult("fuse", "ok", "sshfs mounts possible")
+    return StepResult("fuse", "failed", f"transport = \"sshfs\" needs FUSE: {problem}")
 
 
 def apply_deployment(root: NodeRoot, deployment: Deployment) -> list[StepResult]:
@@ -96,8 +107,9 @@ def apply_deployment(root: NodeRoot, deployment: Deployment) -> list[StepResult]
     steps = [_ensure_directories(root)]
     steps += [_sync_file(root, file) for file in deployment.files]
     steps += [_remove_file(root, path) for path in deployment.absent]
-    if deployment.authorized is not None:
-        steps.append(_sync_authorized(deployment.authorized))
+    steps += [_sync_authorized(line) for line in deployment.authorized]
+    if deployment.fuse:
+        steps.append(_check_fuse())
     config = render_config(root, deployment.network, deployment.node, deployment.programs)
     changed = write_config(root, config)
     steps.append(StepResult("supervisor config", "changed" if changed else "ok"))
@@ -174,13 +186,32 @@ def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
     return steps
 
 
-def shutdown(root: NodeRoot) -> StepResult:
-    """Stop every worker and the node's supervisord."""
+def shutdown(root: NodeRoot) -> list[StepResult]:
+    """Stop every worker and the node's supervisord, and end the mounts its resolver left
+    (a resolver killed outright cannot unmount its peers' sshfs mounts itself)."""
     supervisor = Supervisor(root)
-    if not supervisor.is_running():
-        return StepResult("supervisord", "ok", "not running")
-    supervisor.shutdown()
-    return StepResult("supervisord", "changed", "stopped")
+    if supervisor.is_running():
+        supervisor.shutdown()
+        steps = [StepResult("supervisord", "changed", "stopped")]
+    else:
+        steps = [StepResult("supervisord", "ok", "not running")]
+    return steps + _unmount_mirrors(root)
+
+
+def _unmount_mirrors(root: NodeRoot) -> list[StepResult]:
+    if not root.mirror.is_dir():
+        return []
+    from sfarm.resolver.sshfs import SSHFS_FS_TYPE, parse_mountinfo, unmount
+
+    try:
+        entries = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return []
+    prefix = f"{root.mirror}/"
+    return [StepResult(f"unmount {entry.mount_point}", "changed" if unmount(entry.mount_point)
+                       else "ok")
+            for entry in entries
+            if entry.fs_type == SSHFS_FS_TYPE and entry.mount_point.startswith(prefix)]
 
 
 def dataset_summaries(root: NodeRoot, ids: Iterable[str] | None = None,

@@ -92,7 +92,9 @@ class Deployment:
     programs: tuple[Program, ...]
     tasks: dict[str, str] = Field(default_factory=dict)  # task name -> kind, for status
     absent: tuple[str, ...] = ()  # files of the root that must not exist (a farm key given up)
-    authorized: AuthorizedKeyLine | None = None  # None: the user's authorized_keys untouched
+    # The node user's lines in ~/.ssh/authorized_keys, one per key kind (none: untouched).
+    authorized: tuple[AuthorizedKeyLine, ...] = ()
+    fuse: bool = False  # the node mounts peers with sshfs: check that it can
 
 
 @dataclass(frozen=True, config=_WIRE)
@@ -214,6 +216,8 @@ class FactsReply(_Wire):
     root: str
     user: str
     farm_key: FarmKeyInfo | None = None  # the network's farm key this node holds
+    sshfs_key: FarmKeyInfo | None = None  # the network's SSHFS key this node holds
+    sftp_server: str | None = None  # the node's sftp-server, for an SSHFS key's line
 
 
 Reply = StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply
