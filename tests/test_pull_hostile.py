@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from sfarm.data.layout import check_partition_file_name, check_segment_file_name
 from sfarm.data.mirror import InstallResult, pull_lock
 from sfarm.remote.connection import LocalConnection
 from sfarm.remote.pull import pull
-from sfarm.resolver.link import PeerLink
+from sfarm.resolver.link import PeerLink, PullFailed
 from sfarm.resolver.link import pull as pull_through
 from tests.fixtures.data_helpers import T0, make_candles
 
@@ -263,3 +265,30 @@ def test_a_second_pull_of_one_dataset_waits_for_the_first(tmp_path: Path) -> Non
     # The lock file stays beside the mirror's files; dataset listings do not see it.
     assert (mirror_dir(consumer) / ".pull.lock").is_file()
     assert [(info.id, info.node) for info in data.list_datasets(consumer)] == [(CANDLES, NODE)]
+
+
+# A hostile producer that sends what it likes, at 100 MB/s (a fast network), through a pipe.
+THROTTLE = ("import sys, time\n"
+            "while block := sys.stdin.buffer.read1(1 << 20):\n"
+            "    sys.stdout.buffer.write(block); sys.stdout.buffer.flush()\n"
+            "    time.sleep(len(block) / 100e6)\n")
+FLOODING_SHELL = ("sh", "-c", f'shift; "$@" | {sys.executable} -c "$0"', THROTTLE)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_pull_that_would_fill_the_disk_is_stopped(tmp_path: Path) -> None:
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, DAY))
+    with open(newest_partition(producer), "r+b") as partition:  # 200 MiB the manifest denies
+        partition.truncate(200 << 20)
+    consumer.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320m", "tmpfs", str(consumer)],
+                   check=True)
+    try:
+        link = PeerLink(NODE, str(producer), FLOODING_SHELL, "producer")
+        with pytest.raises(PullFailed, match="less than 256 MiB left"):
+            pull_through(link, CANDLES, consumer)
+        assert shutil.disk_usage(consumer).free > 300 << 20  # the partial copy is gone
+        assert data.locate(consumer, CANDLES) is None
+    finally:
+        subprocess.run(["umount", str(consumer)], check=True)

@@ -12,8 +12,11 @@ no other identity) and the peers' host keys (`known_hosts`, strictly); it reads 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,8 +125,13 @@ def pull(link: PeerLink, dataset_id: str, root: Path, timeout_s: float = 600) ->
     with pull_lock(root, dataset_id, mirror_of=link.node):
         staging = staging_dir(root, dataset_id, mirror_of=link.node)
         argv = pull_command(link, dataset_id, staging, mirror)
-        stdout, stderr, code = _run_guarded(argv, staging, timeout_s, link.node, dataset_id)
+        try:
+            stdout, stderr, code = _run_guarded(argv, staging, timeout_s, link.node, dataset_id)
+        except PullFailed:
+            shutil.rmtree(staging, ignore_errors=True)  # give the disk back at once
+            raise
         if code != 0:
+            shutil.rmtree(staging, ignore_errors=True)
             said = stderr.decode(errors="replace").strip().splitlines()[-3:]
             message = f"pull of {dataset_id} from {link.node} failed " \
                       f"(rsync exit {code}): {' / '.join(said)}"
@@ -142,7 +150,9 @@ def _run_guarded(argv: list[str], staging: Path, timeout_s: float, node: str,
     """Run the rsync, stopping it when it outlives `timeout_s` or fills the disk."""
     reserve = free_reserve(staging)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        # Its own process group: rsync forks its receiver, which must stop with it.
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                   process_group=0)
         deadline = time.monotonic() + timeout_s
         try:
             while process.poll() is None:
@@ -159,7 +169,8 @@ def _run_guarded(argv: list[str], staging: Path, timeout_s: float, node: str,
                             hint="free some space; the mirror is unchanged") from None
         finally:
             if process.poll() is None:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         out.seek(0)
         err.seek(0)
