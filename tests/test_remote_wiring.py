@@ -174,3 +174,11 @@ def test_an_sshfs_consumer_gets_the_sshfs_key_and_its_producers_a_read_only_sftp
                    if key.kind == "sshfs" and key.authorized is not None]
         assert line is not None and 'command="/usr/lib/openssh/sftp-server -R"' in line
         assert line.endswith("sfarm-sshfs-key:alpha/prod")
+
+
+def test_a_producer_behind_a_jump_host_is_refused_with_a_reason(
+        plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    jumped = dict(specs, **{"miner-binance": replace(specs["miner-binance"],
+                                                     proxy_jump="bastion")})
+    with pytest.raises(UsageError, match="through proxy_jump 'bastion'"):
+        wire_network(plan, "alpha", jumped, surveys_of(specs), new_key(plan, specs))

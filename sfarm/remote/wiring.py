@@ -135,8 +135,18 @@ def key_to_keep(holders: set[str], surveys: Mapping[str, NodeSurvey], rotate: bo
 
 
 def check_reachable(plan: Plan, specs: Mapping[str, NodeSpec]) -> None:
-    """UsageError when a node over SSH would read a node of this machine (it has no address)."""
+    """UsageError when a node over SSH would read a node of this machine (it has no address),
+    or a node behind a jump host (the network's keys forward nothing: a jump host would need
+    its own restricted line, which deploy does not write yet)."""
     for transfer in plan.transfers:
+        behind = specs[transfer.source].proxy_jump
+        if behind and transport_of(specs, transfer.source, transfer.target) is not None:
+            raise UsageError(
+                f"node {transfer.target!r} reads {transfer.dataset} from node "
+                f"{transfer.source!r}, which is reached through proxy_jump {behind!r}: nodes "
+                "cannot read each other through a jump host yet",
+                hint=f"place the task that reads it where node {transfer.source!r} is reachable "
+                     "directly, or give that node an address its consumers reach")
         if specs[transfer.source].is_local and not specs[transfer.target].is_local:
             raise UsageError(
                 f"node {transfer.target!r} reads {transfer.dataset} from node "
