@@ -19,7 +19,7 @@ from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
 from sfarm.farm import Farm, FarmReport, Note
 from sfarm.runtime.protocol import Action
-from sfarm.status import NetworkStatus
+from sfarm.status import NetworkStatus, TaskStatus
 
 NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
@@ -151,7 +151,19 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def render_status(status: NetworkStatus) -> Group:
+def _stale_note(task: TaskStatus, now: float) -> str:
+    """Which of the task's inputs its node cannot keep current, and for how long."""
+    stale = [entry for entry in task.inputs if entry.stale_since is not None]
+    if not stale:
+        return ""
+    first = stale[0]
+    more = f" (+{len(stale) - 1} more)" if len(stale) > 1 else ""
+    return (f"{first.id} from {first.source_node} stale for "
+            f"{_age(now - (first.stale_since or now))}{more}")
+
+
+def render_status(status: NetworkStatus, now: float | None = None) -> Group:
+    now = time.time() if now is None else now
     tables: list[Table | Text] = []
     for node in status.nodes:
         title = f"[bold]{node.name}[/] [dim]{node.host}[/]"
@@ -168,13 +180,13 @@ def render_status(status: NetworkStatus) -> Group:
             stamps = [d.last_ts for d in task.datasets if d.last_ts is not None]
             newest = max(stamps) if stamps else None
             rows = sum(d.rows for d in task.datasets)
-            note = task.last_error or (f"waiting for {task.waiting_for}"
-                                       if task.waiting_for else "")
+            note = task.last_error or _stale_note(task, now) or (
+                f"waiting for {task.waiting_for}" if task.waiting_for else "")
             colour = STATE_COLOURS.get(task.state, "white")
             table.add_row(task.name, task.kind, f"[{colour}]{task.state}[/]",
                           _age(task.heartbeat_age_s), format_ts(newest),
                           _age(task.lag_s),
-                          f"{rows:,}" if task.datasets else "-", escape(note[:60]))
+                          f"{rows:,}" if task.datasets else "-", escape(note[:80]))
         tables.append(table)
     return Group(*tables)
 
@@ -185,8 +197,9 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
                                                help="Refresh in place until Ctrl-C.")] = False,
            interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
            ) -> None:
-    """Every node's tasks: state, heartbeat age, last candle and lag, rows, last error.
-    Exit 1 when a node is unreachable or a task is not running.
+    """Every node's tasks: state, heartbeat age, last candle and lag, rows, last error, and
+    inputs read from other nodes that are stale. Exit 1 when a node is unreachable, a task is
+    not running or an input is stale.
 
     Example: [bold]sfarm status -i inventory/local.toml --watch[/]
     """

@@ -115,8 +115,10 @@ class NetworkStatus(_Model):
 
     @property
     def healthy(self) -> bool:
-        return all(node.reachable and all(task.state == "running" for task in node.tasks)
-                   for node in self.nodes)
+        """Every node reachable, every task running, every input current."""
+        return all(node.reachable and all(
+            task.state == "running" and all(entry.stale_since is None for entry in task.inputs)
+            for task in node.tasks) for node in self.nodes)
 
 
 def task_status(name: str, kind: str, supervisor_state: str | None,
