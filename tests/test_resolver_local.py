@@ -95,3 +95,28 @@ def test_a_task_reads_another_nodes_candles_with_no_configuration(farm: Farm) ->
              and m.last_ts is not None and m.last_ts >= produced.last_ts,
              timeout_s=30, interval_s=0.2, what="the mirror following the miner")
     assert not list(miner.glob(".snapshots/*"))  # every snapshot served was removed
+
+
+def test_moving_the_producer_moves_the_mirror(farm: Farm) -> None:
+    assert farm.sfarm("up").returncode == 0
+    wait_for(lambda: data.locate(farm.root, CANDLES, mirror_of="miner") is not None,
+             timeout_s=90, interval_s=0.5, what="quant's mirror of the miner's candles")
+    # The mine task moves to a new node; the old one stays in the network, idle.
+    text = farm.inventory.read_text().replace('tasks = ["mine"]', "tasks = []")
+    farm.inventory.write_text(text + '\n[networks.duo.nodes.miner2]\nhost = "local"\n'
+                                     'tasks = ["mine"]\n')
+    moved = farm.sfarm("up", check=False)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+
+    def follows_miner2() -> bool:
+        (source,) = _tasks(farm)["studies"]["inputs"]
+        return source["source_node"] == "miner2" and source["stale_since"] is None \
+            and data.locate(farm.root, CANDLES, mirror_of="miner2") is not None
+
+    wait_for(follows_miner2, timeout_s=90, interval_s=1.0,
+             what="quant following the candles of miner2")
+    # The old mirror is gone: one copy of the dataset, so readers need not guess.
+    assert data.locate(farm.root, CANDLES, mirror_of="miner") is None
+    assert data.locate(farm.root, CANDLES).node == "miner2"  # type: ignore[union-attr]
+    wait_for(lambda: _tasks(farm)["studies"]["state"] == "running", timeout_s=30,
+             what="the indicators running on the new mirror")

@@ -7,9 +7,12 @@ peer; it reads `routes.json` once (a deploy that changes the routes restarts it)
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from pathlib import Path
 
+from sfarm.data.layout import MANIFEST_NAME, MIRROR_DIR, dataset_dir
 from sfarm.data.reader import load_manifest
 from sfarm.resolver.follow import Follower
 from sfarm.resolver.link import peer_link
@@ -42,8 +45,31 @@ def initial_inputs(root: Path, routes: Routes) -> list[InputState]:
     return states
 
 
+def drop_superseded_mirrors(root: Path, routes: Routes) -> list[str]:
+    """Remove the mirrors of datasets that another node now produces (a producer task moved):
+    two mirrors of one dataset would leave its readers guessing which is current. Mirrors of
+    datasets this node does not follow (a manual `data pull`) are left alone, and so are
+    mounts (transport = "sshfs": the producer's own files)."""
+    source = {dataset_id: peer.node for peer in routes.peers for dataset_id in peer.datasets}
+    mirror = root / MIRROR_DIR
+    nodes = sorted(entry.name for entry in mirror.iterdir()) if mirror.is_dir() else []
+    dropped = []
+    for node in nodes:
+        if os.path.ismount(mirror / node):
+            continue
+        for dataset_id, producer in sorted(source.items()):
+            directory = dataset_dir(root, dataset_id, mirror_of=node)
+            if producer != node and (directory / MANIFEST_NAME).exists():
+                shutil.rmtree(directory)
+                log.info("removed mirror/%s/%s: node %s produces it now", node, dataset_id,
+                         producer)
+                dropped.append(f"{node}/{dataset_id}")
+    return dropped
+
+
 def run_resolver(root: Path, routes: Routes, stop: threading.Event) -> None:
     """Follow every peer of `routes` (rsync pulls, or an sshfs mount) until `stop` is set."""
+    drop_superseded_mirrors(root, routes)
     board = Board(root, initial_inputs(root, routes))
     followers: list[threading.Thread] = []
     for peer in routes.peers:
