@@ -18,10 +18,11 @@ from sfarm.remote.wiring import (
     NodeSurvey,
     NodeWiring,
     consumers,
+    jump_lines_of,
     key_to_keep,
     wire_network,
 )
-from sfarm.resolver.routes import FarmKeyInfo, KeyKind
+from sfarm.resolver.routes import FarmKeyInfo, Hop, KeyKind
 
 PROJECT = Path(__file__).parent.parent
 PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgl3BNlOoKnLq3fHDvPr0Q0D8yO5yWlPzv6Y2cJ9sQq"
@@ -176,9 +177,25 @@ def test_an_sshfs_consumer_gets_the_sshfs_key_and_its_producers_a_read_only_sftp
         assert line.endswith("sfarm-sshfs-key:alpha/prod")
 
 
-def test_a_producer_behind_a_jump_host_is_refused_with_a_reason(
+def test_a_producer_behind_jump_hosts_is_read_through_them_and_they_forward_only_to_it(
         plan: Plan, specs: dict[str, NodeSpec]) -> None:
-    jumped = dict(specs, **{"miner-binance": replace(specs["miner-binance"],
-                                                     proxy_jump="bastion")})
-    with pytest.raises(UsageError, match="through proxy_jump 'bastion'"):
-        wire_network(plan, "alpha", jumped, surveys_of(specs), new_key(plan, specs))
+    bastion, inner = Hop(host="10.0.0.1", port=2222, user="ops"), Hop(host="10.1.0.1")
+    surveys = surveys_of(specs)
+    surveys["miner-binance"] = replace(surveys["miner-binance"], jumps=(bastion, inner),
+                                       jump_keys=("ssh-ed25519 AAAAbastion",
+                                                  "ssh-ed25519 AAAAinner"))
+    keys = new_key(plan, specs)
+    wiring = wire_network(plan, "alpha", specs, surveys, keys)
+    quant = wiring["quant-1"]
+    (peer,) = [peer for peer in quant.routes.peers if peer.node == "miner-binance"]
+    assert peer.jumps == (bastion, inner)
+    assert quant.known_hosts.decode().splitlines() >= [
+        "10.0.0.11 ssh-ed25519 AAAAkeyminerbinance", "[10.0.0.1]:2222 ssh-ed25519 AAAAbastion",
+        "10.1.0.1 ssh-ed25519 AAAAinner"]
+    lines = jump_lines_of(plan, "alpha", specs, surveys, keys)["sfarm-farm-jump-key:alpha/prod"]
+    assert set(lines) == {bastion, inner}  # neither is a node: the controller writes them
+    assert 'permitopen="10.1.0.1:22",command="/bin/false"' in str(lines[bastion].line)
+    assert 'permitopen="10.0.0.11:22",command="/bin/false"' in str(lines[inner].line)
+    assert str(lines[bastion].line).startswith("restrict,port-forwarding,")
+    # Nodes that are nobody's jump host hold no such line (a stale one would be removed).
+    assert all(line.line is None for node in wiring.values() for line in node.jump_lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,3 +195,42 @@ def _emulator_port(farm: SSHFarm) -> int:
 
     url = tomllib.loads(farm.inventory.read_text())["exchanges"]["sim"]["url"]
     return int(url.rsplit(":", 1)[1])
+
+
+def test_a_producer_behind_a_jump_host_is_read_through_it(
+        user_hosts: Callable[[int], list[SSHServer]], tmp_path: Path) -> None:
+    miner_host, quant_host, bastion = user_hosts(3)
+    placements = {"miner": ["mine"], "quant": ["studies"]}
+    with flow_farm([miner_host, quant_host], placements,
+                   jumps={"miner": bastion}) as (farm, _servers):
+        up = farm.sfarm("up", "--json", check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+
+        def fed() -> bool:
+            inputs = _inputs(farm.tasks(), "studies")
+            return farm.running_with_rows() and inputs.get(CANDLES, {}).get(
+                "stale_since", 1) is None
+
+        wait_for(fed, timeout_s=120, interval_s=1.0, what="quant fed by miner via the bastion")
+        # The bastion (no node) forwards the farm key to the miner only, and runs nothing.
+        (line,) = [entry for entry in bastion.authorized_keys.read_text().splitlines()
+                   if entry.endswith("sfarm-farm-jump-key:flow/flow")]
+        assert line.startswith("restrict,port-forwarding,")
+        assert f'permitopen="127.0.0.1:{miner_host.port}",command="/bin/false"' in line
+        # And quant's farm key really went through it.
+        fingerprint = subprocess.run(
+            ["ssh-keygen", "-lf", str(farm.root("quant") / "secrets" / "farm_key")],
+            capture_output=True, text=True, check=True).stdout.split()[1]
+        assert f"Accepted publickey for {bastion.user}" in bastion.log.read_text()
+        assert fingerprint in bastion.log.read_text()
+        key = tmp_path / "farm_key"  # a copy this process's ssh accepts as its own
+        key.write_bytes((farm.root("quant") / "secrets" / "farm_key").read_bytes())
+        key.chmod(0o600)
+        gated = ssh(bastion, "id", identity=key)
+        assert (gated.returncode, gated.stdout) == (1, "")  # /bin/false ran, not `id`
+        # Deploying again changes nothing there, and the bastion's other lines stay.
+        again = farm.sfarm("deploy", "--json", check=False)
+        steps = [step for node in json.loads(again.stdout)["nodes"] for step in node["steps"]]
+        assert again.returncode == 0 and all(step["status"] == "ok" for step in steps), steps
+        assert any(step["step"] == f"jump host 127.0.0.1:{bastion.port}" for step in steps)
+        assert bastion.client_key.public_line in bastion.authorized_keys.read_text()

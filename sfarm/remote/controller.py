@@ -20,9 +20,16 @@ from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.deploy import local_root
-from sfarm.remote.wiring import FarmKey, NodeSurvey, consumers, key_to_keep, wire_network
-from sfarm.resolver.routes import KEY_KINDS, KeyKind
-from sfarm.runtime.protocol import Action, StepResult
+from sfarm.remote.wiring import (
+    FarmKey,
+    NodeSurvey,
+    consumers,
+    jump_lines_of,
+    key_to_keep,
+    wire_network,
+)
+from sfarm.resolver.routes import KEY_KINDS, Hop, KeyKind
+from sfarm.runtime.protocol import Action, AuthorizedKeyLine, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
@@ -65,8 +72,37 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> 
                         python=facts.python if facts else python or spec.python,
                         host_key=reach.host_key, farm_key=facts.farm_key if facts else None,
                         sshfs_key=facts.sshfs_key if facts else None,
-                        sftp_server=facts.sftp_server if facts else None)
+                        sftp_server=facts.sftp_server if facts else None,
+                        jumps=reach.jumps, jump_keys=reach.jump_keys)
     return _Surveyed(spec.name, steps, python, survey)
+
+
+def outside_jump_lines(lines: dict[str, dict[Hop, AuthorizedKeyLine]],
+                       surveys: dict[str, NodeSurvey]) -> dict[Hop, list[AuthorizedKeyLine]]:
+    """The jump-host lines for hosts that are no node of the network (a node's own lines are
+    in its deployment): every marker, the line or none."""
+    nodes = {Hop(host=s.host, port=s.port, user=s.user) for s in surveys.values()}
+    hops = {hop for survey in surveys.values() for hop in survey.jumps} - nodes
+    return {hop: [by_hop.get(hop, AuthorizedKeyLine(mark, None))
+                  for mark, by_hop in lines.items()] for hop in hops}
+
+
+def _sync_jump_hosts(agent: NodeAgent, survey: NodeSurvey,
+                     outside: dict[Hop, list[AuthorizedKeyLine]]) -> list[StepResult]:
+    """The lines of the jump hosts the controller reaches this node through (those that are no
+    node of the network), written over that same connection."""
+    from sfarm.remote.ssh import SSHConnection
+
+    connection = agent.transport.connection
+    if not isinstance(connection, SSHConnection):
+        return []
+    steps = []
+    for index, hop in enumerate(survey.jumps):
+        for line in outside.get(hop, []):
+            changed = connection.sync_jump_line(index, line.marker, line.line)
+            steps.append(StepResult(f"jump host {hop.address}", "changed" if changed else "ok",
+                                    line.marker + ("" if line.line else " (none)")))
+    return steps
 
 
 def describe_failure(error: Exception) -> str:
@@ -192,12 +228,19 @@ class FarmController:
                     for kind in KEY_KINDS}
             wiring = wire_network(plan, self.inventory.model.farm.name, everyone, surveys, keys)
 
+            outside = outside_jump_lines(jump_lines_of(plan, self.inventory.model.farm.name,
+                                                       everyone, surveys, keys), surveys)
+
             def apply(spec: NodeSpec, agent: NodeAgent) -> NodeOutcome:
                 done = first[spec.name]
                 if done.error is not None:
                     return NodeOutcome(spec.name, done.steps, done.error)
-                return NodeOutcome(spec.name, done.steps + agent.apply(
-                    self.inventory, done.python, wiring.get(spec.name)))
+                steps = done.steps + agent.apply(self.inventory, done.python,
+                                                 wiring.get(spec.name))
+                survey = surveys.get(spec.name)
+                if survey is not None and survey.jumps:
+                    steps += _sync_jump_hosts(agent, survey, outside)
+                return NodeOutcome(spec.name, steps)
 
             return self.each(apply, lambda spec, error: NodeOutcome(
                 spec.name, first[spec.name].steps, error))

@@ -147,7 +147,8 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
         network=node.network, node=node.name, files=tuple(files), programs=programs,
         tasks={task: inventory.model.tasks[task].kind for task in node.tasks},
         absent=tuple(absent),
-        authorized=() if wiring is None else tuple(key.authorized for key in wiring.keys
-                                                   if key.authorized is not None),
+        authorized=() if wiring is None else tuple(
+            [key.authorized for key in wiring.keys if key.authorized is not None]
+            + list(wiring.jump_lines)),
         fuse=wiring is not None and wiring.mounts,
     )

@@ -17,6 +17,7 @@ from sfarm.inventory import NodeSpec
 from sfarm.remote.connection import Connection, expand_home
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
+from sfarm.resolver.routes import Hop
 from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
@@ -50,7 +51,11 @@ class SSHTransport:
 
     def reach(self) -> Reach:
         target = self._ssh().target
-        return Reach(target.host, target.port, target.user, self._ssh().host_key())
+        jumps = self._ssh().jump_hosts()
+        return Reach(target.host, target.port, target.user, self._ssh().host_key(),
+                     jumps=tuple(Hop(host=host, port=port, user=user)
+                                 for host, port, user, _ in jumps),
+                     jump_keys=tuple(key for *_, key in jumps))
 
     def _ssh(self) -> SSHConnection:
         assert isinstance(self.connection, SSHConnection)  # what the controller gives it

@@ -12,6 +12,7 @@ on demand) a new one replaces it everywhere, so a node that stops consuming keep
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from sfarm.errors import UsageError
 from sfarm.inventory import NodeSpec
 from sfarm.plan import Plan
-from sfarm.resolver.authorized import authorized_line, marker
+from sfarm.resolver.authorized import authorized_line, jump_line, marker
 from sfarm.resolver.routes import (
     KEY_KINDS,
     LOCAL_HOST,
     FarmKeyInfo,
+    Hop,
     Input,
     KeyKind,
     Peer,
@@ -43,6 +45,8 @@ class Reach:
     port: int = DEFAULT_SSH_PORT
     user: str | None = None
     host_key: str | None = None  # "ssh-ed25519 AAAA..."; None for a local node
+    jumps: tuple[Hop, ...] = ()  # its proxy_jump hosts, the first one first
+    jump_keys: tuple[str, ...] = ()  # their host keys, as the controller checked them
 
 
 LOCAL_REACH = Reach(LOCAL_HOST)
@@ -62,6 +66,8 @@ class NodeSurvey:
     farm_key: FarmKeyInfo | None = None  # the keys the node holds now
     sshfs_key: FarmKeyInfo | None = None
     sftp_server: str | None = None  # its sftp-server (an SSHFS key's forced command)
+    jumps: tuple[Hop, ...] = ()  # how the controller reached it (proxy_jump), the first first
+    jump_keys: tuple[str, ...] = ()
 
     @property
     def local(self) -> bool:
@@ -94,6 +100,7 @@ class NodeWiring:
     routes: Routes
     known_hosts: bytes  # the SSH peers' host keys (empty without one)
     keys: tuple[NodeKey, ...]  # one per key kind
+    jump_lines: tuple[AuthorizedKeyLine, ...] = ()  # where the node is a peer's jump host
 
     @property
     def mounts(self) -> bool:
@@ -135,18 +142,8 @@ def key_to_keep(holders: set[str], surveys: Mapping[str, NodeSurvey], rotate: bo
 
 
 def check_reachable(plan: Plan, specs: Mapping[str, NodeSpec]) -> None:
-    """UsageError when a node over SSH would read a node of this machine (it has no address),
-    or a node behind a jump host (the network's keys forward nothing: a jump host would need
-    its own restricted line, which deploy does not write yet)."""
+    """UsageError when a node over SSH would read a node of this machine (it has no address)."""
     for transfer in plan.transfers:
-        behind = specs[transfer.source].proxy_jump
-        if behind and transport_of(specs, transfer.source, transfer.target) is not None:
-            raise UsageError(
-                f"node {transfer.target!r} reads {transfer.dataset} from node "
-                f"{transfer.source!r}, which is reached through proxy_jump {behind!r}: nodes "
-                "cannot read each other through a jump host yet",
-                hint=f"place the task that reads it where node {transfer.source!r} is reachable "
-                     "directly, or give that node an address its consumers reach")
         if specs[transfer.source].is_local and not specs[transfer.target].is_local:
             raise UsageError(
                 f"node {transfer.target!r} reads {transfer.dataset} from node "
@@ -168,6 +165,7 @@ def wire_network(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
                                      marker(farm, plan.network, kind), kind)
              for kind in KEY_KINDS}
     holders = {kind: consumers(plan, specs, kind) for kind in KEY_KINDS}
+    jumps = jump_lines_of(plan, farm, specs, surveys, keys)
     wiring = {}
     for name, survey in surveys.items():
         peers = tuple(_peer(surveys, source, transport_of(specs, source, name), datasets)
@@ -185,8 +183,39 @@ def wire_network(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
             routes=routes,
             known_hosts=b"".join(_known_host(surveys[peer.node]) for peer in peers
                                  if not peer.local),
-            keys=tuple(node_keys))
+            keys=tuple(node_keys),
+            jump_lines=() if survey.local else tuple(
+                lines.get(_hop_of(survey), AuthorizedKeyLine(mark, None))
+                for mark, lines in jumps.items()))
     return wiring
+
+
+def _hop_of(survey: NodeSurvey) -> Hop:
+    return Hop(host=survey.host, port=survey.port, user=survey.user)
+
+
+def jump_lines_of(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
+                  surveys: Mapping[str, NodeSurvey], keys: Mapping[KeyKind, FarmKey | None]
+                  ) -> dict[str, dict[Hop, AuthorizedKeyLine]]:
+    """For each key kind's jump marker, every jump host that a consumer goes through and its
+    line: the key may forward only to the next hop or the producer, and nothing else."""
+    result: dict[str, dict[Hop, AuthorizedKeyLine]] = {}
+    for kind in KEY_KINDS:
+        mark = marker(farm, plan.network, f"{kind}-jump")
+        targets: dict[Hop, set[str]] = defaultdict(set)
+        for transfer in plan.transfers:
+            producer = surveys.get(transfer.source)
+            if transport_of(specs, transfer.source, transfer.target) != kind or not producer:
+                continue
+            chain = [*producer.jumps, _hop_of(producer)]
+            for hop, onward in itertools.pairwise(chain):
+                targets[hop].add(onward.address)
+        key = keys.get(kind)
+        result[mark] = {hop: AuthorizedKeyLine(mark, jump_line(key.info.public_key,
+                                                               sorted(opens), mark)
+                                               if key is not None else None)
+                        for hop, opens in targets.items()}
+    return result
 
 
 def _peer(surveys: Mapping[str, NodeSurvey], source: str, kind: KeyKind | None,
@@ -197,7 +226,7 @@ def _peer(surveys: Mapping[str, NodeSurvey], source: str, kind: KeyKind | None,
     host = LOCAL_HOST if kind is None else survey.host
     return Peer(node=source, host=host, port=survey.port, user=survey.user, root=survey.root,
                 transport="sshfs" if kind == "sshfs" else "rsync",
-                datasets=tuple(sorted(datasets)))
+                datasets=tuple(sorted(datasets)), jumps=() if kind is None else survey.jumps)
 
 
 def _inputs(plan: Plan, node: str) -> dict[str, tuple[Input, ...]]:
@@ -213,10 +242,17 @@ def _inputs(plan: Plan, node: str) -> dict[str, tuple[Input, ...]]:
 
 
 def _known_host(survey: NodeSurvey) -> bytes:
+    """The node's host key, and its jump hosts' keys, as known_hosts lines."""
     if survey.host_key is None:
         return b""
-    host = survey.host if survey.port == DEFAULT_SSH_PORT else f"[{survey.host}]:{survey.port}"
-    return f"{host} {survey.host_key}\n".encode()
+    named = [(_hop_of(survey), survey.host_key), *zip(survey.jumps, survey.jump_keys,
+                                                       strict=True)]
+    return b"".join(f"{_known_name(hop)} {key}\n".encode() for hop, key in named)
+
+
+def _known_name(hop: Hop) -> str:
+    host = f"[{hop.host}]" if ":" in hop.host else hop.host
+    return host if hop.port == DEFAULT_SSH_PORT else f"[{hop.host}]:{hop.port}"
 
 
 def _authorized_lines(plan: Plan, specs: Mapping[str, NodeSpec],

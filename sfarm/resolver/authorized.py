@@ -127,3 +127,25 @@ def _with_line(raw: bytes, wanted: bytes, line: bytes | None) -> bytes:
 def _last_word(line: bytes) -> bytes | None:
     words = line.split()
     return words[-1] if words else None
+
+
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
+
+
+def jump_line(public_key: str, targets: Sequence[str], marker: str) -> str:
+    """`restrict,port-forwarding,permitopen="host:port",...,command="/bin/false" <key> <marker>`:
+    a jump host's line for a network key. It opens no shell and runs nothing; it forwards a
+    connection only to the `targets` (the next hop, or the producer)."""
+    words = public_key.split()
+    if (len(words) < 2 or not _KEY_TYPE.fullmatch(words[0])
+            or not _KEY_BASE64.fullmatch(words[1])):
+        raise UsageError(f"not an OpenSSH public key line: {public_key[:60]!r}")
+    if not targets:
+        raise UsageError("a jump host's line needs at least one host:port to forward to")
+    for target in targets:
+        if not _ADDRESS.fullmatch(target):
+            raise UsageError(f"{target!r} is not a host:port a jump line can permit")
+    if not marker or _UNQUOTABLE.search(marker):
+        raise UsageError(f"{marker!r} cannot be the last word of an authorized_keys line")
+    opens = ",".join(f'permitopen="{target}"' for target in sorted(set(targets)))
+    return f'restrict,port-forwarding,{opens},command="/bin/false" {words[0]} {words[1]} {marker}'

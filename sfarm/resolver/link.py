@@ -27,7 +27,7 @@ from pathlib import Path
 from sfarm.data.layout import dataset_dir
 from sfarm.data.mirror import InstallResult, install_staged, pull_lock, staging_dir
 from sfarm.errors import RunError
-from sfarm.resolver.routes import FARM_KEY_FILE, KNOWN_HOSTS_FILE, Peer
+from sfarm.resolver.routes import FARM_KEY_FILE, KNOWN_HOSTS_FILE, Hop, Peer
 from sfarm.rsync import parse_itemized, rsync_options
 
 CONNECT_TIMEOUT_S = 5
@@ -78,16 +78,11 @@ def peer_link(root: Path, peer: Peer) -> PeerLink:
     if peer.local:
         shim = (sys.executable, "-m", "sfarm.resolver.local_rsh", "--root", peer.root)
         return PeerLink(peer.node, peer.root, shim, "local")
-    words = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=yes",
-             "-o", f"UserKnownHostsFile={root / KNOWN_HOSTS_FILE}",
-             "-o", "GlobalKnownHostsFile=/dev/null",
-             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-             "-i", str(root / FARM_KEY_FILE),
-             "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-             "-o", f"ServerAliveInterval={ALIVE_INTERVAL_S}",
-             "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
-             "-p", str(peer.port)]
+    words = [*_strict_ssh(root)]
+    if peer.jumps:
+        words += ["-o", "ProxyCommand=" + proxy_command(root, peer.jumps)]
+    words += ["-o", f"ServerAliveInterval={ALIVE_INTERVAL_S}",
+              "-o", f"ServerAliveCountMax={ALIVE_COUNT}", "-p", str(peer.port)]
     if peer.user:
         words += ["-l", peer.user]
     host = f"[{peer.host}]" if ":" in peer.host else peer.host
@@ -98,6 +93,27 @@ def peer_link(root: Path, peer: Peer) -> PeerLink:
     return PeerLink(peer.node, peer.root, (*shared, "-o", "ControlMaster=no"), host,
                     master=(*shared, "-o", "ControlMaster=yes", "-N", host),
                     control_path=control)
+
+
+def _strict_ssh(root: Path) -> list[str]:
+    """ssh trusting only what deploy shipped into `root`: the farm key, the peers' host keys."""
+    return ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={root / KNOWN_HOSTS_FILE}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+            "-i", str(root / FARM_KEY_FILE),
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}"]
+
+
+def proxy_command(root: Path, jumps: tuple[Hop, ...]) -> str:
+    """ssh's ProxyCommand reaching %h:%p through `jumps` (the last one nearest the peer), each
+    with the same strict settings (-J would let each hop read ssh_config and other keys)."""
+    *before, last = jumps
+    words = _strict_ssh(root)
+    if before:  # ssh expands %-tokens once per level: double them for the inner command
+        words += ["-o", "ProxyCommand=" + proxy_command(root, tuple(before)).replace("%", "%%")]
+    return shlex.join([*words, "-W", "[%h]:%p", last.destination])
 
 
 def pull_command(link: PeerLink, dataset_id: str, staging: Path, mirror: Path) -> list[str]:

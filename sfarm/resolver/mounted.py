@@ -45,7 +45,9 @@ class MountKeeper(threading.Thread):
         self.target = SSHFSTarget(host=peer.host, user=peer.user or getpass.getuser(),
                                   node_root=peer.root,
                                   identity_file=str(root / key_file("sshfs")),
-                                  known_hosts=str(root / KNOWN_HOSTS_FILE), port=peer.port)
+                                  known_hosts=str(root / KNOWN_HOSTS_FILE), port=peer.port,
+                                  proxy_jump=",".join(hop.destination for hop in peer.jumps)
+                                  or None)
         self.last_good: float | None = None
 
     def run(self) -> None:

@@ -39,6 +39,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Hop(_Model):
+    """A jump host on the way to a peer (the inventory's `proxy_jump`, as the controller
+    resolved it)."""
+
+    host: str
+    port: int = 22
+    user: str | None = None
+
+    @property
+    def address(self) -> str:
+        """`host:port` as permitopen and known_hosts name it (an IPv6 address in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def destination(self) -> str:
+        """ssh's `ssh://[user@]host:port`."""
+        user = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ssh://{user}{host}:{self.port}"
+
+
 class Peer(_Model):
     """A node this one reads datasets from."""
 
@@ -49,6 +70,7 @@ class Peer(_Model):
     root: str  # the peer's node root, as a path on its machine
     transport: Literal["rsync", "sshfs"] = "rsync"
     datasets: tuple[str, ...]
+    jumps: tuple[Hop, ...] = ()  # jump hosts to go through, the first one first
 
     @property
     def local(self) -> bool:
