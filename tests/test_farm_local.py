@@ -17,43 +17,18 @@ import pytest
 
 from sfarm import data
 from tests.fixtures.farm import Farm, local_farm, running_with_rows
+from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
 from tests.fixtures.processes import processes_under
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
-INVENTORY = """
-version = 1
-
-[farm]
-name = "{network}"
-
-[defaults]
-base_dir = "{base}"
-
-[exchanges.sim]
-ccxt = "binance"
-url = "http://127.0.0.1:{port}"
-emulate = true
-
-[tasks.mine]
-kind = "mine"
-exchange = "sim"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-since = "3h"
-
-[tasks.studies]
-kind = "indicators"
-exchange = "sim"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-indicators = ["sma(20)", "rsi(14)", "macd(12,26,9)"]
-
+INVENTORY = (head("{network}") + SIM_EXCHANGE + mine_task("3h")
+             + studies_task(["sma(20)", "rsi(14)", "macd(12,26,9)"]) + """
 [networks.{network}.nodes.lab]
 host = "local"
 tasks = ["mine", "studies"]
-"""
+""")
 
 
 @pytest.fixture

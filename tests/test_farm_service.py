@@ -16,40 +16,15 @@ from sfarm.runtime.protocol import StepResult
 from sfarm.status import DatasetStatus, NetworkStatus, NodeStatus, TaskStatus
 from sfarm.trading.live_guard import HINT
 from tests.fixtures.farm import local_farm
+from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
 
 MINUTE_MS = 60_000
-FARM = """
-version = 1
-
-[farm]
-name = "svc"
-
-[defaults]
-base_dir = "{base}"
-
-[exchanges.sim]
-ccxt = "binance"
-url = "http://127.0.0.1:{port}"
-emulate = true
-
-[tasks.mine]
-kind = "mine"
-exchange = "sim"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-since = "2h"
-
-[tasks.studies]
-kind = "indicators"
-exchange = "sim"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-indicators = ["sma(20)", "rsi(14)"]
-
+FARM = (head("svc") + SIM_EXCHANGE + mine_task("2h") + studies_task(["sma(20)", "rsi(14)"])
+        + """
 [networks.{network}.nodes.lab]
 host = "local"
 tasks = ["mine", "studies"]
-"""
+""")
 
 
 @pytest.mark.slow

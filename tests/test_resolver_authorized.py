@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfarm.errors import UsageError
-from sfarm.resolver.authorized import authorized_line, marker, sync_authorized_keys
+from sfarm.resolver.authorized import authorized_line, jump_line, marker, sync_authorized_keys
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDlq5R1d2p3tQ0u2x7mJpJd1mYgq2n3w0k7y8m9x0a1b farm@x"
 MARK = "sfarm-farm-key:farm/net"
@@ -158,3 +158,13 @@ def test_sync_keeps_every_other_line_and_is_idempotent(lines: list[str], ends_wi
     if wanted is not None:  # its own line, however the file ended
         assert result.startswith(wanted.encode() + b"\n") or \
             b"\n" + wanted.encode() + b"\n" in result
+
+
+def test_a_jump_line_forwards_to_its_targets_only_and_runs_nothing() -> None:
+    line = jump_line(KEY, ["10.0.0.5:22", "[::1]:2222", "10.0.0.5:22"], "sfarm-farm-jump-key:a/b")
+    assert line.startswith('restrict,port-forwarding,permitopen="10.0.0.5:22",'
+                           'permitopen="[::1]:2222",command="/bin/false" ssh-ed25519 ')
+    assert line.endswith(" sfarm-farm-jump-key:a/b")
+    for bad in (["10.0.0.5"], ["host:22\" ,command=\"sh"], ["a b:22"], []):
+        with pytest.raises(UsageError):
+            jump_line(KEY, bad, "sfarm-farm-jump-key:a/b")

@@ -14,40 +14,15 @@ import pytest
 
 from sfarm import data
 from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 
-INVENTORY = """
-version = 1
-
-[farm]
-name = "duo"
-
-[defaults]
-base_dir = "{base}"
-
-[exchanges.sim]
-ccxt = "binance"
-url = "http://127.0.0.1:{port}"
-emulate = true
-
-[tasks.mine]
-kind = "mine"
-exchange = "sim"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-since = "3h"
-
-[tasks.studies]
-kind = "indicators"
-exchange = "sim"
-markets = ["BTC/USDT"]
-timeframes = ["1m"]
-indicators = ["sma(20)", "rsi(14)"]
-
+INVENTORY = (head("duo") + SIM_EXCHANGE + mine_task("3h")
+             + studies_task(["sma(20)", "rsi(14)"]) + """
 [networks.{network}.nodes.miner]
 host = "local"
 tasks = ["mine"]
@@ -55,7 +30,7 @@ tasks = ["mine"]
 [networks.{network}.nodes.quant]
 host = "local"
 tasks = ["studies"]
-"""
+""")
 
 
 @pytest.fixture

@@ -48,10 +48,7 @@ def authorized_line(public_key: str, python: str, roots: Sequence[str], marker: 
     absolute. Words with shell characters are single-quoted: sshd hands the command to the
     user's shell.
     """
-    words = public_key.split()
-    if (len(words) < 2 or not _KEY_TYPE.fullmatch(words[0])
-            or not _KEY_BASE64.fullmatch(words[1])):
-        raise UsageError(f"not an OpenSSH public key line: {public_key[:60]!r}")
+    words = _key_words(public_key)
     if not roots:
         raise UsageError("the farm key's authorized line needs at least one node root")
     _check_word("python", python)
@@ -63,6 +60,15 @@ def authorized_line(public_key: str, python: str, roots: Sequence[str], marker: 
         raise UsageError(f"{marker!r} cannot be the last word of an authorized_keys line")
     command = " ".join(shlex.quote(word) for word in (python, "-I", "-m", GATE_MODULE, *roots))
     return f'restrict,command="{command}" {words[0]} {words[1]} {marker}'
+
+
+def _key_words(public_key: str) -> list[str]:
+    """The type and base64 of an OpenSSH public key line (its comment dropped)."""
+    words = public_key.split()
+    if (len(words) < 2 or not _KEY_TYPE.fullmatch(words[0])
+            or not _KEY_BASE64.fullmatch(words[1])):
+        raise UsageError(f"not an OpenSSH public key line: {public_key[:60]!r}")
+    return words[:2]
 
 
 def _check_word(what: str, word: str) -> None:
@@ -136,10 +142,7 @@ def jump_line(public_key: str, targets: Sequence[str], marker: str) -> str:
     """`restrict,port-forwarding,permitopen="host:port",...,command="/bin/false" <key> <marker>`:
     a jump host's line for a network key. It opens no shell and runs nothing; it forwards a
     connection only to the `targets` (the next hop, or the producer)."""
-    words = public_key.split()
-    if (len(words) < 2 or not _KEY_TYPE.fullmatch(words[0])
-            or not _KEY_BASE64.fullmatch(words[1])):
-        raise UsageError(f"not an OpenSSH public key line: {public_key[:60]!r}")
+    words = _key_words(public_key)
     if not targets:
         raise UsageError("a jump host's line needs at least one host:port to forward to")
     for target in targets:
