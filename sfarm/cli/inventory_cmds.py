@@ -45,7 +45,8 @@ def _count(number: int, noun: str) -> str:
 def plan(inventory: InventoryOption = None, network: NetworkOption = None,
          json: JsonOption = False) -> None:
     """Show where every task runs, every dataset with its producer and consumers, and the
-    transfers between nodes that the data resolver will perform.
+    transfers between nodes: after `sfarm deploy`, each consumer's resolver performs them by
+    itself (see docs/operations.md, "How data moves between nodes").
 
     Example: [bold]sfarm plan -i inventory/farm.toml -n prod --json[/]
     """
@@ -89,7 +90,8 @@ def render_plan(result: Plan) -> None:
                 task_branch.add(f"[green]produces[/] {line}")
     out.print(tree, crop=False)
     if result.transfers:
-        table = Table(title="transfers", title_justify="left")
+        table = Table(title="transfers (each consumer's resolver pulls these once deployed)",
+                      title_justify="left")
         for column in ("dataset", "from", "to"):
             table.add_column(column)
         for transfer in result.transfers:
