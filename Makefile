@@ -58,8 +58,10 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers, a test file to each (a file's tests share their fixtures' servers); the slowest
+# tests are listed at the end.
 test: lint system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
