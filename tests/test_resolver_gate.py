@@ -15,7 +15,13 @@ import pytest
 
 from sfarm import data
 from sfarm.resolver import gate
-from sfarm.resolver.gate import PullRequest, Refused, WatchRequest, normalised_roots, parse_request
+from sfarm.resolver.gate_request import (
+    PullRequest,
+    Refused,
+    WatchRequest,
+    normalised_roots,
+    parse_request,
+)
 from tests.fixtures.data_helpers import T0, make_candles
 from tests.fixtures.farm_key import Lines, farm_pull_options
 
