@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from sfarm.data.layout import check_partition_file_name, check_segment_file_name
 from sfarm.data.mirror import InstallResult, pull_lock
 from sfarm.remote.connection import LocalConnection
 from sfarm.remote.pull import pull
-from sfarm.resolver.link import PeerLink, PullFailed
+from sfarm.resolver.link import PeerLink, PullFailed, stop_pulls
 from sfarm.resolver.link import pull as pull_through
 from tests.fixtures.data_helpers import T0, make_candles
+from tests.fixtures.waiting import wait_for
 
 CANDLES = "candles/sim/BTC-USDT/1m"
 NODE = "miner-1"
@@ -289,3 +291,42 @@ def test_a_pull_that_would_fill_the_disk_is_stopped(tmp_path: Path) -> None:
         assert data.locate(consumer, CANDLES) is None
     finally:
         subprocess.run(["umount", str(consumer)], check=True)
+
+
+def test_a_stopping_resolver_ends_its_pulls(tmp_path: Path) -> None:
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, DAY))
+    with open(newest_partition(producer), "r+b") as partition:
+        partition.truncate(64 << 20)  # a minute's transfer at 1 MB/s
+    slow = ("sh", "-c", 'shift; rsync="$1"; shift; exec "$rsync" --bwlimit=1m "$@"', "slow")
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            pull_through(PeerLink(NODE, str(producer), slow, "producer"), CANDLES, consumer)
+        except BaseException as error:  # noted for the assertions below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    staging = mirror_dir(consumer) / ".incoming"
+    deadline = time.monotonic() + 30
+    while not any(staging.glob(".*")) and time.monotonic() < deadline:  # rsync is writing
+        time.sleep(0.05)
+    started = time.monotonic()
+    stop_pulls()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - started < 5
+    assert isinstance(outcome.get("error"), PullFailed)
+    # rsync, its receiver and the producer's side all end (each cleans up on SIGTERM first).
+    wait_for(lambda: not [path for path in Path("/proc").glob("[0-9]*/cmdline")
+                          if b"--bwlimit=1m" in _read_quietly(path)],
+             timeout_s=5, what="every process of the stopped pull to end")
+    assert data.locate(consumer, CANDLES) is None
+
+
+def _read_quietly(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""

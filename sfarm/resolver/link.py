@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,21 @@ def pull(link: PeerLink, dataset_id: str, root: Path, timeout_s: float = 600) ->
         return install_staged(root, dataset_id, mirror_of=link.node, transferred=transferred)
 
 
+# The process groups of the pulls running now: a resolver that stops ends them (they are not
+# in its own group, so supervisord's stop would not reach them).
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
+def stop_pulls() -> None:
+    """End every pull this process is running (they fail with PullFailed)."""
+    with _running_lock:
+        groups = list(_running)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+
+
 def free_reserve(directory: Path) -> int:
     """Bytes a pull must leave free on the disk of `directory`: 5% of it, at least 256 MiB."""
     return max(256 << 20, shutil.disk_usage(directory).total // 20)
@@ -169,6 +185,8 @@ def _run_guarded(argv: list[str], staging: Path, timeout_s: float, node: str,
         # Its own process group: rsync forks its receiver, which must stop with it.
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                    process_group=0)
+        with _running_lock:
+            _running.add(process.pid)
         deadline = time.monotonic() + timeout_s
         try:
             while process.poll() is None:
@@ -184,6 +202,8 @@ def _run_guarded(argv: list[str], staging: Path, timeout_s: float, node: str,
                             f"{staging} has less than {reserve >> 20} MiB left",
                             hint="free some space; the mirror is unchanged") from None
         finally:
+            with _running_lock:
+                _running.discard(process.pid)
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)

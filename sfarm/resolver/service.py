@@ -15,7 +15,7 @@ from pathlib import Path
 from sfarm.data.layout import MANIFEST_NAME, MIRROR_DIR, dataset_dir
 from sfarm.data.reader import load_manifest
 from sfarm.resolver.follow import Follower
-from sfarm.resolver.link import peer_link
+from sfarm.resolver.link import peer_link, stop_pulls
 from sfarm.resolver.mounted import MountKeeper
 from sfarm.resolver.routes import Routes
 from sfarm.resolver.state import WRITE_INTERVAL_S, Board, InputState
@@ -84,6 +84,7 @@ def run_resolver(root: Path, routes: Routes, stop: threading.Event) -> None:
                                         for peer in routes.peers) or "no peer")
     while not stop.wait(WRITE_INTERVAL_S):
         board.write()  # a fresh file says the resolver runs
+    stop_pulls()  # in their own process groups: nobody else would end them
     for follower in followers:
         follower.join(timeout=5)
     board.write()
