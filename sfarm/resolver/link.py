@@ -172,6 +172,18 @@ def stop_pulls() -> None:
             os.killpg(group, signal.SIGTERM)
 
 
+def _wait_for_group(group: int, timeout_s: float = 2.0) -> None:
+    """Give rsync's other processes (its receiver, the remote shell) a moment to be gone: a
+    killed receiver keeps the partial file's space until it has exited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+
+
 def free_reserve(directory: Path) -> int:
     """Bytes a pull must leave free on the disk of `directory`: 5% of it, at least 256 MiB."""
     return max(256 << 20, shutil.disk_usage(directory).total // 20)
@@ -208,6 +220,7 @@ def _run_guarded(argv: list[str], staging: Path, timeout_s: float, node: str,
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+                _wait_for_group(process.pid)
         out.seek(0)
         err.seek(0)
         return out.read(), err.read(), process.returncode
