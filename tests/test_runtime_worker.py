@@ -10,10 +10,11 @@ import textwrap
 import time
 from pathlib import Path
 
+from sfarm.backoff import Backoff
 from sfarm.context import TaskContext
 from sfarm.inventory.model import MineTask
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.worker import Backoff, run_worker, task_context
+from sfarm.runtime.worker import run_worker, task_context
 from sfarm.status import Heartbeat
 from tests.fixtures.waiting import wait_for
 

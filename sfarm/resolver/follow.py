@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from sfarm.backoff import Backoff
 from sfarm.data.layout import format_ts
 from sfarm.data.mirror import StagedCopyInvalid
 from sfarm.errors import RunError
@@ -27,7 +28,7 @@ log = logging.getLogger("sfarm.resolver")
 
 SILENCE_S = 3.5  # the gate says `alive` every second: this much silence means a dead link
 RETRY_S = 2.0  # a failed pull of one dataset is tried again after this long
-BACKOFF_CAP_S = 10.0
+RECONNECT = Backoff(base_s=0.5, cap_s=10.0)  # a peer that fails is tried again after this
 MASTER_TIMEOUT_S = 10.0
 _EOF = ""
 
@@ -53,7 +54,7 @@ class Follower(threading.Thread):
                 message = error.message if isinstance(error, RunError) else str(error)
                 self.board.stale(self.link.node, self.last_contact or time.time(), message)
                 failures += 1
-                delay = min(BACKOFF_CAP_S, 0.5 * 2 ** (failures - 1))
+                delay = RECONNECT.delay(failures)
                 log.warning("%s; trying again in %.1f s", message, delay)
                 self.stop.wait(delay)
 

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from sfarm.backoff import Backoff
 from sfarm.data.reader import load_manifest
 from sfarm.errors import RunError
 from sfarm.resolver.routes import KNOWN_HOSTS_FILE, Peer, key_file
@@ -27,7 +28,7 @@ log = logging.getLogger("sfarm.resolver")
 
 CHECK_INTERVAL_S = 1.0
 CHECK_TIMEOUT_S = 5.0
-BACKOFF_CAP_S = 10.0
+RECONNECT = Backoff(base_s=0.5, cap_s=10.0)  # a peer that fails is tried again after this
 
 
 class MountLost(RunError):
@@ -67,7 +68,7 @@ class MountKeeper(threading.Thread):
                     self.board.stale(self.peer.node, self.last_good or time.time(), message)
                     _unmount_quietly(self.mountpoint)
                     failures += 1
-                    delay = min(BACKOFF_CAP_S, 0.5 * 2 ** (failures - 1))
+                    delay = RECONNECT.delay(failures)
                     log.warning("%s; mounting again in %.1f s", message, delay)
                     self.stop.wait(delay)
         finally:

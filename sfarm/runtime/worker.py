@@ -14,9 +14,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from sfarm.backoff import Backoff
 from sfarm.context import TaskContext
 from sfarm.data.fsio import write_atomic
 from sfarm.inventory.load import SECRETS_FILE
@@ -35,15 +35,7 @@ def task_context(root: NodeRoot, task: str,
     return TaskContext(root.path, task, config, secrets_file=root.secrets / SECRETS_FILE)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff between engine restarts after an error."""
-
-    base_s: float = 1.0
-    cap_s: float = 60.0
-
-    def delay(self, failures: int) -> float:
-        return min(self.cap_s, self.base_s * 2 ** max(0, failures - 1))
+ENGINE_RESTART = Backoff(base_s=1.0, cap_s=60.0)  # between engine restarts after an error
 
 
 class _Heartbeats(threading.Thread):
@@ -76,7 +68,7 @@ class _Heartbeats(threading.Thread):
 
 
 def run_worker(context: TaskContext[Any], engine: Engine, *,
-               interval_s: float = HEARTBEAT_INTERVAL_S, backoff: Backoff = Backoff(),
+               interval_s: float = HEARTBEAT_INTERVAL_S, backoff: Backoff = ENGINE_RESTART,
                handle_signals: bool = True) -> int:
     """Run `engine` until stopped; return the process exit status (0 on a requested stop)."""
     if handle_signals:
