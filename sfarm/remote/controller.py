@@ -20,6 +20,7 @@ from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.deploy import local_root
+from sfarm.remote.jump_hosts import outside_jump_lines, sync_jump_hosts
 from sfarm.remote.wiring import (
     FarmKey,
     NodeSurvey,
@@ -28,8 +29,8 @@ from sfarm.remote.wiring import (
     key_to_keep,
     wire_network,
 )
-from sfarm.resolver.routes import KEY_KINDS, Hop, KeyKind
-from sfarm.runtime.protocol import Action, AuthorizedKeyLine, StepResult
+from sfarm.resolver.routes import KEY_KINDS, KeyKind
+from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
@@ -75,34 +76,6 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> 
                         sftp_server=facts.sftp_server if facts else None,
                         jumps=reach.jumps, jump_keys=reach.jump_keys)
     return _Surveyed(spec.name, steps, python, survey)
-
-
-def outside_jump_lines(lines: dict[str, dict[Hop, AuthorizedKeyLine]],
-                       surveys: dict[str, NodeSurvey]) -> dict[Hop, list[AuthorizedKeyLine]]:
-    """The jump-host lines for hosts that are no node of the network (a node's own lines are
-    in its deployment): every marker, the line or none."""
-    nodes = {Hop(host=s.host, port=s.port, user=s.user) for s in surveys.values()}
-    hops = {hop for survey in surveys.values() for hop in survey.jumps} - nodes
-    return {hop: [by_hop.get(hop, AuthorizedKeyLine(mark, None))
-                  for mark, by_hop in lines.items()] for hop in hops}
-
-
-def _sync_jump_hosts(agent: NodeAgent, survey: NodeSurvey,
-                     outside: dict[Hop, list[AuthorizedKeyLine]]) -> list[StepResult]:
-    """The lines of the jump hosts the controller reaches this node through (those that are no
-    node of the network), written over that same connection."""
-    from sfarm.remote.ssh import SSHConnection
-
-    connection = agent.transport.connection
-    if not isinstance(connection, SSHConnection):
-        return []
-    steps = []
-    for index, hop in enumerate(survey.jumps):
-        for line in outside.get(hop, []):
-            changed = connection.sync_jump_line(index, line.marker, line.line)
-            steps.append(StepResult(f"jump host {hop.address}", "changed" if changed else "ok",
-                                    line.marker + ("" if line.line else " (none)")))
-    return steps
 
 
 def describe_failure(error: Exception) -> str:
@@ -239,7 +212,7 @@ class FarmController:
                                                  wiring.get(spec.name))
                 survey = surveys.get(spec.name)
                 if survey is not None and survey.jumps:
-                    steps += _sync_jump_hosts(agent, survey, outside)
+                    steps += sync_jump_hosts(agent.transport.connection, survey, outside)
                 return NodeOutcome(spec.name, steps)
 
             return self.each(apply, lambda spec, error: NodeOutcome(

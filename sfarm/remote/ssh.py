@@ -60,21 +60,6 @@ SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 # Prints the shell's pid (which exec keeps for the command) so a timeout can signal it.
 PID_WRAPPER = 'printf "sfarm-pid:%s\\n" "$$" >&2; exec "$@"'
 _PID_LINE = re.compile(rb"\Asfarm-pid:(\d+)\n")
-# On a jump host (sfarm is not installed there): keep one line ending with " $1" as "$2" (none
-# when empty), in its place, every other line as it was; print ok or changed.
-JUMP_LINE_SCRIPT = r"""
-f="$HOME/.ssh/authorized_keys"; m=" $1"; line="$2"
-if [ ! -e "$f" ] && [ -z "$line" ]; then echo ok; exit 0; fi
-umask 077; mkdir -p "$HOME/.ssh"; [ -e "$f" ] || : > "$f"
-t=$(mktemp "$HOME/.ssh/.authorized_keys.XXXXXX") || exit 1
-awk -v m="$m" -v l="$line" '{
-  if (length($0) >= length(m) && substr($0, length($0) - length(m) + 1) == m) {
-    if (!done && l != "") print l; done = 1
-  } else print
-} END { if (!done && l != "") print l }' "$f" > "$t" || { rm -f "$t"; exit 1; }
-if cmp -s "$f" "$t"; then rm -f "$t"; echo ok
-else chmod 600 "$t" && mv -f "$t" "$f" && echo changed; fi
-"""
 # Writes stdin to a 0600 temp file beside the target, sets the mode, renames over the target.
 PUT_SCRIPT = ('umask 077; cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" '
               '|| { status=$?; rm -f "$1"; exit $status; }')
@@ -269,41 +254,12 @@ class SSHConnection:
 
     def host_key(self) -> str:
         """The node's host key as this connection checked it (strictly): "ssh-ed25519 AAAA"."""
-        transport = self._session().client.get_transport()
-        if transport is None:
-            raise TransportError(Failure.SSH, f"{self.where}: not connected")
-        key = transport.get_remote_server_key()
-        return f"{key.get_name()} {key.get_base64()}"
+        return checked_key(self._session(), self.where)
 
-    def jump_hosts(self) -> list[tuple[str, int, str | None, str]]:
-        """Each jump host as this connection went through it, the first one first: host, port,
-        user and the host key it checked (strictly)."""
+    def hops(self) -> list[fabric.Connection]:
+        """The jump hosts this connection goes through, connected, the first one first."""
         self._session()
-        hops = []
-        for hop in self._hops:
-            transport = hop.client.get_transport()
-            if transport is None:
-                raise TransportError(Failure.SSH, f"{self.where}: jump host {hop.host} closed")
-            key = transport.get_remote_server_key()
-            hops.append((hop.host, int(hop.port), hop.user,
-                         f"{key.get_name()} {key.get_base64()}"))
-        return hops
-
-    def sync_jump_line(self, index: int, marker: str, line: str | None) -> bool:
-        """Make the authorized_keys of jump host `index` hold `line` as its one line ending with
-        `marker` (none when None), every other line as it was; True when it changed."""
-        self._session()
-        hop = self._hops[index]
-        command = shlex.join(["sh", "-c", JUMP_LINE_SCRIPT, "sfarm-jump", marker, line or ""])
-        try:
-            result = hop.run(command, hide=True, warn=True, in_stream=False)
-        except (SSHException, OSError) as exc:
-            raise TransportError(Failure.SSH, f"jump host {hop.host}: {exc}") from None
-        if result.exited != 0 or result.stdout.strip() not in ("ok", "changed"):
-            raise TransportError(Failure.COMMAND_FAILED,
-                                 f"jump host {hop.host}: could not update authorized_keys: "
-                                 f"{result.stderr.strip()[-300:] or result.exited}")
-        return result.stdout.strip() == "changed"
+        return list(self._hops)
 
     def home(self) -> str:
         with self._lock:
@@ -413,6 +369,15 @@ class SSHConnection:
     def ssh_words(self, config_file: str | None = None) -> list[str]:
         """The OpenSSH client command rsync runs (sfarm.remote.openssh)."""
         return ssh_words(self.openssh_settings(), config_file)
+
+
+def checked_key(connection: fabric.Connection, where: str) -> str:
+    """The host key a connected (so strictly checked) connection's server showed."""
+    transport = connection.client.get_transport()
+    if transport is None:
+        raise TransportError(Failure.SSH, f"{where}: not connected")
+    key = transport.get_remote_server_key()
+    return f"{key.get_name()} {key.get_base64()}"
 
 
 def _identity_file(node: NodeSpec) -> str | None:

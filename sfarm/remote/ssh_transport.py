@@ -15,9 +15,9 @@ from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.inventory import NodeSpec
 from sfarm.remote.connection import Connection, expand_home
+from sfarm.remote.jump_hosts import jump_hosts
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
-from sfarm.resolver.routes import Hop
 from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
@@ -51,11 +51,9 @@ class SSHTransport:
 
     def reach(self) -> Reach:
         target = self._ssh().target
-        jumps = self._ssh().jump_hosts()
+        jumps, jump_keys = jump_hosts(self.connection)
         return Reach(target.host, target.port, target.user, self._ssh().host_key(),
-                     jumps=tuple(Hop(host=host, port=port, user=user)
-                                 for host, port, user, _ in jumps),
-                     jump_keys=tuple(key for *_, key in jumps))
+                     jumps=jumps, jump_keys=jump_keys)
 
     def _ssh(self) -> SSHConnection:
         assert isinstance(self.connection, SSHConnection)  # what the controller gives it
