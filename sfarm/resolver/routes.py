@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sfarm.errors import RunError
 
 ROUTES_FILE = "routes.json"
 KNOWN_HOSTS_FILE = "known_hosts"  # the peers' host keys, checked strictly
@@ -111,6 +113,9 @@ def load_routes(root: Path) -> Routes | None:
         return Routes.model_validate_json((root / ROUTES_FILE).read_bytes())
     except FileNotFoundError:
         return None
+    except ValidationError as error:
+        raise RunError(f"{root / ROUTES_FILE} is damaged: {error.errors()[0]['msg']}",
+                       hint="`sfarm deploy` writes it again") from None
 
 
 def held_key(root: Path, kind: KeyKind) -> FarmKeyInfo | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sfarm.data.fsio import write_atomic
+from sfarm.errors import RunError
 from sfarm.resolver.routes import load_routes
 from sfarm.resolver.state import input_statuses, read_state
 from sfarm.runtime.layout import NodeRoot
@@ -137,7 +138,10 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
     supervisor = Supervisor(root)
     processes = supervisor.processes() if supervisor.is_running() else {}
     moment = time.time() if now is None else now
-    routes = load_routes(root.path)
+    try:
+        routes = load_routes(root.path)
+    except RunError:  # a damaged routes.json costs the inputs' view, not the node's status
+        routes = None
     resolver = read_state(root.path) if routes is not None and routes.peers else None
     statuses = []
     for name, kind in tasks.items():
