@@ -20,6 +20,7 @@ from sfarm.remote.wiring import (
     consumers,
     jump_lines_of,
     key_to_keep,
+    unsurveyed_producers,
     wire_network,
 )
 from sfarm.resolver.routes import FarmKeyInfo, Hop, KeyKind
@@ -88,15 +89,30 @@ def test_every_transfer_is_a_route_and_nothing_else(plan: Plan,
             assert producer is not None and entry.source_node == producer.node
 
 
-def test_known_hosts_hold_the_ssh_peers_keys_only(plan: Plan,
-                                                  specs: dict[str, NodeSpec]) -> None:
+def test_known_hosts_hold_every_ssh_nodes_key(plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    """Every node gets the host keys of the whole network, itself included: its resolver checks
+    its peers with them, and an operator managing the farm from it checks every node."""
     surveys = surveys_of(specs)
     wiring = wire_network(plan, "alpha", specs, surveys, new_key(plan, specs))
+    expected = sorted(f"{survey.host} {survey.host_key}" for survey in surveys.values())
     for wired in wiring.values():
-        lines = wired.known_hosts.decode().splitlines()
-        assert sorted(lines) == sorted(f"{surveys[peer.node].host} {surveys[peer.node].host_key}"
-                                       for peer in wired.routes.peers)
-    assert wiring["miner-binance"].known_hosts == b""  # reads nobody
+        assert sorted(wired.known_hosts.decode().splitlines()) == expected
+        for peer in wired.routes.peers:
+            assert f"{peer.host} {surveys[peer.node].host_key}" in expected
+
+
+def test_a_node_reading_from_an_unsurveyed_node_gets_no_wiring(
+        plan: Plan, specs: dict[str, NodeSpec]) -> None:
+    """A producer unreachable during deploy leaves its consumers unwired (they are reported by
+    the controller), never the whole network."""
+    producer = next(t.source for t in plan.transfers)
+    readers = {t.target for t in plan.transfers if t.source == producer}
+    surveys = {name: s for name, s in surveys_of(specs).items() if name != producer}
+    wiring = wire_network(plan, "alpha", specs, surveys, new_key(plan, specs))
+    for name in readers:
+        assert unsurveyed_producers(plan, surveys, name) == [producer]
+    assert set(wiring) == {name for name in surveys if name not in readers}
+    assert wiring and all(unsurveyed_producers(plan, surveys, name) == [] for name in wiring)
 
 
 def test_farm_key_goes_to_consumers_and_is_authorized_on_producers(

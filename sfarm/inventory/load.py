@@ -23,6 +23,7 @@ from sfarm.errors import UsageError
 from sfarm.exchanges.ids import exchange_ids
 from sfarm.inventory.checks import check_inventory
 from sfarm.inventory.model import Inventory
+from sfarm.inventory.origin import INVENTORY_FILE, NodeOrigin, find_node_root, read_origin
 from sfarm.inventory.problems import InventoryError, Problem, did_you_mean, known_names
 from sfarm.inventory.source import SourceIndex
 from sfarm.inventory.validation import problems_from_validation
@@ -65,14 +66,28 @@ class LoadedInventory:
     model: Inventory
     # Indicator specs each trade task's strategy declares, read from its strategy file.
     strategy_indicators: dict[str, tuple[str, ...]]
+    # The node whose root holds this inventory (deploy placed it there), None for an
+    # operator's own inventory.
+    origin: NodeOrigin | None = None
+
+    @property
+    def inventory_dir(self) -> Path:
+        """The folder of the inventory as the operator wrote it (also when this is the copy
+        deploy placed in a node root): a local node's relative base_dir is relative to it."""
+        if self.origin is not None:
+            return Path(self.origin.inventory_dir)
+        return self.path.parent.resolve()
 
     @property
     def networks(self) -> list[str]:
         return list(self.model.networks)
 
     def select_network(self, name: str | None) -> str:
-        """The network a command acts on: the one named, or the only one."""
+        """The network a command acts on: the one named, or the only one (in a node root: the
+        node's)."""
         if name is None:
+            if self.origin is not None and self.origin.network in self.model.networks:
+                return self.origin.network
             if len(self.networks) == 1:
                 return self.networks[0]
             raise UsageError(
@@ -108,13 +123,19 @@ class LoadedInventory:
 
 
 def find_inventory(path: Path | None) -> Path:
-    """The inventory a command uses: -i PATH, else $SFARM_INVENTORY, else ./sfarm.toml."""
+    """The inventory a command uses: -i PATH, else $SFARM_INVENTORY, else ./sfarm.toml, else
+    the inventory.toml of the node root the command runs in (sfarm.inventory.origin)."""
     chosen = path or (Path(os.environ["SFARM_INVENTORY"]) if os.environ.get("SFARM_INVENTORY")
                       else DEFAULT_INVENTORY)
+    if path is None and chosen == DEFAULT_INVENTORY and not chosen.exists():
+        root = find_node_root()
+        if root is not None:
+            return root / INVENTORY_FILE
     if not chosen.is_file():
         raise UsageError(
             f"no inventory at {chosen}" if chosen.exists() is False else f"{chosen} is not a file",
-            hint="pass -i PATH, set SFARM_INVENTORY, or create one with `sfarm init DIR`",
+            hint="pass -i PATH, set SFARM_INVENTORY, run it in a deployed node's root, or "
+                 "create one with `sfarm init DIR`",
         )
     return chosen
 
@@ -155,7 +176,9 @@ def load_inventory(path: Path | None = None,
     problems += _check_secrets_file(path.parent / SECRETS_FILE)
     if problems:
         raise located(problems, lambda p: _value_at(raw, p.path))
-    loaded = LoadedInventory(path=path, model=model, strategy_indicators=strategies)
+    origin = read_origin(path.parent) if path.name == INVENTORY_FILE else None
+    loaded = LoadedInventory(path=path, model=model, strategy_indicators=strategies,
+                             origin=origin)
 
     # The plan's errors are the inventory's errors too.
     plan_problems = [Problem(problem.path, problem.message, problem.hint)

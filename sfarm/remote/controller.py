@@ -27,9 +27,10 @@ from sfarm.remote.wiring import (
     consumers,
     jump_lines_of,
     key_to_keep,
+    unsurveyed_producers,
     wire_network,
 )
-from sfarm.resolver.routes import KEY_KINDS, KeyKind
+from sfarm.resolver.routes import KEY_KINDS, KNOWN_HOSTS_FILE, KeyKind
 from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
@@ -78,6 +79,14 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> 
     return _Surveyed(spec.name, steps, python, survey)
 
 
+def _unwired(producers: list[str], surveyed: dict[str, _Surveyed]) -> str:
+    first = producers[0]
+    why = surveyed[first].error if first in surveyed else None
+    return (f"not deployed: it reads data from node {', '.join(producers)}, which deploy could "
+            f"not reach" + (f" ({why.splitlines()[0]})" if why else "")
+            + "; deploy again once it is reachable")
+
+
 def describe_failure(error: Exception) -> str:
     """What a person reads about a node's failure: sfarm's own message and hint, else the
     exception's type and text (its traceback goes to the DEBUG log only)."""
@@ -110,14 +119,29 @@ class FarmController:
         self.nodes = nodes
 
     def agent(self, spec: NodeSpec) -> NodeAgent:
-        """A new agent of the node; close it after use (an SSH agent holds a connection)."""
+        """A new agent of the node; close it after use (an SSH agent holds a connection).
+
+        Run in a remote node's root (the inventory deploy placed there), the other nodes are
+        reached with the operator's own credentials and checked against the host keys deploy
+        shipped to that root; the nodes of the deploying machine (host = "local") are not
+        reachable from there."""
+        origin = self.inventory.origin
         if spec.is_local:
+            if origin is not None and not origin.local:
+                raise UsageError(
+                    f"node {spec.name} is host = \"local\": it lives on the machine that "
+                    f"deployed it, and this command runs on node {origin.node}",
+                    hint="manage the nodes of a machine from that machine")
             return NodeAgent(spec, InProcessTransport(spec, local_root(self.inventory, spec)))
         # Fabric and paramiko load only when a node needs them.
         from sfarm.remote.ssh import SSHConnection
         from sfarm.remote.ssh_transport import SSHTransport
 
-        return NodeAgent(spec, SSHTransport(spec, SSHConnection(spec)))
+        if origin is None or origin.local:
+            return NodeAgent(spec, SSHTransport(spec, SSHConnection(spec)))
+        shipped = self.inventory.path.parent / KNOWN_HOSTS_FILE
+        return NodeAgent(spec, SSHTransport(spec, SSHConnection(
+            spec, known_hosts=shipped, managed_from=origin.node)))
 
     def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
         if self._open is None:
@@ -181,12 +205,13 @@ class FarmController:
 
     def deploy(self, *, rotate_farm_key: bool = False) -> list[NodeOutcome]:
         """Install and configure the selected nodes, and wire the network's data: every node
-        of the network is surveyed (when data crosses nodes) so each consumer learns how to
-        reach its producers, and the farm key is kept or renewed (sfarm.remote.wiring)."""
+        of the network is surveyed, so each consumer learns how to reach its producers, every
+        node gets every node's host key (to be managed from), and the farm key is kept or
+        renewed (sfarm.remote.wiring)."""
         plan = plan_network(self.inventory, self.network)
         everyone = {spec.name: spec for spec in self.inventory.nodes(self.network)}
         selected = {spec.name for spec in self.nodes}
-        surveyed = list(everyone.values()) if plan.transfers else self.nodes
+        surveyed = list(everyone.values())
         kept = self._open is not None
         if not kept:
             self._open = {}  # one connection per node for both phases
@@ -208,6 +233,9 @@ class FarmController:
                 done = first[spec.name]
                 if done.error is not None:
                     return NodeOutcome(spec.name, done.steps, done.error)
+                missing = unsurveyed_producers(plan, surveys, spec.name)
+                if missing:
+                    return NodeOutcome(spec.name, done.steps, _unwired(missing, first))
                 steps = done.steps + agent.apply(self.inventory, done.python,
                                                  wiring.get(spec.name))
                 survey = surveys.get(spec.name)

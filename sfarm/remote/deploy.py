@@ -20,6 +20,7 @@ from sfarm.exchanges.credentials import load_credentials
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.checks import RESOLVER_SERVICE
 from sfarm.inventory.load import SECRETS_FILE
+from sfarm.inventory.origin import INVENTORY_FILE, NODE_FILE, NodeOrigin
 from sfarm.remote.wiring import NodeWiring
 from sfarm.resolver.routes import KNOWN_HOSTS_FILE, ROUTES_FILE, key_file, key_info_file
 from sfarm.runtime.protocol import Deployment, NodeFile, Program
@@ -33,7 +34,7 @@ def local_root(inventory: LoadedInventory, node: NodeSpec) -> Path:
     """A local node's root: `~` expanded, relative base_dir taken from the inventory's folder."""
     base = Path(os.path.expanduser(node.base_dir))
     if not base.is_absolute():
-        base = inventory.path.parent.resolve() / base
+        base = inventory.inventory_dir / base
     return base / node.network / node.name
 
 
@@ -126,7 +127,10 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
     network's data wiring (routes, keys) when given."""
     # Every strategy the inventory names, not only this node's: any node can manage (and so
     # must be able to validate) the whole farm.
-    files = [NodeFile("inventory.toml", inventory.path.read_bytes())]
+    origin = NodeOrigin(farm=inventory.model.farm.name, network=node.network, node=node.name,
+                        local=node.is_local, inventory_dir=str(inventory.inventory_dir))
+    files = [NodeFile(INVENTORY_FILE, inventory.path.read_bytes()),
+             NodeFile(NODE_FILE, origin.to_json())]
     strategies = {task.strategy: task for task in inventory.model.tasks.values()
                   if isinstance(task, TradeTask)}
     files += [NodeFile(_relative_inside(path), inventory.strategy_path(task).read_bytes())

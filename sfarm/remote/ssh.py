@@ -76,12 +76,17 @@ class SSHConnection:
     """A node's machine over SSH. Connects on first use; `close()` (or `with`) disconnects."""
 
     def __init__(self, node: NodeSpec, *, known_hosts: Path | None = None,
-                 connect_timeout: float = 10, remote_rsync: str = "rsync") -> None:
+                 connect_timeout: float = 10, remote_rsync: str = "rsync",
+                 managed_from: str | None = None) -> None:
+        """`managed_from`: the node whose root this command runs in (sfarm.inventory.origin),
+        if any: the inventory's identity_file is then a path on the machine that deployed, so
+        a missing one is passed over for the operator's agent and default keys."""
         self.node = node
         self.known_hosts = known_hosts
         self.connect_timeout = connect_timeout
         self.remote_rsync = remote_rsync
-        self.identity_file = _identity_file(node)
+        self.managed_from = managed_from
+        self.identity_file = _identity_file(node, required=managed_from is None)
         self._lock = threading.RLock()
         self._home: str | None = None
         self._config = fabric.Config()  # reads ~/.ssh/config and /etc/ssh/ssh_config
@@ -134,7 +139,7 @@ class SSHConnection:
         return SSHTarget(label=label, host=connection.host, port=int(connection.port),
                          user=connection.user, identity_file=self.identity_file,
                          known_hosts=str(self.known_hosts) if self.known_hosts else None,
-                         connect_timeout=self.connect_timeout)
+                         connect_timeout=self.connect_timeout, managed_from=self.managed_from)
 
     @property
     def where(self) -> str:
@@ -380,11 +385,13 @@ def checked_key(connection: fabric.Connection, where: str) -> str:
     return f"{key.get_name()} {key.get_base64()}"
 
 
-def _identity_file(node: NodeSpec) -> str | None:
+def _identity_file(node: NodeSpec, *, required: bool = True) -> str | None:
     if not node.identity_file:
         return None
     path = os.path.expanduser(node.identity_file)
     if not os.path.isfile(path):
+        if not required:
+            return None
         raise UsageError(f"node {node.name}: identity_file {node.identity_file} does not exist",
                          hint="fix `identity_file` in the inventory, or remove it to use "
                               "~/.ssh/config, the ssh-agent and the default keys")

@@ -45,6 +45,7 @@ class SSHTarget:
     identity_file: str | None
     known_hosts: str | None  # the only file checked when sfarm was given one
     connect_timeout: float
+    managed_from: str | None = None  # the node whose root the command runs in, if any
 
     @property
     def where(self) -> str:
@@ -99,10 +100,16 @@ def timed_out(target: SSHTarget, detail: str = "") -> TransportError:
 
 def auth_failed(target: SSHTarget, tried: str) -> TransportError:
     key = target.identity_file or "~/.ssh/id_ed25519"
+    message = (f"{target.where}: authentication failed for user "
+               f"{target.user or '(default)'!r}; tried {tried}")
+    if target.managed_from is not None:
+        return TransportError(
+            Failure.AUTH, message,
+            hint=f"this command runs on node {target.managed_from} and reaches the others with "
+                 "your own SSH credentials, never with the farm key (it only reads data): log "
+                 "in with your agent forwarded (ssh -A) or put your key on this node")
     return TransportError(
-        Failure.AUTH,
-        f"{target.where}: authentication failed for user {target.user or '(default)'!r}; "
-        f"tried {tried}",
+        Failure.AUTH, message,
         hint=f"authorize the public key for that user on the host (ssh-copy-id -i {key}.pub "
              f"-p {target.port} {target.user or 'USER'}@{target.host}), or set `user` / "
              "`identity_file` in the inventory")
@@ -115,8 +122,19 @@ def host_key_unknown(target: SSHTarget, kind: str = "", fingerprint: str = "") -
         Failure.HOST_KEY_UNKNOWN,
         f"{target.where}: unknown host key for {target.key_name}{offered}; sfarm never accepts "
         f"a host key it does not know (checked: {checked})",
-        hint=f"verify the fingerprint on the host itself (ssh-keygen -lf "
-             f"/etc/ssh/ssh_host_ed25519_key.pub), then add the key: {target.keyscan}")
+        hint=_shipped_hint(target) or (
+            f"verify the fingerprint on the host itself (ssh-keygen -lf "
+            f"/etc/ssh/ssh_host_ed25519_key.pub), then add the key: {target.keyscan}"))
+
+
+def _shipped_hint(target: SSHTarget) -> str | None:
+    """From a node root, host keys are the ones deploy shipped: they are changed by a deploy
+    from the machine that checked them, never by hand on the node."""
+    if target.managed_from is None:
+        return None
+    return (f"this node ({target.managed_from}) checks the others against the host keys deploy "
+            f"shipped to {target.known_hosts}: if the host was really re-installed, fix the key "
+            "where you deploy from and run `sfarm deploy` there")
 
 
 def host_key_changed(target: SSHTarget, kind: str = "", offered: str = "",
@@ -130,9 +148,9 @@ def host_key_changed(target: SSHTarget, kind: str = "", offered: str = "",
         Failure.HOST_KEY_CHANGED,
         f"{target.where}: HOST KEY CHANGED for {target.key_name}{keys}. This may be a "
         "man-in-the-middle attack; refusing to connect",
-        hint=f"only if the host was really re-installed and you verified the new fingerprint on "
-             f"it: ssh-keygen -R '{target.key_name}' -f {where}, then "
-             f"{target.keyscan}")
+        hint=_shipped_hint(target) or (
+            f"only if the host was really re-installed and you verified the new fingerprint on "
+            f"it: ssh-keygen -R '{target.key_name}' -f {where}, then {target.keyscan}"))
 
 
 def rsync_missing(target: SSHTarget) -> TransportError:

@@ -98,7 +98,7 @@ class NodeKey:
 @dataclass(frozen=True)
 class NodeWiring:
     routes: Routes
-    known_hosts: bytes  # the SSH peers' host keys (empty without one)
+    known_hosts: bytes  # every SSH node's host key (and its jump hosts'), empty without one
     keys: tuple[NodeKey, ...]  # one per key kind
     jump_lines: tuple[AuthorizedKeyLine, ...] = ()  # where the node is a peer's jump host
 
@@ -155,8 +155,9 @@ def check_reachable(plan: Plan, specs: Mapping[str, NodeSpec]) -> None:
 def wire_network(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
                  surveys: Mapping[str, NodeSurvey],
                  keys: Mapping[KeyKind, FarmKey | None]) -> dict[str, NodeWiring]:
-    """Every surveyed node's wiring. `keys`: the network's key of each kind (None: nobody
-    reads that way)."""
+    """Every surveyed node's wiring, but for nodes that read from a node not surveyed (see
+    unsurveyed_producers). `keys`: the network's key of each kind (None: nobody reads that
+    way)."""
     check_reachable(plan, specs)
     fed_by: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for transfer in plan.transfers:
@@ -166,8 +167,14 @@ def wire_network(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
              for kind in KEY_KINDS}
     holders = {kind: consumers(plan, specs, kind) for kind in KEY_KINDS}
     jumps = jump_lines_of(plan, farm, specs, surveys, keys)
+    # Every node holds every SSH node's host key: its resolver checks its peers with them, and
+    # an operator managing the farm from it checks every node with them.
+    known_hosts = b"".join(_known_host(surveys[name]) for name in sorted(surveys)
+                           if not surveys[name].local)
     wiring = {}
     for name, survey in surveys.items():
+        if unsurveyed_producers(plan, surveys, name):
+            continue  # it cannot be told where its inputs come from: see unsurveyed_producers
         peers = tuple(_peer(surveys, source, transport_of(specs, source, name), datasets)
                       for source, datasets in sorted(fed_by[name].items()))
         routes = Routes(network=plan.network, node=name, peers=peers,
@@ -181,13 +188,19 @@ def wire_network(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
                                                                             survey.user)]))
         wiring[name] = NodeWiring(
             routes=routes,
-            known_hosts=b"".join(_known_host(surveys[peer.node]) for peer in peers
-                                 if not peer.local),
+            known_hosts=known_hosts,
             keys=tuple(node_keys),
             jump_lines=() if survey.local else tuple(
                 lines.get(_hop_of(survey), AuthorizedKeyLine(mark, None))
                 for mark, lines in jumps.items()))
     return wiring
+
+
+def unsurveyed_producers(plan: Plan, surveys: Mapping[str, NodeSurvey], node: str) -> list[str]:
+    """The nodes `node` reads from that were not surveyed (unreachable during deploy): it gets
+    no wiring, rather than a wrong one, until they are."""
+    return sorted({transfer.source for transfer in plan.transfers
+                   if transfer.target == node and transfer.source not in surveys})
 
 
 def _hop_of(survey: NodeSurvey) -> Hop:
@@ -220,8 +233,6 @@ def jump_lines_of(plan: Plan, farm: str, specs: Mapping[str, NodeSpec],
 
 def _peer(surveys: Mapping[str, NodeSurvey], source: str, kind: KeyKind | None,
           datasets: list[str]) -> Peer:
-    if source not in surveys:
-        raise UsageError(f"node {source!r} was not surveyed", hint="deploy the whole network")
     survey = surveys[source]
     host = LOCAL_HOST if kind is None else survey.host
     return Peer(node=source, host=host, port=survey.port, user=survey.user, root=survey.root,
