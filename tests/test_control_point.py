@@ -78,6 +78,13 @@ def test_a_node_manages_the_network_with_the_operators_forwarded_agent(
             assert code == 0, out + err
             (pulled,) = json.loads(out)["datasets"]
             assert pulled["id"] == CANDLES and pulled["rows"] > 0
+            # Deploying from the node is deploying from the controller: nothing to change.
+            code, out, err = on_node(quant, root, "deploy", "--json", agent=agent)
+            assert code == 0, out + err
+            report = json.loads(out)
+            changed = [(node["node"], step) for node in report["nodes"]
+                       for step in node["steps"] if step["status"] != "ok"]
+            assert changed == [] and report["summary"]["failed"] == [], changed
 
         # Without an agent the node has no credentials of the operator's; the farm key in its
         # root is never tried, and the message says how to log in.

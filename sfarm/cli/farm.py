@@ -18,11 +18,14 @@ from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
 from sfarm.farm import Farm, FarmReport, Note
+from sfarm.remote.controller import DEFAULT_FORKS
 from sfarm.runtime.protocol import Action
 from sfarm.status import NetworkStatus, TaskStatus
 
 NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
+ForksOption = Annotated[int, typer.Option(
+    "--forks", min=1, help="Nodes worked on at once; the others wait their turn.")]
 LiveOption = Annotated[bool, typer.Option(
     "--live", help="Let the live trade tasks it starts place real orders (each also needs "
                    "live = true); without it they run but place none.")]
@@ -55,12 +58,24 @@ def _report(report: FarmReport, json: bool) -> None:
                               f"[dim]{escape(step.detail)}[/]")
             if outcome.error:
                 err.print(f"[red]error:[/] {outcome.node}: {escape(outcome.error)}")
+        _print_summary(report)
     if not report.ok:
         raise typer.Exit(1)
 
 
+def _print_summary(report: FarmReport) -> None:
+    summary = report.summary
+    if summary.nodes < 2 and not summary.failed:
+        return  # one node's line says it all
+    nodes = (f"[red]{len(summary.failed)} of {summary.nodes} nodes failed[/] "
+             f"({escape(', '.join(summary.failed))})" if summary.failed
+             else f"[green]{summary.nodes} nodes ok[/]")
+    steps = ", ".join(f"{count} {status}" for status, count in summary.steps.items() if count)
+    out.print(f"{report.command}: {nodes}; steps: {steps or 'none'}")
+
+
 def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
-           node: NodeOption = None, json: JsonOption = False,
+           node: NodeOption = None, json: JsonOption = False, forks: ForksOption = DEFAULT_FORKS,
            rotate_farm_key: Annotated[bool, typer.Option(
                "--rotate-farm-key", help="Make the network's farm key anew (the key nodes read "
                                          "each other's data with); needs every node.")] = False,
@@ -72,7 +87,7 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm deploy -i inventory/local.toml[/]
     """
-    farm = Farm.open(inventory, network, node)
+    farm = Farm.open(inventory, network, node, forks=forks)
     _report(farm.deploy(rotate_farm_key=rotate_farm_key), json)
 
 
@@ -80,12 +95,12 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
        node: NodeOption = None, json: JsonOption = False,
        wait: Annotated[float, typer.Option(
            help="Seconds to wait until every task runs and has produced data (0: don't).")]
-       = 0.0, live: LiveOption = False) -> None:
+       = 0.0, live: LiveOption = False, forks: ForksOption = DEFAULT_FORKS) -> None:
     """Bring the farm up: deploy, then start every worker.
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
     """
-    farm = Farm.open(inventory, network, node)
+    farm = Farm.open(inventory, network, node, forks=forks)
     _report(farm.up(live=live), json)
     if wait > 0:
         with err.status("waiting for every task to run and produce data"):

@@ -35,6 +35,8 @@ from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
+DEFAULT_FORKS = 10  # nodes changed at once, as Ansible's forks and pyinfra's --parallel
+READ_PARALLEL = 32  # nodes read at once (status): a request each, no install
 log = logging.getLogger(__name__)
 
 
@@ -105,9 +107,13 @@ class FarmController:
     own."""
 
     def __init__(self, inventory: LoadedInventory, network: str,
-                 node: str | None = None, *, keep_connections: bool = False) -> None:
+                 node: str | None = None, *, keep_connections: bool = False,
+                 forks: int = DEFAULT_FORKS) -> None:
+        if forks < 1:
+            raise UsageError(f"--forks must be at least 1, not {forks}")
         self.inventory = inventory
         self.network = network
+        self.forks = forks  # nodes changed at once (deploy, start, ...); reads go wider
         self._open: dict[str, NodeAgent] | None = {} if keep_connections else None
         nodes = inventory.nodes(network)
         if node is not None:
@@ -169,9 +175,10 @@ class FarmController:
 
     def each(self, work: Callable[[NodeSpec, NodeAgent], T],
              failed: Callable[[NodeSpec, str], T],
-             nodes: Iterable[NodeSpec] | None = None) -> list[T]:
-        """`work` on every node (or `nodes`) in parallel, in node order; a node whose work
-        raised anything gets `failed(node, what went wrong)` instead."""
+             nodes: Iterable[NodeSpec] | None = None, *, parallel: int | None = None) -> list[T]:
+        """`work` on every node (or `nodes`), at most `parallel` (default: forks) at once,
+        results in node order; a node whose work raised anything gets `failed(node, what went
+        wrong)` instead, and the others go on."""
         selected = list(self.nodes if nodes is None else nodes)
 
         def on_node(spec: NodeSpec) -> T:
@@ -182,7 +189,7 @@ class FarmController:
 
         if not selected:
             return []
-        with ThreadPoolExecutor(max_workers=min(16, len(selected))) as pool:
+        with ThreadPoolExecutor(max_workers=min(parallel or self.forks, len(selected))) as pool:
             return list(pool.map(on_node, selected))
 
     def _steps_each(self, work: Callable[[NodeSpec, NodeAgent], list[StepResult]],
@@ -295,4 +302,5 @@ class FarmController:
         def failed(spec: NodeSpec, error: str) -> NodeStatus:
             return NodeStatus(name=spec.name, host=spec.host, reachable=False, error=error)
 
-        return NetworkStatus(network=self.network, nodes=self.each(work, failed))
+        return NetworkStatus(network=self.network,
+                             nodes=self.each(work, failed, parallel=READ_PARALLEL))
