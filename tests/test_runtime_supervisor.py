@@ -77,3 +77,23 @@ def test_supervised_process_restarts_after_kill_and_stops(supervised: Supervisor
     last_pid = supervised.processes()["sleeper"]["pid"]
     supervised.shutdown()
     wait_for(lambda: not alive(last_pid))
+
+
+@pytest.mark.slow
+def test_another_sfarm_build_restarts_the_programs_on_the_next_apply(
+        supervised: Supervisor) -> None:
+    """A deploy that installs other code (same version string) names another build in every
+    program's environment: supervisord's update restarts them on it; the same build, never."""
+    root = supervised.root
+    wait_for(lambda: state(supervised, "sleeper") == "RUNNING")
+    pid = supervised.processes()["sleeper"]["pid"]
+    programs = [Program("sleeper", SLEEPER, environment={"SFARM_TEST": "50%"})]
+    for build, restarted in (("aaaa", True), ("aaaa", False), ("bbbb", True)):
+        text = render_config(root, "test", "lab", programs, build=build)
+        assert f'SFARM_BUILD="{build}"' in text
+        assert write_config(root, text) is restarted
+        supervised.apply_config()
+        wait_for(lambda: state(supervised, "sleeper") == "RUNNING")
+        now = supervised.processes()["sleeper"]["pid"]
+        assert (now != pid) is restarted
+        pid = now

@@ -22,6 +22,7 @@ from sfarm.data.fsio import write_atomic
 from sfarm.errors import RunError
 from sfarm.resolver.routes import load_routes
 from sfarm.resolver.state import input_statuses, read_state
+from sfarm.runtime.build import sfarm_build
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
     Action,
@@ -111,7 +112,8 @@ def apply_deployment(root: NodeRoot, deployment: Deployment) -> list[StepResult]
     steps += [_sync_authorized(line) for line in deployment.authorized]
     if deployment.fuse:
         steps.append(_check_fuse())
-    config = render_config(root, deployment.network, deployment.node, deployment.programs)
+    config = render_config(root, deployment.network, deployment.node, deployment.programs,
+                           build=sfarm_build())
     changed = write_config(root, config)
     steps.append(StepResult("supervisor config", "changed" if changed else "ok"))
     supervisor = Supervisor(root)

@@ -22,6 +22,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from sfarm.data.fsio import write_atomic
 from sfarm.errors import RunError
 from sfarm.resources import template
+from sfarm.runtime.build import BUILD_VARIABLE
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Program
 
@@ -45,8 +46,11 @@ def _environment_line(environment: Mapping[str, str]) -> str:
     return f"environment={pairs}"
 
 
-def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Program]) -> str:
-    """The supervisord.conf text for `programs` (pure)."""
+def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Program],
+                  build: str | None = None) -> str:
+    """The supervisord.conf text for `programs` (pure); with `build` (sfarm.runtime.build),
+    every program's environment names the sfarm build it runs, so that other code is another
+    configuration and its programs are restarted by supervisord's update."""
     for program in programs:
         if any("\n" in part for part in program.command):
             raise ValueError(f"program {program.name}: a supervisord command is one line")
@@ -56,7 +60,8 @@ def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Pr
             name=program.name, root=root.path,
             command=shlex.join(program.command).replace("%", "%%"),
             autostart=str(program.autostart).lower(),
-            environment_line=_environment_line(program.environment),
+            environment_line=_environment_line(
+                {**program.environment, BUILD_VARIABLE: build} if build else program.environment),
         )
         for program in programs
     )
