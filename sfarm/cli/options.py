@@ -11,7 +11,9 @@ InventoryOption = Annotated[
     Path | None,
     typer.Option(
         "--inventory", "-i",
-        help="Inventory file. Default: $SFARM_INVENTORY, else ./sfarm.toml.",
+        help="Inventory file. Default: $SFARM_INVENTORY, else ./sfarm.toml, else the "
+             "inventory.toml of the deployed node root this runs in (any node manages the "
+             "farm).",
         envvar="SFARM_INVENTORY", show_envvar=False,
     ),
 ]
@@ -19,7 +21,8 @@ NetworkOption = Annotated[
     str | None,
     typer.Option(
         "--network", "-n",
-        help="Network to act on; required when the inventory has more than one.",
+        help="Network to act on; required when the inventory has more than one (in a node "
+             "root: that node's).",
     ),
 ]
 JsonOption = Annotated[
