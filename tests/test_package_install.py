@@ -132,3 +132,17 @@ def test_an_installed_sfarm_deploys_itself(installed: Path, wheel: Path, workdir
     where = run(node_python.parent, workdir, "python", "-c", "import sfarm; print(sfarm.__file__)")
     assert Path(where.strip()).is_relative_to(root / "venv")
     assert run(node_python.parent, workdir, "sfarm", "--version").split() == ["sfarm", __version__]
+
+
+def test_the_installed_wheel_is_the_same_build_as_its_checkout(installed: Path,
+                                                               workdir: Path, wheel: Path) -> None:
+    """The build id (what restarts workers on other code) is the code's, not the install's: a
+    checkout, its wheel's files and an install of that wheel agree."""
+    from sfarm.runtime.build import code_digest, sfarm_build
+
+    printed = run(installed, workdir, "python", "-c",
+                  "from sfarm.runtime.build import sfarm_build; print(sfarm_build())")
+    with zipfile.ZipFile(wheel) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    assert printed.strip() == sfarm_build() == code_digest(members)
+    assert code_digest(read_source_tree(PROJECT).files) == sfarm_build()

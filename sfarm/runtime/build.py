@@ -1,35 +1,74 @@
-"""Which build of sfarm this node runs: a digest of the package's files as installed.
+"""Which build of sfarm runs here: a digest of its code, the same for a checkout and for any
+installation of the wheel built from it.
 
 Deploy puts it into every supervised program's environment (`SFARM_BUILD`), so that a deploy
 that installs other code (an upgrade, or a checkout edited on a local farm) changes their
 configuration, and supervisord restarts them on the new code; the version string alone stays
 the same across such changes.
+
+The code is what runs: the package's modules and data (`sfarm/**` with the suffixes a wheel
+ships) and its templates, which a checkout keeps in `templates/` and a wheel in
+`sfarm/templates/`; caches, build leftovers and packaging metadata are not code.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePosixPath
 
 import sfarm
 
 BUILD_VARIABLE = "SFARM_BUILD"
-_SKIPPED_PARTS = ("__pycache__",)
-_SKIPPED_SUFFIXES = (".pyc", ".nbi", ".nbc")  # bytecode and numba's compile cache
+PACKAGE = "sfarm"
+TEMPLATES = "templates"
+CODE_SUFFIXES = (".py", ".pyi", ".tcss")  # with py.typed: what the wheel ships of sfarm/
+_CACHES = ("__pycache__",)
+
+
+def code_name(name: str) -> str | None:
+    """`name` (a path relative to a checkout or to site-packages) as the code digest names
+    it, or None when it is no code: `templates/x` and `sfarm/templates/x` are both
+    `templates/x`."""
+    parts = PurePosixPath(name).parts
+    if not parts or any(part in _CACHES for part in parts):
+        return None
+    if parts[0] == TEMPLATES:
+        return name
+    if parts[0] != PACKAGE or len(parts) < 2:
+        return None
+    if parts[1] == TEMPLATES:
+        return "/".join(parts[1:])
+    if parts[-1] == "py.typed" or PurePosixPath(name).suffix in CODE_SUFFIXES:
+        return name
+    return None
+
+
+def code_digest(files: Mapping[str, bytes]) -> str:
+    """A short sha256 over the code among `files` (name -> content), by code_name."""
+    code = {named: content for name, content in files.items()
+            if (named := code_name(name)) is not None}
+    digest = hashlib.sha256()
+    for name in sorted(code):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(code[name]).digest())
+    return digest.hexdigest()[:16]
+
+
+def _running_files() -> Iterator[tuple[str, bytes]]:
+    package = Path(sfarm.__file__).resolve().parent
+    for path in package.rglob("*"):
+        if path.is_file():
+            yield f"{PACKAGE}/{path.relative_to(package).as_posix()}", path.read_bytes()
+    checkout_templates = package.parent / TEMPLATES  # a checkout: beside the package
+    if not (package / TEMPLATES).is_dir() and checkout_templates.is_dir():
+        for path in checkout_templates.rglob("*"):
+            if path.is_file():
+                yield f"{TEMPLATES}/{path.relative_to(checkout_templates).as_posix()}", \
+                    path.read_bytes()
 
 
 @functools.cache
 def sfarm_build() -> str:
-    """A short sha256 over the names and contents of the running sfarm package's files
-    (caches left out): equal for equal code, wherever and however it was installed."""
-    package = Path(sfarm.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*")):
-        relative = path.relative_to(package)
-        if (not path.is_file() or path.suffix in _SKIPPED_SUFFIXES
-                or any(part in _SKIPPED_PARTS for part in relative.parts)):
-            continue
-        digest.update(relative.as_posix().encode() + b"\0"
-                      + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+    """The code digest of the sfarm this process runs (read once a process)."""
+    return code_digest(dict(_running_files()))
