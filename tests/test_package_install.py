@@ -132,6 +132,12 @@ def test_an_installed_sfarm_deploys_itself(installed: Path, wheel: Path, workdir
     where = run(node_python.parent, workdir, "python", "-c", "import sfarm; print(sfarm.__file__)")
     assert Path(where.strip()).is_relative_to(root / "venv")
     assert run(node_python.parent, workdir, "sfarm", "--version").split() == ["sfarm", __version__]
+    # The checkout's sfarm (this process) finds that venv running its own code: a deploy from
+    # the controller after one from an installed sfarm (any node) installs nothing again.
+    from sfarm.remote.connection import LocalConnection
+    from sfarm.remote.provision import provision
+
+    assert provision(LocalConnection(), str(root), "python3").status == "ok"
 
 
 def test_the_installed_wheel_is_the_same_build_as_its_checkout(installed: Path,

@@ -23,6 +23,7 @@ from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.remote.connection import Connection, TransportError
 from sfarm.remote.wheel import Snapshot, cached_wheel, running_sfarm
+from sfarm.runtime.build import code_digest
 from sfarm.runtime.protocol import StepResult
 
 STEP = "sfarm venv"
@@ -49,8 +50,10 @@ def pinned_requirements() -> list[str]:
 
 
 def install_digest(snapshot: Snapshot, pins: list[str]) -> str:
-    """What a node's stamp holds when its venv runs `snapshot` with `pins`."""
-    return hashlib.sha256("\n".join([snapshot.digest, *pins]).encode()).hexdigest()
+    """What a node's stamp holds when its venv runs `snapshot` with `pins`: its code's digest
+    (sfarm.runtime.build), which a checkout and an installed sfarm share, so a deploy from any
+    node finds the venv as the controller left it."""
+    return hashlib.sha256("\n".join([code_digest(snapshot.files), *pins]).encode()).hexdigest()
 
 
 def provision(connection: Connection, root: str, python: str, *,
