@@ -1,0 +1,190 @@
+"""`sfarm deploy --dry-run`: every step as a deploy would take it, and nothing changed anywhere.
+
+Real nodes: a local node (real supervisord, real workers) and nodes reached over SSH on user
+hosts (each a unix user with its own home and sshd). A dry run on a fresh node leaves its whole
+tree as it was (kinds, modes, contents) and says what would change; after a deploy it finds
+nothing to do; after an inventory edit it names what would change and leaves it as it is; on a
+fresh SSH node it installs nothing and says what a deploy would do there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.supervisor import Supervisor
+from tests.fixtures.farm import local_farm
+from tests.fixtures.file_tree import file_tree
+from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
+from tests.fixtures.processes import processes_under
+from tests.fixtures.ssh_farm import ssh_farm
+from tests.fixtures.sshd import SSHServer
+
+pytestmark = pytest.mark.slow
+
+INVENTORY = (head("{network}") + SIM_EXCHANGE + mine_task("3h")
+             + studies_task(["sma(20)", "rsi(14)"]) + """
+[networks.{network}.nodes.lab]
+host = "local"
+tasks = ["mine", "studies"]
+""")
+
+
+def _steps(report: dict[str, Any], node: int = 0) -> dict[str, dict[str, str]]:
+    return {step["step"]: step for step in report["nodes"][node]["steps"]}
+
+
+def _changed(report: dict[str, Any]) -> dict[str, str]:
+    """Every step that would change, by name, with its detail."""
+    return {step["step"]: step["detail"] for node in report["nodes"] for step in node["steps"]
+            if step["status"] == "changed"}
+
+
+def _dry_run(run: Callable[..., Any]) -> dict[str, Any]:
+    result = run("deploy", "--dry-run", "--json")
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["dry_run"] is True and report["command"] == "deploy", report
+    return report
+
+
+def _stat(path: Path) -> tuple[bytes, int, int, int]:
+    info = path.stat()
+    return path.read_bytes(), info.st_mode, info.st_mtime_ns, info.st_ino
+
+
+def test_a_dry_run_on_a_fresh_local_node_changes_nothing_and_says_what_would() -> None:
+    with local_farm(INVENTORY, "alpha") as farm:
+        base = farm.inventory.parent
+        before = file_tree(base)
+
+        report = _dry_run(farm.sfarm)
+        assert report["ok"] is True
+        steps = _steps(report)
+        assert steps["directories"]["status"] == "changed"
+        assert "would make" in steps["directories"]["detail"]
+        assert "secrets" in steps["directories"]["detail"]
+        assert (steps["file inventory.toml"]["status"],
+                steps["file inventory.toml"]["detail"]) == ("changed", "would write")
+        assert steps["supervisor config"]["status"] == "changed"
+        assert (steps["supervisord"]["status"],
+                steps["supervisord"]["detail"]) == ("changed", "would start")
+
+        text = farm.sfarm("deploy", "--dry-run")
+        assert text.stdout.startswith("dry run: nothing was changed")
+        assert "would change" in text.stdout and "inventory.toml" in text.stdout
+
+        # Nothing under the farm's folder changed: no node root, no file, no mode.
+        assert file_tree(base) == before
+        assert not farm.root.exists()
+        assert not processes_under(farm.root)  # no supervisord started
+
+
+def test_after_a_deploy_a_dry_run_finds_nothing_and_an_edit_is_named_not_applied() -> None:
+    with local_farm(INVENTORY, "alpha") as farm:
+        farm.sfarm("deploy")
+        routes = farm.root / "routes.json"
+        supervisor = Supervisor(NodeRoot(farm.root))
+        pid = (farm.root / "supervisor" / "supervisord.pid").read_text()
+
+        again = _dry_run(farm.sfarm)
+        assert again["ok"] is True and _changed(again) == {}, again
+        assert _steps(again)["supervisord"]["detail"] == "running"
+
+        # A task added to the node: the dry run names the inventory and supervisord's config.
+        deployed = {path: _stat(path) for path in (
+            farm.root / "inventory.toml", routes, farm.root / "supervisor" / "supervisord.conf")}
+        text = farm.inventory.read_text()
+        text = text.replace('tasks = ["mine", "studies"]', 'tasks = ["mine", "studies", "sma"]')
+        text += studies_task(["sma(50)"], name="sma")
+        farm.inventory.write_text(text)
+        programs = set(supervisor.processes())
+        root_tree = {path: entry for path, entry in file_tree(farm.root).items()
+                     if not path.startswith(("data", "logs", "run"))}  # the workers' own
+
+        edited = _dry_run(farm.sfarm)
+        assert edited["ok"] is True
+        # (routes.json: the new task's inputs, read from this node's own data.)
+        assert _changed(edited) == {"file inventory.toml": "would rewrite",
+                                    "file routes.json": "would rewrite",
+                                    "supervisor config": "would write"}
+        assert _steps(edited)["supervisord"] == {
+            "step": "supervisord", "status": "ok", "detail": "running, would load the new config"}
+
+        # Untouched: the files (content, mode, even the inode), supervisord and its programs.
+        assert {path: _stat(path) for path in deployed} == deployed
+        assert {path: entry for path, entry in file_tree(farm.root).items()
+                if not path.startswith(("data", "logs", "run"))} == root_tree
+        assert (farm.root / "supervisor" / "supervisord.pid").read_text() == pid
+        assert set(supervisor.processes()) == programs and "sma" not in programs
+
+        # The real deploy then does what the dry run said, and nothing else.
+        applied = json.loads(farm.sfarm("deploy", "--json").stdout)
+        assert applied["dry_run"] is False
+        assert set(_changed(applied)) == {"file inventory.toml", "file routes.json",
+                                          "supervisor config"}
+        assert "sma" in supervisor.processes()
+
+
+def test_a_fresh_ssh_node_dry_run_installs_nothing(
+        user_hosts: Callable[[int], list[SSHServer]]) -> None:
+    """A node whose python has no sfarm: the dry run says it would make the venv and install
+    sfarm, and what the deploy would then do, without asking the node (it could not answer)."""
+    (server,) = user_hosts(1)
+    assert server.home is not None
+    with ssh_farm([server], python="/usr/bin/python3") as farm:
+        before = file_tree(server.home)
+
+        report = _dry_run(farm.sfarm)
+        assert report["ok"] is True, report
+        steps = report["nodes"][0]["steps"]
+        assert [(step["step"], step["status"]) for step in steps] == [
+            ("sfarm venv", "changed"), ("node root", "changed")]
+        venv = farm.root("node-a") / "venv"
+        assert steps[0]["detail"].startswith(f"would create {venv} with /usr/bin/python3")
+        assert "not compared" in steps[1]["detail"]
+        assert "inventory.toml" in steps[1]["detail"]
+        assert "start supervisord" in steps[1]["detail"]
+
+        assert file_tree(server.home) == before  # no venv, no root, no cache, no key line
+        assert not farm.root("node-a").exists()
+        assert not processes_under(server.home)
+
+
+def test_an_ssh_node_is_asked_over_the_wire_and_a_deploy_leaves_nothing_to_do(
+        user_hosts: Callable[[int], list[SSHServer]]) -> None:
+    """A node whose python runs this sfarm answers the dry run itself (over `sfarm node
+    call`); after a deploy its dry run reports every step ok."""
+    (server,) = user_hosts(1)
+    assert server.home is not None
+    with ssh_farm([server]) as farm:
+        before = file_tree(server.home)
+        report = _dry_run(farm.sfarm)
+        assert report["ok"] is True, report
+        steps = _steps(report)
+        assert steps["sfarm"]["status"] == "ok"
+        assert steps["file inventory.toml"]["detail"] == "would write"
+        assert steps["supervisord"]["detail"] == "would start"
+        assert file_tree(server.home) == before
+
+        farm.sfarm("deploy")
+        again = _dry_run(farm.sfarm)
+        assert again["ok"] is True and _changed(again) == {}, again
+        assert os.path.exists(farm.root("node-a") / "supervisor" / "supervisor.sock")
+
+
+def test_up_dry_run_is_deploys_and_starts_nothing() -> None:
+    with local_farm(INVENTORY, "alpha") as farm:
+        before = file_tree(farm.inventory.parent)
+        result = farm.sfarm("up", "--dry-run", "--json")
+        report = json.loads(result.stdout)
+        assert (report["command"], report["dry_run"], report["ok"]) == ("up", True, True)
+        assert "would then disarm" in report["notes"][0]["message"]
+        assert _steps(report)["supervisord"]["detail"] == "would start"
+        assert file_tree(farm.inventory.parent) == before
+        assert not processes_under(farm.root)
