@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sfarm.remote.jump_hosts import JUMP_LINE_CHECK, JUMP_LINE_SCRIPT
+from sfarm.resolver.authorized import sync_authorized_keys
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.protocol import ApplyRequest, Deployment, decode_request, encode_request
 from sfarm.runtime.supervisor import Supervisor
 from tests.fixtures.farm import local_farm
 from tests.fixtures.file_tree import file_tree
@@ -25,8 +29,6 @@ from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_ta
 from tests.fixtures.processes import processes_under
 from tests.fixtures.ssh_farm import ssh_farm
 from tests.fixtures.sshd import SSHServer
-
-pytestmark = pytest.mark.slow
 
 INVENTORY = (head("{network}") + SIM_EXCHANGE + mine_task("3h")
              + studies_task(["sma(20)", "rsi(14)"]) + """
@@ -53,11 +55,20 @@ def _dry_run(run: Callable[..., Any]) -> dict[str, Any]:
     return report
 
 
+MARK = "sfarm-farm-key:flow/flow"
+LINE = f"restrict,command=\"/bin/false\" ssh-ed25519 AAAAC3Nz {MARK}"
+# authorized_keys files as a node or a jump host may hold them (None: no file).
+STARTS = [None, "", "ssh-ed25519 AAAAop operator\n", f"ssh-ed25519 AAAAop operator\n{LINE}\n",
+          f"restrict ssh-ed25519 AAAAold {MARK}\nssh-ed25519 AAAAop operator",
+          f"{LINE}\n{LINE}\n"]
+
+
 def _stat(path: Path) -> tuple[bytes, int, int, int]:
     info = path.stat()
     return path.read_bytes(), info.st_mode, info.st_mtime_ns, info.st_ino
 
 
+@pytest.mark.slow
 def test_a_dry_run_on_a_fresh_local_node_changes_nothing_and_says_what_would() -> None:
     with local_farm(INVENTORY, "alpha") as farm:
         base = farm.inventory.parent
@@ -85,6 +96,7 @@ def test_a_dry_run_on_a_fresh_local_node_changes_nothing_and_says_what_would() -
         assert not processes_under(farm.root)  # no supervisord started
 
 
+@pytest.mark.slow
 def test_after_a_deploy_a_dry_run_finds_nothing_and_an_edit_is_named_not_applied() -> None:
     with local_farm(INVENTORY, "alpha") as farm:
         farm.sfarm("deploy")
@@ -131,6 +143,7 @@ def test_after_a_deploy_a_dry_run_finds_nothing_and_an_edit_is_named_not_applied
         assert "sma" in supervisor.processes()
 
 
+@pytest.mark.slow
 def test_a_fresh_ssh_node_dry_run_installs_nothing(
         user_hosts: Callable[[int], list[SSHServer]]) -> None:
     """A node whose python has no sfarm: the dry run says it would make the venv and install
@@ -156,6 +169,7 @@ def test_a_fresh_ssh_node_dry_run_installs_nothing(
         assert not processes_under(server.home)
 
 
+@pytest.mark.slow
 def test_an_ssh_node_is_asked_over_the_wire_and_a_deploy_leaves_nothing_to_do(
         user_hosts: Callable[[int], list[SSHServer]]) -> None:
     """A node whose python runs this sfarm answers the dry run itself (over `sfarm node
@@ -178,6 +192,7 @@ def test_an_ssh_node_is_asked_over_the_wire_and_a_deploy_leaves_nothing_to_do(
         assert os.path.exists(farm.root("node-a") / "supervisor" / "supervisor.sock")
 
 
+@pytest.mark.slow
 def test_up_dry_run_is_deploys_and_starts_nothing() -> None:
     with local_farm(INVENTORY, "alpha") as farm:
         before = file_tree(farm.inventory.parent)
@@ -188,3 +203,55 @@ def test_up_dry_run_is_deploys_and_starts_nothing() -> None:
         assert _steps(report)["supervisord"]["detail"] == "would start"
         assert file_tree(farm.inventory.parent) == before
         assert not processes_under(farm.root)
+
+
+# --- check-only modes, against what the real change does ------------------------------------
+
+
+@pytest.mark.parametrize("start", STARTS)
+@pytest.mark.parametrize("wanted", [LINE, None])
+def test_authorized_keys_check_only_agrees_with_the_change_and_touches_nothing(
+        tmp_path: Path, start: str | None, wanted: str | None) -> None:
+    path = tmp_path / ".ssh" / "authorized_keys"
+    if start is not None:
+        path.parent.mkdir(mode=0o700)
+        path.write_text(start)
+        path.chmod(0o644)
+    before = file_tree(tmp_path)
+    would = sync_authorized_keys(path, MARK, wanted, check_only=True)
+    assert file_tree(tmp_path) == before
+    assert sync_authorized_keys(path, MARK, wanted) is would
+
+
+@pytest.mark.parametrize("start", STARTS)
+@pytest.mark.parametrize("wanted", [LINE, None])
+def test_the_jump_hosts_check_script_agrees_with_the_change_and_touches_nothing(
+        tmp_path: Path, start: str | None, wanted: str | None) -> None:
+    """The scripts a jump host runs (real sh and awk), its home as HOME."""
+    path = tmp_path / ".ssh" / "authorized_keys"
+    if start is not None:
+        path.parent.mkdir(mode=0o700)
+        path.write_text(start)
+
+    def run(script: str) -> str:
+        result = subprocess.run(["sh", "-c", script, "sfarm-jump", MARK, wanted or ""],
+                                env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                                capture_output=True, text=True, check=True)
+        return result.stdout.strip()
+
+    before = file_tree(tmp_path)
+    would = run(JUMP_LINE_CHECK)
+    assert file_tree(tmp_path) == before
+    assert run(JUMP_LINE_SCRIPT) == would
+    assert run(JUMP_LINE_CHECK) == "ok"  # and once done, nothing more would change
+
+
+def test_an_apply_request_without_the_new_flags_reads_as_before() -> None:
+    deployment = Deployment(network="n", node="a", files=(), programs=())
+    raw = json.loads(encode_request(ApplyRequest(deployment=deployment)))
+    del raw["request"]["dry_run"], raw["request"]["boot"]
+    request = decode_request(json.dumps(raw).encode())
+    assert isinstance(request, ApplyRequest)
+    assert (request.dry_run, request.boot) == (False, False)
+    dry = decode_request(encode_request(ApplyRequest(deployment=deployment, dry_run=True)))
+    assert isinstance(dry, ApplyRequest) and dry.dry_run and not dry.boot

@@ -63,7 +63,7 @@ def _report(report: FarmReport, json: bool) -> None:
             for step in outcome.steps:
                 if step.status != "ok":
                     status = changes if step.status == "changed" else step.status
-                    out.print(f"   {status:8} {escape(step.step)} "
+                    out.print(f"   {status:{len(changes)}} {escape(step.step)} "
                               f"[dim]{escape(step.detail)}[/]")
             if outcome.error:
                 err.print(f"[red]error:[/] {outcome.node}: {escape(outcome.error)}")
