@@ -25,6 +25,7 @@ from sfarm.runtime.protocol import ApplyRequest, Deployment, decode_request, enc
 from sfarm.runtime.supervisor import Supervisor
 from tests.fixtures.farm import local_farm
 from tests.fixtures.file_tree import file_tree
+from tests.fixtures.flow_farm import flow_farm
 from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
 from tests.fixtures.processes import processes_under
 from tests.fixtures.ssh_farm import ssh_farm
@@ -190,6 +191,38 @@ def test_an_ssh_node_is_asked_over_the_wire_and_a_deploy_leaves_nothing_to_do(
         again = _dry_run(farm.sfarm)
         assert again["ok"] is True and _changed(again) == {}, again
         assert os.path.exists(farm.root("node-a") / "supervisor" / "supervisor.sock")
+
+
+@pytest.mark.slow
+def test_a_wired_network_dry_run_makes_no_key_and_touches_no_authorized_keys(
+        user_hosts: Callable[[int], list[SSHServer]]) -> None:
+    """Data crossing nodes through a jump host (a bastion, no node): the dry run plans a new
+    farm key but sends none, and leaves every home as it was (the producer's and the
+    bastion's authorized_keys included); after a deploy it finds nothing to do."""
+    miner_host, quant_host, bastion = user_hosts(3)
+    with flow_farm([miner_host, quant_host], {"miner": ["mine"], "quant": ["studies"]},
+                   jumps={"miner": bastion}) as (farm, _servers):
+        homes = [server.home for server in (miner_host, quant_host, bastion)]
+        assert all(home is not None for home in homes)
+        before = [file_tree(home) for home in homes if home is not None]
+
+        report = _dry_run(farm.sfarm)
+        assert report["ok"] is True, report
+        quant, miner = _steps(report, 1), _steps(report, 0)
+        assert quant["farm key"]["status"] == "changed"
+        assert "never sent" in quant["farm key"]["detail"]
+        assert quant["file secrets/farm_key"]["detail"] == "would write"
+        assert miner["farm key authorized"]["status"] == "changed"
+        jumps = {step["detail"].removeprefix("would update: "): step["status"]
+                 for step in report["nodes"][0]["steps"]
+                 if step["step"] == f"jump host 127.0.0.1:{bastion.port}"}
+        assert jumps == {"sfarm-farm-jump-key:flow/flow": "changed",  # the line it would add
+                         "sfarm-sshfs-jump-key:flow/flow (none)": "ok"}  # none, none there
+        assert [file_tree(home) for home in homes if home is not None] == before
+
+        farm.sfarm("deploy")
+        again = _dry_run(farm.sfarm)
+        assert again["ok"] is True and _changed(again) == {}, again
 
 
 @pytest.mark.slow
