@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sfarm import __version__
+from sfarm.remote.connection import LocalConnection
 from sfarm.remote.jump_hosts import JUMP_LINE_CHECK, JUMP_LINE_SCRIPT
+from sfarm.remote.provision import STAMP, install_digest, pinned_requirements, provision_needed
+from sfarm.remote.wheel import running_sfarm
 from sfarm.resolver.authorized import sync_authorized_keys
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import ApplyRequest, Deployment, decode_request, encode_request
@@ -171,6 +176,17 @@ def test_a_fresh_ssh_node_dry_run_installs_nothing(
 
 
 @pytest.mark.slow
+def test_a_dry_run_names_an_install_that_would_fail_and_stops_there(sshd: SSHServer) -> None:
+    with ssh_farm([sshd], python="/nonexistent/python3") as farm:
+        result = farm.sfarm("deploy", "--dry-run", "--json", check=False)
+        assert result.returncode == 1
+        (step,) = json.loads(result.stdout)["nodes"][0]["steps"]
+        assert (step["step"], step["status"]) == ("sfarm venv", "failed")
+        assert "/nonexistent/python3" in step["detail"]
+        assert not farm.base.exists()
+
+
+@pytest.mark.slow
 def test_an_ssh_node_is_asked_over_the_wire_and_a_deploy_leaves_nothing_to_do(
         user_hosts: Callable[[int], list[SSHServer]]) -> None:
     """A node whose python runs this sfarm answers the dry run itself (over `sfarm node
@@ -288,3 +304,37 @@ def test_an_apply_request_without_the_new_flags_reads_as_before() -> None:
     assert (request.dry_run, request.boot) == (False, False)
     dry = decode_request(encode_request(ApplyRequest(deployment=deployment, dry_run=True)))
     assert isinstance(dry, ApplyRequest) and dry.dry_run and not dry.boot
+
+
+def test_the_install_check_says_what_provision_would_do_and_makes_nothing(
+        tmp_path: Path) -> None:
+    """On this machine (LocalConnection: real processes and files), a node root in each state
+    the install can find."""
+    root = tmp_path / "root"
+    venv = root / "venv"
+    with LocalConnection() as connection:
+        def check(python: str = "/usr/bin/python3") -> tuple[str, str]:
+            before = file_tree(tmp_path)
+            step = provision_needed(connection, str(root), python)
+            assert file_tree(tmp_path) == before  # nothing made, not even the root
+            return step.status, step.detail
+
+        status, detail = check()
+        assert status == "changed"
+        assert detail.startswith(f"would create {venv} with /usr/bin/python3 and install "
+                                 f"sfarm {__version__}")
+
+        status, detail = check("/nonexistent/python3")
+        assert status == "failed" and "cannot" in detail and "/nonexistent/python3" in detail
+
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").symlink_to(sys.executable)
+        assert check() == ("changed", f"would install sfarm {__version__} (wheel "
+                           f"{running_sfarm().digest[:12]}) in {venv}, which runs no "
+                           "complete install")
+        (venv / STAMP).write_text("an older build")
+        assert check()[1].endswith("which runs another build")
+
+        (venv / STAMP).write_text(install_digest(running_sfarm(), pinned_requirements()))
+        status, detail = check()
+        assert status == "ok" and detail.endswith(f"in {venv}")

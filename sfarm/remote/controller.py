@@ -258,9 +258,10 @@ class FarmController:
                     return NodeOutcome(spec.name, done.steps, _unwired(missing, first))
                 steps = done.steps + new_keys.get(spec.name, [])
                 if not done.answers:  # a dry run, of a node that has no sfarm to ask yet
-                    steps += unasked_steps(build_deployment(
-                        self.inventory, spec, Path(agent.transport.root), done.python,
-                        wiring.get(spec.name)), boot)
+                    deployment = build_deployment(self.inventory, spec,
+                                                  Path(agent.transport.root), done.python,
+                                                  wiring.get(spec.name))
+                    steps += unasked_steps(deployment, boot, after=steps)
                 else:
                     steps += agent.apply(self.inventory, done.python, wiring.get(spec.name),
                                          dry_run=dry_run, boot=boot)

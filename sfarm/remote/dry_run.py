@@ -42,9 +42,13 @@ def withhold_new_keys(keys: dict[KeyKind, FarmKey | None]
     return withheld, steps
 
 
-def unasked_steps(deployment: Deployment, boot: bool) -> list[StepResult]:
+def unasked_steps(deployment: Deployment, boot: bool,
+                  after: list[StepResult]) -> list[StepResult]:
     """A node that cannot answer yet (no sfarm of this version to ask): what deploying it
-    would do, counted from `deployment`, with nothing compared."""
+    would do after the steps `after`, counted from `deployment`, with nothing compared; none
+    when one of those would fail (the install: the deploy stops there)."""
+    if any(step.status == "failed" for step in after):
+        return []
     what = [f"write {len(deployment.files)} files ("
             + ", ".join(file.path for file in deployment.files) + ")"]
     if deployment.absent:
