@@ -52,8 +52,8 @@ def _report(report: FarmReport, json: bool) -> None:
         print_json(report.to_json())
     else:
         if report.dry_run:
-            out.print("[bold]dry run: nothing was changed[/] (\"would change\": what a "
-                      f"{report.command} would do)")
+            out.print("[bold]dry run: nothing was changed[/] (\"would change\": what "
+                      f"`sfarm {report.command}` would do)")
         changes = "would change" if report.dry_run else "changed"
         for outcome in report.nodes:
             mark = "[green]ok[/]" if outcome.ok else "[red]failed[/]"
