@@ -234,6 +234,9 @@ def test_a_wired_network_dry_run_makes_no_key_and_touches_no_authorized_keys(
                  if step["step"] == f"jump host 127.0.0.1:{bastion.port}"}
         assert jumps == {"sfarm-farm-jump-key:flow/flow": "changed",  # the line it would add
                          "sfarm-sshfs-jump-key:flow/flow (none)": "ok"}  # none, none there
+        text = farm.sfarm("deploy", "--dry-run").stdout
+        assert text.startswith("dry run: nothing was changed")
+        assert "deploy (dry run): 2 nodes ok; steps: " in text and " would change" in text
         assert [file_tree(home) for home in homes if home is not None] == before
 
         farm.sfarm("deploy")

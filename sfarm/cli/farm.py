@@ -79,8 +79,11 @@ def _print_summary(report: FarmReport) -> None:
     nodes = (f"[red]{len(summary.failed)} of {summary.nodes} nodes failed[/] "
              f"({escape(', '.join(summary.failed))})" if summary.failed
              else f"[green]{summary.nodes} nodes ok[/]")
-    steps = ", ".join(f"{count} {status}" for status, count in summary.steps.items() if count)
-    out.print(f"{report.command}: {nodes}; steps: {steps or 'none'}")
+    label = {"changed": "would change"} if report.dry_run else {}
+    steps = ", ".join(f"{count} {label.get(status, status)}"
+                      for status, count in summary.steps.items() if count)
+    out.print(f"{report.command}{' (dry run)' if report.dry_run else ''}: {nodes}; "
+              f"steps: {steps or 'none'}")
 
 
 def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
