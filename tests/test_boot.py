@@ -69,6 +69,9 @@ def test_the_unit_runs_supervisord_in_the_foreground_as_deploy_starts_it() -> No
     assert _setting(unit, "Environment") == "PYTHONUNBUFFERED=1"
     assert _setting(unit, "Restart") == "on-failure"  # `sfarm down`'s clean exit stays down
     assert _setting(unit, "WantedBy") == "default.target"
+    condition = _exec_words(_setting(unit, "ExecCondition"))
+    assert condition[0] == "/opt/py 3/bin/python"
+    assert condition[-1] == str(ODD_ROOT.supervisor / "supervisor.sock")
     pre = _exec_words(_setting(unit, "ExecStartPre"))
     assert pre[:2] == ["/bin/sh", "-c"] and pre[3] == str(arm_file(ODD_ROOT.path, "x").parent)
 
@@ -165,12 +168,15 @@ def _deploy(farm: Farm, home: Path, *args: str) -> tuple[int, dict[str, dict[str
 @pytest.mark.slow
 def test_the_units_command_runs_the_supervisord_deploy_talks_to(farm: Farm) -> None:
     """What systemd would run at boot, run here in the foreground: it disarms live tasks,
-    serves the node's socket, deploy finds it running and starts no second one, and
-    `sfarm down` ends it with a clean exit (Restart=on-failure leaves it down)."""
+    serves the node's socket, deploy finds it running and starts no second one, the unit's
+    condition would skip a second start, and `sfarm down` ends it with a clean exit
+    (Restart=on-failure leaves it down)."""
     farm.sfarm("deploy")
     farm.sfarm("down")
     root = NodeRoot(farm.root)
     unit = render_unit(root, "alpha", "lab", sys.executable)
+    condition = _exec_words(_setting(unit, "ExecCondition"))
+    assert subprocess.run(condition, check=False).returncode == 0  # no supervisord: start
     arm(root.path, "mine", "sfarm start --live")
     subprocess.run(_exec_words(_setting(unit, "ExecStartPre")), check=True)
     assert not arm_file(root.path, "mine").exists()
@@ -185,6 +191,8 @@ def test_the_units_command_runs_the_supervisord_deploy_talks_to(farm: Farm) -> N
             "ok", "running")
         (only,) = _supervisords(root.path)
         assert "--nodaemon" in only  # deploy's, not a second one
+        # systemd skips the unit (exit 1..254) while a supervisord serves the root.
+        assert subprocess.run(condition, check=False).returncode == 1
         wait_for(lambda: farm.tasks()["mine"]["state"] == "running", what="mine running")
         farm.sfarm("down")
         assert process.wait(timeout=60) == 0

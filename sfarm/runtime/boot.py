@@ -11,6 +11,9 @@ started by deploy, and the unit takes over at the next boot.
 
 Before supervisord starts, the unit removes the root's `run/*.live` arm files: a boot never arms
 a live task by itself (sfarm.trading.live_guard; the operator arms with `sfarm start --live`).
+Nor does the unit ever start a second supervisord: when one already answers on the root's
+socket (deploy started it after the unit's had died), the unit is skipped (ExecCondition), so
+it neither disarms the running workers nor fails and restarts in a loop.
 
 Without systemd (a container, another init) nothing is written: the step fails and says what to
 put in the init system instead (an @reboot crontab line), the deploy's other steps stand.
@@ -29,7 +32,7 @@ from pathlib import Path
 from sfarm.data.fsio import write_atomic
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import StepResult
-from sfarm.runtime.supervisor import daemon_command
+from sfarm.runtime.supervisor import daemon_command, socket_path
 from sfarm.trading.live_guard import arm_file
 
 STEP = "boot"
@@ -77,6 +80,11 @@ def render_unit(root: NodeRoot, network: str, node: str, python: str) -> str:
     restarted when it fails (not when `sfarm down` stops it: a clean exit), after the root's
     live arm files are removed."""
     start = " ".join(_quoted(word) for word in [*daemon_command(root, python), "--nodaemon"])
+    # Exit 1 (skip the unit) when a supervisord answers on the root's socket.
+    free = " ".join(_quoted(word) for word in [
+        python, "-c", "import socket, sys; "
+        "sys.exit(socket.socket(socket.AF_UNIX).connect_ex(sys.argv[1]) == 0)",
+        str(socket_path(root))])
     run, pattern = _arm_files(root)
     disarm = " ".join(_quoted(word) for word in ["/bin/sh", "-c", f'rm -f -- "$0"/{pattern}',
                                                  run])
@@ -89,6 +97,8 @@ def render_unit(root: NodeRoot, network: str, node: str, python: str) -> str:
         "Type=simple\n"
         f"WorkingDirectory={_path_setting(root.path)}\n"
         "Environment=PYTHONUNBUFFERED=1\n"
+        "# Not when a supervisord of this root runs already (deploy's).\n"
+        f"ExecCondition={free}\n"
         "# A boot never arms live trading by itself: the operator arms with `start --live`.\n"
         f"ExecStartPre={disarm}\n"
         f"ExecStart={start}\n"
