@@ -26,6 +26,7 @@ import pwd
 import re
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ WANTED_BY = "default.target"
 SYSTEMD_RUNNING = Path("/run/systemd/system")  # sd_booted(): systemd is the init system
 LINGER_DIR = Path("/var/lib/systemd/linger")  # logind's record: one file per lingering user
 SYSTEMCTL_TIMEOUT_S = 30.0
+RELOAD_ATTEMPTS = 10  # half a second apart, while the user's manager starts
 _UNIT_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -204,18 +206,27 @@ def _apply_changes(home: Path, network: str, node: str, wanted: str,
             problems.append(f"lingering could not be enabled ({failure}): run as root "
                             f"`loginctl enable-linger {user}`, else supervisord starts only "
                             f"when {user} logs in")
-    if "write unit" in changes or "rewrite unit" in changes:
+    written = "write unit" in changes or "rewrite unit" in changes
+    if written:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path.parent, path.name, wanted.encode())
         path.chmod(0o644)
-    failure = _run(["systemctl", "--user", "daemon-reload"]) or _run(
-        ["systemctl", "--user", "enable", unit])
+    # logind starts the user's manager on its own once lingering is on: give it a moment.
+    attempts = RELOAD_ATTEMPTS if "enable lingering" in changes else 1
+    failure = None
+    for attempt in range(attempts):
+        failure = _run(["systemctl", "--user", "daemon-reload"])
+        if failure is None or attempt == attempts - 1:
+            break
+        time.sleep(0.5)
+    failure = failure or _run(["systemctl", "--user", "enable", unit])
     if failure is not None:
         problems.append(f"{unit} could not be enabled ({failure}): once lingering is on, run "
                         f"as {user} `systemctl --user daemon-reload && systemctl --user "
                         f"enable {unit}`")
     if problems:
-        return StepResult(STEP, "failed", f"{path} written; " + "; ".join(problems))
+        return StepResult(STEP, "failed", f"{path} {'written' if written else 'in place'}; "
+                          + "; ".join(problems))
     return StepResult(STEP, "changed", ", ".join(changes) + f" ({unit}: starts supervisord "
                       "at the next boot; now it runs as deploy started it)")
 
