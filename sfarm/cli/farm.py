@@ -29,6 +29,10 @@ ForksOption = Annotated[int, typer.Option(
 LiveOption = Annotated[bool, typer.Option(
     "--live", help="Let the live trade tasks it starts place real orders (each also needs "
                    "live = true); without it they run but place none.")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Say what would change on each node and change nothing, there or here "
+                      "(a new farm key is made in memory only, never sent); a \"changed\" step "
+                      "would change.")]
 STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
                  "stale": "magenta", "halted": "red"}
 
@@ -47,14 +51,19 @@ def _report(report: FarmReport, json: bool) -> None:
     if json:
         print_json(report.to_json())
     else:
+        if report.dry_run:
+            out.print("[bold]dry run: nothing was changed[/] (\"would change\": what "
+                      f"`sfarm {report.command}` would do)")
+        changes = "would change" if report.dry_run else "changed"
         for outcome in report.nodes:
             mark = "[green]ok[/]" if outcome.ok else "[red]failed[/]"
             changed = sum(step.status == "changed" for step in outcome.steps)
-            out.print(f"{mark} {outcome.node}: {report.command}, {changed} changed, "
+            out.print(f"{mark} {outcome.node}: {report.command}, {changed} {changes}, "
                       f"{len(outcome.steps) - changed} unchanged")
             for step in outcome.steps:
                 if step.status != "ok":
-                    out.print(f"   {step.status:8} {escape(step.step)} "
+                    status = changes if step.status == "changed" else step.status
+                    out.print(f"   {status:{len(changes)}} {escape(step.step)} "
                               f"[dim]{escape(step.detail)}[/]")
             if outcome.error:
                 err.print(f"[red]error:[/] {outcome.node}: {escape(outcome.error)}")
@@ -70,8 +79,11 @@ def _print_summary(report: FarmReport) -> None:
     nodes = (f"[red]{len(summary.failed)} of {summary.nodes} nodes failed[/] "
              f"({escape(', '.join(summary.failed))})" if summary.failed
              else f"[green]{summary.nodes} nodes ok[/]")
-    steps = ", ".join(f"{count} {status}" for status, count in summary.steps.items() if count)
-    out.print(f"{report.command}: {nodes}; steps: {steps or 'none'}")
+    label = {"changed": "would change"} if report.dry_run else {}
+    steps = ", ".join(f"{count} {label.get(status, status)}"
+                      for status, count in summary.steps.items() if count)
+    out.print(f"{report.command}{' (dry run)' if report.dry_run else ''}: {nodes}; "
+              f"steps: {steps or 'none'}")
 
 
 def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -79,6 +91,13 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
            rotate_farm_key: Annotated[bool, typer.Option(
                "--rotate-farm-key", help="Make the network's farm key anew (the key nodes read "
                                          "each other's data with); needs every node.")] = False,
+           dry_run: DryRunOption = False,
+           boot: Annotated[bool, typer.Option(
+               "--boot", help="Also make each node's supervisord start at boot: a systemd user "
+                              "unit, enabled, with lingering; without systemd the step fails "
+                              "and says what to put in the init system instead. Live trade "
+                              "tasks start disarmed at boot. Without --boot an existing unit "
+                              "is left as it is.")] = False,
            ) -> None:
     """Provision nodes: node root, inventory and strategies, secrets they need, supervisord
     and its config, and the wiring of data between nodes (where each input comes from, the
@@ -88,21 +107,24 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
     Example: [bold]sfarm deploy -i inventory/local.toml[/]
     """
     farm = Farm.open(inventory, network, node, forks=forks)
-    _report(farm.deploy(rotate_farm_key=rotate_farm_key), json)
+    _report(farm.deploy(rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot), json)
 
 
 def up(inventory: InventoryOption = None, network: NetworkOption = None,
        node: NodeOption = None, json: JsonOption = False,
        wait: Annotated[float, typer.Option(
            help="Seconds to wait until every task runs and has produced data (0: don't).")]
-       = 0.0, live: LiveOption = False, forks: ForksOption = DEFAULT_FORKS) -> None:
+       = 0.0, live: LiveOption = False, forks: ForksOption = DEFAULT_FORKS,
+       dry_run: Annotated[bool, typer.Option(
+           "--dry-run", help="Only deploy's dry run (as `deploy --dry-run`): what would change, "
+                             "nothing changed, no worker started.")] = False) -> None:
     """Bring the farm up: deploy, then start every worker.
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
     """
     farm = Farm.open(inventory, network, node, forks=forks)
-    _report(farm.up(live=live), json)
-    if wait > 0:
+    _report(farm.up(live=live, dry_run=dry_run), json)
+    if wait > 0 and not dry_run:
         with err.status("waiting for every task to run and produce data"):
             status, ready = farm.wait_until_running(wait)
         if not ready:

@@ -24,11 +24,13 @@ class Note:
 
 @dataclass(frozen=True)
 class FarmReport:
-    """A command's outcome on every selected node; `ok` when no node failed."""
+    """A command's outcome on every selected node; `ok` when no node failed. In a dry run
+    (`dry_run`) nothing was changed: a "changed" step says what would change."""
 
     command: str
     nodes: list[NodeOutcome]
     notes: list[Note] = field(default_factory=list)
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -39,7 +41,7 @@ class FarmReport:
         return Summary.of(self.nodes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": self.command, "ok": self.ok,
+        return {"command": self.command, "ok": self.ok, "dry_run": self.dry_run,
                 "nodes": [outcome.to_json() for outcome in self.nodes],
                 "notes": [note.to_json() for note in self.notes],
                 "summary": self.summary.to_json()}

@@ -16,7 +16,7 @@ from typing import Self
 from sfarm.errors import UsageError
 from sfarm.farm.live import arming_notes, live_tasks
 from sfarm.farm.logs import LogTail
-from sfarm.farm.results import FarmReport
+from sfarm.farm.results import FarmReport, Note
 from sfarm.farm.status import fill_lags, running_with_data
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.problems import did_you_mean, known_names
@@ -77,14 +77,23 @@ class Farm:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def deploy(self, *, rotate_farm_key: bool = False) -> FarmReport:
+    def deploy(self, *, rotate_farm_key: bool = False, dry_run: bool = False,
+               boot: bool = False) -> FarmReport:
         """Make every node match the inventory (idempotent: a second deploy changes nothing);
-        with `rotate_farm_key`, the network's farm key is made anew."""
-        return FarmReport("deploy", self.controller.deploy(rotate_farm_key=rotate_farm_key))
+        with `rotate_farm_key`, the network's farm key is made anew; with `boot`, each node's
+        supervisord starts at boot. With `dry_run`, what would change, nothing changed."""
+        return FarmReport("deploy", self.controller.deploy(
+            rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot), dry_run=dry_run)
 
-    def up(self, *, live: bool = False) -> FarmReport:
+    def up(self, *, live: bool = False, dry_run: bool = False) -> FarmReport:
         """Deploy, then (when every node deployed) arm or disarm the live tasks and start
-        every worker: one outcome per node, its deploy steps then its start steps."""
+        every worker: one outcome per node, its deploy steps then its start steps. With
+        `dry_run`, deploy's dry run and a note of what up would then do: nothing started."""
+        if dry_run:
+            then = "arm" if live else "disarm"
+            note = Note("note", f"dry run: up would then {then} the live trade tasks (if any) "
+                                "and start every worker")
+            return FarmReport("up", self.deploy(dry_run=True).nodes, [note], dry_run=True)
         deployed = self.controller.deploy()
         if not all(outcome.ok for outcome in deployed):
             return FarmReport("up", deployed)

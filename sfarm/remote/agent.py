@@ -72,6 +72,11 @@ class NodeTransport(Protocol):
         and the python its workers run with (None: the deployment's default)."""
         ...
 
+    def check_install(self) -> tuple[list[StepResult], str | None]:
+        """What `install` would do, doing nothing (a dry run): its steps ("changed": would
+        install, so the node cannot answer this sfarm's requests yet) and the python."""
+        ...
+
     def call(self, request: bytes) -> bytes: ...
 
     def close(self) -> None: ...
@@ -101,6 +106,9 @@ class InProcessTransport:
     def install(self) -> tuple[list[StepResult], str | None]:
         return [], None  # a local node runs the sfarm running this command
 
+    def check_install(self) -> tuple[list[StepResult], str | None]:
+        return [], None
+
     def call(self, request: bytes) -> bytes:
         from sfarm.runtime.handler import handle
 
@@ -123,13 +131,17 @@ class NodeAgent:
         return decode_reply(reply, expected, self.transport.where)
 
     def apply(self, inventory: LoadedInventory, python: str | None,
-              wiring: NodeWiring | None) -> list[StepResult]:
-        """Make the node match the inventory (`python`: its interpreter, from install)."""
+              wiring: NodeWiring | None, *, dry_run: bool = False,
+              boot: bool = False) -> list[StepResult]:
+        """Make the node match the inventory (`python`: its interpreter, from install); with
+        `dry_run` say what would change, changing nothing; with `boot`, supervisord starts at
+        boot (see ApplyRequest)."""
         from sfarm.remote.deploy import build_deployment
 
         deployment = build_deployment(inventory, self.spec, Path(self.transport.root), python,
                                       wiring)
-        return self.call(ApplyRequest(deployment=deployment), StepsReply).steps
+        request = ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot)
+        return self.call(request, StepsReply).steps
 
     def status(self, tasks: dict[str, str]) -> NodeStatus:
         reply = self.call(StatusRequest(tasks=tasks), StatusReply)

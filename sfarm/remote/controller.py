@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sfarm.errors import SfarmError, UsageError
@@ -19,7 +20,8 @@ from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
-from sfarm.remote.deploy import local_root
+from sfarm.remote.deploy import build_deployment, local_root
+from sfarm.remote.dry_run import unasked_steps, withhold_new_keys
 from sfarm.remote.jump_hosts import outside_jump_lines, sync_jump_hosts
 from sfarm.remote.wiring import (
     FarmKey,
@@ -62,14 +64,19 @@ class _Surveyed:
     python: str | None = None
     survey: NodeSurvey | None = None
     error: str | None = None
+    answers: bool = True  # the node runs this sfarm (a dry run may find it does not yet)
 
 
-def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> _Surveyed:
-    """Deploy's first phase on a node: install sfarm (when the node is being deployed) and
-    learn what the network's wiring needs of it (the farm key it holds only when data crosses
-    nodes: that costs a request)."""
-    steps, python = agent.transport.install() if install else ([], None)
-    facts = agent.facts() if wired else None
+def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool,
+            dry_run: bool = False) -> _Surveyed:
+    """Deploy's first phase on a node: install sfarm (when the node is being deployed; a dry
+    run only checks) and learn what the network's wiring needs of it (the farm key it holds
+    only when data crosses nodes: that costs a request, of a node that can answer it)."""
+    transport = agent.transport
+    steps, python = ((transport.check_install() if dry_run else transport.install()) if install
+                     else ([], None))
+    answers = all(step.status == "ok" for step in steps)
+    facts = agent.facts() if wired and answers else None
     reach = agent.transport.reach()
     survey = NodeSurvey(node=spec.name, host=reach.host, port=reach.port, user=reach.user,
                         root=agent.transport.root,
@@ -78,7 +85,7 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool) -> 
                         sshfs_key=facts.sshfs_key if facts else None,
                         sftp_server=facts.sftp_server if facts else None,
                         jumps=reach.jumps, jump_keys=reach.jump_keys)
-    return _Surveyed(spec.name, steps, python, survey)
+    return _Surveyed(spec.name, steps, python, survey, answers=answers)
 
 
 def _unwired(producers: list[str], surveyed: dict[str, _Surveyed]) -> str:
@@ -210,11 +217,14 @@ class FarmController:
             raise UsageError(f"no task {task!r} on the selected nodes of {self.network!r}",
                              hint=did_you_mean(task, placed) or known_names("tasks", placed))
 
-    def deploy(self, *, rotate_farm_key: bool = False) -> list[NodeOutcome]:
+    def deploy(self, *, rotate_farm_key: bool = False, dry_run: bool = False,
+               boot: bool = False) -> list[NodeOutcome]:
         """Install and configure the selected nodes, and wire the network's data: every node
         of the network is surveyed, so each consumer learns how to reach its producers, every
         node gets every node's host key (to be managed from), and the farm key is kept or
-        renewed (sfarm.remote.wiring)."""
+        renewed (sfarm.remote.wiring). With `boot`, each node's supervisord starts at boot.
+        With `dry_run`, every step as it would go ("changed": would change) and nothing
+        changed anywhere (sfarm.remote.dry_run)."""
         plan = plan_network(self.inventory, self.network)
         everyone = {spec.name: spec for spec in self.inventory.nodes(self.network)}
         selected = {spec.name for spec in self.nodes}
@@ -225,12 +235,15 @@ class FarmController:
         try:
             first = {result.node: result for result in self.each(
                 lambda spec, agent: _survey(spec, agent, install=spec.name in selected,
-                                            wired=bool(plan.transfers)),
+                                            wired=bool(plan.transfers), dry_run=dry_run),
                 lambda spec, error: _Surveyed(spec.name, [], error=error), surveyed)}
             surveys = {name: result.survey for name, result in first.items()
                        if result.survey is not None}
             keys = {kind: self._key(kind, plan, everyone, surveys, selected, rotate_farm_key)
                     for kind in KEY_KINDS}
+            new_keys: dict[str, list[StepResult]] = {}
+            if dry_run:
+                keys, new_keys = withhold_new_keys(keys)
             wiring = wire_network(plan, self.inventory.model.farm.name, everyone, surveys, keys)
 
             outside = outside_jump_lines(jump_lines_of(plan, self.inventory.model.farm.name,
@@ -243,11 +256,19 @@ class FarmController:
                 missing = unsurveyed_producers(plan, surveys, spec.name)
                 if missing:
                     return NodeOutcome(spec.name, done.steps, _unwired(missing, first))
-                steps = done.steps + agent.apply(self.inventory, done.python,
-                                                 wiring.get(spec.name))
+                steps = done.steps + new_keys.get(spec.name, [])
+                if not done.answers:  # a dry run, of a node that has no sfarm to ask yet
+                    deployment = build_deployment(self.inventory, spec,
+                                                  Path(agent.transport.root), done.python,
+                                                  wiring.get(spec.name))
+                    steps += unasked_steps(deployment, boot, after=steps)
+                else:
+                    steps += agent.apply(self.inventory, done.python, wiring.get(spec.name),
+                                         dry_run=dry_run, boot=boot)
                 survey = surveys.get(spec.name)
                 if survey is not None and survey.jumps:
-                    steps += sync_jump_hosts(agent.transport.connection, survey, outside)
+                    steps += sync_jump_hosts(agent.transport.connection, survey, outside,
+                                             check_only=dry_run)
                 return NodeOutcome(spec.name, steps)
 
             return self.each(apply, lambda spec, error: NodeOutcome(

@@ -97,3 +97,31 @@ def _create_venv(connection: Connection, venv: str, python: str) -> None:
                        f"{error.message}",
                        hint="the node needs Python >= 3.11 with its venv module (on "
                             "Debian: apt-get install python3-venv), or set `python`") from None
+
+
+def provision_needed(connection: Connection, root: str, python: str, *,
+                     snapshot: Snapshot | None = None) -> StepResult:
+    """What `provision` would do, changing nothing on the node and building nothing (a dry
+    run): "ok" when `<root>/venv` already runs this sfarm (the same stamp `provision` reads),
+    "changed" when it would install it (saying whether it would create the venv), "failed"
+    when it could not: `python` cannot make a venv."""
+    snapshot = snapshot or running_sfarm()
+    venv = posixpath.join(root, "venv")
+    build = f"sfarm {__version__} (wheel {snapshot.digest[:12]})"
+    stamp = connection.get(posixpath.join(venv, STAMP))
+    if stamp == install_digest(snapshot, pinned_requirements()).encode():
+        return StepResult(STEP, "ok", f"{build} in {venv}")
+    if connection.run(["test", "-x", posixpath.join(venv, "bin", "python")], check=False).ok:
+        return StepResult(STEP, "changed", f"would install {build} in {venv}, which runs "
+                          + ("another build" if stamp else "no complete install"))
+    # What `python -m venv` needs, asked without making anything.
+    probe = "import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))"
+    try:
+        usable = connection.run([python, "-c", probe], check=False, timeout=PIP_TIMEOUT_S).ok
+    except TransportError:  # no such interpreter, on a connection that says so by raising
+        usable = False
+    if not usable:
+        return StepResult(STEP, "failed", f"would create {venv} with {python}, which cannot: "
+                          "the node needs Python >= 3.11 with its venv module (on Debian: "
+                          "apt-get install python3-venv), or set `python`")
+    return StepResult(STEP, "changed", f"would create {venv} with {python} and install {build}")

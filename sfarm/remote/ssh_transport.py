@@ -70,6 +70,21 @@ class SSHTransport:
             self._python = posixpath.join(self.root, VENV_PYTHON)
         return [step], self._python
 
+    def check_install(self) -> tuple[list[StepResult], str | None]:
+        """What `install` would do, doing nothing (a dry run): its step ("changed": would
+        install) and the python the node's workers would run with."""
+        if self._sfarm_version(self.spec.python) == __version__:
+            self._python = self.spec.python
+            return [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")], \
+                self._python
+        from sfarm.remote.provision import provision_needed
+
+        step = provision_needed(self.connection, self.root, self.spec.python)
+        venv_python = posixpath.join(self.root, VENV_PYTHON)
+        if step.status == "ok":
+            self._python = venv_python
+        return [step], venv_python
+
     def _sfarm_version(self, python: str) -> str | None:
         # `python -m sfarm --version` prints "sfarm X"; a missing interpreter or package fails.
         probe = f"{shlex.quote(python)} -m sfarm --version 2>/dev/null"

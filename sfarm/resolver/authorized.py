@@ -77,11 +77,13 @@ def _check_word(what: str, word: str) -> None:
                          "(empty, or with quotes, backslashes, whitespace or control characters)")
 
 
-def sync_authorized_keys(path: Path, marker: str, line: str | None) -> bool:
+def sync_authorized_keys(path: Path, marker: str, line: str | None, *,
+                         check_only: bool = False) -> bool:
     """Make `path` hold exactly one line whose last word is `marker`, `line` (in the place of
     the first such line, else at the end), or none when `line` is None; return whether the
     file changed (its content or its mode; the mode is set only on a file that holds or held
-    the line).
+    the line). With `check_only`, return whether it would change and touch nothing (no file,
+    directory or mode: a dry run).
 
     Every other line stays byte for byte (a last line without a newline gets one when a line
     is added after it). The parent directory is created 0700 when missing; the file is written
@@ -103,7 +105,10 @@ def sync_authorized_keys(path: Path, marker: str, line: str | None) -> bool:
             return False
         if (os.stat(target).st_mode & 0o777) == 0o600:
             return False
-        os.chmod(target, 0o600)
+        if not check_only:
+            os.chmod(target, 0o600)
+        return True
+    if check_only:
         return True
     if not target.parent.exists():
         target.parent.mkdir(mode=0o700, parents=True)

@@ -61,8 +61,9 @@ def handle(root: Path, raw: bytes) -> bytes:
 def dispatch(root: NodeRoot, request: Request) -> Reply:
     """Do what `request` asks in `root` and say what happened."""
     match request:
-        case ApplyRequest(deployment=deployment):
-            return StepsReply(steps=node_ops.apply_deployment(root, deployment))
+        case ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot):
+            return StepsReply(steps=node_ops.apply_deployment(root, deployment, dry_run=dry_run,
+                                                              boot=boot))
         case StatusRequest(tasks=tasks):
             return StatusReply(tasks=node_ops.node_task_status(root, tasks))
         case ControlRequest(action=action, tasks=tasks):

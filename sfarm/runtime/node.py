@@ -4,126 +4,27 @@ The controller decides what a node needs (`Deployment`, plain data); these funct
 node match it and say, step by step, whether anything changed (compared by content and mode,
 never assumed from having run). They are the same for a local node and, run through
 `sfarm node call` over SSH, for a remote one: sfarm.runtime.handler serves them as the node
-protocol's requests.
+protocol's requests. Applying a deployment (and its dry run) is sfarm.runtime.apply's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from sfarm.data.fsio import write_atomic
 from sfarm.errors import RunError
 from sfarm.resolver.routes import load_routes
 from sfarm.resolver.state import input_statuses, read_state
-from sfarm.runtime.build import sfarm_build
+from sfarm.runtime.apply import DIRECTORIES as DIRECTORIES  # re-exported: every node op here
+from sfarm.runtime.apply import apply_deployment as apply_deployment
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.protocol import (
-    Action,
-    AuthorizedKeyLine,
-    DatasetSummary,
-    Deployment,
-    LogChunk,
-    NodeFile,
-    StepResult,
-    StepStatus,
-)
-from sfarm.runtime.supervisor import Supervisor, render_config, write_config
+from sfarm.runtime.protocol import Action, DatasetSummary, LogChunk, StepResult, StepStatus
+from sfarm.runtime.supervisor import Supervisor
 from sfarm.status import Heartbeat, TaskStatus, task_status
-
-# Directories of a node root and their modes: secrets and the supervisor socket are private.
-DIRECTORIES = {"data": 0o755, "mirror": 0o755, "run": 0o755, "logs": 0o755,
-               "secrets": 0o700, "supervisor": 0o700}
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
-def _ensure_directories(root: NodeRoot) -> StepResult:
-    changed = []
-    for name, mode in DIRECTORIES.items():
-        directory = root.path / name
-        if not directory.is_dir():
-            directory.mkdir(parents=True)
-            changed.append(name)
-        if stat.S_IMODE(directory.stat().st_mode) != mode:
-            directory.chmod(mode)
-            changed.append(f"{name} mode")
-    return StepResult("directories", "changed" if changed else "ok", ", ".join(changed))
-
-
-def _sync_file(root: NodeRoot, file: NodeFile) -> StepResult:
-    target = root.path / file.path
-    same_content = _digest(target) == hashlib.sha256(file.content).hexdigest()
-    same_mode = target.exists() and stat.S_IMODE(target.stat().st_mode) == file.mode
-    if same_content and same_mode:
-        return StepResult(f"file {file.path}", "ok")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not same_content:
-        write_atomic(target.parent, target.name, file.content)
-    target.chmod(file.mode)
-    return StepResult(f"file {file.path}", "changed")
-
-
-def _remove_file(root: NodeRoot, path: str) -> StepResult:
-    target = root.path / path
-    if not target.exists():
-        return StepResult(f"no file {path}", "ok")
-    target.unlink()
-    return StepResult(f"no file {path}", "changed", "removed")
-
-
-def _sync_authorized(authorized: AuthorizedKeyLine) -> StepResult:
-    """A network key's line in this user's ~/.ssh/authorized_keys (added, replaced, removed)."""
-    from sfarm.resolver.authorized import sync_authorized_keys
-
-    changed = sync_authorized_keys(Path.home() / ".ssh" / "authorized_keys",
-                                   authorized.marker, authorized.line)
-    key = authorized.marker.split(":", 1)[0].removeprefix("sfarm-").replace("-", " ")
-    what = f"{key} authorized" if authorized.line else f"{key} not authorized"
-    return StepResult(what, "changed" if changed else "ok", authorized.marker)
-
-
-def _check_fuse() -> StepResult:
-    """A node that mounts its peers with sshfs must be able to: say why not, before it runs."""
-    from sfarm.resolver.sshfs import fuse_problem
-
-    problem = fuse_problem()
-    if problem is None:
-        return StepResult("fuse", "ok", "sshfs mounts possible")
-    return StepResult("fuse", "failed", f"transport = \"sshfs\" needs FUSE: {problem}")
-
-
-def apply_deployment(root: NodeRoot, deployment: Deployment) -> list[StepResult]:
-    """Make the node root match `deployment` and (re)load its supervisord."""
-    steps = [_ensure_directories(root)]
-    steps += [_sync_file(root, file) for file in deployment.files]
-    steps += [_remove_file(root, path) for path in deployment.absent]
-    steps += [_sync_authorized(line) for line in deployment.authorized]
-    if deployment.fuse:
-        steps.append(_check_fuse())
-    config = render_config(root, deployment.network, deployment.node, deployment.programs,
-                           build=sfarm_build())
-    changed = write_config(root, config)
-    steps.append(StepResult("supervisor config", "changed" if changed else "ok"))
-    supervisor = Supervisor(root)
-    was_running = supervisor.is_running()
-    supervisor.start_daemon()
-    if was_running and changed:
-        supervisor.apply_config()
-    steps.append(StepResult("supervisord", "ok" if was_running else "changed",
-                            "running" if was_running else "started"))
-    return steps
 
 
 def read_heartbeat(root: NodeRoot, task: str) -> Heartbeat | None:

@@ -126,10 +126,15 @@ class DatasetSummary(_Wire):
 
 
 class ApplyRequest(_Wire):
-    """Make the node root match a deployment and (re)load its supervisord."""
+    """Make the node root match a deployment and (re)load its supervisord. With `dry_run`, only
+    say what would change (a "changed" step: would change) and change nothing; with `boot`,
+    also make the node's supervisord start at boot (sfarm.runtime.boot). Both default to
+    False, so a request without them reads as before."""
 
     op: Literal["apply"] = "apply"
     deployment: Deployment
+    dry_run: bool = False
+    boot: bool = False
 
 
 class StatusRequest(_Wire):

@@ -81,6 +81,12 @@ def write_config(root: NodeRoot, text: str) -> bool:
     return True
 
 
+def daemon_command(root: NodeRoot, python: str = sys.executable) -> list[str]:
+    """How a node's supervisord is started: by deploy (`Supervisor.start_daemon`), and by the
+    boot unit (sfarm.runtime.boot, with --nodaemon), in the node root with PYTHONUNBUFFERED=1."""
+    return [python, "-m", "supervisor.supervisord", "-c", str(config_path(root))]
+
+
 class Supervisor:
     """A client of one node root's supervisord."""
 
@@ -104,8 +110,7 @@ class Supervisor:
         """Start supervisord for this root unless it already runs."""
         if self.is_running():
             return
-        subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c",
-                        str(config_path(self.root))], check=True, cwd=self.root.path,
+        subprocess.run(daemon_command(self.root), check=True, cwd=self.root.path,
                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout_s
         while not self.is_running():

@@ -1,0 +1,152 @@
+"""Applying a deployment to a node root, run on that node: each step compares what is with what
+the deployment wants (content, mode), changes only what differs, and says so.
+
+A dry run takes the same steps with the same comparisons and changes nothing: no directory
+made, no file written, removed or chmodded, no authorized_keys line touched, supervisord
+neither started nor reloaded. Its "changed" steps read "would ..." in their detail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import sys
+from pathlib import Path
+
+from sfarm.data.fsio import write_atomic
+from sfarm.runtime.build import sfarm_build
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.protocol import AuthorizedKeyLine, Deployment, NodeFile, StepResult
+from sfarm.runtime.supervisor import Supervisor, config_path, render_config, write_config
+
+# Directories of a node root and their modes: secrets and the supervisor socket are private.
+DIRECTORIES = {"data": 0o755, "mirror": 0o755, "run": 0o755, "logs": 0o755,
+               "secrets": 0o700, "supervisor": 0o700}
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _ensure_directories(root: NodeRoot, dry_run: bool) -> StepResult:
+    changed = []
+    for name, mode in DIRECTORIES.items():
+        directory = root.path / name
+        if not directory.is_dir():
+            if not dry_run:
+                directory.mkdir(parents=True)
+            changed.append(name)
+        if _mode(directory) != mode:  # a directory a dry run did not make has no mode yet
+            if not dry_run:
+                directory.chmod(mode)
+            if directory.exists():
+                changed.append(f"{name} mode")
+    detail = ", ".join(changed)
+    if dry_run and changed:
+        detail = f"would make or set: {detail}"
+    return StepResult("directories", "changed" if changed else "ok", detail)
+
+
+def _sync_file(root: NodeRoot, file: NodeFile, dry_run: bool) -> StepResult:
+    target = root.path / file.path
+    same_content = _digest(target) == hashlib.sha256(file.content).hexdigest()
+    same_mode = _mode(target) == file.mode
+    if same_content and same_mode:
+        return StepResult(f"file {file.path}", "ok")
+    if dry_run:
+        what = ("would write" if not target.exists() else "would rewrite" if not same_content
+                else f"would set mode {file.mode:04o}")
+        return StepResult(f"file {file.path}", "changed", what)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not same_content:
+        write_atomic(target.parent, target.name, file.content)
+    target.chmod(file.mode)
+    return StepResult(f"file {file.path}", "changed")
+
+
+def _remove_file(root: NodeRoot, path: str, dry_run: bool) -> StepResult:
+    target = root.path / path
+    if not target.exists():
+        return StepResult(f"no file {path}", "ok")
+    if dry_run:
+        return StepResult(f"no file {path}", "changed", "would remove")
+    target.unlink()
+    return StepResult(f"no file {path}", "changed", "removed")
+
+
+def _sync_authorized(authorized: AuthorizedKeyLine, dry_run: bool) -> StepResult:
+    """A network key's line in this user's ~/.ssh/authorized_keys (added, replaced, removed)."""
+    from sfarm.resolver.authorized import sync_authorized_keys
+
+    changed = sync_authorized_keys(Path.home() / ".ssh" / "authorized_keys",
+                                   authorized.marker, authorized.line, check_only=dry_run)
+    key = authorized.marker.split(":", 1)[0].removeprefix("sfarm-").replace("-", " ")
+    what = f"{key} authorized" if authorized.line else f"{key} not authorized"
+    detail = f"would update: {authorized.marker}" if dry_run and changed else authorized.marker
+    return StepResult(what, "changed" if changed else "ok", detail)
+
+
+def _check_fuse() -> StepResult:
+    """A node that mounts its peers with sshfs must be able to: say why not, before it runs."""
+    from sfarm.resolver.sshfs import fuse_problem
+
+    problem = fuse_problem()
+    if problem is None:
+        return StepResult("fuse", "ok", "sshfs mounts possible")
+    return StepResult("fuse", "failed", f"transport = \"sshfs\" needs FUSE: {problem}")
+
+
+def _supervisor_steps(root: NodeRoot, config: str, dry_run: bool) -> list[StepResult]:
+    """supervisord's config written, and supervisord running with it (started, or its changed
+    config loaded)."""
+    supervisor = Supervisor(root)
+    if dry_run:
+        path = config_path(root)
+        changed = not path.exists() or path.read_text() != config
+        running = supervisor.is_running()
+        return [StepResult("supervisor config", "changed" if changed else "ok",
+                           "would write" if changed else ""),
+                StepResult("supervisord", "ok" if running else "changed",
+                           ("running, would load the new config" if changed else "running")
+                           if running else "would start")]
+    changed = write_config(root, config)
+    was_running = supervisor.is_running()
+    supervisor.start_daemon()
+    if was_running and changed:
+        supervisor.apply_config()
+    return [StepResult("supervisor config", "changed" if changed else "ok"),
+            StepResult("supervisord", "ok" if was_running else "changed",
+                       "running" if was_running else "started")]
+
+
+def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = False,
+                     boot: bool = False) -> list[StepResult]:
+    """Make the node root match `deployment` and (re)load its supervisord; with `boot`, last,
+    make that supervisord start at boot (sfarm.runtime.boot). With `dry_run`, the same steps
+    as they would go ("changed": would change), and nothing changed on this machine."""
+    steps = [_ensure_directories(root, dry_run)]
+    steps += [_sync_file(root, file, dry_run) for file in deployment.files]
+    steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
+    steps += [_sync_authorized(line, dry_run) for line in deployment.authorized]
+    if deployment.fuse:
+        steps.append(_check_fuse())
+    config = render_config(root, deployment.network, deployment.node, deployment.programs,
+                           build=sfarm_build())
+    steps += _supervisor_steps(root, config, dry_run)
+    if boot:
+        from sfarm.runtime.boot import boot_step
+
+        # The interpreter serving this request is the one supervisord was started with.
+        steps.append(boot_step(root, deployment.network, deployment.node, sys.executable,
+                               dry_run=dry_run))
+    return steps
