@@ -75,7 +75,9 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool,
     transport = agent.transport
     steps, python = ((transport.check_install() if dry_run else transport.install()) if install
                      else ([], None))
-    answers = all(step.status == "ok" for step in steps)
+    # A real deploy has just installed this sfarm; a dry run installed nothing, so a node that
+    # would need it cannot answer yet.
+    answers = not dry_run or all(step.status == "ok" for step in steps)
     facts = agent.facts() if wired and answers else None
     reach = agent.transport.reach()
     survey = NodeSurvey(node=spec.name, host=reach.host, port=reach.port, user=reach.user,
