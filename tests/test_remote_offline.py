@@ -5,12 +5,15 @@ index is a closed port on 127.0.0.1) running the system's python, which has no s
 
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib.metadata
 import json
 import os
 import subprocess
 import sysconfig
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +24,18 @@ import pytest
 from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.remote.provision import pinned_requirements, provision
-from sfarm.remote.repack import pack_installed, read_installed_wheel, wheel_filename
+from sfarm.remote.repack import (
+    pack_installed,
+    read_installed_wheel,
+    wheel_filename,
+    wheel_tags,
+)
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wheel import cached_wheel
 from sfarm.remote.wheelhouse import (
     Interpreter,
     choose_source,
+    download_wheels,
     runtime_closure,
     this_interpreter,
     wheelhouse,
@@ -72,6 +81,14 @@ def test_the_source_of_the_wheels_follows_the_nodes_interpreter() -> None:
     arm = Interpreter(here.version, here.implementation, "linux-aarch64",
                       tuple(tag.replace("x86_64", "aarch64") for tag in here.tags))
     assert choose_source(arm, here, closure) == "download"
+    # An older libc (glibc 2.17): some wheels installed here need a newer one (cryptography
+    # 50 is manylinux_2_34 only), so pip must find the ones that fit.
+    old = Interpreter(here.version, here.implementation, here.platform,
+                      tuple(tag for tag in here.tags if "manylinux_2_" not in tag
+                            or int(tag.split("manylinux_2_")[1].split("_")[0]) <= 17))
+    needs_newer = [dist.metadata["Name"] for dist in closure
+                   if not set(old.tags) & set(wheel_tags(dist.read_text("WHEEL") or ""))]
+    assert needs_newer and choose_source(old, here, closure) == "download"
 
 
 def test_another_platform_with_no_index_here_is_one_clear_error(
@@ -93,6 +110,31 @@ def test_another_platform_with_no_index_here_is_one_clear_error(
     assert here.version in error.hint and "`python`" in error.hint
     # Nothing half-built is left to pass for a wheelhouse.
     assert not list((tmp_path / "cache" / "sfarm" / "wheelhouse").iterdir())
+
+
+@pytest.mark.slow
+def test_pip_downloads_the_wheels_of_a_node_from_the_controllers_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path of a node of another kind, with an index: pip told the node's version, ABIs
+    and platforms. The index is this environment's wheels, served on 127.0.0.1 as find-links."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    here = this_interpreter()
+    served = wheelhouse(here, pinned_requirements(), where="node far")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("PIP_NO_INDEX", "1")
+        monkeypatch.setenv("PIP_FIND_LINKS", f"http://127.0.0.1:{server.server_address[1]}/")
+        (tmp_path / "downloaded").mkdir()
+        download_wheels(here, pinned_requirements(), tmp_path / "downloaded", "node far")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(path.name for path in (tmp_path / "downloaded").iterdir()) == \
+        sorted(path.name for path in served.iterdir())
 
 
 WHEEL = "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"

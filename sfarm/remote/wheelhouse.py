@@ -190,7 +190,7 @@ def wheelhouse(node: Interpreter, pins: list[str], *, where: str) -> Path:
                             pack_installed(read_installed_wheel(distribution), staging,
                                            level=LEVEL)
                     else:
-                        _download(node, pins, staging, where)
+                        download_wheels(node, pins, staging, where)
                     with contextlib.suppress(OSError):  # another process stored it meanwhile
                         staging.rename(entry)
                 finally:
@@ -203,7 +203,9 @@ def wheelhouse(node: Interpreter, pins: list[str], *, where: str) -> Path:
     return entry
 
 
-def _download(node: Interpreter, pins: list[str], directory: Path, where: str) -> None:
+def download_wheels(node: Interpreter, pins: list[str], directory: Path, where: str) -> None:
+    """Download into `directory`, from this machine's package index, the wheels that install
+    `pins` on `node` (pip resolves them for its version, ABIs and platforms)."""
     here = this_interpreter()
     command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
                "--quiet", "--only-binary=:all:", "--dest", str(directory),
