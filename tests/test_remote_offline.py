@@ -266,6 +266,7 @@ class Controller:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two to three installs of ~700 MB on a shared machine
 def test_a_node_without_an_index_deploys_offline_and_sends_its_wheels_once(
         offline_host: SSHServer, cache: Path, tmp_path: Path) -> None:
     node = Controller(offline_host, cache, tmp_path)
@@ -311,6 +312,7 @@ class RecordingSSH(SSHConnection):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two to three installs of ~700 MB on a shared machine
 def test_a_changed_sfarm_sends_only_its_own_wheel(
         offline_host: SSHServer, cache: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
