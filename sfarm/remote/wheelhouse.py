@@ -66,7 +66,9 @@ IMPLEMENTATIONS = {"cpython": "cp", "pypy": "pp"}  # pip download --implementati
 KEEP = 2  # wheelhouses kept in the cache (each is hundreds of MB), the most recently used
 STALE_STAGING_S = 86400.0
 DOWNLOAD_TIMEOUT_S = 1800.0
-LEVEL = 1  # deflate level: most of the size is compiled code, which level 6 barely shrinks more
+# Deflate level 6, as wheel builders write: 168 MB against 191 at level 1, for 24 s of building
+# against 12 s. The build happens once; the wheelhouse crosses the network to every node.
+LEVEL = 6
 
 Source = Literal["installed", "download"]
 
