@@ -275,6 +275,11 @@ def test_a_node_without_an_index_deploys_offline_and_sends_its_wheels_once(
     assert "reaches no package index" in refused.stderr
     assert "deploy with --offline" in refused.stderr and "offline = true" in refused.stderr
 
+    planned = node.steps("--offline", "--dry-run")  # sends, builds and installs nothing
+    assert {name: step["status"] for name, step in planned.items()} == \
+        {"sfarm wheelhouse": "changed", "sfarm venv": "changed"}, planned
+    assert node.on_node(f"test -e {node.root}/wheelhouse || echo none") == "none"
+
     first = node.steps("--offline")
     assert first["sfarm wheelhouse"]["status"] == "changed", first
     assert first["sfarm venv"]["status"] == "changed", first
@@ -288,6 +293,7 @@ def test_a_node_without_an_index_deploys_offline_and_sends_its_wheels_once(
     again = node.steps("--offline")
     assert {name: step["status"] for name, step in again.items()} == \
         {"sfarm wheelhouse": "ok", "sfarm venv": "ok"}
+    assert node.steps("--offline", "--dry-run") == again
 
     # The venv gone (broken, removed): the node installs again from what it holds, and the
     # node key `offline = true`, inherited from [defaults], does what --offline does.
