@@ -27,8 +27,7 @@ import re
 from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.remote.connection import Connection, TransportError
-from sfarm.remote.offline import NODE_WHEELHOUSE, send_wheelhouse
-from sfarm.remote.offline import STEP as WHEELHOUSE_STEP
+from sfarm.remote.offline import NODE_WHEELHOUSE, send_wheelhouse, wheelhouse_needed
 from sfarm.remote.wheel import Snapshot, cached_wheel, running_sfarm
 from sfarm.runtime.build import code_digest
 from sfarm.runtime.protocol import StepResult
@@ -82,10 +81,8 @@ def provision(connection: Connection, root: str, python: str, *,
     wanted = install_digest(snapshot, pins)
     build = f"sfarm {__version__} (wheel {snapshot.digest[:12]})"
     if connection.get(stamp) == wanted.encode():
-        done = [StepResult(STEP, "ok", f"{build} in {venv}")]
-        if offline:
-            done.insert(0, StepResult(WHEELHOUSE_STEP, "ok", "not needed: the venv runs it"))
-        return done
+        done = StepResult(STEP, "ok", f"{build} in {venv}")
+        return [wheelhouse_needed(done, root), done] if offline else [done]
     wheel = cached_wheel(snapshot)  # before the node is touched: a failed build changes nothing
     _create_venv(connection, venv, python)
     steps: list[StepResult] = []
