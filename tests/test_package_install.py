@@ -118,7 +118,7 @@ def test_an_installed_sfarm_deploys_itself(installed: Path, wheel: Path, workdir
     code = ("import sys; from sfarm.remote.connection import LocalConnection; "
             "from sfarm.remote.provision import provision; from sfarm.remote.wheel import "
             "running_sfarm; snapshot = running_sfarm(); print(snapshot.origin); "
-            "print(provision(LocalConnection(), sys.argv[1], 'python3').status)")
+            "print(provision(LocalConnection(), sys.argv[1], 'python3')[-1].status)")
     cache = workdir / "cache"
     output = run(installed, workdir, "python", "-c", code, str(root),
                  env={"XDG_CACHE_HOME": str(cache)})
@@ -137,7 +137,7 @@ def test_an_installed_sfarm_deploys_itself(installed: Path, wheel: Path, workdir
     from sfarm.remote.connection import LocalConnection
     from sfarm.remote.provision import provision
 
-    assert provision(LocalConnection(), str(root), "python3").status == "ok"
+    assert [step.status for step in provision(LocalConnection(), str(root), "python3")] == ["ok"]
 
 
 def test_the_installed_wheel_is_the_same_build_as_its_checkout(installed: Path,

@@ -21,36 +21,14 @@ from sfarm.remote.provision import NODE_WHEELS, STAMP, pinned_requirements, prov
 from sfarm.remote.wheel import (
     CACHE_KEEP,
     SOURCE_PARTS,
-    Snapshot,
     build_wheel,
     cached_wheel,
     read_installed,
     read_source_tree,
 )
 from sfarm.rsync import SyncResult
+from tests.fixtures.projects import PROJECT, copy_project, edit
 from tests.fixtures.venvs import make_venv
-
-PROJECT = Path(__file__).resolve().parent.parent
-CACHES = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", "*.egg-info")
-
-
-def copy_project(destination: Path) -> Path:
-    """The files a wheel is built from, copied without caches."""
-    destination.mkdir()
-    for part in SOURCE_PARTS:
-        source = PROJECT / part
-        if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=CACHES)
-        else:
-            shutil.copy2(source, destination / part)
-    return destination
-
-
-def edit(project: Path, marker: str) -> Snapshot:
-    """Change one module of `project` (the version string stays); its new snapshot."""
-    module = project / "sfarm" / "errors.py"
-    module.write_text(module.read_text() + f"\nDEPLOY_MARKER = {marker!r}\n")
-    return read_source_tree(project)
 
 
 def wheel_files(wheel: Path) -> dict[str, bytes]:
@@ -199,7 +177,7 @@ def test_deploy_installs_the_wheel_once_and_again_after_a_code_change(
     (site / "sfarm-source.pth").write_text(f"{root / 'venv' / 'src'}\n")
 
     node = RecordingConnection()
-    first = provision(node, str(root), "python3", snapshot=read_source_tree(copy))
+    [first] = provision(node, str(root), "python3", snapshot=read_source_tree(copy))
     assert (first.step, first.status) == ("sfarm venv", "changed"), first
     where = "import sfarm; print(sfarm.__file__)"
     assert node_sfarm(venv_python, where) == str(site / "sfarm" / "__init__.py")
@@ -211,7 +189,7 @@ def test_deploy_installs_the_wheel_once_and_again_after_a_code_change(
 
     # A second deploy reads the stamp and does nothing else: no build, no transfer, no pip.
     node.calls.clear()
-    again = provision(node, str(root), "python3", snapshot=read_source_tree(copy))
+    [again] = provision(node, str(root), "python3", snapshot=read_source_tree(copy))
     assert again.status == "ok" and node.calls == []
 
     # A code change (same version string) is a new wheel. Its deploy was interrupted once the
@@ -220,7 +198,7 @@ def test_deploy_installs_the_wheel_once_and_again_after_a_code_change(
     (root / "venv" / NODE_WHEELS).mkdir()
     shutil.copytree(wheel.parent, root / "venv" / NODE_WHEELS / wheel.parent.name)
     node.synced.clear()
-    third = provision(node, str(root), "python3", snapshot=read_source_tree(copy))
+    [third] = provision(node, str(root), "python3", snapshot=read_source_tree(copy))
     assert third.status == "changed" and wheel.parent.name[:12] in third.detail
     assert not [path for path in node.synced[0].paths() if path.endswith(".whl")]  # not sent
     marker = "import sfarm.errors as e; print(e.DEPLOY_MARKER)"

@@ -26,6 +26,9 @@ NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node."
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
 ForksOption = Annotated[int, typer.Option(
     "--forks", min=1, help="Nodes worked on at once; the others wait their turn.")]
+OfflineOption = Annotated[bool, typer.Option(
+    "--offline", help="Install sfarm on the nodes with no package index: this machine sends "
+                      "every wheel they need (as for nodes with offline = true).")]
 LiveOption = Annotated[bool, typer.Option(
     "--live", help="Let the live trade tasks it starts place real orders (each also needs "
                    "live = true); without it they run but place none.")]
@@ -98,7 +101,7 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
                               "and says what to put in the init system instead. Live trade "
                               "tasks start disarmed at boot. Without --boot an existing unit "
                               "is left as it is.")] = False,
-           ) -> None:
+           offline: OfflineOption = False) -> None:
     """Provision nodes: node root, inventory and strategies, secrets they need, supervisord
     and its config, and the wiring of data between nodes (where each input comes from, the
     farm key and its restricted line on producers). Idempotent: a second run reports every
@@ -107,7 +110,8 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
     Example: [bold]sfarm deploy -i inventory/local.toml[/]
     """
     farm = Farm.open(inventory, network, node, forks=forks)
-    _report(farm.deploy(rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot), json)
+    _report(farm.deploy(rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot,
+                        offline=offline), json)
 
 
 def up(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -117,13 +121,14 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
        = 0.0, live: LiveOption = False, forks: ForksOption = DEFAULT_FORKS,
        dry_run: Annotated[bool, typer.Option(
            "--dry-run", help="Only deploy's dry run (as `deploy --dry-run`): what would change, "
-                             "nothing changed, no worker started.")] = False) -> None:
+                             "nothing changed, no worker started.")] = False,
+       offline: OfflineOption = False) -> None:
     """Bring the farm up: deploy, then start every worker.
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
     """
     farm = Farm.open(inventory, network, node, forks=forks)
-    _report(farm.up(live=live, dry_run=dry_run), json)
+    _report(farm.up(live=live, dry_run=dry_run, offline=offline), json)
     if wait > 0 and not dry_run:
         with err.status("waiting for every task to run and produce data"):
             status, ready = farm.wait_until_running(wait)

@@ -78,23 +78,29 @@ class Farm:
     # -- commands ---------------------------------------------------------------------------
 
     def deploy(self, *, rotate_farm_key: bool = False, dry_run: bool = False,
-               boot: bool = False) -> FarmReport:
+               boot: bool = False, offline: bool = False) -> FarmReport:
         """Make every node match the inventory (idempotent: a second deploy changes nothing);
         with `rotate_farm_key`, the network's farm key is made anew; with `boot`, each node's
-        supervisord starts at boot. With `dry_run`, what would change, nothing changed."""
+        supervisord starts at boot; `offline`, the nodes install sfarm with no package index
+        (from a wheelhouse sent by this machine). With `dry_run`, what would change, nothing
+        changed."""
         return FarmReport("deploy", self.controller.deploy(
-            rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot), dry_run=dry_run)
+            rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot, offline=offline),
+            dry_run=dry_run)
 
-    def up(self, *, live: bool = False, dry_run: bool = False) -> FarmReport:
-        """Deploy, then (when every node deployed) arm or disarm the live tasks and start
-        every worker: one outcome per node, its deploy steps then its start steps. With
-        `dry_run`, deploy's dry run and a note of what up would then do: nothing started."""
+    def up(self, *, live: bool = False, dry_run: bool = False,
+           offline: bool = False) -> FarmReport:
+        """Deploy (`offline` as deploy's), then (when every node deployed) arm or disarm the
+        live tasks and start every worker: one outcome per node, its deploy steps then its
+        start steps. With `dry_run`, deploy's dry run and a note of what up would then do:
+        nothing started."""
         if dry_run:
             then = "arm" if live else "disarm"
             note = Note("note", f"dry run: up would then {then} the live trade tasks (if any) "
                                 "and start every worker")
-            return FarmReport("up", self.deploy(dry_run=True).nodes, [note], dry_run=True)
-        deployed = self.controller.deploy()
+            return FarmReport("up", self.deploy(dry_run=True, offline=offline).nodes, [note],
+                              dry_run=True)
+        deployed = self.controller.deploy(offline=offline)
         if not all(outcome.ok for outcome in deployed):
             return FarmReport("up", deployed)
         notes = self.set_live(live, command="up").notes

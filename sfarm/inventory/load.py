@@ -49,6 +49,7 @@ class NodeSpec:
     transport: str
     identity_file: str | None
     proxy_jump: str | None
+    offline: bool = False  # install sfarm with no package index on the node (a wheelhouse)
 
     @property
     def is_local(self) -> bool:
@@ -114,6 +115,7 @@ class LoadedInventory:
                 else defaults.identity_file,
                 proxy_jump=node.proxy_jump if node.proxy_jump is not None
                 else defaults.proxy_jump,
+                offline=node.offline if node.offline is not None else defaults.offline,
             )
             for name, node in self.model.networks[network].nodes.items()
         ]

@@ -72,6 +72,7 @@ class Defaults(Strict):
     transport: Transport = "rsync"
     identity_file: str | None = None
     proxy_jump: str | None = None
+    offline: bool = False
 
 
 class Node(Strict):
@@ -84,6 +85,7 @@ class Node(Strict):
     transport: Transport | None = None
     identity_file: str | None = None
     proxy_jump: str | None = None
+    offline: bool | None = None
 
     @property
     def is_local(self) -> bool:

@@ -67,12 +67,13 @@ class NodeTransport(Protocol):
         """How peers reach the node (address, host key)."""
         ...
 
-    def install(self) -> tuple[list[StepResult], str | None]:
-        """Make the node able to answer this sfarm's requests (deploy's first step); the steps
-        and the python its workers run with (None: the deployment's default)."""
+    def install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
+        """Make the node able to answer this sfarm's requests (deploy's first step), with no
+        package index on the node when `offline`; the steps and the python its workers run
+        with (None: the deployment's default)."""
         ...
 
-    def check_install(self) -> tuple[list[StepResult], str | None]:
+    def check_install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
         """What `install` would do, doing nothing (a dry run): its steps ("changed": would
         install, so the node cannot answer this sfarm's requests yet) and the python."""
         ...
@@ -103,10 +104,10 @@ class InProcessTransport:
     def reach(self) -> Reach:
         return LOCAL_REACH
 
-    def install(self) -> tuple[list[StepResult], str | None]:
-        return [], None  # a local node runs the sfarm running this command
+    def install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
+        return [], None  # a local node runs the sfarm running this command: nothing to install
 
-    def check_install(self) -> tuple[list[StepResult], str | None]:
+    def check_install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
         return [], None
 
     def call(self, request: bytes) -> bytes:

@@ -68,13 +68,14 @@ class _Surveyed:
 
 
 def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool,
-            dry_run: bool = False) -> _Surveyed:
+            dry_run: bool = False, offline: bool = False) -> _Surveyed:
     """Deploy's first phase on a node: install sfarm (when the node is being deployed; a dry
-    run only checks) and learn what the network's wiring needs of it (the farm key it holds
-    only when data crosses nodes: that costs a request, of a node that can answer it)."""
+    run only checks; with no package index on the node when `offline`) and learn what the
+    network's wiring needs of it (the farm key it holds only when data crosses nodes: that
+    costs a request, of a node that can answer it)."""
     transport = agent.transport
-    steps, python = ((transport.check_install() if dry_run else transport.install()) if install
-                     else ([], None))
+    steps, python = ((transport.check_install(offline=offline) if dry_run
+                      else transport.install(offline=offline)) if install else ([], None))
     # A real deploy has just installed this sfarm; a dry run installed nothing, so a node that
     # would need it cannot answer yet.
     answers = not dry_run or all(step.status == "ok" for step in steps)
@@ -220,13 +221,14 @@ class FarmController:
                              hint=did_you_mean(task, placed) or known_names("tasks", placed))
 
     def deploy(self, *, rotate_farm_key: bool = False, dry_run: bool = False,
-               boot: bool = False) -> list[NodeOutcome]:
+               boot: bool = False, offline: bool = False) -> list[NodeOutcome]:
         """Install and configure the selected nodes, and wire the network's data: every node
         of the network is surveyed, so each consumer learns how to reach its producers, every
         node gets every node's host key (to be managed from), and the farm key is kept or
         renewed (sfarm.remote.wiring). With `boot`, each node's supervisord starts at boot.
         With `dry_run`, every step as it would go ("changed": would change) and nothing
-        changed anywhere (sfarm.remote.dry_run)."""
+        changed anywhere (sfarm.remote.dry_run). `offline`: every selected node installs with
+        no package index (as a node with `offline = true` always does)."""
         plan = plan_network(self.inventory, self.network)
         everyone = {spec.name: spec for spec in self.inventory.nodes(self.network)}
         selected = {spec.name for spec in self.nodes}
@@ -237,7 +239,8 @@ class FarmController:
         try:
             first = {result.node: result for result in self.each(
                 lambda spec, agent: _survey(spec, agent, install=spec.name in selected,
-                                            wired=bool(plan.transfers), dry_run=dry_run),
+                                            wired=bool(plan.transfers), dry_run=dry_run,
+                                            offline=offline),
                 lambda spec, error: _Surveyed(spec.name, [], error=error), surveyed)}
             surveys = {name: result.survey for name, result in first.items()
                        if result.survey is not None}

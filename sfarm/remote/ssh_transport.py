@@ -2,8 +2,8 @@
 `sfarm node call` on the node (sfarm.cli.node), the request on its stdin, the reply on stdout.
 
 The node runs the controller's sfarm: `install` (deploy's first step) puts it into `<root>/venv`
-(sfarm.remote.provision) unless the node's `python` already has this version (an image, a
-configuration tool put it there).
+(sfarm.remote.provision; from a wheelhouse the controller sends when the node is offline) unless
+the node's `python` already has this version (an image, a configuration tool put it there).
 """
 
 from __future__ import annotations
@@ -59,30 +59,36 @@ class SSHTransport:
         assert isinstance(self.connection, SSHConnection)  # what the controller gives it
         return self.connection
 
-    def install(self) -> tuple[list[StepResult], str | None]:
+    def install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
+        """This sfarm on the node: its python's when it has it, else `<root>/venv`'s, made
+        from the node's package index or, `offline`, from a wheelhouse the controller sends."""
         if self._sfarm_version(self.spec.python) == __version__:
-            step = StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")
+            steps = [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")]
             self._python = self.spec.python
         else:
             from sfarm.remote.provision import provision
 
-            step = provision(self.connection, self.root, self.spec.python)
+            steps = provision(self.connection, self.root, self.spec.python,
+                              offline=offline or self.spec.offline)
             self._python = posixpath.join(self.root, VENV_PYTHON)
-        return [step], self._python
+        return steps, self._python
 
-    def check_install(self) -> tuple[list[StepResult], str | None]:
-        """What `install` would do, doing nothing (a dry run): its step ("changed": would
+    def check_install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
+        """What `install` would do, doing nothing (a dry run): its steps ("changed": would
         install) and the python the node's workers would run with."""
         if self._sfarm_version(self.spec.python) == __version__:
             self._python = self.spec.python
             return [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")], \
                 self._python
+        from sfarm.remote.offline import wheelhouse_needed
         from sfarm.remote.provision import provision_needed
 
         step = provision_needed(self.connection, self.root, self.spec.python)
         venv_python = posixpath.join(self.root, VENV_PYTHON)
         if step.status == "ok":
             self._python = venv_python
+        if offline or self.spec.offline:
+            return [wheelhouse_needed(step, self.root), step], venv_python
         return [step], venv_python
 
     def _sfarm_version(self, python: str) -> str | None:

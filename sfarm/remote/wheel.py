@@ -9,9 +9,10 @@ sfarm runs in one of two ways, and each makes its wheel its own way:
   of exactly the bytes that were hashed.
 - From an installed wheel (`pip install .`, pipx): there is no source tree, and neither pip nor
   pipx keeps the wheel it installed, so the wheel is packed again from the installed files its
-  RECORD lists: the package and its .dist-info, without what the installer added (RECORD,
-  INSTALLER, REQUESTED, direct_url.json, the console script, bytecode). A wheel installed and
-  packed again holds the same files as the original; it needs nothing but the standard library.
+  RECORD lists, without what the installer added (RECORD, INSTALLER, REQUESTED,
+  direct_url.json, the console script, bytecode): sfarm.remote.repack, which also packs the
+  dependencies of an offline node's wheelhouse. A wheel installed and packed again holds the
+  same files as the original; it needs nothing but the standard library.
 
 The digest, a sha256 over the files' names and contents, names the build in the cache
 (`$XDG_CACHE_HOME/sfarm/wheels/<digest>/`) and the install on a node: a code change makes a new
@@ -20,7 +21,6 @@ wheel although the version string stays the same, and an unchanged tree is never
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import hashlib
@@ -32,27 +32,29 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import sfarm
 from sfarm.errors import RunError
+from sfarm.remote.repack import (
+    is_cache,
+    read_installed_wheel,
+    script_content,
+    wheel_filename,
+    wheel_tags,
+    write_wheel,
+)
 
 PACKAGE = "sfarm"
 # What setuptools reads to build sfarm (pyproject.toml and setup.py name the rest). A file the
 # build starts to read (a LICENSE) belongs here, or the node's wheel goes without it.
 SOURCE_PARTS = ("pyproject.toml", "setup.py", "README.md", "sfarm", "templates")
-CACHE_PARTS = ("__pycache__",)
-CACHE_SUFFIXES = (".pyc", ".nbi", ".nbc")  # bytecode and numba's compile cache
-# What an installer writes into .dist-info (PEP 376, 610, 627); the wheel's own RECORD is remade.
-INSTALLER_FILES = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
 CACHE_KEEP = 8  # wheels kept in the cache, the most recently used
 STALE_STAGING_S = 86400.0  # a build directory this old in the cache was left by a dead process
 BUILD_TIMEOUT_S = 300.0
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: the same files, the same zip
 
 Origin = Literal["source tree", "installed"]
 
@@ -79,10 +81,6 @@ def content_digest(files: Mapping[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def _is_cache(parts: tuple[str, ...]) -> bool:
-    return any(part in CACHE_PARTS for part in parts) or parts[-1].endswith(CACHE_SUFFIXES)
-
-
 def read_source_tree(project: Path) -> Snapshot:
     """The files of the checkout at `project` that its wheel is built from."""
     missing = [part for part in SOURCE_PARTS if not (project / part).exists()]
@@ -93,33 +91,24 @@ def read_source_tree(project: Path) -> Snapshot:
         path = project / part
         for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
             relative = file.relative_to(project)
-            if file.is_file() and not _is_cache(relative.parts):
+            if file.is_file() and not is_cache(relative.parts):
                 files[relative.as_posix()] = file.read_bytes()
     return Snapshot("source tree", project, files)
 
 
 def read_installed(distribution: importlib.metadata.Distribution) -> Snapshot:
-    """The files of an installed sfarm that make its wheel again, by their names in the wheel."""
-    listed = [PurePosixPath(str(entry)) for entry in distribution.files or []]
-    metadata = [entry for entry in listed if entry.name == "METADATA"
-                and entry.parent.name.endswith(".dist-info") and len(entry.parts) == 2]
-    if len(metadata) != 1:
-        raise RunError(f"the installed {PACKAGE} lists no .dist-info/METADATA in its RECORD",
-                       hint="reinstall sfarm (pip install --force-reinstall ...)")
-    dist_info = metadata[0].parent.name
+    """The files of an installed sfarm that make its wheel again, by their names in the wheel
+    (sfarm.remote.repack says which)."""
+    installed = read_installed_wheel(distribution)
+    data_scripts = installed.dist_info.removesuffix(".dist-info") + ".data/scripts/"
     files = {}
-    for entry in listed:
-        # The console script lies outside (../../../bin/sfarm, or bin/ with pip --target).
-        if entry.parts[0] not in (PACKAGE, dist_info) or _is_cache(entry.parts):
-            continue
-        if entry.parts[0] == dist_info and entry.name in INSTALLER_FILES:
-            continue
-        path = Path(str(distribution.locate_file(str(entry))))
+    for name, path in installed.files.items():
         try:
-            files[entry.as_posix()] = path.read_bytes()
+            content = path.read_bytes()
         except OSError as exc:
             raise RunError(f"the installed {PACKAGE} is incomplete: cannot read {path}: "
                            f"{exc.strerror}", hint="reinstall sfarm") from None
+        files[name] = script_content(content) if name.startswith(data_scripts) else content
     return Snapshot("installed", Path(str(distribution.locate_file(""))), files)
 
 
@@ -175,39 +164,15 @@ def _build_source(snapshot: Snapshot, directory: Path) -> Path:
     return wheels[0]
 
 
-def _record_hash(content: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=")
-    return f"sha256={digest.decode()}"
-
-
 def _pack_installed(snapshot: Snapshot, directory: Path) -> Path:
     dist_info = next((name.split("/")[0] for name in snapshot.files
-                      if name.endswith(".dist-info/WHEEL")), None)
+                      if name.endswith(".dist-info/WHEEL") and name.count("/") == 1), None)
     if dist_info is None:
         raise RunError(f"the installed {PACKAGE} has no .dist-info/WHEEL: it was not installed "
                        "from a wheel", hint="reinstall sfarm with pip or pipx")
-    wheel_file = snapshot.files[f"{dist_info}/WHEEL"].decode()
-    tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines()
-            if line.startswith("Tag:")]
-    if len(tags) != 1:
-        raise RunError(f"the installed {PACKAGE}'s WHEEL file names {len(tags)} tags, not one")
-    path = directory / f"{dist_info.removesuffix('.dist-info')}-{tags[0]}.whl"
-    # The package first and .dist-info last, RECORD at the very end, as wheel builders write.
-    names = sorted(snapshot.files, key=lambda name: (name.startswith(dist_info), name))
-    record = [f"{name},{_record_hash(snapshot.files[name])},{len(snapshot.files[name])}"
-              for name in names] + [f"{dist_info}/RECORD,,"]
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in names:
-            archive.writestr(_entry(name), snapshot.files[name])
-        archive.writestr(_entry(f"{dist_info}/RECORD"), "\n".join(record) + "\n")
-    return path
-
-
-def _entry(name: str) -> zipfile.ZipInfo:
-    entry = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-    entry.external_attr = 0o644 << 16
-    entry.compress_type = zipfile.ZIP_DEFLATED
-    return entry
+    tags = wheel_tags(snapshot.files[f"{dist_info}/WHEEL"].decode())
+    path = directory / wheel_filename(dist_info.removesuffix(".dist-info"), tags)
+    return write_wheel(path, dist_info, snapshot.files, snapshot.files.__getitem__)
 
 
 def cache_directory() -> Path:
