@@ -7,20 +7,18 @@ node's side runs in-process, through the same handler). By hand, `call` answers 
 for example a node's facts:
 `echo '{"protocol": 1, "sfarm": "0.1.0", "request": {"op": "facts"}}' | sfarm node call --root R`.
 
-`python -m sfarm.cli.node` runs these commands without loading the rest of the command line:
-what the controller starts on a node, so that a node answers sooner.
+The controller starts the same functions as `python -m sfarm.cli.node_stdio call|serve --root R`
+(sfarm.cli.node_stdio), without typer and the rest of the command line: a node answers sooner.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
+
+from sfarm.cli.node_stdio import answer_one, serve_frames
 
 node_app = typer.Typer(help="A node's side of farm commands (run by sfarm over SSH).",
                        no_args_is_help=True)
@@ -34,12 +32,7 @@ def call(root: Annotated[Path, typer.Option(help="The node root.")]) -> None:
     Example: [bold]echo '{"protocol": 1, "sfarm": "0.1.0", "request": {"op": "facts"}}' |
     sfarm node call --root ~/sfarm/prod/miner-1[/]
     """
-    from sfarm.runtime.handler import handle
-
-    request = sys.stdin.buffer.read()
-    with _reply_channel() as replies:
-        reply = handle(root.expanduser().absolute(), request)
-        replies.write(reply + b"\n")
+    answer_one(root)
 
 
 @node_app.command("serve")
@@ -52,34 +45,9 @@ def serve(root: Annotated[Path, typer.Option(help="The node root.")]) -> None:
     Example: [bold]printf '37\\n{"protocol": 1, "sfarm": "0.1.0", ...' |
     sfarm node serve --root ~/sfarm/prod/miner-1[/]
     """
-    from sfarm.runtime.handler import serve as serve_frames
-
-    # Requests are this process's alone: what it starts (supervisord) gets /dev/null as stdin.
-    requests = os.fdopen(os.dup(0), "rb")
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    with _reply_channel() as replies, contextlib.suppress(BrokenPipeError):
-        serve_frames(root.expanduser().absolute(), requests, replies)
-
-
-@contextlib.contextmanager
-def _reply_channel() -> Iterator[BinaryIO]:
-    """The process's stdout, for replies alone: meanwhile whatever else writes to file
-    descriptor 1 (a print, a child process such as supervisord starting) goes to stderr."""
-    replies = os.fdopen(os.dup(1), "wb")  # not inherited by children (os.dup's default)
-    os.dup2(2, 1)
-    try:
-        yield replies
-    finally:
-        sys.stdout.flush()
-        with contextlib.suppress(BrokenPipeError):
-            replies.close()
+    serve_frames(root)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(node_app, name="node")
 
-
-if __name__ == "__main__":  # python -m sfarm.cli.node: the node's commands alone
-    node_app(prog_name="sfarm node")

@@ -9,6 +9,7 @@ along (a full SSH window would stall it) and its tail kept for the message when 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -127,9 +128,7 @@ class NodeSession:
 
     def close(self) -> None:
         """End the agent: its stdin ends, so it exits; the channel is closed."""
-        try:
+        with contextlib.suppress(OSError, EOFError, SSHException):
             self._channel.shutdown_write()
-        except (OSError, EOFError, SSHException):
-            pass
         self._channel.close()
 

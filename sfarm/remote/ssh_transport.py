@@ -3,7 +3,8 @@ connections, deploy's phases) starts one `sfarm node serve` on the node at its f
 and sends every request to it, for the life of the connection (sfarm.remote.node_session);
 otherwise each request runs one `sfarm node call`, the request on its stdin, the reply on
 stdout: a one-shot command costs one Python start on the node either way. Both run the node's
-commands alone (`python -m sfarm.cli.node`), not the whole command line: half the start-up.
+commands alone (`python -m sfarm.cli.node_stdio`), not the whole command line: half the
+start-up.
 
 The node runs the controller's sfarm: `install` (deploy's first step) puts it into `<root>/venv`
 (sfarm.remote.provision; from a wheelhouse the controller sends when the node is offline) unless
@@ -28,11 +29,11 @@ from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
 COMMAND_TIMEOUT_S = 120.0
-NODE_MODULE = "sfarm.cli.node"  # `sfarm node ...` without the rest of the command line
+NODE_MODULE = "sfarm.cli.node_stdio"  # `sfarm node ...` without the rest of the command line
 # Runs the node's commands with the root's venv when there is one, else the node's python: one
 # interpreter start per call (probing the version first doubled the time of a status).
 NODE_LAUNCHER = f'py="$1"; shift; [ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"'
-_NO_SFARM = re.compile(r"No module named '?sfarm'?$", re.MULTILINE)
+_NO_SFARM = re.compile(r"No module named (?:'sfarm'|sfarm$)", re.MULTILINE)
 
 
 class SSHTransport:
