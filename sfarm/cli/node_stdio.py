@@ -67,3 +67,7 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    # The reply is out (and its stream closed): skip the interpreter's teardown, which frees
+    # every module one by one (~25 ms of a node's ~0.3 s start, paid once per request).
+    sys.stderr.flush()
+    os._exit(0)

@@ -33,6 +33,7 @@ NODE_MODULE = "sfarm.cli.node_stdio"  # `sfarm node ...` without the rest of the
 # Runs the node's commands with the root's venv when there is one, else the node's python: one
 # interpreter start per call (probing the version first doubled the time of a status).
 NODE_LAUNCHER = f'py="$1"; shift; [ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"'
+VERSION_PROBE = "import sfarm; print('sfarm', sfarm.__version__)"
 _NO_SFARM = re.compile(r"No module named (?:'sfarm'|sfarm$)", re.MULTILINE)
 
 
@@ -104,8 +105,9 @@ class SSHTransport:
         return [step], venv_python
 
     def _sfarm_version(self, python: str) -> str | None:
-        # `python -m sfarm --version` prints "sfarm X"; a missing interpreter or package fails.
-        probe = f"{shlex.quote(python)} -m sfarm --version 2>/dev/null"
+        # Prints "sfarm X"; a missing interpreter or package fails. Not `-m sfarm --version`:
+        # that loads the whole command line (0.8 s of CPU on the node, every deploy).
+        probe = f"{shlex.quote(python)} -c {shlex.quote(VERSION_PROBE)} 2>/dev/null"
         result = self.connection.run(["sh", "-c", probe], check=False, timeout=COMMAND_TIMEOUT_S)
         words = result.stdout_text.split()
         return words[1] if result.ok and len(words) == 2 and words[0] == "sfarm" else None

@@ -1,5 +1,6 @@
-"""Benchmark: farms of 1, 3 and 6 nodes reached over SSH (one real sshd each, on loopback), each
-node mining one market of one emulated exchange (tests/fixtures/scale_farm.py), and the same
+"""Benchmark: farms of 1, 3 and 6 nodes reached over SSH, each node a user host (a unix user of
+its own with its own sshd on loopback and /bin/sh as its shell, tests/fixtures/user_hosts.py),
+each mining one market of one emulated exchange (tests/fixtures/scale_farm.py), and the same
 one-node farm on this machine (`host = "local"`) as the yardstick. Measured, for each size:
 * `sfarm deploy` of fresh nodes (their python already has this sfarm: no venv to build), and a
   redeploy with nothing changed;
@@ -65,9 +66,9 @@ def report(title: str, columns: Sequence[str],
         print(f"{row:<36}{cells}")
 
 
-def test_bench_farm_scale(sshd_factory: Callable[[int], list[SSHServer]],
+def test_bench_farm_scale(user_hosts: Callable[[int], list[SSHServer]],
                           monkeypatch: pytest.MonkeyPatch) -> None:
-    servers = sshd_factory(max(SIZES))
+    servers = user_hosts(max(SIZES))
     results: dict[str, dict[str, tuple[float, float]]] = {}
     with scale_farm([None]) as farm:
         results["1 local"] = measure(farm, monkeypatch)
