@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from sfarm.remote.controller import CONNECT_TIMEOUT_S, FarmController
+from sfarm.status import NodeStatus
 from tests.fixtures.black_hole import BlackHole, black_hole
 from tests.fixtures.cli import run_sfarm
 from tests.fixtures.scale_farm import ScaleFarm, scale_farm
@@ -33,11 +35,13 @@ def _with_dead_node(farm: ScaleFarm, hole: BlackHole) -> Path:
     return inventory
 
 
-def _timed_status(inventory: Path, **options: float) -> tuple[float, dict[str, object]]:
+def _timed_status(inventory: Path, connect_timeout: float = CONNECT_TIMEOUT_S
+                  ) -> tuple[float, dict[str, NodeStatus]]:
+    """How long a status of every node of `inventory` took, and its rows by node."""
     from sfarm.inventory import load_inventory
-    from sfarm.remote.controller import FarmController
 
-    controller = FarmController(load_inventory(inventory), "scale", **options)
+    controller = FarmController(load_inventory(inventory), "scale",
+                                connect_timeout=connect_timeout)
     began = time.monotonic()
     status = controller.status()
     return time.monotonic() - began, {node.name: node for node in status.nodes}

@@ -58,7 +58,7 @@ def test_a_stream_that_breaks_inside_a_frame_is_broken(raw: bytes) -> None:
 
 def _replies(raw: bytes) -> list[dict[str, object]]:
     out = io.BytesIO()
-    serve(Path("/nonexistent/root"), io.BytesIO(raw), out)  # type: ignore[arg-type]
+    serve(Path("/nonexistent/root"), io.BytesIO(raw), out)
     out.seek(0)
     replies = []
     while (frame := read_frame(out)) is not None:
@@ -71,7 +71,7 @@ def test_serve_answers_each_frame_and_survives_malformed_ones() -> None:
     replies = _replies(b"not a length\n" + encode_frame(b"{not json") + encode_frame(newer)
                        + encode_frame(FACTS) + b"40\ncut")
     assert [reply["ok"] for reply in replies] == [False, False, False, True, False]
-    messages = [str(reply.get("error", {})) for reply in replies]  # type: ignore[call-overload]
+    messages = [str(reply.get("error", {})) for reply in replies]
     assert "malformed frame" in messages[0] and "not a length" in messages[0]
     assert "not JSON" in messages[1]
     assert "sfarm 9.0.0 (node protocol 99)" in messages[2] and __version__ in messages[2]
@@ -183,3 +183,43 @@ def test_a_malformed_request_gets_an_error_reply_and_the_agent_serves_on(
         assert channel.recv_exit_status() == 0
         channel.close()
     wait_for(lambda: not agents(server), what="the agent gone")
+
+
+# --- a node whose agent misbehaves (a stand-in python on the session's sshd) ------------------
+
+AGENTS = {
+    "garbage": ("echo 'Welcome to the node!'; exec sleep 41", "its reply is not a frame"),
+    "crash": ("echo 'Segmentation fault' >&2; exit 139",
+              "sfarm node serve failed: Segmentation fault"),
+    "hang": ("exec sleep 41", "gave no reply within 2 s and was terminated"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(AGENTS))
+def test_a_misbehaving_agent_is_an_error_and_leaves_nothing(
+        kind: str, sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfarm.errors import SfarmError
+    from sfarm.remote.agent import NodeAgent
+    from sfarm.remote.ssh import SSHConnection
+    from sfarm.remote.ssh_transport import SSHTransport
+
+    script, words = AGENTS[kind]
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\n{script}\n")
+    python.chmod(0o755)
+    monkeypatch.setattr("sfarm.remote.ssh_transport.COMMAND_TIMEOUT_S", 2.0)
+    spec = sshd.node("odd-1", base_dir=str(tmp_path / "nodes"), python=str(python))
+    with SSHConnection(spec, known_hosts=sshd.known_hosts) as connection:
+        agent = NodeAgent(spec, SSHTransport(spec, connection, serve=True))
+        with pytest.raises(SfarmError) as raised:
+            agent.facts()
+        assert raised.value.message.startswith(f"node odd-1 ({sshd.user}@127.0.0.1")
+        assert words in raised.value.message, raised.value.message
+        with pytest.raises(SfarmError):  # asked again: a new agent, the same error
+            agent.facts()
+    wait_for(lambda: "sleep 41" not in _commands(), what="no stand-in agent left")
+
+
+def _commands() -> str:
+    return subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True,
+                          check=False).stdout

@@ -61,18 +61,18 @@ class NodeSession:
 
     def call(self, request: bytes, timeout: float) -> bytes:
         """The reply to `request`. Raises SessionEnded when the agent is gone, SessionTimeout
-        after `timeout` seconds without a byte of reply (the agent is then ended), and
-        ProtocolError for a reply that is no frame (the session is then closed)."""
+        after `timeout` seconds without a byte of reply, and ProtocolError for a reply that
+        is no frame (either way the agent is then ended)."""
         with self._lock:
             self._channel.settimeout(timeout)
             try:
                 self._channel.sendall(encode_frame(request))
                 reply = read_frame(self._replies)
             except TimeoutError:  # socket.timeout: paramiko's recv with a timeout set
-                self._end_hung()
+                self._kill_agent()
                 raise SessionTimeout(f"no reply within {timeout:g} s") from None
             except FrameError as error:
-                self.close()
+                self._kill_agent()  # what it says is unknown: it is not asked again
                 raise ProtocolError(f"{self.where}: its reply is not a frame ({error})",
                                     hint="is something on the node printing to stdout?") \
                     from None
@@ -89,8 +89,9 @@ class NodeSession:
         self.close()
         return SessionEnded(exit_code, self._stderr_text())
 
-    def _end_hung(self) -> None:
-        """SIGTERM the agent, then SIGKILL (it may be stuck where TERM is not heard), and close."""
+    def _kill_agent(self) -> None:
+        """SIGTERM the agent, then SIGKILL (it may be stuck where TERM is not heard), and close:
+        an agent that does not answer may not read its stdin's end either."""
         if self._pid is not None:
             for signal_name in ("TERM", "KILL"):
                 try:

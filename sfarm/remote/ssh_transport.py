@@ -161,8 +161,8 @@ class SSHTransport:
             return ProtocolError(f"{self.where} runs an older sfarm, one without `sfarm node "
                                  f"{command}`; this is sfarm {__version__}", hint=DEPLOY_HINT)
         tail = "\n".join([line[:300] for line in stderr.splitlines() if line.strip()][-3:])
-        return RunError(f"{self.where}: sfarm node {command} failed: "
-                        + (tail or f"exit code {exit_code}"))
+        ended = f"exit code {exit_code}" if exit_code is not None else "the channel closed"
+        return RunError(f"{self.where}: sfarm node {command} failed: " + (tail or ended))
 
     def _end_session(self) -> None:
         if self._session is not None:
