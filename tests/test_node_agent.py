@@ -127,6 +127,16 @@ def test_kept_connections_keep_one_agent_per_node(
         wait_for(lambda: not any(agents(server) for server in servers),
                  what="every agent ended with its connection")
 
+        # A log tail asks again and again: one agent for its life, gone with it.
+        from sfarm.farm import Farm
+
+        with Farm.open(farm.inventory, None).logs("node-2") as tail:
+            assert any("mining" in line for chunk in tail.read() for line in chunk.lines)
+            started = [agents(servers[1])]
+            tail.read()
+            assert [agents(servers[1])] == started and len(started[0]) == 1
+        wait_for(lambda: not agents(servers[1]), what="the tail's agent ended")
+
 
 @pytest.mark.slow
 def test_an_agent_ends_when_its_controller_dies(

@@ -182,7 +182,9 @@ class Farm:
             raise UsageError(f"no task {task!r} on node {node!r}",
                              hint=did_you_mean(task, spec.tasks)
                              or known_names("tasks", spec.tasks))
-        return LogTail(self.controller.agent(spec), [task] if task else list(spec.tasks), lines)
+        # A tail asks again and again: one agent on the node for its life (over SSH).
+        return LogTail(self.controller.agent(spec, serve=True),
+                       [task] if task else list(spec.tasks), lines)
 
     # -- datasets ---------------------------------------------------------------------------
 

@@ -138,8 +138,10 @@ class FarmController:
             nodes = [spec for spec in nodes if spec.name == node]
         self.nodes = nodes
 
-    def agent(self, spec: NodeSpec) -> NodeAgent:
+    def agent(self, spec: NodeSpec, *, serve: bool | None = None) -> NodeAgent:
         """A new agent of the node; close it after use (an SSH agent holds a connection).
+        With `serve` (default: when connections are kept) its requests go to one
+        `sfarm node serve` on the node, for an agent asked many times (a log tail).
 
         Run in a remote node's root (the inventory deploy placed there), the other nodes are
         reached with the operator's own credentials and checked against the host keys deploy
@@ -158,7 +160,7 @@ class FarmController:
         from sfarm.remote.ssh_transport import SSHTransport
 
         # An agent kept for several requests keeps `sfarm node serve` running on the node.
-        serve = self._open is not None
+        serve = self._open is not None if serve is None else serve
         if origin is None or origin.local:
             connection = SSHConnection(spec, connect_timeout=self.connect_timeout)
         else:

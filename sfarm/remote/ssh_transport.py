@@ -1,5 +1,5 @@
 """The transport to a node reached over SSH. A transport that serves (`serve=True`: kept
-connections, deploy's phases) starts one `sfarm node serve` on the node at its first request
+connections, deploy's phases, a log tail) starts one `sfarm node serve` on the node at its first request
 and sends every request to it, for the life of the connection (sfarm.remote.node_session);
 otherwise each request runs one `sfarm node call`, the request on its stdin, the reply on
 stdout: a one-shot command costs one Python start on the node either way. Both run the node's
