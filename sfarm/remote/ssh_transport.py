@@ -1,10 +1,10 @@
 """The transport to a node reached over SSH. A transport that serves (`serve=True`: kept
-connections, deploy's phases, a log tail) starts one `sfarm node serve` on the node at its first request
-and sends every request to it, for the life of the connection (sfarm.remote.node_session);
-otherwise each request runs one `sfarm node call`, the request on its stdin, the reply on
-stdout: a one-shot command costs one Python start on the node either way. Both run the node's
-commands alone (`python -m sfarm.cli.node_stdio`), not the whole command line: half the
-start-up.
+connections, deploy's phases, a log tail) starts one `sfarm node serve` on the node at its
+first request and sends every request to it, for the life of the connection
+(sfarm.remote.node_session); otherwise each request runs one `sfarm node call`, the request on
+its stdin, the reply on stdout: a one-shot command costs one Python start on the node either
+way. Both run the node's commands alone (`python -m sfarm.cli.node_stdio`), not the whole
+command line: half the start-up.
 
 The node runs the controller's sfarm: `install` (deploy's first step) puts it into `<root>/venv`
 (sfarm.remote.provision; from a wheelhouse the controller sends when the node is offline) unless
