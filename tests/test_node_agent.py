@@ -233,3 +233,23 @@ def test_a_misbehaving_agent_is_an_error_and_leaves_nothing(
 def _commands() -> str:
     return subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True,
                           check=False).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("serve", [False, True])
+def test_a_root_under_home_is_resolved_by_the_node(
+        serve: bool, user_hosts: Callable[[int], list[SSHServer]]) -> None:
+    """The default base_dir is ~/sfarm: the node's process expands `~` (a request costs no
+    round trip to learn the home first) to the root the controller computes."""
+    from sfarm.remote.agent import NodeAgent
+    from sfarm.remote.ssh import SSHConnection
+    from sfarm.remote.ssh_transport import SSHTransport
+
+    server, = user_hosts(1)
+    spec = server.node("home-1", base_dir="~/nodes/far")
+    with SSHConnection(spec, known_hosts=server.known_hosts) as connection:
+        agent = NodeAgent(spec, SSHTransport(spec, connection, serve=serve))
+        facts = agent.facts()
+        assert connection._home is None  # nobody asked for it
+        assert facts.root == str(server.home / "nodes" / "far" / "test" / "home-1")
+        assert agent.transport.root == facts.root  # and the controller agrees

@@ -32,7 +32,10 @@ COMMAND_TIMEOUT_S = 120.0
 NODE_MODULE = "sfarm.cli.node_stdio"  # `sfarm node ...` without the rest of the command line
 # Runs the node's commands with the root's venv when there is one, else the node's python: one
 # interpreter start per call (probing the version first doubled the time of a status).
-NODE_LAUNCHER = f'py="$1"; shift; [ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"'
+# (A root under `~/` comes as it is: the shell and the node's python expand it, so the node's
+# home is not asked for first, a round trip per command with the default base_dir.)
+NODE_LAUNCHER = ('py="$1"; shift; case "$py" in "~/"*) py="$HOME/${py#"~/"}";; esac; '
+                 f'[ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"')
 VERSION_PROBE = "import sfarm; print('sfarm', sfarm.__version__)"
 _NO_SFARM = re.compile(r"No module named (?:'sfarm'|sfarm$)", re.MULTILINE)
 
@@ -113,11 +116,17 @@ class SSHTransport:
         return words[1] if result.ok and len(words) == 2 and words[0] == "sfarm" else None
 
     def _node_command(self, command: str) -> list[str]:
-        words = [command, "--root", self.root]
+        # The root as the node's process resolves it (`~` and a relative base_dir from the
+        # home sshd starts it in: `root`'s result), without asking for the home first.
+        base = self.spec.base_dir
+        root = (self.root if self._root or (base.startswith("~") and not base.startswith("~/")
+                                            and base != "~")
+                else posixpath.join(base, self.spec.network, self.spec.name))
+        words = [command, "--root", root]
         if self._python is not None:
             return [self._python, "-m", NODE_MODULE, *words]
-        return ["sh", "-c", NODE_LAUNCHER, "sfarm-node",
-                posixpath.join(self.root, VENV_PYTHON), self.spec.python, *words]
+        return ["sh", "-c", NODE_LAUNCHER, "sfarm-node", posixpath.join(root, VENV_PYTHON),
+                self.spec.python, *words]
 
     def call(self, request: bytes) -> bytes:
         """The node's reply to `request`: from its agent (`sfarm node serve`, started at the
