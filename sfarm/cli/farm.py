@@ -18,7 +18,7 @@ from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
 from sfarm.farm import Farm, FarmReport, Note
-from sfarm.remote.controller import DEFAULT_FORKS
+from sfarm.remote.controller import CONNECT_TIMEOUT_S, DEFAULT_FORKS
 from sfarm.runtime.protocol import Action
 from sfarm.status import NetworkStatus, TaskStatus
 
@@ -238,6 +238,11 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
            watch: Annotated[bool, typer.Option("--watch", "-w",
                                                help="Refresh in place until Ctrl-C.")] = False,
            interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+           timeout: Annotated[float, typer.Option(
+               "--timeout", metavar="S", min=0.1,
+               help="Seconds to wait for each SSH node to connect: one that has not by then "
+                    "is reported unreachable (the others are not held up).")]
+           = CONNECT_TIMEOUT_S,
            ) -> None:
     """Every node's tasks: state, heartbeat age, last candle and lag, rows, last error, and
     inputs read from other nodes that are stale. Exit 1 when a node is unreachable, a task is
@@ -247,7 +252,8 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
     """
     if watch:
         # One connection per node for the whole watch, not one per refresh.
-        farm = Farm.open(inventory, network, node, keep_connections=True)
+        farm = Farm.open(inventory, network, node, keep_connections=True,
+                         connect_timeout=timeout)
         try:
             with Live(render_status(farm.status()), console=out, auto_refresh=False) as live:
                 while True:
@@ -257,7 +263,7 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
             return
         finally:
             farm.close()
-    result = Farm.open(inventory, network, node).status()
+    result = Farm.open(inventory, network, node, connect_timeout=timeout).status()
     if json:
         print_json(result.to_json())
     else:

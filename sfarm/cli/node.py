@@ -1,19 +1,24 @@
-"""`sfarm node call`: a node's side of every farm command, one request of the node protocol
-(sfarm.runtime.protocol) read from stdin, its reply written to stdout.
+"""`sfarm node call` and `sfarm node serve`: a node's side of every farm command. `call`
+answers one request of the node protocol (sfarm.runtime.protocol) read from stdin, its reply
+written to stdout; `serve` answers framed requests (sfarm.runtime.framing) until stdin ends.
 
-The controller runs it on a node reached over SSH (a local node's side runs in-process, through
-the same handler). By hand, it answers any request, for example a node's facts:
+The controller runs `serve` on a node reached over SSH, for the life of its connection (a local
+node's side runs in-process, through the same handler). By hand, `call` answers any request,
+for example a node's facts:
 `echo '{"protocol": 1, "sfarm": "0.1.0", "request": {"op": "facts"}}' | sfarm node call --root R`.
+
+The controller starts the same functions as `python -m sfarm.cli.node_stdio call|serve --root R`
+(sfarm.cli.node_stdio), without typer and the rest of the command line: a node answers sooner.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from sfarm.cli.node_stdio import answer_one, serve_frames
 
 node_app = typer.Typer(help="A node's side of farm commands (run by sfarm over SSH).",
                        no_args_is_help=True)
@@ -27,22 +32,22 @@ def call(root: Annotated[Path, typer.Option(help="The node root.")]) -> None:
     Example: [bold]echo '{"protocol": 1, "sfarm": "0.1.0", "request": {"op": "facts"}}' |
     sfarm node call --root ~/sfarm/prod/miner-1[/]
     """
-    from sfarm.runtime.handler import handle
+    answer_one(root)
 
-    request = sys.stdin.buffer.read()
-    # stdout carries the reply alone: whatever else writes there meanwhile (a print, a child
-    # process such as supervisord starting) is sent to stderr instead.
-    reply_channel = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        reply = handle(root.expanduser().absolute(), request)
-    finally:
-        sys.stdout.flush()
-        os.dup2(reply_channel, 1)
-        os.close(reply_channel)
-    sys.stdout.buffer.write(reply + b"\n")
-    sys.stdout.buffer.flush()
+
+@node_app.command("serve")
+def serve(root: Annotated[Path, typer.Option(help="The node root.")]) -> None:
+    """Answer requests of the node protocol until stdin ends: each request a frame on stdin
+    (its length in decimal digits, a newline, its JSON envelope), each reply a frame on stdout,
+    in order. A frame that cannot be read gets an error reply. What sfarm runs on a node for
+    the life of its SSH connection; it ends when the connection does.
+
+    Example: [bold]printf '37\\n{"protocol": 1, "sfarm": "0.1.0", ...' |
+    sfarm node serve --root ~/sfarm/prod/miner-1[/]
+    """
+    serve_frames(root)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(node_app, name="node")
+

@@ -20,7 +20,12 @@ from sfarm.farm.results import FarmReport, Note
 from sfarm.farm.status import fill_lags, running_with_data
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.problems import did_you_mean, known_names
-from sfarm.remote.controller import DEFAULT_FORKS, FarmController, NodeOutcome
+from sfarm.remote.controller import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_FORKS,
+    FarmController,
+    NodeOutcome,
+)
 from sfarm.remote.pull import PullResult, pull
 from sfarm.runtime.protocol import Action, DatasetSummary
 from sfarm.status import NetworkStatus
@@ -34,21 +39,25 @@ class Farm:
     or a `with` block ends them."""
 
     def __init__(self, inventory: LoadedInventory, network: str, node: str | None = None, *,
-                 keep_connections: bool = False, forks: int = DEFAULT_FORKS) -> None:
+                 keep_connections: bool = False, forks: int = DEFAULT_FORKS,
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         self.controller = FarmController(inventory, network, node,
-                                         keep_connections=keep_connections, forks=forks)
+                                         keep_connections=keep_connections, forks=forks,
+                                         connect_timeout=connect_timeout)
         self.inventory = inventory
         self.network = network
 
     @classmethod
     def open(cls, inventory: Path | None, network: str | None, node: str | None = None, *,
-             keep_connections: bool = False, forks: int = DEFAULT_FORKS) -> Farm:
+             keep_connections: bool = False, forks: int = DEFAULT_FORKS,
+             connect_timeout: float = CONNECT_TIMEOUT_S) -> Farm:
         """The farm of the inventory at `inventory` (found as the command line finds it when
         None), its network `network` (the only one when None); `forks` nodes are changed at
-        once."""
+        once; an SSH node not connected within `connect_timeout` seconds is unreachable."""
         loaded = load_inventory(inventory)
         return cls(loaded, loaded.select_network(network), node,
-                   keep_connections=keep_connections, forks=forks)
+                   keep_connections=keep_connections, forks=forks,
+                   connect_timeout=connect_timeout)
 
     @property
     def nodes(self) -> list[NodeSpec]:
@@ -173,7 +182,9 @@ class Farm:
             raise UsageError(f"no task {task!r} on node {node!r}",
                              hint=did_you_mean(task, spec.tasks)
                              or known_names("tasks", spec.tasks))
-        return LogTail(self.controller.agent(spec), [task] if task else list(spec.tasks), lines)
+        # A tail asks again and again: one agent on the node for its life (over SSH).
+        return LogTail(self.controller.agent(spec, serve=True),
+                       [task] if task else list(spec.tasks), lines)
 
     # -- datasets ---------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ T = TypeVar("T")
 DEFAULT_FORKS = 10  # nodes changed at once, as Ansible's forks and pyinfra's --parallel
 READ_PARALLEL = 32  # nodes read at once (status): a request each, no install
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 5.0  # a node not connected by then is reported unreachable
 
 
 @dataclass(frozen=True)
@@ -112,18 +113,21 @@ def describe_failure(error: Exception) -> str:
 
 class FarmController:
     """Runs node operations on the nodes of one network. With `keep_connections`, each node's
-    agent (its SSH connection) stays open between calls, for callers that poll (status
-    --watch, the dashboard); `close()` ends them. Otherwise every call opens and closes its
-    own."""
+    agent (its SSH connection, and the `sfarm node serve` on it) stays open between calls, for
+    callers that poll (status --watch, the dashboard); `close()` ends them. Otherwise every
+    call opens and closes its own. A node not connected within `connect_timeout` seconds is
+    reported unreachable."""
 
     def __init__(self, inventory: LoadedInventory, network: str,
                  node: str | None = None, *, keep_connections: bool = False,
-                 forks: int = DEFAULT_FORKS) -> None:
+                 forks: int = DEFAULT_FORKS,
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         if forks < 1:
             raise UsageError(f"--forks must be at least 1, not {forks}")
         self.inventory = inventory
         self.network = network
         self.forks = forks  # nodes changed at once (deploy, start, ...); reads go wider
+        self.connect_timeout = connect_timeout
         self._open: dict[str, NodeAgent] | None = {} if keep_connections else None
         nodes = inventory.nodes(network)
         if node is not None:
@@ -134,8 +138,10 @@ class FarmController:
             nodes = [spec for spec in nodes if spec.name == node]
         self.nodes = nodes
 
-    def agent(self, spec: NodeSpec) -> NodeAgent:
+    def agent(self, spec: NodeSpec, *, serve: bool | None = None) -> NodeAgent:
         """A new agent of the node; close it after use (an SSH agent holds a connection).
+        With `serve` (default: when connections are kept) its requests go to one
+        `sfarm node serve` on the node, for an agent asked many times (a log tail).
 
         Run in a remote node's root (the inventory deploy placed there), the other nodes are
         reached with the operator's own credentials and checked against the host keys deploy
@@ -153,11 +159,15 @@ class FarmController:
         from sfarm.remote.ssh import SSHConnection
         from sfarm.remote.ssh_transport import SSHTransport
 
+        # An agent kept for several requests keeps `sfarm node serve` running on the node.
+        serve = self._open is not None if serve is None else serve
         if origin is None or origin.local:
-            return NodeAgent(spec, SSHTransport(spec, SSHConnection(spec)))
-        shipped = self.inventory.path.parent / KNOWN_HOSTS_FILE
-        return NodeAgent(spec, SSHTransport(spec, SSHConnection(
-            spec, known_hosts=shipped, managed_from=origin.node)))
+            connection = SSHConnection(spec, connect_timeout=self.connect_timeout)
+        else:
+            connection = SSHConnection(spec, known_hosts=self.inventory.path.parent
+                                       / KNOWN_HOSTS_FILE, managed_from=origin.node,
+                                       connect_timeout=self.connect_timeout)
+        return NodeAgent(spec, SSHTransport(spec, connection, serve=serve))
 
     def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
         if self._open is None:

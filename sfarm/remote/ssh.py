@@ -59,7 +59,7 @@ USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 # Prints the shell's pid (which exec keeps for the command) so a timeout can signal it.
 PID_WRAPPER = 'printf "sfarm-pid:%s\\n" "$$" >&2; exec "$@"'
-_PID_LINE = re.compile(rb"\Asfarm-pid:(\d+)\n")
+PID_LINE = re.compile(rb"\Asfarm-pid:(\d+)\n")
 # Writes stdin to a 0600 temp file beside the target, sets the mode, renames over the target.
 PUT_SCRIPT = ('umask 077; cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" '
               '|| { status=$?; rm -f "$1"; exit $status; }')
@@ -76,7 +76,7 @@ class SSHConnection:
     """A node's machine over SSH. Connects on first use; `close()` (or `with`) disconnects."""
 
     def __init__(self, node: NodeSpec, *, known_hosts: Path | None = None,
-                 connect_timeout: float = 10, remote_rsync: str = "rsync",
+                 connect_timeout: float = 5, remote_rsync: str = "rsync",
                  managed_from: str | None = None) -> None:
         """`managed_from`: the node whose root this command runs in (sfarm.inventory.origin),
         if any: the inventory's identity_file is then a path on the machine that deployed, so
@@ -202,7 +202,7 @@ class SSHConnection:
             remote = ["sh", "-c", PID_WRAPPER, "sfarm-run", *remote]
         exit_code, stdout, stderr = self._exec(shlex.join(remote), input, timeout, words)
         if timeout is not None:
-            stderr = _PID_LINE.sub(b"", stderr, count=1)
+            stderr = PID_LINE.sub(b"", stderr, count=1)
         result = CommandResult(exit_code, stdout, stderr, tuple(words))
         if check and not result.ok:
             raise command_failed(self.where, result)
@@ -243,9 +243,26 @@ class SSHConnection:
                 self.target, f"the connection was lost while running `{describe_command(argv)}`")
         return exit_code, bytes(stdout), bytes(stderr)
 
+    def spawn(self, argv: Sequence[str]) -> Channel:
+        """Start `argv` on a channel of its own and return at once: the channel carries the
+        command's stdin, stdout and stderr, stderr's first line being `sfarm-pid:N` (N: the
+        command's pid, to signal it). Closing the channel ends the command's stdin."""
+        words = list(argv)
+        if not words:
+            raise UsageError("a command needs at least one word")
+        log.debug("%s spawn: %s", self.where, describe_command(words))
+        transport = self._session().transport
+        try:
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(shlex.join(["sh", "-c", PID_WRAPPER, "sfarm-run", *words]))
+        except (SSHException, OSError, EOFError) as exc:
+            raise ssh_errors.protocol_error(
+                self.target, f"could not start `{describe_command(words)}`: {exc}") from None
+        return channel
+
     def _terminate(self, channel: Channel, stderr: bytearray) -> None:
         """SIGTERM the timed-out command (SIGKILL if it lingers); without a pid, just hang up."""
-        found = _PID_LINE.match(bytes(stderr))
+        found = PID_LINE.match(bytes(stderr))
         if found is None:
             return
         for signal_name in ("TERM", "KILL"):

@@ -1,5 +1,10 @@
-"""The transport to a node reached over SSH: each request of the node protocol runs one
-`sfarm node call` on the node (sfarm.cli.node), the request on its stdin, the reply on stdout.
+"""The transport to a node reached over SSH. A transport that serves (`serve=True`: kept
+connections, deploy's phases, a log tail) starts one `sfarm node serve` on the node at its
+first request and sends every request to it, for the life of the connection
+(sfarm.remote.node_session); otherwise each request runs one `sfarm node call`, the request on
+its stdin, the reply on stdout: a one-shot command costs one Python start on the node either
+way. Both run the node's commands alone (`python -m sfarm.cli.node_stdio`), not the whole
+command line: half the start-up.
 
 The node runs the controller's sfarm: `install` (deploy's first step) puts it into `<root>/venv`
 (sfarm.remote.provision; from a wheelhouse the controller sends when the node is offline) unless
@@ -9,30 +14,40 @@ the node's `python` already has this version (an image, a configuration tool put
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 
 from sfarm import __version__
-from sfarm.errors import RunError
+from sfarm.errors import RunError, SfarmError
 from sfarm.inventory import NodeSpec
-from sfarm.remote.connection import Connection, expand_home
+from sfarm.remote.connection import Connection, Failure, TransportError, expand_home
 from sfarm.remote.jump_hosts import jump_hosts
+from sfarm.remote.node_session import NodeSession, SessionEnded, SessionTimeout
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
 from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
 COMMAND_TIMEOUT_S = 120.0
-# Runs `sfarm node ...` with the root's venv when there is one, else the node's python: one
+NODE_MODULE = "sfarm.cli.node_stdio"  # `sfarm node ...` without the rest of the command line
+# Runs the node's commands with the root's venv when there is one, else the node's python: one
 # interpreter start per call (probing the version first doubled the time of a status).
-NODE_LAUNCHER = 'py="$1"; shift; [ -x "$py" ] || py="$1"; shift; exec "$py" -m sfarm node "$@"'
+# (A root under `~/` comes as it is: the shell and the node's python expand it, so the node's
+# home is not asked for first, a round trip per command with the default base_dir.)
+NODE_LAUNCHER = ('py="$1"; shift; case "$py" in "~/"*) py="$HOME/${py#"~/"}";; esac; '
+                 f'[ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"')
+VERSION_PROBE = "import sfarm; print('sfarm', sfarm.__version__)"
+_NO_SFARM = re.compile(r"No module named (?:'sfarm'|sfarm$)", re.MULTILINE)
 
 
 class SSHTransport:
-    def __init__(self, spec: NodeSpec, connection: Connection) -> None:
+    def __init__(self, spec: NodeSpec, connection: Connection, *, serve: bool = False) -> None:
         self.spec = spec
         self.connection = connection
+        self.serve = serve
         self._root: str | None = None
         self._python: str | None = None  # known after install: no launcher needed then
+        self._session: NodeSession | None = None
 
     @property
     def where(self) -> str:
@@ -71,6 +86,7 @@ class SSHTransport:
             steps = provision(self.connection, self.root, self.spec.python,
                               offline=offline or self.spec.offline)
             self._python = posixpath.join(self.root, VENV_PYTHON)
+        self._end_session()  # an agent started before runs the sfarm found before
         return steps, self._python
 
     def check_install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
@@ -92,34 +108,76 @@ class SSHTransport:
         return [step], venv_python
 
     def _sfarm_version(self, python: str) -> str | None:
-        # `python -m sfarm --version` prints "sfarm X"; a missing interpreter or package fails.
-        probe = f"{shlex.quote(python)} -m sfarm --version 2>/dev/null"
+        # Prints "sfarm X"; a missing interpreter or package fails. Not `-m sfarm --version`:
+        # that loads the whole command line (0.8 s of CPU on the node, every deploy).
+        probe = f"{shlex.quote(python)} -c {shlex.quote(VERSION_PROBE)} 2>/dev/null"
         result = self.connection.run(["sh", "-c", probe], check=False, timeout=COMMAND_TIMEOUT_S)
         words = result.stdout_text.split()
         return words[1] if result.ok and len(words) == 2 and words[0] == "sfarm" else None
 
-    def call(self, request: bytes) -> bytes:
-        """Run `sfarm node call --root ROOT` on the node with `request` on its stdin."""
-        words = ["call", "--root", self.root]
+    def _node_command(self, command: str) -> list[str]:
+        # The root as the node's process resolves it (`~` and a relative base_dir from the
+        # home sshd starts it in: `root`'s result), without asking for the home first.
+        base = self.spec.base_dir
+        root = (self.root if self._root or (base.startswith("~") and not base.startswith("~/")
+                                            and base != "~")
+                else posixpath.join(base, self.spec.network, self.spec.name))
+        words = [command, "--root", root]
         if self._python is not None:
-            launch = [self._python, "-m", "sfarm", "node", *words]
-        else:
-            launch = ["sh", "-c", NODE_LAUNCHER, "sfarm-node",
-                      posixpath.join(self.root, VENV_PYTHON), self.spec.python, *words]
-        result = self.connection.run(launch, input=request, timeout=COMMAND_TIMEOUT_S,
-                                     check=False)
-        if result.ok:
+            return [self._python, "-m", NODE_MODULE, *words]
+        return ["sh", "-c", NODE_LAUNCHER, "sfarm-node", posixpath.join(root, VENV_PYTHON),
+                self.spec.python, *words]
+
+    def call(self, request: bytes) -> bytes:
+        """The node's reply to `request`: from its agent (`sfarm node serve`, started at the
+        first request) when this transport serves, else from one `sfarm node call`."""
+        if self.serve:
+            return self._call_agent(request)
+        result = self.connection.run(self._node_command("call"), input=request,
+                                     timeout=COMMAND_TIMEOUT_S, check=False)
+        if result.ok and result.stdout.strip():
             return result.stdout
-        stderr = result.stderr_text
-        if result.exit_code == 127 or "No module named sfarm" in stderr:
-            raise RunError(f"{self.where} has no sfarm {__version__} in "
-                           f"{posixpath.join(self.root, 'venv')} nor in its python "
-                           f"({self.spec.python}): `sfarm deploy` installs it")
-        if "No such command 'call'" in stderr:
-            raise ProtocolError(f"{self.where} runs an older sfarm, one without `sfarm node "
-                                f"call`; this is sfarm {__version__}", hint=DEPLOY_HINT)
-        raise RunError(f"{self.where}: sfarm node call failed: "
-                       + (result.stderr_tail(3) or f"exit code {result.exit_code}"))
+        raise self._failure("call", result.exit_code, result.stderr_text)
+
+    def _call_agent(self, request: bytes) -> bytes:
+        if self._session is None or not self._session.alive:
+            self._end_session()
+            ssh = self._ssh()
+            self._session = NodeSession(ssh.spawn(self._node_command("serve")), self.where,
+                                        lambda pid, signal: self._signal(pid, signal))
+        try:
+            return self._session.call(request, COMMAND_TIMEOUT_S)
+        except SessionEnded as ended:
+            self._session = None
+            raise self._failure("serve", ended.exit_code, ended.stderr) from None
+        except SessionTimeout:
+            self._session = None
+            raise TransportError(Failure.TIMEOUT, f"{self.where}: sfarm node serve gave no "
+                                 f"reply within {COMMAND_TIMEOUT_S:g} s and was "
+                                 "terminated") from None
+
+    def _signal(self, pid: int, signal: str) -> None:
+        self.connection.run(["kill", f"-{signal}", str(pid)], check=False, timeout=10)
+
+    def _failure(self, command: str, exit_code: int | None, stderr: str) -> SfarmError:
+        """Why `sfarm node COMMAND` gave no reply, from its exit code and stderr."""
+        if exit_code == 127 or _NO_SFARM.search(stderr):
+            return RunError(f"{self.where} has no sfarm {__version__} in "
+                            f"{posixpath.join(self.root, 'venv')} nor in its python "
+                            f"({self.spec.python}): `sfarm deploy` installs it")
+        if f"No such command '{command}'" in stderr or "No module named 'sfarm." in stderr \
+                or (exit_code == 0 and not stderr.strip()):
+            return ProtocolError(f"{self.where} runs an older sfarm, one without `sfarm node "
+                                 f"{command}`; this is sfarm {__version__}", hint=DEPLOY_HINT)
+        tail = "\n".join([line[:300] for line in stderr.splitlines() if line.strip()][-3:])
+        ended = f"exit code {exit_code}" if exit_code is not None else "the channel closed"
+        return RunError(f"{self.where}: sfarm node {command} failed: " + (tail or ended))
+
+    def _end_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def close(self) -> None:
+        self._end_session()
         self.connection.close()

@@ -1,9 +1,10 @@
 """A node's one entry point: a request envelope in, a reply envelope out (sfarm.runtime.protocol).
 
 `handle` serves both kinds of node: `sfarm node call` feeds it stdin on a node reached over SSH,
-and a local node's agent calls it in-process with the same bytes. It never raises: whatever goes
-wrong on the node, a refused version, a malformed request or an unexpected exception, becomes an
-error reply with a message a person can act on.
+`sfarm node serve` one frame after another (`serve`), and a local node's agent calls it
+in-process with the same bytes. It never raises: whatever goes wrong on the node, a refused
+version, a malformed request or an unexpected exception, becomes an error reply with a message
+a person can act on.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from sfarm import __version__
 from sfarm.errors import SfarmError
 from sfarm.resolver.routes import held_key
 from sfarm.runtime import node as node_ops
+from sfarm.runtime.framing import BrokenStream, FrameError, read_frame, write_frame
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
     PROTOCOL_VERSION,
@@ -56,6 +59,26 @@ def handle(root: Path, raw: bytes) -> bytes:
         log.debug("unexpected error on the node", exc_info=True)
         return encode_error(f"unexpected {type(error).__name__} on the node: {error}",
                             hint="a bug in sfarm: please report it with this message")
+
+
+def serve(root: Path, requests: BinaryIO, replies: BinaryIO) -> None:
+    """Answer framed requests (sfarm.runtime.framing) from `requests` on `replies`, one reply
+    frame per request frame, in order, until `requests` ends. A frame that cannot be read gets
+    an error reply and the next one is read; a stream that breaks (ends inside a frame) ends
+    the loop after an error reply, as the end of the stream does. Never raises but for a
+    reply that cannot be written (the peer is gone)."""
+    while True:
+        try:
+            request = read_frame(requests)
+        except FrameError as error:
+            write_frame(replies, encode_error(f"malformed frame: {error}"))
+            continue
+        except BrokenStream as error:
+            write_frame(replies, encode_error(f"malformed frame: {error}"))
+            return
+        if request is None:
+            return
+        write_frame(replies, handle(root, request))
 
 
 def dispatch(root: NodeRoot, request: Request) -> Reply:
