@@ -154,3 +154,27 @@ def test_live_tasks_are_armed_and_disarmed_on_the_node(sshd: SSHServer, tmp_path
         assert agent.set_live(["btc-live"], False, "sfarm down --live")[0].status == "ok"
     finally:
         agent.close()
+
+
+def test_a_python_with_the_same_version_of_other_code_is_not_used_as_is(
+        sshd: SSHServer, tmp_path: Path, third_party: Path) -> None:
+    """A node's python is used as it is only when it runs this very sfarm, code included: one
+    whose sfarm has the same version string but other code (an older image) gets a venv."""
+    from sfarm.remote.ssh import SSHConnection
+    from sfarm.remote.ssh_transport import SSHTransport
+    from tests.fixtures.projects import copy_project, edit
+    from tests.fixtures.venvs import make_venv, site_packages
+
+    other = copy_project(tmp_path / "other")
+    edit(other, "not the controller's code")
+    image_python = make_venv(tmp_path / "image", third_party)
+    (site_packages(tmp_path / "image") / "other-sfarm.pth").write_text(f"{other}\n")
+    for python, expected in ((sys.executable, "sfarm"), (str(image_python), "sfarm venv")):
+        spec = sshd.node("image", base_dir=str(tmp_path / "nodes"), python=python)
+        transport = SSHTransport(spec, SSHConnection(spec, known_hosts=sshd.known_hosts))
+        try:
+            steps, _ = transport.check_install()  # what a deploy would do, doing nothing
+        finally:
+            transport.close()
+        assert steps[-1].step == expected, steps
+    assert not (tmp_path / "nodes").exists()

@@ -25,6 +25,7 @@ from sfarm.remote.jump_hosts import jump_hosts
 from sfarm.remote.node_session import NodeSession, SessionEnded, SessionTimeout
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
+from sfarm.runtime.build import sfarm_build
 from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
@@ -36,7 +37,10 @@ NODE_MODULE = "sfarm.cli.node_stdio"  # `sfarm node ...` without the rest of the
 # home is not asked for first, a round trip per command with the default base_dir.)
 NODE_LAUNCHER = ('py="$1"; shift; case "$py" in "~/"*) py="$HOME/${py#"~/"}";; esac; '
                  f'[ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"')
-VERSION_PROBE = "import sfarm; print('sfarm', sfarm.__version__)"
+# The version and the code's digest (sfarm.runtime.build) of the sfarm a python has: an image
+# with "the same version" of other code is not this sfarm.
+BUILD_PROBE = ("import sfarm; from sfarm.runtime.build import sfarm_build; "
+               "print('sfarm', sfarm.__version__, sfarm_build())")
 _NO_SFARM = re.compile(r"No module named (?:'sfarm'|sfarm$)", re.MULTILINE)
 
 
@@ -77,7 +81,7 @@ class SSHTransport:
     def install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
         """This sfarm on the node: its python's when it has it, else `<root>/venv`'s, made
         from the node's package index or, `offline`, from a wheelhouse the controller sends."""
-        if self._sfarm_version(self.spec.python) == __version__:
+        if self._runs_this_sfarm(self.spec.python):
             steps = [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")]
             self._python = self.spec.python
         else:
@@ -92,7 +96,7 @@ class SSHTransport:
     def check_install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
         """What `install` would do, doing nothing (a dry run): its steps ("changed": would
         install) and the python the node's workers would run with."""
-        if self._sfarm_version(self.spec.python) == __version__:
+        if self._runs_this_sfarm(self.spec.python):
             self._python = self.spec.python
             return [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")], \
                 self._python
@@ -107,13 +111,13 @@ class SSHTransport:
             return [wheelhouse_needed(step, self.root), step], venv_python
         return [step], venv_python
 
-    def _sfarm_version(self, python: str) -> str | None:
-        # Prints "sfarm X"; a missing interpreter or package fails. Not `-m sfarm --version`:
-        # that loads the whole command line (0.8 s of CPU on the node, every deploy).
-        probe = f"{shlex.quote(python)} -c {shlex.quote(VERSION_PROBE)} 2>/dev/null"
+    def _runs_this_sfarm(self, python: str) -> bool:
+        """Whether `python` on the node has this very sfarm: its version and its code."""
+        # Prints "sfarm X BUILD"; a missing interpreter, package or an older sfarm fails. Not
+        # `-m sfarm --version`: that loads the whole command line (0.8 s of CPU on the node).
+        probe = f"{shlex.quote(python)} -c {shlex.quote(BUILD_PROBE)} 2>/dev/null"
         result = self.connection.run(["sh", "-c", probe], check=False, timeout=COMMAND_TIMEOUT_S)
-        words = result.stdout_text.split()
-        return words[1] if result.ok and len(words) == 2 and words[0] == "sfarm" else None
+        return result.ok and result.stdout_text.split() == ["sfarm", __version__, sfarm_build()]
 
     def _node_command(self, command: str) -> list[str]:
         # The root as the node's process resolves it (`~` and a relative base_dir from the
