@@ -75,3 +75,36 @@ def test_an_unreachable_node_is_reported_within_its_timeout(
         assert "timed out after 1.5 s" in rows["dead"]["error"]
         assert [rows[name]["reachable"] for name in farm.nodes] == [True, True]
         assert "--timeout" in farm.sfarm("status", "--help").stdout
+
+
+def test_kept_refreshes_are_not_held_up_by_a_dead_node(
+        sshd_factory: Callable[[int], list[SSHServer]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """status --watch and the dashboard poll with kept connections: after the first refresh
+    (which waits for every node, up to the connect timeout), a node that never answers is shown
+    with its last reason while the others' rows keep coming at once."""
+    from sfarm.inventory import load_inventory
+    from sfarm.remote.refresh import REFRESH_WAIT_S
+
+    with scale_farm(sshd_factory(2)) as farm, black_hole() as hole:
+        farm.sfarm("up")
+        wait_for(farm.running_with_rows, what="both nodes mining")
+        monkeypatch.setenv("HOME", str(farm.home))
+        controller = FarmController(load_inventory(_with_dead_node(farm, hole)), "scale",
+                                    keep_connections=True, connect_timeout=4.0)
+        try:
+            for refresh in range(4):
+                began = time.monotonic()
+                nodes = {node.name: node for node in controller.status().nodes}
+                elapsed = time.monotonic() - began
+                dead = nodes.pop("dead")
+                assert not dead.reachable and "timed out after 4 s" in (dead.error or ""), dead
+                assert all(node.reachable and node.tasks[0].state == "running"
+                           for node in nodes.values()), nodes
+                if refresh == 0:
+                    assert elapsed >= 4.0  # the first screen is whole
+                else:
+                    assert elapsed < REFRESH_WAIT_S + 1.0, elapsed  # never the 4 s again
+        finally:
+            began = time.monotonic()
+            controller.close()  # ends the kept agents; the dead node's attempt is not waited for
+            assert time.monotonic() - began < 3.0

@@ -9,6 +9,7 @@ results. The commands an operator means (up, live arming, lag) are sfarm.farm's.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.deploy import build_deployment, local_root
 from sfarm.remote.dry_run import unasked_steps, withhold_new_keys
 from sfarm.remote.jump_hosts import outside_jump_lines, sync_jump_hosts
+from sfarm.remote.refresh import StatusRefresher
 from sfarm.remote.wiring import (
     FarmKey,
     NodeSurvey,
@@ -129,6 +131,9 @@ class FarmController:
         self.forks = forks  # nodes changed at once (deploy, start, ...); reads go wider
         self.connect_timeout = connect_timeout
         self._open: dict[str, NodeAgent] | None = {} if keep_connections else None
+        self._refresher: StatusRefresher | None = None  # kept connections' status
+        self._node_locks: dict[str, threading.Lock] = {spec.name: threading.Lock()
+                                                       for spec in inventory.nodes(network)}
         nodes = inventory.nodes(network)
         if node is not None:
             names = [spec.name for spec in nodes]
@@ -176,19 +181,25 @@ class FarmController:
                 return work(agent)
             finally:
                 agent.close()
-        # Each node is worked on by one thread at a time (see each): no lock needed per key.
-        agent = self._open.get(spec.name) or self._open.setdefault(spec.name, self.agent(spec))
-        try:
-            return work(agent)
-        except BaseException:
-            # The connection may be what failed: the next call opens a new one.
-            self._open.pop(spec.name, None)
-            agent.close()
-            raise
+        # One thread at a time on a node's kept agent: a status refresh may still be under way
+        # in the background (sfarm.remote.refresh) when another command reaches the node.
+        with self._node_locks[spec.name]:
+            agent = self._open.get(spec.name) or self._open.setdefault(spec.name,
+                                                                      self.agent(spec))
+            try:
+                return work(agent)
+            except BaseException:
+                # The connection may be what failed: the next call opens a new one.
+                self._open.pop(spec.name, None)
+                agent.close()
+                raise
 
     def close(self) -> None:
         """Close the agents kept open (keep_connections)."""
-        for agent in (self._open or {}).values():
+        if self._refresher is not None:
+            self._refresher.close()
+            self._refresher = None
+        for agent in list((self._open or {}).values()):
             agent.close()
         if self._open:
             self._open.clear()
@@ -200,17 +211,18 @@ class FarmController:
         results in node order; a node whose work raised anything gets `failed(node, what went
         wrong)` instead, and the others go on."""
         selected = list(self.nodes if nodes is None else nodes)
-
-        def on_node(spec: NodeSpec) -> T:
-            try:
-                return self._with_agent(spec, lambda agent: work(spec, agent))
-            except Exception as error:  # a node's failure, whatever it is, is its result
-                return failed(spec, describe_failure(error))
-
         if not selected:
             return []
         with ThreadPoolExecutor(max_workers=min(parallel or self.forks, len(selected))) as pool:
-            return list(pool.map(on_node, selected))
+            return list(pool.map(lambda spec: self._on_node(spec, work, failed), selected))
+
+    def _on_node(self, spec: NodeSpec, work: Callable[[NodeSpec, NodeAgent], T],
+                 failed: Callable[[NodeSpec, str], T]) -> T:
+        """`work` on one node, or `failed(node, what went wrong)`: whatever the work raised."""
+        try:
+            return self._with_agent(spec, lambda agent: work(spec, agent))
+        except Exception as error:  # a node's failure, whatever it is, is its result
+            return failed(spec, describe_failure(error))
 
     def _steps_each(self, work: Callable[[NodeSpec, NodeAgent], list[StepResult]],
                     nodes: Iterable[NodeSpec] | None = None) -> list[NodeOutcome]:
@@ -338,5 +350,12 @@ class FarmController:
         def failed(spec: NodeSpec, error: str) -> NodeStatus:
             return NodeStatus(name=spec.name, host=spec.host, reachable=False, error=error)
 
-        return NetworkStatus(network=self.network,
-                             nodes=self.each(work, failed, parallel=READ_PARALLEL))
+        if self._open is None:
+            return NetworkStatus(network=self.network,
+                                 nodes=self.each(work, failed, parallel=READ_PARALLEL))
+        # Kept connections are polled: a slow or dead node must not hold up every refresh.
+        if self._refresher is None:
+            self._refresher = StatusRefresher(
+                lambda spec: self._on_node(spec, work, failed), self.connect_timeout,
+                READ_PARALLEL)
+        return NetworkStatus(network=self.network, nodes=self._refresher.refresh(self.nodes))
