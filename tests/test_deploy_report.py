@@ -99,3 +99,14 @@ def test_forks_bound_the_nodes_worked_on_at_once(base: Path) -> None:
         assert results == ["done"] * 5 and most == expected
     refused = sfarm_process("deploy", "-i", str(inventory), "--forks", "0")
     assert refused.returncode == 2 and "--forks" in refused.stderr
+
+
+def test_a_task_is_controlled_on_its_node_alone(base: Path) -> None:
+    inventory = base / "sfarm.toml"
+    inventory.write_text(inventory_text(base, ["a", "b"]))  # `mine` runs on a
+    run_sfarm(inventory, "deploy")
+    stopped = json.loads(run_sfarm(inventory, "stop", "--task", "mine", "--json").stdout)
+    assert [node["node"] for node in stopped["nodes"]] == ["a"]
+    assert stopped["summary"]["nodes"] == 1
+    everything = json.loads(run_sfarm(inventory, "stop", "--json").stdout)
+    assert [node["node"] for node in everything["nodes"]] == ["a", "b"]

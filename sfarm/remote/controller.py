@@ -325,9 +325,12 @@ class FarmController:
         return new_farm_key(self.inventory.model.farm.name, self.network, holders, kind)
 
     def control(self, action: Action, task: str | None = None) -> list[NodeOutcome]:
+        """`action` on the workers of every node (with `task`, on the nodes that run it only:
+        the others are not contacted)."""
         self.check_task(task)
         return self._steps_each(
-            lambda spec, agent: agent.control(action, self.tasks_of(spec, task)))
+            lambda spec, agent: agent.control(action, self.tasks_of(spec, task)),
+            [spec for spec in self.nodes if task is None or task in spec.tasks])
 
     def set_live(self, names_of: Callable[[NodeSpec], list[str]], armed: bool,
                  command: str) -> list[NodeOutcome]:
