@@ -206,16 +206,16 @@ def cached_wheel(snapshot: Snapshot) -> Path:
             if not wheels:
                 raise RunError(f"cannot store sfarm's wheel in {entry}")
             os.utime(entry)  # used now: pruning keeps it
-            _prune(cache)
+            prune_cache(cache, CACHE_KEEP)  # every code change makes a wheel
         except OSError as exc:
             raise RunError(f"cannot use the wheel cache {cache}: {exc.strerror}",
                            hint="set XDG_CACHE_HOME to a writable directory") from None
     return wheels[0]
 
 
-def _prune(cache: Path) -> None:
-    """Drop all but the CACHE_KEEP most recently used wheels (every code change makes one), and
-    build directories of processes that died."""
+def prune_cache(cache: Path, keep: int) -> None:
+    """Drop all but the `keep` most recently used entries of a build cache (sfarm's wheels, the
+    nodes' wheelhouses), and build directories (`.building-*`) of processes that died."""
     used: dict[Path, float] = {}
     for path in cache.iterdir():
         with contextlib.suppress(FileNotFoundError):  # another deploy pruned it meanwhile
@@ -224,5 +224,5 @@ def _prune(cache: Path) -> None:
                       key=used.__getitem__)
     abandoned = [path for path in used if path.name.startswith(".building-")
                  and time.time() - used[path] > STALE_STAGING_S]
-    for stale in finished[:-CACHE_KEEP] + abandoned:
+    for stale in finished[:-keep] + abandoned:
         shutil.rmtree(stale, ignore_errors=True)

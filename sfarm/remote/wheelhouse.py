@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from packaging.utils import canonicalize_name
 
 from sfarm.errors import RunError
 from sfarm.remote.repack import pack_installed, read_installed_wheel, wheel_tags
-from sfarm.remote.wheel import cache_directory
+from sfarm.remote.wheel import cache_directory, prune_cache
 
 # Run by the node's venv python (pip's own copy of packaging when packaging is not installed):
 # what pip there accepts, in its order of preference.
@@ -64,7 +63,6 @@ print(json.dumps({"version": "%d.%d" % sys.version_info[:2],
 """
 IMPLEMENTATIONS = {"cpython": "cp", "pypy": "pp"}  # pip download --implementation
 KEEP = 2  # wheelhouses kept in the cache (each is hundreds of MB), the most recently used
-STALE_STAGING_S = 86400.0
 DOWNLOAD_TIMEOUT_S = 1800.0
 # Deflate level 6, as wheel builders write: 168 MB against 191 at level 1, for 24 s of building
 # against 12 s. The build happens once; the wheelhouse crosses the network to every node.
@@ -198,7 +196,7 @@ def wheelhouse(node: Interpreter, pins: list[str], *, where: str) -> Path:
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
             os.utime(entry)  # used now: pruning keeps it
-            _prune(cache)
+            prune_cache(cache, KEEP)
         except OSError as exc:
             raise RunError(f"cannot use the wheelhouse cache {cache}: {exc.strerror}",
                            hint="set XDG_CACHE_HOME to a writable directory") from None
@@ -232,15 +230,3 @@ def download_wheels(node: Interpreter, pins: list[str], directory: Path, where: 
                  "and set it as the node's `python`")
 
 
-def _prune(cache: Path) -> None:
-    """Drop all but the KEEP most recently used wheelhouses, and builds of dead processes."""
-    used: dict[Path, float] = {}
-    for path in cache.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            used[path] = path.stat().st_mtime
-    finished = sorted((path for path in used if not path.name.startswith(".")),
-                      key=used.__getitem__)
-    abandoned = [path for path in used if path.name.startswith(".building-")
-                 and time.time() - used[path] > STALE_STAGING_S]
-    for stale in finished[:-KEEP] + abandoned:
-        shutil.rmtree(stale, ignore_errors=True)
