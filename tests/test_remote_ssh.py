@@ -338,7 +338,7 @@ def test_ssh_config_and_user_known_hosts_are_honoured(
 def test_output_held_open_after_exit_does_not_block(sshd: SSHServer,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A command that leaves a background child holding stdout still returns."""
-    monkeypatch.setattr("sfarm.remote.ssh.DRAIN_AFTER_EXIT", 0.5)
+    monkeypatch.setattr("sfarm.remote.ssh_channel.DRAIN_AFTER_EXIT", 0.5)
     with _connection(sshd) as connection:
         result = connection.run(["sh", "-c", "sleep 5 & echo started"], timeout=20)
     assert result.stdout_text.startswith("started")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from paramiko.channel import Channel
 from paramiko.ssh_exception import SSHException
 
-from sfarm.remote.ssh import PID_LINE
+from sfarm.remote.ssh_channel import PID_LINE
 from sfarm.runtime.framing import BrokenStream, FrameError, encode_frame, read_frame
 from sfarm.runtime.protocol import ProtocolError
 

@@ -2,9 +2,10 @@
 
 Host keys are checked strictly: a key found in no known_hosts file, or one that differs from the
 file, is refused and never written anywhere. Fabric supplies ~/.ssh/config (HostName, User, Port,
-IdentityFile, ProxyJump) and jump-host gateways; commands run on a raw paramiko channel, so
-stdout and stderr stay bytes and a timeout can end the remote process. rsync runs the OpenSSH
-client with the same host keys, identity, port and jump hosts (sfarm.remote.openssh). Failures
+IdentityFile, ProxyJump) and jump-host gateways; commands run on raw paramiko channels
+(sfarm.remote.ssh_channel), so stdout and stderr stay bytes and a timeout can end the remote
+process. rsync runs the OpenSSH client with the same host keys, identity, port and jump hosts
+(sfarm.remote.openssh). Failures
 are mapped in sfarm.remote.ssh_errors. Commands are quoted for a POSIX login shell (sh, bash,
 dash, zsh).
 """
@@ -15,12 +16,11 @@ import logging
 import math
 import os
 import posixpath
-import re
 import secrets
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -34,7 +34,6 @@ from sfarm.errors import UsageError
 from sfarm.inventory import NodeSpec
 from sfarm.remote import ssh_errors
 from sfarm.remote.connection import (
-    TERMINATE_GRACE,
     CommandResult,
     Failure,
     TransportError,
@@ -45,6 +44,7 @@ from sfarm.remote.connection import (
     require_local_rsync,
 )
 from sfarm.remote.openssh import OpenSSHSettings, rsync_shell, ssh_words
+from sfarm.remote.ssh_channel import PID_LINE, execute, start, with_pid
 from sfarm.remote.ssh_errors import SSHTarget, UnknownHostKey
 from sfarm.rsync import SyncResult, local_rsync_path, parse_itemized, rsync_options
 
@@ -54,12 +54,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_PORT = 22
-DRAIN_AFTER_EXIT = 5.0  # seconds to wait for output after exit (a daemon may hold the pipes)
 USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
-# Prints the shell's pid (which exec keeps for the command) so a timeout can signal it.
-PID_WRAPPER = 'printf "sfarm-pid:%s\\n" "$$" >&2; exec "$@"'
-PID_LINE = re.compile(rb"\Asfarm-pid:(\d+)\n")
 # Writes stdin to a 0600 temp file beside the target, sets the mode, renames over the target.
 PUT_SCRIPT = ('umask 077; cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" '
               '|| { status=$?; rm -f "$1"; exit $status; }')
@@ -199,49 +195,16 @@ class SSHConnection:
         log.debug("%s run: %s", self.where, describe_command(words))
         remote = ["env", *env_assignments(env), *words] if env else words
         if timeout is not None:
-            remote = ["sh", "-c", PID_WRAPPER, "sfarm-run", *remote]
-        exit_code, stdout, stderr = self._exec(shlex.join(remote), input, timeout, words)
+            remote = with_pid(remote)
+        exit_code, stdout, stderr = execute(self._session().transport, self.target,
+                                            shlex.join(remote), input, timeout, words,
+                                            self.connect_timeout)
         if timeout is not None:
             stderr = PID_LINE.sub(b"", stderr, count=1)
         result = CommandResult(exit_code, stdout, stderr, tuple(words))
         if check and not result.ok:
             raise command_failed(self.where, result)
         return result
-
-    def _exec(self, command: str, input: bytes | None, timeout: float | None,
-              argv: list[str]) -> tuple[int, bytes, bytes]:
-        transport = self._session().transport
-        try:
-            channel = transport.open_session(timeout=self.connect_timeout)
-        except (SSHException, OSError, EOFError) as exc:
-            raise ssh_errors.protocol_error(self.target, f"could not open a channel: {exc}") \
-                from None
-        stdout, stderr = bytearray(), bytearray()
-        try:
-            channel.exec_command(command)
-            readers = [_thread(_drain, channel.recv, stdout),
-                       _thread(_drain, channel.recv_stderr, stderr)]
-            if input:
-                _thread(_feed, channel, input)
-            else:
-                channel.shutdown_write()  # the command reads end-of-file at once
-            if not channel.status_event.wait(timeout):
-                self._terminate(channel, stderr)
-                raise TransportError(
-                    Failure.TIMEOUT, f"{self.where}: `{describe_command(argv)}` timed out "
-                                     f"after {timeout:g} s and was terminated")
-            for reader in readers:
-                reader.join(DRAIN_AFTER_EXIT)
-            exit_code = channel.recv_exit_status()
-        except (SSHException, OSError, EOFError) as exc:
-            raise ssh_errors.protocol_error(self.target, f"could not run a command: {exc}") \
-                from None
-        finally:
-            channel.close()
-        if exit_code == -1 and not transport.is_active():
-            raise ssh_errors.protocol_error(
-                self.target, f"the connection was lost while running `{describe_command(argv)}`")
-        return exit_code, bytes(stdout), bytes(stderr)
 
     def spawn(self, argv: Sequence[str]) -> Channel:
         """Start `argv` on a channel of its own and return at once: the channel carries the
@@ -251,28 +214,7 @@ class SSHConnection:
         if not words:
             raise UsageError("a command needs at least one word")
         log.debug("%s spawn: %s", self.where, describe_command(words))
-        transport = self._session().transport
-        try:
-            channel = transport.open_session(timeout=self.connect_timeout)
-            channel.exec_command(shlex.join(["sh", "-c", PID_WRAPPER, "sfarm-run", *words]))
-        except (SSHException, OSError, EOFError) as exc:
-            raise ssh_errors.protocol_error(
-                self.target, f"could not start `{describe_command(words)}`: {exc}") from None
-        return channel
-
-    def _terminate(self, channel: Channel, stderr: bytearray) -> None:
-        """SIGTERM the timed-out command (SIGKILL if it lingers); without a pid, just hang up."""
-        found = PID_LINE.match(bytes(stderr))
-        if found is None:
-            return
-        for signal_name in ("TERM", "KILL"):
-            try:
-                self._exec(shlex.join(["kill", f"-{signal_name}", found.group(1).decode()]),
-                           None, None, ["kill"])
-            except TransportError:
-                return  # the connection is gone, and sshd hangs up on the command
-            if channel.status_event.wait(TERMINATE_GRACE):
-                return
+        return start(self._session().transport, self.target, words, self.connect_timeout)
 
     def host_key(self) -> str:
         """The node's host key as this connection checked it (strictly): "ssh-ed25519 AAAA"."""
@@ -413,25 +355,3 @@ def _identity_file(node: NodeSpec, *, required: bool = True) -> str | None:
                          hint="fix `identity_file` in the inventory, or remove it to use "
                               "~/.ssh/config, the ssh-agent and the default keys")
     return path
-
-
-def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def _drain(receive: Callable[[int], bytes], into: bytearray) -> None:
-    try:
-        while chunk := receive(65536):
-            into.extend(chunk)
-    except (OSError, EOFError, SSHException):
-        pass  # the channel closed under us: what arrived is what we report
-
-
-def _feed(channel: Channel, data: bytes) -> None:
-    try:
-        channel.sendall(data)
-        channel.shutdown_write()
-    except (OSError, EOFError, SSHException):
-        pass  # the command exited without reading all of its input
