@@ -42,6 +42,7 @@ from sfarm.remote.wheelhouse import (
 )
 from sfarm.rsync import SyncResult
 from tests.fixtures.cli import Run, run_sfarm
+from tests.fixtures.inventories import ssh_node
 from tests.fixtures.projects import copy_project, edit
 from tests.fixtures.ssh_farm import user_base
 from tests.fixtures.sshd import SSHServer
@@ -216,18 +217,6 @@ def system_python(server: SSHServer) -> str:
     return str(Path(server.python).resolve())
 
 
-INVENTORY = """version = 1
-
-[defaults]
-{defaults}
-[networks.edge.nodes.far]
-host = "127.0.0.1"
-port = {port}
-user = "{user}"
-identity_file = "{identity}"
-python = "{python}"
-base_dir = "{base}"
-"""
 
 
 class Controller:
@@ -244,9 +233,8 @@ class Controller:
         self.write_inventory()
 
     def write_inventory(self, defaults: str = "") -> None:
-        self.inventory.write_text(INVENTORY.format(
-            defaults=defaults, port=self.server.port, user=self.server.user,
-            identity=self.server.client_key.private, python=system_python(self.server),
+        self.inventory.write_text(f"version = 1\n\n[defaults]\n{defaults}" + ssh_node(
+            "edge", "far", self.server, python=system_python(self.server),
             base=self.server.node_root))
 
     def deploy(self, *args: str, check: bool = True) -> Run:
