@@ -81,10 +81,8 @@ class SSHTransport:
     def install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
         """This sfarm on the node: its python's when it has it, else `<root>/venv`'s, made
         from the node's package index or, `offline`, from a wheelhouse the controller sends."""
-        if self._runs_this_sfarm(self.spec.python):
-            steps = [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")]
-            self._python = self.spec.python
-        else:
+        steps = self._in_own_python()
+        if steps is None:
             from sfarm.remote.provision import provision
 
             steps = provision(self.connection, self.root, self.spec.python,
@@ -96,10 +94,9 @@ class SSHTransport:
     def check_install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:
         """What `install` would do, doing nothing (a dry run): its steps ("changed": would
         install) and the python the node's workers would run with."""
-        if self._runs_this_sfarm(self.spec.python):
-            self._python = self.spec.python
-            return [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")], \
-                self._python
+        own = self._in_own_python()
+        if own is not None:
+            return own, self._python
         from sfarm.remote.offline import wheelhouse_needed
         from sfarm.remote.provision import provision_needed
 
@@ -110,6 +107,14 @@ class SSHTransport:
         if offline or self.spec.offline:
             return [wheelhouse_needed(step, self.root), step], venv_python
         return [step], venv_python
+
+    def _in_own_python(self) -> list[StepResult] | None:
+        """The step of a node whose `python` runs this sfarm already (its workers run with it:
+        no venv), or None."""
+        if not self._runs_this_sfarm(self.spec.python):
+            return None
+        self._python = self.spec.python
+        return [StepResult("sfarm", "ok", f"sfarm {__version__} in {self.spec.python}")]
 
     def _runs_this_sfarm(self, python: str) -> bool:
         """Whether `python` on the node has this very sfarm: its version and its code."""
