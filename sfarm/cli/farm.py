@@ -18,9 +18,10 @@ from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
 from sfarm.farm import Farm, FarmReport, Note
+from sfarm.farm.status import STATE_COLOURS, format_age, newest_candle, task_note
 from sfarm.remote.controller import CONNECT_TIMEOUT_S, DEFAULT_FORKS
 from sfarm.runtime.protocol import Action
-from sfarm.status import NetworkStatus, TaskStatus
+from sfarm.status import NetworkStatus
 
 NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
@@ -36,8 +37,6 @@ DryRunOption = Annotated[bool, typer.Option(
     "--dry-run", help="Say what would change on each node and change nothing, there or here "
                       "(a new farm key is made in memory only, never sent); a \"changed\" step "
                       "would change.")]
-STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
-                 "stale": "magenta", "halted": "red"}
 
 
 def _print_notes(notes: list[Note]) -> None:
@@ -183,27 +182,6 @@ def down(inventory: InventoryOption = None, network: NetworkOption = None,
     _report(Farm.open(inventory, network, node).down(), json)
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def _stale_note(task: TaskStatus, now: float) -> str:
-    """Which of the task's inputs its node cannot keep current, and for how long."""
-    stale = [entry for entry in task.inputs if entry.stale_since is not None]
-    if not stale:
-        return ""
-    first = stale[0]
-    more = f" (+{len(stale) - 1} more)" if len(stale) > 1 else ""
-    return (f"{first.id} from {first.source_node} stale for "
-            f"{_age(now - (first.stale_since or now))}{more}")
-
-
 def render_status(status: NetworkStatus, now: float | None = None) -> Group:
     now = time.time() if now is None else now
     tables: list[Table | Text] = []
@@ -219,15 +197,12 @@ def render_status(status: NetworkStatus, now: float | None = None) -> Group:
                        "last error"):
             table.add_column(column, justify="right" if column in ("rows", "lag") else "left")
         for task in node.tasks:
-            stamps = [d.last_ts for d in task.datasets if d.last_ts is not None]
-            newest = max(stamps) if stamps else None
             rows = sum(d.rows for d in task.datasets)
-            note = task.last_error or _stale_note(task, now) or (
-                f"waiting for {task.waiting_for}" if task.waiting_for else "")
+            note = task_note(task, now)
             colour = STATE_COLOURS.get(task.state, "white")
             table.add_row(task.name, task.kind, f"[{colour}]{task.state}[/]",
-                          _age(task.heartbeat_age_s), format_ts(newest),
-                          _age(task.lag_s),
+                          format_age(task.heartbeat_age_s), format_ts(newest_candle(task)),
+                          format_age(task.lag_s),
                           f"{rows:,}" if task.datasets else "-", escape(note[:80]))
         tables.append(table)
     return Group(*tables)

@@ -45,9 +45,19 @@ def _root(
 def _register_commands() -> None:
     # Each command module adds its commands to `app`; this list is the single place that says
     # which commands exist, in the order `sfarm --help` shows them.
-    from sfarm.cli import backtest, data, farm, inventory_cmds, mine, node, sim, worker
+    from sfarm.cli import (
+        backtest,
+        dashboard,
+        data,
+        farm,
+        inventory_cmds,
+        mine,
+        node,
+        sim,
+        worker,
+    )
 
-    for module in (inventory_cmds, farm, data, mine, backtest, sim, worker, node):
+    for module in (inventory_cmds, farm, dashboard, data, mine, backtest, sim, worker, node):
         module.register(app)
     _one_line_summaries(app)
 

@@ -1,11 +1,16 @@
 """The farm's status as an operator reads it: how far each dataset is behind the live edge,
-and whether the farm is up and producing. Pure: the status comes in, the clock is an argument."""
+whether the farm is up and producing, and the words and colours `sfarm status` and the
+dashboard show for it. Pure: the status comes in, the clock is an argument."""
 
 from __future__ import annotations
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
-from sfarm.status import DatasetStatus, NetworkStatus
+from sfarm.status import DatasetStatus, NetworkStatus, TaskStatus
 from sfarm.timeframes import candle_open, timeframe_ms
+
+# A task's state as a colour (rich's names), the same in every view of the farm.
+STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
+                 "stale": "magenta", "halted": "red", "unreachable": "red"}
 
 
 def behind_live_edge_s(dataset: DatasetStatus, now_ms: float) -> float | None:
@@ -39,3 +44,38 @@ def running_with_data(status: NetworkStatus) -> bool:
             task.state == "running" and task.datasets and all(d.rows > 0 for d in task.datasets)
             for task in node.tasks)
         for node in status.nodes)
+
+
+def format_age(seconds: float | None) -> str:
+    """`42s`, `17m`, `3.5h`; `-` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def stale_note(task: TaskStatus, now: float) -> str:
+    """Which of the task's inputs its node cannot keep current, and for how long."""
+    stale = [entry for entry in task.inputs if entry.stale_since is not None]
+    if not stale:
+        return ""
+    first = stale[0]
+    more = f" (+{len(stale) - 1} more)" if len(stale) > 1 else ""
+    return (f"{first.id} from {first.source_node} stale for "
+            f"{format_age(now - (first.stale_since or now))}{more}")
+
+
+def task_note(task: TaskStatus, now: float) -> str:
+    """What an operator should read about a task beside its state: its last error, else its
+    stale inputs, else what it waits for ("" when nothing)."""
+    return task.last_error or stale_note(task, now) or (
+        f"waiting for {task.waiting_for}" if task.waiting_for else "")
+
+
+def newest_candle(task: TaskStatus) -> int | None:
+    """The last candle (ms) among the task's outputs, None without data."""
+    stamps = [dataset.last_ts for dataset in task.datasets if dataset.last_ts is not None]
+    return max(stamps) if stamps else None

@@ -1,0 +1,40 @@
+"""`sfarm tui`: the farm's dashboard in the terminal (sfarm.tui)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sfarm.cli.options import InventoryOption, NetworkOption
+from sfarm.farm import Farm
+from sfarm.remote.controller import CONNECT_TIMEOUT_S
+
+RefreshOption = Annotated[float, typer.Option(
+    "--refresh", metavar="S", min=0.2, help="Seconds between status refreshes.")]
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", metavar="S", min=0.1,
+    help="Seconds to wait for each SSH node to connect: one that has not by then shows as "
+         "unreachable (the others are not held up).")]
+
+
+def tui(inventory: InventoryOption = None, network: NetworkOption = None,
+        refresh: RefreshOption = 2.0, timeout: TimeoutOption = CONNECT_TIMEOUT_S) -> None:
+    """The farm's dashboard: every node and task, live, with their data, trades and logs.
+
+    A tree of the network's nodes and tasks, a table of every task (filter it with [bold]/[/]),
+    the selection's detail and its log. Start, stop, restart, deploy, arm or disarm with the
+    keys in the footer (each asks first) or from the command palette ([bold]ctrl+p[/]).
+    Nodes are reached as every command run here reaches them; a node that does not answer
+    shows as such while the rest keeps updating.
+
+    Example: [bold]sfarm tui -i inventory/local.toml[/]
+    """
+    from sfarm.tui.app import Dashboard  # textual loads only for the dashboard
+
+    with Farm.open(inventory, network, keep_connections=True, connect_timeout=timeout) as farm:
+        Dashboard(farm, refresh_s=refresh).run()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(tui)

@@ -1,0 +1,374 @@
+"""`sfarm tui`: the farm's dashboard, a Textual app on the farm service (sfarm.farm.Farm).
+
+Every figure comes from the same calls as the command line's (`Farm.status` with kept
+connections, `Farm.logs`, `Farm.control`...), made in thread workers so that a slow or dead
+node never freezes the screen: a node that has not answered within the refresh shows as such
+while the rest keeps updating (sfarm.remote.refresh). `sfarm web` serves this same app to a
+browser.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static, Tree
+from textual.worker import get_current_worker
+
+from sfarm.farm import Farm, FarmReport
+from sfarm.farm.live import live_tasks
+from sfarm.farm.status import STATE_COLOURS
+from sfarm.status import NetworkStatus, NodeStatus, TaskStatus
+from sfarm.tui.actions import VERBS, Plan, Selection, Verb, outcome, plan
+from sfarm.tui.confirm import Confirm, TypeToConfirm
+from sfarm.tui.detail import network_detail, node_detail, task_detail
+from sfarm.tui.rows import COLUMNS, UNREACHABLE, RowFilter, TaskRow, task_rows
+
+DEFAULT_REFRESH_S = 2.0
+LOG_LINES = 200  # lines the log pane shows first, and keeps
+
+
+class Dashboard(App[None]):
+    """The dashboard of one network of `farm` (whose connections it keeps: the caller opens
+    it with keep_connections=True and closes it after the app ends)."""
+
+    TITLE = "sfarm"
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = [
+        Binding("s", "act('start')", "Start"),
+        Binding("x", "act('stop')", "Stop"),
+        Binding("r", "act('restart')", "Restart"),
+        Binding("d", "act('deploy')", "Deploy"),
+        Binding("a", "act('arm')", "Arm live"),
+        Binding("z", "act('disarm')", "Disarm"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, farm: Farm, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
+        super().__init__()
+        self.farm = farm
+        self.refresh_s = refresh_s
+        self.status: NetworkStatus | None = None
+        self.status_at = 0.0  # when the status was collected (unix seconds)
+        self.selection = Selection()
+        self.row_filter = RowFilter()
+        self.live = frozenset(live_tasks(farm.inventory, list(farm.inventory.model.tasks)))
+        self._collecting = False
+        self._following: Selection | None = None  # whose log the log pane follows
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="top"):
+            yield Tree(self.farm.network, data=Selection(), id="farm-tree")
+            with Vertical(id="table-pane"):
+                yield Input(placeholder="filter: words, state:failed,stale  node:NAME  "
+                                        "kind:mine  (Escape clears)", id="filter")
+                yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="bottom"):
+            with VerticalScroll(id="detail"):
+                yield Static("collecting the status of every node…", id="detail-text")
+            yield RichLog(id="log", max_lines=LOG_LINES * 5, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"network {self.farm.network}"
+        tree = self.query_one(Tree)
+        tree.root.expand()
+        for spec in self.farm.nodes:
+            branch = tree.root.add(spec.name, data=Selection(spec.name), expand=True)
+            for name in spec.tasks:
+                branch.add_leaf(name, data=Selection(spec.name, name))
+        table = self.query_one(DataTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        self.query_one("#detail").border_title = "detail"
+        self.query_one("#log").border_title = "log"
+        self.query_one("#filter").display = False
+        self.collect_status()
+        self.set_interval(self.refresh_s, self.collect_status)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def collect_status(self) -> None:
+        """Ask every node for its status, unless the last request is still under way."""
+        if not self._collecting:
+            self._collecting = True
+            self._collect()
+
+    @work(thread=True, group="status", exit_on_error=False)
+    def _collect(self) -> None:
+        try:
+            status = self.farm.status()
+        except Exception as error:  # never the nodes' (theirs are rows): the farm's own
+            self.call_from_thread(self.notify, f"status: {error}", severity="error")
+            status = None
+        finally:
+            self._collecting = False
+        if status is not None:
+            self.call_from_thread(self.show_status, status, time.time())
+
+    def show_status(self, status: NetworkStatus, collected_at: float) -> None:
+        self.status, self.status_at = status, collected_at
+        self._label_tree(status)
+        self._fill_table()
+        self._show_detail()
+
+    def _label_tree(self, status: NetworkStatus) -> None:
+        nodes = {node.name: node for node in status.nodes}
+        for branch in self.query_one(Tree).root.children:
+            node = nodes.get(branch.data.node if branch.data else "")
+            if node is None:
+                continue
+            branch.set_label(_dot(node.name, "running" if node.reachable else UNREACHABLE))
+            tasks = {task.name: task for task in node.tasks}
+            for leaf in branch.children:
+                task = tasks.get(leaf.data.task if leaf.data else "")
+                state = task.state if node.reachable and task else "unknown"
+                leaf.set_label(_dot(str(leaf.data.task if leaf.data else ""), state))
+
+    def _rows(self) -> list[TaskRow]:
+        if self.status is None:
+            return []
+        return [row for row in task_rows(self.status, self.status_at)
+                if self.row_filter.matches(row)]
+
+    def _fill_table(self) -> None:
+        table = self.query_one(DataTable)
+        keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value \
+            if table.row_count else None
+        table.clear()
+        for row in self._rows():
+            cells: list[str | Text] = list(row.cells())
+            cells[COLUMNS.index("state")] = Text(row.state,
+                                                 style=STATE_COLOURS.get(row.state, ""))
+            table.add_row(*cells, key=row.key)
+        if keep is not None and keep in table.rows:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+
+    # -- selection ---------------------------------------------------------------------------
+
+    def select_row(self, key: str) -> None:
+        """Put the table's cursor on the row `key` (`node/task`), which selects it."""
+        table = self.query_one(DataTable)
+        if key in table.rows:
+            table.move_cursor(row=table.get_row_index(key), animate=False)
+
+    @on(DataTable.RowHighlighted, "#tasks")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is None:
+            return
+        node, _, task = event.row_key.value.partition("/")
+        self.select(Selection(node, task or None))
+
+    @on(Tree.NodeHighlighted, "#farm-tree")
+    def _tree_highlighted(self, event: Tree.NodeHighlighted[Selection]) -> None:
+        if event.node.data is not None:
+            self.select(event.node.data)
+
+    def select(self, selection: Selection) -> None:
+        if selection == self.selection:
+            return
+        self.selection = selection
+        self._show_detail()
+        self._follow_log()
+        self.refresh_bindings()
+
+    def _node_status(self, name: str) -> NodeStatus | None:
+        nodes = self.status.nodes if self.status else []
+        return next((node for node in nodes if node.name == name), None)
+
+    def _task_status(self, node: str, task: str) -> TaskStatus | None:
+        found = self._node_status(node)
+        if found is None or not found.reachable:
+            return None
+        return next((entry for entry in found.tasks if entry.name == task), None)
+
+    def _show_detail(self) -> None:
+        text = self.query_one("#detail-text", Static)
+        if self.status is None:
+            return
+        where = self.selection
+        if where.node is None:
+            text.update(network_detail(self.status))
+        elif where.task is None or (task := self._task_status(where.node, where.task)) is None:
+            node = self._node_status(where.node)
+            text.update(node_detail(node) if node else f"node {where.node}: no status yet")
+        else:
+            text.update(task_detail(where.node, task, self.status_at))
+
+    # -- the log pane ------------------------------------------------------------------------
+
+    def _follow_log(self) -> None:
+        """Follow the selected task's log (a node's: all its workers'); nothing for the
+        network."""
+        target = self.selection if self.selection.node is not None else None
+        if target == self._following:
+            return
+        self._following = target
+        log = self.query_one(RichLog)
+        log.clear()
+        log.border_title = f"log: {target.label}" if target else "log"
+        if target is not None and target.node is not None:
+            self._tail(target.node, target.task)
+        else:
+            self.workers.cancel_group(self, "log")
+
+    @work(thread=True, group="log", exclusive=True, exit_on_error=False)
+    def _tail(self, node: str, task: str | None) -> None:
+        worker = get_current_worker()
+        log = self.query_one(RichLog)
+        try:
+            with self.farm.logs(node, task, LOG_LINES) as tail:
+                several = len(tail.tasks) > 1
+                while not worker.is_cancelled:
+                    for chunk in tail.read():
+                        lines = [f"{chunk.task} {line}" if several else line
+                                 for line in chunk.lines]
+                        if lines and not worker.is_cancelled:
+                            self.call_from_thread(_write_lines, log, lines)
+                    _sleep_unless_cancelled(tail.poll_interval_s, lambda: worker.is_cancelled)
+        except Exception as error:
+            if not worker.is_cancelled:
+                self.call_from_thread(log.write, Text(f"cannot read the log: {error}",
+                                                      style="red"))
+
+    # -- filter ------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(DataTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.row_filter = RowFilter.parse(event.value)
+        self._fill_table()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def set_filter(self, text: str) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = bool(text)
+        box.value = text
+        self.row_filter = RowFilter.parse(text)
+        self._fill_table()
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "act" and parameters:
+            verb = str(parameters[0])
+            applies = not isinstance(plan(verb, self.selection,  # type: ignore[arg-type]
+                                          live_tasks=self.live, network=self.farm.network), str)
+            return True if applies else None  # None: shown, greyed out
+        return True
+
+    def action_act(self, verb: Verb) -> None:
+        self.ask(verb, self.selection)
+
+    def ask(self, verb: Verb, target: Selection) -> None:
+        """Confirm `verb` on `target` (twice for arming a live session), then run it."""
+        decided = plan(verb, target, live_tasks=self.live, network=self.farm.network)
+        if isinstance(decided, str):
+            self.notify(decided, severity="warning")
+            return
+
+        def run_if(yes: bool | None) -> None:
+            if yes:
+                self._run(decided)
+
+        def confirmed(yes: bool | None) -> None:
+            if yes and decided.type_word is not None:
+                self.push_screen(TypeToConfirm(decided.question, decided.type_word), run_if)
+            else:
+                run_if(yes)
+
+        self.push_screen(Confirm(decided.question, danger=decided.danger), confirmed)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _run(self, decided: Plan) -> None:
+        self.call_from_thread(self.notify, f"{decided.verb} {decided.target.label}…")
+        try:
+            report = self._perform(decided)
+        except Exception as error:
+            self.call_from_thread(self.notify, f"{decided.verb} {decided.target.label}: {error}",
+                                  severity="error", timeout=10)
+            return
+        message, failed = outcome(decided, report)
+        self.call_from_thread(self.notify, message, severity="error" if failed else "information",
+                              timeout=10 if failed else 5)
+        self.call_from_thread(self.collect_status)
+
+    def _perform(self, decided: Plan) -> FarmReport:
+        target = decided.target
+        match decided.verb:
+            case "start" | "stop" | "restart" as action:
+                return self.farm.control(action, target.task)
+            case "deploy":
+                return self.farm.deploy()
+            case "arm" | "disarm" as verb:
+                return self.farm.set_live(verb == "arm", target.task, command="dashboard")
+        raise AssertionError(decided.verb)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette: every action on the selection, on each node and each task, and the
+        usual filters."""
+        yield from super().get_system_commands(screen)
+        targets = [self.selection, Selection()]
+        for spec in self.farm.nodes:
+            targets += [Selection(spec.name)] + [Selection(spec.name, task)
+                                                 for task in spec.tasks]
+        seen = set()
+        for target in targets:
+            for verb in VERBS:
+                decided = plan(verb, target, live_tasks=self.live, network=self.farm.network)
+                if isinstance(decided, str) or (verb, decided.target) in seen:
+                    continue
+                seen.add((verb, decided.target))
+                yield SystemCommand(f"{verb.capitalize()} {decided.target.label}",
+                                    decided.question.splitlines()[0],
+                                    _bound(self.ask, verb, decided.target))
+        for state in ("failed", "stale", "stopped", UNREACHABLE):
+            yield SystemCommand(f"Filter: {state}", f"show only rows in state {state}",
+                                _bound(self.set_filter, f"state:{state}"))
+        for spec in self.farm.nodes:
+            yield SystemCommand(f"Filter: node {spec.name}", f"show only node {spec.name}",
+                                _bound(self.set_filter, f"node:{spec.name}"))
+        yield SystemCommand("Filter: clear", "show every row", _bound(self.set_filter, ""))
+
+
+def _dot(name: str, state: str) -> Text:
+    return Text.assemble(("● ", STATE_COLOURS.get(state, "dim")), name)
+
+
+def _write_lines(log: RichLog, lines: list[str]) -> None:
+    for line in lines:
+        log.write(Text(line))
+
+
+def _sleep_unless_cancelled(seconds: float, cancelled: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while not cancelled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _bound(function: Callable[..., None], *args: object) -> Callable[[], None]:
+    return lambda: function(*args)

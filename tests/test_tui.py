@@ -1,0 +1,146 @@
+"""The dashboard (`sfarm tui`) driven by Textual's Pilot against a real farm: a local node
+mining on the emulator under supervisord, and an SSH node nobody listens for. Navigation, a
+stop that asks first, the unreachable node shown as such while the rest keeps updating, the
+log pane following new lines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from sfarm.farm import Farm as FarmService
+from sfarm.tui.app import Dashboard
+from tests.fixtures.dashboard import (
+    dashboard_inventory,
+    detail_text,
+    log_text,
+    state_of,
+    table_rows,
+    until,
+)
+from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+SIZE = (160, 48)
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    with local_farm(dashboard_inventory(), "dash") as farm:
+        farm.sfarm("up", "--node", "lab")
+        wait_for(lambda: farm.status()["nodes"][0]["tasks"][0]["state"] == "running",
+                 what="the local miner running")
+        yield farm
+
+
+def run(test: Callable[[Farm], Awaitable[None]], farm: Farm) -> None:
+    asyncio.run(test(farm))  # the Pilot is async; the suite has no async test plugin
+
+
+def dashboard(farm: Farm) -> Dashboard:
+    service = FarmService.open(farm.inventory, None, keep_connections=True, connect_timeout=2)
+    return Dashboard(service, refresh_s=0.5)
+
+
+def test_rows_for_every_task_and_the_unreachable_node(farm: Farm) -> None:
+    run(_test_rows_for_every_task_and_the_unreachable_node, farm)
+
+
+async def _test_rows_for_every_task_and_the_unreachable_node(farm: Farm) -> None:
+    app = dashboard(farm)
+    try:
+        async with app.run_test(size=SIZE):
+            await until(app, lambda: state_of(app, "lab/mine") == "running", "lab/mine running")
+            await until(app, lambda: state_of(app, "far/") == "unreachable",
+                        "node far unreachable")
+            note = table_rows(app)["far/"][-1]
+            assert "refused" in note.lower() or "connect" in note.lower(), note
+            # The rest keeps updating while far stays down: the heartbeat's age moves on.
+            first = app.status_at
+            await until(app, lambda: app.status_at > first, "another refresh")
+            assert state_of(app, "lab/mine") == "running"
+    finally:
+        app.farm.close()
+
+
+def test_navigation_shows_the_selection(farm: Farm) -> None:
+    run(_test_navigation_shows_the_selection, farm)
+
+
+async def _test_navigation_shows_the_selection(farm: Farm) -> None:
+    app = dashboard(farm)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(app, lambda: "lab/mine" in table_rows(app), "the table filled")
+            app.query_one("#tasks").focus()
+            keys = list(table_rows(app))
+            table = app.query_one("#tasks")
+            await pilot.press(*["down"] * keys.index("lab/mine"))
+            await pilot.pause()
+            assert table.cursor_row == keys.index("lab/mine")  # type: ignore[attr-defined]
+            await until(app, lambda: "mine (mine) on lab" in detail_text(app),
+                        "the task's detail")
+            assert "candles/sim/BTC-USDT/1m" in detail_text(app)
+            # The tree selects too: its root is the network.
+            app.query_one("#farm-tree").focus()
+            await pilot.press("down", "home")
+            await until(app, lambda: "1 of 2 answer" in detail_text(app), "the network's detail")
+            assert "far" in detail_text(app)
+            # A filter keeps the rows that match.
+            await pilot.press("slash", *"state:unreachable", "enter")
+            await until(app, lambda: list(table_rows(app)) == ["far/"], "the filtered table")
+            await pilot.press("escape")
+            await until(app, lambda: len(table_rows(app)) == 2, "the filter cleared")
+    finally:
+        app.farm.close()
+
+
+def test_stop_asks_first_and_stops_the_worker(farm: Farm) -> None:
+    run(_test_stop_asks_first_and_stops_the_worker, farm)
+
+
+async def _test_stop_asks_first_and_stops_the_worker(farm: Farm) -> None:
+    app = dashboard(farm)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(app, lambda: state_of(app, "lab/mine") == "running", "lab/mine running")
+            app.query_one("#tasks").focus()
+            app.select_row("lab/mine")
+            await pilot.press("x")
+            await pilot.pause()
+            assert "Stop the worker of task mine on lab?" in str(
+                app.screen.query_one("#question").render())
+            await pilot.press("n")  # declined: nothing happens
+            await pilot.pause(1.5)
+            assert farm.tasks()["mine"]["state"] == "running"
+            await pilot.press("x")
+            await pilot.pause()
+            await pilot.press("y")
+            await until(app, lambda: state_of(app, "lab/mine") == "stopped", "lab/mine stopped")
+            assert farm.tasks()["mine"]["state"] == "stopped"  # the farm, not only the screen
+    finally:
+        app.farm.close()
+        farm.sfarm("start", "--node", "lab")
+
+
+def test_log_pane_follows_new_lines(farm: Farm) -> None:
+    run(_test_log_pane_follows_new_lines, farm)
+
+
+async def _test_log_pane_follows_new_lines(farm: Farm) -> None:
+    app = dashboard(farm)
+    try:
+        async with app.run_test(size=SIZE):
+            await until(app, lambda: "lab/mine" in table_rows(app), "the table filled")
+            app.select_row("lab/mine")
+            await until(app, lambda: "mining sim" in log_text(app), "the miner's log")
+            with (farm.root / "logs" / "mine.log").open("a") as log:
+                log.write("a line written after the pane opened\n")
+            await until(app, lambda: "a line written after the pane opened" in log_text(app),
+                        "the new line in the log pane")
+    finally:
+        app.farm.close()
