@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 
 setup: $(STAMP)
 
-# Tests start real sshd servers, use real rsync and mount with real sshfs (transport = "sshfs");
-# install them when missing and we are root.
+# Tests start real sshd servers, use real rsync, mount with real sshfs (transport = "sshfs") and
+# run the dashboard in a real terminal (tmux); install them when missing and we are root.
 system-deps:
 	@missing=""; \
 	command -v rsync >/dev/null 2>&1 || missing="$$missing rsync"; \
@@ -27,6 +27,7 @@ system-deps:
 	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing:$$missing"; \

@@ -6,13 +6,18 @@ log pane following new lines."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import shutil
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
 from sfarm.farm import Farm as FarmService
 from sfarm.tui.app import Dashboard
+from tests.fixtures.cli import sfarm_env
 from tests.fixtures.dashboard import (
+    Terminal,
     dashboard_inventory,
     detail_text,
     log_text,
@@ -37,7 +42,7 @@ def farm() -> Iterator[Farm]:
         yield farm
 
 
-def run(test: Callable[[Farm], Awaitable[None]], farm: Farm) -> None:
+def run(test: Callable[[Farm], Coroutine[Any, Any, None]], farm: Farm) -> None:
     asyncio.run(test(farm))  # the Pilot is async; the suite has no async test plugin
 
 
@@ -144,3 +149,24 @@ async def _test_log_pane_follows_new_lines(farm: Farm) -> None:
                         "the new line in the log pane")
     finally:
         app.farm.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (make test "
+                                                         "installs it as root)")
+def test_sfarm_tui_in_a_real_terminal_shows_every_task(farm: Farm) -> None:
+    env = {name: value for name, value in sfarm_env().items()
+           if name not in ("NO_COLOR", "TERM", "COLUMNS")}
+    command = ["env", "-i", *[f"{name}={value}" for name, value in env.items()],
+               "TERM=xterm-256color", sys.executable, "-m", "sfarm", "tui",
+               "-i", str(farm.inventory), "--refresh", "0.5"]
+    terminal = Terminal(command)
+    try:
+        wait_for(lambda: all(word in terminal.screen()
+                             for word in ("mine-far", "running", "unreachable", "Quit")),
+                 what="every task on the dashboard in tmux")
+        screen = terminal.screen()
+        assert "lab" in screen and "far" in screen
+        terminal.press("q")
+        wait_for(lambda: not terminal.alive, what="the dashboard to quit on q")
+    finally:
+        terminal.close()

@@ -36,7 +36,9 @@ LOG_LINES = 200  # lines the log pane shows first, and keeps
 
 class Dashboard(App[None]):
     """The dashboard of one network of `farm` (whose connections it keeps: the caller opens
-    it with keep_connections=True and closes it after the app ends)."""
+    it with keep_connections=True and closes it after the app ends). Its status comes from
+    `collect` (default: `farm.status`) as of `clock()` (default: this machine's clock): a
+    recorded status and a fixed clock give the same screen every time (the snapshot tests)."""
 
     TITLE = "sfarm"
     CSS_PATH = "dashboard.tcss"
@@ -52,10 +54,14 @@ class Dashboard(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, farm: Farm, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
+    def __init__(self, farm: Farm, *, refresh_s: float = DEFAULT_REFRESH_S,
+                 collect: Callable[[], NetworkStatus] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.farm = farm
         self.refresh_s = refresh_s
+        self.collect = collect or farm.status
+        self.clock = clock
         self.status: NetworkStatus | None = None
         self.status_at = 0.0  # when the status was collected (unix seconds)
         self.selection = Selection()
@@ -108,14 +114,14 @@ class Dashboard(App[None]):
     @work(thread=True, group="status", exit_on_error=False)
     def _collect(self) -> None:
         try:
-            status = self.farm.status()
+            status = self.collect()
         except Exception as error:  # never the nodes' (theirs are rows): the farm's own
             self.call_from_thread(self.notify, f"status: {error}", severity="error")
             status = None
         finally:
             self._collecting = False
         if status is not None:
-            self.call_from_thread(self.show_status, status, time.time())
+            self.call_from_thread(self.show_status, status, self.clock())
 
     def show_status(self, status: NetworkStatus, collected_at: float) -> None:
         self.status, self.status_at = status, collected_at
@@ -230,12 +236,15 @@ class Dashboard(App[None]):
         try:
             with self.farm.logs(node, task, LOG_LINES) as tail:
                 several = len(tail.tasks) > 1
+                first = True
                 while not worker.is_cancelled:
-                    for chunk in tail.read():
-                        lines = [f"{chunk.task} {line}" if several else line
-                                 for line in chunk.lines]
-                        if lines and not worker.is_cancelled:
-                            self.call_from_thread(_write_lines, log, lines)
+                    lines = [f"{chunk.task} {line}" if several else line
+                             for chunk in tail.read() for line in chunk.lines]
+                    if first and not lines:
+                        lines = ["(nothing logged yet)"]
+                    first = False
+                    if lines and not worker.is_cancelled:
+                        self.call_from_thread(_write_lines, log, lines)
                     _sleep_unless_cancelled(tail.poll_interval_s, lambda: worker.is_cancelled)
         except Exception as error:
             if not worker.is_cancelled:
