@@ -9,6 +9,7 @@ survives at the chart's resolution. Pure: arrays in, indices out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def downsample_indices(values: Sequence[float] | np.ndarray, points: int) -> np.
     kept = [np.array([0], dtype=np.int64)]
     # Bucket edges over the interior [1, count - 1): as even as integers allow.
     edges = np.linspace(1, count - 1, buckets + 1).astype(np.int64).tolist()
-    for start, end in zip(edges[:-1], edges[1:], strict=True):
+    for start, end in pairwise(edges):
         if end <= start:
             continue
         segment = array[start:end]
