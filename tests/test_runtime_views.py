@@ -15,6 +15,7 @@ from sfarm.data.ids import session_id
 from sfarm.inventory import NodeSpec
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.runtime.views import build_session_view
+from sfarm.trading.backtest import run_backtest_task
 from sfarm.trading.engine import EngineState
 from sfarm.trading.feed import FeedState
 from sfarm.trading.paper import SessionConfig, replay
@@ -129,6 +130,22 @@ def test_session_view_of_a_paper_session_matches_its_datasets(tmp_path: Path) ->
     assert [trade.reason for trade in view.trades] == trades.tail(3)["reason"].to_list()
     none = node.session("paper", trades=0)
     assert none is not None and none.trades == [] and none.trade_count == trades.height
+
+
+def test_session_view_of_a_backtest_task_is_its_run(tmp_path: Path) -> None:
+    data.append(tmp_path, CANDLES, hourly_candles(700, seed=5))
+    result = run_backtest_task(tmp_path, "bt", parse_strategy(RSI), exchange="test",
+                               market="BTC/USDT", timeframe="1h", cash=500.0)
+    view = agent(tmp_path).session("bt", points=40, trades=4)
+    assert view is not None and result.run.trades.height > 4
+    assert (view.mode, view.strategy, view.cash) == ("backtest", "rsi-revert", 500.0)
+    assert view.equity == pytest.approx(result.metrics.final_equity)
+    assert view.return_pct == pytest.approx(result.metrics.total_return * 100)
+    assert view.position == pytest.approx(result.run.state.position)
+    assert view.last_ts == int(result.ts[-1]) == view.equity_ts[-1]
+    assert view.trade_count == result.run.trades.height and len(view.equity_ts) <= 40
+    assert [trade.exit_ts for trade in view.trades] == \
+        result.run.trades.tail(4)["exit_ts"].to_list()
 
 
 def test_a_task_name_that_is_no_dataset_path_is_refused(tmp_path: Path) -> None:

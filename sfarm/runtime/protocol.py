@@ -151,7 +151,8 @@ class TradeRow(_Wire):
 
 class SessionView(_Wire):
     """A trade session as its committed state and datasets show it (sfarm.runtime.views):
-    `cash` the initial equity, `return_pct` in percent of it, `entry_price` None when flat,
+    `mode` paper, live or backtest (a backtest task's last run), `cash` the initial equity,
+    `return_pct` in percent of it, `entry_price` None when flat (or not known: a backtest),
     `halted` why the kill switch stopped it, `equity_ts`/`equity_values` the equity curve
     downsampled (first and last points kept), `trades` the last closed trades oldest first of
     `trade_count` in all."""

@@ -3,14 +3,15 @@ last rows (`dataset_tail`) and a trade session's view (`session_view`), answers 
 protocol's `tail` and `session` requests (sfarm.runtime.handler).
 
 Each reads only what it shows: the last partitions of a dataset (the store's `read_tail`), a
-session's committed state (its `state` manifest), its equity curve's two columns and its last
-trades. Building the replies from frames (`tail_of_frame`, `build_session_view`) is pure.
+session's committed state (its `state` manifest, or a backtest task's report kept with its
+equity rows), its equity curve's columns and its last trades. Building the replies from frames
+(`tail_of_frame`, `build_session_view`, `build_backtest_view`) is pure.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -63,43 +64,90 @@ def _number(value: float | int | None) -> float | None:
 
 
 def session_view(root: NodeRoot, task: str, points: int, trades: int) -> SessionView | None:
-    """The session of trade task `task` on this node, None when it has not committed a step
-    yet: its state, its equity curve (sessions/<task>/equity) in at most `points` points and
-    its last `trades` trades (sessions/<task>/trades)."""
+    """The session of trade task `task` on this node: its state, its equity curve
+    (sessions/<task>/equity) in at most `points` points and its last `trades` trades
+    (sessions/<task>/trades). A paper or live session shows its committed state; a backtest
+    task (no session state) its run's report, kept with its equity rows. None when neither
+    has committed anything yet."""
     from sfarm.trading.session import load_session  # the trading engine loads for this only
 
     state = load_session(root.path, task)
-    if state is None:
-        return None
     equity_id, trades_id = session_id(task, "equity"), session_id(task, "trades")
+    report = None
+    if state is None:
+        equity_manifest = data.load_manifest(root.path, equity_id, with_partitions=False)
+        report = backtest_report(equity_manifest.extra if equity_manifest else {})
+        if report is None:
+            return None
     try:
-        equity = data.read(root.path, equity_id, columns=["ts", "equity"])
+        equity = data.read(root.path, equity_id, columns=["ts", "equity", "position"])
     except data.DatasetNotFound:  # a session committed before its first candle
-        equity = pl.DataFrame(schema={"ts": pl.Int64, "equity": pl.Float64})
+        equity = pl.DataFrame(schema=EQUITY_SCHEMA)
     manifest = data.load_manifest(root.path, trades_id, with_partitions=False)
     count = manifest.rows if manifest is not None else 0
     recent = (data.read_tail(root.path, trades_id, trades) if count and trades
               else pl.DataFrame())
-    return build_session_view(task, state, equity, recent, count, points)
+    if state is not None:
+        return build_session_view(task, state, equity, recent, count, points)
+    assert report is not None
+    return build_backtest_view(task, report, equity, recent, count, points)
+
+
+EQUITY_SCHEMA = {"ts": pl.Int64, "equity": pl.Float64, "position": pl.Float64}
+
+
+def backtest_report(extra: dict[str, Any]) -> tuple[str, float] | None:
+    """(strategy, initial equity) of the backtest whose report is in an equity manifest's
+    `extra` (sfarm.trading.task.append_backtest), None when there is none."""
+    summary = extra.get("backtest")
+    if not isinstance(summary, dict):
+        return None
+    metrics = summary.get("metrics")
+    initial = metrics.get("initial_equity") if isinstance(metrics, dict) else None
+    if not isinstance(initial, int | float) or not initial > 0:
+        return None
+    return str(summary.get("strategy", "")), float(initial)
 
 
 def build_session_view(task: str, state: SessionState, equity: pl.DataFrame,
                        trades: pl.DataFrame, trade_count: int, points: int) -> SessionView:
-    """The view of a session from its committed `state`, its equity rows (`ts`, `equity`),
-    its last trades (rows of sessions/<task>/trades, oldest first) and how many trades it has
-    in all. The curve is downsampled by sfarm.trading.curve.downsample (min and max of each
-    bucket, first and last point kept). Pure."""
+    """The view of a paper or live session from its committed `state`, its equity rows (`ts`,
+    `equity`), its last trades (rows of sessions/<task>/trades, oldest first) and how many
+    trades it has in all. Pure."""
     engine, risk = state.engine, state.risk
-    pnl = risk.last_equity - state.cash
     flat = engine.position == 0 or math.isnan(engine.entry_price)
+    return _view(task, state.mode, state.strategy, state.cash, risk.last_equity,
+                 engine.position, None if flat else engine.entry_price, risk.halted,
+                 state.last_ts if state.last_ts >= 0 else None, equity, trades, trade_count,
+                 points)
+
+
+def build_backtest_view(task: str, report: tuple[str, float], equity: pl.DataFrame,
+                        trades: pl.DataFrame, trade_count: int, points: int) -> SessionView:
+    """The view of a backtest task's run from its report (strategy, initial equity), its
+    equity rows (`ts`, `equity`, `position`: the last ones are where the run ended) and its
+    trades as `build_session_view`'s. The entry price of a position still open is not in a
+    backtest's rows: None. Pure."""
+    strategy, cash = report
+    last = equity.row(-1, named=True) if equity.height else {}
+    return _view(task, "backtest", strategy, cash, last.get("equity", cash),
+                 last.get("position") or 0.0, None, None, last.get("ts"), equity, trades,
+                 trade_count, points)
+
+
+def _view(task: str, mode: str, strategy: str, cash: float, equity_now: float,
+          position: float, entry_price: float | None, halted: str | None, last_ts: int | None,
+          equity: pl.DataFrame, trades: pl.DataFrame, trade_count: int,
+          points: int) -> SessionView:
+    """The view; the curve downsampled by sfarm.trading.curve.downsample (each bucket's
+    minimum and maximum, the first and last point kept)."""
     ts, values = (downsample(equity["ts"].to_numpy(), equity["equity"].to_numpy(), points)
                   if equity.height else ([], []))
-    return SessionView(
-        task=task, mode=state.mode, strategy=state.strategy, cash=state.cash,
-        equity=risk.last_equity, pnl=pnl, return_pct=pnl / state.cash * 100,
-        position=engine.position, entry_price=None if flat else engine.entry_price,
-        halted=risk.halted, last_ts=state.last_ts if state.last_ts >= 0 else None,
-        equity_ts=ts, equity_values=values, trades=trade_list(trades), trade_count=trade_count)
+    pnl = equity_now - cash
+    return SessionView(task=task, mode=mode, strategy=strategy, cash=cash, equity=equity_now,
+                       pnl=pnl, return_pct=pnl / cash * 100, position=position,
+                       entry_price=entry_price, halted=halted, last_ts=last_ts, equity_ts=ts,
+                       equity_values=values, trades=trade_list(trades), trade_count=trade_count)
 
 
 def trade_list(trades: pl.DataFrame) -> list[TradeRow]:
