@@ -113,7 +113,9 @@ def test_flow_tail_and_actions_on_one_node_of_two() -> None:
         plan = plan_network(farm.inventory, "duo")
 
         def flow_state() -> str:
-            edges = data_flow(plan, farm.status())
+            status = farm.status()
+            edges = data_flow(plan, status)
+            assert farm.flow(status) == edges
             assert [(edge.dataset, edge.producer, edge.consumer) for edge in edges] == [
                 (CANDLES, "miner", "quant")]
             return edges[0].state

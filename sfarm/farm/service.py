@@ -14,12 +14,14 @@ from types import TracebackType
 from typing import Self
 
 from sfarm.errors import UsageError
+from sfarm.farm.flow import FlowEdge, data_flow
 from sfarm.farm.live import arming_notes, live_tasks
 from sfarm.farm.logs import LogTail
 from sfarm.farm.results import FarmReport, Note
 from sfarm.farm.status import fill_lags, running_with_data
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.problems import did_you_mean, known_names
+from sfarm.plan import plan_network
 from sfarm.remote.controller import (
     CONNECT_TIMEOUT_S,
     DEFAULT_FORKS,
@@ -172,6 +174,11 @@ class Farm:
         (unix seconds; the controller's clock by default)."""
         moment = time.time() if now is None else now
         return fill_lags(self.controller.status(), moment * 1000)
+
+    def flow(self, status: NetworkStatus) -> list[FlowEdge]:
+        """Which node feeds which dataset to which in this network, and how fresh each
+        hand-over is in `status` (sfarm.farm.flow.data_flow over the network's plan)."""
+        return data_flow(plan_network(self.inventory, self.network), status)
 
     def wait_until_running(self, timeout_s: float, *, interval_s: float = 1.0,
                            on_poll: Callable[[NetworkStatus], None] | None = None
