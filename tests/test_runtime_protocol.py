@@ -24,6 +24,7 @@ from sfarm.runtime.protocol import (
     DatasetsReply,
     DatasetsRequest,
     DatasetSummary,
+    DatasetTail,
     Deployment,
     DownRequest,
     FactsReply,
@@ -36,10 +37,16 @@ from sfarm.runtime.protocol import (
     NodeFile,
     Program,
     ProtocolError,
+    SessionReply,
+    SessionRequest,
+    SessionView,
     StatusReply,
     StatusRequest,
     StepResult,
     StepsReply,
+    TailReply,
+    TailRequest,
+    TradeRow,
     decode_reply,
     decode_request,
     encode_error,
@@ -89,6 +96,10 @@ REQUESTS = {
     "datasets": st.builds(DatasetsRequest, ids=st.none() | st.lists(names, max_size=4),
                           mirrors=st.booleans()),
     "facts": st.just(FactsRequest()),
+    "tail": st.builds(TailRequest, id=names, limit=st.integers(1, 5000),
+                      mirror_of=st.none() | names),
+    "session": st.builds(SessionRequest, task=names, points=st.integers(2, 5000),
+                         trades=st.integers(0, 1000)),
 }
 REPLIES = {
     "steps": st.builds(StepsReply, steps=st.lists(steps, max_size=5)),
@@ -98,6 +109,20 @@ REPLIES = {
     "datasets": st.builds(DatasetsReply, datasets=st.lists(summaries, max_size=4)),
     "facts": st.builds(FactsReply, sfarm=names, protocol=st.integers(0), python=texts,
                        python_version=texts, root=texts, user=texts),
+    "tail": st.builds(TailReply, tail=st.builds(
+        DatasetTail, id=names, ts=st.lists(st.integers(0, 2**62), max_size=4),
+        columns=st.dictionaries(names, st.lists(st.none() | reals, max_size=4), max_size=3),
+        error=st.none() | texts)),
+    "session": st.builds(SessionReply, session=st.none() | st.builds(
+        SessionView, task=names, mode=names, strategy=names, cash=reals, equity=reals,
+        pnl=reals, return_pct=reals, position=reals, entry_price=st.none() | reals,
+        halted=st.none() | texts, last_ts=stamps, equity_ts=st.lists(st.integers(0), max_size=4),
+        equity_values=st.lists(reals, max_size=4), trade_count=st.integers(0),
+        trades=st.lists(st.builds(TradeRow, side=st.sampled_from(["long", "short"]),
+                                  entry_ts=st.integers(0), exit_ts=st.integers(0),
+                                  entry_price=reals, exit_price=reals, size=reals, pnl=reals,
+                                  fees=st.none() | reals, reason=st.none() | texts),
+                        max_size=3))),
 }
 
 
@@ -245,3 +270,14 @@ def test_read_log_tails_then_follows_across_a_rotation(tmp_path: Path) -> None:
     assert after.lines == ["line 100"] and after.offset == log.stat().st_size
     log.write_text("rotated 1\n")  # supervisord rotated it: shorter than the offset
     assert read_log(root, "mine", offset=after.offset).lines == ["rotated 1"]
+
+
+@pytest.mark.parametrize("request_document", [
+    {"op": "tail", "id": "candles/sim/BTC-USDT/1m", "limit": 0},
+    {"op": "tail", "id": "candles/sim/BTC-USDT/1m", "limit": 5001},
+    {"op": "session", "task": "paper", "points": 1},
+    {"op": "session", "task": "paper", "trades": 1001},
+])
+def test_views_out_of_range_are_refused(request_document: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError, match="malformed request"):
+        decode_request(_request(request=request_document))

@@ -14,12 +14,14 @@ from types import TracebackType
 from typing import Self
 
 from sfarm.errors import UsageError
+from sfarm.farm.flow import FlowEdge, data_flow
 from sfarm.farm.live import arming_notes, live_tasks
 from sfarm.farm.logs import LogTail
 from sfarm.farm.results import FarmReport, Note
 from sfarm.farm.status import fill_lags, running_with_data
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.problems import did_you_mean, known_names
+from sfarm.plan import plan_network
 from sfarm.remote.controller import (
     CONNECT_TIMEOUT_S,
     DEFAULT_FORKS,
@@ -27,7 +29,13 @@ from sfarm.remote.controller import (
     NodeOutcome,
 )
 from sfarm.remote.pull import PullResult, pull
-from sfarm.runtime.protocol import Action, DatasetSummary
+from sfarm.runtime.protocol import (
+    Action,
+    DatasetSummary,
+    DatasetTail,
+    FactsReply,
+    SessionView,
+)
 from sfarm.status import NetworkStatus
 
 PullProgress = Callable[[str, int, int], None]  # dataset id, its index, how many in all
@@ -87,15 +95,16 @@ class Farm:
     # -- commands ---------------------------------------------------------------------------
 
     def deploy(self, *, rotate_farm_key: bool = False, dry_run: bool = False,
-               boot: bool = False, offline: bool = False) -> FarmReport:
+               boot: bool = False, offline: bool = False,
+               node: str | None = None) -> FarmReport:
         """Make every node match the inventory (idempotent: a second deploy changes nothing);
         with `rotate_farm_key`, the network's farm key is made anew; with `boot`, each node's
         supervisord starts at boot; `offline`, the nodes install sfarm with no package index
         (from a wheelhouse sent by this machine). With `dry_run`, what would change, nothing
-        changed."""
+        changed. `node`: that node only (of the selected ones), as `sfarm deploy --node`."""
         return FarmReport("deploy", self.controller.deploy(
-            rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot, offline=offline),
-            dry_run=dry_run)
+            rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot, offline=offline,
+            node=node), dry_run=dry_run)
 
     def up(self, *, live: bool = False, dry_run: bool = False,
            offline: bool = False) -> FarmReport:
@@ -118,13 +127,17 @@ class Farm:
                               started[outcome.node].error) for outcome in deployed]
         return FarmReport("up", merged, notes)
 
-    def control(self, action: Action, task: str | None = None, *,
-                live: bool = False) -> FarmReport:
-        """Start, stop or restart the workers (of `task` only, when given). Live trade tasks
-        are armed by a start or restart with `live`, disarmed otherwise."""
+    def control(self, action: Action, task: str | None = None, *, live: bool = False,
+                node: str | None = None) -> FarmReport:
+        """Start, stop or restart the workers (of `task` only, when given; of `node` only, when
+        given: the other nodes are not contacted). Live trade tasks are armed by a start or
+        restart with `live`, disarmed otherwise."""
         self.check_task(task)
-        notes = self.set_live(live and action != "stop", task, command=action).notes
-        return FarmReport(action, self.controller.control(action, task), notes)
+        if node is not None and task is not None and task not in self.node(node).tasks:
+            raise UsageError(f"no task {task!r} on node {node!r}",
+                             hint=known_names("tasks", self.node(node).tasks))
+        notes = self.set_live(live and action != "stop", task, command=action, node=node).notes
+        return FarmReport(action, self.controller.control(action, task, node=node), notes)
 
     def start(self, task: str | None = None, *, live: bool = False) -> FarmReport:
         return self.control("start", task, live=live)
@@ -140,13 +153,15 @@ class Farm:
         notes = self.set_live(False, command="down").notes
         return FarmReport("down", self.controller.down(), notes)
 
-    def set_live(self, armed: bool, task: str | None = None, *,
-                 command: str = "start") -> FarmReport:
-        """Arm (or disarm) the live trade tasks that `command` acts on (all of them, or `task`),
-        on their nodes; nodes without one are not contacted. The notes say what a person should
-        know: a live task left unarmed places no order (see sfarm.trading.live_guard)."""
+    def set_live(self, armed: bool, task: str | None = None, *, command: str = "start",
+                 node: str | None = None) -> FarmReport:
+        """Arm (or disarm) the live trade tasks that `command` acts on (all of them, or `task`;
+        on every node, or `node`), on their nodes; nodes without one are not contacted. The
+        notes say what a person should know: a live task left unarmed places no order (see
+        sfarm.trading.live_guard)."""
+        chosen = {spec.name for spec in self.controller.select(node)}
         live_of = {spec.name: live_tasks(self.inventory, self.controller.tasks_of(spec, task))
-                   for spec in self.nodes}
+                   if spec.name in chosen else [] for spec in self.nodes}
         outcomes = self.controller.set_live(lambda spec: live_of[spec.name], armed,
                                             f"sfarm {command} --live")
         return FarmReport("live" if armed else "disarm", outcomes,
@@ -159,6 +174,11 @@ class Farm:
         (unix seconds; the controller's clock by default)."""
         moment = time.time() if now is None else now
         return fill_lags(self.controller.status(), moment * 1000)
+
+    def flow(self, status: NetworkStatus) -> list[FlowEdge]:
+        """Which node feeds which dataset to which in this network, and how fresh each
+        hand-over is in `status` (sfarm.farm.flow.data_flow over the network's plan)."""
+        return data_flow(plan_network(self.inventory, self.network), status)
 
     def wait_until_running(self, timeout_s: float, *, interval_s: float = 1.0,
                            on_poll: Callable[[NetworkStatus], None] | None = None
@@ -192,11 +212,26 @@ class Farm:
                  mirrors: bool = False) -> list[DatasetSummary]:
         """The datasets a node holds (its own; its mirrors' too with `mirrors`), from their
         manifests on the node."""
-        agent = self.controller.agent(self.node(node))
-        try:
-            return agent.datasets(ids, mirrors)
-        finally:
-            agent.close()
+        return self.controller.ask(self.node(node), lambda agent: agent.datasets(ids, mirrors))
+
+    def tail(self, node: str, dataset_id: str, limit: int = 120, *,
+             mirror_of: str | None = None) -> DatasetTail:
+        """The last `limit` rows (1..5000) of a dataset `node` holds: its own, else the one
+        mirror of it there (`mirror_of`: that producer's). A dataset missing or unreadable is
+        a tail whose `error` says so; a node that cannot be asked raises SfarmError."""
+        return self.controller.ask(self.node(node), lambda agent: agent.tail(
+            dataset_id, limit, mirror_of=mirror_of))
+
+    def session(self, node: str, task: str, *, points: int = 200,
+                trades: int = 10) -> SessionView | None:
+        """Trade task `task`'s session on `node` (equity, PnL, position, the equity curve in
+        at most `points` points, the last `trades` trades), None before its first step."""
+        return self.controller.ask(self.node(node), lambda agent: agent.session(
+            task, points, trades))
+
+    def facts(self, node: str) -> FactsReply:
+        """What `node` says of itself: its sfarm, python, user, root and keys."""
+        return self.controller.ask(self.node(node), lambda agent: agent.facts())
 
     def pull(self, node: str, ids: Sequence[str], local_root: Path,
              progress: PullProgress | None = None) -> list[PullResult]:

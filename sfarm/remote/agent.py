@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from sfarm.errors import UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.remote.connection import Connection, LocalConnection
 from sfarm.remote.wiring import LOCAL_REACH, NodeWiring, Reach
@@ -25,6 +26,7 @@ from sfarm.runtime.protocol import (
     DatasetsReply,
     DatasetsRequest,
     DatasetSummary,
+    DatasetTail,
     DownRequest,
     FactsReply,
     FactsRequest,
@@ -33,10 +35,15 @@ from sfarm.runtime.protocol import (
     LogReply,
     LogRequest,
     Request,
+    SessionReply,
+    SessionRequest,
+    SessionView,
     StatusReply,
     StatusRequest,
     StepResult,
     StepsReply,
+    TailReply,
+    TailRequest,
     decode_reply,
     encode_request,
 )
@@ -170,5 +177,29 @@ class NodeAgent:
     def facts(self) -> FactsReply:
         return self.call(FactsRequest(), FactsReply)
 
+    def tail(self, dataset_id: str, limit: int = 120, *,
+             mirror_of: str | None = None) -> DatasetTail:
+        """The last `limit` rows of a dataset the node holds (see TailRequest); a dataset
+        missing or unreadable is a tail with `error`."""
+        request = _asked(TailRequest, id=dataset_id, limit=limit, mirror_of=mirror_of)
+        return self.call(request, TailReply).tail
+
+    def session(self, task: str, points: int = 200, trades: int = 10) -> SessionView | None:
+        """Trade task `task`'s session on the node (see SessionRequest); None before its
+        first step."""
+        request = _asked(SessionRequest, task=task, points=points, trades=trades)
+        return self.call(request, SessionReply).session
+
     def close(self) -> None:
         self.transport.close()
+
+
+def _asked(model: type[R], **fields: object) -> R:
+    """The request `model` with `fields`; UsageError naming what is out of range (a limit of
+    0, too many points) instead of pydantic's exception."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}"
+                             for item in error.errors())
+        raise UsageError(f"bad {model.__name__}: {problems}") from None

@@ -35,7 +35,7 @@ from sfarm.remote.wiring import (
     wire_network,
 )
 from sfarm.resolver.routes import KEY_KINDS, KNOWN_HOSTS_FILE, KeyKind
-from sfarm.runtime.protocol import Action, StepResult
+from sfarm.runtime.protocol import Action, NodeError, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
@@ -113,6 +113,17 @@ def describe_failure(error: Exception) -> str:
     return f"unexpected {type(error).__name__}: {error}"
 
 
+def _pick(nodes: list[NodeSpec], node: str | None, among: str) -> list[NodeSpec]:
+    """`nodes`, or the one named `node` of them; UsageError naming the others when none is."""
+    if node is None:
+        return list(nodes)
+    names = [spec.name for spec in nodes]
+    if node not in names:
+        raise UsageError(f"no node {node!r} in {among}",
+                         hint=did_you_mean(node, names) or known_names("nodes", names))
+    return [spec for spec in nodes if spec.name == node]
+
+
 class FarmController:
     """Runs node operations on the nodes of one network. With `keep_connections`, each node's
     agent (its SSH connection, and the `sfarm node serve` on it) stays open between calls, for
@@ -134,14 +145,13 @@ class FarmController:
         self._refresher: StatusRefresher | None = None  # kept connections' status
         self._node_locks: dict[str, threading.Lock] = {spec.name: threading.Lock()
                                                        for spec in inventory.nodes(network)}
-        nodes = inventory.nodes(network)
-        if node is not None:
-            names = [spec.name for spec in nodes]
-            if node not in names:
-                raise UsageError(f"no node {node!r} in network {network!r}",
-                                 hint=did_you_mean(node, names) or known_names("nodes", names))
-            nodes = [spec for spec in nodes if spec.name == node]
-        self.nodes = nodes
+        self.nodes = _pick(inventory.nodes(network), node, f"network {network!r}")
+
+    def select(self, node: str | None) -> list[NodeSpec]:
+        """The selected nodes (None), or only `node` of them: the selection a command made
+        with `--node` narrowed once more (the dashboard acts on one node of the farm it
+        shows); UsageError naming the selected nodes when `node` is not one of them."""
+        return _pick(self.nodes, node, f"the selected nodes of {self.network!r}")
 
     def agent(self, spec: NodeSpec, *, serve: bool | None = None) -> NodeAgent:
         """A new agent of the node; close it after use (an SSH agent holds a connection).
@@ -174,6 +184,12 @@ class FarmController:
                                        connect_timeout=self.connect_timeout)
         return NodeAgent(spec, SSHTransport(spec, connection, serve=serve))
 
+    def ask(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
+        """`work` with the node's agent: the kept one when connections are kept (one thread
+        at a time on it), else one opened and closed for this call. Failures raise (unlike
+        `each`): a caller asking one node wants its error."""
+        return self._with_agent(spec, work)
+
     def _with_agent(self, spec: NodeSpec, work: Callable[[NodeAgent], T]) -> T:
         if self._open is None:
             agent = self.agent(spec)
@@ -188,6 +204,8 @@ class FarmController:
                                                                       self.agent(spec))
             try:
                 return work(agent)
+            except NodeError:
+                raise  # the node answered (with an error): its connection is fine, kept
             except BaseException:
                 # The connection may be what failed: the next call opens a new one.
                 self._open.pop(spec.name, None)
@@ -243,17 +261,20 @@ class FarmController:
                              hint=did_you_mean(task, placed) or known_names("tasks", placed))
 
     def deploy(self, *, rotate_farm_key: bool = False, dry_run: bool = False,
-               boot: bool = False, offline: bool = False) -> list[NodeOutcome]:
+               boot: bool = False, offline: bool = False,
+               node: str | None = None) -> list[NodeOutcome]:
         """Install and configure the selected nodes, and wire the network's data: every node
         of the network is surveyed, so each consumer learns how to reach its producers, every
         node gets every node's host key (to be managed from), and the farm key is kept or
         renewed (sfarm.remote.wiring). With `boot`, each node's supervisord starts at boot.
         With `dry_run`, every step as it would go ("changed": would change) and nothing
         changed anywhere (sfarm.remote.dry_run). `offline`: every selected node installs with
-        no package index (as a node with `offline = true` always does)."""
+        no package index (as a node with `offline = true` always does). `node`: only that one
+        of the selected nodes is deployed (`select`)."""
+        chosen = self.select(node)
         plan = plan_network(self.inventory, self.network)
         everyone = {spec.name: spec for spec in self.inventory.nodes(self.network)}
-        selected = {spec.name for spec in self.nodes}
+        selected = {spec.name for spec in chosen}
         surveyed = list(everyone.values())
         kept = self._open is not None
         if not kept:
@@ -299,7 +320,7 @@ class FarmController:
                 return NodeOutcome(spec.name, steps)
 
             return self.each(apply, lambda spec, error: NodeOutcome(
-                spec.name, first[spec.name].steps, error))
+                spec.name, first[spec.name].steps, error), chosen)
         finally:
             if not kept:
                 self.close()
@@ -324,13 +345,14 @@ class FarmController:
 
         return new_farm_key(self.inventory.model.farm.name, self.network, holders, kind)
 
-    def control(self, action: Action, task: str | None = None) -> list[NodeOutcome]:
-        """`action` on the workers of every node (with `task`, on the nodes that run it only:
-        the others are not contacted)."""
+    def control(self, action: Action, task: str | None = None, *,
+                node: str | None = None) -> list[NodeOutcome]:
+        """`action` on the workers of every node, or of `node` only (`select`); with `task`,
+        on the nodes that run it only: the others are not contacted."""
         self.check_task(task)
         return self._steps_each(
             lambda spec, agent: agent.control(action, self.tasks_of(spec, task)),
-            [spec for spec in self.nodes if task is None or task in spec.tasks])
+            [spec for spec in self.select(node) if task is None or task in spec.tasks])
 
     def set_live(self, names_of: Callable[[NodeSpec], list[str]], armed: bool,
                  command: str) -> list[NodeOutcome]:

@@ -37,9 +37,13 @@ from sfarm.runtime.protocol import (
     LogRequest,
     Reply,
     Request,
+    SessionReply,
+    SessionRequest,
     StatusReply,
     StatusRequest,
     StepsReply,
+    TailReply,
+    TailRequest,
     decode_request,
     encode_error,
     encode_reply,
@@ -106,6 +110,14 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
                               farm_key=held_key(root.path, "farm"),
                               sshfs_key=held_key(root.path, "sshfs"),
                               sftp_server=_sftp_server())
+        case TailRequest(id=dataset_id, limit=limit, mirror_of=mirror_of):
+            from sfarm.runtime import views  # the store loads for these only: not for a status
+
+            return TailReply(tail=views.dataset_tail(root, dataset_id, limit, mirror_of=mirror_of))
+        case SessionRequest(task=task, points=points, trades=trades):
+            from sfarm.runtime import views
+
+            return SessionReply(session=views.session_view(root, task, points, trades))
     raise AssertionError(f"no handler for {request!r}")  # the union above is exhaustive
 
 

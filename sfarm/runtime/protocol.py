@@ -30,7 +30,8 @@ from sfarm.resolver.routes import FarmKeyInfo
 from sfarm.status import TaskStatus
 
 # Bump on any change of a request or reply that an older or newer peer could misread.
-PROTOCOL_VERSION = 1
+# 2: the `tail` and `session` requests (the dashboard's views of a dataset and a session).
+PROTOCOL_VERSION = 2
 DEPLOY_HINT = "run `sfarm deploy` from the controller: it installs the controller's sfarm"
 
 # File contents travel as base64 inside the JSON; unknown keys are an error, not ignored.
@@ -122,6 +123,57 @@ class DatasetSummary(_Wire):
     error: str | None = None  # the manifest could not be read
 
 
+class DatasetTail(_Wire):
+    """The last rows of a dataset, column by column: `ts` (ms, oldest first) and every numeric
+    column but ts, each as long as `ts` (None where a value is missing or not a number).
+    `error` says why there are no rows to show (no such dataset, unreadable), never raised."""
+
+    id: str
+    ts: list[int] = Field(default_factory=list)
+    columns: dict[str, list[float | None]] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class TradeRow(_Wire):
+    """A closed trade of a session (the columns of sfarm.trading.backtest.TRADE_COLUMNS, then
+    its fees and why it exited, when the dataset has them)."""
+
+    side: str
+    entry_ts: int
+    exit_ts: int
+    entry_price: float
+    exit_price: float
+    size: float
+    pnl: float
+    fees: float | None = None
+    reason: str | None = None
+
+
+class SessionView(_Wire):
+    """A trade session as its committed state and datasets show it (sfarm.runtime.views):
+    `mode` paper, live or backtest (a backtest task's last run), `cash` the initial equity,
+    `return_pct` in percent of it, `entry_price` None when flat (or not known: a backtest),
+    `halted` why the kill switch stopped it, `equity_ts`/`equity_values` the equity curve
+    downsampled (first and last points kept), `trades` the last closed trades oldest first of
+    `trade_count` in all."""
+
+    task: str
+    mode: str
+    strategy: str
+    cash: float
+    equity: float
+    pnl: float
+    return_pct: float
+    position: float
+    entry_price: float | None = None
+    halted: str | None = None
+    last_ts: int | None = None
+    equity_ts: list[int] = Field(default_factory=list)
+    equity_values: list[float] = Field(default_factory=list)
+    trades: list[TradeRow] = Field(default_factory=list)
+    trade_count: int = 0
+
+
 # --- requests: one model per operation, told apart by `op` ------------------------------------
 
 
@@ -188,8 +240,29 @@ class FactsRequest(_Wire):
     op: Literal["facts"] = "facts"
 
 
+class TailRequest(_Wire):
+    """The last `limit` rows of a dataset the node holds: its own, else the one mirror that
+    holds it (`mirror_of` names the producer whose mirror to read)."""
+
+    op: Literal["tail"] = "tail"
+    id: str
+    limit: int = Field(default=120, ge=1, le=5000)
+    mirror_of: str | None = None
+
+
+class SessionRequest(_Wire):
+    """A trade task's session: its equity curve in at most `points` points and its last
+    `trades` trades."""
+
+    op: Literal["session"] = "session"
+    task: str
+    points: int = Field(default=200, ge=2, le=5000)
+    trades: int = Field(default=10, ge=0, le=1000)
+
+
 Request = Annotated[ApplyRequest | StatusRequest | ControlRequest | LiveRequest | DownRequest
-                    | LogRequest | DatasetsRequest | FactsRequest, Field(discriminator="op")]
+                    | LogRequest | DatasetsRequest | FactsRequest | TailRequest
+                    | SessionRequest, Field(discriminator="op")]
 
 
 # --- replies ----------------------------------------------------------------------------------
@@ -225,7 +298,16 @@ class FactsReply(_Wire):
     sftp_server: str | None = None  # the node's sftp-server, for an SSHFS key's line
 
 
-Reply = StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply
+class TailReply(_Wire):
+    tail: DatasetTail
+
+
+class SessionReply(_Wire):
+    session: SessionView | None  # None: the session has not started
+
+
+Reply = (StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply | TailReply
+         | SessionReply)
 R = TypeVar("R", bound=BaseModel)
 
 
