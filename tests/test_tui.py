@@ -90,6 +90,15 @@ async def _test_navigation_shows_the_selection(farm: Farm) -> None:
             await until(app, lambda: "mine (mine) on lab" in detail_text(app),
                         "the task's detail")
             assert "candles/sim/BTC-USDT/1m" in detail_text(app)
+            # Its recent candles, asked of the node, drawn as a chart.
+            await until(app, lambda: app.detail_ready, "the recent candles")
+            assert app.query_one("#detail-chart").display
+            # A node: what it says of itself.
+            app.query_one("#farm-tree").focus()
+            await pilot.press("home", "down")
+            await until(app, lambda: "reachable  yes" in detail_text(app)
+                        and app.detail_ready, "the node's detail")
+            assert f"root       {farm.root}" in detail_text(app)
             # The tree selects too: its root is the network.
             app.query_one("#farm-tree").focus()
             await pilot.press("down", "home")

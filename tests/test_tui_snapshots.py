@@ -41,15 +41,16 @@ async def _loaded(pilot: Pilot[Any]) -> None:
 
 
 def _selecting(key: str) -> Callable[[Pilot[Any]], Any]:
-    """Select the row `key` and wait for the log pane's first words (its node's log, or why
-    it cannot be read: nothing listens on the recorded SSH nodes' port)."""
+    """Select the row `key` and wait for the log pane's first words and the detail's data (its
+    node's, or why they cannot be read: nothing listens on the recorded SSH nodes' port, and
+    the local node's root does not exist)."""
     async def select(pilot: Pilot[Any]) -> None:
         await _loaded(pilot)
         app = pilot.app
         assert isinstance(app, Dashboard)
         app.query_one("#tasks").focus()
         app.select_row(key)
-        while not app.query_one(RichLog).lines:
+        while not (app.query_one(RichLog).lines and app.detail_ready):
             await pilot.pause(0.05)
     return select
 

@@ -11,27 +11,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static, Tree
 from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
 
 from sfarm.farm import Farm, FarmReport
 from sfarm.farm.live import live_tasks
 from sfarm.farm.status import STATE_COLOURS
+from sfarm.runtime.protocol import DatasetTail, FactsReply, SessionView
 from sfarm.status import NetworkStatus, NodeStatus, TaskStatus
 from sfarm.tui.actions import VERBS, Plan, Selection, Verb, outcome, plan
 from sfarm.tui.confirm import Confirm, TypeToConfirm
-from sfarm.tui.detail import network_detail, node_detail, task_detail
+from sfarm.tui.detail import (
+    chart_series,
+    network_detail,
+    node_detail,
+    session_detail,
+    task_detail,
+)
 from sfarm.tui.rows import COLUMNS, UNREACHABLE, RowFilter, TaskRow, task_rows
 
 DEFAULT_REFRESH_S = 2.0
 LOG_LINES = 200  # lines the log pane shows first, and keeps
+CHART_POINTS = 120  # candles or equity points a chart draws
+LAST_TRADES = 8
+
+# What the detail pane asked a node about the selection (facts, a dataset's tail, a session).
+Fetched = FactsReply | DatasetTail | SessionView | None
 
 
 class Dashboard(App[None]):
@@ -69,6 +83,8 @@ class Dashboard(App[None]):
         self.live = frozenset(live_tasks(farm.inventory, list(farm.inventory.model.tasks)))
         self._collecting = False
         self._following: Selection | None = None  # whose log the log pane follows
+        self._fetching = False
+        self._fetched: tuple[Selection, Fetched] | None = None  # the selection's extra data
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -83,6 +99,8 @@ class Dashboard(App[None]):
         with Horizontal(id="bottom"):
             with VerticalScroll(id="detail"):
                 yield Static("collecting the status of every node…", id="detail-text")
+                yield PlotextPlot(id="detail-chart")
+                yield Static(id="detail-more")
             yield RichLog(id="log", max_lines=LOG_LINES * 5, wrap=False, markup=False)
         yield Footer()
 
@@ -100,6 +118,7 @@ class Dashboard(App[None]):
         self.query_one("#detail").border_title = "detail"
         self.query_one("#log").border_title = "log"
         self.query_one("#filter").display = False
+        self.query_one("#detail-chart").display = False
         self.collect_status()
         self.set_interval(self.refresh_s, self.collect_status)
 
@@ -128,6 +147,7 @@ class Dashboard(App[None]):
         self._label_tree(status)
         self._fill_table()
         self._show_detail()
+        self.fetch_detail()
 
     def _label_tree(self, status: NetworkStatus) -> None:
         nodes = {node.name: node for node in status.nodes}
@@ -149,17 +169,25 @@ class Dashboard(App[None]):
                 if self.row_filter.matches(row)]
 
     def _fill_table(self) -> None:
+        """The rows of the last status (through the filter): cells updated in place when the
+        rows are the same ones, else the table rebuilt with its cursor kept on its row. Never
+        a change of selection: that is the operator's alone."""
         table = self.query_one(DataTable)
+        rows = self._rows()
+        cells = {row.key: _cells(row) for row in rows}
+        if list(cells) == [key.value for key in table.rows]:
+            for key, values in cells.items():
+                for column, value in zip(COLUMNS, values, strict=True):
+                    table.update_cell(key, column, value)
+            return
         keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value \
             if table.row_count else None
-        table.clear()
-        for row in self._rows():
-            cells: list[str | Text] = list(row.cells())
-            cells[COLUMNS.index("state")] = Text(row.state,
-                                                 style=STATE_COLOURS.get(row.state, ""))
-            table.add_row(*cells, key=row.key)
-        if keep is not None and keep in table.rows:
-            table.move_cursor(row=table.get_row_index(keep), animate=False)
+        with self.prevent(DataTable.RowHighlighted):
+            table.clear()
+            for key, values in cells.items():
+                table.add_row(*values, key=key)
+            if keep is not None and keep in table.rows:
+                table.move_cursor(row=table.get_row_index(keep), animate=False)
 
     # -- selection ---------------------------------------------------------------------------
 
@@ -168,13 +196,22 @@ class Dashboard(App[None]):
         table = self.query_one(DataTable)
         if key in table.rows:
             table.move_cursor(row=table.get_row_index(key), animate=False)
+            self.select(_row_selection(key))
 
     @on(DataTable.RowHighlighted, "#tasks")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is None:
+        # Only the operator's moves select: not the cursor a refresh puts back on its row.
+        if event.row_key.value is None or not event.data_table.has_focus:
             return
-        node, _, task = event.row_key.value.partition("/")
-        self.select(Selection(node, task or None))
+        self.select(_row_selection(event.row_key.value))
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Moving to the table selects the row its cursor is on."""
+        table = event.widget
+        if isinstance(table, DataTable) and table.id == "tasks" and table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            if key is not None:
+                self.select(_row_selection(key))
 
     @on(Tree.NodeHighlighted, "#farm-tree")
     def _tree_highlighted(self, event: Tree.NodeHighlighted[Selection]) -> None:
@@ -186,6 +223,7 @@ class Dashboard(App[None]):
             return
         self.selection = selection
         self._show_detail()
+        self.fetch_detail()
         self._follow_log()
         self.refresh_bindings()
 
@@ -200,17 +238,98 @@ class Dashboard(App[None]):
         return next((entry for entry in found.tasks if entry.name == task), None)
 
     def _show_detail(self) -> None:
-        text = self.query_one("#detail-text", Static)
+        """The selection's detail from the last status and what was last fetched for it."""
         if self.status is None:
             return
         where = self.selection
+        fetched = self._fetched[1] if self._fetched and self._fetched[0] == where else None
+        text, more = self.query_one("#detail-text", Static), self.query_one("#detail-more",
+                                                                             Static)
+        series = None
         if where.node is None:
-            text.update(network_detail(self.status))
+            text.update(network_detail(self.status, self.farm.flow(self.status)))
+            more.update("")
         elif where.task is None or (task := self._task_status(where.node, where.task)) is None:
             node = self._node_status(where.node)
-            text.update(node_detail(node) if node else f"node {where.node}: no status yet")
+            facts = fetched if isinstance(fetched, FactsReply) else None
+            text.update(node_detail(node, facts) if node else f"node {where.node}: no status "
+                                                                "yet")
+            more.update("")
         else:
             text.update(task_detail(where.node, task, self.status_at))
+            if isinstance(fetched, SessionView):
+                more.update(session_detail(fetched))
+                series = ("equity", fetched.equity_ts, fetched.equity_values)
+            elif isinstance(fetched, DatasetTail):
+                more.update(fetched.error or "")
+                series = chart_series(fetched)
+            else:
+                more.update("")
+        self._draw_chart(series)
+
+    def _draw_chart(self, series: tuple[str, list[int], list[float]] | None) -> None:
+        chart = self.query_one("#detail-chart", PlotextPlot)
+        chart.display = series is not None and len(series[1]) > 1
+        if not chart.display or series is None:
+            return
+        title, stamps, values = series
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.date_form("d/m H:M")
+        plt.plot([datetime.fromtimestamp(stamp / 1000, UTC).strftime("%d/%m %H:%M")
+                  for stamp in stamps], values, marker="braille")
+        plt.title(title)
+        chart.refresh()
+
+    @property
+    def detail_ready(self) -> bool:
+        """Whether the detail pane shows all it will for the selection: what its node was asked
+        (facts, recent candles, a session) has come back, or nothing needs asking."""
+        return self.selection.node is None or (
+            self._fetched is not None and self._fetched[0] == self.selection)
+
+    def fetch_detail(self) -> None:
+        """Ask the selection's node for what the status does not carry: a node's facts, a
+        task's recent candles, a trade session; unless the last request is under way."""
+        if not self._fetching and self.selection.node is not None:
+            self._fetching = True
+            self._fetch(self.selection)
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _fetch(self, target: Selection) -> None:
+        try:
+            fetched = self._ask_node(target)
+        except Exception as error:  # the node's trouble shows in the status already
+            fetched = None
+            self.log.warning(f"detail of {target.label}: {error}")
+        finally:
+            self._fetching = False
+        self.call_from_thread(self._fetched_for, target, fetched)
+
+    def _ask_node(self, target: Selection) -> Fetched:
+        assert target.node is not None
+        node = self._node_status(target.node)
+        if node is None or not node.reachable:
+            return None
+        if target.task is None:
+            return self.farm.facts(target.node)
+        task = self._task_status(target.node, target.task)
+        if task is None:
+            return None
+        if task.kind == "trade":
+            return self.farm.session(target.node, target.task, points=CHART_POINTS,
+                                     trades=LAST_TRADES)
+        if task.datasets:
+            return self.farm.tail(target.node, task.datasets[0].id, CHART_POINTS)
+        return None
+
+    def _fetched_for(self, target: Selection, fetched: Fetched) -> None:
+        self._fetched = (target, fetched)
+        if target == self.selection:
+            self._show_detail()
+        else:
+            self.fetch_detail()  # the selection moved on meanwhile
 
     # -- the log pane ------------------------------------------------------------------------
 
@@ -330,11 +449,12 @@ class Dashboard(App[None]):
         target = decided.target
         match decided.verb:
             case "start" | "stop" | "restart" as action:
-                return self.farm.control(action, target.task)
+                return self.farm.control(action, target.task, node=target.node)
             case "deploy":
-                return self.farm.deploy()
+                return self.farm.deploy(node=target.node)
             case "arm" | "disarm" as verb:
-                return self.farm.set_live(verb == "arm", target.task, command="dashboard")
+                return self.farm.set_live(verb == "arm", target.task, command="dashboard",
+                                          node=target.node)
         raise AssertionError(decided.verb)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -362,6 +482,18 @@ class Dashboard(App[None]):
             yield SystemCommand(f"Filter: node {spec.name}", f"show only node {spec.name}",
                                 _bound(self.set_filter, f"node:{spec.name}"))
         yield SystemCommand("Filter: clear", "show every row", _bound(self.set_filter, ""))
+
+
+def _row_selection(key: str) -> Selection:
+    """The selection of a table row's key (`node/task`; `node/` for a node's row)."""
+    node, _, task = key.partition("/")
+    return Selection(node, task or None)
+
+
+def _cells(row: TaskRow) -> list[str | Text]:
+    cells: list[str | Text] = list(row.cells())
+    cells[COLUMNS.index("state")] = Text(row.state, style=STATE_COLOURS.get(row.state, ""))
+    return cells
 
 
 def _dot(name: str, state: str) -> Text:
