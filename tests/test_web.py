@@ -254,7 +254,8 @@ def test_the_operators_certificate_is_served_on_loopback_too(tmp_path: Path, inv
     with web_server(inventory, "--cert", str(cert), "--key", str(key),
                     env=_env(config_home)) as server:
         assert server.scheme == "https" and server.token is None  # loopback: no token
-        assert served_fingerprint(server.port) == expected == server.fingerprint.replace(":", "")
+        assert served_fingerprint(server.port) == expected
+        assert server.fingerprint == colon_hex(expected)  # the one it printed
         status, _, page = fetch(server.origin + "/")
         assert status == 200 and f'"wss://127.0.0.1:{server.port}/ws"' in page
 

@@ -152,7 +152,7 @@ def _announce(settings: WebSettings, port: int) -> None:
                   "and check the certificate's fingerprint in your browser.")
         err.print(f"[dim]safer:[/] run `sfarm web` on 127.0.0.1 (the default) and tunnel: "
                   f"{tunnel}")
-    err.print("Ctrl-C stops the server and every dashboard it started.")
+    out.print("Ctrl-C stops the server and every dashboard it started.")
 
 
 def register(app: typer.Typer) -> None:

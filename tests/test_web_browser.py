@@ -1,0 +1,90 @@
+"""`sfarm web` in a real headless browser (Debian's chromium, driven by playwright): the real
+dashboard (`sfarm tui`) of a real local farm shows its task table in the page, on 127.0.0.1 and
+through the token and TLS of a server bound to 0.0.0.0; the page fetches nothing from outside
+its own origin. All traffic goes to 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Request
+
+from tests.fixtures.browser import chromium, expose_terminals, screen_text, wait_for_screen
+from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import web_server
+
+pytestmark = pytest.mark.slow
+
+TASK = "btc-miner"  # a name no other word on the screen is
+INVENTORY = head("{network}") + SIM_EXCHANGE + mine_task("1h", name=TASK) + f"""
+[networks.{{network}}.nodes.lab]
+host = "local"
+tasks = ["{TASK}"]
+"""
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    with local_farm(INVENTORY, "alpha") as farm:
+        farm.sfarm("up")
+        wait_for(lambda: farm.tasks()[TASK]["state"] == "running", what="the miner running")
+        yield farm
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+def _requests_outside(requests: list[Request], origin: str) -> list[str]:
+    return [request.url for request in requests
+            if not (request.url == origin or request.url.startswith(origin + "/"))]
+
+
+def test_the_page_shows_the_dashboards_task_table(farm: Farm, browser: Browser,
+                                                  tmp_path: Path) -> None:
+    with web_server(farm.inventory, app=None,
+                    env={"XDG_CONFIG_HOME": str(tmp_path)}) as server:
+        page = browser.new_page()
+        requests: list[Request] = []
+        sockets: list[str] = []
+        page.on("request", lambda request: requests.append(request))
+        page.on("websocket", lambda websocket: sockets.append(websocket.url))
+        expose_terminals(page)
+        page.goto(server.url)
+        screen = wait_for_screen(page, TASK, "lab")
+        assert "running" in screen, screen
+        assert _requests_outside(requests, server.origin) == [], "the page fetched elsewhere"
+        assert [url.split("?")[0] for url in sockets] == [f"ws://127.0.0.1:{server.port}/ws"]
+        assert len(server.app_processes()) == 1  # one dashboard for the one tab
+        page.close()
+        wait_for(lambda: server.app_processes() == [], timeout_s=30,
+                 what="the dashboard to end with its tab")
+
+
+def test_through_the_token_and_tls_of_a_server_on_every_interface(farm: Farm, browser: Browser,
+                                                                   tmp_path: Path) -> None:
+    with web_server(farm.inventory, "--host", "0.0.0.0", app=None,
+                    env={"XDG_CONFIG_HOME": str(tmp_path)}) as server:
+        assert server.token is not None
+        context = browser.new_context(ignore_https_errors=True)  # its certificate: self-signed
+        try:
+            stranger = context.new_page()
+            refused = stranger.goto(server.origin + "/")
+            assert refused is not None and refused.status == 401
+            stranger.close()
+
+            page = context.new_page()
+            expose_terminals(page)
+            page.goto(f"{server.origin}/?token={server.token}")
+            wait_for_screen(page, TASK, "lab")
+            assert "token" not in page.url  # the cookie carries it now, not the address bar
+            assert server.app_processes() != []
+            assert TASK in screen_text(page)
+        finally:
+            context.close()
