@@ -25,12 +25,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from sfarm.cli.web import _announce
 from sfarm.inventory.origin import NodeOrigin
-from sfarm.tui.web_secrets import TLS_FILE, TOKEN_FILE, make_self_signed, read_or_make_token
+from sfarm.tui.web import WebSettings
+from sfarm.tui.web_secrets import (
+    TLS_FILE,
+    TOKEN_FILE,
+    TlsFiles,
+    make_self_signed,
+    read_or_make_token,
+)
 from tests.fixtures.cli import run
 from tests.fixtures.processes import alive
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import (
+    TASK,
     colon_hex,
     listening_ports,
     served_fingerprint,
@@ -161,16 +170,17 @@ def test_a_session_runs_one_app_with_the_operators_environment_and_no_listener(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_the_server_and_every_app(inventory: Path, config_home: Path,
-                                                 signum: int) -> None:
-    with web_server(inventory, env=_env(config_home)) as server:
+def test_a_signal_stops_the_server_and_every_dashboard(inventory: Path, config_home: Path,
+                                                       signum: int) -> None:
+    # The real `sfarm tui` (its farm not up: it shows so), two tabs of it.
+    with web_server(inventory, app=None, env=_env(config_home)) as server:
         async def open_sessions_then_stop() -> list[int]:
             async with aiohttp.ClientSession() as client:
                 sockets = [await client.ws_connect(f"ws://127.0.0.1:{server.port}/ws")
                            for _ in range(2)]
                 for socket in sockets:
                     text = ""
-                    while MARKER not in text:
+                    while TASK not in text:  # the dashboard has drawn its tree
                         message = await asyncio.wait_for(socket.receive(), 60)
                         text += message.data.decode("utf-8", "replace")
                 apps = server.app_processes()
@@ -255,7 +265,7 @@ def test_the_operators_certificate_is_served_on_loopback_too(tmp_path: Path, inv
                     env=_env(config_home)) as server:
         assert server.scheme == "https" and server.token is None  # loopback: no token
         assert served_fingerprint(server.port) == expected
-        assert server.fingerprint == colon_hex(expected)  # the one it printed
+        assert server.fingerprint == colon_hex(expected), server.output()  # as printed
         status, _, page = fetch(server.origin + "/")
         assert status == 200 and f'"wss://127.0.0.1:{server.port}/ws"' in page
 
@@ -294,3 +304,15 @@ def test_the_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
     os.chmod(path, 0o644)  # loosened by hand: tightened on the next read
     assert read_or_make_token(tmp_path / "secrets") == token
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_fingerprint_is_printed_as_it_is(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    # rich reads ":CD:" as an emoji code: a fingerprint must never be one.
+    fingerprint = ":".join(["CD"] * 32)
+    tls = TlsFiles(tmp_path / "tls.pem", tmp_path / "tls.pem", fingerprint)
+    settings = WebSettings(command=("true",), host="0.0.0.0", tls=tls, token="T0k:cd:en")
+    _announce(settings, 8765)
+    printed = capsys.readouterr().out
+    assert f"SHA-256 fingerprint {fingerprint}\n" in printed
+    assert "/?token=T0k%3Acd%3Aen" in printed or "/?token=T0k:cd:en" in printed

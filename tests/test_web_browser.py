@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Request
 
-from tests.fixtures.browser import chromium, expose_terminals, screen_text, wait_for_screen
+from tests.fixtures.browser import chromium, expose_terminals, screen_text, wait_for_line
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.web import web_server
+from tests.fixtures.web import descendants, listening_ports, web_server
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,12 @@ def test_the_page_shows_the_dashboards_task_table(farm: Farm, browser: Browser,
         page.on("websocket", lambda websocket: sockets.append(websocket.url))
         expose_terminals(page)
         page.goto(server.url)
-        screen = wait_for_screen(page, TASK, "lab")
-        assert "running" in screen, screen
+        # The task table's row: node, task, kind, state, in that order.
+        row = wait_for_line(page, "lab", TASK, "mine", "running").split()
+        assert row.index("lab") < row.index(TASK) < row.index("mine") < row.index("running")
+        # The dashboard opens no port; the server has the one it was asked for.
+        pids = [server.process.pid, *descendants(server.process.pid)]
+        assert listening_ports(pids) == {server.port}
         assert _requests_outside(requests, server.origin) == [], "the page fetched elsewhere"
         assert [url.split("?")[0] for url in sockets] == [f"ws://127.0.0.1:{server.port}/ws"]
         assert len(server.app_processes()) == 1  # one dashboard for the one tab
@@ -82,7 +86,7 @@ def test_through_the_token_and_tls_of_a_server_on_every_interface(farm: Farm, br
             page = context.new_page()
             expose_terminals(page)
             page.goto(f"{server.origin}/?token={server.token}")
-            wait_for_screen(page, TASK, "lab")
+            wait_for_line(page, "lab", TASK, "mine", "running")
             assert "token" not in page.url  # the cookie carries it now, not the address bar
             assert server.app_processes() != []
             assert TASK in screen_text(page)

@@ -72,7 +72,7 @@ def web(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
                                       help="TCP port; 0 picks a free one.")] = DEFAULT_PORT,
     refresh: Annotated[float | None, typer.Option(
-        "--refresh", metavar="SECONDS", min=0.1,
+        "--refresh", metavar="SECONDS", min=0.2,
         help="Seconds between status refreshes of each dashboard (`sfarm tui --refresh`).")]
     = None,
     public_url: Annotated[str | None, typer.Option(
@@ -140,18 +140,22 @@ def _announce(settings: WebSettings, port: int) -> None:
         url = str(URL(url).update_query(token=settings.token))
     tunnel = (f"ssh -L {port}:127.0.0.1:{port} {getpass.getuser()}@{socket.gethostname()}, "
               f"then open http://127.0.0.1:{port}/")
-    out.print(f"sfarm web: the dashboard (one `sfarm tui` per browser tab) on {escape(url)}")
+    # Printed as they are: no markup, and no emoji codes (a fingerprint's ":CD:" is one).
+    def plain(text: str) -> None:
+        out.print(text, markup=False, emoji=False)
+
+    plain(f"sfarm web: the dashboard (one `sfarm tui` per browser tab) on {url}")
     if settings.tls is not None:
-        out.print(f"TLS certificate {settings.tls.certificate}, "
-                  f"SHA-256 fingerprint {settings.tls.fingerprint}")
+        plain(f"TLS certificate {settings.tls.certificate}, "
+              f"SHA-256 fingerprint {settings.tls.fingerprint}")
     if settings.loopback_only:
-        out.print(f"This machine only (no token needed). From yours: {tunnel}")
+        plain(f"This machine only (no token needed). From yours: {tunnel}")
     else:
         err.print("[yellow]warning:[/] whoever opens this page controls the farm (start, stop, "
                   "deploy, arm live trading) with your credentials; keep the token secret "
                   "and check the certificate's fingerprint in your browser.")
         err.print(f"[dim]safer:[/] run `sfarm web` on 127.0.0.1 (the default) and tunnel: "
-                  f"{tunnel}")
+                  f"{escape(tunnel)}", emoji=False)
     out.print("Ctrl-C stops the server and every dashboard it started.")
 
 
