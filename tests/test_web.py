@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sfarm.cli.web import _announce
 from sfarm.inventory.origin import NodeOrigin
 from sfarm.tui.web import WebSettings
+from sfarm.tui.web_access import host_name, is_loopback
 from sfarm.tui.web_secrets import (
     TLS_FILE,
     TOKEN_FILE,
@@ -137,6 +138,7 @@ def test_loopback_page_is_built_from_the_address_used(inventory: Path,
         # No token on loopback, so only this machine's names: a rebound DNS name is refused.
         assert fetch(server.origin + "/", {"Host": f"evil.example:{server.port}"})[0] == 403
         assert fetch(server.origin + "/", {"Host": 'x"><script>'})[0] == 400
+        assert fetch(server.origin + "/ws")[0] == 400  # a plain GET starts nothing
         assert not (config_home / "sfarm").exists()  # no token, no certificate made
         assert server.app_processes() == []
 
@@ -169,9 +171,13 @@ def test_a_session_runs_one_app_with_the_operators_environment_and_no_listener(
         wait_for(lambda: not alive(apps[0]), timeout_s=30, what="the app to end with its tab")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(("signum", "group"), [
+    (signal.SIGTERM, False),  # kill, systemd
+    (signal.SIGINT, False),
+    (signal.SIGINT, True),  # Ctrl-C in its terminal: the dashboards get it too
+], ids=["SIGTERM", "SIGINT", "Ctrl-C"])
 def test_a_signal_stops_the_server_and_every_dashboard(inventory: Path, config_home: Path,
-                                                       signum: int) -> None:
+                                                       signum: int, group: bool) -> None:
     # The real `sfarm tui` (its farm not up: it shows so), two tabs of it.
     with web_server(inventory, app=None, env=_env(config_home)) as server:
         async def open_sessions_then_stop() -> list[int]:
@@ -184,7 +190,7 @@ def test_a_signal_stops_the_server_and_every_dashboard(inventory: Path, config_h
                         message = await asyncio.wait_for(socket.receive(), 60)
                         text += message.data.decode("utf-8", "replace")
                 apps = server.app_processes()
-                assert server.stop(signum) == 0, server.output()
+                assert server.stop(signum, group=group) == 0, server.output()
                 for socket in sockets:
                     await socket.close()
                 return apps
@@ -194,6 +200,7 @@ def test_a_signal_stops_the_server_and_every_dashboard(inventory: Path, config_h
         assert [pid for pid in apps if alive(pid)] == []
         assert "no dashboard is left running" in server.output()
         assert "Traceback" not in server.output()
+        assert "WARNING" not in server.output()  # e.g. an app reaped behind asyncio's back
 
 
 def test_off_loopback_token_and_tls_are_required_and_kept(inventory: Path,
@@ -316,3 +323,18 @@ def test_the_fingerprint_is_printed_as_it_is(capsys: pytest.CaptureFixture[str],
     printed = capsys.readouterr().out
     assert f"SHA-256 fingerprint {fingerprint}\n" in printed
     assert "/?token=T0k%3Acd%3Aen" in printed or "/?token=T0k:cd:en" in printed
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("LOCALHOST", True), ("0.0.0.0", False), ("::", False),
+    ("10.0.0.5", False), ("node1.lan", False), ("localhost.evil.example", False),
+])
+def test_which_addresses_are_this_machine_only(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_the_host_of_a_host_header() -> None:
+    assert host_name("127.0.0.1:8765") == "127.0.0.1"
+    assert host_name("[::1]:8765") == "::1"
+    assert host_name("node1.lan") == "node1.lan"

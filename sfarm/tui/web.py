@@ -37,7 +37,7 @@ from sfarm.tui.web_session import AppSession, end_process
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(textual_serve.__file__).parent / "static"  # textual.js, xterm.css, the fonts
-SHUTDOWN_S = 10.0  # what open sessions get to end before the server stops regardless
+SHUTDOWN_S = 15.0  # what open sessions get to end (web_session: 5 + 2 + 3 s at most)
 
 log = logging.getLogger("sfarm.web")
 
@@ -156,6 +156,8 @@ class DashboardServer(Server):
     async def _session(self, request: web.Request) -> web.StreamResponse:
         """A browser tab's websocket: one app process relayed to it while it is open."""
         websocket = web.WebSocketResponse(heartbeat=15)
+        if not websocket.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="a websocket, for the page's terminal\n")
         session: AppSession | None = None
         try:
             await websocket.prepare(request)

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from textual_serve.app_service import AppService
 from textual_serve.download_manager import DownloadManager
 
-QUIT_GRACE_S = 5.0  # an app asked to quit has this long to exit by itself
+QUIT_GRACE_S = 5.0  # an app asked to quit has this long to close its output
+EXIT_GRACE_S = 2.0  # and then this long to exit
 TERMINATE_GRACE_S = 3.0  # then SIGTERM (Textual's web driver exits cleanly on it), then SIGKILL
 
 
@@ -67,8 +68,13 @@ class AppSession(AppService):
 
 
 async def end_process(process: Process) -> None:
-    """Terminate `process` unless it has exited, kill it if it outlives TERMINATE_GRACE_S, and
-    reap it: no process and no zombie is left."""
+    """Let `process` exit by itself for EXIT_GRACE_S, terminate it if it has not, kill it if it
+    outlives TERMINATE_GRACE_S, and reap it: no process and no zombie is left."""
+    # An app that has closed its output is usually exiting: asyncio's child watcher reaps it.
+    # Signalling it before would let subprocess's own check (send_signal polls first) reap it
+    # instead, and the watcher would then warn of an unknown child.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), EXIT_GRACE_S)
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
