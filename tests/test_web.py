@@ -13,8 +13,10 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import ssl
 import stat
+import sys
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -25,7 +27,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from sfarm.cli.web import _announce
+from sfarm.cli.web import _announce, dashboard_command
 from sfarm.inventory.origin import NodeOrigin
 from sfarm.tui.web import WebSettings
 from sfarm.tui.web_access import host_name, is_loopback
@@ -36,7 +38,7 @@ from sfarm.tui.web_secrets import (
     make_self_signed,
     read_or_make_token,
 )
-from tests.fixtures.cli import run
+from tests.fixtures.cli import run, sfarm_process
 from tests.fixtures.processes import alive
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import (
@@ -338,3 +340,20 @@ def test_the_host_of_a_host_header() -> None:
     assert host_name("127.0.0.1:8765") == "127.0.0.1"
     assert host_name("[::1]:8765") == "::1"
     assert host_name("node1.lan") == "node1.lan"
+
+
+def test_a_port_in_use_is_an_error_not_a_traceback(inventory: Path, config_home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = sfarm_process("web", "-i", str(inventory), "--port",
+                               str(taken.getsockname()[1]), env=_env(config_home), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot listen on 127.0.0.1:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_tab_runs_this_sfarms_tui_on_the_same_inventory() -> None:
+    assert dashboard_command(Path("/farm/sfarm.toml"), None, None) == (
+        sys.executable, "-m", "sfarm", "tui", "-i", "/farm/sfarm.toml")
+    assert dashboard_command(Path("/farm/sfarm.toml"), "alpha", 5.0)[-4:] == (
+        "-n", "alpha", "--refresh", "5")

@@ -73,7 +73,9 @@ def test_the_page_shows_the_dashboards_task_table(farm: Farm, browser: Browser,
 
 def test_through_the_token_and_tls_of_a_server_on_every_interface(farm: Farm, browser: Browser,
                                                                    tmp_path: Path) -> None:
-    with web_server(farm.inventory, "--host", "0.0.0.0", app=None,
+    # -n and --refresh reach each tab's `sfarm tui` too.
+    with web_server(farm.inventory, "--host", "0.0.0.0", "-n", "alpha", "--refresh", "1",
+                    app=None,
                     env={"XDG_CONFIG_HOME": str(tmp_path)}) as server:
         assert server.token is not None
         context = browser.new_context(ignore_https_errors=True)  # its certificate: self-signed
