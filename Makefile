@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 
 setup: $(STAMP)
 
-# Tests start real sshd servers, use real rsync, mount with real sshfs (transport = "sshfs") and
-# run the dashboard in a real terminal (tmux); install them when missing and we are root.
+# Tests start real sshd servers, use real rsync, mount with real sshfs (transport = "sshfs"),
+# run the dashboard in a real terminal (tmux) and load `sfarm web` in Debian's chromium (driven
+# by playwright, which downloads no browser); install them when missing and we are root.
 system-deps:
 	@missing=""; \
 	command -v rsync >/dev/null 2>&1 || missing="$$missing rsync"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v sshfs >/dev/null 2>&1 || missing="$$missing sshfs"; \
 	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \

@@ -54,10 +54,12 @@ def _register_commands() -> None:
         mine,
         node,
         sim,
+        web,
         worker,
     )
 
-    for module in (inventory_cmds, farm, dashboard, data, mine, backtest, sim, worker, node):
+    for module in (inventory_cmds, farm, dashboard, web, data, mine, backtest, sim, worker,
+                   node):
         module.register(app)
     _one_line_summaries(app)
 
