@@ -48,6 +48,7 @@ demo: setup
 	@echo
 	@echo "The local farm is up (inventory/local.toml, data in inventory/.sfarm/). Next:"
 	@echo "  . .venv/bin/activate && export SFARM_INVENTORY=inventory/local.toml"
+	@echo "  sfarm tui                     # the dashboard: every task live, q to leave"
 	@echo "  sfarm status --watch          # refreshes in place, Ctrl-C to leave"
 	@echo "  sfarm logs lab rsi-paper -f   # follow the paper session's log"
 	@echo "  sfarm plan                    # who produces and reads every dataset"
