@@ -101,7 +101,7 @@ class Dashboard(App[None]):
                 yield Static("collecting the status of every node…", id="detail-text")
                 yield PlotextPlot(id="detail-chart")
                 yield Static(id="detail-more")
-            yield RichLog(id="log", max_lines=LOG_LINES * 5, wrap=False, markup=False)
+            yield RichLog(id="log", max_lines=LOG_LINES * 5, wrap=True, markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -321,7 +321,9 @@ class Dashboard(App[None]):
             return self.farm.session(target.node, target.task, points=CHART_POINTS,
                                      trades=LAST_TRADES)
         if task.datasets:
-            return self.farm.tail(target.node, task.datasets[0].id, CHART_POINTS)
+            # The liveliest output: the newest candle, then the finest (the most rows).
+            chosen = max(task.datasets, key=lambda dataset: (dataset.last_ts or 0, dataset.rows))
+            return self.farm.tail(target.node, chosen.id, CHART_POINTS)
         return None
 
     def _fetched_for(self, target: Selection, fetched: Fetched) -> None:
