@@ -11,41 +11,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 
 from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static, Tree
-from textual.worker import get_current_worker
-from textual_plotext import PlotextPlot
+from textual.widgets import DataTable, Footer, Header, Input, Tree
 
 from sfarm.farm import Farm, FarmReport
 from sfarm.farm.live import live_tasks
 from sfarm.farm.status import STATE_COLOURS
-from sfarm.runtime.protocol import DatasetTail, FactsReply, SessionView
-from sfarm.status import NetworkStatus, NodeStatus, TaskStatus
+from sfarm.status import NetworkStatus
 from sfarm.tui.actions import VERBS, Plan, Selection, Verb, outcome, plan
 from sfarm.tui.confirm import Confirm, TypeToConfirm
-from sfarm.tui.detail import (
-    chart_series,
-    network_detail,
-    node_detail,
-    session_detail,
-    task_detail,
-)
+from sfarm.tui.detail_pane import DetailPane
+from sfarm.tui.log_pane import LogPane
 from sfarm.tui.rows import COLUMNS, UNREACHABLE, RowFilter, TaskRow, task_rows
 
 DEFAULT_REFRESH_S = 2.0
-LOG_LINES = 200  # lines the log pane shows first, and keeps
-CHART_POINTS = 120  # candles or equity points a chart draws
-LAST_TRADES = 8
-
-# What the detail pane asked a node about the selection (facts, a dataset's tail, a session).
-Fetched = FactsReply | DatasetTail | SessionView | None
 
 
 class Dashboard(App[None]):
@@ -82,9 +67,6 @@ class Dashboard(App[None]):
         self.row_filter = RowFilter()
         self.live = frozenset(live_tasks(farm.inventory, list(farm.inventory.model.tasks)))
         self._collecting = False
-        self._following: Selection | None = None  # whose log the log pane follows
-        self._fetching = False
-        self._fetched: tuple[Selection, Fetched] | None = None  # the selection's extra data
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -97,11 +79,8 @@ class Dashboard(App[None]):
                                         "kind:mine  (Escape clears)", id="filter")
                 yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="bottom"):
-            with VerticalScroll(id="detail"):
-                yield Static("collecting the status of every node…", id="detail-text")
-                yield PlotextPlot(id="detail-chart")
-                yield Static(id="detail-more")
-            yield RichLog(id="log", max_lines=LOG_LINES * 5, wrap=True, markup=False)
+            yield DetailPane(self.farm, id="detail")
+            yield LogPane(self.farm, id="log")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -115,10 +94,7 @@ class Dashboard(App[None]):
         table = self.query_one(DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
-        self.query_one("#detail").border_title = "detail"
-        self.query_one("#log").border_title = "log"
         self.query_one("#filter").display = False
-        self.query_one("#detail-chart").display = False
         self.collect_status()
         self.set_interval(self.refresh_s, self.collect_status)
 
@@ -146,8 +122,7 @@ class Dashboard(App[None]):
         self.status, self.status_at = status, collected_at
         self._label_tree(status)
         self._fill_table()
-        self._show_detail()
-        self.fetch_detail()
+        self.query_one(DetailPane).show(self.selection, status, collected_at)
 
     def _label_tree(self, status: NetworkStatus) -> None:
         nodes = {node.name: node for node in status.nodes}
@@ -222,155 +197,14 @@ class Dashboard(App[None]):
         if selection == self.selection:
             return
         self.selection = selection
-        self._show_detail()
-        self.fetch_detail()
-        self._follow_log()
+        self.query_one(DetailPane).show(selection, self.status, self.status_at)
+        self.query_one(LogPane).follow(selection)
         self.refresh_bindings()
-
-    def _node_status(self, name: str) -> NodeStatus | None:
-        nodes = self.status.nodes if self.status else []
-        return next((node for node in nodes if node.name == name), None)
-
-    def _task_status(self, node: str, task: str) -> TaskStatus | None:
-        found = self._node_status(node)
-        if found is None or not found.reachable:
-            return None
-        return next((entry for entry in found.tasks if entry.name == task), None)
-
-    def _show_detail(self) -> None:
-        """The selection's detail from the last status and what was last fetched for it."""
-        if self.status is None:
-            return
-        where = self.selection
-        fetched = self._fetched[1] if self._fetched and self._fetched[0] == where else None
-        text, more = self.query_one("#detail-text", Static), self.query_one("#detail-more",
-                                                                             Static)
-        series = None
-        if where.node is None:
-            text.update(network_detail(self.status, self.farm.flow(self.status)))
-            more.update("")
-        elif where.task is None or (task := self._task_status(where.node, where.task)) is None:
-            node = self._node_status(where.node)
-            facts = fetched if isinstance(fetched, FactsReply) else None
-            text.update(node_detail(node, facts) if node else f"node {where.node}: no status "
-                                                                "yet")
-            more.update("")
-        else:
-            text.update(task_detail(where.node, task, self.status_at))
-            if isinstance(fetched, SessionView):
-                more.update(session_detail(fetched))
-                series = ("equity", fetched.equity_ts, fetched.equity_values)
-            elif isinstance(fetched, DatasetTail):
-                more.update(fetched.error or "")
-                series = chart_series(fetched)
-            else:
-                more.update("")
-        self._draw_chart(series)
-
-    def _draw_chart(self, series: tuple[str, list[int], list[float]] | None) -> None:
-        chart = self.query_one("#detail-chart", PlotextPlot)
-        chart.display = series is not None and len(series[1]) > 1
-        if not chart.display or series is None:
-            return
-        title, stamps, values = series
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.date_form("d/m H:M")
-        plt.plot([datetime.fromtimestamp(stamp / 1000, UTC).strftime("%d/%m %H:%M")
-                  for stamp in stamps], values, marker="braille")
-        plt.title(title)
-        chart.refresh()
 
     @property
     def detail_ready(self) -> bool:
-        """Whether the detail pane shows all it will for the selection: what its node was asked
-        (facts, recent candles, a session) has come back, or nothing needs asking."""
-        return self.selection.node is None or (
-            self._fetched is not None and self._fetched[0] == self.selection)
-
-    def fetch_detail(self) -> None:
-        """Ask the selection's node for what the status does not carry: a node's facts, a
-        task's recent candles, a trade session; unless the last request is under way."""
-        if not self._fetching and self.selection.node is not None:
-            self._fetching = True
-            self._fetch(self.selection)
-
-    @work(thread=True, group="detail", exit_on_error=False)
-    def _fetch(self, target: Selection) -> None:
-        try:
-            fetched = self._ask_node(target)
-        except Exception as error:  # the node's trouble shows in the status already
-            fetched = None
-            self.log.warning(f"detail of {target.label}: {error}")
-        finally:
-            self._fetching = False
-        self.call_from_thread(self._fetched_for, target, fetched)
-
-    def _ask_node(self, target: Selection) -> Fetched:
-        assert target.node is not None
-        node = self._node_status(target.node)
-        if node is None or not node.reachable:
-            return None
-        if target.task is None:
-            return self.farm.facts(target.node)
-        task = self._task_status(target.node, target.task)
-        if task is None:
-            return None
-        if task.kind == "trade":
-            return self.farm.session(target.node, target.task, points=CHART_POINTS,
-                                     trades=LAST_TRADES)
-        if task.datasets:
-            # The liveliest output: the newest candle, then the finest (the most rows).
-            chosen = max(task.datasets, key=lambda dataset: (dataset.last_ts or 0, dataset.rows))
-            return self.farm.tail(target.node, chosen.id, CHART_POINTS)
-        return None
-
-    def _fetched_for(self, target: Selection, fetched: Fetched) -> None:
-        self._fetched = (target, fetched)
-        if target == self.selection:
-            self._show_detail()
-        else:
-            self.fetch_detail()  # the selection moved on meanwhile
-
-    # -- the log pane ------------------------------------------------------------------------
-
-    def _follow_log(self) -> None:
-        """Follow the selected task's log (a node's: all its workers'); nothing for the
-        network."""
-        target = self.selection if self.selection.node is not None else None
-        if target == self._following:
-            return
-        self._following = target
-        log = self.query_one(RichLog)
-        log.clear()
-        log.border_title = f"log: {target.label}" if target else "log"
-        if target is not None and target.node is not None:
-            self._tail(target.node, target.task)
-        else:
-            self.workers.cancel_group(self, "log")
-
-    @work(thread=True, group="log", exclusive=True, exit_on_error=False)
-    def _tail(self, node: str, task: str | None) -> None:
-        worker = get_current_worker()
-        log = self.query_one(RichLog)
-        try:
-            with self.farm.logs(node, task, LOG_LINES) as tail:
-                several = len(tail.tasks) > 1
-                first = True
-                while not worker.is_cancelled:
-                    lines = [f"{chunk.task} {line}" if several else line
-                             for chunk in tail.read() for line in chunk.lines]
-                    if first and not lines:
-                        lines = ["(nothing logged yet)"]
-                    first = False
-                    if lines and not worker.is_cancelled:
-                        self.call_from_thread(_write_lines, log, lines)
-                    _sleep_unless_cancelled(tail.poll_interval_s, lambda: worker.is_cancelled)
-        except Exception as error:
-            if not worker.is_cancelled:
-                self.call_from_thread(log.write, Text(f"cannot read the log: {error}",
-                                                      style="red"))
+        """Whether the detail pane shows all it will for the selection."""
+        return self.query_one(DetailPane).ready
 
     # -- filter ------------------------------------------------------------------------------
 
@@ -500,17 +334,6 @@ def _cells(row: TaskRow) -> list[str | Text]:
 
 def _dot(name: str, state: str) -> Text:
     return Text.assemble(("● ", STATE_COLOURS.get(state, "dim")), name)
-
-
-def _write_lines(log: RichLog, lines: list[str]) -> None:
-    for line in lines:
-        log.write(Text(line))
-
-
-def _sleep_unless_cancelled(seconds: float, cancelled: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + seconds
-    while not cancelled() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def _bound(function: Callable[..., None], *args: object) -> Callable[[], None]:
