@@ -109,6 +109,17 @@ async def _test_navigation_shows_the_selection(farm: Farm) -> None:
             await until(app, lambda: list(table_rows(app)) == ["far/"], "the filtered table")
             await pilot.press("escape")
             await until(app, lambda: len(table_rows(app)) == 2, "the filter cleared")
+            # The command palette holds every action and the filters.
+            titles = [command.title for command in app.get_system_commands(app.screen)]
+            for title in ("Stop task mine on lab", "Restart node lab", "Deploy node far",
+                          "Start the whole network", "Filter: node far", "Filter: failed"):
+                assert title in titles, titles
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"Filter: node far")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await until(app, lambda: list(table_rows(app)) == ["far/"], "the palette's filter")
     finally:
         app.farm.close()
 
