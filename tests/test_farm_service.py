@@ -16,7 +16,13 @@ from sfarm.runtime.protocol import StepResult
 from sfarm.status import DatasetStatus, NetworkStatus, NodeStatus, TaskStatus
 from sfarm.trading.live_guard import HINT
 from tests.fixtures.farm import local_farm
-from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
+from tests.fixtures.inventories import (
+    SIM_EXCHANGE,
+    head,
+    live_trade_task,
+    mine_task,
+    studies_task,
+)
 
 MINUTE_MS = 60_000
 FARM = (head("svc") + SIM_EXCHANGE + mine_task("2h") + studies_task(["sma(20)", "rsi(14)"])
@@ -107,15 +113,7 @@ exchange = "sim"
 markets = ["BTC/USDT"]
 timeframes = ["1m"]
 since = "1h"
-
-[tasks.trader]
-kind = "trade"
-mode = "live"
-live = true
-exchange = "sim"
-market = "BTC/USDT"
-timeframe = "1m"
-strategy = "always.toml"
+""" + live_trade_task() + """
 
 [networks.live.nodes.lab]
 host = "local"

@@ -13,6 +13,7 @@ from sfarm.exchanges import Credentials, make_exchange
 from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
 from sfarm.trading.client_ids import client_id_prefix
 from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.inventories import live_trade_task
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -38,16 +39,7 @@ exchange = "sim"
 markets = ["BTC/USDT"]
 timeframes = ["1m"]
 since = "1h"
-
-[tasks.trader]
-kind = "trade"
-mode = "live"
-live = true
-exchange = "sim"
-market = "BTC/USDT"
-timeframe = "1m"
-strategy = "always.toml"
-cash = 500.0
+""" + live_trade_task(cash=500.0) + """
 
 [networks.livefarm.nodes.lab]
 host = "local"

@@ -16,25 +16,16 @@ from sfarm.tui.app import Dashboard
 from sfarm.tui.confirm import Confirm, TypeToConfirm
 from tests.fixtures.dashboard import table_rows, until
 from tests.fixtures.farm import Farm, local_farm
-from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
+from tests.fixtures.inventories import SIM_EXCHANGE, head, live_trade_task, mine_task
 
 pytestmark = pytest.mark.slow
 
-INVENTORY = head("{network}") + SIM_EXCHANGE + 'credentials = "SIMDASH"\n' + mine_task("1h") + """
-[tasks.trader]
-kind = "trade"
-mode = "live"
-live = true
-exchange = "sim"
-market = "BTC/USDT"
-timeframe = "1m"
-strategy = "always.toml"
-cash = 500.0
-
+INVENTORY = (head("{network}") + SIM_EXCHANGE + 'credentials = "SIMDASH"\n' + mine_task("1h")
+             + live_trade_task(cash=500.0) + """
 [networks.{network}.nodes.lab]
 host = "local"
 tasks = ["mine", "trader"]
-"""
+""")
 STRATEGY = """\
 [strategy]
 name = "always-in"
