@@ -17,6 +17,7 @@ from sfarm.status import DatasetStatus, NetworkStatus, NodeStatus, TaskStatus
 from sfarm.trading.live_guard import HINT
 from tests.fixtures.farm import local_farm
 from tests.fixtures.inventories import (
+    ALWAYS_IN,
     SIM_EXCHANGE,
     head,
     live_trade_task,
@@ -120,19 +121,13 @@ host = "local"
 base_dir = "{base}"
 tasks = ["mine", "trader"]
 """
-STRATEGY = """\
-[strategy]
-name = "always-in"
-entry_long = "close > 0"
-exit_long = "close < 0"
-"""
 
 
 def test_live_arming_and_its_notes_are_data(tmp_path: Path) -> None:
     """Arming needs no running worker: the arm file is the node's record (live_guard)."""
     inventory = tmp_path / "sfarm.toml"
     inventory.write_text(LIVE.format(base=tmp_path / "nodes"))
-    (tmp_path / "always.toml").write_text(STRATEGY)
+    (tmp_path / "always.toml").write_text(ALWAYS_IN)
     farm = Farm(load_inventory(inventory), "live")
     arm_file = tmp_path / "nodes" / "live" / "lab" / "run" / "trader.live"
 
@@ -165,7 +160,7 @@ def test_a_node_that_cannot_be_armed_is_an_error_note(tmp_path: Path) -> None:
     blocker.write_text("a file where the node's base_dir should be")
     inventory = tmp_path / "sfarm.toml"
     inventory.write_text(LIVE.format(base=blocker))
-    (tmp_path / "always.toml").write_text(STRATEGY)
+    (tmp_path / "always.toml").write_text(ALWAYS_IN)
     report = Farm(load_inventory(inventory), "live").set_live(True, command="up")
     assert not report.ok
     (note,) = report.notes

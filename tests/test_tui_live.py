@@ -16,7 +16,13 @@ from sfarm.tui.app import Dashboard
 from sfarm.tui.confirm import Confirm, TypeToConfirm
 from tests.fixtures.dashboard import table_rows, until
 from tests.fixtures.farm import Farm, local_farm
-from tests.fixtures.inventories import SIM_EXCHANGE, head, live_trade_task, mine_task
+from tests.fixtures.inventories import (
+    ALWAYS_IN,
+    SIM_EXCHANGE,
+    head,
+    live_trade_task,
+    mine_task,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,20 +32,13 @@ INVENTORY = (head("{network}") + SIM_EXCHANGE + 'credentials = "SIMDASH"\n' + mi
 host = "local"
 tasks = ["mine", "trader"]
 """)
-STRATEGY = """\
-[strategy]
-name = "always-in"
-entry_long = "close > 0"
-exit_long = "close < 0"
-fee = 0.001
-"""
 
 
 @pytest.fixture
 def farm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Farm]:
     monkeypatch.setenv("SIMDASH_API_KEY", DEFAULT_API_KEY)
     monkeypatch.setenv("SIMDASH_SECRET", DEFAULT_SECRET)
-    with local_farm(INVENTORY, "armed", files={"always.toml": STRATEGY}) as farm:
+    with local_farm(INVENTORY, "armed", files={"always.toml": ALWAYS_IN}) as farm:
         farm.sfarm("deploy")
         yield farm
 
