@@ -146,16 +146,34 @@ def test_class_that_cannot_be_imported(tmp_path: Path) -> None:
     assert ":3: strategy.class: cannot import module 'nowhere_xyz'" in error.message
 
 
-@pytest.mark.parametrize("condition", [
-    "LEAD(close) OVER (ORDER BY ts) > close",
-    "LAG(close) OVER (ORDER BY ts DESC) > close",
-    "close > AVG(close)",
-    "high >= MAX(high)",
+@pytest.mark.parametrize(("condition", "why"), [
+    ("LEAD(close) OVER (ORDER BY ts) > close", "function LEAD is not part of conditions"),
+    ("LAG(close) OVER (ORDER BY ts DESC) > close", "found 'DESC' at column 30"),
+    ("close > AVG(close)", "function AVG is not part of conditions"),
+    ("high >= MAX(high)", "function MAX is not part of conditions"),
 ])
-def test_conditions_that_read_later_candles_are_refused(tmp_path: Path, condition: str) -> None:
+def test_conditions_that_would_read_later_candles_are_not_conditions(
+        tmp_path: Path, condition: str, why: str) -> None:
     error = error_of(tmp_path, RSI.replace('"rsi_14 > 55"', f'"{condition}"'))
     assert ":5: strategy.exit_long:" in error.message
-    assert "look-ahead" in error.message and condition in error.message
+    assert "is not a condition: " in error.message and why in error.message
+    assert error.hint is not None and "LAG(col[, n]) OVER (ORDER BY ts)" in error.hint
+
+
+@pytest.mark.parametrize("condition", [
+    "close IN (SELECT c FROM read_csv('{path}'))",
+    "close > (SELECT MAX(c) FROM read_csv('{path}'))",
+    "close > 0 OR EXISTS (SELECT * FROM read_csv('{path}'))",
+])
+def test_conditions_cannot_read_files(tmp_path: Path, condition: str) -> None:
+    """polars' SQL parser runs table functions while it compiles: before the condition
+    language, the first line of the file came back in the error message."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("c\nthe-secret-first-line\n")
+    text = condition.format(path=secret)
+    error = error_of(tmp_path, RSI.replace('"rsi_14 > 55"', f'"{text}"'))
+    assert "is not a condition" in error.message
+    assert "the-secret-first-line" not in error.message + (error.hint or "")
 
 
 def test_lag_rewrite_matches_the_polars_window() -> None:

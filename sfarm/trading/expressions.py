@@ -1,12 +1,14 @@
 """Signal expressions: SQL-style boolean conditions over candle and indicator columns.
 
-Text such as ``rsi_14 < 30 AND close > sma_200`` is parsed by polars' SQL expression parser
-(`pl.sql_expr`) into a vectorized polars expression; nothing is ever passed to Python's `eval`.
-The previous candle's value is written ``LAG(col) OVER (ORDER BY ts)``; since candle frames are
-sorted by ts, that exact form is rewritten to a plain shifted column before parsing (a window
-over the whole frame costs ~10x more). A condition must not read later candles: checked on
-probe data (`check_expression`), which catches LEAD, descending orders and whole-column
-aggregates such as ``AVG(close)``.
+Text such as ``rsi_14 < 30 AND close > sma_200`` is first checked against the condition language
+(sfarm.trading.condition_grammar: columns, numbers, comparisons, AND/OR/NOT, arithmetic, ABS,
+COALESCE and ``LAG(col[, n]) OVER (ORDER BY ts)``), then compiled by polars' SQL expression
+parser (`pl.sql_expr`) into a vectorized polars expression; nothing is ever passed to Python's
+`eval`, and nothing polars' SQL could do beyond that (subqueries, table functions that read
+files or URLs, aggregates, other windows) reaches it. The language cannot read later candles:
+the only look-back is LAG with a whole number of candles. Since candle frames are sorted by ts,
+``LAG(col) OVER (ORDER BY ts)`` is rewritten to a plain shifted column before parsing (a window
+over the whole frame costs ~10x more).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from sfarm.trading.condition_grammar import LANGUAGE, ConditionSyntaxError, canonical_condition
 
 #: Columns every strategy can use: the candle itself.
 CANDLE_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
@@ -55,9 +59,15 @@ class SignalExpression:
 
 
 def compile_expression(text: str) -> SignalExpression:
-    """Parse `text` into a polars expression; raise ExpressionError when it is not SQL."""
+    """Parse `text` into a polars expression; raise ExpressionError when it is not a condition
+    of the language (sfarm.trading.condition_grammar), before polars sees it."""
     if not text.strip():
         raise ExpressionError("empty expression")
+    try:
+        canonical = canonical_condition(text)
+    except ConditionSyntaxError as error:
+        raise ExpressionError(f"expression {text!r} is not a condition: {error}",
+                              hint=f"a condition is made of {LANGUAGE}") from None
     lags: dict[str, Lag] = {}
 
     def placeholder(match: re.Match[str]) -> str:
@@ -67,7 +77,7 @@ def compile_expression(text: str) -> SignalExpression:
         return name
 
     try:
-        expr = pl.sql_expr(_LAG.sub(placeholder, text))
+        expr = pl.sql_expr(_LAG.sub(placeholder, canonical))
     except Exception as error:  # polars raises several SQL error types (syntax, interface)
         raise ExpressionError(f"cannot parse expression {text!r}: {_first_line(error)}",
                               hint="write SQL such as `rsi_14 < 30 AND close > sma_200`; "
@@ -89,7 +99,10 @@ def evaluate(expressions: dict[str, SignalExpression], frame: pl.DataFrame) -> p
     """One Boolean column per expression (null counts as false). `frame` is sorted by ts; its
     float NaN (indicator warm-up) is read as null, so a condition is false until it has values
     (polars orders NaN above every number: `NaN > 30` would be true)."""
-    return _evaluation(expressions, frame).collect()
+    # polars' default engine (2.1) drops a row of `0 < col.shift(2)` when no other column is
+    # selected beside it (a strategy whose conditions all compare a literal to a LAG of 2 or
+    # more then failed with a ShapeError); the in-memory engine is right, and as fast here.
+    return _evaluation(expressions, frame).collect(engine="in-memory")
 
 
 def _evaluation(expressions: Mapping[str, SignalExpression], frame: pl.DataFrame) -> pl.LazyFrame:
@@ -117,11 +130,11 @@ def suggest(name: str, available: set[str]) -> str | None:
 
 def check_expressions(expressions: Mapping[str, SignalExpression], available: set[str]) -> None:
     """Raise ExpressionError, its `key` naming the expression, for the first one that reads a
-    column that does not exist, does not give true/false, or reads later candles. Columns are
-    typed as the engine sees them: ts Int64, the rest Float64.
+    column that does not exist or does not give true/false. Columns are typed as the engine
+    sees them: ts Int64, the rest Float64.
 
-    All expressions are probed in the same few evaluations (each costs ~0.5 ms of polars
-    planning, and loading a strategy runs them all); one at a time only to name a culprit."""
+    All expressions are typed in one polars plan (each costs ~0.5 ms of planning, and loading
+    a strategy runs them all); one at a time only to name a culprit."""
     for key, expression in expressions.items():
         missing = unknown_columns(expression, available)
         if missing:
@@ -150,13 +163,6 @@ def check_expressions(expressions: Mapping[str, SignalExpression], available: se
             raise ExpressionError(
                 f"expression {expressions[key].text!r} gives {dtype}, not a true/false "
                 "condition", hint="compare values, e.g. `close > sma_200`", key=key)
-    for key in _reading_later_candles(expressions, probe):
-        raise ExpressionError(
-            f"expression {expressions[key].text!r} reads later candles (look-ahead): a condition "
-            "on a candle may only use that candle and earlier ones",
-            hint="earlier candles are `LAG(col) OVER (ORDER BY ts)`; for aggregates such as "
-                 "AVG(close) or MAX(high) over a window use an indicator (sma(20), max(20))",
-            key=key)
 
 
 def _dtypes(expressions: Mapping[str, SignalExpression],
@@ -164,24 +170,6 @@ def _dtypes(expressions: Mapping[str, SignalExpression],
     schema = probe.lazy().with_columns(lag_columns(list(expressions.values()))).select(
         expression.expr.alias(key) for key, expression in expressions.items()).collect_schema()
     return dict(schema)
-
-
-def _reading_later_candles(expressions: Mapping[str, SignalExpression],
-                           probe: pl.DataFrame) -> list[str]:
-    """The keys of the expressions whose value on a candle changes when later candles are added
-    or changed."""
-    cut = 40
-    later = pl.int_range(pl.len()) >= cut
-    probes = [probe, probe.head(cut)]
-    for factor in (1e9, -1e9):  # later candles far above, then far below
-        probes.append(probe.with_columns(
-            pl.when(later).then(pl.col(c) * factor).otherwise(pl.col(c))
-            for c in probe.columns if c != "ts"))
-    full, *variants = (result.head(cut) for result in pl.collect_all(
-        [_evaluation(expressions, frame) for frame in probes]))
-    return [key for key in expressions
-            if not all(variant.get_column(key).equals(full.get_column(key))
-                       for variant in variants)]
 
 
 def _probe_frame(available: set[str], *, rows: int, seed: int) -> pl.DataFrame:

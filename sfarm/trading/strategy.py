@@ -199,9 +199,15 @@ def parse_strategy(text: str, *, source: Path | None = None, check: bool = True)
 
 def _validation_error(error: ValidationError, text: str, source: Path | None) -> UsageError:
     """One line per problem: `file:line: strategy.key: what is wrong (got value)`."""
-    lines = [_problem_line(problem, text, source) for problem in error.errors()]
+    problems = error.errors()
+    lines = [_problem_line(problem, text, source) for problem in problems]
+    # A condition's own hint (what the condition language is) says more than the generic one.
+    hints = [cause.hint for problem in problems
+             if isinstance(cause := problem.get("ctx", {}).get("error"), ExpressionError)
+             and cause.hint]
     return UsageError("\n".join(lines),
-                      hint="see docs/trading.md for the keys of a strategy file")
+                      hint=hints[0] if hints else
+                      "see docs/trading.md for the keys of a strategy file")
 
 
 def _problem_line(problem: Any, text: str, source: Path | None) -> str:
