@@ -3,6 +3,7 @@ what a loaded inventory offers (the broken inventories are in test_inventory_cor
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ CLASS_STRATEGY = '''\
 [strategy]
 name = "breakout"
 class = "breakout_rules:Breakout"
-indicators = ["rsi(14)"]
+indicators = ["rsi(14)", "sma(20)", "ema(50)"]
 '''
 
 CLASS_MODULE = '''\
@@ -83,6 +84,8 @@ def class_strategy_farm(tmp_path: Path) -> Path:
 
 def test_a_class_strategy_declares_indicators_the_plan_moves(class_strategy_farm: Path) -> None:
     loaded = load_inventory(class_strategy_farm)
+    # Planned from the file: loading an inventory never imports a class strategy's module.
+    assert not any(name.endswith("breakout_rules") for name in sys.modules)
     assert loaded.strategy_indicators == {"breakout": ("rsi(14)", "sma(20)", "ema(50)")}
     plan = plan_network(loaded, "prod")
     assert plan.problems == ()

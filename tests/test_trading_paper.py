@@ -298,7 +298,7 @@ def test_class_strategy_replay_is_the_backtest(tmp_path: Path) -> None:
     (tmp_path / "breakout.py").write_text(BREAKOUT_CLASS)
     path = tmp_path / "breakout.toml"
     path.write_text('[strategy]\nname = "breakout"\nclass = "breakout:Breakout"\n'
-                    'stop_loss = 0.04\nfee = 0.001\n')
+                    'indicators = ["sma(10)"]\nstop_loss = 0.04\nfee = 0.001\n')
     from sfarm.trading.strategy import load_strategy
 
     source = hourly_candles(400, seed=13)

@@ -141,9 +141,9 @@ def test_class_strategy_from_a_module_beside_the_file() -> None:
     assert signals["entry_short"].to_list() == [False] * 4
 
 
-def test_class_that_cannot_be_imported(tmp_path: Path) -> None:
+def test_class_whose_module_cannot_be_found(tmp_path: Path) -> None:
     error = error_of(tmp_path, '[strategy]\nname = "x"\nclass = "nowhere_xyz:Thing"\n')
-    assert ":3: strategy.class: cannot import module 'nowhere_xyz'" in error.message
+    assert ":3: strategy.class: cannot find module 'nowhere_xyz'" in error.message
 
 
 @pytest.mark.parametrize(("condition", "why"), [
@@ -202,3 +202,42 @@ def test_conditions_checked_together_still_name_the_one_at_fault(tmp_path: Path)
                        'exit_short = "rsi_14 + 1"\n')
     error = error_of(tmp_path, text)
     assert ":7: strategy.exit_short:" in error.message and "true/false" in error.message
+
+
+SIDE_EFFECT_MODULE = """\
+from pathlib import Path
+
+import polars as pl
+
+Path(__file__).with_name("imported").write_text("the module ran")
+
+
+class Rising:
+    indicators = ["sma(5)", "rsi(14)"]
+
+    def signals(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(entry_long=pl.col("close") > pl.col("sma_5"))
+"""
+
+
+def test_a_class_strategy_runs_only_when_a_task_uses_it(tmp_path: Path) -> None:
+    """Loading (and so validating an inventory) finds the module without importing it: a
+    class strategy is trusted code, run by what trades or backtests with it."""
+    (tmp_path / "rising.py").write_text(SIDE_EFFECT_MODULE)
+    strategy = load_strategy(write(tmp_path, '[strategy]\nname = "r"\nclass = "rising:Rising"\n'
+                                             'indicators = ["sma(5)", "rsi(14)"]\n'))
+    assert strategy.all_indicators() == ["sma(5)", "rsi(14)"]
+    assert strategy.module_file() == tmp_path / "rising.py"
+    assert not (tmp_path / "imported").exists()
+    assert strategy.load_class().__name__ == "Rising"
+    assert (tmp_path / "imported").exists()
+
+
+def test_a_class_must_declare_in_its_file_the_indicators_it_reads(tmp_path: Path) -> None:
+    (tmp_path / "rising.py").write_text(SIDE_EFFECT_MODULE)
+    strategy = load_strategy(write(tmp_path, '[strategy]\nname = "r"\nclass = "rising:Rising"\n'
+                                             'indicators = ["sma(5)"]\n'))
+    with pytest.raises(UsageError) as caught:
+        strategy.load_class()
+    assert "strategy.indicators: rising:Rising reads ['rsi(14)']" in caught.value.message
+    assert caught.value.hint == "add them: indicators = ['sma(5)', 'rsi(14)']"

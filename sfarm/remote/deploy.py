@@ -78,6 +78,28 @@ def _relative_inside(path: str) -> str:
     return str(relative)
 
 
+def strategy_files(inventory: LoadedInventory) -> list[NodeFile]:
+    """Every strategy file the inventory names, at its path relative to the inventory, and the
+    module of each class strategy that lies beside its file (its trusted code: the tasks that
+    trade with it import it on the node; nothing else does)."""
+    from sfarm.trading.strategy import load_strategy
+
+    files: dict[str, bytes] = {}
+    base = inventory.path.parent.resolve()
+    for task in inventory.model.tasks.values():
+        if not isinstance(task, TradeTask):
+            continue
+        path = inventory.strategy_path(task)
+        files[_relative_inside(task.strategy)] = path.read_bytes()
+        module = load_strategy(path, check=False).module_file()
+        if module is not None:
+            if not module.resolve().is_relative_to(base):
+                raise UsageError(f"strategy module {module} must stay inside the inventory's "
+                                 "folder", hint="nodes receive it at the same relative path")
+            files[module.resolve().relative_to(base).as_posix()] = module.read_bytes()
+    return [NodeFile(path, content) for path, content in sorted(files.items())]
+
+
 def node_secrets(inventory: LoadedInventory, node: NodeSpec,
                  environ: Mapping[str, str] | None = None) -> bytes | None:
     """secrets.toml for this node: only the credentials its tasks' exchanges name."""
@@ -131,10 +153,7 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
                         local=node.is_local, inventory_dir=str(inventory.inventory_dir))
     files = [NodeFile(INVENTORY_FILE, inventory.path.read_bytes()),
              NodeFile(NODE_FILE, origin.to_json())]
-    strategies = {task.strategy: task for task in inventory.model.tasks.values()
-                  if isinstance(task, TradeTask)}
-    files += [NodeFile(_relative_inside(path), inventory.strategy_path(task).read_bytes())
-              for path, task in sorted(strategies.items())]
+    files += strategy_files(inventory)
     secrets = node_secrets(inventory, node)
     if secrets is not None:
         files.append(NodeFile(f"secrets/{SECRETS_FILE}", secrets, mode=0o600))

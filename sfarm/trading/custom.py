@@ -62,10 +62,32 @@ def load_strategy_class(class_path: str, base: Path | None = None) -> type:
     return cls
 
 
+def module_beside(class_path: str, base: Path) -> Path | None:
+    """`<module>.py` beside the strategy file (in `base`) when it exists."""
+    module_name = class_path.partition(":")[0]
+    candidate = base.joinpath(*module_name.split(".")).with_suffix(".py")
+    return candidate if candidate.is_file() else None
+
+
+def find_strategy_module(class_path: str, base: Path | None = None) -> None:
+    """Raise ValueError unless the module of `class_path` is beside the strategy file or
+    installed; nothing is imported (only a dotted name's parent packages, as Python finds it)."""
+    module_name = class_path.partition(":")[0]
+    if base is not None and module_beside(class_path, base) is not None:
+        return
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        where = f" (nor {base / (module_name.replace('.', '/') + '.py')})" if base else ""
+        raise ValueError(f"cannot find module {module_name!r}{where}")
+
+
 def _import(module_name: str, base: Path | None) -> object:
     if base is not None:
-        candidate = base.joinpath(*module_name.split(".")).with_suffix(".py")
-        if candidate.is_file():
+        candidate = module_beside(module_name, base)
+        if candidate is not None:
             return _import_file(module_name, candidate)
     try:
         return importlib.import_module(module_name)

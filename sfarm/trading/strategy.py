@@ -115,11 +115,9 @@ class Strategy(BaseModel):
         return dict(self._expressions)
 
     def all_indicators(self) -> list[str]:
-        """The file's indicators plus those a class strategy declares, without duplicates."""
-        specs = list(self.indicators)
-        if self.class_path is not None:
-            specs += [s for s in getattr(self.load_class(), "indicators", []) if s not in specs]
-        return specs
+        """The indicators the file declares: a class strategy's too, so that loading an
+        inventory plans them without importing the class (see `load_class`)."""
+        return list(self.indicators)
 
     def indicator_columns(self) -> list[str]:
         from sfarm.indicators import parse_spec
@@ -146,14 +144,47 @@ class Strategy(BaseModel):
             raise self._error(error.key or "", str(error), error.hint) from None
 
     def load_class(self) -> type:
+        """Import the class of a class strategy: trusted code, run only by what trades or
+        backtests with it, never by loading or validating an inventory. The indicators it
+        declares must be in the file's `indicators`, which the inventory plans."""
         from sfarm.trading.custom import load_strategy_class
 
         assert self.class_path is not None
-        base = self._source.parent if self._source is not None else None
         try:
-            return load_strategy_class(self.class_path, base)
+            cls = load_strategy_class(self.class_path, self._base)
         except ValueError as error:
             raise self._error("class", str(error)) from None
+        undeclared = [spec for spec in getattr(cls, "indicators", []) or []
+                      if spec not in self.indicators]
+        if undeclared:
+            raise self._error("indicators", f"{self.class_path} reads {undeclared} but the "
+                                            f"file's indicators do not list them",
+                              hint=f"add them: indicators = {self.indicators + undeclared}")
+        return cls
+
+    def check_class(self) -> None:
+        """UsageError unless the class strategy's module can be found (beside the file or
+        installed), without importing it."""
+        from sfarm.trading.custom import find_strategy_module
+
+        assert self.class_path is not None
+        try:
+            find_strategy_module(self.class_path, self._base)
+        except ValueError as error:
+            raise self._error("class", str(error)) from None
+
+    def module_file(self) -> Path | None:
+        """The file of a class strategy's module when it lies beside the strategy file (what
+        deploy ships with it); None for an installed module or a condition strategy."""
+        from sfarm.trading.custom import module_beside
+
+        if self.class_path is None or self._base is None:
+            return None
+        return module_beside(self.class_path, self._base)
+
+    @property
+    def _base(self) -> Path | None:
+        return self._source.parent if self._source is not None else None
 
     def _error(self, key: str, message: str, hint: str | None = None) -> UsageError:
         line = key_line(self._text, key) if self._text else None
@@ -191,7 +222,7 @@ def parse_strategy(text: str, *, source: Path | None = None, check: bool = True)
     strategy._source = source
     strategy._text = text
     if strategy.class_path is not None:
-        strategy.load_class()
+        strategy.check_class()
     if check:
         strategy.check_columns()
     return strategy
