@@ -177,7 +177,7 @@ def test_the_units_command_runs_the_supervisord_deploy_talks_to(farm: Farm) -> N
     unit = render_unit(root, "alpha", "lab", sys.executable)
     condition = _exec_words(_setting(unit, "ExecCondition"))
     assert subprocess.run(condition, check=False).returncode == 0  # no supervisord: start
-    arm(root.path, "mine", "sfarm start --live")
+    arm(root.path, "mine", 4242, "sfarm start --live")
     subprocess.run(_exec_words(_setting(unit, "ExecStartPre")), check=True)
     assert not arm_file(root.path, "mine").exists()
 
@@ -225,7 +225,7 @@ def test_without_systemd_the_boot_step_fails_with_what_to_do_and_the_rest_stands
 
     # What the step says to do works: the line's command starts the same supervisord.
     farm.sfarm("down")
-    arm(farm.root, "mine", "sfarm start --live")
+    arm(farm.root, "mine", 4242, "sfarm start --live")
     command = line.removeprefix("@reboot ").replace("\\%", "%")
     subprocess.run(["sh", "-c", command], check=True, env={"PATH": "/usr/bin:/bin"})
     wait_for(Supervisor(NodeRoot(farm.root)).is_running, what="cron's supervisord")

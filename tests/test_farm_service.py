@@ -14,7 +14,7 @@ from sfarm.farm import Farm, Note, behind_live_edge_s, fill_lags, running_with_d
 from sfarm.inventory import load_inventory
 from sfarm.runtime.protocol import StepResult
 from sfarm.status import DatasetStatus, NetworkStatus, NodeStatus, TaskStatus
-from sfarm.trading.live_guard import HINT
+from sfarm.trading.live_guard import HINT, arm
 from tests.fixtures.farm import local_farm
 from tests.fixtures.inventories import (
     ALWAYS_IN,
@@ -124,18 +124,23 @@ tasks = ["mine", "trader"]
 
 
 def test_live_arming_and_its_notes_are_data(tmp_path: Path) -> None:
-    """Arming needs no running worker: the arm file is the node's record (live_guard)."""
+    """Arming is the running worker's (its pid: live_guard): with no worker, nothing is armed
+    and the node says why; disarming removes whatever arm file is there."""
     inventory = tmp_path / "sfarm.toml"
     inventory.write_text(LIVE.format(base=tmp_path / "nodes"))
     (tmp_path / "always.toml").write_text(ALWAYS_IN)
     farm = Farm(load_inventory(inventory), "live")
-    arm_file = tmp_path / "nodes" / "live" / "lab" / "run" / "trader.live"
+    root = tmp_path / "nodes" / "live" / "lab"
+    arm_file = root / "run" / "trader.live"
 
     armed = farm.set_live(True, command="start")
-    assert armed.ok and armed.notes == []
-    assert armed.nodes[0].steps == [StepResult("arm trader", "changed", "sfarm start --live")]
-    assert arm_file.exists()
+    assert not armed.ok and not arm_file.exists()
+    assert armed.nodes[0].steps == [StepResult(
+        "arm trader", "failed", "its worker is not running: start it first "
+                                "(`sfarm start --task trader --live` does both)")]
+    assert armed.notes == [Note("error", "could not arm its live tasks: a step failed", "lab")]
 
+    arm(root, "trader", 4242, "sfarm start --live")  # a worker armed earlier
     restarted = farm.set_live(False, command="restart")  # a restart without --live
     assert not arm_file.exists()
     assert restarted.notes == [
@@ -155,17 +160,17 @@ def test_live_arming_and_its_notes_are_data(tmp_path: Path) -> None:
          "message": "--live: none of the tasks started is a live trade task"}]
 
 
-def test_a_node_that_cannot_be_armed_is_an_error_note(tmp_path: Path) -> None:
+def test_a_node_that_cannot_be_disarmed_is_an_error_note(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the node's base_dir should be")
     inventory = tmp_path / "sfarm.toml"
     inventory.write_text(LIVE.format(base=blocker))
     (tmp_path / "always.toml").write_text(ALWAYS_IN)
-    report = Farm(load_inventory(inventory), "live").set_live(True, command="up")
+    report = Farm(load_inventory(inventory), "live").set_live(False, command="up")
     assert not report.ok
     (note,) = report.notes
     assert note.level == "error" and note.node == "lab"
-    assert note.message.startswith("could not arm its live tasks: unexpected ")
+    assert note.message.startswith("could not disarm its live tasks: unexpected ")
 
 
 def _dataset(dataset_id: str, last_ts: int | None, rows: int = 10) -> DatasetStatus:

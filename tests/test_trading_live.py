@@ -4,6 +4,7 @@ the kill switch, credentials kept out of the logs, and the `--live` guard."""
 
 from __future__ import annotations
 
+import os
 import logging
 import shutil
 import threading
@@ -274,7 +275,7 @@ def test_worker_trades_only_while_armed(market: Market, monkeypatch: pytest.Monk
         time.sleep(0.2)
         assert market.orders() == []
         assert "not armed" in (context.board.last_error or "")
-        arm(market.root, "live")
+        arm(market.root, "live", os.getpid())
         wait_for(lambda: len(market.orders()) == 2)
         wait_for(lambda: context.board.trade is not None and context.board.trade.position > 0)
         assert {o.id for o in context.board.outputs.values()} >= {
@@ -292,7 +293,7 @@ def test_worker_shows_the_kill_switch_as_halted(market: Market,
     monkeypatch.setenv("SIMLIVE_API_KEY", API_KEY)
     monkeypatch.setenv("SIMLIVE_SECRET", SECRET)
     market.limits = RiskLimits(max_drawdown=0.0001)
-    arm(market.root, "live")
+    arm(market.root, "live", os.getpid())
     context = market.task_context()
     stop, board = context.stop, context.board
     exchange = Exchange(ccxt="binance", url=market.emulator.url, credentials="SIMLIVE")

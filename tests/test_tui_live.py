@@ -1,6 +1,7 @@
 """Arming a live session from the dashboard: two confirmations, the second one typed, and
-nothing armed unless both are given; disarming asks once. Against a real local farm (deployed,
-workers not started: arming is the node's `run/<task>.live`, sfarm.trading.live_guard)."""
+nothing armed unless both are given; disarming asks once. Against a real local farm, its live
+worker running disarmed (arming is the node's `run/<task>.live` naming that worker's pid,
+sfarm.trading.live_guard)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def farm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Farm]:
     monkeypatch.setenv("SIMDASH_API_KEY", DEFAULT_API_KEY)
     monkeypatch.setenv("SIMDASH_SECRET", DEFAULT_SECRET)
     with local_farm(INVENTORY, "armed", files={"always.toml": ALWAYS_IN}) as farm:
-        farm.sfarm("deploy")
+        farm.sfarm("up")  # the trader runs disarmed: arming is its running worker's
         yield farm
 
 
@@ -72,7 +73,9 @@ def test_arming_asks_twice_and_needs_the_task_name_typed(farm: Farm) -> None:
             await until(app, lambda: isinstance(app.screen, TypeToConfirm), "the second one")
             await pilot.press(*"trader", "enter")
             await until(app, armed.exists, "run/trader.live on the node")
-            assert json.loads(armed.read_text())["by"] == "sfarm dashboard --live"
+            record = json.loads(armed.read_text())
+            assert record["by"] == "sfarm dashboard --live"
+            assert record["pid"] == farm.tasks()["trader"]["pid"]  # its worker, and no other
 
             await pilot.press("z")
             await until(app, lambda: isinstance(app.screen, Confirm), "the disarm question")

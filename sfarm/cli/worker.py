@@ -13,6 +13,7 @@ from sfarm.inventory import load_inventory
 from sfarm.inventory.problems import did_you_mean
 from sfarm.runtime.engines import engine_for
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.parent import die_with_parent
 from sfarm.runtime.worker import configure_logging, run_worker, task_context
 
 worker_app = typer.Typer(help="The headless worker processes (run by supervisord).",
@@ -34,6 +35,7 @@ def run(
         raise UsageError(f"no task {task!r} in {node_root.inventory}",
                          hint=did_you_mean(task, inventory.model.tasks))
     configure_logging()
+    die_with_parent()  # never run on unsupervised: a live session above all
     context = task_context(node_root, task, inventory.model.tasks[task])
     sys.exit(run_worker(context, engine_for(inventory, task)))
 
@@ -57,6 +59,7 @@ def resolver(
     if routes is None:
         raise UsageError(f"no routes in {node_root.path}", hint="`sfarm deploy` writes them")
     configure_logging()
+    die_with_parent()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

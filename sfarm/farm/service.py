@@ -108,10 +108,10 @@ class Farm:
 
     def up(self, *, live: bool = False, dry_run: bool = False,
            offline: bool = False) -> FarmReport:
-        """Deploy (`offline` as deploy's), then (when every node deployed) arm or disarm the
-        live tasks and start every worker: one outcome per node, its deploy steps then its
-        start steps. With `dry_run`, deploy's dry run and a note of what up would then do:
-        nothing started."""
+        """Deploy (`offline` as deploy's), then (when every node deployed) start every worker
+        and, with `live`, arm the live tasks' workers once they run (without, they are
+        disarmed): one outcome per node, its deploy steps then its start steps. With
+        `dry_run`, deploy's dry run and a note of what up would then do: nothing started."""
         if dry_run:
             then = "arm" if live else "disarm"
             note = Note("note", f"dry run: up would then {then} the live trade tasks (if any) "
@@ -121,8 +121,9 @@ class Farm:
         deployed = self.controller.deploy(offline=offline)
         if not all(outcome.ok for outcome in deployed):
             return FarmReport("up", deployed)
-        notes = self.set_live(live, command="up").notes
+        disarmed = self.set_live(False, command="up").notes
         started = {outcome.node: outcome for outcome in self.controller.control("start")}
+        notes = self.set_live(True, command="up").notes if live else disarmed
         merged = [NodeOutcome(outcome.node, outcome.steps + started[outcome.node].steps,
                               started[outcome.node].error) for outcome in deployed]
         return FarmReport("up", merged, notes)
@@ -131,13 +132,18 @@ class Farm:
                 node: str | None = None) -> FarmReport:
         """Start, stop or restart the workers (of `task` only, when given; of `node` only, when
         given: the other nodes are not contacted). Live trade tasks are armed by a start or
-        restart with `live`, disarmed otherwise."""
+        restart with `live` once their new worker runs (arming is the worker's, by its pid:
+        sfarm.trading.live_guard), disarmed otherwise."""
         self.check_task(task)
         if node is not None and task is not None and task not in self.node(node).tasks:
             raise UsageError(f"no task {task!r} on node {node!r}",
                              hint=known_names("tasks", self.node(node).tasks))
-        notes = self.set_live(live and action != "stop", task, command=action, node=node).notes
-        return FarmReport(action, self.controller.control(action, task, node=node), notes)
+        arm = live and action != "stop"
+        notes = [] if arm else self.set_live(False, task, command=action, node=node).notes
+        outcomes = self.controller.control(action, task, node=node)
+        if arm:
+            notes = self.set_live(True, task, command=action, node=node).notes
+        return FarmReport(action, outcomes, notes)
 
     def start(self, task: str | None = None, *, live: bool = False) -> FarmReport:
         return self.control("start", task, live=live)

@@ -79,14 +79,24 @@ def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepRe
 
 def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
              command: str) -> list[StepResult]:
-    """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard."""
+    """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard. Arming arms the worker
+    supervisord runs now (its pid); a task whose worker does not run cannot be armed."""
     from sfarm.trading import live_guard
 
     steps = []
+    supervisor = Supervisor(root)
+    running = supervisor.processes() if armed and supervisor.is_running() else {}
     for name in names:
         if armed:
-            live_guard.arm(root.path, name, command)
-            steps.append(StepResult(f"arm {name}", "changed", command))
+            info = running.get(name, {})
+            pid = info.get("pid") if info.get("statename") in ("STARTING", "RUNNING") else None
+            if not pid:
+                steps.append(StepResult(f"arm {name}", "failed",
+                                        f"its worker is not running: start it first "
+                                        f"(`sfarm start --task {name} --live` does both)"))
+                continue
+            live_guard.arm(root.path, name, int(pid), command)
+            steps.append(StepResult(f"arm {name}", "changed", f"{command} (pid {pid})"))
         else:
             existed = live_guard.disarm(root.path, name)
             steps.append(StepResult(f"disarm {name}", "changed" if existed else "ok"))
