@@ -4,8 +4,8 @@ the kill switch, credentials kept out of the logs, and the `--live` guard."""
 
 from __future__ import annotations
 
-import os
 import logging
+import os
 import shutil
 import threading
 import time
