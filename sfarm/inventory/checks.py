@@ -63,7 +63,8 @@ def _check_task_exchanges(inventory: Inventory) -> list[Problem]:
                 did_you_mean(task.exchange, inventory.exchanges)
                 or known_names("exchanges", inventory.exchanges),
             ))
-        elif isinstance(task, TradeTask) and task.mode == "live" and exchange.credentials is None:
+        elif (isinstance(task, TradeTask) and task.mode == "live" and exchange.credentials is None
+              and not exchange.emulate):  # an emulated exchange: the node's own account
             problems.append(Problem(
                 ("tasks", name, "mode"),
                 f"live trading needs credentials on exchange {task.exchange!r}",
