@@ -14,8 +14,8 @@ import ipaddress
 import re
 from datetime import date, datetime
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,

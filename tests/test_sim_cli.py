@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
 from pathlib import Path
 
 import ccxt
@@ -77,11 +76,11 @@ def test_busy_port_is_a_run_error() -> None:
 
 def test_an_account_file_is_the_only_account_served(tmp_path: Path) -> None:
     account = tmp_path / "account.toml"
-    account.write_text('api_key = "file-key-0123456789"\nsecret = "file-secret-0123456789"\n')
+    account.write_text('api_key = "file-key-0123"\nsecret = "file-secret-0123"\n')
     account.chmod(0o600)
     with serving("--port", "0", "--account-file", str(account)) as (_process, url):
         own = make_exchange("binance", url=url,
-                            credentials=Credentials("file-key-0123456789", "file-secret-0123456789"))
+                            credentials=Credentials("file-key-0123", "file-secret-0123"))
         assert own.fetch_balance()["total"]["USDT"] == 100000
         well_known = make_exchange("binance", url=url,
                                    credentials=Credentials(DEFAULT_API_KEY, DEFAULT_SECRET))

@@ -15,13 +15,13 @@ import ccxt
 import pytest
 
 from sfarm.exchanges import Credentials, make_exchange
+from sfarm.inventory import load_inventory
+from sfarm.remote.deploy import build_deployment
 from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
 from tests.fixtures.cli import run_sfarm
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
 from tests.fixtures.waiting import wait_for
-
-pytestmark = pytest.mark.slow
 
 INVENTORY = (head("{network}") + SIM_EXCHANGE + 'credentials = "SIMOP"\n' + mine_task("1h") + """
 [networks.{network}.nodes.lab]
@@ -76,6 +76,36 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.parametrize(("exchange", "listens_on"), [
+    ('url = "http://127.0.0.1:8901"', ["--host", "127.0.0.1", "--port", "8901"]),
+    ('url = "http://localhost:8902"', ["--host", "127.0.0.1", "--port", "8902"]),
+    ('url = "http://[::1]:8903"', ["--host", "::1", "--port", "8903"]),
+    ('url = "http://10.0.0.5:8904"\nemulate_bind = "0.0.0.0"',
+     ["--host", "0.0.0.0", "--port", "8904"]),
+])
+def test_the_emulator_service_listens_on_loopback_unless_told(
+        tmp_path: Path, exchange: str, listens_on: list[str]) -> None:
+    inventory = tmp_path / "sfarm.toml"
+    inventory.write_text(head("emu", base_dir=False) + f"""
+[exchanges.sim]
+ccxt = "binance"
+emulate = true
+{exchange}
+""" + mine_task() + """
+[networks.emu.nodes.lab]
+host = "local"
+tasks = ["mine"]
+""")
+    loaded = load_inventory(inventory)
+    root = tmp_path / "emu" / "lab"
+    deployment = build_deployment(loaded, loaded.nodes("emu")[0], root)
+    emulator = next(p for p in deployment.programs if p.name == "sim-sim")
+    assert list(emulator.command[3:]) == ["sim", "serve", *listens_on, "--account-file",
+                                          str(root / "secrets" / "emulator-sim.toml")]
+    assert deployment.emulators == ("sim",)
+
+
+@pytest.mark.slow
 def test_deployed_emulator_serves_only_its_node_account_on_loopback(farm: Farm) -> None:
     first = deploy(farm)
     assert {"step": "emulator account sim", "status": "changed",
