@@ -10,10 +10,12 @@ pydantic, sfarm.data.ids, sfarm.timeframes and sfarm.timepoints: not sfarm.indic
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -106,9 +108,13 @@ class Exchange(Strict):
     url: str | None = Field(None, pattern=r"^https?://[^/\s]+/?$")
     sandbox: bool = False
     credentials: str | None = None
+    # The address the emulator listens on, when not the loopback address `url` names: listening
+    # beyond the node itself is the operator's explicit choice. Declared before `emulate`, whose
+    # validator checks the two together.
+    emulate_bind: str | None = None
     # sfarm serves its offline exchange emulator at `url` on every node whose tasks use this
     # exchange, so a farm can run with no internet (the embedded local farm does).
-    emulate: bool = False
+    emulate: bool = Field(False, validate_default=True)
 
     # Field validators rather than one model validator, so that an error names the key (and
     # its line), not the whole table.
@@ -120,12 +126,56 @@ class Exchange(Strict):
                              "(reads BINANCE_API_KEY, BINANCE_SECRET), never the key itself")
         return value
 
+    @field_validator("emulate_bind")
+    @classmethod
+    def _bind_is_an_address(cls, value: str | None) -> str | None:
+        if value is not None and _ip_address(value) is None:
+            raise ValueError(f"emulate_bind {value!r} is not an IP address "
+                             "(e.g. \"0.0.0.0\" for every interface, or one of the node's)")
+        return value
+
     @field_validator("emulate")
     @classmethod
     def _emulate_needs_url(cls, value: bool, info: ValidationInfo) -> bool:
-        if value and info.data.get("url") is None:
+        if "emulate_bind" not in info.data:  # not an address: its own error says so
+            return value
+        url, bind = info.data.get("url"), info.data["emulate_bind"]
+        if not value:
+            if bind is not None:
+                raise ValueError(f"emulate_bind {bind!r} needs emulate = true")
+            return value
+        if url is None:
             raise ValueError("emulate = true needs url, e.g. url = \"http://127.0.0.1:8900\"")
+        host = urlsplit(url).hostname or ""
+        if bind is None and not _is_loopback(host):
+            raise ValueError(f"emulate = true with url host {host!r}: the emulator listens on "
+                             "the loopback unless emulate_bind says where (e.g. "
+                             "emulate_bind = \"0.0.0.0\"), or use url = "
+                             "\"http://127.0.0.1:PORT\"")
         return value
+
+    def emulator_address(self) -> tuple[str, int]:
+        """Where this exchange's emulator listens: `emulate_bind` if set, else the loopback
+        address of `url` (`localhost` is 127.0.0.1); the port is url's (default 80)."""
+        address = urlsplit(self.url or "")
+        host = address.hostname or "127.0.0.1"
+        if self.emulate_bind is not None:
+            host = self.emulate_bind
+        elif host == "localhost":
+            host = "127.0.0.1"
+        return host, address.port or 80
+
+
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    address = _ip_address(host)
+    return host == "localhost" if address is None else address.is_loopback
 
 
 class TaskBase(Strict):

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -14,6 +15,7 @@ import typer
 from sfarm.cli.console import err
 from sfarm.errors import RunError, UsageError
 from sfarm.sim import AccountConfig, Emulator, EmulatorConfig, parse_faults
+from sfarm.sim.accounts import AccountKeys, read_account
 from sfarm.sim.candles import ORIGIN_MS
 from sfarm.sim.server import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
 from sfarm.timepoints import BadTimePoint, parse_time_point
@@ -25,7 +27,8 @@ SERVE_HELP = (
     "It speaks Binance's spot REST dialect, so an inventory exchange "
     f'{{ccxt = "binance", url = "http://127.0.0.1:{DEFAULT_PORT}"}} reaches it through '
     "unmodified ccxt: markets, klines, tickers, server time, and signed account and order "
-    "endpoints for the account of --api-key and $SFARM_SIM_SECRET. Candles are a seeded random "
+    "endpoints for the account of --api-key and $SFARM_SIM_SECRET (by default the well-known "
+    f"test account {DEFAULT_API_KEY}), or of --account-file alone. Candles are a seeded random "
     "walk: the same --seed gives the same candles and the same faults in every run. As on "
     "Binance, the still-open candle is returned partially formed: store closed candles only."
     "\n\n"
@@ -64,6 +67,14 @@ def _start_ms(value: str) -> int:
     return start
 
 
+def _account(account_file: Path | None, api_key: str) -> AccountKeys:
+    """The one account served: the file's, else --api-key with $SFARM_SIM_SECRET (the secret
+    comes from a file or the environment only, so it never shows in `ps`)."""
+    if account_file is not None:
+        return read_account(account_file)
+    return AccountKeys(api_key, os.environ.get("SFARM_SIM_SECRET") or DEFAULT_SECRET)
+
+
 def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.")]
     = DEFAULT_PORT,
@@ -76,16 +87,18 @@ def serve(
     api_key: Annotated[str, typer.Option("--api-key", envvar="SFARM_SIM_API_KEY",
                                          help="API key of the emulated account.")]
     = DEFAULT_API_KEY,
+    account_file: Annotated[Path | None, typer.Option(
+        "--account-file", help="TOML file (mode 0600) with api_key and secret: the only account "
+        "served (deployed emulators use one made for their node).")] = None,
     balance: Annotated[list[str] | None, typer.Option(
         help="Starting balance ASSET=AMOUNT (repeatable). Default: USDT=100000 BTC=1 ETH=10.")]
     = None,
 ) -> None:
-    # The secret comes from the environment only, so it never shows in `ps`.
-    secret = os.environ.get("SFARM_SIM_SECRET") or DEFAULT_SECRET
+    keys = _account(account_file, api_key)
     plan = parse_faults(faults)
     config = EmulatorConfig(
         host=host, port=port, seed=seed, start_ms=_start_ms(start), faults=plan,
-        accounts=(AccountConfig(api_key, secret, _balances(balance or [])),),
+        accounts=(AccountConfig(keys.api_key, keys.secret, _balances(balance or [])),),
     )
     try:
         emulator = Emulator(config)

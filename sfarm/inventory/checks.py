@@ -22,6 +22,7 @@ def check_inventory(inventory: Inventory, ccxt_ids: Iterable[str]) -> list[Probl
     problems += _check_exchanges(inventory, set(ccxt_ids))
     problems += _check_task_exchanges(inventory)
     problems += _check_task_names(inventory)
+    problems += _check_emulator_accounts(inventory)
     for network_name, network in inventory.networks.items():
         for node_name, node in network.nodes.items():
             path = ("networks", network_name, "nodes", node_name)
@@ -63,13 +64,39 @@ def _check_task_exchanges(inventory: Inventory) -> list[Problem]:
                 did_you_mean(task.exchange, inventory.exchanges)
                 or known_names("exchanges", inventory.exchanges),
             ))
-        elif isinstance(task, TradeTask) and task.mode == "live" and exchange.credentials is None:
+        elif (isinstance(task, TradeTask) and task.mode == "live" and exchange.credentials is None
+              and not exchange.emulate):  # an emulated exchange: the node's own account
             problems.append(Problem(
                 ("tasks", name, "mode"),
                 f"live trading needs credentials on exchange {task.exchange!r}",
                 f'add credentials = "PREFIX" to [exchanges.{task.exchange}] and set '
                 "PREFIX_API_KEY / PREFIX_SECRET in the environment or secrets.toml",
             ))
+    return problems
+
+
+def _check_emulator_accounts(inventory: Inventory) -> list[Problem]:
+    """Nodes of a network on one machine share one emulator per emulated exchange, served by
+    the first of them that uses it; its account is kept by that node alone (deploy makes it
+    there, sfarm.sim.accounts), so a live trade task on it can run only on that node."""
+    problems = []
+    for network_name, network in inventory.networks.items():
+        server: dict[tuple[str, str], str] = {}  # (host, exchange) -> the node serving it
+        for node_name, node in network.nodes.items():
+            for index, task_name in enumerate(node.tasks):
+                task = inventory.tasks.get(task_name)
+                exchange = inventory.exchanges.get(task.exchange) if task else None
+                if task is None or exchange is None or not exchange.emulate:
+                    continue
+                serving = server.setdefault((node.host, task.exchange), node_name)
+                if serving != node_name and isinstance(task, TradeTask) and task.mode == "live":
+                    problems.append(Problem(
+                        ("networks", network_name, "nodes", node_name, "tasks", index),
+                        f"live task {task_name!r} trades on the emulated exchange "
+                        f"{task.exchange!r}, whose emulator on host {node.host!r} is node "
+                        f"{serving!r}'s, with an account only {serving!r} holds",
+                        f"run {task_name!r} on node {serving!r}, or give node {node_name!r} "
+                        "an emulated exchange of its own (another port in url)"))
     return problems
 
 

@@ -49,7 +49,7 @@ def _ignore(_: MineProgress) -> None:
 def _open_exchange(exchange_config: Exchange, timeout_ms: int | None,
                    secrets_file: Path | None) -> Any:
     credentials = (load_credentials(exchange_config.credentials, secrets_file)
-                   if exchange_config.credentials else None)
+                   if exchange_config.credentials and not exchange_config.emulate else None)
     return make_async_exchange(exchange_config.ccxt, url=exchange_config.url,
                                sandbox=exchange_config.sandbox, credentials=credentials,
                                timeout_ms=timeout_ms)

@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -23,7 +22,9 @@ from sfarm.inventory.load import SECRETS_FILE
 from sfarm.inventory.origin import INVENTORY_FILE, NODE_FILE, NodeOrigin
 from sfarm.remote.wiring import NodeWiring
 from sfarm.resolver.routes import KNOWN_HOSTS_FILE, ROUTES_FILE, key_file, key_info_file
+from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Deployment, NodeFile, Program
+from sfarm.sim.accounts import account_path
 from sfarm.tasks import TradeTask
 
 SIM_PROGRAM_PREFIX = "sim-"
@@ -53,17 +54,23 @@ def emulator_host(inventory: LoadedInventory, node: NodeSpec, exchange: str) -> 
     return False
 
 
+def served_emulators(inventory: LoadedInventory, node: NodeSpec) -> list[str]:
+    """The emulated exchanges whose emulator `node` serves (and whose account it keeps)."""
+    return [name for name in node_exchanges(inventory, node)
+            if inventory.model.exchanges[name].emulate and emulator_host(inventory, node, name)]
+
+
 def programs_for(inventory: LoadedInventory, node: NodeSpec, root: Path,
                  python: str) -> tuple[Program, ...]:
-    """A worker per task, plus the exchange emulator where an exchange asks for it."""
+    """A worker per task, plus the exchange emulator where an exchange asks for it: on the
+    address the exchange names (sfarm.tasks.Exchange.emulator_address), serving only the
+    node's own account, read from its file (its command line names the file, not the secret)."""
     programs = []
-    for name in node_exchanges(inventory, node):
-        exchange = inventory.model.exchanges[name]
-        if exchange.emulate and exchange.url and emulator_host(inventory, node, name):
-            address = urlsplit(exchange.url)
-            programs.append(Program(f"{SIM_PROGRAM_PREFIX}{name}", [
-                python, "-m", "sfarm", "sim", "serve",
-                "--host", address.hostname or "127.0.0.1", "--port", str(address.port or 80)]))
+    for name in served_emulators(inventory, node):
+        host, port = inventory.model.exchanges[name].emulator_address()
+        programs.append(Program(f"{SIM_PROGRAM_PREFIX}{name}", [
+            python, "-m", "sfarm", "sim", "serve", "--host", host, "--port", str(port),
+            "--account-file", str(account_path(NodeRoot(root).secrets, name))]))
     programs += [Program(task, [python, "-m", "sfarm", "worker", "run", "--root", str(root),
                                 "--task", task])
                  for task in node.tasks]
@@ -106,9 +113,11 @@ def node_secrets(inventory: LoadedInventory, node: NodeSpec,
     secrets_file = inventory.path.parent / SECRETS_FILE
     tables: dict[str, dict[str, str]] = {}
     for name in node_exchanges(inventory, node):
-        prefix = inventory.model.exchanges[name].credentials
-        if prefix is None or prefix in tables:
+        exchange = inventory.model.exchanges[name]
+        # An emulated exchange's account is the node's own (sfarm.sim.accounts), not these.
+        if exchange.credentials is None or exchange.emulate or exchange.credentials in tables:
             continue
+        prefix = exchange.credentials
         credentials = load_credentials(prefix, secrets_file if secrets_file.exists() else None,
                                        environ=environ)
         table = {"api_key": credentials.api_key, "secret": credentials.secret}
@@ -174,4 +183,5 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
             [key.authorized for key in wiring.keys if key.authorized is not None]
             + list(wiring.jump_lines)),
         fuse=wiring is not None and wiring.mounts,
+        emulators=tuple(served_emulators(inventory, node)),
     )

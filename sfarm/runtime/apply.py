@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sfarm.data.fsio import write_atomic
 from sfarm.runtime.build import sfarm_build
+from sfarm.runtime.emulator_account import keep_emulator_account
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import AuthorizedKeyLine, Deployment, NodeFile, StepResult
 from sfarm.runtime.supervisor import Supervisor, config_path, render_config, write_config
@@ -137,6 +138,7 @@ def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = 
     steps = [_ensure_directories(root, dry_run)]
     steps += [_sync_file(root, file, dry_run) for file in deployment.files]
     steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
+    steps += [keep_emulator_account(root, name, dry_run) for name in deployment.emulators]
     steps += [_sync_authorized(line, dry_run) for line in deployment.authorized]
     if deployment.fuse:
         steps.append(_check_fuse())

@@ -96,6 +96,9 @@ class Deployment:
     # The node user's lines in ~/.ssh/authorized_keys, one per key kind (none: untouched).
     authorized: tuple[AuthorizedKeyLine, ...] = ()
     fuse: bool = False  # the node mounts peers with sshfs: check that it can
+    # Exchanges whose emulator this node serves: their accounts are kept in its secrets/
+    # (made there once, never sent: sfarm.runtime.emulator_account).
+    emulators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, config=_WIRE)

@@ -33,6 +33,8 @@ log = logging.getLogger("sfarm.sim")
 DEFAULT_API_KEY = "sfarm-sim-key"
 DEFAULT_SECRET = "sfarm-sim-secret"
 DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
+# Binance's own requests are a few KiB at most: a larger body is refused before it is read.
+MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_GET
 
+    def _body_length(self) -> int | Reply:
+        """The request body's declared length, or the refusal of a body not read: too large,
+        chunked (no length to check first) or a malformed length. A refused body is never read,
+        so the connection closes after the reply."""
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if self.headers.get("Transfer-Encoding"):
+            status, msg = 411, "A request body needs a Content-Length."
+        elif not declared.isdigit():
+            status, msg = 400, "Content-Length is not a number."
+        elif int(declared) > MAX_BODY_BYTES:
+            status, msg = 413, f"Request body too large: the limit is {MAX_BODY_BYTES} bytes."
+        else:
+            return int(declared)
+        return Reply(status, {"code": -1000, "msg": msg}, headers={"Connection": "close"})
+
     def _dispatch(self) -> None:
         emulator = self.server.emulator
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._body_length()
+        if isinstance(length, Reply):
+            return self._send(length)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         parts = urlsplit(self.path)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -179,18 +179,29 @@ def _backtest_bookkeeping(root: Path, task: str) -> dict[str, Any]:
 
 # ---- live mode ----------------------------------------------------------------------------
 
-def make_broker(exchange: Exchange, market: str, secrets_file: Path | None) -> Broker:
+def make_broker(exchange: Exchange, market: str, secrets_file: Path | None, *,
+                name: str = "") -> Broker:
     """A broker for `market` with the exchange's credentials (never logged: ccxt's logger
-    redacts them and they are never part of a message)."""
-    from sfarm.exchanges import load_credentials, make_exchange
+    redacts them and they are never part of a message). An emulated exchange (`name` in the
+    inventory) trades with the account deploy keeps beside `secrets_file` for the node's
+    emulator, whatever the operator's credentials say."""
+    from sfarm.exchanges import Credentials, load_credentials, make_exchange
+    from sfarm.sim.accounts import account_path, read_account
     from sfarm.trading.broker import Broker
 
-    if exchange.credentials is None:
+    if exchange.emulate:
+        if secrets_file is None:
+            raise UsageError(f"live trading on the emulated exchange {name!r} needs the node's "
+                             "emulator account, and this task runs outside a node root")
+        keys = read_account(account_path(secrets_file.parent, name))
+        credentials = Credentials(keys.api_key, keys.secret)
+    elif exchange.credentials is None:
         raise UsageError(f"live trading on {exchange.ccxt} needs credentials",
                          hint="set credentials = \"PREFIX\" on the exchange and export "
                               "PREFIX_API_KEY and PREFIX_SECRET (or put them in secrets.toml)")
-    present = secrets_file is not None and secrets_file.exists()
-    credentials = load_credentials(exchange.credentials, secrets_file if present else None)
+    else:
+        present = secrets_file is not None and secrets_file.exists()
+        credentials = load_credentials(exchange.credentials, secrets_file if present else None)
     client = make_exchange(exchange.ccxt, url=exchange.url, sandbox=exchange.sandbox,
                            credentials=credentials)
     return Broker(client, market)
@@ -205,7 +216,8 @@ def run_live_mode(context: TaskContext[TradeTask], config: SessionConfig, strate
     root = context.root
 
     def open_session() -> LiveSession:
-        broker = make_broker(exchange, config.market, context.secrets_file)
+        broker = make_broker(exchange, config.market, context.secrets_file,
+                             name=context.config.exchange)
         return LiveSession.open(root, config, strategy, broker, clock=clock)
 
     def hold() -> Hold | None:
