@@ -14,14 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from sfarm import data
-from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.inventories import ALWAYS_IN, SIM_EXCHANGE, head, live_trade_task, mine_task
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
-INVENTORY = (head("{network}") + SIM_EXCHANGE + 'credentials = "SIMARM"\n' + mine_task("1h")
+INVENTORY = (head("{network}") + SIM_EXCHANGE + mine_task("1h")
              + live_trade_task(cash=500.0) + """
 [networks.{network}.nodes.lab]
 host = "local"
@@ -31,9 +30,7 @@ ORDERS = "sessions/trader/orders"
 
 
 @pytest.fixture
-def farm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Farm]:
-    monkeypatch.setenv("SIMARM_API_KEY", DEFAULT_API_KEY)  # deploy writes the node's secrets
-    monkeypatch.setenv("SIMARM_SECRET", DEFAULT_SECRET)
+def farm() -> Iterator[Farm]:
     with local_farm(INVENTORY, "armed", files={"always.toml": ALWAYS_IN}) as farm:
         yield farm
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from sfarm.farm import Farm as FarmService
-from sfarm.sim import DEFAULT_API_KEY, DEFAULT_SECRET
 from sfarm.tui.app import Dashboard
 from sfarm.tui.confirm import Confirm, TypeToConfirm
 from tests.fixtures.dashboard import table_rows, until
@@ -27,7 +26,7 @@ from tests.fixtures.inventories import (
 
 pytestmark = pytest.mark.slow
 
-INVENTORY = (head("{network}") + SIM_EXCHANGE + 'credentials = "SIMDASH"\n' + mine_task("1h")
+INVENTORY = (head("{network}") + SIM_EXCHANGE + mine_task("1h")
              + live_trade_task(cash=500.0) + """
 [networks.{network}.nodes.lab]
 host = "local"
@@ -36,9 +35,7 @@ tasks = ["mine", "trader"]
 
 
 @pytest.fixture
-def farm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Farm]:
-    monkeypatch.setenv("SIMDASH_API_KEY", DEFAULT_API_KEY)
-    monkeypatch.setenv("SIMDASH_SECRET", DEFAULT_SECRET)
+def farm() -> Iterator[Farm]:
     with local_farm(INVENTORY, "armed", files={"always.toml": ALWAYS_IN}) as farm:
         farm.sfarm("up")  # the trader runs disarmed: arming is its running worker's
         yield farm
