@@ -202,9 +202,12 @@ class IndicatorsTask(TaskBase):
 
 class TradeTask(TaskBase):
     kind: Literal["trade"]
-    # Live trading needs this in the inventory and --live on the command that starts it.
-    # Declared before `mode` so that mode's validator sees it.
+    # Live trading needs this in the inventory and --live on the command that starts it, and
+    # a kill switch (the session halts when equity falls that far). Declared before `mode` so
+    # that mode's validator sees them.
     live: bool = False
+    max_drawdown: float | None = Field(None, gt=0, lt=1)
+    max_daily_loss: float | None = Field(None, gt=0, lt=1)
     mode: Literal["backtest", "paper", "live"]
     market: Market
     timeframe: Timeframe
@@ -212,15 +215,18 @@ class TradeTask(TaskBase):
     cash: float = Field(DEFAULT_CASH, gt=0, allow_inf_nan=False)
     since: Time | None = None
     until: Time | None = None
-    max_drawdown: float | None = Field(None, gt=0, lt=1)
-    max_daily_loss: float | None = Field(None, gt=0, lt=1)
 
     @field_validator("mode")
     @classmethod
-    def _live_needs_flag(cls, value: str, info: ValidationInfo) -> str:
+    def _live_needs_flag_and_kill_switch(cls, value: str, info: ValidationInfo) -> str:
         if value == "live" and not info.data.get("live", False):
             raise ValueError("mode = \"live\" also needs live = true in the task (a guard "
                              "against trading real money by accident)")
+        if value == "live" and info.data.get("max_drawdown") is None \
+                and info.data.get("max_daily_loss") is None:
+            raise ValueError("mode = \"live\" needs a kill switch: max_drawdown or "
+                             "max_daily_loss (the fraction of equity lost at which the session "
+                             "halts, e.g. max_drawdown = 0.15)")
         return value
 
     @field_validator("strategy")

@@ -94,7 +94,7 @@ class Market:
         task = TradeTask.model_validate({
             "kind": "trade", "live": True, "mode": "live", "exchange": "sim",
             "market": "BTC/USDT", "timeframe": "1m", "strategy": "always.toml",
-            "cash": self.cash})
+            "cash": self.cash, "max_drawdown": 0.5})
         return TaskContext(self.root, "live", task, secrets_file=self.root / "secrets.toml")
 
     def orders(self) -> list[dict[str, Any]]:
