@@ -266,3 +266,9 @@ def test_dataset_ids_are_quoted(tmp_path: Path, dataset_id: str, says: str) -> N
     run = run_here("data", "show", dataset_id, "--root", str(tmp_path))
     assert run.returncode == 2, run.stderr
     assert says in run.stderr
+
+
+def test_the_emulator_quotes_a_start_before_its_history() -> None:
+    run = run_here("sim", "serve", "--port", "0", "--start", "2010-01-01")
+    assert run.returncode == 2, run.stderr
+    assert "--start '2010-01-01': the emulator's history begins on 2015-01-01" in run.stderr
