@@ -4,15 +4,15 @@ timeframes, dates, indicator specs).
 
 The engines read their settings from these models; `sfarm.inventory` composes them into the
 whole document, checks that every indicator spec parses and checks across sections. May import
-pydantic, sfarm.data.ids, sfarm.timeframes and sfarm.timepoints: not sfarm.indicators, whose
-`indicators` task engine reads these models.
+pydantic, sfarm.data.ids, sfarm.markets, sfarm.timeframes and sfarm.timepoints: not
+sfarm.indicators, whose `indicators` task engine reads these models. Every value check quotes the
+value it refuses (the inventory adds the key path and line).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -28,7 +28,8 @@ from pydantic import (
 )
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
-from sfarm.timeframes import TIMEFRAMES
+from sfarm.markets import check_market
+from sfarm.timeframes import check_timeframe
 from sfarm.timepoints import BadTimePoint, TimePoint, parse_time_point
 
 # Starting equity when none is given: the `cash` default of trade tasks and of `sfarm backtest`.
@@ -37,39 +38,24 @@ DEFAULT_CASH = 10_000.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
-# BASE/QUOTE, optionally :SETTLE for derivatives; ccxt's unified symbol shape.
-_MARKET = re.compile(r"^[A-Z0-9][A-Z0-9._]*/[A-Z0-9][A-Z0-9._]*(:[A-Z0-9][A-Z0-9._]*)?$")
 _ENV_PREFIX = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_BASE_URL = re.compile(r"^https?://[^/\s]+/?$")
 
 
-def _check_market(value: str) -> str:
-    if not _MARKET.match(value):
-        hint = value.upper().replace("-", "/") if "/" not in value else value.upper()
-        raise ValueError(f"expected a market such as BTC/USDT (BASE/QUOTE, upper case); "
-                         f"did you mean {hint!r}?" if _MARKET.match(hint) else
-                         "expected a market such as BTC/USDT (BASE/QUOTE, upper case)")
-    return value
-
-
-def _check_timeframe(value: str) -> str:
-    if value not in TIMEFRAMES:
-        expected = f"expected a timeframe, one of {' '.join(TIMEFRAMES)}"
-        # `1H` is a near miss of `1h`; `1M` is not (ccxt writes a month as 1M).
-        if value.lower() in TIMEFRAMES and not value.endswith("M"):
-            expected += f"; did you mean {value.lower()!r}?"
-        raise ValueError(expected)
+def _check_base_url(value: str | None) -> str | None:
+    if value is not None and not _BASE_URL.match(value):
+        raise ValueError("expected a base URL such as http://127.0.0.1:8900 (scheme and host), "
+                         f"got {value!r}")
     return value
 
 
 def _to_time_point(value: Any) -> TimePoint:
     if isinstance(value, TimePoint):
         return value
-    if isinstance(value, (str, date, datetime)):
-        try:
-            return parse_time_point(value)
-        except BadTimePoint as error:
-            raise ValueError(str(error)) from None
-    raise ValueError("expected a date such as 2024-01-01 or a duration such as 3d")
+    try:
+        return parse_time_point(value)  # its error quotes the value, whatever its type
+    except BadTimePoint as error:
+        raise ValueError(str(error)) from None
 
 
 def _check_dataset_id(value: str) -> str:
@@ -89,8 +75,9 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
-Market = Annotated[str, AfterValidator(_check_market)]
-Timeframe = Annotated[str, AfterValidator(_check_timeframe)]
+# BadMarket and UnknownTimeframe are ValueErrors: pydantic reports their messages as they are.
+Market = Annotated[str, AfterValidator(check_market)]
+Timeframe = Annotated[str, AfterValidator(check_timeframe)]
 Time = Annotated[TimePoint, BeforeValidator(_to_time_point)]
 DatasetIdText = Annotated[str, AfterValidator(_check_dataset_id)]
 NonEmptyUnique = AfterValidator(_unique)
@@ -105,7 +92,7 @@ class Strict(BaseModel):
 
 class Exchange(Strict):
     ccxt: str
-    url: str | None = Field(None, pattern=r"^https?://[^/\s]+/?$")
+    url: Annotated[str | None, AfterValidator(_check_base_url)] = None
     sandbox: bool = False
     credentials: str | None = None
     # The address the emulator listens on, when not the loopback address `url` names: listening

@@ -25,11 +25,25 @@ TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_MS)
 
 
 class UnknownTimeframe(ValueError):
-    """A timeframe name that sfarm does not know."""
+    """A timeframe name that sfarm does not know; the message quotes it, lists the accepted
+    ones and names the near miss (`1H` -> `1h`)."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"unknown timeframe {name!r}; expected one of {' '.join(TIMEFRAMES)}")
+    def __init__(self, name: object) -> None:
+        message = f"unknown timeframe {name!r}; expected one of {' '.join(TIMEFRAMES)}"
+        # `1H` is a near miss of `1h`; `1M` is not (ccxt writes a month as 1M).
+        if isinstance(name, str) and name.strip().lower() in TIMEFRAME_MS \
+                and not name.endswith("M"):
+            message += f"; did you mean {name.strip().lower()!r}?"
+        super().__init__(message)
         self.name = name
+
+
+def check_timeframe(name: str) -> str:
+    """`name` when sfarm knows it; else UnknownTimeframe (the one check of a timeframe's name:
+    inventory tasks, command-line options, dataset ids)."""
+    if not isinstance(name, str) or name not in TIMEFRAME_MS:
+        raise UnknownTimeframe(name)
+    return name
 
 
 def timeframe_ms(name: str) -> int:

@@ -45,8 +45,9 @@ def _datetime_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def parse_time_point(value: str | date | datetime) -> TimePoint:
-    """Parse a time point; raise BadTimePoint saying which forms are accepted."""
+def parse_time_point(value: object) -> TimePoint:
+    """Parse a time point (text, or a TOML date or datetime); raise BadTimePoint quoting the
+    value and saying which forms are accepted."""
     if isinstance(value, datetime):
         return TimePoint(value.isoformat(), at_ms=_datetime_ms(value))
     if isinstance(value, date):

@@ -64,11 +64,22 @@ def test_summary_table(emulator, tmp_path, capsys) -> None:
 
 
 def test_unknown_market_fails_fast_with_suggestions(emulator, tmp_path, capsys) -> None:
+    # Well-formed symbols the exchange does not list: refused once its markets are loaded.
     code, out, err = run(capsys, *mine_args(emulator.url, tmp_path, "--market", "BTC/USDX",
-                                            "--market", "ETHUSDT", "--timeframe", "1h"))
+                                            "--market", "ETH/USDTT", "--timeframe", "1h"))
     assert code == 2 and out == ""
-    assert "binance has no market 'BTC/USDX', 'ETHUSDT'" in err
+    assert "binance has no market 'BTC/USDX', 'ETH/USDTT'" in err
     assert "did you mean BTC/USDT" in err and "did you mean ETH/USDT" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_market_without_slash_is_refused_before_the_exchange_is_asked(tmp_path, capsys
+                                                                        ) -> None:
+    # No emulator: the url is a closed port, never reached (issue 15, item 7).
+    code, out, err = run(capsys, *mine_args("http://127.0.0.1:9", tmp_path, "--market",
+                                            "ETHUSDT", "--timeframe", "1h"))
+    assert code == 2 and out == ""
+    assert "got 'ETHUSDT'; did you mean 'ETH/USDT'?" in err
     assert not (tmp_path / "data").exists()
 
 
@@ -82,9 +93,12 @@ def test_unsupported_timeframe_fails_fast(emulator, tmp_path, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--timeframe", "2m", "--since", SINCE], "--timeframe '2m'"),
-    (["--timeframe", "1h", "--since", "yesterday"], "--since"),
-    (["--timeframe", "1h", "--since", SINCE, "--url", "ftp://x"], "--url"),
+    (["--timeframe", "2m", "--since", SINCE], "--timeframe: unknown timeframe '2m'"),
+    (["--timeframe", "1h", "--since", "yesterday"], "--since: 'yesterday' is not a date"),
+    (["--timeframe", "1h", "--since", SINCE, "--url", "ftp://x"], "--url: expected a base URL"
+                                                                  " such as http://127.0.0.1:8900 "
+                                                                  "(scheme and host), got "
+                                                                  "'ftp://x'"),
 ])
 def test_bad_usage_exits_2(tmp_path, capsys, argv: list[str], message: str) -> None:
     code, _, err = run(capsys, "mine", "--exchange", "binance", "--market", "BTC/USDT",

@@ -85,9 +85,12 @@ def test_condition_that_is_not_boolean(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("replace, expected", [
-    (("stop_loss = 0.03", "stop_loss = 1.5"), (":6: strategy.stop_loss: Input should be less "
-                                              "than 1")),
-    (("size = 1.0", "size = 0"), ":9: strategy.size: Input should be greater than 0"),
+    (("stop_loss = 0.03", "stop_loss = 1.5"), (":6: strategy.stop_loss: expected less than 1 "
+                                              "(got 1.5)")),
+    (("size = 1.0", "size = 0"), ":9: strategy.size: expected greater than 0 (got 0)"),
+    (('name = "rsi-revert"', 'name = ""'),
+     ":2: strategy.name: expected at least 1 character (got '')"),
+    (("fee = 0.001", "fee = true"), ":10: strategy.fee: expected less than 1 (got true)"),
     (("slippage = 0.0005", "slippage = -0.1"), ":11: strategy.slippage:"),
     (("fee = 0.001", "fees = 0.001"), ":10: strategy.fees: unknown key; did you mean 'fee'?"),
     (("size = 1.0", "size = 1.0\nsize_quote = 100.0"), "size_quote"),

@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from sfarm.cli.console import out, print_json
-from sfarm.cli.options import JsonOption, RootOption
+from sfarm.cli.options import JsonOption, RootOption, checked_value
 from sfarm.errors import UsageError
+from sfarm.markets import check_market
 from sfarm.tasks import DEFAULT_CASH
+from sfarm.timeframes import check_timeframe
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:
@@ -43,7 +45,9 @@ def backtest_cmd(
     --market BTC/USDT --timeframe 1h --from 2024-01-01 --root ~/sfarm/prod/quant-1 --json[/]
     """
     if cash <= 0:
-        raise UsageError("--cash must be > 0")
+        raise UsageError(f"--cash must be greater than 0, got {cash:g}")
+    checked_value("--market", check_market, market)
+    checked_value("--timeframe", check_timeframe, timeframe)
     from sfarm.trading.backtest import backtest  # numba and polars: only when running one
 
     result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,

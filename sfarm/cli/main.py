@@ -10,10 +10,12 @@ from rich.markup import escape
 
 from sfarm import __version__
 from sfarm.cli.console import err
+from sfarm.cli.group import QuotingGroup
 from sfarm.errors import SfarmError
 
 app = typer.Typer(
     name="sfarm",
+    cls=QuotingGroup,  # option values typer refuses are quoted in the message
     help=(
         "Run a crypto-trading farm on one machine or many.\n\n"
         "One TOML inventory declares networks of nodes and the tasks they run: mine candles, "

@@ -25,11 +25,12 @@ from rich.table import Table
 from rich.text import Text
 
 from sfarm.cli.console import err, out, print_json
-from sfarm.cli.options import JsonOption, RootOption
+from sfarm.cli.options import JsonOption, RootOption, checked_value
 from sfarm.data import format_ts
 from sfarm.errors import RunError, UsageError
+from sfarm.markets import check_market
 from sfarm.tasks import Exchange
-from sfarm.timeframes import TIMEFRAMES, timeframe_ms
+from sfarm.timeframes import check_timeframe, timeframe_ms
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:  # the miner (ccxt's async half, aiohttp) loads only when `mine` runs
@@ -86,8 +87,8 @@ def _exchange(ccxt_id: str, url: str | None) -> Exchange:
     try:
         return Exchange(ccxt=ccxt_id, url=url)
     except ValidationError as error:
-        problem = error.errors()[0]
-        raise UsageError(f"--url {url!r}: {problem['msg']}",
+        problem = error.errors()[0]  # sfarm.tasks.Exchange's message quotes the url
+        raise UsageError(f"--url: {problem['msg'].removeprefix('Value error, ')}",
                          hint="http(s)://host[:port], e.g. http://127.0.0.1:8900") from None
 
 
@@ -98,11 +99,12 @@ def _settings(retries: int) -> MinerSettings:
     return replace(defaults, retry=replace(defaults.retry, max_attempts=retries))
 
 
-def _check_timeframes(timeframes: list[str]) -> None:
+def _check_values(markets: list[str], timeframes: list[str]) -> None:
+    """Refuse a misspelt market or timeframe before the exchange is asked for anything."""
+    for market in markets:
+        checked_value("--market", check_market, market)
     for timeframe in timeframes:
-        if timeframe not in TIMEFRAMES:
-            raise UsageError(f"--timeframe {timeframe!r} is not a timeframe sfarm stores",
-                             hint=f"one of {' '.join(TIMEFRAMES)}")
+        checked_value("--timeframe", check_timeframe, timeframe)
 
 
 def _gaps_text(status: MineProgress) -> str:
@@ -168,7 +170,7 @@ def mine_cmd(
     """
     from sfarm.mining import MineRequest, mine
 
-    _check_timeframes(timeframe)
+    _check_values(market, timeframe)
     request = MineRequest(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),
         timeframes=tuple(dict.fromkeys(timeframe)), since_ms=_time_ms("--since", since),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from sfarm.errors import UsageError
 
 InventoryOption = Annotated[
     Path | None,
@@ -33,3 +36,13 @@ RootOption = Annotated[
     Path,
     typer.Option("--root", help="Data root: the directory that holds data/ (a node root)."),
 ]
+
+
+def checked_value(option: str, check: Callable[[str], str], value: str) -> str:
+    """`value` when `check` (sfarm.markets.check_market, sfarm.timeframes.check_timeframe)
+    accepts it; else UsageError `OPTION: <the check's message>`, which quotes the value and,
+    for a near miss, the form meant (`--market: ..., got 'SOLUSDT'; did you mean 'SOL/USDT'?`)."""
+    try:
+        return check(value)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}") from None

@@ -63,7 +63,7 @@ def _start_ms(value: str) -> int:
     except BadTimePoint as error:
         raise UsageError(f"--start: {error}") from None
     if start < ORIGIN_MS:
-        raise UsageError("--start: the emulator's history begins on 2015-01-01")
+        raise UsageError(f"--start {value!r}: the emulator's history begins on 2015-01-01")
     return start
 
 

@@ -13,6 +13,9 @@ from sfarm.inventory.source import KeyPath
 from sfarm.tasks import TASK_KINDS
 
 _NAME_RULE = "a name of letters, digits, '-', '_' or '.' (up to 64 characters)"
+# Keys whose values are never repeated in a message: a mistaken value there may be a secret
+# (`credentials = "<the API key itself>"`), and a message is printed and logged.
+_SECRET_KEYS = frozenset({"credentials"})
 
 
 def problems_from_validation(error: ValidationError, raw: dict[str, Any]) -> list[Problem]:
@@ -99,7 +102,7 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
         return Problem((*path, "kind"), f"unknown task kind {tag!r}",
                        did_you_mean(str(tag), TASK_KINDS) or f"one of: {', '.join(TASK_KINDS)}")
     if kind == "string_pattern_mismatch":
-        return Problem(path, _pattern_message(path, value))
+        return Problem(path, f"expected {_NAME_RULE}, got {value!r}")
     if kind == "too_short":
         return Problem(path, _too_short_message(path))
     if kind == "model_type" or kind == "dict_type":
@@ -110,15 +113,24 @@ def _problem(detail: Any, raw: dict[str, Any]) -> Problem:
     message = message.removeprefix("Value error, ")
     message = message.replace("Input should be", "expected").replace("Input", "value")
     message = message.replace("String should have", "expected")
-    if kind.endswith(("_type", "_parsing")) or kind == "literal_error":
-        message = f"{message}, got {_describe(value)}"
-    return Problem(path, message)
+    return Problem(path, _with_value(message, path, value))
 
 
-def _pattern_message(path: KeyPath, value: Any) -> str:
-    if path and path[-1] == "url":
-        return f"expected a base URL such as http://127.0.0.1:8900 (scheme and host), got {value!r}"
-    return f"expected {_NAME_RULE}, got {value!r}"
+def _with_value(message: str, path: KeyPath, value: Any) -> str:
+    """`message, got VALUE` unless the message already quotes the value (a validator's own
+    words) or the key may hold a secret. Every refused value is shown: `cash = -5` is
+    `expected greater than 0, got a number (-5)`, not only `expected greater than 0`."""
+    if path and path[-1] in _SECRET_KEYS:
+        return message
+    if not isinstance(value, (str, int, float, date, time)):  # arrays and tables: too long
+        return message
+    if "got " in message:  # the validator said what it got (sfarm.timepoints, indicator specs)
+        return message
+    if isinstance(value, str) and value and (repr(value) in message or f'"{value}"' in message):
+        return message
+    if isinstance(value, bool) and f"= {str(value).lower()}" in message:  # emulate = true needs
+        return message
+    return f"{message}, got {_describe(value)}"
 
 
 def _too_short_message(path: KeyPath) -> str:

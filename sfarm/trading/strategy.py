@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -247,15 +248,31 @@ def _problem_line(problem: Any, text: str, source: Path | None) -> str:
     leaf = loc[1] if len(loc) > 1 else None
     line = key_line(text, leaf) if leaf else _table_line(text)
     message = problem["msg"].removeprefix("Value error, ")
+    # In the inventory's words: `expected greater than 0`, not `Input should be ...`.
+    message = message.replace("Input should be", "expected").replace("String should have",
+                                                                     "expected")
     if problem["type"] == "extra_forbidden":
         message = "unknown key" + _suggest_key(leaf)
     elif problem["type"] == "missing":
         message = "required key is missing"
     value = problem.get("input")
-    if leaf and problem["type"] != "extra_forbidden" and isinstance(value, (str, int, float)) \
-            and str(value) not in message:
-        message += f" (got {value!r})"
+    # Every refused value is quoted, `size = 0` and `name = ""` too, unless the validator's
+    # own message already says what it got (an indicator spec, a condition).
+    if leaf and problem["type"] not in ("extra_forbidden", "missing") \
+            and isinstance(value, (str, int, float, date, time)) \
+            and "got " not in message and (not isinstance(value, str) or not value
+                                           or repr(value) not in message):
+        message += f" (got {_toml_value(value)})"
     return f"{_where(source, line)}{key}: {message}"
+
+
+def _toml_value(value: str | float | date | time) -> str:
+    """A value as the strategy file wrote it: `true`, `2024-01-01`, `'text'`, `0.5`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return repr(value)
 
 
 def _suggest_key(key: str | None) -> str:
