@@ -2,7 +2,8 @@
 given to (its pid), so it never survives that worker: after kill -9 of the node's supervisord
 its workers die with it (no orphan trades on unsupervised), and the workers the next deploy
 starts run disarmed although the old arm file is still there; `up` without --live leaves
-them so. Orders are counted in the session's own orders dataset on the node."""
+them so. Orders are counted in the session's own orders dataset on the node; every arm,
+disarm and deploy is in the node's audit log."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from sfarm import data
+from sfarm.remote.agent import operator_identity
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.inventories import ALWAYS_IN, SIM_EXCHANGE, head, live_trade_task, mine_task
 from tests.fixtures.waiting import wait_for
@@ -90,3 +92,13 @@ def test_arming_does_not_survive_its_supervisord(farm: Farm) -> None:
     assert not arm_file.exists()
     assert _disarmed_worker(farm) == restarted
     assert _orders(farm) == placed
+
+    # Who armed, disarmed and deployed, and when: the node's audit log.
+    audit = [json.loads(line) for line in
+             (farm.root / "logs" / "audit.log").read_text().splitlines()]
+    assert [entry["what"] for entry in audit] == [
+        "deploy", "arm trader", "deploy", "deploy", "disarm trader"]
+    assert {entry["who"] for entry in audit} == {operator_identity()}
+    assert audit[1]["detail"] == f"sfarm start --live (pid {armed_worker})"
+    assert audit[4]["detail"] == "sfarm up" and audit[0]["at"] <= audit[4]["at"]
+    assert oct((farm.root / "logs" / "audit.log").stat().st_mode & 0o777) == "0o600"

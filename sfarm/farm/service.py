@@ -169,7 +169,7 @@ class Farm:
         live_of = {spec.name: live_tasks(self.inventory, self.controller.tasks_of(spec, task))
                    if spec.name in chosen else [] for spec in self.nodes}
         outcomes = self.controller.set_live(lambda spec: live_of[spec.name], armed,
-                                            f"sfarm {command} --live")
+                                            f"sfarm {command}" + (" --live" if armed else ""))
         return FarmReport("live" if armed else "disarm", outcomes,
                           arming_notes(command, armed, outcomes, live_of))
 

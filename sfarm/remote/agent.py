@@ -9,6 +9,7 @@ way the request is encoded and the reply parsed, so a local farm exercises the w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -148,7 +149,8 @@ class NodeAgent:
 
         deployment = build_deployment(inventory, self.spec, Path(self.transport.root), python,
                                       wiring)
-        request = ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot)
+        request = ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot,
+                               operator=operator_identity())
         return self.call(request, StepsReply).steps
 
     def status(self, tasks: dict[str, str]) -> NodeStatus:
@@ -160,7 +162,8 @@ class NodeAgent:
         return self.call(ControlRequest(action=action, tasks=list(names)), StepsReply).steps
 
     def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]:
-        request = LiveRequest(tasks=list(names), armed=armed, by=command)
+        request = LiveRequest(tasks=list(names), armed=armed, by=command,
+                              operator=operator_identity())
         return self.call(request, StepsReply).steps
 
     def down(self) -> list[StepResult]:
@@ -203,3 +206,15 @@ def _asked(model: type[R], **fields: object) -> R:
         problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}"
                              for item in error.errors())
         raise UsageError(f"bad {model.__name__}: {problems}") from None
+
+
+def operator_identity() -> str:
+    """user@host of this command: who the nodes' audit logs name."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from sfarm.data.fsio import write_atomic
+from sfarm.runtime import audit
 from sfarm.runtime.build import sfarm_build
 from sfarm.runtime.emulator_account import keep_emulator_account
 from sfarm.runtime.layout import NodeRoot
@@ -131,10 +132,11 @@ def _supervisor_steps(root: NodeRoot, config: str, dry_run: bool) -> list[StepRe
 
 
 def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = False,
-                     boot: bool = False) -> list[StepResult]:
+                     boot: bool = False, operator: str = "") -> list[StepResult]:
     """Make the node root match `deployment` and (re)load its supervisord; with `boot`, last,
     make that supervisord start at boot (sfarm.runtime.boot). With `dry_run`, the same steps
-    as they would go ("changed": would change), and nothing changed on this machine."""
+    as they would go ("changed": would change), and nothing changed on this machine. A
+    deploy (not its dry run) is in the audit log, by `operator`, with what it changed."""
     steps = [_ensure_directories(root, dry_run)]
     steps += [_sync_file(root, file, dry_run) for file in deployment.files]
     steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
@@ -151,4 +153,10 @@ def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = 
         # The interpreter serving this request is the one supervisord was started with.
         steps.append(boot_step(root, deployment.network, deployment.node, sys.executable,
                                dry_run=dry_run))
+    if not dry_run:
+        changed = [step.step for step in steps if step.status == "changed"]
+        failed = [step.step for step in steps if step.status == "failed"]
+        audit.record(root.logs, operator, "deploy",
+                     f"changed: {', '.join(changed) or 'nothing'}"
+                     + (f"; failed: {', '.join(failed)}" if failed else ""))
     return steps

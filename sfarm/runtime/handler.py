@@ -88,15 +88,16 @@ def serve(root: Path, requests: BinaryIO, replies: BinaryIO) -> None:
 def dispatch(root: NodeRoot, request: Request) -> Reply:
     """Do what `request` asks in `root` and say what happened."""
     match request:
-        case ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot):
+        case ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot,
+                          operator=operator):
             return StepsReply(steps=node_ops.apply_deployment(root, deployment, dry_run=dry_run,
-                                                              boot=boot))
+                                                              boot=boot, operator=operator))
         case StatusRequest(tasks=tasks):
             return StatusReply(tasks=node_ops.node_task_status(root, tasks))
         case ControlRequest(action=action, tasks=tasks):
             return StepsReply(steps=node_ops.control(root, action, tasks))
-        case LiveRequest(tasks=tasks, armed=armed, by=by):
-            return StepsReply(steps=node_ops.set_live(root, tasks, armed, by))
+        case LiveRequest(tasks=tasks, armed=armed, by=by, operator=operator):
+            return StepsReply(steps=node_ops.set_live(root, tasks, armed, by, operator))
         case DownRequest():
             return StepsReply(steps=node_ops.shutdown(root))
         case LogRequest(task=task, offset=offset, lines=lines):

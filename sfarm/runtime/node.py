@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sfarm.errors import RunError
 from sfarm.resolver.routes import load_routes
 from sfarm.resolver.state import input_statuses, read_state
+from sfarm.runtime import audit
 from sfarm.runtime.apply import DIRECTORIES as DIRECTORIES  # re-exported: every node op here
 from sfarm.runtime.apply import apply_deployment as apply_deployment
 from sfarm.runtime.layout import NodeRoot
@@ -78,9 +79,11 @@ def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepRe
 
 
 def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
-             command: str) -> list[StepResult]:
+             command: str, operator: str = "") -> list[StepResult]:
     """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard. Arming arms the worker
-    supervisord runs now (its pid); a task whose worker does not run cannot be armed."""
+    supervisord runs now (its pid); a task whose worker does not run cannot be armed. Every
+    arming and every disarming that removed an arm is in the audit log (sfarm.runtime.audit),
+    by `operator`."""
     from sfarm.trading import live_guard
 
     steps = []
@@ -96,9 +99,12 @@ def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
                                         f"(`sfarm start --task {name} --live` does both)"))
                 continue
             live_guard.arm(root.path, name, int(pid), command)
+            audit.record(root.logs, operator, f"arm {name}", f"{command} (pid {pid})")
             steps.append(StepResult(f"arm {name}", "changed", f"{command} (pid {pid})"))
         else:
             existed = live_guard.disarm(root.path, name)
+            if existed:
+                audit.record(root.logs, operator, f"disarm {name}", command)
             steps.append(StepResult(f"disarm {name}", "changed" if existed else "ok"))
     return steps
 

@@ -190,6 +190,7 @@ class ApplyRequest(_Wire):
     deployment: Deployment
     dry_run: bool = False
     boot: bool = False
+    operator: str = ""  # user@host of the command, for the node's audit log
 
 
 class StatusRequest(_Wire):
@@ -212,6 +213,7 @@ class LiveRequest(_Wire):
     tasks: list[str]
     armed: bool
     by: str = "sfarm start --live"  # the command that arms, for the record
+    operator: str = ""  # user@host of the command, for the node's audit log
 
 
 class DownRequest(_Wire):
