@@ -125,9 +125,12 @@ def test_a_local_agent_speaks_the_protocol(tmp_path: Path) -> None:
     assert agent.datasets(["candles/sim/ETH-USDT/1m"], mirrors=True)[0].rows == 30
     assert agent.datasets(["candles/sim/XRP-USDT/1m"]) == []
     assert agent.read_log("mine", None, 10).lines == []  # no log yet
-    assert agent.set_live(["trader"], True, "sfarm start --live") == [
-        StepResult("arm trader", "changed", "sfarm start --live")]
-    assert (tmp_path / "run" / "trader.live").exists()
+    # Arming is a running worker's (live_guard): with no supervisord, the node says so.
+    assert agent.set_live(["trader"], True, "sfarm start --live") == [StepResult(
+        "arm trader", "failed",
+        "its worker is not running: start it first (`sfarm start --task trader --live` does "
+        "both)")]
+    assert not (tmp_path / "run" / "trader.live").exists()
 
 
 class FixedReply:
