@@ -135,10 +135,13 @@ def test_a_python_that_cannot_make_a_venv_is_named(servers: list[SSHServer]) -> 
 
 
 def test_live_tasks_are_armed_and_disarmed_on_the_node(sshd: SSHServer, tmp_path: Path) -> None:
-    """`--live` reaches SSH nodes: the arm file is written in the node's root, and removed."""
-    from sfarm.remote.agent import NodeAgent
+    """`--live` reaches SSH nodes: arming asks the node's supervisord for the worker (none
+    runs here: refused, with the reason), disarming removes the arm file from the node's root,
+    and the node's audit log names who did it."""
+    from sfarm.remote.agent import NodeAgent, operator_identity
     from sfarm.remote.ssh import SSHConnection
     from sfarm.remote.ssh_transport import SSHTransport
+    from sfarm.trading.live_guard import arm
 
     spec = sshd.node("trader-1", base_dir=str(tmp_path), python=sys.executable)
     connection = SSHConnection(spec, known_hosts=sshd.known_hosts)
@@ -146,12 +149,17 @@ def test_live_tasks_are_armed_and_disarmed_on_the_node(sshd: SSHServer, tmp_path
     arm_file = tmp_path / "test" / "trader-1" / "run" / "btc-live.live"
     try:
         steps = agent.set_live(["btc-live"], True, "sfarm start --live")
-        assert [(s.step, s.status) for s in steps] == [("arm btc-live", "changed")]
-        assert json.loads(arm_file.read_text())["by"] == "sfarm start --live"
-        steps = agent.set_live(["btc-live"], False, "sfarm stop --live")
+        assert [(s.step, s.status) for s in steps] == [("arm btc-live", "failed")]
+        assert "its worker is not running" in steps[0].detail and not arm_file.exists()
+        arm(arm_file.parent.parent, "btc-live", 4242)  # a worker armed earlier
+        steps = agent.set_live(["btc-live"], False, "sfarm stop")
         assert [(s.step, s.status) for s in steps] == [("disarm btc-live", "changed")]
         assert not arm_file.exists()
-        assert agent.set_live(["btc-live"], False, "sfarm down --live")[0].status == "ok"
+        assert agent.set_live(["btc-live"], False, "sfarm down")[0].status == "ok"
+        (entry,) = [json.loads(line) for line in (arm_file.parent.parent / "logs" /
+                                                   "audit.log").read_text().splitlines()]
+        assert (entry["who"], entry["what"], entry["detail"]) == (
+            operator_identity(), "disarm btc-live", "sfarm stop")
     finally:
         agent.close()
 
