@@ -16,7 +16,7 @@ from rich.text import Text
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
-from sfarm.errors import RunError
+from sfarm.errors import RunError, UsageError
 from sfarm.farm import Farm, FarmReport, Note
 from sfarm.farm.status import STATE_COLOURS, format_age, newest_candle, task_note
 from sfarm.remote.controller import CONNECT_TIMEOUT_S, DEFAULT_FORKS
@@ -144,13 +144,32 @@ def _control(action: Action, inventory: Path | None, network: str | None, node: 
 
 def start(inventory: InventoryOption = None, network: NetworkOption = None,
           node: NodeOption = None, task: TaskOption = None, json: JsonOption = False,
-          live: LiveOption = False) -> None:
+          live: LiveOption = False,
+          resume: Annotated[bool, typer.Option(
+              "--resume", help="With --task: let a trade session halted by its kill switch "
+                               "trade again (asks first; the kill switch then measures from "
+                               "the equity it halted at).")] = False,
+          yes: Annotated[bool, typer.Option(
+              "--yes", "-y", help="Do not ask before --resume (for scripts).")] = False,
+          ) -> None:
     """Start supervised workers: the whole network's, one node's, or one task's. Live trade
     tasks place orders only when started with --live.
 
     Example: [bold]sfarm start -i inventory/local.toml --task mine[/]
     """
-    _control("start", inventory, network, node, task, json, live)
+    if not resume:
+        _control("start", inventory, network, node, task, json, live)
+        return
+    if task is None:
+        raise UsageError("--resume resumes one trade task: give it with --task")
+    farm = Farm.open(inventory, network, node)
+    farm.check_task(task)
+    if not yes and not typer.confirm(f"Resume {task}: its session was halted by its kill "
+                                     f"switch; it will trade again"
+                                     + (" with real orders" if live else "") + ". Go on?",
+                                     err=True):
+        raise typer.Exit(1)
+    _report(farm.resume(task, live=live), json)
 
 
 def stop(inventory: InventoryOption = None, network: NetworkOption = None,

@@ -145,6 +145,24 @@ class Farm:
             notes = self.set_live(True, task, command=action, node=node).notes
         return FarmReport(action, outcomes, notes)
 
+    def resume(self, task: str, *, live: bool = False) -> FarmReport:
+        """Let trade task `task`, halted by its kill switch, trade again: stop its worker, clear
+        the halt in its session (the kill switch then measures from the equity it halted at;
+        recorded in the node's audit log), start it (armed with `live`). The operator's
+        confirmation is the caller's to ask."""
+        stopped = self.control("stop", task)
+        if not stopped.ok:
+            return FarmReport("resume", stopped.nodes, stopped.notes)
+        resumed = self.controller.resume(task)
+        if not all(outcome.ok for outcome in resumed):
+            return FarmReport("resume", resumed)
+        started = self.control("start", task, live=live)
+        by_node = {outcome.node: outcome for outcome in started.nodes}
+        merged = [NodeOutcome(outcome.node, outcome.steps + by_node[outcome.node].steps,
+                              by_node[outcome.node].error) if outcome.node in by_node
+                  else outcome for outcome in resumed]
+        return FarmReport("resume", merged, started.notes)
+
     def start(self, task: str | None = None, *, live: bool = False) -> FarmReport:
         return self.control("start", task, live=live)
 

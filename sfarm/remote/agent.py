@@ -36,6 +36,7 @@ from sfarm.runtime.protocol import (
     LogReply,
     LogRequest,
     Request,
+    ResumeRequest,
     SessionReply,
     SessionRequest,
     SessionView,
@@ -164,6 +165,10 @@ class NodeAgent:
     def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]:
         request = LiveRequest(tasks=list(names), armed=armed, by=command,
                               operator=operator_identity())
+        return self.call(request, StepsReply).steps
+
+    def resume(self, task: str) -> list[StepResult]:
+        request = ResumeRequest(task=task, operator=operator_identity())
         return self.call(request, StepsReply).steps
 
     def down(self) -> list[StepResult]:

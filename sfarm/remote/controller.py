@@ -363,6 +363,13 @@ class FarmController:
             [spec for spec in self.nodes if names_of(spec)])}
         return [outcomes.get(spec.name, NodeOutcome(spec.name, [])) for spec in self.nodes]
 
+    def resume(self, task: str) -> list[NodeOutcome]:
+        """Let `task`'s halted session trade again, on the nodes that run it (its workers
+        stopped)."""
+        self.check_task(task)
+        return self._steps_each(lambda spec, agent: agent.resume(task),
+                                [spec for spec in self.nodes if task in spec.tasks])
+
     def down(self) -> list[NodeOutcome]:
         return self._steps_each(lambda spec, agent: agent.down())
 

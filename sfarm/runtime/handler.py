@@ -37,6 +37,7 @@ from sfarm.runtime.protocol import (
     LogRequest,
     Reply,
     Request,
+    ResumeRequest,
     SessionReply,
     SessionRequest,
     StatusReply,
@@ -98,6 +99,8 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
             return StepsReply(steps=node_ops.control(root, action, tasks))
         case LiveRequest(tasks=tasks, armed=armed, by=by, operator=operator):
             return StepsReply(steps=node_ops.set_live(root, tasks, armed, by, operator))
+        case ResumeRequest(task=task, operator=operator):
+            return StepsReply(steps=node_ops.resume(root, task, operator))
         case DownRequest():
             return StepsReply(steps=node_ops.shutdown(root))
         case LogRequest(task=task, offset=offset, lines=lines):

@@ -109,6 +109,23 @@ def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
     return steps
 
 
+def resume(root: NodeRoot, task: str, operator: str = "") -> list[StepResult]:
+    """Let `task`'s session, halted by its kill switch, trade again (its worker must be
+    stopped: it holds the session's state); recorded in the audit log."""
+    from sfarm.trading.session import resume_session
+
+    supervisor = Supervisor(root)
+    running = supervisor.processes() if supervisor.is_running() else {}
+    if running.get(task, {}).get("statename") in ("STARTING", "RUNNING", "BACKOFF"):
+        return [StepResult(f"resume {task}", "failed",
+                           "its worker runs: stop it first (`sfarm start --resume` does)")]
+    why = resume_session(root.path, task)
+    if why is None:
+        return [StepResult(f"resume {task}", "ok", "not halted")]
+    audit.record(root.logs, operator, f"resume {task}", f"halted: {why}")
+    return [StepResult(f"resume {task}", "changed", f"was halted: {why}")]
+
+
 def shutdown(root: NodeRoot) -> list[StepResult]:
     """Stop every worker and the node's supervisord, and end the mounts its resolver left
     (a resolver killed outright cannot unmount its peers' sshfs mounts itself)."""

@@ -216,6 +216,14 @@ class LiveRequest(_Wire):
     operator: str = ""  # user@host of the command, for the node's audit log
 
 
+class ResumeRequest(_Wire):
+    """Let a trade task's session halted by its kill switch trade again (its worker stopped)."""
+
+    op: Literal["resume"] = "resume"
+    task: str
+    operator: str = ""  # user@host of the command, for the node's audit log
+
+
 class DownRequest(_Wire):
     """Stop every worker and the node's supervisord."""
 
@@ -265,8 +273,8 @@ class SessionRequest(_Wire):
     trades: int = Field(default=10, ge=0, le=1000)
 
 
-Request = Annotated[ApplyRequest | StatusRequest | ControlRequest | LiveRequest | DownRequest
-                    | LogRequest | DatasetsRequest | FactsRequest | TailRequest
+Request = Annotated[ApplyRequest | StatusRequest | ControlRequest | LiveRequest | ResumeRequest
+                    | DownRequest | LogRequest | DatasetsRequest | FactsRequest | TailRequest
                     | SessionRequest, Field(discriminator="op")]
 
 

@@ -179,6 +179,24 @@ def commit(root: Path | str, task: str, state: SessionState, rows: StepRows | No
                 extra={EXTRA_KEY: state.to_json()})
 
 
+def resumed(state: SessionState) -> SessionState:
+    """The state of a halted session let trade again: its kill switch measured anew from the
+    equity it halted at (the peak and the day's reference both that equity)."""
+    equity = state.risk.last_equity
+    return replace(state, risk=replace(state.risk, peak=equity, day_equity=equity,
+                                       halted=None, halted_at=None))
+
+
+def resume_session(root: Path | str, task: str) -> str | None:
+    """Commit the resumed state of `task`'s halted session (its worker must not run); why it
+    had halted, or None when it had not (nothing is written then)."""
+    state = load_session(root, task)
+    if state is None or state.risk.halted is None:
+        return None
+    commit(root, task, resumed(state))
+    return state.risk.halted
+
+
 def session_outputs(root: Path | str, task: str) -> list[tuple[str, int | None, int]]:
     """(dataset, last_ts, rows) of the session's datasets that have rows."""
     found = []
