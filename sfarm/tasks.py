@@ -92,16 +92,18 @@ class Strict(BaseModel):
 
 class Exchange(Strict):
     ccxt: str
-    url: Annotated[str | None, AfterValidator(_check_base_url)] = None
     sandbox: bool = False
     credentials: str | None = None
     # The address the emulator listens on, when not the loopback address `url` names: listening
-    # beyond the node itself is the operator's explicit choice. Declared before `emulate`, whose
-    # validator checks the two together.
+    # beyond the node itself is the operator's explicit choice.
     emulate_bind: str | None = None
     # sfarm serves its offline exchange emulator at `url` on every node whose tasks use this
     # exchange, so a farm can run with no internet (the embedded local farm does).
-    emulate: bool = Field(False, validate_default=True)
+    emulate: bool = False
+    # Declared after emulate and emulate_bind: its validator checks the three together, so an
+    # error about the address names url (and its line).
+    url: Annotated[str | None, AfterValidator(_check_base_url)] = Field(None,
+                                                                        validate_default=True)
 
     # Field validators rather than one model validator, so that an error names the key (and
     # its line), not the whole table.
@@ -123,23 +125,33 @@ class Exchange(Strict):
 
     @field_validator("emulate")
     @classmethod
-    def _emulate_needs_url(cls, value: bool, info: ValidationInfo) -> bool:
-        if "emulate_bind" not in info.data:  # not an address: its own error says so
-            return value
-        url, bind = info.data.get("url"), info.data["emulate_bind"]
-        if not value:
-            if bind is not None:
-                raise ValueError(f"emulate_bind {bind!r} needs emulate = true")
-            return value
+    def _bind_needs_emulate(cls, value: bool, info: ValidationInfo) -> bool:
+        bind = info.data.get("emulate_bind")
+        if not value and bind is not None:
+            raise ValueError(f"emulate_bind {bind!r} needs emulate = true")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_fits_emulate(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if "emulate" not in info.data or "emulate_bind" not in info.data:
+            return url  # their own errors say what is wrong
+        emulate, bind = info.data["emulate"], info.data["emulate_bind"]
+        address = urlsplit(url or "")
+        host = address.hostname or ""
+        if not emulate:
+            if address.scheme == "http" and not _is_loopback(host):
+                raise ValueError(f"url {url!r} is plain http: a real exchange is reached over "
+                                 "https only (http is for 127.0.0.1 and emulated exchanges)")
+            return url
         if url is None:
             raise ValueError("emulate = true needs url, e.g. url = \"http://127.0.0.1:8900\"")
-        host = urlsplit(url).hostname or ""
         if bind is None and not _is_loopback(host):
             raise ValueError(f"emulate = true with url host {host!r}: the emulator listens on "
                              "the loopback unless emulate_bind says where (e.g. "
                              "emulate_bind = \"0.0.0.0\"), or use url = "
                              "\"http://127.0.0.1:PORT\"")
-        return value
+        return url
 
     def emulator_address(self) -> tuple[str, int]:
         """Where this exchange's emulator listens: `emulate_bind` if set, else the loopback

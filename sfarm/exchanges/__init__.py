@@ -20,6 +20,8 @@ _EXPORTS = {
     "exchange_ids": "sfarm.exchanges.ids",
     "known_exchange": "sfarm.exchanges.ids",
     "make_exchange": "sfarm.exchanges.factory",
+    "LIVE_EXCHANGES": "sfarm.exchanges.live_support",
+    "supports_live": "sfarm.exchanges.live_support",
     "suggest_exchange": "sfarm.exchanges.ids",
     "RetryPolicy": "sfarm.exchanges.retry",
     "call_with_retries": "sfarm.exchanges.retry",

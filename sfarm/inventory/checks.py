@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sfarm.exchanges.live_support import LIVE_EXCHANGES, supports_live
 from sfarm.inventory.model import Inventory, Node
 from sfarm.inventory.problems import Problem, did_you_mean, known_names
 from sfarm.tasks import TradeTask
@@ -64,6 +65,15 @@ def _check_task_exchanges(inventory: Inventory) -> list[Problem]:
                 did_you_mean(task.exchange, inventory.exchanges)
                 or known_names("exchanges", inventory.exchanges),
             ))
+        elif isinstance(task, TradeTask) and task.mode == "live" \
+                and not supports_live(exchange.ccxt):
+            problems.append(Problem(
+                ("tasks", name, "mode"),
+                f"live trading on {exchange.ccxt!r} (exchange {task.exchange!r}): sfarm cannot "
+                "guarantee there that an order is never placed twice and that a restart "
+                "reconciles the session by client order id",
+                "live trading is supported on: " + ", ".join(LIVE_EXCHANGES)
+                + " (paper mode works on every exchange)"))
         elif (isinstance(task, TradeTask) and task.mode == "live" and exchange.credentials is None
               and not exchange.emulate):  # an emulated exchange: the node's own account
             problems.append(Problem(

@@ -1,5 +1,9 @@
 """Orders of a live session on one spot market, through ccxt: idempotent by client order id.
 
+Only ccxt's unified API is used (`clientOrderId` on create, fetch and cancel, and
+`create_market_buy_order_with_cost`), which each exchange's ccxt class maps to its own
+parameters; the exchanges whose mapping sfarm has tested are sfarm.exchanges.live_support's.
+
 Every order carries a client order id derived from what it is for (task, candle, action, see
 `sfarm.trading.client_ids`). Before placing one the broker asks the exchange for
 that id: an order found was placed before a restart and is adopted, never placed twice (an
@@ -112,7 +116,7 @@ class Broker:
         """The order with this client id, or None when the exchange has none."""
         try:
             order = self._call(self.exchange.fetch_order, None, self.market,
-                               {"origClientOrderId": client_id})
+                               {"clientOrderId": client_id})
         except ExchangeCallError as error:
             if error.kind == "OrderNotFound":
                 return None
@@ -135,15 +139,14 @@ class Broker:
     def buy_with_quote(self, client_id: str, quote_amount: float) -> OrderFill:
         """A market buy spending `quote_amount` (the exchange computes the base amount)."""
         cost = float(self.exchange.cost_to_precision(self.market, quote_amount))
-        return self._place(client_id, lambda: self.exchange.create_order(
-            self.market, "market", "buy", None, None,
-            {"quoteOrderQty": cost, "newClientOrderId": client_id}))
+        return self._place(client_id, lambda: self.exchange.create_market_buy_order_with_cost(
+            self.market, cost, {"clientOrderId": client_id}))
 
     def sell(self, client_id: str, amount: float) -> OrderFill:
         """A market sell of `amount` base (rounded down to the market's lot)."""
         units = self.amount(amount)
         return self._place(client_id, lambda: self.exchange.create_order(
-            self.market, "market", "sell", units, None, {"newClientOrderId": client_id}))
+            self.market, "market", "sell", units, None, {"clientOrderId": client_id}))
 
     def sell_limit(self, client_id: str, amount: float, price: float) -> OrderFill:
         """A resting (GTC) limit sell: a take-profit order the exchange keeps."""
@@ -151,13 +154,13 @@ class Broker:
         limit = float(self.exchange.price_to_precision(self.market, price))
         return self._place(client_id, lambda: self.exchange.create_order(
             self.market, "limit", "sell", units, limit,
-            {"newClientOrderId": client_id, "timeInForce": "GTC"}))
+            {"clientOrderId": client_id, "timeInForce": "GTC"}))
 
     def cancel(self, client_id: str) -> OrderFill | None:
         """Cancel an open order; returns the order as it ended (it may have filled first)."""
         try:
             self._call(self.exchange.cancel_order, None, self.market,
-                       {"origClientOrderId": client_id})
+                       {"clientOrderId": client_id})
         except ExchangeCallError as error:
             # already filled, canceled or never placed: `find` says which
             if error.kind not in ("OrderNotFound", "OperationRejected"):
