@@ -21,7 +21,6 @@ from sfarm.exchanges import (
     ExchangeCallError,
     ExchangePermanentError,
     RetryPolicy,
-    load_credentials,
 )
 from sfarm.exchanges.asynchronous import call_with_retries_async, make_async_exchange
 from sfarm.mining.checks import check_markets, check_ohlcv, check_timeframes, page_limit
@@ -46,12 +45,11 @@ def _ignore(_: MineProgress) -> None:
     pass
 
 
-def _open_exchange(exchange_config: Exchange, timeout_ms: int | None,
-                   secrets_file: Path | None) -> Any:
-    credentials = (load_credentials(exchange_config.credentials, secrets_file)
-                   if exchange_config.credentials and not exchange_config.emulate else None)
+def _open_exchange(exchange_config: Exchange, timeout_ms: int | None) -> Any:
+    # Public candles need no credentials: a miner never loads any (deploy gives a node the
+    # credentials of its live trade tasks only).
     return make_async_exchange(exchange_config.ccxt, url=exchange_config.url,
-                               sandbox=exchange_config.sandbox, credentials=credentials,
+                               sandbox=exchange_config.sandbox, credentials=None,
                                timeout_ms=timeout_ms)
 
 
@@ -106,11 +104,11 @@ def _check_static(exchange: Any, request: MineRequest) -> None:
 async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange, *,
                      stop: threading.Event, on_progress: ProgressCallback = _ignore,
                      settings: MinerSettings = DEFAULT_SETTINGS, timeout_ms: int | None = None,
-                     limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
+                     limit: int | None = None) -> MineResult:
     """Mine `request` into `root` (see `mine`); the coroutine behind it."""
     progress = [MineProgress(candles_id(request.exchange, market, tf), market, tf)
                 for market in request.markets for tf in request.timeframes]
-    exchange = _open_exchange(exchange_config, timeout_ms, secrets_file)
+    exchange = _open_exchange(exchange_config, timeout_ms)
     try:
         _check_static(exchange, request)
         try:
@@ -146,7 +144,7 @@ async def mine_async(root: Path, request: MineRequest, exchange_config: Exchange
 def mine(root: Path | str, request: MineRequest, exchange_config: Exchange, *,
          stop: threading.Event | None = None, on_progress: ProgressCallback = _ignore,
          settings: MinerSettings = DEFAULT_SETTINGS, timeout_ms: int | None = None,
-         limit: int | None = None, secrets_file: Path | None = None) -> MineResult:
+         limit: int | None = None) -> MineResult:
     """Download the candles of `request` into the store under `root`.
 
     Resumes every dataset from its manifest, stores closed candles only, records exchange-side
@@ -163,8 +161,7 @@ def mine(root: Path | str, request: MineRequest, exchange_config: Exchange, *,
     """
     return asyncio.run(mine_async(
         Path(root), request, exchange_config, stop=stop or threading.Event(),
-        on_progress=on_progress, settings=settings, timeout_ms=timeout_ms, limit=limit,
-        secrets_file=secrets_file))
+        on_progress=on_progress, settings=settings, timeout_ms=timeout_ms, limit=limit))
 
 
 def request_for_task(task: MineTask, now: int | None = None, *,
@@ -180,8 +177,7 @@ def request_for_task(task: MineTask, now: int | None = None, *,
 def run_mine_task(root: Path | str, task_name: str, task: MineTask, exchange_config: Exchange,
                   *, stop_event: threading.Event,
                   on_progress: ProgressCallback = _ignore,
-                  settings: MinerSettings = DEFAULT_SETTINGS,
-                  secrets_file: Path | None = None) -> MineResult:
+                  settings: MinerSettings = DEFAULT_SETTINGS) -> MineResult:
     """The engine of a `mine` task: backfill every dataset, then follow the live edge until
     `stop_event` is set (or the task's `until` is reached). Returns what was done.
 
@@ -192,7 +188,7 @@ def run_mine_task(root: Path | str, task_name: str, task: MineTask, exchange_con
     log.info("task %s: mining %s from %s (%d datasets)", task_name, task.exchange,
              task.since, len(request.dataset_ids()))
     return mine(root, request, exchange_config, stop=stop_event, on_progress=on_progress,
-                settings=settings, secrets_file=secrets_file)
+                settings=settings)
 
 
 
@@ -217,8 +213,7 @@ def run_mine(context: TaskContext[MineTask], exchange_config: Exchange, *,
             board.error(progress.error)
 
     result = run_mine_task(context.root, context.task, context.config, exchange_config,
-                           stop_event=context.stop, on_progress=report, settings=settings,
-                           secrets_file=context.secrets_file)
+                           stop_event=context.stop, on_progress=report, settings=settings)
     if result.failures and not context.stop.is_set():
         failed = "; ".join(f"{p.dataset_id}: {p.error}" for p in result.failures)
         raise RunError(f"mining failed: {failed}")

@@ -10,6 +10,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import tomli_w
@@ -107,24 +108,46 @@ def strategy_files(inventory: LoadedInventory) -> list[NodeFile]:
     return [NodeFile(path, content) for path, content in sorted(files.items())]
 
 
+@dataclass(frozen=True)
+class NodeSecrets:
+    """What deploy does with a node's secrets/secrets.toml: write `content`, or delete it
+    (no content, nothing missing: the node trades live on no exchange that needs any), or leave
+    it as it is when some credentials are not at hand where deploy runs (`missing`: their
+    prefixes; another control point, say), never blanking what the node holds."""
+
+    content: bytes | None
+    missing: tuple[str, ...] = ()
+
+
 def node_secrets(inventory: LoadedInventory, node: NodeSpec,
-                 environ: Mapping[str, str] | None = None) -> bytes | None:
-    """secrets.toml for this node: only the credentials its tasks' exchanges name."""
+                 environ: Mapping[str, str] | None = None) -> NodeSecrets:
+    """secrets.toml for this node: the credentials of the exchanges its live trade tasks trade
+    on, and nothing else (public candles need none; an emulated exchange's account is the
+    node's own, sfarm.sim.accounts)."""
     secrets_file = inventory.path.parent / SECRETS_FILE
+    prefixes: dict[str, None] = {}
+    for name in node.tasks:
+        task = inventory.model.tasks[name]
+        exchange = inventory.model.exchanges[task.exchange]
+        if isinstance(task, TradeTask) and task.mode == "live" and not exchange.emulate \
+                and exchange.credentials is not None:
+            prefixes[exchange.credentials] = None
     tables: dict[str, dict[str, str]] = {}
-    for name in node_exchanges(inventory, node):
-        exchange = inventory.model.exchanges[name]
-        # An emulated exchange's account is the node's own (sfarm.sim.accounts), not these.
-        if exchange.credentials is None or exchange.emulate or exchange.credentials in tables:
+    missing = []
+    for prefix in prefixes:
+        try:
+            credentials = load_credentials(
+                prefix, secrets_file if secrets_file.exists() else None, environ=environ)
+        except UsageError:
+            missing.append(prefix)
             continue
-        prefix = exchange.credentials
-        credentials = load_credentials(prefix, secrets_file if secrets_file.exists() else None,
-                                       environ=environ)
         table = {"api_key": credentials.api_key, "secret": credentials.secret}
         if credentials.password:
             table["password"] = credentials.password
         tables[prefix] = table
-    return tomli_w.dumps(tables).encode() if tables else None
+    if missing:
+        return NodeSecrets(None, tuple(missing))
+    return NodeSecrets(tomli_w.dumps(tables).encode() if tables else None)
 
 
 def wiring_files(wiring: NodeWiring) -> tuple[list[NodeFile], list[str]]:
@@ -164,8 +187,9 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
              NodeFile(NODE_FILE, origin.to_json())]
     files += strategy_files(inventory)
     secrets = node_secrets(inventory, node)
-    if secrets is not None:
-        files.append(NodeFile(f"secrets/{SECRETS_FILE}", secrets, mode=0o600))
+    secrets_path = f"secrets/{SECRETS_FILE}"
+    if secrets.content is not None:
+        files.append(NodeFile(secrets_path, secrets.content, mode=0o600))
     # A local node runs the sfarm that runs this command; a remote one its own venv.
     interpreter = python or (sys.executable if node.is_local else str(root / "venv/bin/python"))
     programs = programs_for(inventory, node, root, interpreter)
@@ -175,6 +199,8 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
         files += wired
         if wiring.routes.peers:
             programs += (resolver_program(wiring, root, interpreter),)
+    if secrets.content is None and not secrets.missing:
+        absent.append(secrets_path)  # no longer needed there: gone
     return Deployment(
         network=node.network, node=node.name, files=tuple(files), programs=programs,
         tasks={task: inventory.model.tasks[task].kind for task in node.tasks},
@@ -184,4 +210,8 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
             + list(wiring.jump_lines)),
         fuse=wiring is not None and wiring.mounts,
         emulators=tuple(served_emulators(inventory, node)),
+        notices=tuple(f"{secrets_path} kept as it is: credentials {prefix} are not at hand "
+                      "where this deploy runs (set PREFIX_API_KEY / PREFIX_SECRET, or "
+                      "secrets.toml beside the inventory, and deploy again to renew them)"
+                      .replace("PREFIX", prefix) for prefix in secrets.missing),
     )

@@ -141,6 +141,7 @@ def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = 
     steps += [_sync_file(root, file, dry_run) for file in deployment.files]
     steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
     steps += [keep_emulator_account(root, name, dry_run) for name in deployment.emulators]
+    steps += [StepResult("secrets", "ok", notice) for notice in deployment.notices]
     steps += [_sync_authorized(line, dry_run) for line in deployment.authorized]
     if deployment.fuse:
         steps.append(_check_fuse())

@@ -99,6 +99,8 @@ class Deployment:
     # Exchanges whose emulator this node serves: their accounts are kept in its secrets/
     # (made there once, never sent: sfarm.runtime.emulator_account).
     emulators: tuple[str, ...] = ()
+    # What the node should say it left as it was, and why (secrets not at hand where deploy ran).
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, config=_WIRE)

@@ -87,6 +87,22 @@ def daemon_command(root: NodeRoot, python: str = sys.executable) -> list[str]:
     return [python, "-m", "supervisor.supervisord", "-c", str(config_path(root))]
 
 
+# What supervisord, and every worker and service it starts, inherits from the command that
+# starts it: enough to run, nothing of the operator's session (no *_API_KEY, which would win
+# over a rotated secrets file; no SSH_AUTH_SOCK, the operator's forwarded agent).
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+             "XDG_RUNTIME_DIR")
+
+
+def supervised_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a node's supervisord starts with: `INHERITED` from `environ` (this
+    process's by default) and PYTHONUNBUFFERED (workers' logs as they come)."""
+    source = os.environ if environ is None else environ
+    kept = {name: source[name] for name in INHERITED if name in source}
+    kept.setdefault("PATH", os.defpath)
+    return {**kept, "PYTHONUNBUFFERED": "1"}
+
+
 class Supervisor:
     """A client of one node root's supervisord."""
 
@@ -111,7 +127,7 @@ class Supervisor:
         if self.is_running():
             return
         subprocess.run(daemon_command(self.root), check=True, cwd=self.root.path,
-                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                       env=supervised_environment())
         deadline = time.monotonic() + timeout_s
         while not self.is_running():
             if time.monotonic() > deadline:
