@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from sfarm.redact import redact
 from sfarm.status import DatasetProgress, Heartbeat, TaskState, TradeProgress
 from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
 
@@ -64,8 +65,9 @@ class ProgressBoard:
             self.waiting_for = what
 
     def error(self, message: str | None) -> None:
+        """The task's last error, as `status` shows it (secrets masked: sfarm.redact)."""
         with self._lock:
-            self.last_error = message
+            self.last_error = None if message is None else redact(message)
 
     def set_trade(self, equity: float, position: float, pnl: float) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from sfarm import __version__
 from sfarm.cli.console import err
 from sfarm.cli.group import QuotingGroup
 from sfarm.errors import SfarmError
+from sfarm.redact import redact
 
 app = typer.Typer(
     name="sfarm",
@@ -84,9 +85,10 @@ _register_commands()
 
 def report_error(error: SfarmError) -> None:
     # Messages quote TOML ([exchanges.binance]) and code: never read them as rich markup.
-    err.print(f"[bold red]error:[/] {escape(error.message)}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(redact(error.message))}", markup=True,
+              highlight=False)
     if error.hint:
-        err.print(f"[dim]hint:[/] {escape(error.hint)}", markup=True, highlight=False)
+        err.print(f"[dim]hint:[/] {escape(redact(error.hint))}", markup=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ccxt
 
 from sfarm.errors import RunError
+from sfarm.redact import redact
 
 _MAX_DETAIL = 400
 
@@ -68,7 +69,7 @@ def translate(error: ccxt.BaseError, *, action: str = "",
               retry_after: float | None = None) -> ExchangeCallError:
     """The sfarm error for a ccxt exception (chain it: `raise translate(e) from e`)."""
     kind = type(error).__name__
-    detail = str(error)
+    detail = redact(str(error))  # ccxt quotes whole request URLs: signatures, sometimes keys
     if len(detail) > _MAX_DETAIL:
         detail = detail[:_MAX_DETAIL] + "…"
     message = f"{action + ': ' if action else ''}{kind}: {detail}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +18,7 @@ import ccxt
 from sfarm.errors import UsageError
 from sfarm.exchanges.credentials import Credentials
 from sfarm.exchanges.ids import known_exchange, suggest_exchange
+from sfarm.redact import RedactingFilter, register_secret
 
 # sfarm mines and trades spot markets. For binance, ccxt's default load_markets also downloads
 # the USD-M and COIN-M futures catalogues (two more large requests) and, with keys, margin pairs;
@@ -28,34 +28,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-class _RedactSecrets(logging.Filter):
-    """Replaces every registered secret in a log record by `***`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, values: tuple[str, ...]) -> None:
-        with self._lock:
-            self._secrets.update(v for v in values if len(v) >= 4)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        with self._lock:
-            secrets = tuple(self._secrets)
-        if secrets:
-            message = record.getMessage()
-            redacted = message
-            for secret in secrets:
-                redacted = redacted.replace(secret, "***")
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
-
-
-_REDACTOR = _RedactSecrets()
 CCXT_LOGGER = logging.getLogger("sfarm.exchanges.ccxt")
-CCXT_LOGGER.addFilter(_REDACTOR)
+CCXT_LOGGER.addFilter(RedactingFilter())
 
 
 def rebase_url(original: str, base: str) -> str:
@@ -139,7 +113,8 @@ def make_exchange(
         config["secret"] = credentials.secret
         if credentials.password:
             config["password"] = credentials.password
-        _REDACTOR.add(credentials.secrets())
+        for secret in credentials.secrets():
+            register_secret(secret)
     exchange: ccxt.Exchange = getattr(ccxt, ccxt_id)(config)
     exchange.logger = CCXT_LOGGER
     if sandbox:

@@ -20,6 +20,7 @@ from sfarm.backoff import Backoff
 from sfarm.context import TaskContext
 from sfarm.data.fsio import write_atomic
 from sfarm.inventory.load import SECRETS_FILE
+from sfarm.redact import RedactingFormatter
 from sfarm.runtime.layout import NodeRoot
 from sfarm.status.model import HEARTBEAT_INTERVAL_S
 from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
@@ -102,7 +103,9 @@ def run_worker(context: TaskContext[Any], engine: Engine, *,
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Workers log to stderr; supervisord writes it to logs/<task>.log and rotates it."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Workers log to stderr; supervisord writes it to logs/<task>.log and rotates it. Every
+    line, tracebacks included, passes through sfarm.redact: no secret reaches a log."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.Formatter.converter = time.gmtime
-
