@@ -126,7 +126,7 @@ def test_two_threads_hammering_one_heartbeat_never_tear_it(tmp_path: Path) -> No
             try:
                 while not stop.is_set():
                     work()
-            except BaseException as error:  # noqa: BLE001 - reported by the test
+            except BaseException as error:  # reported by the test
                 errors.append(error)
                 stop.set()
         return loop

@@ -29,8 +29,8 @@ from sfarm.runtime.protocol import AuthorizedKeyLine, Deployment, NodeFile, Step
 from sfarm.runtime.supervisor import Supervisor, config_path, render_config, write_config
 
 # Directories of a node root and their modes: the user's alone, as the root is.
-DIRECTORIES = {name: PRIVATE_DIR
-               for name in ("data", "mirror", "run", "logs", "secrets", "supervisor")}
+DIRECTORIES = dict.fromkeys(("data", "mirror", "run", "logs", "secrets", "supervisor"),
+                            PRIVATE_DIR)
 # Left as pip made them by `_tighten_tree`: public code (sfarm's venv, its wheels), behind the
 # 0700 root; walking them on every deploy would cost seconds.
 NOT_TIGHTENED = frozenset({"venv", "wheelhouse"})
