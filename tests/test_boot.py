@@ -116,7 +116,7 @@ def test_the_crontab_line_escapes_cron_and_the_shell() -> None:
     assert "%" not in command.replace("\\%", "")  # a bare % would end cron's command
     words = shlex.split(command.replace("\\%", "%"))
     assert words[:3] == ["cd", str(ODD_ROOT.path), "&&"]
-    assert ["umask", "077;"] == words[words.index("umask"):words.index("umask") + 2]
+    assert words[words.index("umask"):words.index("umask") + 2] == ["umask", "077;"]
     assert words[-len(daemon_command(ODD_ROOT, "/usr/bin/python3")):] == daemon_command(
         ODD_ROOT, "/usr/bin/python3")
 
