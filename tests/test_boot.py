@@ -67,6 +67,7 @@ def test_the_unit_runs_supervisord_in_the_foreground_as_deploy_starts_it() -> No
         *daemon_command(ODD_ROOT, "/opt/py 3/bin/python"), "--nodaemon"]
     assert _setting(unit, "WorkingDirectory") == str(ODD_ROOT.path).replace("%", "%%")
     assert _setting(unit, "Environment") == "PYTHONUNBUFFERED=1"
+    assert _setting(unit, "UMask") == "0077"  # what supervisord writes is the user's alone
     assert _setting(unit, "Restart") == "on-failure"  # `sfarm down`'s clean exit stays down
     assert _setting(unit, "WantedBy") == "default.target"
     condition = _exec_words(_setting(unit, "ExecCondition"))
@@ -115,6 +116,7 @@ def test_the_crontab_line_escapes_cron_and_the_shell() -> None:
     assert "%" not in command.replace("\\%", "")  # a bare % would end cron's command
     words = shlex.split(command.replace("\\%", "%"))
     assert words[:3] == ["cd", str(ODD_ROOT.path), "&&"]
+    assert words[words.index("umask"):words.index("umask") + 2] == ["umask", "077;"]
     assert words[-len(daemon_command(ODD_ROOT, "/usr/bin/python3")):] == daemon_command(
         ODD_ROOT, "/usr/bin/python3")
 

@@ -1,10 +1,17 @@
 """Durable file operations of the store: atomic writes, directory fsync, the writers' lock.
 
 A write goes to a hidden temp file in the same directory, is fsynced, then renamed over its
-final name; the directory is fsynced when the rename must survive a power cut. Writers take an
-exclusive `fcntl.flock` on `.lock` in the dataset directory; its content doubles as a marker
-that the previous writer did not finish (killed), so only then is the directory swept. Readers
-take it shared, so that a writer does not retire the files they are about to open.
+final name; the directory is fsynced when the rename must survive a power cut. Every write has
+a temp file of its own (a unique name, made with O_EXCL), so two writers of one file (a
+worker's heartbeat thread and its main thread) never write into each other's temp file.
+Writers take an exclusive `fcntl.flock` on `.lock` in the dataset directory; its content
+doubles as a marker that the previous writer did not finish (killed), so only then is the
+directory swept. Readers take it shared, so that a writer does not retire the files they are
+about to open.
+
+Files belong to their user: what is written here (temp files, so the files they become, and
+lock files) is made 0600 and directories `make_private_dirs` makes 0700, whatever the umask of
+the process: anyone who can open a lock file can hold the lock forever.
 """
 
 from __future__ import annotations
@@ -12,12 +19,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from sfarm.data.layout import LOCK_NAME, temp_name_for
+from sfarm.data.layout import LOCK_NAME, temp_prefix_for
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 def fsync_dir(directory: Path) -> None:
@@ -29,13 +40,31 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def make_private_dirs(directory: Path) -> None:
+    """`directory` exists; the ones this call made (it and missing parents) are 0700."""
+    missing = []
+    path = directory
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, PRIVATE_DIR)
+        except FileExistsError:  # made meanwhile by another writer
+            continue
+        os.chmod(path, PRIVATE_DIR)  # a umask may have taken bits the owner needs
+
+
 def write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool = True) -> None:
     """Write `data` to `directory/name` so that readers see the old file or the new, never half.
+    The file is 0600 (chmod it after, for another mode). Any number of threads and processes
+    may write the same file at once: each write has its own temp file, the last rename wins.
 
     With `sync_dir=False` the caller fsyncs the directory once after a batch of writes.
     """
-    temp = directory / temp_name_for(name, os.getpid())
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    # mkstemp: a unique name made with O_EXCL, mode 0600.
+    fd, temp_name = tempfile.mkstemp(prefix=temp_prefix_for(name), suffix=".tmp", dir=directory)
+    temp = Path(temp_name)
     try:
         try:
             view = memoryview(data)
@@ -72,7 +101,7 @@ class WriterLock:
         self.interrupted = False
 
     def __enter__(self) -> Self:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.interrupted = os.fstat(fd).st_size > 0

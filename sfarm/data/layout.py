@@ -223,8 +223,10 @@ def is_temp_file(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def temp_name_for(name: str, pid: int) -> str:
-    return f".{name}.{pid}.tmp"
+def temp_prefix_for(name: str) -> str:
+    """The start of the name of a temp file that becomes `name` (`.<name>.`; a unique part and
+    `.tmp` follow: `is_temp_file` knows them all)."""
+    return f".{name}."
 
 
 def dataset_dir(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> Path:

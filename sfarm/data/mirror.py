@@ -22,7 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfarm.data.fsio import WriterLock, fsync_dir, write_atomic
+from sfarm.data.fsio import (
+    PRIVATE_FILE,
+    WriterLock,
+    fsync_dir,
+    make_private_dirs,
+    write_atomic,
+)
 from sfarm.data.layout import MANIFEST_NAME, check_dataset_id, dataset_dir
 from sfarm.data.manifest import Manifest, PartitionEntry, parse_manifest, parse_segment, sha256_hex
 from sfarm.data.recovery import sweep
@@ -53,8 +59,10 @@ def pull_lock(root: Path | str, dataset_id: str, *, mirror_of: str) -> Iterator[
     directory. A second pull waits for the first. Not the mirror's writer lock (`.lock`): its
     readers would wait for the transfer."""
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / PULL_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    make_private_dirs(directory)
+    # 0600: another user who could open it could hold every pull of this dataset off.
+    fd = os.open(directory / PULL_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -68,7 +76,7 @@ def staging_dir(root: Path | str, dataset_id: str, *, mirror_of: str) -> Path:
     transferred)."""
     staging = dataset_dir(root, dataset_id, mirror_of=mirror_of) / STAGING_NAME
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    make_private_dirs(staging)
     return staging
 
 

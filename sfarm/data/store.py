@@ -20,7 +20,13 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.checks import off_grid
-from sfarm.data.fsio import WriterLock, fsync_dir, remove_quietly, write_atomic
+from sfarm.data.fsio import (
+    WriterLock,
+    fsync_dir,
+    make_private_dirs,
+    remove_quietly,
+    write_atomic,
+)
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
     MANIFEST_NAME,
@@ -83,7 +89,7 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(directory)
     with WriterLock(directory) as lock:
         manifest = read_manifest_file(directory)
         try:

@@ -4,16 +4,23 @@ the deployment wants (content, mode), changes only what differs, and says so.
 A dry run takes the same steps with the same comparisons and changes nothing: no directory
 made, no file written, removed or chmodded, no authorized_keys line touched, supervisord
 neither started nor reloaded. Its "changed" steps read "would ..." in their detail.
+
+A node root is its user's alone: the root and every directory in it 0700, every file 0600
+(other local users would read logs, heartbeats and the inventory, and could hold a dataset's
+lock forever). Deploy makes it so, and tightens what an older sfarm or a hand left looser
+(`_tighten_tree`); what is written later is private by itself (sfarm.data.fsio, and
+supervisord's umask: sfarm.runtime.supervisor).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import sys
 from pathlib import Path
 
-from sfarm.data.fsio import write_atomic
+from sfarm.data.fsio import PRIVATE_DIR, make_private_dirs, write_atomic
 from sfarm.runtime import audit
 from sfarm.runtime.build import sfarm_build
 from sfarm.runtime.emulator_account import keep_emulator_account
@@ -21,9 +28,14 @@ from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import AuthorizedKeyLine, Deployment, NodeFile, StepResult
 from sfarm.runtime.supervisor import Supervisor, config_path, render_config, write_config
 
-# Directories of a node root and their modes: secrets and the supervisor socket are private.
-DIRECTORIES = {"data": 0o755, "mirror": 0o755, "run": 0o755, "logs": 0o755,
-               "secrets": 0o700, "supervisor": 0o700}
+# Directories of a node root and their modes: the user's alone, as the root is.
+DIRECTORIES = dict.fromkeys(("data", "mirror", "run", "logs", "secrets", "supervisor"),
+                            PRIVATE_DIR)
+# Left as pip made them by `_tighten_tree`: public code (sfarm's venv, its wheels), behind the
+# 0700 root; walking them on every deploy would cost seconds.
+NOT_TIGHTENED = frozenset({"venv", "wheelhouse"})
+TIGHTENED_SHOWN = 5  # paths named in the step's detail
+OWNER_BITS = 0o700  # what a tightened mode keeps (a file sfarm writes is 0600 already)
 
 
 def _digest(path: Path) -> str | None:
@@ -42,11 +54,14 @@ def _mode(path: Path) -> int | None:
 
 def _ensure_directories(root: NodeRoot, dry_run: bool) -> StepResult:
     changed = []
-    for name, mode in DIRECTORIES.items():
-        directory = root.path / name
+    wanted = {"root": PRIVATE_DIR} | DIRECTORIES
+    for name, mode in wanted.items():
+        directory = root.path if name == "root" else root.path / name
         if not directory.is_dir():
             if not dry_run:
-                directory.mkdir(parents=True)
+                # The base directory above the root is the operator's: made, not closed.
+                directory.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dirs(directory)
             changed.append(name)
         if _mode(directory) != mode:  # a directory a dry run did not make has no mode yet
             if not dry_run:
@@ -69,11 +84,59 @@ def _sync_file(root: NodeRoot, file: NodeFile, dry_run: bool) -> StepResult:
         what = ("would write" if not target.exists() else "would rewrite" if not same_content
                 else f"would set mode {file.mode:04o}")
         return StepResult(f"file {file.path}", "changed", what)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(target.parent)
     if not same_content:
         write_atomic(target.parent, target.name, file.content)
     target.chmod(file.mode)
     return StepResult(f"file {file.path}", "changed")
+
+
+def _loose_entries(root: Path) -> list[tuple[Path, int]]:
+    """Every directory and file under `root` that others may use, with the mode it should have
+    (the owner's bits alone); symlinks, other file systems (an sshfs mount in mirror/: the
+    producer's files) and NOT_TIGHTENED are left alone."""
+    device = root.stat().st_dev
+    loose = []
+    for directory, subdirectories, files in os.walk(root):
+        base = Path(directory)
+        if base == root:
+            subdirectories[:] = [name for name in subdirectories if name not in NOT_TIGHTENED]
+        kept = []
+        for name in [*subdirectories, *files]:
+            path = base / name
+            try:
+                info = path.lstat()
+            except OSError:  # gone meanwhile, or a mount that no longer answers
+                continue
+            if stat.S_ISLNK(info.st_mode) or info.st_dev != device:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                kept.append(name)
+            if stat.S_IMODE(info.st_mode) & ~OWNER_BITS:
+                loose.append((path, stat.S_IMODE(info.st_mode) & OWNER_BITS))
+        subdirectories[:] = [name for name in subdirectories if name in kept]
+    return loose
+
+
+def _tighten_tree(root: NodeRoot, dry_run: bool) -> StepResult:
+    """Whatever in the root others could read or write (written by an older sfarm, a process
+    without the umask, a hand) made the user's alone: group and other bits removed."""
+    step = "private files"
+    if not root.path.is_dir():  # a dry run of a first deploy: nothing there yet
+        return StepResult(step, "ok")
+    loose = _loose_entries(root.path)
+    if not loose:
+        return StepResult(step, "ok")
+    names = [str(path.relative_to(root.path)) for path, _ in loose]
+    shown = ", ".join(names[:TIGHTENED_SHOWN]) + (", ..." if len(names) > TIGHTENED_SHOWN else "")
+    if dry_run:
+        return StepResult(step, "changed", f"would make {len(loose)} private: {shown}")
+    for path, mode in loose:
+        try:
+            path.chmod(mode)
+        except FileNotFoundError:  # a temp file renamed meanwhile
+            continue
+    return StepResult(step, "changed", f"made {len(loose)} private: {shown}")
 
 
 def _remove_file(root: NodeRoot, path: str, dry_run: bool) -> StepResult:
@@ -139,6 +202,7 @@ def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = 
     deploy (not its dry run) is in the audit log, by `operator`, with what it changed."""
     steps = [_ensure_directories(root, dry_run)]
     steps += [_sync_file(root, file, dry_run) for file in deployment.files]
+    steps.append(_tighten_tree(root, dry_run))
     steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
     steps += [keep_emulator_account(root, name, dry_run) for name in deployment.emulators]
     steps += [StepResult("secrets", "ok", notice) for notice in deployment.notices]

@@ -33,7 +33,7 @@ from pathlib import Path
 from sfarm.data.fsio import write_atomic
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import StepResult
-from sfarm.runtime.supervisor import daemon_command, socket_path
+from sfarm.runtime.supervisor import DAEMON_UMASK, daemon_command, socket_path
 from sfarm.trading.live_guard import arm_file
 
 STEP = "boot"
@@ -99,6 +99,8 @@ def render_unit(root: NodeRoot, network: str, node: str, python: str) -> str:
         "Type=simple\n"
         f"WorkingDirectory={_path_setting(root.path)}\n"
         "Environment=PYTHONUNBUFFERED=1\n"
+        "# What supervisord and its workers write is the user's alone, as when deploy starts it.\n"
+        f"UMask={DAEMON_UMASK:04o}\n"
         "# Not when a supervisord of this root runs already (deploy's).\n"
         f"ExecCondition={free}\n"
         "# A boot never arms live trading by itself: the operator arms with `start --live`.\n"
@@ -120,6 +122,7 @@ def crontab_line(root: NodeRoot, python: str) -> str:
     whose init system is not systemd."""
     run, pattern = _arm_files(root)
     command = (f"cd {shlex.quote(str(root.path))} && rm -f -- {shlex.quote(run)}/{pattern}; "
+               f"umask {DAEMON_UMASK:03o}; "
                f"PYTHONUNBUFFERED=1 {shlex.join(daemon_command(root, python))}")
     return "@reboot " + command.replace("%", "\\%")  # cron ends a command at a bare %
 

@@ -61,7 +61,7 @@ class StepResult:
 class NodeFile:
     path: str  # relative to the node root
     content: bytes
-    mode: int = 0o644
+    mode: int = 0o600  # a node root is its user's alone (sfarm.runtime.apply)
 
 
 @dataclass(frozen=True, config=_WIRE)

@@ -2,6 +2,11 @@
 
 supervisord listens only on a unix socket inside the node root (mode 0700, no TCP port) and is
 driven through its XML-RPC interface over that socket, the same interface supervisorctl uses.
+
+supervisord and everything it runs work under umask 077 (`DAEMON_UMASK`), so what they write
+(its socket, log and pid file, the workers' logs, partitions, manifests, heartbeats) is the
+node user's alone: started with it (`start_daemon`, the boot unit), and told it in its config
+(`umask=` of [supervisord], which it applies when it daemonizes, and of every program).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from sfarm.data.fsio import write_atomic
+from sfarm.data.fsio import make_private_dirs, write_atomic
 from sfarm.errors import RunError
 from sfarm.resources import template
 from sfarm.runtime.build import BUILD_VARIABLE
@@ -27,6 +32,7 @@ from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Program
 
 CONFIG_NAME = "supervisord.conf"
+DAEMON_UMASK = 0o077
 SOCKET_NAME = "supervisor.sock"
 
 
@@ -59,21 +65,22 @@ def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Pr
         program_template.substitute(
             name=program.name, root=root.path,
             command=shlex.join(program.command).replace("%", "%%"),
-            autostart=str(program.autostart).lower(),
+            autostart=str(program.autostart).lower(), umask=f"{DAEMON_UMASK:03o}",
             environment_line=_environment_line(
                 {**program.environment, BUILD_VARIABLE: build} if build else program.environment),
         )
         for program in programs
     )
     return Template(template("supervisord.conf").read_text()).substitute(
-        root=root.path, socket=socket_path(root), network=network, node=node, programs=rendered)
+        root=root.path, socket=socket_path(root), network=network, node=node, programs=rendered,
+        umask=f"{DAEMON_UMASK:03o}")
 
 
 def write_config(root: NodeRoot, text: str) -> bool:
     """Write the config if it changed; True when it did."""
-    root.supervisor.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(root.supervisor)
     root.supervisor.chmod(0o700)  # holds the control socket: only the owner may drive it
-    root.logs.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(root.logs)
     path = config_path(root)
     if path.exists() and path.read_text() == text:
         return False
@@ -126,8 +133,10 @@ class Supervisor:
         """Start supervisord for this root unless it already runs."""
         if self.is_running():
             return
+        # The umask from the start: supervisord opens its log and socket before it daemonizes
+        # (where its config's umask= takes over).
         subprocess.run(daemon_command(self.root), check=True, cwd=self.root.path,
-                       env=supervised_environment())
+                       env=supervised_environment(), umask=DAEMON_UMASK)
         deadline = time.monotonic() + timeout_s
         while not self.is_running():
             if time.monotonic() > deadline:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sfarm.backoff import Backoff
 from sfarm.context import TaskContext
-from sfarm.data.fsio import write_atomic
+from sfarm.data.fsio import make_private_dirs, write_atomic
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.redact import RedactingFormatter
 from sfarm.runtime.layout import NodeRoot
@@ -47,8 +47,9 @@ class _Heartbeats(threading.Thread):
         self.started_at = started_at
         self.interval_s = interval_s
         self.done = threading.Event()
-        # The engine's thread writes too (on errors, at the end): one temp file name per
-        # process, so one writer at a time.
+        # The engine's thread writes too (on errors, at the end). Each write has its own temp
+        # file (write_atomic), so writers never tear each other's file; the lock keeps a
+        # board read earlier from being renamed over one read later (the final "stopped").
         self._writing = threading.Lock()
 
     def write(self) -> None:
@@ -56,7 +57,7 @@ class _Heartbeats(threading.Thread):
         with self._writing:
             beat = context.board.heartbeat(context.task, context.kind, self.started_at,
                                            self.interval_s)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.run_dir)
             write_atomic(self.run_dir, f"{context.task}.json",
                          beat.model_dump_json(indent=1).encode(), sync_dir=False)
 
