@@ -56,16 +56,18 @@ def code_digest(files: Mapping[str, bytes]) -> str:
 
 
 def _running_files() -> Iterator[tuple[str, bytes]]:
+    """The code files of the running sfarm, read (only those: a cache such as a bytecode file
+    written 0600 by a worker under umask 077 may be unreadable to another user)."""
     package = Path(sfarm.__file__).resolve().parent
-    for path in package.rglob("*"):
-        if path.is_file():
-            yield f"{PACKAGE}/{path.relative_to(package).as_posix()}", path.read_bytes()
     checkout_templates = package.parent / TEMPLATES  # a checkout: beside the package
+    trees = [(package, PACKAGE)]
     if not (package / TEMPLATES).is_dir() and checkout_templates.is_dir():
-        for path in checkout_templates.rglob("*"):
-            if path.is_file():
-                yield f"{TEMPLATES}/{path.relative_to(checkout_templates).as_posix()}", \
-                    path.read_bytes()
+        trees.append((checkout_templates, TEMPLATES))
+    for top, prefix in trees:
+        for path in top.rglob("*"):
+            name = f"{prefix}/{path.relative_to(top).as_posix()}"
+            if code_name(name) is not None and path.is_file():
+                yield name, path.read_bytes()
 
 
 @functools.cache

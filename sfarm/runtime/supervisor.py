@@ -95,17 +95,23 @@ def daemon_command(root: NodeRoot, python: str = sys.executable) -> list[str]:
 
 
 # What supervisord, and every worker and service it starts, inherits from the command that
-# starts it: enough to run, nothing of the operator's session (no *_API_KEY, which would win
-# over a rotated secrets file; no SSH_AUTH_SOCK, the operator's forwarded agent).
+# starts it: enough to run and reach the exchanges (proxies, certificates, numba's and polars'
+# settings: NUMBA_CACHE_DIR where the package's directory is not the node user's), nothing
+# else of the operator's session (no *_API_KEY, which would win over a rotated secrets file;
+# no SSH_AUTH_SOCK, the operator's forwarded agent).
 INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-             "XDG_RUNTIME_DIR")
+             "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+             "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+INHERITED_PREFIXES = ("NUMBA_", "POLARS_")
 
 
 def supervised_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a node's supervisord starts with: `INHERITED` from `environ` (this
-    process's by default) and PYTHONUNBUFFERED (workers' logs as they come)."""
+    """The environment a node's supervisord starts with: `INHERITED` and the variables named
+    `INHERITED_PREFIXES*` from `environ` (this process's by default), and PYTHONUNBUFFERED
+    (workers' logs as they come)."""
     source = os.environ if environ is None else environ
-    kept = {name: source[name] for name in INHERITED if name in source}
+    kept = {name: value for name, value in source.items()
+            if name in INHERITED or name.startswith(INHERITED_PREFIXES)}
     kept.setdefault("PATH", os.defpath)
     return {**kept, "PYTHONUNBUFFERED": "1"}
 
