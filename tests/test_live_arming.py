@@ -18,6 +18,7 @@ from sfarm import data
 from sfarm.remote.agent import operator_identity
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.inventories import ALWAYS_IN, SIM_EXCHANGE, head, live_trade_task, mine_task
+from tests.fixtures.processes import alive, pids_under
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -50,14 +51,6 @@ def _orders(farm: Farm) -> int:
     return manifest.rows if manifest is not None else 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _disarmed_worker(farm: Farm) -> int:
     """Wait until the trader's current worker refuses to trade; its pid."""
     wait_for(lambda: _heartbeat(farm).get("waiting_for") == "sfarm start --live",
@@ -77,10 +70,12 @@ def test_arming_does_not_survive_its_supervisord(farm: Farm) -> None:
     placed = _orders(farm)
 
     supervisord = int((farm.root / "supervisor" / "supervisord.pid").read_text())
+    supervised = [pid for pid in pids_under(farm.root) if pid != supervisord]
     workers = [task["pid"] for task in farm.tasks().values()]
+    assert set(workers) < set(supervised)  # and the emulator, a service of the node
     os.kill(supervisord, signal.SIGKILL)
-    wait_for(lambda: not any(_alive(pid) for pid in workers),
-             what="every worker ending with its supervisord (no orphan)")
+    wait_for(lambda: not any(alive(pid) for pid in supervised),
+             what="every worker and service ending with its supervisord (no orphan)")
     assert arm_file.exists()  # what a crash leaves behind
 
     farm.sfarm("deploy")  # starts supervisord and its workers: the old arm names a dead pid

@@ -14,6 +14,7 @@ import typer
 
 from sfarm.cli.console import err
 from sfarm.errors import RunError, UsageError
+from sfarm.runtime.parent import die_with_parent
 from sfarm.sim import AccountConfig, Emulator, EmulatorConfig, parse_faults
 from sfarm.sim.accounts import AccountKeys, read_account
 from sfarm.sim.candles import ORIGIN_MS
@@ -94,6 +95,8 @@ def serve(
         help="Starting balance ASSET=AMOUNT (repeatable). Default: USDT=100000 BTC=1 ETH=10.")]
     = None,
 ) -> None:
+    if os.environ.get("SUPERVISOR_ENABLED"):  # a node's service: never outlive supervisord
+        die_with_parent()
     keys = _account(account_file, api_key)
     plan = parse_faults(faults)
     config = EmulatorConfig(
