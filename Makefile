@@ -65,7 +65,7 @@ lint: setup
 # Two workers, a test file to each (a file's tests share their fixtures' servers); the slowest
 # tests are listed at the end.
 test: lint system-deps
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=15
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

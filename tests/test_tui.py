@@ -64,10 +64,12 @@ async def _test_rows_for_every_task_and_the_unreachable_node(farm: Farm) -> None
                         "node far unreachable")
             note = table_rows(app)["far/"][-1]
             assert "refused" in note.lower() or "connect" in note.lower(), note
-            # The rest keeps updating while far stays down: the heartbeat's age moves on.
+            # The rest keeps updating while far stays down: new statuses keep coming, lab's
+            # row among them (its state is the miner's own: on a loaded machine it may be
+            # reloading markets, "starting", for a moment).
             first = app.status_at
             await until(app, lambda: app.status_at > first, "another refresh")
-            assert state_of(app, "lab/mine") == "running"
+            assert state_of(app, "lab/mine") not in (None, "unreachable")
     finally:
         app.farm.close()
 
@@ -87,9 +89,9 @@ async def _test_navigation_shows_the_selection(farm: Farm) -> None:
             await pilot.press(*["down"] * keys.index("lab/mine"))
             await pilot.pause()
             assert table.cursor_row == keys.index("lab/mine")  # type: ignore[attr-defined]
-            await until(app, lambda: "mine (mine) on lab" in detail_text(app),
-                        "the task's detail")
-            assert "candles/sim/BTC-USDT/1m" in detail_text(app)
+            await until(app, lambda: "mine (mine) on lab" in detail_text(app)
+                        and "candles/sim/BTC-USDT/1m" in detail_text(app),
+                        "the task's detail with its output")
             # Its recent candles, asked of the node, drawn as a chart.
             await until(app, lambda: app.detail_ready, "the recent candles")
             assert app.query_one("#detail-chart").display
