@@ -131,7 +131,7 @@ def test_a_strategy_value_is_quoted_through_the_inventory(tmp_path: Path) -> Non
 def test_a_credentials_value_is_never_repeated(tmp_path: Path) -> None:
     """`credentials` names an environment prefix; a value that is refused there may well be
     the API key itself, and messages are printed and logged."""
-    secret = "Xk3vQ9mLr2pT8wZa"
+    secret = "fakeTestValue0042notReal"
     run = _validate(tmp_path, 'url = "https://api.binance.com"',
                     f'url = "https://api.binance.com"\ncredentials = "{secret}"')
     assert run.returncode == 2

@@ -39,7 +39,7 @@ def test_a_translated_ccxt_error_is_masked() -> None:
 
 
 def test_registered_credentials_are_masked_everywhere() -> None:
-    credentials = Credentials("AKIAUNIQUEKEY0042", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY", "pass-phrase")
+    credentials = Credentials("test-only-key-0042", "test-only-secret/not-real", "pass-phrase")
     make_exchange("binance", url="http://127.0.0.1:9", credentials=credentials)  # registers
     said = f"failed with key {credentials.api_key} and {credentials.secret}; {credentials.password}"
     assert redact(said) == f"failed with key {MASK} and {MASK}; {MASK}"
