@@ -7,6 +7,8 @@ be declared, a `local` node must not carry SSH settings, and so on.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from sfarm.exchanges.live_support import LIVE_EXCHANGES, supports_live
 from sfarm.inventory.model import Inventory, Node
@@ -18,16 +20,34 @@ SSH_ONLY_KEYS = ("user", "port", "identity_file", "proxy_jump")
 RESOLVER_SERVICE = "sfarm-resolver"  # the supervised program of a node's data resolver
 
 
-def check_inventory(inventory: Inventory, ccxt_ids: Iterable[str]) -> list[Problem]:
+@dataclass(frozen=True)
+class Declared:
+    """Names the file declares, valid or not. When an invalid entry was left out of the model
+    (sfarm.inventory.partial), a reference to it is not unknown: its value is the problem."""
+
+    tasks: frozenset[str] = frozenset()
+    exchanges: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> Declared:
+        return cls(tasks=_keys(raw.get("tasks")), exchanges=_keys(raw.get("exchanges")))
+
+
+def _keys(section: object) -> frozenset[str]:
+    return frozenset(str(name) for name in section) if isinstance(section, dict) else frozenset()
+
+
+def check_inventory(inventory: Inventory, ccxt_ids: Iterable[str],
+                    declared: Declared = Declared()) -> list[Problem]:
     problems: list[Problem] = []
     problems += _check_exchanges(inventory, set(ccxt_ids))
-    problems += _check_task_exchanges(inventory)
+    problems += _check_task_exchanges(inventory, declared)
     problems += _check_task_names(inventory)
     problems += _check_emulator_accounts(inventory)
     for network_name, network in inventory.networks.items():
         for node_name, node in network.nodes.items():
             path = ("networks", network_name, "nodes", node_name)
-            problems += _check_node_tasks(inventory, node, path)
+            problems += _check_node_tasks(inventory, node, path, declared)
             problems += _check_local_node(node, path)
     return problems
 
@@ -54,10 +74,12 @@ def _check_task_names(inventory: Inventory) -> list[Problem]:
             for name in inventory.tasks if name in services]
 
 
-def _check_task_exchanges(inventory: Inventory) -> list[Problem]:
+def _check_task_exchanges(inventory: Inventory, declared: Declared) -> list[Problem]:
     problems = []
     for name, task in inventory.tasks.items():
         exchange = inventory.exchanges.get(task.exchange)
+        if exchange is None and task.exchange in declared.exchanges:
+            continue  # declared with an invalid value: that is its problem
         if exchange is None:
             problems.append(Problem(
                 ("tasks", name, "exchange"),
@@ -110,10 +132,11 @@ def _check_emulator_accounts(inventory: Inventory) -> list[Problem]:
     return problems
 
 
-def _check_node_tasks(inventory: Inventory, node: Node, path: tuple[str, ...]) -> list[Problem]:
+def _check_node_tasks(inventory: Inventory, node: Node, path: tuple[str, ...],
+                      declared: Declared) -> list[Problem]:
     problems = []
     for index, task_name in enumerate(node.tasks):
-        if task_name not in inventory.tasks:
+        if task_name not in inventory.tasks and task_name not in declared.tasks:
             problems.append(Problem(
                 (*path, "tasks", index),
                 f"unknown task {task_name!r}",

@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from sfarm.errors import UsageError
 from sfarm.exchanges.ids import exchange_ids
-from sfarm.inventory.checks import check_inventory
+from sfarm.inventory.checks import Declared, check_inventory
 from sfarm.inventory.model import Inventory
 from sfarm.inventory.origin import INVENTORY_FILE, NodeOrigin, find_node_root, read_origin
+from sfarm.inventory.partial import valid_part
 from sfarm.inventory.problems import InventoryError, Problem, did_you_mean, known_names
 from sfarm.inventory.source import SourceIndex
 from sfarm.inventory.validation import problems_from_validation
@@ -166,30 +167,47 @@ def load_inventory(path: Path | None = None,
         return InventoryError([problem.located(path, index.line_of(problem.path, value_of(problem)))
                                for problem in problems])
 
+    # Every problem at once: the values' problems, then the checks across sections on the
+    # entries whose values are valid (sfarm.inventory.partial).
+    problems: list[Problem] = []
     try:
         model = Inventory.model_validate(raw)
     except ValidationError as error:
-        raise located(problems_from_validation(error, raw), lambda p: _value_at(raw, p.path)) \
-            from None
+        problems = problems_from_validation(error, raw)
+        part = valid_part(raw, error)
+        if part is None:
+            raise located(problems, lambda p: _value_at(raw, p.path)) from None
+        model = part
+    whole = not problems
 
-    problems = check_inventory(model, exchange_ids())
+    problems += check_inventory(model, exchange_ids(), Declared.of(raw))
     strategies, strategy_problems = _read_strategies(path, model, strategy_reader)
     problems += strategy_problems
     problems += _check_secrets_file(path.parent / SECRETS_FILE)
-    if problems:
+    if problems and not whole:
+        # The plan of a part would miss the producers that were left out.
         raise located(problems, lambda p: _value_at(raw, p.path))
     origin = read_origin(path.parent) if path.name == INVENTORY_FILE else None
     loaded = LoadedInventory(path=path, model=model, strategy_indicators=strategies,
                              origin=origin)
 
-    # The plan's errors are the inventory's errors too.
-    plan_problems = [Problem(problem.path, problem.message, problem.hint)
-                     for network in loaded.networks
-                     for problem in plan_network(loaded, network).problems
-                     if problem.severity == "error"]
-    if plan_problems:
-        raise located(plan_problems, lambda p: _value_at(raw, p.path))
+    # The plan's errors are the inventory's errors too; a missing producer is only a
+    # consequence of a misspelt name (a node's task, a task's exchange: dataset ids hold it).
+    consequence = {"missing-producer"} if _names_unknown(model) else set()
+    problems += [Problem(problem.path, problem.message, problem.hint)
+                 for network in loaded.networks
+                 for problem in plan_network(loaded, network).problems
+                 if problem.severity == "error" and problem.code not in consequence]
+    if problems:
+        raise located(problems, lambda p: _value_at(raw, p.path))
     return loaded
+
+
+def _names_unknown(model: Inventory) -> bool:
+    """A node names a task, or a task an exchange, that the inventory does not declare."""
+    return any(task.exchange not in model.exchanges for task in model.tasks.values()) or any(
+        task not in model.tasks for network in model.networks.values()
+        for node in network.nodes.values() for task in node.tasks)
 
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
