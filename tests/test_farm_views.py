@@ -4,16 +4,21 @@ two nodes; actions on one node of a network; and, over SSH, views through a kept
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
+import polars as pl
 import pytest
 
 from sfarm import data
 from sfarm.data.ids import session_id
+from sfarm.data.layout import format_ts
 from sfarm.errors import UsageError
 from sfarm.farm import Farm
 from sfarm.farm.flow import data_flow
 from sfarm.plan import plan_network
+from sfarm.trading.metrics import max_drawdown
+from tests.fixtures.farm import Farm as LocalFarm
 from tests.fixtures.farm import local_farm
 from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task, studies_task
 from tests.fixtures.ssh_farm import ssh_farm
@@ -103,6 +108,34 @@ def test_tail_and_session_of_a_paper_farm_are_what_the_store_holds() -> None:
         facts = farm.facts("lab")
         assert facts.root == str(local.root)
         assert farm.controller._open == kept  # every view on the one kept agent
+
+        _check_report(local, equity, trades)
+
+
+def _check_report(local: LocalFarm, equity: pl.DataFrame, trades: pl.DataFrame) -> None:
+    """`sfarm report` of the stopped paper session: the store's figures, its trades with dates,
+    and the chart; --json with the equity curve; a task that is not a trade task is refused."""
+    document = json.loads(local.sfarm("report", "paper", "--json", "--trades", "3").stdout)
+    assert (document["node"], document["mode"], document["task"]) == ("lab", "paper", "paper")
+    assert document["equity"] == pytest.approx(equity["equity"][-1])
+    assert document["max_drawdown"] == pytest.approx(
+        max_drawdown(equity["equity"].to_numpy(), 1000.0))
+    assert document["max_drawdown"] > 0  # an RSI flip on a random walk loses some of the way
+    assert document["trade_count"] == trades.height and len(document["trades"]) == 3
+    curve = document["equity_curve"]
+    assert curve[0] == [equity["ts"][0], equity["equity"][0]]
+    assert curve[-1] == [equity["ts"][-1], equity["equity"][-1]]
+
+    text = local.sfarm("report", "paper").stdout
+    assert "paper on node lab" in text
+    assert f"{document['max_drawdown']:.2%} at worst" in text
+    last = trades.row(-1, named=True)
+    assert f"{format_ts(last['exit_ts'])} {last['exit_price']:,.2f}" in text  # dates, not ms
+    assert "paper equity" in text and any("\u2800" <= char <= "\u28ff" for char in text)
+
+    refused = local.sfarm("report", "mine", check=False)
+    assert refused.returncode == 2
+    assert "'mine' is a mine task" in refused.stderr and "paper" in refused.stderr
 
 
 def test_flow_tail_and_actions_on_one_node_of_two() -> None:

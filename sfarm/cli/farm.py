@@ -18,7 +18,14 @@ from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError, UsageError
 from sfarm.farm import Farm, FarmReport, Note
-from sfarm.farm.status import STATE_COLOURS, format_age, newest_candle, task_note
+from sfarm.farm.status import (
+    STATE_COLOURS,
+    format_age,
+    newest_candle,
+    short_ts,
+    shows_live_values,
+    task_note,
+)
 from sfarm.remote.controller import CONNECT_TIMEOUT_S, DEFAULT_FORKS
 from sfarm.runtime.protocol import Action
 from sfarm.status import NetworkStatus
@@ -201,8 +208,12 @@ def down(inventory: InventoryOption = None, network: NetworkOption = None,
     _report(Farm.open(inventory, network, node).down(), json)
 
 
-def render_status(status: NetworkStatus, now: float | None = None) -> Group:
+def render_status(status: NetworkStatus, now: float | None = None,
+                  width: int | None = None) -> Group:
+    """A table per node; `width` (the console's) drops the kind column below 100 columns and
+    cuts long notes, so a row stays one line at 80."""
     now = time.time() if now is None else now
+    narrow = (width or out.width) < 100
     tables: list[Table | Text] = []
     for node in status.nodes:
         title = f"[bold]{node.name}[/] [dim]{node.host}[/]"
@@ -212,17 +223,30 @@ def render_status(status: NetworkStatus, now: float | None = None) -> Group:
                                            f"{escape(node.error or 'no reason given')}\n"))
             continue
         table = Table(title=title, title_justify="left", expand=False)
-        for column in ("task", "kind", "state", "heartbeat", "last candle", "lag", "rows",
-                       "last error"):
-            table.add_column(column, justify="right" if column in ("rows", "lag") else "left")
+        table.add_column("task")
+        if not narrow:
+            table.add_column("kind", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("beat", no_wrap=True)
+        table.add_column("last candle", no_wrap=True)
+        table.add_column("lag", justify="right", no_wrap=True)
+        table.add_column("rows", justify="right", no_wrap=True)
+        # The columns rich may narrow (the others do not wrap); their text is cut, not
+        # wrapped, so each task stays one line.
+        table.add_column("note")
         for task in node.tasks:
+            live = shows_live_values(task)
             rows = sum(d.rows for d in task.datasets)
-            note = task_note(task, now)
+            note = Text(task_note(task, now), style="red" if task.last_error else "",
+                        no_wrap=True, overflow="ellipsis")
             colour = STATE_COLOURS.get(task.state, "white")
-            table.add_row(task.name, task.kind, f"[{colour}]{task.state}[/]",
-                          format_age(task.heartbeat_age_s), format_ts(newest_candle(task)),
-                          format_age(task.lag_s),
-                          f"{rows:,}" if task.datasets else "-", escape(note[:80]))
+            table.add_row(Text(task.name, no_wrap=True, overflow="ellipsis"),
+                          *([] if narrow else [task.kind]),
+                          f"[{colour}]{task.state}[/]",
+                          format_age(task.heartbeat_age_s if live else None),
+                          short_ts(newest_candle(task)),
+                          format_age(task.lag_s if live else None),
+                          f"{rows:,}" if task.datasets else "-", note)
         tables.append(table)
     return Group(*tables)
 
@@ -238,25 +262,17 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
                     "is reported unreachable (the others are not held up).")]
            = CONNECT_TIMEOUT_S,
            ) -> None:
-    """Every node's tasks: state, heartbeat age, last candle and lag, rows, last error, and
-    inputs read from other nodes that are stale. Exit 1 when a node is unreachable, a task is
+    """Every node's tasks: state, heartbeat age, last candle and lag, rows, and a note (the last
+    error, an input read from another node that is stale, a session's equity and PnL, what
+    it waits for). Exit 1 when a node is unreachable, a task is
     not running or an input is stale.
 
     Example: [bold]sfarm status -i inventory/local.toml --watch[/]
     """
     if watch:
-        # One connection per node for the whole watch, not one per refresh.
-        farm = Farm.open(inventory, network, node, keep_connections=True,
-                         connect_timeout=timeout)
-        try:
-            with Live(render_status(farm.status()), console=out, auto_refresh=False) as live:
-                while True:
-                    time.sleep(interval)
-                    live.update(render_status(farm.status()), refresh=True)
-        except KeyboardInterrupt:
-            return
-        finally:
-            farm.close()
+        _watch(Farm.open(inventory, network, node, keep_connections=True,
+                         connect_timeout=timeout), interval)
+        return
     result = Farm.open(inventory, network, node, connect_timeout=timeout).status()
     if json:
         print_json(result.to_json())
@@ -264,6 +280,27 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
         out.print(render_status(result))
     if not result.healthy:
         raise typer.Exit(1)
+
+
+def _watch(farm: Farm, interval: float) -> None:
+    """Refresh the status until Ctrl-C: in place on a terminal, else (a pipe, a log file) one
+    table per refresh, each under the time it was taken. One connection per node throughout."""
+    try:
+        if out.is_terminal:
+            with Live(render_status(farm.status()), console=out, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(render_status(farm.status()), refresh=True)
+        while True:
+            status = farm.status()
+            out.print(f"[dim]{format_ts(int(time.time() * 1000))} UTC[/]")
+            out.print(render_status(status))
+            out.file.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+    finally:
+        farm.close()
 
 
 def logs(

@@ -56,12 +56,13 @@ def _register_commands() -> None:
         inventory_cmds,
         mine,
         node,
+        report,
         sim,
         web,
         worker,
     )
 
-    for module in (inventory_cmds, farm, dashboard, web, data, mine, backtest, sim, worker,
+    for module in (inventory_cmds, farm, report, dashboard, web, data, mine, backtest, sim, worker,
                    node):
         module.register(app)
     _one_line_summaries(app)

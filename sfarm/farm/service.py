@@ -253,6 +253,21 @@ class Farm:
         return self.controller.ask(self.node(node), lambda agent: agent.session(
             task, points, trades))
 
+    def trade_node(self, task: str) -> str:
+        """The selected node that runs trade task `task` (a network runs a session once: its
+        datasets have one producer); UsageError when there is none."""
+        self.check_task(task)
+        kind = self.inventory.model.tasks[task].kind
+        if kind != "trade":
+            raise UsageError(f"task {task!r} is a {kind} task; a session is a trade task's",
+                             hint=known_names("trade tasks", self.trade_tasks()))
+        return next(spec.name for spec in self.nodes if task in spec.tasks)
+
+    def trade_tasks(self) -> list[str]:
+        """The trade tasks placed on the selected nodes."""
+        return sorted({name for spec in self.nodes for name in spec.tasks
+                       if self.inventory.model.tasks[name].kind == "trade"})
+
     def facts(self, node: str) -> FactsReply:
         """What `node` says of itself: its sfarm, python, user, root and keys."""
         return self.controller.ask(self.node(node), lambda agent: agent.facts())

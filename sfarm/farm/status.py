@@ -5,8 +5,12 @@ dashboard show for it. Pure: the status comes in, the clock is an argument."""
 from __future__ import annotations
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
+from sfarm.data.layout import format_ts
 from sfarm.status import DatasetStatus, NetworkStatus, TaskStatus
 from sfarm.timeframes import candle_open, timeframe_ms
+
+# States whose heartbeat values (age, lag, equity, what it waits for) describe the present.
+LIVE_STATES = frozenset({"running", "starting", "stale", "halted"})
 
 # A task's state as a colour (rich's names), the same in every view of the farm.
 STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
@@ -68,11 +72,33 @@ def stale_note(task: TaskStatus, now: float) -> str:
             f"{format_age(now - (first.stale_since or now))}{more}")
 
 
+def shows_live_values(task: TaskStatus) -> bool:
+    """Whether the task's heartbeat speaks of now: a stopped or failed task's last heartbeat
+    (its age, its equity, what it waited for) is history, not its state."""
+    return task.state in LIVE_STATES
+
+
 def task_note(task: TaskStatus, now: float) -> str:
     """What an operator should read about a task beside its state: its last error, else its
-    stale inputs, else what it waits for ("" when nothing)."""
-    return task.last_error or stale_note(task, now) or (
-        f"waiting for {task.waiting_for}" if task.waiting_for else "")
+    stale inputs, else, while it runs, a trade session's equity and PnL and what it waits for
+    ("" when nothing)."""
+    if task.last_error:
+        return task.last_error
+    if stale := stale_note(task, now):
+        return stale
+    if not shows_live_values(task):
+        return ""
+    parts = []
+    if task.trade is not None:
+        parts.append(f"equity {task.trade.equity:,.2f} ({task.trade.pnl:+,.2f})")
+    if task.waiting_for:
+        parts.append(f"waiting for {task.waiting_for}")
+    return "; ".join(parts)
+
+
+def short_ts(ts_ms: int | None) -> str:
+    """`12-02 06:20` (UTC): a candle's time where a column is narrow."""
+    return format_ts(ts_ms)[5:] if ts_ms is not None else "-"
 
 
 def newest_candle(task: TaskStatus) -> int | None:

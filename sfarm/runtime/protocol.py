@@ -158,9 +158,10 @@ class SessionView(_Wire):
     """A trade session as its committed state and datasets show it (sfarm.runtime.views):
     `mode` paper, live or backtest (a backtest task's last run), `cash` the initial equity,
     `return_pct` in percent of it, `entry_price` None when flat (or not known: a backtest),
-    `halted` why the kill switch stopped it, `equity_ts`/`equity_values` the equity curve
-    downsampled (first and last points kept), `trades` the last closed trades oldest first of
-    `trade_count` in all."""
+    `halted` why the kill switch stopped it, `max_drawdown` the deepest fall of its whole
+    equity curve from a peak (a fraction, as backtest metrics give it), `equity_ts`/
+    `equity_values` the equity curve downsampled (first and last points kept), `trades` the
+    last closed trades oldest first of `trade_count` in all."""
 
     task: str
     mode: str
@@ -172,6 +173,7 @@ class SessionView(_Wire):
     position: float
     entry_price: float | None = None
     halted: str | None = None
+    max_drawdown: float = 0.0
     last_ts: int | None = None
     equity_ts: list[int] = Field(default_factory=list)
     equity_values: list[float] = Field(default_factory=list)

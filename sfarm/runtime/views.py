@@ -22,6 +22,7 @@ from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import DatasetTail, SessionView, TradeRow
 from sfarm.trading.backtest import TRADE_COLUMNS
 from sfarm.trading.curve import downsample
+from sfarm.trading.metrics import max_drawdown
 
 if TYPE_CHECKING:
     from sfarm.trading.session import SessionState
@@ -144,9 +145,11 @@ def _view(task: str, mode: str, strategy: str, cash: float, equity_now: float,
     ts, values = (downsample(equity["ts"].to_numpy(), equity["equity"].to_numpy(), points)
                   if equity.height else ([], []))
     pnl = equity_now - cash
+    drawdown = max_drawdown(equity["equity"].to_numpy(), cash) if equity.height else 0.0
     return SessionView(task=task, mode=mode, strategy=strategy, cash=cash, equity=equity_now,
                        pnl=pnl, return_pct=pnl / cash * 100, position=position,
-                       entry_price=entry_price, halted=halted, last_ts=last_ts, equity_ts=ts,
+                       entry_price=entry_price, halted=halted, max_drawdown=drawdown,
+                       last_ts=last_ts, equity_ts=ts,
                        equity_values=values, trades=trade_list(trades), trade_count=trade_count)
 
 

@@ -11,16 +11,11 @@ from rich.text import Text
 
 from sfarm.data.layout import format_ts
 from sfarm.farm.flow import FlowEdge
-from sfarm.farm.status import STATE_COLOURS, format_age, task_note
+from sfarm.farm.status import STATE_COLOURS, format_age, short_ts, task_note
 from sfarm.runtime.protocol import DatasetTail, FactsReply, SessionView
 from sfarm.status import NetworkStatus, NodeStatus, TaskStatus
 
 FLOW_COLOURS = {"current": "green", "behind": "yellow", "stale": "magenta", "unknown": "dim"}
-
-
-def short_ts(ts_ms: int | None) -> str:
-    """`12-02 06:20` (UTC): a candle's time where a column is narrow."""
-    return format_ts(ts_ms)[5:] if ts_ms is not None else "-"
 
 
 def state_text(state: str) -> Text:
@@ -124,6 +119,8 @@ def session_detail(view: SessionView) -> RenderableType:
         ("equity", f"{view.equity:,.2f} (from {view.cash:,.2f})"),
         ("pnl", Text(f"{view.pnl:+,.2f} ({view.return_pct:+.2f}%)",
                      style="green" if view.pnl >= 0 else "red")),
+        ("drawdown", f"{view.max_drawdown:.2%} at worst"),
+        ("trades", f"{view.trade_count:,}"),
         ("position", f"{view.position:g}" + (f" at {view.entry_price:,.2f}"
                                               if view.entry_price is not None and view.position
                                               else ""))]

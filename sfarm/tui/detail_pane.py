@@ -4,8 +4,6 @@ asked for beside it (a node's facts, a task's recent candles, a trade session), 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -16,6 +14,7 @@ from sfarm.farm import Farm
 from sfarm.runtime.protocol import DatasetTail, FactsReply, SessionView
 from sfarm.status import NetworkStatus, NodeStatus, TaskStatus
 from sfarm.tui.actions import Selection
+from sfarm.tui.chart import Series, draw_series
 from sfarm.tui.detail import (
     chart_series,
     network_detail,
@@ -29,7 +28,6 @@ LAST_TRADES = 8
 
 # What the selection's node was asked (facts, a dataset's tail, a session), None for nothing.
 Fetched = FactsReply | DatasetTail | SessionView | None
-Series = tuple[str, list[int], list[float]]  # a chart's title, times (ms) and values
 
 
 class DetailPane(VerticalScroll):
@@ -98,14 +96,7 @@ class DetailPane(VerticalScroll):
         chart.display = series is not None and len(series[1]) > 1
         if series is None or not chart.display:
             return
-        title, stamps, values = series
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.date_form("d/m H:M")
-        plt.plot([datetime.fromtimestamp(stamp / 1000, UTC).strftime("%d/%m %H:%M")
-                  for stamp in stamps], values, marker="braille")
-        plt.title(title)
+        draw_series(chart.plt, series)
         chart.refresh()
 
     def _node_status(self, name: str) -> NodeStatus | None:
