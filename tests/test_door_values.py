@@ -239,31 +239,6 @@ def test_an_integer_where_a_float_is_expected_is_fine() -> None:
     assert strategy.size == 1.0 and isinstance(strategy.size, float)
 
 
-def test_inventory_values_are_typed_strictly_too(tmp_path: Path, capsys) -> None:
-    (tmp_path / "strategy.toml").write_text(STRATEGY)
-    inventory = tmp_path / "sfarm.toml"
-    inventory.write_text("""version = 1
-[farm]
-name = "door"
-[exchanges.binance]
-ccxt = "binance"
-[tasks.paper]
-kind = "trade"
-mode = "paper"
-exchange = "binance"
-market = "BTC/USDT"
-timeframe = "1h"
-strategy = "strategy.toml"
-cash = "1000"
-[networks.test.nodes.lab]
-host = "local"
-tasks = ["paper"]
-""")
-    code, _, err = run(capsys, "validate", "-i", str(inventory))
-    assert code == 2
-    assert f"{inventory}:13" in err and "cash" in err, err
-
-
 # ---- constant conditions ----------------------------------------------------------------------
 
 def test_a_constant_condition_is_a_warning(emulator, tmp_path, capsys) -> None:
