@@ -52,7 +52,7 @@ class MineProgress:
     exchange_gaps: list[list[int]] = field(default_factory=list)
     error: str | None = None
     # Candles the exchange served with impossible values (sfarm.data.checks): never stored, so
-    # their slots stay holes a later run fetches again; `exchange_problem` says what they were.
+    # their slots stay holes that `verify` lists; `exchange_problem` says what they were.
     bad_candles: int = 0
     exchange_problem: str | None = None
 

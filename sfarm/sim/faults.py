@@ -9,9 +9,10 @@ Grammar (comma-separated `key=value` items, every key optional, `maintenance` re
     short_page=P         klines returns fewer rows than asked although more exist
     maintenance=A/B      no candles at all with open time in [A, B): an exchange-side gap, forever;
                          A and B are ISO times (UTC unless an offset is given) or epoch ms
-    bad_candles=A/B      klines with open time in [A, B) carry impossible values, in turn: a close
-                         (and low) of 0, a negative open and low, a negative volume, a high below
-                         its low; forever, as a broken exchange feed would (repeatable)
+    bad_candles=A/B      klines with open time in [A, B) carry impossible values, one kind per
+                         candle picked by its open time: a close (and low) of 0, a negative open
+                         and low, a negative volume, or a high below its low; forever, as a broken
+                         exchange feed would (repeatable, like maintenance)
     scope=public|all     which endpoints suffer the P faults: public market data (default) or
                          every endpoint, signed order endpoints included
 
