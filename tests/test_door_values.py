@@ -22,7 +22,7 @@ from sfarm.mining.run import run_mine
 from sfarm.sim.faults import parse_faults, spoil_klines
 from sfarm.timepoints import parse_time_point
 from sfarm.trading.strategy import parse_strategy
-from tests.fixtures.cli import run
+from tests.fixtures.cli import run, sfarm_process
 from tests.fixtures.data_helpers import T0, make_candles
 
 M = 60_000
@@ -266,3 +266,18 @@ def test_a_constant_condition_is_a_warning(emulator, tmp_path, capsys) -> None:
     varying.write_text(STRATEGY)
     code, out, err = run(capsys, *args, str(varying), "--json")
     assert code == 0 and json.loads(out)["warnings"] == [] and "warning" not in err
+
+
+def test_as_real_processes_bad_values_are_one_message_and_exit_2(tmp_path: Path) -> None:
+    """What a script sees: exit 2, the message on stderr, nothing on stdout, no traceback."""
+    path = tmp_path / "zero.csv"
+    path.write_text(HEADER + rows_text(make_candles(T0, 2)) + f"{T0 + 2 * M},1,2,0,0,3\n")
+    imported = sfarm_process("data", "import", str(path), "--id", BTC_1M,
+                             "--root", str(tmp_path))
+    future = sfarm_process(*mine_args("http://127.0.0.1:9", tmp_path, "--since", "2999-01-01"))
+    for result in (imported, future):
+        assert (result.returncode, result.stdout) == (2, ""), result.stderr
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "line 4: a price of zero or below" in imported.stderr
+    assert "is in the future" in future.stderr and len(future.stderr.splitlines()) == 1
+    assert not (tmp_path / "data").exists()
