@@ -87,6 +87,7 @@ INVENTORY_CASES = {
                    "bad dataset id 'candles/binance/BTC-USDT'"),
     "negative cash": ("cash = 1000.0", "cash = -5", "expected greater than 0, got a number (-5)"),
     "zero cash": ("cash = 1000.0", "cash = 0", "expected greater than 0, got a number (0)"),
+    "cash as a string": ("cash = 1000.0", 'cash = "1000"', "got a string ('1000')"),
     "port out of range": ("port = 22", "port = 70000", "got a number (70000)"),
     "empty host": ('host = "10.0.0.11"', 'host = ""', "got a string ('')"),
     "unknown exchange": ('exchange = "binance"\nmarket', 'exchange = "binanse"\nmarket',
@@ -126,6 +127,13 @@ def test_a_strategy_value_is_quoted_through_the_inventory(tmp_path: Path) -> Non
     run = _validate(tmp_path, "port = 22", "port = 22", STRATEGY + "size = 0\n")
     assert run.returncode == 2
     assert "strategy.size: expected greater than 0 (got 0)" in run.stderr
+
+
+def test_a_strategy_value_of_the_wrong_type_is_refused_through_the_inventory(
+        tmp_path: Path) -> None:
+    run = _validate(tmp_path, "port = 22", "port = 22", STRATEGY + 'size = "1.0"\n')
+    assert run.returncode == 2
+    assert "strategy.size: expected a valid number (got '1.0')" in run.stderr
 
 
 def test_a_credentials_value_is_never_repeated(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def test_condition_that_is_not_boolean(tmp_path: Path) -> None:
     (("size = 1.0", "size = 0"), ":9: strategy.size: expected greater than 0 (got 0)"),
     (('name = "rsi-revert"', 'name = ""'),
      ":2: strategy.name: expected at least 1 character (got '')"),
-    (("fee = 0.001", "fee = true"), ":10: strategy.fee: expected less than 1 (got true)"),
+    (("fee = 0.001", "fee = true"), ":10: strategy.fee: expected a valid number (got true)"),
     (("slippage = 0.0005", "slippage = -0.1"), ":11: strategy.slippage:"),
     (("fee = 0.001", "fees = 0.001"), ":10: strategy.fees: unknown key; did you mean 'fee'?"),
     (("size = 1.0", "size = 1.0\nsize_quote = 100.0"), "size_quote"),

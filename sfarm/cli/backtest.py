@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from sfarm.cli.console import out, print_json
+from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import JsonOption, RootOption, checked_value
 from sfarm.errors import UsageError
 from sfarm.markets import check_market
@@ -52,6 +53,8 @@ def backtest_cmd(
 
     result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,
                       start=_ms("--from", start), end=_ms("--to", end), cash=cash)
+    for warning in result.warnings:  # on stderr in both modes; `--json` also lists them
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if json:
         print_json(result.to_json())
         return

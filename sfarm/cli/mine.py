@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -83,6 +84,16 @@ def _time_ms(option: str, value: str) -> int:
         raise UsageError(f"{option}: {error}") from None
 
 
+def check_range(since_ms: int, until_ms: int | None, now_ms: int) -> None:
+    """Refuse a range with nothing to mine in it: --since in the future, or not before --until."""
+    if until_ms is not None and since_ms >= until_ms:
+        raise UsageError(f"--since {format_ts(since_ms)} is not before --until "
+                         f"{format_ts(until_ms)}: nothing to mine (swapped?)")
+    if since_ms > now_ms:
+        raise UsageError(f"--since {format_ts(since_ms)} is in the future (now is "
+                         f"{format_ts(now_ms)} UTC): no candle to mine there yet")
+
+
 def _exchange(ccxt_id: str, url: str | None) -> Exchange:
     try:
         return Exchange(ccxt=ccxt_id, url=url)
@@ -131,6 +142,8 @@ def render_summary(result: MineResult) -> None:
         added = f"{status.rows_added:,}"
         if status.phase in ("failed", "stopped"):
             added += f" [red]({status.phase})[/]" if status.phase == "failed" else " (stopped)"
+        if status.bad_candles:  # served with impossible values: see the warning below
+            added += f" [yellow]({status.bad_candles:,} refused)[/]"
         table.add_row(escape(status.dataset_id), added, f"{status.rows:,}",
                       format_ts(status.first_ts), format_ts(status.last_ts), _gaps_text(status))
     out.print(table)
@@ -171,10 +184,13 @@ def mine_cmd(
     from sfarm.mining import MineRequest, mine
 
     _check_values(market, timeframe)
+    since_ms = _time_ms("--since", since)
+    until_ms = _time_ms("--until", until) if until else None
+    check_range(since_ms, until_ms, int(time.time() * 1000))
     request = MineRequest(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),
-        timeframes=tuple(dict.fromkeys(timeframe)), since_ms=_time_ms("--since", since),
-        until_ms=_time_ms("--until", until) if until else None, follow=False)
+        timeframes=tuple(dict.fromkeys(timeframe)), since_ms=since_ms, until_ms=until_ms,
+        follow=False)
     view = ProgressView(err)
     stop = threading.Event()
     try:
@@ -190,6 +206,8 @@ def mine_cmd(
         print_json({"datasets": [status.to_json() for status in result.datasets]})
     else:
         render_summary(result)
+    for status in result.exchange_problems:  # the run went on; the data has holes
+        err.print(f"[yellow]warning:[/] {escape(status.exchange_problem or '')}")
     if result.failures:
         failed = result.failures
         raise RunError(f"{len(failed)} of {len(result.datasets)} datasets failed: "

@@ -35,7 +35,8 @@ SERVE_HELP = (
     "\n\n"
     "--faults takes comma-separated items, P a probability in 0..1: rate_limit=P[:RETRY_AFTER_S], "
     "server_error=P[:STATUS], slow=P:SECONDS, drop=P, short_page=P, maintenance=START/END (no "
-    "candles in that range, ever), scope=public|all (faults hit public market data by default)."
+    "candles in that range, ever), bad_candles=START/END (candles with impossible prices or "
+    "volumes in that range, ever), scope=public|all (faults hit public market data by default)."
     "\n\nExample:\n\n"
     "  sfarm sim serve --port 8900 --faults rate_limit=0.1,slow=0.05:2,drop=0.02"
 )

@@ -1,5 +1,6 @@
-"""Pure data checks shared by `verify`, `append` and `import_csv`: timeframe grid, OHLC sanity,
-gaps between consecutive candles and which of them the exchange itself never filled."""
+"""Pure data checks shared by `verify`, `append`, `import_csv` and the miner: timeframe grid,
+OHLC sanity (the one definition of a bad candle), gaps between consecutive candles and which of
+them the exchange itself never filled."""
 
 from __future__ import annotations
 
@@ -29,29 +30,61 @@ def off_grid(ts: pl.Series, timeframe: str) -> pl.Series:
     return ts.to_frame("ts").filter(off_grid_expr(timeframe))["ts"]
 
 
+PRICES = ("open", "high", "low", "close")
+MISSING = "a missing open, high, low, close or volume"
+
+
 def candle_rules() -> list[tuple[str, pl.Expr]]:
-    """(what is wrong, expression true on a bad candle) for every OHLC sanity rule."""
+    """(what is wrong, expression true on a bad candle) for every OHLC sanity rule.
+
+    The one definition of a bad candle: `verify` flags stored ones, `import_csv` refuses a file
+    with any, and the miner refuses to store those an exchange serves. A candle with a missing,
+    NaN or infinite value is named for that alone: comparing such values says nothing more.
+    """
+    return [(MISSING, _missing()), *value_rules()]
+
+
+def _missing() -> pl.Expr:
+    return pl.any_horizontal(pl.col(name).is_null() for name in OHLCV)
+
+
+def value_rules() -> list[tuple[str, pl.Expr]]:
+    """`candle_rules` but the missing-value one (a CSV import names the missing column)."""
     o, h, low, c, v = (pl.col(name) for name in OHLCV)
-    missing = pl.any_horizontal(pl.col(name).is_null() for name in OHLCV)
-    not_a_number = pl.any_horizontal(pl.col(name).is_nan() for name in OHLCV)
+    not_a_number = pl.any_horizontal(pl.col(name).is_nan() for name in OHLCV).fill_null(False)
+    infinite = pl.any_horizontal(pl.col(name).is_infinite() for name in OHLCV).fill_null(False)
+    # Relations are judged on complete, finite candles only (NaN sorts above every number).
+    # A high below its low always breaks one of the two rules around open and close.
+    judged = ~(_missing() | not_a_number | infinite)
     return [
-        ("a missing open, high, low, close or volume", missing),
-        ("NaN in open, high, low, close or volume", not_a_number.fill_null(False)),
-        ("low above open or close", (low > pl.min_horizontal(o, c)).fill_null(False)),
-        ("high below open or close", (h < pl.max_horizontal(o, c)).fill_null(False)),
-        ("negative volume", (v < 0).fill_null(False)),
+        ("NaN in open, high, low, close or volume", not_a_number),
+        ("infinity in open, high, low, close or volume", infinite),
+        ("a price of zero or below", judged & pl.any_horizontal(pl.col(n) <= 0 for n in PRICES)),
+        ("low above open or close", judged & (low > pl.min_horizontal(o, c))),
+        ("high below open or close", judged & (h < pl.max_horizontal(o, c))),
+        ("negative volume", judged & (v < 0)),
     ]
+
+
+def bad_candle_expr() -> pl.Expr:
+    """True on a candle that breaks any of `candle_rules`."""
+    return pl.any_horizontal(bad for _, bad in candle_rules())
+
+
+def candle_faults(frame: pl.DataFrame) -> list[tuple[str, int, int]]:
+    """(what is wrong, how many candles, the first one's ts) for every rule `frame` breaks."""
+    faults = []
+    for what, bad in candle_rules():
+        offenders = frame.filter(bad)["ts"]
+        if offenders.len():
+            faults.append((what, offenders.len(), int(offenders[0])))
+    return faults
 
 
 def candle_problems(frame: pl.DataFrame, where: str) -> list[str]:
     """One line per broken rule: how many candles break it and the first one's ts."""
-    problems = []
-    for what, bad in candle_rules():
-        offenders = frame.filter(bad)["ts"]
-        if offenders.len():
-            problems.append(f"{where}: {offenders.len()} candles with {what}, first at "
-                            f"{format_ts(offenders[0])}")
-    return problems
+    return [f"{where}: {count} candles with {what}, first at {format_ts(first)}"
+            for what, count, first in candle_faults(frame)]
 
 
 def find_gaps(ts: pl.Series, step: int) -> list[tuple[int, int]]:

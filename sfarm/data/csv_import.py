@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from sfarm.data.checks import candle_rules, off_grid_expr
+from sfarm.data.checks import off_grid_expr, value_rules
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import check_dataset_id, format_ts
 from sfarm.data.store import append
@@ -163,7 +163,7 @@ def _check_rows(raw: pl.DataFrame, frame: pl.DataFrame, timeframe: str, path: Pa
                       & pl.col(column).is_null()))
         rules.append((f"{column} is missing", pl.col(f"{column}_text").is_null()))
     rules.append((f"not a {timeframe} candle open", off_grid_expr(timeframe).fill_null(False)))
-    rules.extend((what, bad) for what, bad in candle_rules()[1:])  # [0] is "missing": above
+    rules.extend(value_rules())  # missing values: per column, above
     rules.append(("ts repeated with other values",
                   (pl.struct(*VALUE_COLUMNS).n_unique().over("ts") > 1).fill_null(False)))
     checked = frame.with_columns(

@@ -15,13 +15,14 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
 
 from sfarm import data
+from sfarm.data.checks import bad_candle_expr, candle_faults
 from sfarm.errors import RunError
 from sfarm.exchanges import ExchangePermanentError, ExchangeTemporaryError, RetryPolicy
 from sfarm.exchanges.asynchronous import call_with_retries_async
@@ -110,6 +111,8 @@ class DatasetMiner:
         self.report = report
         self.clock = clock
         self.has_history = False
+        self._bad_kinds: dict[str, int] = {}  # what is wrong -> candles refused, this run
+        self._first_bad: int | None = None
 
     # ---- state ---------------------------------------------------------------------------------
 
@@ -163,10 +166,37 @@ class DatasetMiner:
                            f"{data.format_ts(error.ts)}, off sfarm's {p.timeframe} grid",
                            hint="this exchange aligns its candles differently; use another "
                                 "timeframe") from None
+        decision = self._refuse_bad_candles(decision)
         if decision.rows:
             self.has_history = True
         p.next_open = decision.next_open
         return decision
+
+    def _refuse_bad_candles(self, decision: PageDecision) -> PageDecision:
+        """The page without the candles `sfarm.data.checks` calls impossible (a price of zero,
+        NaN, a negative volume...): an exchange problem, counted and described on the progress.
+        Their slots stay empty, not recorded as exchange-side gaps (the exchange has candles
+        there, only broken ones): `verify` reports the hole, so it can be mined again once the
+        exchange has corrected its data."""
+        if not decision.rows:
+            return decision
+        frame = pl.DataFrame(decision.rows, schema=CANDLE_SCHEMA, orient="row")
+        refused = frame.select(bad_candle_expr()).to_series().to_list()
+        if not any(refused):
+            return decision
+        bad = frame.filter(pl.Series(refused))
+        for what, count, first in candle_faults(bad):
+            self._bad_kinds[what] = self._bad_kinds.get(what, 0) + count
+            self._first_bad = first if self._first_bad is None else min(self._first_bad, first)
+        p = self.progress
+        p.bad_candles += bad.height
+        p.exchange_problem = bad_candles_text(p.dataset_id, self.exchange.id, p.bad_candles,
+                                              self._bad_kinds, self._first_bad)
+        # info: a worker's log keeps it, its heartbeat's last_error shows it, `sfarm mine`
+        # prints it once after its summary (a warning would also reach the terminal now).
+        log.info("%s", p.exchange_problem)
+        kept = [row for row, bad_row in zip(decision.rows, refused, strict=True) if not bad_row]
+        return replace(decision, rows=kept)
 
     def _count_retry(self, attempt: int, error: ExchangeTemporaryError, delay: float) -> None:
         self.progress.retries += 1
@@ -280,6 +310,15 @@ class DatasetMiner:
             raise RunError(f"{p.dataset_id}: {error.message}", hint=error.hint) from error
         self.report(p)
         return p
+
+
+def bad_candles_text(dataset_id: str, exchange_id: str, total: int, kinds: dict[str, int],
+                     first_ts: int | None) -> str:
+    """What the exchange served wrong, for `last_error` and the `mine` summary."""
+    what = "; ".join(f"{count} with {kind}" for kind, count in kinds.items())
+    return (f"{dataset_id}: {exchange_id} served {total} candles with impossible values "
+            f"({what}), first at {data.format_ts(first_ts)}; not stored, so the dataset has a "
+            "hole there (sfarm data verify lists it)")
 
 
 def _valid_gaps(value: object) -> list[list[int]]:

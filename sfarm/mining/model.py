@@ -51,6 +51,10 @@ class MineProgress:
     last_ts: int | None = None
     exchange_gaps: list[list[int]] = field(default_factory=list)
     error: str | None = None
+    # Candles the exchange served with impossible values (sfarm.data.checks): never stored, so
+    # their slots stay holes that `verify` lists; `exchange_problem` says what they were.
+    bad_candles: int = 0
+    exchange_problem: str | None = None
 
     @property
     def planned(self) -> int:
@@ -73,6 +77,8 @@ class MineProgress:
             "exchange_gaps": [list(gap) for gap in self.exchange_gaps],
             "phase": self.phase,
             "error": self.error,
+            "bad_candles": self.bad_candles,
+            "exchange_problem": self.exchange_problem,
         }
 
 
@@ -83,6 +89,11 @@ class MineResult:
     @property
     def failures(self) -> list[MineProgress]:
         return [d for d in self.datasets if d.phase == "failed"]
+
+    @property
+    def exchange_problems(self) -> list[MineProgress]:
+        """Datasets for which the exchange served bad candles (refused, not stored)."""
+        return [d for d in self.datasets if d.bad_candles]
 
     @property
     def rows_added(self) -> int:

@@ -208,9 +208,10 @@ def run_mine(context: TaskContext[MineTask], exchange_config: Exchange, *,
             "candles_added": sum(p.rows_added for p in latest.values()),
             "requests": sum(p.requests for p in latest.values()),
             "retries": sum(p.retries for p in latest.values()),
+            "bad_candles": sum(p.bad_candles for p in latest.values()),
         })
-        if progress.error:
-            board.error(progress.error)
+        if progress.error or progress.exchange_problem:
+            board.error(progress.error or progress.exchange_problem)
 
     result = run_mine_task(context.root, context.task, context.config, exchange_config,
                            stop_event=context.stop, on_progress=report, settings=settings)

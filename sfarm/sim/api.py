@@ -15,6 +15,7 @@ from typing import Any
 
 from sfarm.sim.candles import Candles, CandleSource
 from sfarm.sim.exchange_info import exchange_info
+from sfarm.sim.faults import spoil_klines
 from sfarm.sim.markets import MARKETS, MARKETS_BY_ID, SimMarket
 from sfarm.sim.protocol import ApiError, Reply, Request, fmt8, int_param, mandatory
 from sfarm.timeframes import DAY_MS, MINUTE_MS, TIMEFRAME_MS, candle_open
@@ -94,8 +95,10 @@ def kline_rows(market: SimMarket, candles: Candles, step_ms: int) -> list[list[A
 class BinanceSpotApi:
     """Routes requests to handlers; public endpoints are defined here."""
 
-    def __init__(self, candles: CandleSource) -> None:
+    def __init__(self, candles: CandleSource,
+                 bad_candles: tuple[tuple[int, int], ...] = ()) -> None:
         self.candles = candles
+        self.bad_candles = bad_candles  # fault injection: klines served with impossible values
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/api/v3/ping"): Route(lambda request, now: {}),
             ("GET", "/api/v3/time"): Route(lambda request, now: {"serverTime": now}),
@@ -159,7 +162,7 @@ class BinanceSpotApi:
         if request.short_page is not None and len(candles) >= 2:
             keep = min(len(candles) - 1, max(1, int(len(candles) * request.short_page)))
             candles = candles.take(slice(0, keep))
-        return kline_rows(market, candles, TIMEFRAME_MS[interval])
+        return spoil_klines(kline_rows(market, candles, TIMEFRAME_MS[interval]), self.bad_candles)
 
     def _day_window(self, market: SimMarket, now_ms: int) -> Candles:
         return self.candles.minutes(market, now_ms - DAY_MS, now_ms + 1, now_ms)

@@ -9,6 +9,10 @@ Grammar (comma-separated `key=value` items, every key optional, `maintenance` re
     short_page=P         klines returns fewer rows than asked although more exist
     maintenance=A/B      no candles at all with open time in [A, B): an exchange-side gap, forever;
                          A and B are ISO times (UTC unless an offset is given) or epoch ms
+    bad_candles=A/B      klines with open time in [A, B) carry impossible values, one kind per
+                         candle picked by its open time: a close (and low) of 0, a negative open
+                         and low, a negative volume, or a high below its low; forever, as a broken
+                         exchange feed would (repeatable, like maintenance)
     scope=public|all     which endpoints suffer the P faults: public market data (default) or
                          every endpoint, signed order endpoints included
 
@@ -27,13 +31,14 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sfarm.errors import UsageError
 
 GRAMMAR_HINT = (
     "expected comma-separated items such as rate_limit=0.1:1, server_error=0.05:503, "
     "slow=0.05:2.0, drop=0.02, short_page=0.2, maintenance=2024-03-01T00:00/2024-03-01T06:00, "
-    "scope=public|all"
+    "bad_candles=2024-03-01T00:00/2024-03-01T00:10, scope=public|all"
 )
 _VOLATILE_PARAMS = frozenset({"signature", "timestamp", "recvWindow"})
 
@@ -51,6 +56,7 @@ class FaultPlan:
     drop: float = 0.0
     short_page: float = 0.0
     maintenance: tuple[tuple[int, int], ...] = ()
+    bad_candles: tuple[tuple[int, int], ...] = ()
     scope: str = "public"
 
     def applies_to(self, signed: bool) -> bool:
@@ -71,6 +77,8 @@ class FaultPlan:
             items.append(f"short_page={self.short_page:g}")
         for first, end in self.maintenance:
             items.append(f"maintenance={_iso(first)}/{_iso(end)}")
+        for first, end in self.bad_candles:
+            items.append(f"bad_candles={_iso(first)}/{_iso(end)}")
         if self.scope != "public":
             items.append(f"scope={self.scope}")
         return ",".join(items)
@@ -118,7 +126,7 @@ def parse_time_ms(text: str) -> int:
 def _window(item: str, text: str) -> tuple[int, int]:
     first, sep, end = text.partition("/")
     if not sep:
-        raise _bad(item, "a maintenance window is START/END")
+        raise _bad(item, "a window is START/END")
     try:
         window = parse_time_ms(first), parse_time_ms(end)
     except ValueError:
@@ -135,7 +143,7 @@ def parse_faults(spec: str | None) -> FaultPlan:
     2.0
     """
     values: dict[str, object] = {}
-    windows: list[tuple[int, int]] = []
+    windows: dict[str, list[tuple[int, int]]] = {"maintenance": [], "bad_candles": []}
     for item in (part.strip() for part in (spec or "").split(",")):
         if not item:
             continue
@@ -161,15 +169,47 @@ def parse_faults(spec: str | None) -> FaultPlan:
             values["slow_seconds"] = _seconds(item, tail)
         elif key in ("drop", "short_page"):
             values[key] = _probability(item, value)
-        elif key == "maintenance":
-            windows.append(_window(item, value))
+        elif key in windows:
+            windows[key].append(_window(item, value))
         elif key == "scope":
             if value not in ("public", "all"):
                 raise _bad(item, "scope is public or all")
             values["scope"] = value
         else:
             raise _bad(item, f"unknown fault {key!r}")
-    return FaultPlan(maintenance=tuple(sorted(windows)), **values)  # type: ignore[arg-type]
+    return FaultPlan(maintenance=tuple(sorted(windows["maintenance"])),
+                     bad_candles=tuple(sorted(windows["bad_candles"])),
+                     **values)  # type: ignore[arg-type]
+
+
+# Binance kline columns: open time, open, high, low, close, volume, ...
+_OPEN, _HIGH, _LOW, _CLOSE, _VOLUME = 1, 2, 3, 4, 5
+
+
+def spoil_klines(rows: list[list[Any]], windows: tuple[tuple[int, int], ...]) -> list[list[Any]]:
+    """Binance kline rows with the candles opening inside `windows` made impossible: one kind
+    of damage per candle, picked by a hash of its open time, so the same candle is always
+    damaged the same way (whatever the page or the timeframe)."""
+    if not windows:
+        return rows
+    spoiled = []
+    for row in rows:
+        opened = int(row[0])
+        if not any(first <= opened < end for first, end in windows):
+            spoiled.append(row)
+            continue
+        row = list(row)
+        kind = hashlib.blake2b(str(opened).encode(), digest_size=2).digest()[0] % 4
+        if kind == 0:  # a price of zero
+            row[_CLOSE] = row[_LOW] = "0.00000000"
+        elif kind == 1:  # negative prices (low still the lowest)
+            row[_OPEN], row[_LOW] = "-" + row[_OPEN], "-" + row[_HIGH]
+        elif kind == 2:  # a negative volume
+            row[_VOLUME] = "-" + row[_VOLUME]
+        else:  # high below low
+            row[_HIGH], row[_LOW] = row[_LOW], row[_HIGH]
+        spoiled.append(row)
+    return spoiled
 
 
 @dataclass(frozen=True)

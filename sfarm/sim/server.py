@@ -188,7 +188,7 @@ class Emulator:
         self.candles = CandleSource(self.config.seed, self.config.start_ms,
                                     self.config.faults.maintenance)
         self.ledger = Ledger(self.config.accounts, self.candles, fee_rate=self.config.fee_rate)
-        self.api = BinanceSpotApi(self.candles)
+        self.api = BinanceSpotApi(self.candles, self.config.faults.bad_candles)
         self.api.add_routes(TradingApi(self.ledger).routes())
         self.dice = FaultDice(self.config.faults, self.config.seed)
         self.stopping = threading.Event()

@@ -22,6 +22,7 @@ from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy, load_strategy
+from sfarm.trading.strategy_checks import constant_conditions
 
 # Extra candles read before --from when sfarm computes indicators itself, in multiples of the
 # longest look-back: smoothed indicators (EMA, RSI, ATR) depend on all earlier candles and need
@@ -40,6 +41,7 @@ class BacktestResult:
     metrics: Metrics
     dataset_id: str = ""
     indicator_sources: dict[str, str] = field(default_factory=dict)  # spec -> dataset|computed
+    warnings: tuple[str, ...] = ()  # about the strategy on these candles (a constant condition)
 
     def trade_list(self) -> list[dict[str, object]]:
         return self.run.trades.select(*TRADE_COLUMNS, "fees", "reason").to_dicts()
@@ -64,7 +66,7 @@ class BacktestResult:
                 "dataset": self.dataset_id, "timeframe": self.timeframe,
                 "start_ts": int(self.ts[0]) if len(self.ts) else None,
                 "end_ts": int(self.ts[-1]) if len(self.ts) else None,
-                "indicators": self.indicator_sources}
+                "indicators": self.indicator_sources, "warnings": list(self.warnings)}
 
 
 def run_backtest(frame: pl.DataFrame, strategy: Strategy, *, timeframe: str,
@@ -88,7 +90,8 @@ def run_backtest(frame: pl.DataFrame, strategy: Strategy, *, timeframe: str,
                               timeframe_ms(timeframe), ts[0], ts[-1])
     return BacktestResult(strategy=strategy.name, timeframe=timeframe, ts=ts,
                           close=frame.get_column("close").cast(pl.Float64), run=result,
-                          metrics=metrics, dataset_id=dataset_id)
+                          metrics=metrics, dataset_id=dataset_id,
+                          warnings=tuple(constant_conditions(strategy, signals)))
 
 
 def backtest(root: Path | str, strategy: Strategy | Path | str, *, exchange: str, market: str,

@@ -39,7 +39,9 @@ SIGNALS: tuple[str, ...] = ("entry_long", "exit_long", "entry_short", "exit_shor
 class Strategy(BaseModel):
     """One strategy: what it computes, when it enters and exits, how much it risks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Strict types, as the inventory's: TOML has numbers, so `size = "1.0"` is a mistake to name,
+    # not a value to convert (an integer where a float is expected stays fine: `size = 1`).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     name: str = Field(min_length=1)
     indicators: list[str] = Field(default_factory=list)
@@ -54,7 +56,7 @@ class Strategy(BaseModel):
     take_profit: float | None = Field(default=None, gt=0, lt=1)
     trailing_stop: float | None = Field(default=None, gt=0, lt=1)
     size: float | None = Field(default=None, gt=0, le=1)
-    size_quote: float | None = Field(default=None, gt=0)
+    size_quote: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     fee: float = Field(default=0.001, ge=0, lt=1)
     slippage: float = Field(default=0.0, ge=0, lt=1)
 
@@ -187,10 +189,13 @@ class Strategy(BaseModel):
     def _base(self) -> Path | None:
         return self._source.parent if self._source is not None else None
 
-    def _error(self, key: str, message: str, hint: str | None = None) -> UsageError:
+    def locate(self, key: str) -> str:
+        """`file:line: strategy.key` for a message about `key` (as much as is known)."""
         line = key_line(self._text, key) if self._text else None
-        where = _where(self._source, line)
-        return UsageError(f"{where}strategy.{key}: {message}", hint=hint)
+        return f"{_where(self._source, line)}strategy.{key}"
+
+    def _error(self, key: str, message: str, hint: str | None = None) -> UsageError:
+        return UsageError(f"{self.locate(key)}: {message}", hint=hint)
 
 
 class _StrategyFile(BaseModel):
