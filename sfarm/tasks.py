@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -183,12 +184,26 @@ class TaskBase(Strict):
     inputs: Annotated[list[DatasetIdText], NonEmptyUnique] = []
 
 
+def _until_after_since(until: TimePoint | None, info: ValidationInfo) -> TimePoint | None:
+    """`until` must come after `since` (both read against one clock: "2h" is 2 hours ago)."""
+    since = info.data.get("since")
+    if until is None or since is None:
+        return until
+    now = int(time.time() * 1000)
+    if until.resolve(now) <= since.resolve(now):
+        raise ValueError(f"until {until.text!r} is not after since {since.text!r}: the range "
+                         "would hold no candle")
+    return until
+
+
 class MineTask(TaskBase):
     kind: Literal["mine"]
     markets: Annotated[list[Market], Field(min_length=1), NonEmptyUnique]
     timeframes: Annotated[list[Timeframe], Field(min_length=1), NonEmptyUnique]
     since: Time
     until: Time | None = None
+
+    _ordered = field_validator("until")(_until_after_since)
 
 
 class IndicatorsTask(TaskBase):
@@ -214,6 +229,8 @@ class TradeTask(TaskBase):
     cash: float = Field(DEFAULT_CASH, gt=0, allow_inf_nan=False)
     since: Time | None = None
     until: Time | None = None
+
+    _ordered = field_validator("until")(_until_after_since)
 
     @field_validator("mode")
     @classmethod
