@@ -74,6 +74,35 @@ def test_json_report_matches_the_pure_backtest(root: Path, strategy_file: Path,
     assert report["indicators"] == {"rsi(14)": "computed", "sma(50)": "computed"}
 
 
+def test_json_has_the_equity_curve_downsampled_and_equity_writes_it_whole(
+        tmp_path: Path, strategy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    append(root, DATASET, random_candles(5_000))
+    csv, parquet = tmp_path / "equity.csv", tmp_path / "equity.parquet"
+    code, out, err = run(capsys, *cli_args(strategy_file, root, "--json", "--equity", str(csv)))
+    assert code == 0 and "equity curve: 5,000 rows in" in err
+    report = json.loads(out)
+    whole = pl.read_csv(csv)
+    assert whole.columns == ["ts", "equity", "position"] and whole.height == 5_000
+    assert whole["equity"][-1] == pytest.approx(report["final_equity"])
+    curve = report["equity_curve"]
+    assert 1_000 < len(curve) <= 2_000
+    assert curve[0] == [whole["ts"][0], pytest.approx(whole["equity"][0])]
+    assert curve[-1] == [whole["ts"][-1], pytest.approx(whole["equity"][-1])]
+    by_ts = dict(zip(whole["ts"].to_list(), whole["equity"].to_list(), strict=True))
+    assert all(value == pytest.approx(by_ts[ts]) for ts, value in curve)  # points of the curve
+    assert min(value for _, value in curve) == pytest.approx(whole["equity"].min())  # the trough
+
+    code, _, _ = run(capsys, *cli_args(strategy_file, root, "--equity", str(parquet)))
+    stored = pl.read_parquet(parquet)
+    assert code == 0 and stored["ts"].to_list() == whole["ts"].to_list()
+    assert stored["equity"].to_list() == pytest.approx(whole["equity"].to_list())
+
+    code, _, err = run(capsys, *cli_args(strategy_file, root, "--equity",
+                                         str(tmp_path / "nowhere" / "e.csv")))
+    assert code == 2 and "--equity: no directory" in err
+
+
 def test_rich_report(root: Path, strategy_file: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, *cli_args(strategy_file, root))

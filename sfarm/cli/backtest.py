@@ -20,6 +20,8 @@ from sfarm.timeframes import check_timeframe
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from sfarm.trading.backtest import BacktestResult
 
 
@@ -37,6 +39,10 @@ def backtest_cmd(
     cash: Annotated[float, typer.Option("--cash", min=0.0, help="Initial equity (quote).")
                     ] = DEFAULT_CASH,
     json: JsonOption = False,
+    equity: Annotated[Path | None, typer.Option(
+        "--equity", metavar="FILE",
+        help="Also write the whole equity curve (ts, equity, position at each candle) to FILE: "
+             "Parquet when it ends in .parquet, else CSV.")] = None,
 ) -> None:
     """Backtest a strategy on stored candles: signals on closed candles, fills at the next
     open, stops intrabar (docs/trading.md). Indicators come from the root's indicator
@@ -49,16 +55,28 @@ def backtest_cmd(
         raise UsageError(f"--cash must be greater than 0, got {cash:g}")
     checked_value("--market", check_market, market)
     checked_value("--timeframe", check_timeframe, timeframe)
+    if equity is not None and not equity.parent.is_dir():
+        raise UsageError(f"--equity: no directory {equity.parent} to write {equity.name} in")
     from sfarm.trading.backtest import backtest  # numba and polars: only when running one
 
     result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,
                       start=_ms("--from", start), end=_ms("--to", end), cash=cash)
     for warning in result.warnings:  # on stderr in both modes; `--json` also lists them
         err.print(f"[yellow]warning:[/] {escape(warning)}")
+    if equity is not None:
+        _write_equity(result.equity_frame(), equity)
     if json:
         print_json(result.to_json())
         return
     render(result)
+
+
+def _write_equity(frame: pl.DataFrame, path: Path) -> None:
+    if path.suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)
+    err.print(f"equity curve: {frame.height:,} rows in {path}")
 
 
 def _ms(option: str, value: str | None) -> int | None:

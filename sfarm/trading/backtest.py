@@ -17,6 +17,7 @@ from sfarm.data.ids import candles_id, indicator_id, session_id
 from sfarm.errors import UsageError
 from sfarm.tasks import DEFAULT_CASH
 from sfarm.timeframes import timeframe_ms
+from sfarm.trading.curve import downsample
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
 from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
@@ -28,6 +29,7 @@ from sfarm.trading.strategy_checks import constant_conditions
 # longest look-back: smoothed indicators (EMA, RSI, ATR) depend on all earlier candles and need
 # a few look-backs to settle on the values a full-history indicator dataset holds.
 WARMUP_FACTOR = 5
+EQUITY_POINTS = 2000  # the equity curve in a report: enough for any chart, small to send
 TRADE_COLUMNS = ("side", "entry_ts", "exit_ts", "entry_price", "exit_price", "size", "pnl")
 
 
@@ -56,8 +58,21 @@ class BacktestResult:
                 "mark_price": last,
                 "unrealized_pnl": state.position * (last - state.entry_price) - state.entry_fee}
 
+    def equity_frame(self) -> pl.DataFrame:
+        """The whole equity curve: each candle's open time, the equity and the position held
+        at its close."""
+        return pl.DataFrame({"ts": self.ts, "equity": self.run.equity,
+                             "position": self.run.position})
+
+    def equity_curve(self, points: int = EQUITY_POINTS) -> list[list[float]]:
+        """The curve as [ts, equity] pairs, at most `points` of them (each stretch's lowest and
+        highest kept, and the first and last: sfarm.trading.curve)."""
+        ts, values = downsample(self.ts.to_numpy(), self.run.equity, points)
+        return [[stamp, value] for stamp, value in zip(ts, values, strict=True)]
+
     def to_json(self) -> dict[str, object]:
-        """The report: the SPEC's keys first, then every metric and the context."""
+        """The report: the SPEC's keys first, then every metric, the context and the equity
+        curve (downsampled: `equity_frame` is the whole of it)."""
         metrics = self.metrics.to_json()
         head = {key: metrics.pop(key) for key in ("initial_equity", "final_equity", "return",
                                                    "sharpe", "max_drawdown", "trades")}
@@ -66,7 +81,8 @@ class BacktestResult:
                 "dataset": self.dataset_id, "timeframe": self.timeframe,
                 "start_ts": int(self.ts[0]) if len(self.ts) else None,
                 "end_ts": int(self.ts[-1]) if len(self.ts) else None,
-                "indicators": self.indicator_sources, "warnings": list(self.warnings)}
+                "indicators": self.indicator_sources, "warnings": list(self.warnings),
+                "equity_curve": self.equity_curve()}
 
 
 def run_backtest(frame: pl.DataFrame, strategy: Strategy, *, timeframe: str,
