@@ -3,6 +3,7 @@ included), the live edge, waiting for inputs, the kill switch."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from sfarm import data
 from sfarm.data.ids import session_id
+from sfarm.data.layout import format_ts
 from sfarm.indicators.task import catch_up, plan_jobs
 from sfarm.trading.backtest import backtest, session_frames
 from sfarm.trading.feed import Feed, WaitingFor
@@ -116,6 +118,42 @@ def test_orders_are_the_fills_of_the_trades(tmp_path: Path) -> None:
     assert exits["reason"].to_list() == trades["reason"].to_list()
     entries = orders.filter(pl.col("action") == "entry")
     assert entries["ts"].to_list()[:trades.height] == (trades["entry_ts"] + 1).to_list()
+
+
+def test_each_signal_and_fill_is_logged_and_a_catch_up_is_summed_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = hourly_candles(400, seed=4)
+    data.append(tmp_path, CANDLES, source)
+    with caplog.at_level(logging.INFO, logger="sfarm.trading"):
+        session = replay(tmp_path, config(since=int(source["ts"][100])), parse_strategy(RSI),
+                         rows_per_step=1)
+    parts = session_parts(tmp_path, "paper")
+    orders, trades = parts["orders"], parts["trades"]
+    lines = [record.getMessage() for record in caplog.records]
+    closed = [line for line in lines if "filled: closed" in line]
+    assert len(closed) == trades.height > 3
+    last = trades.row(-1, named=True)
+    assert closed[-1] == (f"paper: filled: closed {last['side']} {last['size']:.8g} at "
+                          f"{last['exit_price']:.8g} on {format_ts(last['exit_ts'])} "
+                          f"({last['reason']}), pnl {last['pnl']:+.2f}")
+    entries = orders.filter(pl.col("action") == "entry")
+    opened = [line for line in lines if "filled: buy" in line or "filled: sell" in line]
+    assert len(opened) == entries.height
+    assert f"the open of {format_ts(int(entries['ts'][0]) - 1)} (signal)" in opened[0]
+    # Every entry follows a logged signal on the candle before it.
+    signals = [line for line in lines if "signal on the candle of" in line]
+    assert len([line for line in signals if "enter long" in line]) >= entries.height
+    assert session.state.last_ts == source["ts"][-1]
+
+    caplog.clear()
+    data.append(tmp_path / "again", CANDLES, source)
+    with caplog.at_level(logging.INFO, logger="sfarm.trading"):
+        replay(tmp_path / "again", config(since=int(source["ts"][100])), parse_strategy(RSI),
+               rows_per_step=1_000)
+    summary = [record.getMessage() for record in caplog.records if "caught up" in
+               record.getMessage()]
+    assert summary == [f"paper: caught up: {orders.height} fills, {trades.height} trades "
+                       f"closed, pnl {trades['pnl'].sum():+.2f} (see sfarm report paper)"]
 
 
 def test_live_edge_starts_at_the_newest_candle_and_follows_appends(tmp_path: Path) -> None:

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
+from sfarm.data.layout import format_ts
 from sfarm.errors import RunError
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.book import BrokerBook
+from sfarm.trading.client_ids import ENTRY
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
 from sfarm.trading.feed import Feed, FeedStep, WaitingFor
 from sfarm.trading.session import (
@@ -38,6 +41,7 @@ from sfarm.trading.session import (
 from sfarm.trading.strategy import Strategy
 
 log = logging.getLogger("sfarm.trading")
+MAX_LOGGED_FILLS = 20  # a step with more (a catch-up) logs their count, not each one
 
 # Candles per commit while catching up on history (at the live edge a step is the one new
 # candle). A commit costs a few fsyncs (~15 ms); values never depend on this size.
@@ -161,6 +165,8 @@ class PaperSession:
         state = replace(self.state, engine=engine, feed=step.state, risk=risk)
         commit(self.root, self.config.task, state, rows)
         self.state = state
+        log_fills(self.config.task, rows.orders, result.trades)
+        log_signal(self.config.task, engine, int(step.frame["ts"][count - 1]))
         if halted:
             log.warning("%s: halted: %s", self.config.task, risk.halted)
         return count
@@ -174,6 +180,34 @@ class PaperSession:
         if breach is not None and breach < len(candles) - 1:
             result = run(candles.slice(0, breach + 1), self.params, self.state.engine)
         return result, risk
+
+
+def log_fills(task: str, orders: pl.DataFrame, trades: pl.DataFrame) -> None:
+    """One log line per simulated fill: an entry, or an exit with its trade's PnL. A catch-up
+    over many candles says how many fills it made instead (`sfarm report` lists the trades)."""
+    if orders.height > MAX_LOGGED_FILLS:
+        pnl = float(trades["pnl"].sum()) if trades.height else 0.0
+        log.info("%s: caught up: %d fills, %d trades closed, pnl %+.2f (see sfarm report %s)",
+                 task, orders.height, trades.height, pnl, task)
+        return
+    for entry in orders.filter(pl.col("action") == "entry").iter_rows(named=True):
+        log.info("%s: filled: %s %.8g at %.8g, the open of %s (signal)", task, entry["side"],
+                 entry["amount"], entry["price"], format_ts(entry["ts"] - ENTRY))
+    for trade in trades.iter_rows(named=True):
+        log.info("%s: filled: closed %s %.8g at %.8g on %s (%s), pnl %+.2f", task,
+                 trade["side"], trade["size"], trade["exit_price"], format_ts(trade["exit_ts"]),
+                 trade["reason"], trade["pnl"])
+
+
+def log_signal(task: str, engine: EngineState, closed_ts: int) -> None:
+    """The strategy's signal on the last candle processed, filled at the next candle's open."""
+    if engine.pending_entry:
+        side = "long" if engine.pending_entry > 0 else "short"
+        log.info("%s: signal on the candle of %s: enter %s at the next open", task,
+                 format_ts(closed_ts), side)
+    elif engine.pending_exit:
+        log.info("%s: signal on the candle of %s: exit at the next open", task,
+                 format_ts(closed_ts))
 
 
 def replay(root: Path | str, config: SessionConfig, strategy: Strategy, *,
