@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from sfarm import data as store
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
+from sfarm.cli.readable import extra_summary, format_column
 from sfarm.data.layout import DatasetNotFound, format_ts
 from sfarm.errors import UsageError
 
@@ -103,7 +105,8 @@ def show(
     tail: Annotated[int, typer.Option("--tail", min=0, help="Rows to print from the end.")] = 10,
     json: JsonOption = False,
 ) -> None:
-    """Show a dataset: its manifest (span, rows, partitions, columns, extra) and last rows.
+    """Show a dataset: its manifest (span, rows, partitions, columns, what produced it) and
+    its last rows. --json adds everything the manifest holds, the engines' state included.
 
     Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
     """
@@ -132,15 +135,19 @@ def show(
               f"{manifest.partitioning}, {human_bytes(manifest.bytes)}, updated "
               f"{manifest.updated_at or '-'}")
     out.print(f"  columns: {', '.join(f'{n} {t}' for n, t in manifest.columns.items())}")
-    if manifest.extra:
-        out.print(f"  extra: {manifest.extra}")
+    for line in extra_summary(manifest.extra):  # the engines' state is in --json
+        out.print(f"  {escape(line)}")
     if rows.height:
         table = Table(title=f"last {rows.height} rows", title_justify="left")
+        cells = []
         for column in rows.columns:
             table.add_column("time (UTC)" if column == "ts" else column,
                              justify="left" if column == "ts" else "right")
-        for row in rows.iter_rows():
-            table.add_row(format_ts(row[0]), *("" if v is None else str(v) for v in row[1:]))
+            values = rows[column].to_list()
+            cells.append([format_ts(value) for value in values] if column == "ts"
+                         else format_column(values))
+        for row in zip(*cells, strict=True):
+            table.add_row(*row)
         out.print(table)
 
 
