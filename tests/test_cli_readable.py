@@ -17,7 +17,7 @@ def test_prices_keep_cents_and_small_values_their_digits() -> None:
     assert format_column([10000.0, 0.0, None]) == ["10,000", "0", ""]
     assert format_column([1796212020000, 7]) == ["1,796,212,020,000", "7"]
     assert format_column([True, False, None]) == ["True", "False", ""]
-    assert format_column([float("nan"), 1.5]) == ["nan", "1.50"]
+    assert format_column([float("nan"), 1.5]) == ["nan", "1.50000"]
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12,
