@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 from pydantic import ValidationError
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 
 class QuotingGroup(TyperGroup):
@@ -40,3 +40,17 @@ def quote_refused_value(message: str, cause: BaseException | None) -> str:
     if repr(value) in message or (not isinstance(value, str) and str(value) in message):
         return message
     return f"{message} (got {value!r})"
+
+
+def _hide_flag_types() -> None:
+    """Flags take no value, yet typer's rich help writes `<bool>` beside each (`--json <bool>`),
+    which reads as if one were expected; show no type for them, as click does."""
+    show_type = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else show_type(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
