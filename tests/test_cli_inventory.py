@@ -187,6 +187,7 @@ def test_every_command_help_has_an_example(path: tuple[str, ...]) -> None:
     run = run_here(*path, "--help")
     assert run.returncode == 0, run.stderr
     assert "Example" in run.stdout
+    assert "<bool>" not in run.stdout  # a flag takes no value: no type beside it
 
 
 def test_root_help_starts_with_an_example() -> None:
