@@ -3,7 +3,7 @@ is installed, a wheel (pip, pipx) or a checkout (`pip install -e .`).
 
 The templates live in templates/ at the top of the repository; the build maps that directory to
 the package `sfarm.templates` (setup.py). The example inventories of inventory/ are not read at
-run time: `sfarm init` writes the local farm from templates/inventory.toml.
+run time: `sfarm init` writes a new farm from templates/inventory.toml (sfarm.scaffold).
 """
 
 from __future__ import annotations

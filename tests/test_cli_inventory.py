@@ -9,12 +9,15 @@ point in-process, which is ten times faster.
 from __future__ import annotations
 
 import json
+import socket
+import tomllib
 from pathlib import Path
 
 import pytest
 import typer
 
 from sfarm.cli import main as cli_main
+from sfarm.scaffold import EMULATOR_PORTS, farm_name, free_port
 from tests.fixtures.cli import Run, run_here, sfarm_process
 from tests.fixtures.processes import PROJECT
 
@@ -131,6 +134,11 @@ def test_init_scaffolds_a_valid_farm(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert run.returncode == 0, run.stderr
     assert (farm / "sfarm.toml").is_file()
     assert (farm / "strategies" / "rsi_revert.toml").is_file()
+    inventory = tomllib.loads((farm / "sfarm.toml").read_text(encoding="utf-8"))
+    assert inventory["farm"]["name"] == "myfarm"  # named after its directory
+    port = int(inventory["exchanges"]["sim"]["url"].rsplit(":", 1)[1])
+    assert port in EMULATOR_PORTS  # never the demo's 8900
+    assert f"cd {farm} && sfarm validate && sfarm up --wait 180" in run.stdout
     ignored = (farm / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert "secrets.toml" in ignored
     # valid as written, both by path and from inside the directory (./sfarm.toml)
@@ -139,6 +147,19 @@ def test_init_scaffolds_a_valid_farm(tmp_path: Path, monkeypatch: pytest.MonkeyP
     inside = run_here("plan", "--json")
     assert inside.returncode == 0, inside.stderr
     assert json.loads(inside.stdout)["nodes"]
+
+
+def test_a_farm_is_named_after_its_directory_and_takes_a_free_emulator_port(
+        tmp_path: Path) -> None:
+    assert farm_name(tmp_path / "My Farm!") == "My-Farm"
+    assert farm_name(tmp_path / "acme.prod") == "acme.prod"
+    assert farm_name(Path("/")) == "farm"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert free_port(range(port, port + 2)) == port + 1
+    assert free_port(range(port, port + 1)) == port  # free again once closed
 
 
 def test_init_twice_refuses_to_overwrite_without_force(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -111,12 +112,17 @@ def init(
     """Scaffold a farm: sfarm.toml (an inventory), strategies/rsi_revert.toml and a
     .gitignore that keeps secrets.toml out of git.
 
+    The farm is named after DIRECTORY; it runs on this machine against the offline exchange
+    emulator (on a port no farm here uses), so [bold]sfarm up[/] works at once.
+
     Example: [bold]sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan[/]
     """
     written = scaffold_farm(directory, force=force)
     for path in written:
         out.print(f"[green]created[/] {path}")
-    out.print(f"next: [bold]cd {directory} && sfarm validate && sfarm plan[/]")
+    where = escape(shlex.quote(str(directory)))
+    out.print(f"next: [bold]cd {where} && sfarm validate && sfarm up --wait 180 && "
+              "sfarm status[/]")
 
 
 def register(app: typer.Typer) -> None:
