@@ -51,6 +51,8 @@ demo: setup
 	@echo "  sfarm tui                     # the dashboard: every task live, q to leave"
 	@echo "  sfarm status --watch          # refreshes in place, Ctrl-C to leave"
 	@echo "  sfarm logs lab rsi-paper -f   # follow the paper session's log"
+	@echo "  sfarm report rsi-paper        # the paper session's equity, trades and chart"
+	@echo "  sfarm data ls --node lab      # the datasets the farm has made"
 	@echo "  sfarm plan                    # who produces and reads every dataset"
 	@echo "  sfarm down                    # stop every worker; no process is left"
 
@@ -62,8 +64,8 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Two workers, a test file to each (a file's tests share their fixtures' servers); the slowest
-# tests are listed at the end.
+# Three workers (tests mostly wait on real processes), a test file to each (a file's tests share
+# their fixtures' servers); the slowest tests are listed at the end.
 test: lint system-deps
 	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=15
 

@@ -84,11 +84,12 @@ def test_a_dataset_mirrored_from_two_nodes_needs_one_named(
         code, _, err = run(capsys, "data", command, kraken, "--root", str(root))
         assert code == 2
         assert f"{kraken} is not produced here but mirrored from miner-2, miner-3" in err
-        assert "pick one with --node NODE" in err
-    code, out, _ = run(capsys, "data", "show", kraken, "--root", str(root), "--node", "miner-3",
-                       "--json")
+        assert "pick one with --mirror NODE" in err
+    code, out, _ = run(capsys, "data", "show", kraken, "--root", str(root), "--mirror",
+                       "miner-3", "--json")
     assert code == 0 and json.loads(out)["node"] == "miner-3"
-    code, _, err = run(capsys, "data", "show", kraken, "--root", str(root), "--node", "miner-4")
+    code, _, err = run(capsys, "data", "show", kraken, "--root", str(root), "--mirror",
+                       "miner-4")
     assert code == 2 and f"no dataset {kraken} under {root}" in err
 
 
@@ -173,3 +174,67 @@ def test_relayout_command_reports_each_dataset(root: Path, capsys) -> None:
                        "--root", str(root))
     assert code == 2
     assert "candles/binance/SOL-USDT/1h" in err
+
+
+# --- --node: a farm node's root, found from the inventory ----------------------------------------
+
+FARM = """\
+version = 1
+
+[defaults]
+base_dir = "nodes"
+
+[exchanges.sim]
+ccxt = "binance"
+url = "http://127.0.0.1:8999"
+emulate = true
+
+[tasks.mine]
+kind = "mine"
+exchange = "sim"
+markets = ["BTC/USDT"]
+timeframes = ["1m"]
+since = "2h"
+
+[networks.prod.nodes.lab]
+host = "local"
+tasks = ["mine"]
+
+[networks.prod.nodes.far]
+host = "10.0.0.7"
+"""
+
+
+def test_node_finds_a_local_nodes_root_from_the_inventory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = tmp_path / "farm" / "sfarm.toml"
+    inventory.parent.mkdir()
+    inventory.write_text(FARM, encoding="utf-8")
+    lab = tmp_path / "farm" / "nodes" / "prod" / "lab"  # base_dir is the inventory's folder's
+    data.append(lab, "candles/sim/BTC-USDT/1m", make_candles(T0, 30))
+    node = ("--node", "lab", "-i", str(inventory))
+
+    code, out, err = run(capsys, "data", "ls", *node, "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed["root"] == str(lab) and [d["id"] for d in listed["datasets"]] == [
+        "candles/sim/BTC-USDT/1m"]
+    code, out, _ = run(capsys, "data", "show", "candles/sim/BTC-USDT/1m", *node, "--json")
+    assert code == 0 and json.loads(out)["rows"] == 30
+
+    code, _, err = run(capsys, "data", "ls", "--node", "lap", "-i", str(inventory))
+    assert code == 2 and "no node 'lap' in network 'prod'" in err and "did you mean 'lab'" in err
+    code, _, err = run(capsys, "data", "ls", *node, "--root", str(lab))
+    assert code == 2 and "--root and --node both name a root" in err
+    code, _, err = run(capsys, "data", "ls", "--node", "far", "-i", str(inventory))
+    assert code == 2 and "node 'far' is reached over SSH (10.0.0.7)" in err
+    assert "sfarm data pull far --root DIR" in err
+
+    strategy = tmp_path / "farm" / "candle.toml"
+    strategy.write_text('[strategy]\nname = "candle"\nentry_long = "close > open"\n'
+                        'exit_long = "close < open"\n', encoding="utf-8")
+    code, out, err = run(capsys, "backtest", str(strategy), *node, "--exchange", "sim",
+                         "--market", "BTC/USDT", "--timeframe", "1m", "--json")
+    assert code == 0, err
+    assert json.loads(out)["dataset"] == "candles/sim/BTC-USDT/1m" and len(
+        json.loads(out)["equity_curve"]) == 30

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from sfarm.cli.console import err, out, print_json
-from sfarm.cli.options import JsonOption, RootOption, checked_value
+from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
+from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, checked_value
 from sfarm.errors import UsageError
 from sfarm.markets import check_market
 from sfarm.tasks import DEFAULT_CASH
@@ -35,7 +36,9 @@ def backtest_cmd(
         "--from", help="First candle (inclusive): 2024-01-01, 2024-01-01T12:00 or 30d.")] = None,
     end: Annotated[str | None, typer.Option(
         "--to", help="End (exclusive): same forms as --from.")] = None,
-    root: RootOption = Path("."),
+    root: DataRootOption = None,
+    node: NodeRootOption = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
     cash: Annotated[float, typer.Option("--cash", min=0.0, help="Initial equity (quote).")
                     ] = DEFAULT_CASH,
     json: JsonOption = False,
@@ -48,8 +51,11 @@ def backtest_cmd(
     open, stops intrabar (docs/trading.md). Indicators come from the root's indicator
     datasets when they cover the range, else they are computed.
 
-    Example: [bold]sfarm backtest strategies/rsi_revert.toml --exchange binance
-    --market BTC/USDT --timeframe 1h --from 2024-01-01 --root ~/sfarm/prod/quant-1 --json[/]
+    The candles are a node root's: [bold]--node NAME[/] finds it from the inventory (as farm
+    commands do), [bold]--root DIR[/] names it, else the current directory.
+
+    Example: [bold]sfarm backtest strategies/rsi_revert.toml --node lab --exchange sim
+    --market BTC/USDT --timeframe 1h --from 2d[/]
     """
     if cash <= 0:
         raise UsageError(f"--cash must be greater than 0, got {cash:g}")
@@ -57,9 +63,10 @@ def backtest_cmd(
     checked_value("--timeframe", check_timeframe, timeframe)
     if equity is not None and not equity.parent.is_dir():
         raise UsageError(f"--equity: no directory {equity.parent} to write {equity.name} in")
+    data_root = node_root(root, node, inventory, network)
     from sfarm.trading.backtest import backtest  # numba and polars: only when running one
 
-    result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,
+    result = backtest(data_root, strategy, exchange=exchange, market=market, timeframe=timeframe,
                       start=_ms("--from", start), end=_ms("--to", end), cash=cash)
     for warning in result.warnings:  # on stderr in both modes; `--json` also lists them
         err.print(f"[yellow]warning:[/] {escape(warning)}")

@@ -14,6 +14,7 @@ from rich.table import Table
 # command, and every `sfarm node ...` run on a node over SSH, imports this module.
 from sfarm import data as store
 from sfarm.cli.console import err, out, print_json
+from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
 from sfarm.cli.readable import extra_summary, format_column
 from sfarm.data.layout import DatasetNotFound, format_ts
@@ -23,14 +24,15 @@ data_app = typer.Typer(
     name="data",
     help="Inspect the datasets of a node root: list, show, verify, pull from a node, import "
          "CSV candles.\n\n"
-         "Example: sfarm data ls --root ~/sfarm/prod/miner-1",
+         "Example: sfarm data ls --node lab -i inventory/local.toml (or --root DIR)",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
-NodeOption = Annotated[
+MirrorOption = Annotated[
     str | None,
-    typer.Option("--node", help="Read the mirror of this producer node (mirror/<node>/<id>)."),
+    typer.Option("--mirror", metavar="NODE",
+                 help="Read the mirror of this producer node (mirror/<node>/<id>)."),
 ]
 
 
@@ -44,13 +46,16 @@ def human_bytes(size: int) -> str:
 
 
 @data_app.command("ls")
-def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
+def ls(root: DataRootOption = None, node: NodeRootOption = None,
+       inventory: InventoryOption = None, network: NetworkOption = None,
+       json: JsonOption = False) -> None:
     """List the datasets of a root (own and mirrored) with their size and time span.
 
     Reads ROOT/data/ and ROOT/mirror/<node>/ (datasets pulled from their producer node).
 
-    Example: [bold]sfarm data ls --root ~/sfarm/prod/miner-1 --json[/]
+    Example: [bold]sfarm data ls --node lab -i inventory/local.toml[/]
     """
+    root = node_root(root, node, inventory, network)
     _check_root(root)
     infos = store.list_datasets(root)
     if json:
@@ -71,11 +76,12 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
     table.add_column("parts", justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     for info in infos:
-        node = [f"[magenta]{info.node}[/]" if info.node else "[dim]local[/]"] if mirrors else []
+        producer = [f"[magenta]{info.node}[/]" if info.node else "[dim]local[/]"] if mirrors \
+            else []
         if info.error:
-            table.add_row(info.id, *node, "[red]unreadable manifest[/]", "", "", "", "")
+            table.add_row(info.id, *producer, "[red]unreadable manifest[/]", "", "", "", "")
             continue
-        table.add_row(info.id, *node, f"{info.rows:,}", format_ts(info.first_ts),
+        table.add_row(info.id, *producer, f"{info.rows:,}", format_ts(info.first_ts),
                       format_ts(info.last_ts), str(info.partitions), human_bytes(info.bytes))
     out.print(table)
 
@@ -100,26 +106,30 @@ def _iso(ts: int | None) -> str | None:
 @data_app.command("show")
 def show(
     dataset_id: Annotated[str, typer.Argument(metavar="ID", help="Dataset id.")],
-    root: RootOption = Path("."),
-    node: NodeOption = None,
+    root: DataRootOption = None,
+    node: NodeRootOption = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
+    mirror: MirrorOption = None,
     tail: Annotated[int, typer.Option("--tail", min=0, help="Rows to print from the end.")] = 10,
     json: JsonOption = False,
 ) -> None:
     """Show a dataset: its manifest (span, rows, partitions, columns, what produced it) and
     its last rows. --json adds everything the manifest holds, the engines' state included.
 
-    Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
+    Example: [bold]sfarm data show candles/sim/BTC-USDT/1h --node lab -i inventory/local.toml[/]
     """
-    location = _location(root, dataset_id, node)
-    node = None if location is None else location.node
-    manifest = None if location is None else store.load_manifest(root, dataset_id, mirror_of=node)
+    root = node_root(root, node, inventory, network)
+    location = _location(root, dataset_id, mirror)
+    mirror = None if location is None else location.node
+    manifest = None if location is None else store.load_manifest(root, dataset_id,
+                                                                 mirror_of=mirror)
     if manifest is None:
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
-    rows = store.read_tail(root, dataset_id, tail, mirror_of=node)
+    rows = store.read_tail(root, dataset_id, tail, mirror_of=mirror)
     if json:
         print_json({
-            "id": dataset_id, "node": node, "rows": manifest.rows,
+            "id": dataset_id, "node": mirror, "rows": manifest.rows,
             "first_ts": manifest.first_ts, "last_ts": manifest.last_ts,
             "first": _iso(manifest.first_ts), "last": _iso(manifest.last_ts),
             "partitions": len(manifest.partitions), "bytes": manifest.bytes,
@@ -128,7 +138,7 @@ def show(
             "columns": manifest.columns, "extra": manifest.extra, "tail": rows.to_dicts(),
         })
         return
-    where = f" [magenta](mirror of {node})[/]" if node else ""
+    where = f" [magenta](mirror of {mirror})[/]" if mirror else ""
     out.print(f"[bold]{dataset_id}[/]{where}")
     out.print(f"  {manifest.rows:,} rows from {format_ts(manifest.first_ts)} to "
               f"{format_ts(manifest.last_ts)} UTC, {len(manifest.partitions)} partitions by "
@@ -156,7 +166,7 @@ def _location(root: Path, dataset_id: str, node: str | None) -> store.DatasetLoc
     try:
         return store.locate(root, dataset_id, mirror_of=node)
     except store.AmbiguousDataset as error:
-        error.hint = "pick one with --node NODE"
+        error.hint = "pick one with --mirror NODE"
         raise
 
 
@@ -222,7 +232,9 @@ def _render_reports(root: Path, reports: list[store.VerifyReport]) -> None:
 def import_cmd(
     file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file of candles.")],
     dataset_id: Annotated[str, typer.Option("--id", help="Target candles dataset id.")],
-    root: RootOption = Path("."),
+    root: DataRootOption = None,
+    node: NodeRootOption = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
     json: JsonOption = False,
 ) -> None:
     """Import candles from a CSV file, checked like mined data, then appended.
@@ -234,7 +246,7 @@ def import_cmd(
     Example: [bold]sfarm data import BTCUSDT-1m-2024-01.csv --id candles/binance/BTC-USDT/1m
     --root .[/]
     """
-    result = store.import_csv(file, root, dataset_id)
+    result = store.import_csv(file, node_root(root, node, inventory, network), dataset_id)
     if json:
         print_json(result.to_dict())
         return
@@ -251,7 +263,9 @@ def import_cmd(
 def relayout_cmd(
     dataset_ids: Annotated[list[str], typer.Argument(help="Dataset ids to rewrite.",
                                                      show_default=False)],
-    root: RootOption = Path("."),
+    root: DataRootOption = None,
+    node: NodeRootOption = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
     json: JsonOption = False,
 ) -> None:
     """Rewrite datasets under the current partitioning rule (1m candles written as one file a
@@ -261,6 +275,7 @@ def relayout_cmd(
 
     Example: [bold]sfarm data relayout candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
+    root = node_root(root, node, inventory, network)
     _check_root(root)
     changed = {dataset_id: store.relayout(root, dataset_id) for dataset_id in dataset_ids}
     if json:
