@@ -268,6 +268,28 @@ def test_a_constant_condition_is_a_warning(emulator, tmp_path, capsys) -> None:
     assert code == 0 and json.loads(out)["warnings"] == [] and "warning" not in err
 
 
+def test_a_strategy_that_never_warmed_up_says_so(emulator, tmp_path, capsys) -> None:
+    """sma(500) on 180 candles has no value: one warning that says why, not a constant
+    condition's guess at a typo; a constant condition that does not read it is still named."""
+    mine(tmp_path, MineRequest("binance", ("BTC/USDT",), ("1m",), ms(SINCE), ms(UNTIL)),
+         Exchange(ccxt="binance", url=emulator.url))
+    cold = tmp_path / "cold.toml"
+    cold.write_text(STRATEGY.replace('name = "strict"', 'name = "strict"\nindicators = '
+                                     '["sma(500)", "rsi(14)"]')
+                    .replace("close > open", "close > sma_500 AND rsi_14 < 70")
+                    .replace("close < open", "volume < 0"))
+    code, out, err = run(capsys, "backtest", "--exchange", "binance", "--market", "BTC/USDT",
+                         "--timeframe", "1m", "--root", str(tmp_path), str(cold), "--json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert warnings[0] == (
+        "sma(500) has no value on any of the 180 candles run: it needs 500 candles for its first "
+        "value and had 180, so the strategy never warmed up and conditions that read it never "
+        "fire (run over more candles: an earlier --from)")
+    assert len(warnings) == 2 and "`volume < 0` is false on every one" in warnings[1]
+    assert json.loads(out)["trades"] == 0
+
+
 def test_as_real_processes_bad_values_are_one_message_and_exit_2(tmp_path: Path) -> None:
     """What a script sees: exit 2, the message on stderr, nothing on stdout, no traceback."""
     path = tmp_path / "zero.csv"

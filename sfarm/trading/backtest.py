@@ -23,7 +23,7 @@ from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy, load_strategy
-from sfarm.trading.strategy_checks import constant_conditions
+from sfarm.trading.strategy_checks import strategy_warnings
 
 # Extra candles read before --from when sfarm computes indicators itself, in multiples of the
 # longest look-back: smoothed indicators (EMA, RSI, ATR) depend on all earlier candles and need
@@ -107,7 +107,7 @@ def run_backtest(frame: pl.DataFrame, strategy: Strategy, *, timeframe: str,
     return BacktestResult(strategy=strategy.name, timeframe=timeframe, ts=ts,
                           close=frame.get_column("close").cast(pl.Float64), run=result,
                           metrics=metrics, dataset_id=dataset_id,
-                          warnings=tuple(constant_conditions(strategy, signals)))
+                          warnings=tuple(strategy_warnings(strategy, frame, signals, first)))
 
 
 def backtest(root: Path | str, strategy: Strategy | Path | str, *, exchange: str, market: str,

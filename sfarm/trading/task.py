@@ -27,6 +27,7 @@ import polars as pl
 from sfarm import data
 from sfarm.context import TaskContext
 from sfarm.data.ids import session_id
+from sfarm.data.layout import format_ts
 from sfarm.errors import RunError, UsageError
 from sfarm.tasks import Exchange, TradeTask
 from sfarm.timeframes import timeframe_ms
@@ -134,8 +135,11 @@ def backtest_step(root: Path, task: str, feed: Feed, config: SessionConfig,
     append_backtest(root, task, result, sources)
     data.append(root, session_id(task, "state"), pl.DataFrame(), extra={BACKTEST_EXTRA: {
         "start": start, "last_ts": last, "run_to": int(result.ts[-1]), "strategy": rules}})
-    log.info("%s: backtest %d..%d: %d trades, final equity %.2f", task, start,
-             int(result.ts[-1]), result.run.trades.height, result.metrics.final_equity)
+    log.info("%s: backtest %s..%s: %d trades, final equity %.2f", task, format_ts(start),
+             format_ts(int(result.ts[-1])), result.run.trades.height,
+             result.metrics.final_equity)
+    for warning in result.warnings:  # a strategy that never warmed up, a constant condition
+        log.warning("%s: %s", task, warning)
     return result
 
 
