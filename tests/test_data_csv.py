@@ -134,3 +134,32 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
         data.import_csv(tmp_path / "nope.csv", tmp_path, BTC_1M)
     with pytest.raises(UsageError, match="empty"):
         data.import_csv(write(tmp_path, "\n\n"), tmp_path, BTC_1M)
+
+
+def test_a_file_of_another_timeframe_is_refused(tmp_path: Path) -> None:
+    """1h candles are on the 1m grid too: their spacing gives them away."""
+    path = write(tmp_path, HEADER + rows_text(make_candles(T0, 30, "1h")))
+    with pytest.raises(UsageError) as caught:
+        data.import_csv(path, tmp_path, BTC_1M)
+    assert "its candles are 1h apart (the median), but the dataset's timeframe is 1m" in \
+        caught.value.message
+    assert not data.dataset_dir(tmp_path, BTC_1M).exists()
+
+
+def test_missing_candles_are_listed_and_refused_unless_allowed(tmp_path: Path) -> None:
+    candles = make_candles(T0, 100)
+    holed = pl.concat([candles.slice(0, 40), candles.slice(45, 30), candles.slice(76)])
+    path = write(tmp_path, HEADER + rows_text(holed))
+    with pytest.raises(UsageError) as caught:
+        data.import_csv(path, tmp_path, BTC_1M)
+    message = caught.value.message
+    assert "2 gaps, 6 1m candles missing, nothing imported" in message
+    assert f"after {data.format_ts(T0 + 39 * M)}: 5 candles missing, until " \
+           f"{data.format_ts(T0 + 45 * M)}" in message
+    assert f"after {data.format_ts(T0 + 74 * M)}: 1 candles missing" in message
+    assert "--allow-gaps" in (caught.value.hint or "")
+    assert not data.dataset_dir(tmp_path, BTC_1M).exists()
+
+    result = data.import_csv(path, tmp_path, BTC_1M, allow_gaps=True)
+    assert (result.rows_added, result.gaps, result.missing) == (94, 2, 6)
+    assert data.read(tmp_path, BTC_1M).height == 94

@@ -235,18 +235,22 @@ def import_cmd(
     root: DataRootOption = None,
     node: NodeRootOption = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
+    allow_gaps: Annotated[bool, typer.Option(
+        "--allow-gaps", help="Import a file with candles missing (they stay holes).")] = False,
     json: JsonOption = False,
 ) -> None:
     """Import candles from a CSV file, checked like mined data, then appended.
 
     Columns: ts (epoch s/ms/us) or date/datetime/timestamp (ISO 8601, UTC), open, high, low,
     close, volume; headers case-insensitive, other columns ignored. Headerless Binance kline
-    dumps are read too. A bad row stops the import with its line number.
+    dumps are read too. A bad row stops the import with its line number; so do candles spaced
+    otherwise than the dataset's timeframe, and missing candles unless --allow-gaps.
 
     Example: [bold]sfarm data import BTCUSDT-1m-2024-01.csv --id candles/binance/BTC-USDT/1m
     --root .[/]
     """
-    result = store.import_csv(file, node_root(root, node, inventory, network), dataset_id)
+    result = store.import_csv(file, node_root(root, node, inventory, network), dataset_id,
+                              allow_gaps=allow_gaps)
     if json:
         print_json(result.to_dict())
         return
@@ -254,6 +258,9 @@ def import_cmd(
               f"{result.rows_read:,} candles read ({format_ts(result.first_ts)} to "
               f"{format_ts(result.last_ts)}), {result.rows_added:,} added, "
               f"{result.rows_skipped:,} already stored")
+    if result.gaps:
+        err.print(f"[yellow]warning:[/] {result.gaps} gaps, {result.missing:,} candles missing "
+                  "(--allow-gaps); sfarm data verify lists them")
     if result.conflicts:
         err.print(f"[yellow]warning:[/] {result.conflicts} candles differ from the stored ones; "
                   "the stored values were kept")

@@ -22,6 +22,7 @@ from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import check_dataset_id, format_ts
 from sfarm.data.store import append
 from sfarm.errors import UsageError
+from sfarm.timeframes import timeframe_ms
 
 TIME_COLUMNS = ("ts", "timestamp", "open_time", "time", "datetime", "date")
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -36,6 +37,8 @@ class ImportResult:
     rows_added: int
     rows_skipped: int  # already stored, same values
     conflicts: int  # already stored with other values: kept, logged
+    gaps: int  # stretches of missing candles inside the file (accepted with allow_gaps)
+    missing: int  # candles missing in them
     first_ts: int | None  # of the file's candles
     last_ts: int | None
 
@@ -43,8 +46,11 @@ class ImportResult:
         return asdict(self)
 
 
-def import_csv(path: Path | str, root: Path | str, dataset_id: str) -> ImportResult:
-    """Check every row of the CSV file, then append its candles to the dataset."""
+def import_csv(path: Path | str, root: Path | str, dataset_id: str, *,
+               allow_gaps: bool = False) -> ImportResult:
+    """Check every row of the CSV file and the spacing of its candles (refused when it is not
+    the dataset's timeframe, or when candles are missing unless `allow_gaps`), then append its
+    candles to the dataset."""
     path = Path(path)
     dataset_id = check_dataset_id(dataset_id)
     ref = parse_dataset_id(dataset_id)
@@ -52,11 +58,14 @@ def import_csv(path: Path | str, root: Path | str, dataset_id: str) -> ImportRes
         raise UsageError(f"import {path}: {dataset_id} is not a candles dataset",
                          hint="use an id like candles/binance/BTC-USDT/1m")
     candles = read_candles_csv(path, ref.timeframe)
+    gaps = candle_gaps(candles["ts"], ref.timeframe)
+    _check_spacing(path, candles["ts"], gaps, ref.timeframe, allow_gaps)
     result = append(root, dataset_id, candles)
     return ImportResult(
         file=str(path), dataset_id=dataset_id, rows_read=candles.height,
         rows_added=result.rows_added, rows_skipped=result.rows_skipped,
-        conflicts=result.conflicts,
+        conflicts=result.conflicts, gaps=len(gaps),
+        missing=sum(gap.missing for gap in gaps),
         first_ts=candles["ts"].min() if candles.height else None,  # type: ignore[arg-type]
         last_ts=candles["ts"].max() if candles.height else None,  # type: ignore[arg-type]
     )
@@ -152,6 +161,54 @@ def _iso_ms(value: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return round(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Gap:
+    after_ts: int  # the last candle before the hole
+    before_ts: int  # the first candle after it
+    missing: int  # candles that would fill it
+
+
+def candle_gaps(ts: pl.Series, timeframe: str) -> list[Gap]:
+    """The holes between consecutive candles of sorted `ts` on the timeframe's grid."""
+    step = timeframe_ms(timeframe)
+    holes = pl.DataFrame({"after": ts, "before": ts.shift(-1)}).filter(
+        pl.col("before") - pl.col("after") > step)
+    return [Gap(after, before, (before - after) // step - 1)
+            for after, before in holes.iter_rows()]
+
+
+def _check_spacing(path: Path, ts: pl.Series, gaps: list[Gap], timeframe: str,
+                   allow_gaps: bool) -> None:
+    """A file of another timeframe (its candles further apart than the dataset's), or with
+    candles missing, is refused with where; missing candles are accepted with allow_gaps."""
+    if ts.len() < 2:
+        return
+    spacing = int(ts.diff().drop_nulls().median())  # type: ignore[arg-type]
+    step = timeframe_ms(timeframe)
+    if spacing != step:
+        raise UsageError(
+            f"{path}: its candles are {_duration(spacing)} apart (the median), but the "
+            f"dataset's timeframe is {timeframe}: nothing imported",
+            hint="import it into a dataset of its own timeframe (--id candles/X/M/<tf>)")
+    if not gaps or allow_gaps:
+        return
+    missing = sum(gap.missing for gap in gaps)
+    quoted = [f"after {format_ts(gap.after_ts)}: {gap.missing:,} candles missing, until "
+              f"{format_ts(gap.before_ts)}" for gap in gaps[:MAX_REPORTED]]
+    more = f"; and {len(gaps) - MAX_REPORTED} more" if len(gaps) > MAX_REPORTED else ""
+    raise UsageError(f"{path}: {len(gaps)} gaps, {missing:,} {timeframe} candles missing, "
+                     "nothing imported:\n  " + "\n  ".join(quoted) + more,
+                     hint="pass --allow-gaps to import it with the holes (sfarm data verify "
+                          "will list them), or fill them first")
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
 
 
 def _check_rows(raw: pl.DataFrame, frame: pl.DataFrame, timeframe: str, path: Path) -> None:
