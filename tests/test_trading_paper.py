@@ -7,6 +7,7 @@ import logging
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import polars as pl
 import pytest
 
 from sfarm import data
-from sfarm.data.ids import session_id
+from sfarm.data.ids import indicator_id, session_id
 from sfarm.data.layout import format_ts
 from sfarm.indicators.task import catch_up, plan_jobs
 from sfarm.trading.backtest import backtest, session_frames
@@ -84,6 +85,29 @@ def test_replay_with_indicator_datasets_reads_them(tmp_path: Path) -> None:
     session = replay(tmp_path, config(since=since), parse_strategy(RSI), rows_per_step=60)
     assert set(session.state.feed.sources.values()) == {"dataset"}
     assert_same_as_backtest(tmp_path, "paper", RSI, since)
+
+
+def test_indicators_a_task_produces_are_waited_for_not_computed(tmp_path: Path) -> None:
+    """When the network's plan has an indicators task produce them, a session waits for the
+    datasets (status shows which) instead of computing the same indicators itself."""
+    source = hourly_candles(600, seed=2)
+    data.append(tmp_path, CANDLES, source)
+    since = int(source["ts"][300])
+    rsi, sma = (indicator_id("test", "BTC/USDT", "1h", key) for key in ("rsi_14", "sma_50"))
+    planned = replace(config(since=since), produced=frozenset({rsi, sma}))
+    with pytest.raises(WaitingFor) as waiting:
+        PaperSession.open(tmp_path, planned, parse_strategy(RSI))
+    assert str(waiting.value) == rsi
+    assert load_session(tmp_path, "paper") is None  # nothing started on computed values
+
+    catch_up(tmp_path, plan_jobs("test", ["BTC/USDT"], ["1h"], ["rsi(14)", "sma(50)"]))
+    session = PaperSession.open(tmp_path, planned, parse_strategy(RSI))
+    assert set(session.state.feed.sources.values()) == {"dataset"}
+    # Not planned: computed here, as before.
+    elsewhere = tmp_path / "alone"
+    data.append(elsewhere, CANDLES, source)
+    alone = PaperSession.open(elsewhere, config(since=since), parse_strategy(RSI))
+    assert set(alone.state.feed.sources.values()) == {"computed"}
 
 
 def test_step_sizes_and_restarts_do_not_change_a_row(tmp_path: Path) -> None:

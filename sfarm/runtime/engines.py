@@ -48,6 +48,19 @@ def _trade_engine(inventory: LoadedInventory, task: TradeTask) -> Engine:
     def run(context: TaskContext[TradeTask]) -> None:
         from sfarm.trading.task import run_trade_task
 
-        run_trade_task(context, strategy_path=strategy_path, exchange=exchange)
+        run_trade_task(context, strategy_path=strategy_path, exchange=exchange,
+                       produced=produced_indicators(inventory))
 
     return run
+
+
+def produced_indicators(inventory: LoadedInventory) -> frozenset[str]:
+    """The indicator datasets tasks of this node's network produce (its plan), which its
+    sessions read instead of computing; none for an inventory outside a node root."""
+    if inventory.origin is None or inventory.origin.network not in inventory.model.networks:
+        return frozenset()
+    from sfarm.plan import plan_network
+
+    plan = plan_network(inventory, inventory.origin.network)
+    return frozenset(dataset.id for dataset in plan.datasets
+                     if dataset.producer is not None and dataset.id.startswith("indicators/"))

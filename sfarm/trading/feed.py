@@ -13,6 +13,7 @@ batched. The feed carries the last rows the conditions look back at (`LAG`, a cl
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,10 @@ class Feed:
     """The inputs of one session: `exchange`/`market`/`timeframe` candles under `root`."""
 
     def __init__(self, root: Path | str, strategy: Strategy, *, exchange: str, market: str,
-                 timeframe: str) -> None:
+                 timeframe: str, produced: Collection[str] = ()) -> None:
         self.root = Path(root)
+        # Indicator datasets a task of the network produces: wait for them, never compute them.
+        self.produced = frozenset(produced)
         self.strategy = strategy
         self.timeframe = timeframe
         self.candles_id = candles_id(exchange, market, timeframe)
@@ -125,9 +128,19 @@ class Feed:
     # -- starting a session ---------------------------------------------------------------
 
     def _choose_sources(self) -> dict[str, str]:
-        """Each indicator's source: its dataset when one exists now, else computed here."""
-        return {spec.text: DATASET if data.locate(self.root, self.indicator_ids[spec.text])
-                is not None else COMPUTED for spec in self.specs}
+        """Each indicator's source: its dataset when one exists now; else WaitingFor it when a
+        task of the network produces it (computed once, read by every session); else computed
+        here."""
+        sources = {}
+        for spec in self.specs:
+            dataset = self.indicator_ids[spec.text]
+            if data.locate(self.root, dataset) is not None:
+                sources[spec.text] = DATASET
+            elif dataset in self.produced:
+                raise WaitingFor(dataset)
+            else:
+                sources[spec.text] = COMPUTED
+        return sources
 
     def warmup_candles(self) -> int:
         """Candles read before the first one run: the backtest's rule, so values agree."""

@@ -96,7 +96,7 @@ class LiveSession:
         """Resume or start the session and reconcile it with the exchange."""
         broker.load()
         feed = Feed(root, strategy, exchange=config.exchange, market=config.market,
-                    timeframe=config.timeframe)
+                    timeframe=config.timeframe, produced=config.produced)
         session = cls(root, config, strategy, feed, broker, **options)
         reconcile(session)
         return session

@@ -62,6 +62,9 @@ class SessionConfig:
     since: int | None = None  # first candle; None: the newest stored when the session starts
     until: int | None = None  # candles from here on are not traded
     limits: RiskLimits = field(default_factory=RiskLimits)
+    # Indicator datasets an indicators task of the network produces (its plan): the session
+    # waits for them instead of computing the same indicators itself.
+    produced: frozenset[str] = frozenset()
 
 
 def open_state(feed: Feed, root: Path, config: SessionConfig, strategy: Strategy,
@@ -106,7 +109,7 @@ class PaperSession:
     def open(cls, root: Path | str, config: SessionConfig, strategy: Strategy) -> PaperSession:
         """Resume or start the session; WaitingFor when its candles do not exist yet."""
         feed = Feed(root, strategy, exchange=config.exchange, market=config.market,
-                    timeframe=config.timeframe)
+                    timeframe=config.timeframe, produced=config.produced)
         return cls(root, config, strategy, open_state(feed, Path(root), config, strategy,
                                                       "paper"), feed)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +49,11 @@ POLL_S = 1.0
 BACKTEST_EXTRA = "backtest_task"  # sessions/<task>/state extra: {"start", "last_ts"}
 
 
-def session_config(task_name: str, task: TradeTask, now_ms: int | None = None) -> SessionConfig:
-    """The task's session settings with its time points resolved now."""
-    return SessionConfig(
+def session_config(task_name: str, task: TradeTask, now_ms: int | None = None,
+                   produced: Collection[str] = ()) -> SessionConfig:
+    """The task's session settings with its time points resolved now; `produced`: the
+    indicator datasets tasks of the network produce (the session reads them)."""
+    return SessionConfig(produced=frozenset(produced),
         task=task_name, exchange=task.exchange, market=task.market, timeframe=task.timeframe,
         cash=task.cash, since=task.since.resolve(now_ms) if task.since else None,
         until=task.until.resolve(now_ms) if task.until else None,
@@ -59,11 +61,12 @@ def session_config(task_name: str, task: TradeTask, now_ms: int | None = None) -
 
 
 def run_trade_task(context: TaskContext[TradeTask], *, strategy_path: Path,
-                   exchange: Exchange, poll_s: float = POLL_S) -> None:
-    """Worker engine of a `trade` task, in the task's mode."""
+                   exchange: Exchange, produced: Collection[str] = (),
+                   poll_s: float = POLL_S) -> None:
+    """Worker engine of a `trade` task, in the task's mode; `produced` as `session_config`."""
     task = context.config
     strategy = load_strategy(strategy_path)
-    config = session_config(context.task, task)
+    config = session_config(context.task, task, produced=produced)
     if task.mode == "backtest":
         run_backtest_mode(context, config, strategy, poll_s=poll_s)
     elif task.mode == "paper":
@@ -87,7 +90,7 @@ def run_backtest_mode(context: TaskContext[TradeTask], config: SessionConfig,
     root = context.root
     board = context.board
     feed = Feed(root, strategy, exchange=config.exchange, market=config.market,
-                timeframe=config.timeframe)
+                timeframe=config.timeframe, produced=config.produced)
     while not context.stop.is_set():
         try:
             result = backtest_step(root, context.task, feed, config, strategy)
