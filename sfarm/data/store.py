@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -20,6 +21,7 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.checks import off_grid
+from sfarm.data.damage import DamagedDataset, damage_reported, damaged, new_quarantine
 from sfarm.data.fsio import (
     WriterLock,
     fsync_dir,
@@ -34,6 +36,8 @@ from sfarm.data.layout import (
     dataset_dir,
     enclosing_keys,
     format_ts,
+    is_partition_file,
+    is_segment_file,
     partition_file_name,
     partitioning_for,
     period_key,
@@ -58,7 +62,7 @@ from sfarm.data.manifest import (
 )
 from sfarm.data.reader import dataset_not_found
 from sfarm.data.recovery import referenced_files, sweep
-from sfarm.errors import RunError, UsageError
+from sfarm.errors import UsageError
 
 log = logging.getLogger("sfarm.data")
 
@@ -90,20 +94,36 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
     make_private_dirs(directory)
-    with WriterLock(directory) as lock:
+    with WriterLock(directory) as lock, damage_reported(root, dataset_id):
         manifest = read_manifest_file(directory)
         try:
+            if manifest is None and not lock.interrupted:
+                _refuse_unnamed_files(root, dataset_id, directory)
             if lock.interrupted:
-                sweep(directory, manifest)
+                sweep(directory, manifest, quarantine=new_quarantine(root, dataset_id))
             result = _append_locked(directory, dataset_id, manifest, frame, extra)
-        except UsageError:
+        except (UsageError, _Unnamed):
             lock.mark_finished()  # refused before writing anything: nothing to sweep
             raise
-        except FileNotFoundError as error:
-            raise RunError(f"{dataset_id}: {error.filename} named by the manifest is missing",
-                           hint=f"sfarm data verify {dataset_id}") from None
         lock.mark_finished()
     return result
+
+
+class _Unnamed(DamagedDataset):
+    """Data files without a manifest, no writer interrupted: refused before writing."""
+
+
+def _refuse_unnamed_files(root: Path | str, dataset_id: str, directory: Path) -> None:
+    """No manifest, yet data files and no interrupted writer to explain them: the manifest was
+    lost. A new dataset here would reuse their names (and a later sweep could not tell them
+    from leftovers), so the repair, which rebuilds from them, comes first."""
+    found = sorted(name for name in os.listdir(directory)
+                   if is_partition_file(name) or is_segment_file(name))
+    if found:
+        error = damaged(root, dataset_id, None,
+                        f"{len(found)} data files in {directory} ({', '.join(found[:3])}"
+                        f"{', ...' if len(found) > 3 else ''}) but no {MANIFEST_NAME}")
+        raise _Unnamed(error.message, hint=error.hint)
 
 
 def relayout(root: Path | str, dataset_id: str) -> bool:
@@ -116,21 +136,18 @@ def relayout(root: Path | str, dataset_id: str) -> bool:
     """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
-    if read_manifest_file(directory) is None:  # before the lock: no lock file where no dataset
-        raise dataset_not_found(root, dataset_id, None)
-    with WriterLock(directory) as lock:
-        manifest = read_manifest_file(directory)
-        if manifest is None or manifest.partitioning == partitioning_for(dataset_id):
-            lock.mark_finished()
-            return False
-        if lock.interrupted:
-            sweep(directory, manifest)
-        try:
+    with damage_reported(root, dataset_id):
+        if read_manifest_file(directory) is None:  # before the lock: no lock file, no dataset
+            raise dataset_not_found(root, dataset_id, None)
+        with WriterLock(directory) as lock:
+            manifest = read_manifest_file(directory)
+            if manifest is None or manifest.partitioning == partitioning_for(dataset_id):
+                lock.mark_finished()
+                return False
+            if lock.interrupted:
+                sweep(directory, manifest)
             _relayout_locked(directory, dataset_id, manifest)
-        except FileNotFoundError as error:
-            raise RunError(f"{dataset_id}: {error.filename} named by the manifest is missing",
-                           hint=f"sfarm data verify {dataset_id}") from None
-        lock.mark_finished()
+            lock.mark_finished()
     return True
 
 
@@ -142,9 +159,18 @@ def _relayout_locked(directory: Path, dataset_id: str, manifest: Manifest) -> No
     retired = sorted(referenced_files(directory, manifest))
     fresh = new_manifest(dataset_id, partitioning_for(dataset_id), manifest.timeframe,
                          manifest.columns).model_copy(update={"extra": manifest.extra})
-    generation = manifest.generation + 1
+    rewrite(directory, dataset_id, fresh, frame, manifest.generation + 1, retired)
+
+
+def rewrite(directory: Path, dataset_id: str, template: Manifest, frame: pl.DataFrame,
+            generation: int, retired: list[str]) -> Manifest:
+    """Commit `frame` (sorted, unique ts) as the whole dataset: every partition written anew
+    under `template`'s rule as generation `generation`, the manifest (the template's columns
+    and extra), then the files `retired` removed. The caller holds the writer lock."""
+    fresh = template.model_copy(update={"segments": [], "partitions": [], "rows": 0,
+                                        "bytes": 0, "first_ts": None, "last_ts": None})
     segments, _ = _write_partitions(directory, dataset_id, fresh, frame, generation, _Tally())
-    _commit(directory, fresh, segments, retired, generation, manifest.columns, None)
+    return _commit(directory, fresh, segments, list(retired), generation, fresh.columns, None)
 
 
 @dataclass
