@@ -95,9 +95,12 @@ def _verify_locked(root: Path | str, directory: Path, dataset_id: str,
         if directory.is_dir() and any(is_partition_file(n) for n in os.listdir(directory)):
             if _writer_interrupted(directory):
                 report.warnings.append("no committed data yet: files of an interrupted first "
-                                       "write, removed by the next append")
+                                       "write (or of a lost manifest), moved to the root's "
+                                       "quarantine/ by the next append, never deleted; "
+                                       "--repair rebuilds the dataset from them instead")
             else:
-                report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME}")
+                report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME} "
+                                       "(lost): appends refuse until --repair rebuilds it")
             return
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
