@@ -178,6 +178,7 @@ def verify_cmd(
                else [(d, _verified_node(root, d)) for d in dataset_ids])
     repairs = [store.repair(root, dataset_id) for dataset_id, node in targets
                if repair and node is None]
+    mirrors = [(dataset_id, node) for dataset_id, node in targets if repair and node]
     reports = [store.verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
     ok = all(report.ok for report in reports)
     if json:
@@ -190,6 +191,9 @@ def verify_cmd(
         print_json(document)
     else:
         _render_repairs(repairs)
+        for dataset_id, node in mirrors:
+            out.print(f"[dim]not repaired[/] {dataset_id} (mirror of {node}): a mirror is a "
+                      f"copy, pull it again: sfarm data pull {node} {dataset_id}")
         _render_reports(root, reports)
         if not ok:
             err.print(f"[dim]hint:[/] {_AFTER_REPAIR_HINT if repair else _REPAIR_HINT}")

@@ -90,6 +90,9 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     The top-level keys of `extra` replace those of the manifest's "extra" object in the same
     commit, so a producer's resume state never disagrees with its rows. Writers of one dataset
     take turns (flock); readers never wait.
+
+    DamagedDataset when a file it must read is missing or unreadable, or when data files lie
+    there without a manifest naming them (a lost manifest: `sfarm data verify --repair`).
     """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)

@@ -5,9 +5,8 @@ atomic append), so a stop loses at most the request in flight and a crash at mos
 (the one being appended and the next one fetched meanwhile); the next run resumes from the
 manifest, and first fetches every hole the index shows between `since` and the last candle (a
 stop while filling one, a repair's loss, an earlier `since`). Decisions about a page live in
-`sfarm.mining.windows`; this module does the I/O:
-ccxt requests (async, retried), store appends (in a thread, so requests go on meanwhile) and
-sleeps that end early when a stop is requested.
+`sfarm.mining.windows`; this module does the I/O: ccxt requests (async, retried), store appends
+(in a thread, so requests go on meanwhile) and sleeps that end early when a stop is requested.
 """
 
 from __future__ import annotations
