@@ -134,6 +134,15 @@ def test_a_killed_writer_with_a_sound_manifest_is_still_swept(root: Path) -> Non
 
 # ---- repair ----------------------------------------------------------------------------------
 
+def test_repair_sweeps_a_killed_writers_leftovers_first(root: Path) -> None:
+    directory = directory_of(root)
+    (directory / "2024-02-20.g2.parquet").write_bytes(b"left by a killed writer")
+    (directory / ".lock").write_text("writing pid=1\n")
+    assert not data.repair(root, BTC_1M).repaired
+    assert not (directory / "2024-02-20.g2.parquet").exists()
+    assert data.verify(root, BTC_1M).warnings == []
+
+
 def test_repair_of_a_sound_dataset_changes_nothing(root: Path) -> None:
     before = data.load_manifest(root, BTC_1M)
     report = data.repair(root, BTC_1M)
@@ -349,3 +358,19 @@ def test_a_hole_the_exchange_has_no_candles_for_is_recorded_once(emulator_factor
     assert data.verify(tmp_path, BTC_1M).ok
     again = mine(tmp_path, REQUEST, exchange(faulty.url), settings=FAST)
     assert [d.requests for d in again.datasets] == [0, 0]
+
+
+def test_holes_past_until_are_left_for_a_later_run(emulator, reference, tmp_path) -> None:
+    assert not mine(tmp_path, REQUEST, exchange(emulator.url), settings=FAST).failures
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None
+    (day,) = [p.file for p in manifest.partitions if p.key == "2024-03-01"]
+    (data.dataset_dir(tmp_path, BTC_1M) / day).unlink()
+    assert data.repair(tmp_path, BTC_1M).rows_lost == 1440
+    noon = parse_time_point("2024-03-01T12:00").resolve()
+    narrower = MineRequest("binance", ("BTC/USDT",), ("1m",), SINCE, noon)
+    assert mine(tmp_path, narrower, exchange(emulator.url), settings=FAST).rows_added == 720
+    assert data.find_holes(tmp_path, BTC_1M, SINCE) == [(noon, noon + 720 * M)]
+    assert data.load_manifest(tmp_path, BTC_1M).extra.get("exchange_gaps") is None  # type: ignore[union-attr]
+    assert mine(tmp_path, REQUEST, exchange(emulator.url), settings=FAST).rows_added == 720
+    assert data.read(tmp_path, BTC_1M).equals(reference[BTC_1M])

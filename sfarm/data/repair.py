@@ -44,6 +44,7 @@ from sfarm.data.manifest import (
     read_manifest_file,
 )
 from sfarm.data.reader import dataset_not_found
+from sfarm.data.recovery import sweep
 from sfarm.data.store import rewrite
 
 _GENERATION = re.compile(r"\.g(\d+)\.(?:parquet|json)$")
@@ -113,6 +114,8 @@ def repair(root: Path | str, dataset_id: str) -> RepairReport:
         if index.manifest is None and not index.damage and not _data_files(directory):
             lock.mark_finished()
             raise dataset_not_found(root, dataset_id, None)
+        if lock.interrupted and index.intact:  # a killed writer's leftovers, proven so
+            sweep(directory, index.manifest)
         _repair_locked(root, directory, dataset_id, index, report)
         for name in os.listdir(directory):  # a killed writer's temp files: always leftovers
             if is_temp_file(name):

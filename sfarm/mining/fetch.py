@@ -127,9 +127,10 @@ class DatasetMiner:
             p.exchange_gaps = merge_gaps(_valid_gaps(manifest.extra.get("exchange_gaps")))
         # Behind the resume point: whatever is missing since `since` (a run stopped while
         # filling, a repair's loss, an earlier `since`), less what the exchange itself lacks.
-        self.holes = data.find_holes(self.root, p.dataset_id, first_open(self.since_ms,
-                                                                         p.timeframe),
-                                     excused=p.exchange_gaps) if last_ts is not None else []
+        holes = data.find_holes(self.root, p.dataset_id, first_open(self.since_ms, p.timeframe),
+                                excused=p.exchange_gaps) if last_ts is not None else []
+        self.holes = [(start, min(end, self._until_open)) for start, end in holes
+                      if start < self._until_open]
         if self.holes:
             step = timeframe_ms(p.timeframe)
             log.info("%s: %d candles missing in %d holes before %s; fetching them",
@@ -137,6 +138,13 @@ class DatasetMiner:
                      len(self.holes), data.format_ts(last_ts))
         p.start_open = p.next_open = resume_open(self.since_ms, p.timeframe, last_ts)
         p.end_open = fetch_end(self.clock(), p.timeframe, self.until_ms)
+
+    @property
+    def _until_open(self) -> int:
+        """Exclusive bound on the opens this run may store (none: no bound)."""
+        if self.until_ms is None:
+            return 2**63 - 1
+        return first_open(self.until_ms, self.progress.timeframe)
 
     @property
     def until_reached(self) -> bool:
@@ -261,15 +269,16 @@ class DatasetMiner:
     async def fill_hole(self, start: int, end: int) -> None:
         """Fetch [start, end), `end` the open of the stored candle after the hole, asking up to
         that candle: a reply that jumps to it proves the exchange has nothing before it (an
-        exchange-side gap, recorded, so the next run does not ask again)."""
+        exchange-side gap, recorded, so the next run does not ask again). A hole cut short by
+        `until` ends there, unproven."""
         p = self.progress
-        step = timeframe_ms(p.timeframe)
+        bound = min(end + timeframe_ms(p.timeframe), self._until_open)
         expected = start
         while expected < end:
             if self.stop.is_set():
                 raise Stopped()
             page = await self.request_page(expected)
-            decision = self.decide(page, expected, end + step, has_history=True)
+            decision = self.decide(page, expected, bound, has_history=True)
             if not decision.rows:
                 log.info("%s: the exchange has no candles from %s to %s; the next run asks "
                          "again", p.dataset_id, data.format_ts(expected), data.format_ts(end))
