@@ -23,7 +23,7 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.damage import PARQUET_ERRORS, move_aside, new_quarantine
-from sfarm.data.fsio import WriterLock, remove_quietly
+from sfarm.data.fsio import WriterLock, make_private_dirs, remove_quietly, write_atomic
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
     MANIFEST_NAME,
@@ -154,8 +154,14 @@ def _repair_locked(root: Path | str, directory: Path, dataset_id: str, index: _I
         return
     quarantine = new_quarantine(root, dataset_id)
     missing = {e.file for e, _ in bad if not (directory / e.file).exists()}
-    moved = set(move_aside(directory, [e.file for e, _ in bad if e.file not in missing]
-                           + index.bad_files, quarantine))
+    moved = move_aside(directory, [e.file for e, _ in bad if e.file not in missing]
+                       + [name for name in index.bad_files if name != MANIFEST_NAME], quarantine)
+    if MANIFEST_NAME in index.bad_files:
+        # Copied, not moved: a dataset's manifest is only ever replaced (by the commit below),
+        # never absent, so `locate` and snapshots never see the dataset vanish.
+        make_private_dirs(quarantine)
+        write_atomic(quarantine, MANIFEST_NAME, (directory / MANIFEST_NAME).read_bytes())
+        moved.append(MANIFEST_NAME)
     report.lost = [LostFile(entry.file, reason, entry.rows if index.intact else None,
                             *_span(entry, index.intact),
                             None if entry.file in missing else str(quarantine / entry.file))
