@@ -123,6 +123,22 @@ def test_a_lost_manifest_after_a_killed_writer_is_quarantined_not_deleted(
                for p in quarantined(small) if p.name.endswith(".parquet")) == 5760
 
 
+def test_a_lost_manifest_of_a_later_generation_is_refused_even_after_a_killed_writer(
+        root: Path) -> None:
+    """A first write makes generation 1 files only: later ones prove a lost manifest (or a
+    repair killed before its commit), which only the repair may rebuild."""
+    data.append(root, BTC_1M, make_candles(T0 + 40 * DAY_MS, 10))  # generation 2
+    directory = directory_of(root)
+    names = sorted(p.name for p in directory.iterdir() if p.name != "_manifest.json")
+    (directory / "_manifest.json").unlink()
+    (directory / ".lock").write_text("writing pid=1\n")
+    with pytest.raises(data.DamagedDataset, match="but no _manifest"):
+        data.append(root, BTC_1M, make_candles(T0 + 41 * DAY_MS, 10))
+    assert sorted(p.name for p in directory.iterdir()) == names and quarantined(root) == []
+    assert data.repair(root, BTC_1M).rows_after == 57610
+    assert data.read(root, BTC_1M).equals(make_candles(T0, 40 * 1440 + 10))
+
+
 def test_a_killed_writer_with_a_sound_manifest_is_still_swept(root: Path) -> None:
     directory = directory_of(root)
     (directory / "2024-02-20.g2.parquet").write_bytes(b"left by a killed writer")

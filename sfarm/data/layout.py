@@ -206,6 +206,13 @@ def is_segment_file(name: str) -> bool:
     return _SEGMENT_FILE.fullmatch(name) is not None
 
 
+def file_generation(name: str) -> int | None:
+    """The generation that wrote a partition or index segment file (`g<N>`); None for another
+    name."""
+    found = _PARTITION_FILE.fullmatch(name) or _SEGMENT_FILE.fullmatch(name)
+    return int(found["gen"]) if found else None
+
+
 def check_partition_file_name(name: str) -> str:
     """`name` if it is a partition file name of the store (`<key>.g<N>.parquet`: no `/`, no
     `..`, not hidden); ValueError otherwise. Every name a manifest gives is checked so: a

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sfarm.data.damage import move_aside
 from sfarm.data.fsio import remove_quietly
-from sfarm.data.layout import is_partition_file, is_segment_file, is_temp_file
+from sfarm.data.layout import file_generation, is_partition_file, is_segment_file, is_temp_file
 from sfarm.data.manifest import Manifest, read_segment_file
 
 log = logging.getLogger("sfarm.data")
@@ -28,6 +28,20 @@ def referenced_files(directory: Path, manifest: Manifest | None) -> set[str]:
     for segment in manifest.segments:
         names.update(p.file for p in read_segment_file(directory, segment))
     return names
+
+
+def unnamed_data_files(directory: Path) -> list[str]:
+    """The partition and index segment files of a directory, sorted (for one without a
+    manifest: files nothing names)."""
+    return sorted(name for name in os.listdir(directory)
+                  if is_partition_file(name) or is_segment_file(name))
+
+
+def first_write_leftovers(names: list[str], interrupted: bool) -> bool:
+    """Whether data files found without a manifest can be an interrupted first write's: a
+    writer was killed, and every file is of generation 1 (all a first write makes). Otherwise
+    the manifest was lost, and only the repair may rebuild the dataset from them."""
+    return interrupted and all(file_generation(name) == 1 for name in names)
 
 
 def sweep(directory: Path, manifest: Manifest | None, *, retired: bool = False,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from sfarm.data.layout import (
     MANIFEST_NAME,
     check_dataset_id,
     dataset_dir,
+    file_generation,
     is_partition_file,
     is_segment_file,
     is_temp_file,
@@ -44,10 +44,8 @@ from sfarm.data.manifest import (
     read_manifest_file,
 )
 from sfarm.data.reader import dataset_not_found
-from sfarm.data.recovery import sweep
+from sfarm.data.recovery import sweep, unnamed_data_files
 from sfarm.data.store import rewrite
-
-_GENERATION = re.compile(r"\.g(\d+)\.(?:parquet|json)$")
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ def repair(root: Path | str, dataset_id: str) -> RepairReport:
     report = RepairReport(dataset_id=dataset_id, path=str(directory))
     with WriterLock(directory) as lock:
         index = _read_index(directory)
-        if index.manifest is None and not index.damage and not _data_files(directory):
+        if index.manifest is None and not index.damage and not unnamed_data_files(directory):
             lock.mark_finished()
             raise dataset_not_found(root, dataset_id, None)
         if lock.interrupted and index.intact:  # a killed writer's leftovers, proven so
@@ -137,7 +135,7 @@ def _repair_locked(root: Path | str, directory: Path, dataset_id: str, index: _I
         if manifest is None:
             report.notes.append('the manifest\'s "extra" (the exchange-side gaps the miner '
                                 "recorded) is lost with it")
-        candidates = [_unindexed(name) for name in sorted(_data_files(directory))
+        candidates = [_unindexed(name) for name in unnamed_data_files(directory)
                       if is_partition_file(name)]
     columns = manifest.columns if manifest and manifest.columns else _newest_columns(
         directory, candidates)
@@ -232,11 +230,6 @@ def _read_index(directory: Path) -> _Index:
     return _Index(manifest, entries, damage, bad_files)
 
 
-def _data_files(directory: Path) -> list[str]:
-    return [name for name in os.listdir(directory)
-            if is_partition_file(name) or is_segment_file(name)]
-
-
 def _unindexed(name: str) -> PartitionEntry:
     """An entry for a partition file no readable index describes: its key from its name."""
     key = name.split(".g", 1)[0]
@@ -245,8 +238,7 @@ def _unindexed(name: str) -> PartitionEntry:
 
 
 def _generation(name: str) -> int:
-    found = _GENERATION.search(name)
-    return int(found[1]) if found else 0
+    return file_generation(name) or 0
 
 
 def _newest_columns(directory: Path, candidates: list[PartitionEntry]) -> dict[str, str]:
@@ -277,10 +269,13 @@ def _check_file(directory: Path, entry: PartitionEntry, columns: dict[str, str],
     except PARQUET_ERRORS as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return None, f"not readable as Parquet ({first or type(error).__name__})"
-    if frames.columns_of(frame) != columns:
+    if frames.columns_of(frame) != columns or "ts" not in frame.columns:
         return None, f"columns {frames.columns_of(frame)} differ from the dataset's {columns}"
     ts = frame["ts"]
-    start, end = key_bounds(entry.key)
+    try:
+        start, end = key_bounds(entry.key)
+    except ValueError:  # a name of the store's shape, but no real period (2024-13)
+        return None, f"{entry.key!r} is not a period"
     if ts.null_count() or (ts.len() > 1 and not bool((ts.diff().drop_nulls() > 0).all())) \
             or (ts.len() and (ts[0] < start or ts[-1] >= end)):
         return None, "rows out of order, repeated or outside the file's period"
@@ -302,5 +297,8 @@ def _span(entry: PartitionEntry, indexed: bool) -> tuple[int, int]:
     """The rows' first and last ts as indexed, else the first and last ms of its period."""
     if indexed:
         return entry.first_ts, entry.last_ts
-    start, end = key_bounds(entry.key)
+    try:
+        start, end = key_bounds(entry.key)
+    except ValueError:
+        return 0, 0
     return start, end - 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,8 +35,6 @@ from sfarm.data.layout import (
     dataset_dir,
     enclosing_keys,
     format_ts,
-    is_partition_file,
-    is_segment_file,
     partition_file_name,
     partitioning_for,
     period_key,
@@ -61,7 +58,12 @@ from sfarm.data.manifest import (
     summarize_segment,
 )
 from sfarm.data.reader import dataset_not_found
-from sfarm.data.recovery import referenced_files, sweep
+from sfarm.data.recovery import (
+    first_write_leftovers,
+    referenced_files,
+    sweep,
+    unnamed_data_files,
+)
 from sfarm.errors import UsageError
 
 log = logging.getLogger("sfarm.data")
@@ -100,8 +102,8 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     with WriterLock(directory) as lock, damage_reported(root, dataset_id):
         manifest = read_manifest_file(directory)
         try:
-            if manifest is None and not lock.interrupted:
-                _refuse_unnamed_files(root, dataset_id, directory)
+            if manifest is None:
+                _refuse_unnamed_files(root, dataset_id, directory, lock.interrupted)
             if lock.interrupted:
                 sweep(directory, manifest, quarantine=new_quarantine(root, dataset_id))
             result = _append_locked(directory, dataset_id, manifest, frame, extra)
@@ -116,13 +118,13 @@ class _Unnamed(DamagedDataset):
     """Data files without a manifest, no writer interrupted: refused before writing."""
 
 
-def _refuse_unnamed_files(root: Path | str, dataset_id: str, directory: Path) -> None:
-    """No manifest, yet data files and no interrupted writer to explain them: the manifest was
-    lost. A new dataset here would reuse their names (and a later sweep could not tell them
-    from leftovers), so the repair, which rebuilds from them, comes first."""
-    found = sorted(name for name in os.listdir(directory)
-                   if is_partition_file(name) or is_segment_file(name))
-    if found:
+def _refuse_unnamed_files(root: Path | str, dataset_id: str, directory: Path,
+                          interrupted: bool) -> None:
+    """Data files without a manifest that no interrupted first write explains (they would be
+    moved aside by the sweep): the manifest was lost. A new dataset here would reuse their
+    names, so the repair, which rebuilds the dataset from them, comes first."""
+    found = unnamed_data_files(directory)
+    if found and not first_write_leftovers(found, interrupted):
         error = damaged(root, dataset_id, None,
                         f"{len(found)} data files in {directory} ({', '.join(found[:3])}"
                         f"{', ...' if len(found) > 3 else ''}) but no {MANIFEST_NAME}")
