@@ -272,3 +272,24 @@ def test_verify_repair_json_lists_lost_files(root: Path,
     assert repair["rows_before"] is None and repair["rows_lost"] is None
     assert any("not a valid dataset manifest" in note for note in repair["notes"])
     assert Path(repair["quarantine"], "_manifest.json").read_text() == "{}"
+
+
+def test_verify_repair_leaves_a_mirror_to_a_pull(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "producer"
+    data.append(source, BTC_1M, make_candles(T0, 1440))
+    mirror = data.dataset_dir(tmp_path / "lab", BTC_1M, mirror_of="miner-1")
+    mirror.mkdir(parents=True)
+    for item in data.dataset_dir(source, BTC_1M).iterdir():
+        (mirror / item.name).write_bytes(item.read_bytes())
+    (mirror / "2024-01-01.g1.parquet").unlink()
+    code, out, _ = run(capsys, "data", "verify", "--root", str(tmp_path / "lab"), "--repair",
+                       "--json")
+    document = json.loads(out)
+    assert code == 1 and document["repairs"] == []
+    assert document["not_repaired"] == [{"id": BTC_1M, "node": "miner-1", "hint": (
+        f"a mirror is a copy: pull it again (sfarm data pull miner-1 {BTC_1M})")}]
+    assert (mirror / "_manifest.json").exists() and not (tmp_path / "lab" / "quarantine").exists()
+    with pytest.raises(data.DamagedDataset, match=r"\(mirror of miner-1\)") as caught:
+        data.read(tmp_path / "lab", BTC_1M, mirror_of="miner-1")
+    assert "sfarm data pull miner-1" in (caught.value.hint or "")

@@ -178,7 +178,7 @@ def verify_cmd(
                else [(d, _verified_node(root, d)) for d in dataset_ids])
     repairs = [store.repair(root, dataset_id) for dataset_id, node in targets
                if repair and node is None]
-    mirrors = [(dataset_id, node) for dataset_id, node in targets if repair and node]
+    mirrors = [(dataset_id, node) for dataset_id, node in targets if repair and node is not None]
     reports = [store.verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
     ok = all(report.ok for report in reports)
     if json:
@@ -186,14 +186,17 @@ def verify_cmd(
                                     "datasets": [r.to_dict() for r in reports]}
         if repair:
             document["repairs"] = [r.to_dict() for r in repairs]
+            document["not_repaired"] = [{"id": dataset_id, "node": node,
+                                         "hint": _mirror_hint(dataset_id, node)}
+                                        for dataset_id, node in mirrors]
         if not ok:
             document["hint"] = _AFTER_REPAIR_HINT if repair else _REPAIR_HINT
         print_json(document)
     else:
         _render_repairs(repairs)
         for dataset_id, node in mirrors:
-            out.print(f"[dim]not repaired[/] {dataset_id} (mirror of {node}): a mirror is a "
-                      f"copy, pull it again: sfarm data pull {node} {dataset_id}")
+            out.print(f"[dim]not repaired[/] {dataset_id} (mirror of {node}): "
+                      f"{_mirror_hint(dataset_id, node)}")
         _render_reports(root, reports)
         if not ok:
             err.print(f"[dim]hint:[/] {_AFTER_REPAIR_HINT if repair else _REPAIR_HINT}")
@@ -207,6 +210,10 @@ _REPAIR_HINT = ("`sfarm data verify --repair [ID] --root ROOT` moves damaged or 
 
 _AFTER_REPAIR_HINT = ("the next `sfarm mine` of these datasets fetches their gaps (what the repair "
                       "lost included) from the exchange again")
+
+
+def _mirror_hint(dataset_id: str, node: str) -> str:
+    return f"a mirror is a copy: pull it again (sfarm data pull {node} {dataset_id})"
 
 
 def _render_repairs(repairs: list[store.RepairReport]) -> None:
