@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +18,7 @@ from sfarm.data.coverage import index_holes
 from sfarm.data.manifest import PartitionEntry
 from sfarm.exchanges import RetryPolicy
 from sfarm.inventory.model import Exchange
-from sfarm.mining import MineRequest, MinerSettings, mine
+from sfarm.mining import MineProgress, MineRequest, MinerSettings, mine
 from sfarm.timepoints import parse_time_point
 from tests.fixtures.data_helpers import DAY_MS, T0, make_candles
 
@@ -389,4 +390,31 @@ def test_holes_past_until_are_left_for_a_later_run(emulator, reference, tmp_path
     assert data.find_holes(tmp_path, BTC_1M, SINCE) == [(noon, noon + 720 * M)]
     assert data.load_manifest(tmp_path, BTC_1M).extra.get("exchange_gaps") is None  # type: ignore[union-attr]
     assert mine(tmp_path, REQUEST, exchange(emulator.url), settings=FAST).rows_added == 720
+    assert data.read(tmp_path, BTC_1M).equals(reference[BTC_1M])
+
+
+def test_a_stop_while_filling_a_hole_resumes_in_it(emulator, reference, tmp_path) -> None:
+    minutes_only = MineRequest("binance", ("BTC/USDT",), ("1m",), SINCE, UNTIL)
+    assert not mine(tmp_path, minutes_only, exchange(emulator.url), settings=FAST).failures
+    manifest = data.load_manifest(tmp_path, BTC_1M)
+    assert manifest is not None
+    (february,) = [p.file for p in manifest.partitions if p.key == "2024-02"]
+    (data.dataset_dir(tmp_path, BTC_1M) / february).unlink()
+    assert data.repair(tmp_path, BTC_1M).rows_lost == 2880  # 3 pages of 1000
+    stop = threading.Event()
+
+    def on_progress(status: MineProgress) -> None:
+        if status.rows_added >= 1000:
+            stop.set()
+
+    first = mine(tmp_path, minutes_only, exchange(emulator.url), settings=FAST, stop=stop,
+                 on_progress=on_progress)
+    assert first.datasets[0].phase == "stopped" and 1000 <= first.rows_added < 2880
+    report = data.verify(tmp_path, BTC_1M)  # consistent, with the rest of the hole a gap
+    (gap,) = report.gaps
+    assert gap[1] == parse_time_point("2024-03-01").resolve()
+    assert (gap[1] - gap[0]) // M == 2880 - first.rows_added
+    assert data.find_holes(tmp_path, BTC_1M, SINCE) == [gap]
+    second = mine(tmp_path, minutes_only, exchange(emulator.url), settings=FAST)
+    assert first.rows_added + second.rows_added == 2880
     assert data.read(tmp_path, BTC_1M).equals(reference[BTC_1M])
