@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from sfarm import data
 from sfarm.data.coverage import index_holes
 from sfarm.data.manifest import PartitionEntry
 from sfarm.exchanges import RetryPolicy
-from sfarm.inventory.model import Exchange
-from sfarm.mining import MineProgress, MineRequest, MinerSettings, mine
+from sfarm.inventory.model import Exchange, MineTask
+from sfarm.mining import MineProgress, MineRequest, MineResult, MinerSettings, mine, run_mine_task
 from sfarm.timepoints import parse_time_point
 from tests.fixtures.data_helpers import DAY_MS, T0, make_candles
 
@@ -418,3 +419,33 @@ def test_a_stop_while_filling_a_hole_resumes_in_it(emulator, reference, tmp_path
     second = mine(tmp_path, minutes_only, exchange(emulator.url), settings=FAST)
     assert first.rows_added + second.rows_added == 2880
     assert data.read(tmp_path, BTC_1M).equals(reference[BTC_1M])
+
+
+def test_a_running_mine_task_fills_holes_before_the_live_edge(emulator, tmp_path) -> None:
+    """The task engine (follow mode) fills the holes at its start, then goes live."""
+    task = MineTask(kind="mine", exchange="binance", markets=["BTC/USDT"], timeframes=["1m"],
+                    since="40m")
+
+    def until_live() -> MineResult:
+        stop = threading.Event()
+
+        def on_progress(status: MineProgress) -> None:
+            if status.phase == "live":
+                stop.set()
+
+        return run_mine_task(tmp_path, "mine-btc", task, exchange(emulator.url),
+                             stop_event=stop, on_progress=on_progress, settings=FAST)
+
+    until_live()
+    complete = data.read(tmp_path, BTC_1M)
+    assert complete.height >= 30
+    middle = complete["ts"][10]
+    shutil.rmtree(tmp_path / "data")  # the same candles, less ten in the middle
+    data.append(tmp_path, BTC_1M, complete.filter(
+        (pl.col("ts") < middle) | (pl.col("ts") >= middle + 10 * M)))
+    assert data.find_holes(tmp_path, BTC_1M, complete["ts"][0]) == [(middle, middle + 10 * M)]
+    result = until_live()
+    assert result.datasets[0].rows_added >= 10
+    again = data.read(tmp_path, BTC_1M)
+    assert again.head(complete.height).equals(complete)
+    assert data.verify(tmp_path, BTC_1M).ok
