@@ -13,6 +13,7 @@ import pytest
 from sfarm import data
 from sfarm.data.checks import find_gaps, unexplained_gaps
 from sfarm.data.manifest import sha256_hex
+from tests.fixtures.cli import run
 from tests.fixtures.data_helpers import DAY_MS, T0, make_candles
 
 BTC_1M = "candles/binance/BTC-USDT/1m"
@@ -222,3 +223,73 @@ def test_interrupted_first_write_is_not_a_dataset_yet(tmp_path: Path) -> None:
     assert sorted(p.name for p in directory.iterdir()) == [
         ".lock", "2024-01-01.g1.parquet", "_index.2024.g1.json", "_manifest.json"]
     assert data.verify(tmp_path, BTC_1M).warnings == []
+    # Nothing proved the file a leftover (a lost manifest looks the same): moved, not deleted.
+    (moved,) = (tmp_path / "quarantine").rglob("*.parquet")
+    assert moved.name == "2024-01-01.g1.parquet" and moved.read_bytes() == b"half written"
+
+
+def test_verify_names_the_repair_and_repair_says_what_was_lost(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data.append(root, BTC_1M, make_candles(T0 + 3 * DAY_MS, 1440))  # 4 days: lose 2 inside
+    manifest = data.load_manifest(root, BTC_1M)
+    assert manifest is not None
+    directory = data.dataset_dir(root, BTC_1M)
+    (directory / manifest.partitions[1].file).unlink()
+    damaged = directory / manifest.partitions[2].file
+    damaged.write_bytes(damaged.read_bytes()[:700])
+    code, out, err = run(capsys, "data", "verify", "--root", str(root))
+    assert code == 1 and "is missing" in out and "verify --repair" in err
+    code, out, _ = run(capsys, "data", "verify", "--root", str(root), "--json")
+    document = json.loads(out)
+    assert code == 1 and "verify --repair" in document["hint"] and "repairs" not in document
+
+    code, out, err = run(capsys, "data", "verify", BTC_1M, "--root", str(root), "--repair")
+    assert code == 1  # what was lost is a gap now, until the next mine fetches it
+    assert f"repaired {BTC_1M}: 2,880 rows kept (generation 3), 2,880 rows lost" in out
+    assert "lost 2024-01-02.g1.parquet (missing): 2024-01-02 00:00 to 2024-01-02 23:59 UTC, " \
+        "1,440 rows, was missing" in out
+    assert "lost 2024-01-03.g1.parquet (700 bytes" in out and "moved aside" in out
+    assert "files moved to " + str(root / "quarantine" / BTC_1M) in out
+    assert "gap: 2880 1m candles missing" in out and "next `sfarm mine`" in err
+    assert list((root / "quarantine").rglob("2024-01-03.g1.parquet"))
+
+    code, out, _ = run(capsys, "data", "verify", "--root", str(root), "--repair", "--json")
+    document = json.loads(out)
+    (repair,) = document["repairs"]
+    assert repair["repaired"] is False and repair["rows_lost"] == 0  # done already
+    assert document["datasets"][0]["gaps"] == [[T0 + DAY_MS, T0 + 3 * DAY_MS]]
+
+
+def test_verify_repair_json_lists_lost_files(root: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (data.dataset_dir(root, BTC_1M) / "_manifest.json").write_text("{}")
+    code, out, _ = run(capsys, "data", "verify", BTC_1M, "--root", str(root), "--repair",
+                       "--json")
+    document = json.loads(out)
+    (repair,) = document["repairs"]
+    assert code == 0 and document["ok"] is True
+    assert repair["repaired"] is True and repair["rows_after"] == 4320
+    assert repair["rows_before"] is None and repair["rows_lost"] is None
+    assert any("not a valid dataset manifest" in note for note in repair["notes"])
+    assert Path(repair["quarantine"], "_manifest.json").read_text() == "{}"
+
+
+def test_verify_repair_leaves_a_mirror_to_a_pull(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "producer"
+    data.append(source, BTC_1M, make_candles(T0, 1440))
+    mirror = data.dataset_dir(tmp_path / "lab", BTC_1M, mirror_of="miner-1")
+    mirror.mkdir(parents=True)
+    for item in data.dataset_dir(source, BTC_1M).iterdir():
+        (mirror / item.name).write_bytes(item.read_bytes())
+    (mirror / "2024-01-01.g1.parquet").unlink()
+    code, out, _ = run(capsys, "data", "verify", "--root", str(tmp_path / "lab"), "--repair",
+                       "--json")
+    document = json.loads(out)
+    assert code == 1 and document["repairs"] == []
+    assert document["not_repaired"] == [{"id": BTC_1M, "node": "miner-1", "hint": (
+        f"a mirror is a copy: pull it again (sfarm data pull miner-1 {BTC_1M})")}]
+    assert (mirror / "_manifest.json").exists() and not (tmp_path / "lab" / "quarantine").exists()
+    with pytest.raises(data.DamagedDataset, match=r"\(mirror of miner-1\)") as caught:
+        data.read(tmp_path / "lab", BTC_1M, mirror_of="miner-1")
+    assert "sfarm data pull miner-1" in (caught.value.hint or "")

@@ -175,26 +175,81 @@ def verify_cmd(
     dataset_ids: Annotated[list[str] | None, typer.Argument(
         metavar="ID", help="Datasets to check; all of the root when none.")] = None,
     root: RootOption = Path("."),
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Mend damaged datasets first: move damaged or unreadable files to "
+                         "ROOT/quarantine/<id>/<time>/ (never deleted), rewrite the manifest "
+                         "to what is left, and say what was lost. The next `sfarm mine` "
+                         "fetches the holes again.")] = False,
     json: JsonOption = False,
 ) -> None:
     """Check datasets for integrity and continuity; exit 1 on any problem.
 
     Manifest against files (rows, sha256), ts strictly increasing on the timeframe grid, OHLC
     sanity, gaps not recorded as exchange-side. All datasets of the root when no ID is given.
+    With --repair, damaged datasets are mended first (own datasets; a mirror is pulled again).
 
     Example: [bold]sfarm data verify candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
     _check_root(root)
     targets = ([(i.id, i.node) for i in store.list_datasets(root)] if not dataset_ids
                else [(d, _verified_node(root, d)) for d in dataset_ids])
+    repairs = [store.repair(root, dataset_id) for dataset_id, node in targets
+               if repair and node is None]
+    mirrors = [(dataset_id, node) for dataset_id, node in targets if repair and node is not None]
     reports = [store.verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
     ok = all(report.ok for report in reports)
     if json:
-        print_json({"root": str(root), "ok": ok, "datasets": [r.to_dict() for r in reports]})
+        document: dict[str, Any] = {"root": str(root), "ok": ok,
+                                    "datasets": [r.to_dict() for r in reports]}
+        if repair:
+            document["repairs"] = [r.to_dict() for r in repairs]
+            document["not_repaired"] = [{"id": dataset_id, "node": node,
+                                         "hint": _mirror_hint(dataset_id, node)}
+                                        for dataset_id, node in mirrors]
+        if not ok:
+            document["hint"] = _AFTER_REPAIR_HINT if repair else _REPAIR_HINT
+        print_json(document)
     else:
+        _render_repairs(repairs)
+        for dataset_id, node in mirrors:
+            out.print(f"[dim]not repaired[/] {dataset_id} (mirror of {node}): "
+                      f"{_mirror_hint(dataset_id, node)}")
         _render_reports(root, reports)
+        if not ok:
+            err.print(f"[dim]hint:[/] {_AFTER_REPAIR_HINT if repair else _REPAIR_HINT}")
     if not ok:
         raise typer.Exit(1)
+
+
+_REPAIR_HINT = ("`sfarm data verify --repair [ID] --root ROOT` moves damaged or unreadable files "
+                "to ROOT/quarantine/ (never deletes them) and rewrites the manifest; the next "
+                "`sfarm mine` fetches the missing candles (gaps) again")
+
+_AFTER_REPAIR_HINT = ("the next `sfarm mine` of these datasets fetches their gaps (what the repair "
+                      "lost included) from the exchange again")
+
+
+def _mirror_hint(dataset_id: str, node: str) -> str:
+    return f"a mirror is a copy: pull it again (sfarm data pull {node} {dataset_id})"
+
+
+def _render_repairs(repairs: list[store.RepairReport]) -> None:
+    for report in repairs:
+        if not report.repaired:
+            out.print(f"[green]nothing to repair[/] {report.dataset_id}")
+            continue
+        lost = ("an unknown number of" if report.rows_lost is None
+                else f"{report.rows_lost:,}")
+        out.print(f"[yellow]repaired[/] {report.dataset_id}: {report.rows_after:,} rows kept "
+                  f"(generation {report.generation}), {lost} rows lost"
+                  + (f"; files moved to {report.quarantine}" if report.quarantine else ""))
+        for note in report.notes:
+            out.print(f"  {note}")
+        for file in report.lost:
+            rows = "" if file.rows is None else f", {file.rows:,} rows"
+            where = "was missing" if file.moved_to is None else "moved aside"
+            out.print(f"  lost {file.file} ({file.reason}): {format_ts(file.first_ts)} to "
+                      f"{format_ts(file.last_ts)} UTC{rows}, {where}")
 
 
 def _verified_node(root: Path, dataset_id: str) -> str | None:

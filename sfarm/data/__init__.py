@@ -8,7 +8,8 @@ pulled from a producer node):
 * `locate`: where the root holds a dataset (own data first, else the one mirror that has it, or
   the named producer's), from `_manifest.json` alone: cheap enough for every poll.
 * `list_datasets` (own and mirrored, from their manifests), `verify` (files against manifest,
-  content sanity, gaps).
+  content sanity, gaps), `repair` (damaged files moved to the root's quarantine, the rest
+  committed anew); `find_holes` (what a dataset lacks in a range, for the miner).
 * `staging_dir` and `install_staged`: a pull copies a producer's dataset into the staging
   directory by any means; the store checks the copy and commits it as the mirror's new version.
   Its commit steps (writer lock, atomic writes, manifest last, sweep) are composed here only.
@@ -47,6 +48,10 @@ _EXPORTS = {
     "read": "sfarm.data.reader",
     "read_tail": "sfarm.data.reader",
     "relayout": "sfarm.data.store",
+    "DamagedDataset": "sfarm.data.damage",
+    "find_holes": "sfarm.data.coverage",
+    "RepairReport": "sfarm.data.repair",
+    "repair": "sfarm.data.repair",
     "scan": "sfarm.data.reader",
     "VerifyReport": "sfarm.data.verification",
     "verify": "sfarm.data.verification",
@@ -56,7 +61,9 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from sfarm.data.catalog import DatasetInfo, list_datasets  # noqa: F401
+    from sfarm.data.coverage import find_holes  # noqa: F401
     from sfarm.data.csv_import import ImportResult, import_csv  # noqa: F401
+    from sfarm.data.damage import DamagedDataset  # noqa: F401
     from sfarm.data.layout import DatasetNotFound, dataset_dir, format_ts  # noqa: F401
     from sfarm.data.locate import (  # noqa: F401
         AmbiguousDataset,
@@ -72,6 +79,7 @@ if TYPE_CHECKING:
         staging_dir,
     )
     from sfarm.data.reader import load_manifest, read, read_tail, scan  # noqa: F401
+    from sfarm.data.repair import RepairReport, repair  # noqa: F401
     from sfarm.data.store import (  # noqa: F401
         AppendResult,
         append,

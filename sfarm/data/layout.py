@@ -12,6 +12,9 @@ On-disk format, version 2 (any Parquet reader can use it directly):
                                               file, key, rows, first/last ts, bytes, sha256
         <key>.g<N>.parquet                    one partition: rows sorted by `ts`, unique `ts`
         .lock                                 writers' flock (hidden: readers never look at it)
+    <root>/quarantine/<id>/<UTC time>/        files moved aside, never deleted: damaged ones
+                                              (`sfarm data verify --repair`), and data files a
+                                              writer found without a manifest naming them
 
 `<key>` is the partition's period in UTC, `2024-01-05` (a day), `2024-01` (a month) or `2024`
 (a year); its shape says which. The manifest's `partitioning` gives the rule:
@@ -59,6 +62,7 @@ MANIFEST_NAME = "_manifest.json"
 LOCK_NAME = ".lock"
 DATA_DIR = "data"
 MIRROR_DIR = "mirror"
+QUARANTINE_DIR = "quarantine"
 
 _KEY_FORMAT: dict[Period, str] = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 _PERIOD_OF_KEY_LENGTH: dict[int, Period] = {10: "day", 7: "month", 4: "year"}
@@ -202,6 +206,13 @@ def is_segment_file(name: str) -> bool:
     return _SEGMENT_FILE.fullmatch(name) is not None
 
 
+def file_generation(name: str) -> int | None:
+    """The generation that wrote a partition or index segment file (`g<N>`); None for another
+    name."""
+    found = _PARTITION_FILE.fullmatch(name) or _SEGMENT_FILE.fullmatch(name)
+    return int(found["gen"]) if found else None
+
+
 def check_partition_file_name(name: str) -> str:
     """`name` if it is a partition file name of the store (`<key>.g<N>.parquet`: no `/`, no
     `..`, not hidden); ValueError otherwise. Every name a manifest gives is checked so: a
@@ -234,6 +245,13 @@ def dataset_dir(root: Path | str, dataset_id: str, *, mirror_of: str | None = No
     dataset_id = check_dataset_id(dataset_id)
     base = Path(root) / DATA_DIR if mirror_of is None else Path(root) / MIRROR_DIR / mirror_of
     return base.joinpath(*dataset_id.split("/"))
+
+
+def quarantine_dir(root: Path | str, dataset_id: str, moment: datetime) -> Path:
+    """`<root>/quarantine/<id>/<moment, UTC>`: where files of a dataset moved aside at `moment`
+    go (outside `data/`: no glob, pull or listing of datasets meets them)."""
+    stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return Path(root) / QUARANTINE_DIR / Path(*check_dataset_id(dataset_id).split("/")) / stamp
 
 
 def format_ts(ts_ms: int | None) -> str:

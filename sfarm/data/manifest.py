@@ -33,6 +33,11 @@ PartitionFileName = Annotated[str, AfterValidator(check_partition_file_name)]
 SegmentFileName = Annotated[str, AfterValidator(check_segment_file_name)]
 
 
+class CorruptIndex(RunError):
+    """A manifest or index segment file that does not parse: the dataset is damaged (see
+    `sfarm.data.damage`), unlike a manifest of a newer layout (a plain RunError)."""
+
+
 class PartitionEntry(BaseModel):
     """One Parquet file: the rows of one period (`key`), sorted by ts."""
 
@@ -129,7 +134,8 @@ def parse_manifest(raw: bytes, path: Path) -> Manifest:
         manifest = Manifest.model_validate_json(raw)
     except ValidationError as error:
         _check_version(path, raw)  # a newer layout fails validation: say so instead
-        raise RunError(f"{path}: not a valid dataset manifest: {error}") from None
+        raise CorruptIndex(f"{path}: not a valid dataset manifest: {_first_line(error)}") \
+            from None
     _check_version(path, raw, manifest.schema_version)
     return manifest
 
@@ -149,7 +155,18 @@ def parse_segment(raw: bytes, path: Path) -> list[PartitionEntry]:
     try:
         return _SegmentDocument.model_validate_json(raw).partitions
     except ValidationError as error:
-        raise RunError(f"{path}: not a valid index segment: {error}") from None
+        raise CorruptIndex(f"{path}: not a valid index segment: {_first_line(error)}") \
+            from None
+
+
+def _first_line(error: ValidationError) -> str:
+    """What pydantic found, on one line (without its listing and documentation links)."""
+    problems = error.errors()
+    if not problems:
+        return str(error).splitlines()[0]
+    where = ".".join(str(part) for part in problems[0]["loc"])
+    found = f"{where}: {problems[0]['msg']}" if where else problems[0]["msg"]
+    return found if len(problems) == 1 else f"{found} (and {len(problems) - 1} more)"
 
 
 def read_segment_file(directory: Path, segment: SegmentEntry) -> list[PartitionEntry]:

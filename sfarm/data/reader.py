@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from sfarm.data import frames
+from sfarm.data.damage import damage_reported
 from sfarm.data.fsio import shared_lock
 from sfarm.data.layout import DatasetNotFound, dataset_dir
 from sfarm.data.manifest import (
@@ -18,7 +19,7 @@ from sfarm.data.manifest import (
     read_manifest_file,
     read_segment_file,
 )
-from sfarm.errors import RunError, UsageError
+from sfarm.errors import UsageError
 
 # A mirror mounted from its producer (transport = "sshfs") is written by a writer that does not
 # see this node's readers' lock: a file the manifest named can be retired before it is opened.
@@ -37,12 +38,13 @@ def load_manifest(root: Path | str, dataset_id: str, *, mirror_of: str | None = 
     `with_partitions=False` reads `_manifest.json` alone (rows, first/last ts, extra, segments):
     one small file however long the history, for status polling.
     """
-    for attempt in _attempts(mirror_of):
-        try:
-            return _load_manifest(root, dataset_id, mirror_of, with_partitions)
-        except FileNotFoundError:
-            if attempt + 1 == len(_attempts(mirror_of)):
-                raise
+    with damage_reported(root, dataset_id, mirror_of):
+        for attempt in _attempts(mirror_of):
+            try:
+                return _load_manifest(root, dataset_id, mirror_of, with_partitions)
+            except FileNotFoundError:
+                if attempt + 1 == len(_attempts(mirror_of)):
+                    raise
     raise AssertionError("unreachable")
 
 
@@ -78,22 +80,22 @@ def read(root: Path | str, dataset_id: str, start: int | None = None, end: int |
     given, which spares decoding the others.
 
     Only the partitions whose [first_ts, last_ts] meets the range are opened (from the manifest's
-    index), and the ts filter is pushed down to their row groups.
+    index), and the ts filter is pushed down to their row groups. A file missing or unreadable
+    raises DamagedDataset (a RunError naming the repair).
     """
     directory = dataset_dir(root, dataset_id, mirror_of=mirror_of)
-    for attempt in _attempts(mirror_of):
-        with shared_lock(directory):  # a writer retires superseded files right after its commit
-            manifest = read_manifest_file(directory)
-            if manifest is None:
-                raise dataset_not_found(root, dataset_id, mirror_of)
-            selected = _selected_columns(dataset_id, manifest, columns)
-            try:
-                return _read_range(directory, manifest, start, end, selected)
-            except FileNotFoundError as error:
-                if attempt + 1 == len(_attempts(mirror_of)):
-                    raise RunError(f"{dataset_id}: {error.filename or 'a file'} named by the "
-                                   f"manifest is missing",
-                                   hint=f"sfarm data verify {dataset_id}") from None
+    with damage_reported(root, dataset_id, mirror_of):
+        for attempt in _attempts(mirror_of):
+            with shared_lock(directory):  # a writer retires superseded files after its commit
+                manifest = read_manifest_file(directory)
+                if manifest is None:
+                    raise dataset_not_found(root, dataset_id, mirror_of)
+                selected = _selected_columns(dataset_id, manifest, columns)
+                try:
+                    return _read_range(directory, manifest, start, end, selected)
+                except FileNotFoundError:
+                    if attempt + 1 == len(_attempts(mirror_of)):
+                        raise
     raise AssertionError("unreachable")
 
 

@@ -20,6 +20,7 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.checks import off_grid
+from sfarm.data.damage import DamagedDataset, damage_reported, damaged, new_quarantine
 from sfarm.data.fsio import (
     WriterLock,
     fsync_dir,
@@ -57,8 +58,13 @@ from sfarm.data.manifest import (
     summarize_segment,
 )
 from sfarm.data.reader import dataset_not_found
-from sfarm.data.recovery import referenced_files, sweep
-from sfarm.errors import RunError, UsageError
+from sfarm.data.recovery import (
+    first_write_leftovers,
+    referenced_files,
+    sweep,
+    unnamed_data_files,
+)
+from sfarm.errors import UsageError
 
 log = logging.getLogger("sfarm.data")
 
@@ -86,24 +92,43 @@ def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
     The top-level keys of `extra` replace those of the manifest's "extra" object in the same
     commit, so a producer's resume state never disagrees with its rows. Writers of one dataset
     take turns (flock); readers never wait.
+
+    DamagedDataset when a file it must read is missing or unreadable, or when data files lie
+    there without a manifest naming them (a lost manifest: `sfarm data verify --repair`).
     """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
     make_private_dirs(directory)
-    with WriterLock(directory) as lock:
+    with WriterLock(directory) as lock, damage_reported(root, dataset_id):
         manifest = read_manifest_file(directory)
         try:
+            if manifest is None:
+                _refuse_unnamed_files(root, dataset_id, directory, lock.interrupted)
             if lock.interrupted:
-                sweep(directory, manifest)
+                sweep(directory, manifest, quarantine=new_quarantine(root, dataset_id))
             result = _append_locked(directory, dataset_id, manifest, frame, extra)
-        except UsageError:
+        except (UsageError, _Unnamed):
             lock.mark_finished()  # refused before writing anything: nothing to sweep
             raise
-        except FileNotFoundError as error:
-            raise RunError(f"{dataset_id}: {error.filename} named by the manifest is missing",
-                           hint=f"sfarm data verify {dataset_id}") from None
         lock.mark_finished()
     return result
+
+
+class _Unnamed(DamagedDataset):
+    """Data files without a manifest, no writer interrupted: refused before writing."""
+
+
+def _refuse_unnamed_files(root: Path | str, dataset_id: str, directory: Path,
+                          interrupted: bool) -> None:
+    """Data files without a manifest that no interrupted first write explains (they would be
+    moved aside by the sweep): the manifest was lost. A new dataset here would reuse their
+    names, so the repair, which rebuilds the dataset from them, comes first."""
+    found = unnamed_data_files(directory)
+    if found and not first_write_leftovers(found, interrupted):
+        error = damaged(root, dataset_id, None,
+                        f"{len(found)} data files in {directory} ({', '.join(found[:3])}"
+                        f"{', ...' if len(found) > 3 else ''}) but no {MANIFEST_NAME}")
+        raise _Unnamed(error.message, hint=error.hint)
 
 
 def relayout(root: Path | str, dataset_id: str) -> bool:
@@ -116,21 +141,18 @@ def relayout(root: Path | str, dataset_id: str) -> bool:
     """
     dataset_id = check_dataset_id(dataset_id)
     directory = dataset_dir(root, dataset_id)
-    if read_manifest_file(directory) is None:  # before the lock: no lock file where no dataset
-        raise dataset_not_found(root, dataset_id, None)
-    with WriterLock(directory) as lock:
-        manifest = read_manifest_file(directory)
-        if manifest is None or manifest.partitioning == partitioning_for(dataset_id):
-            lock.mark_finished()
-            return False
-        if lock.interrupted:
-            sweep(directory, manifest)
-        try:
+    with damage_reported(root, dataset_id):
+        if read_manifest_file(directory) is None:  # before the lock: no lock file, no dataset
+            raise dataset_not_found(root, dataset_id, None)
+        with WriterLock(directory) as lock:
+            manifest = read_manifest_file(directory)
+            if manifest is None or manifest.partitioning == partitioning_for(dataset_id):
+                lock.mark_finished()
+                return False
+            if lock.interrupted:
+                sweep(directory, manifest)
             _relayout_locked(directory, dataset_id, manifest)
-        except FileNotFoundError as error:
-            raise RunError(f"{dataset_id}: {error.filename} named by the manifest is missing",
-                           hint=f"sfarm data verify {dataset_id}") from None
-        lock.mark_finished()
+            lock.mark_finished()
     return True
 
 
@@ -142,9 +164,18 @@ def _relayout_locked(directory: Path, dataset_id: str, manifest: Manifest) -> No
     retired = sorted(referenced_files(directory, manifest))
     fresh = new_manifest(dataset_id, partitioning_for(dataset_id), manifest.timeframe,
                          manifest.columns).model_copy(update={"extra": manifest.extra})
-    generation = manifest.generation + 1
+    rewrite(directory, dataset_id, fresh, frame, manifest.generation + 1, retired)
+
+
+def rewrite(directory: Path, dataset_id: str, template: Manifest, frame: pl.DataFrame,
+            generation: int, retired: list[str]) -> Manifest:
+    """Commit `frame` (sorted, unique ts) as the whole dataset: every partition written anew
+    under `template`'s rule as generation `generation`, the manifest (the template's columns
+    and extra), then the files `retired` removed. The caller holds the writer lock."""
+    fresh = template.model_copy(update={"segments": [], "partitions": [], "rows": 0,
+                                        "bytes": 0, "first_ts": None, "last_ts": None})
     segments, _ = _write_partitions(directory, dataset_id, fresh, frame, generation, _Tally())
-    _commit(directory, fresh, segments, retired, generation, manifest.columns, None)
+    return _commit(directory, fresh, segments, list(retired), generation, fresh.columns, None)
 
 
 @dataclass

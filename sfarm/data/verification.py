@@ -42,6 +42,7 @@ from sfarm.data.layout import (
     partition_key,
 )
 from sfarm.data.manifest import Manifest, PartitionEntry, read_manifest_file, read_segment_file
+from sfarm.data.recovery import first_write_leftovers, unnamed_data_files
 from sfarm.errors import RunError
 from sfarm.timeframes import timeframe_ms
 
@@ -93,11 +94,15 @@ def _verify_locked(root: Path | str, directory: Path, dataset_id: str,
         return
     if manifest is None:
         if directory.is_dir() and any(is_partition_file(n) for n in os.listdir(directory)):
-            if _writer_interrupted(directory):
+            if first_write_leftovers(unnamed_data_files(directory),
+                                     _writer_interrupted(directory)):
                 report.warnings.append("no committed data yet: files of an interrupted first "
-                                       "write, removed by the next append")
+                                       "write (or of a lost manifest), moved to the root's "
+                                       "quarantine/ by the next append, never deleted; "
+                                       "--repair rebuilds the dataset from them instead")
             else:
-                report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME}")
+                report.problems.append(f"{directory}: Parquet files but no {MANIFEST_NAME} "
+                                       "(lost): appends refuse until --repair rebuilds it")
             return
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")

@@ -3,9 +3,10 @@
 Each page is appended as soon as it arrives (with the exchange-side gaps it proves, in the same
 atomic append), so a stop loses at most the request in flight and a crash at most two pages
 (the one being appended and the next one fetched meanwhile); the next run resumes from the
-manifest. Decisions about a page live in `sfarm.mining.windows`; this module does the I/O:
-ccxt requests (async, retried), store appends (in a thread, so requests go on meanwhile) and
-sleeps that end early when a stop is requested.
+manifest, and first fetches every hole the index shows between `since` and the last candle (a
+stop while filling one, a repair's loss, an earlier `since`). Decisions about a page live in
+`sfarm.mining.windows`; this module does the I/O: ccxt requests (async, retried), store appends
+(in a thread, so requests go on meanwhile) and sleeps that end early when a stop is requested.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sfarm.mining.windows import (
     next_wake,
     resume_open,
 )
+from sfarm.timeframes import timeframe_ms
 
 log = logging.getLogger("sfarm.mining")
 T = TypeVar("T")
@@ -113,28 +115,39 @@ class DatasetMiner:
         self.has_history = False
         self._bad_kinds: dict[str, int] = {}  # what is wrong -> candles refused, this run
         self._first_bad: int | None = None
+        self.holes: list[tuple[int, int]] = []  # [first missing, next stored) before the resume
 
     # ---- state ---------------------------------------------------------------------------------
 
     def load_state(self) -> None:
-        """Resume point, rows and recorded gaps from the dataset's manifest (if any)."""
+        """Resume point, rows, recorded gaps and the holes to fetch, from the dataset's index."""
         p = self.progress
-        manifest = data.load_manifest(self.root, p.dataset_id)
+        manifest = data.load_manifest(self.root, p.dataset_id, with_partitions=False)
         last_ts = manifest.last_ts if manifest else None
         self.has_history = last_ts is not None
         if manifest is not None:
             p.rows, p.first_ts, p.last_ts = manifest.rows, manifest.first_ts, manifest.last_ts
             p.exchange_gaps = merge_gaps(_valid_gaps(manifest.extra.get("exchange_gaps")))
-        if manifest is not None and manifest.first_ts is not None \
-                and first_open(self.since_ms, p.timeframe) < manifest.first_ts:
-            # Filling in front of stored data could not resume after a stop without leaving a
-            # hole (the resume point is the last candle), so the miner only extends forward.
-            log.warning("%s: stored data starts at %s, after since %s; the miner extends "
-                        "datasets forward only (mine into a fresh root to start earlier)",
-                        p.dataset_id, data.format_ts(manifest.first_ts),
-                        data.format_ts(self.since_ms))
+        # Behind the resume point: whatever is missing since `since` (a run stopped while
+        # filling, a repair's loss, an earlier `since`), less what the exchange itself lacks.
+        holes = data.find_holes(self.root, p.dataset_id, first_open(self.since_ms, p.timeframe),
+                                excused=p.exchange_gaps) if last_ts is not None else []
+        self.holes = [(start, min(end, self._until_open)) for start, end in holes
+                      if start < self._until_open]
+        if self.holes:
+            step = timeframe_ms(p.timeframe)
+            log.info("%s: %d candles missing in %d holes before %s; fetching them",
+                     p.dataset_id, sum((end - start) // step for start, end in self.holes),
+                     len(self.holes), data.format_ts(last_ts))
         p.start_open = p.next_open = resume_open(self.since_ms, p.timeframe, last_ts)
         p.end_open = fetch_end(self.clock(), p.timeframe, self.until_ms)
+
+    @property
+    def _until_open(self) -> int:
+        """Exclusive bound on the opens this run may store (none: no bound)."""
+        if self.until_ms is None:
+            return 2**63 - 1
+        return first_open(self.until_ms, self.progress.timeframe)
 
     @property
     def until_reached(self) -> bool:
@@ -151,26 +164,36 @@ class DatasetMiner:
         p.end_open = max(end, p.start_open)
         if p.next_open >= end:
             return PageDecision([], [], p.next_open, True)
+        page = await self.request_page(p.next_open)
+        decision = self.decide(page, p.next_open, end, has_history=self.has_history)
+        if decision.rows:
+            self.has_history = True
+        p.next_open = decision.next_open
+        return decision
+
+    async def request_page(self, since: int) -> list[Any]:
+        """One page of candles from `since` on (retried; a stop abandons it, never an append)."""
+        p = self.progress
         p.requests += 1
-        # A stop abandons the request (and its retries), never an append.
-        page = await unless_stopped(call_with_retries_async(
-            self.exchange.fetch_ohlcv, p.market, p.timeframe, p.next_open, self.limit,
+        page: list[Any] = await unless_stopped(call_with_retries_async(
+            self.exchange.fetch_ohlcv, p.market, p.timeframe, since, self.limit,
             policy=self.settings.retry, action=f"fetch {p.market} {p.timeframe} candles",
             on_retry=self._count_retry,
             sleep=lambda seconds: sleep_unless_stopped(seconds, self.stop)), self.stop)
+        return page
+
+    def decide(self, page: list[Any], expected: int, end: int, *,
+               has_history: bool) -> PageDecision:
+        p = self.progress
         try:
-            decision = decide_page(page, p.next_open, end, p.timeframe,
-                                   has_history=self.has_history)
+            decision = decide_page(page, expected, end, p.timeframe, has_history=has_history)
         except OffGridCandle as error:
             raise RunError(f"{p.dataset_id}: {self.exchange.id} returned a candle opening at "
                            f"{data.format_ts(error.ts)}, off sfarm's {p.timeframe} grid",
                            hint="this exchange aligns its candles differently; use another "
                                 "timeframe") from None
-        decision = self._refuse_bad_candles(decision)
-        if decision.rows:
-            self.has_history = True
-        p.next_open = decision.next_open
-        return decision
+        # Hole filling and forward pages alike store no impossible candle.
+        return self._refuse_bad_candles(decision)
 
     def _refuse_bad_candles(self, decision: PageDecision) -> PageDecision:
         """The page without the candles `sfarm.data.checks` calls impossible (a price of zero,
@@ -223,7 +246,8 @@ class DatasetMiner:
         p.rows_added += result.rows_added
         p.candles_received += len(decision.rows)
         p.rows += result.rows_added
-        p.first_ts = p.first_ts if p.first_ts is not None else int(decision.rows[0][0])
+        first = int(decision.rows[0][0])
+        p.first_ts = first if p.first_ts is None else min(p.first_ts, first)
         p.last_ts = result.last_ts
 
     # ---- loops ---------------------------------------------------------------------------------
@@ -254,6 +278,45 @@ class DatasetMiner:
                 await pending
         self.report(self.progress)
         return self.progress.next_open >= self.progress.end_open
+
+    async def fill_holes(self, *, follow: bool) -> None:
+        """Fetch the holes `load_state` found. Following, temporary exchange trouble leaves the
+        rest to the next run (the live edge comes first); a one-off run fails as usual."""
+        if not self.holes:
+            return
+        p = self.progress
+        p.phase = "backfill"
+        self.report(p)
+        for start, end in self.holes:
+            try:
+                await self.fill_hole(start, end)
+            except ExchangeTemporaryError as error:
+                if not follow:
+                    raise
+                log.warning("%s: %s; the holes left are fetched by the next run",
+                            p.dataset_id, error.message)
+                return
+
+    async def fill_hole(self, start: int, end: int) -> None:
+        """Fetch [start, end), `end` the open of the stored candle after the hole, asking up to
+        that candle: a reply that jumps to it proves the exchange has nothing before it (an
+        exchange-side gap, recorded, so the next run does not ask again). A hole cut short by
+        `until` ends there, unproven."""
+        p = self.progress
+        bound = min(end + timeframe_ms(p.timeframe), self._until_open)
+        expected = start
+        while expected < end:
+            if self.stop.is_set():
+                raise Stopped()
+            page = await self.request_page(expected)
+            decision = self.decide(page, expected, bound, has_history=True)
+            if not decision.rows:
+                log.info("%s: the exchange has no candles from %s to %s; the next run asks "
+                         "again", p.dataset_id, data.format_ts(expected), data.format_ts(end))
+                return
+            await self.store(decision)
+            self.report(p)
+            expected = decision.next_open
 
     async def backfill(self) -> None:
         """Download everything closed (before `until`) once, then return."""
@@ -297,6 +360,7 @@ class DatasetMiner:
         p = self.progress
         try:
             await asyncio.to_thread(self.load_state)
+            await self.fill_holes(follow=follow)
             await (self.follow() if follow else self.backfill())
             p.phase = "done"
         except Stopped:

@@ -34,10 +34,11 @@ def first_open(since_ms: int, timeframe: str) -> int:
 
 
 def resume_open(since_ms: int, timeframe: str, last_ts: int | None) -> int:
-    """Where a run starts: right after the last stored candle, else at `since`.
+    """Where a run goes on forward: right after the last stored candle, else at `since`.
 
     A stored dataset always continues from its last candle, even when `since` moved later,
-    so a dataset never gets a hole between two runs.
+    so a dataset never gets a hole between two runs; holes before it (from `since` on) are
+    found from the index and fetched first (`sfarm.data.find_holes`).
     """
     if last_ts is None:
         return first_open(since_ms, timeframe)
