@@ -88,6 +88,9 @@ def test_a_dataset_mirrored_from_two_nodes_needs_one_named(
     code, out, _ = run(capsys, "data", "show", kraken, "--root", str(root), "--mirror",
                        "miner-3", "--json")
     assert code == 0 and json.loads(out)["node"] == "miner-3"
+    code, out, _ = run(capsys, "data", "verify", kraken, "--root", str(root), "--mirror",
+                       "miner-3", "--json")
+    assert code == 0 and [d["node"] for d in json.loads(out)["datasets"]] == ["miner-3"]
     code, _, err = run(capsys, "data", "show", kraken, "--root", str(root), "--mirror",
                        "miner-4")
     assert code == 2 and f"no dataset {kraken} under {root}" in err

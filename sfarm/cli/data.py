@@ -174,7 +174,10 @@ def _location(root: Path, dataset_id: str, node: str | None) -> store.DatasetLoc
 def verify_cmd(
     dataset_ids: Annotated[list[str] | None, typer.Argument(
         metavar="ID", help="Datasets to check; all of the root when none.")] = None,
-    root: RootOption = Path("."),
+    root: DataRootOption = None,
+    node: NodeRootOption = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
+    mirror: MirrorOption = None,
     repair: Annotated[bool, typer.Option(
         "--repair", help="Mend damaged datasets first: move damaged or unreadable files to "
                          "ROOT/quarantine/<id>/<time>/ (never deleted), rewrite the manifest "
@@ -188,11 +191,13 @@ def verify_cmd(
     sanity, gaps not recorded as exchange-side. All datasets of the root when no ID is given.
     With --repair, damaged datasets are mended first (own datasets; a mirror is pulled again).
 
-    Example: [bold]sfarm data verify candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
+    Example: [bold]sfarm data verify candles/sim/BTC-USDT/1m --node lab -i inventory/local.toml[/]
     """
+    root = node_root(root, node, inventory, network)
     _check_root(root)
-    targets = ([(i.id, i.node) for i in store.list_datasets(root)] if not dataset_ids
-               else [(d, _verified_node(root, d)) for d in dataset_ids])
+    targets = ([(i.id, i.node) for i in store.list_datasets(root)
+                if mirror is None or i.node == mirror] if not dataset_ids
+               else [(d, _verified_node(root, d, mirror)) for d in dataset_ids])
     repairs = [store.repair(root, dataset_id) for dataset_id, node in targets
                if repair and node is None]
     mirrors = [(dataset_id, node) for dataset_id, node in targets if repair and node is not None]
@@ -252,11 +257,12 @@ def _render_repairs(repairs: list[store.RepairReport]) -> None:
                       f"{format_ts(file.last_ts)} UTC{rows}, {where}")
 
 
-def _verified_node(root: Path, dataset_id: str) -> str | None:
-    """The mirror to verify, None for own data: also when the root holds the dataset nowhere,
-    where verify tells files of an unfinished first write from no dataset at all."""
-    location = _location(root, dataset_id, None)
-    return None if location is None else location.node
+def _verified_node(root: Path, dataset_id: str, mirror: str | None) -> str | None:
+    """The mirror to verify (`mirror` when given), None for own data: also when the root holds
+    the dataset nowhere, where verify tells files of an unfinished first write from no dataset
+    at all."""
+    location = _location(root, dataset_id, mirror)
+    return mirror if location is None else location.node
 
 
 def _render_reports(root: Path, reports: list[store.VerifyReport]) -> None:

@@ -175,8 +175,9 @@ def mine_cmd(
                                          "errors, 429, 5xx, timeouts).")] = 8,
     json: JsonOption = False,
 ) -> None:
-    """Download candles into ROOT/data/candles/<exchange>/<BASE-QUOTE>/<tf>, resuming where the
-    datasets end. Closed candles only; gaps the exchange itself has are recorded, not invented.
+    """Download candles into ROOT/data/candles/<exchange>/<BASE-QUOTE>/<tf>: every candle of
+    the range the datasets lack (holes within them too, then on from where they end). Closed
+    candles only; gaps the exchange itself has are recorded, not invented.
 
     Example: [bold]sfarm mine --exchange binance --market BTC/USDT --market ETH/USDT
     --timeframe 1h --since 2024-01-01 --root ~/sfarm/lab[/]
