@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sfarm.remote.controller import CONNECT_TIMEOUT_S, FarmController
+from sfarm.remote.controller import FarmController
+from sfarm.remote.defaults import CONNECT_TIMEOUT_S
 from sfarm.status import NodeStatus
 from tests.fixtures.black_hole import BlackHole, black_hole
 from tests.fixtures.cli import run_sfarm

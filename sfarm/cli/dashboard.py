@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from sfarm.cli.options import InventoryOption, NetworkOption
-from sfarm.farm import Farm
-from sfarm.remote.controller import CONNECT_TIMEOUT_S
+from sfarm.remote.defaults import CONNECT_TIMEOUT_S
 
 RefreshOption = Annotated[float, typer.Option(
     "--refresh", metavar="S", min=0.2, help="Seconds between status refreshes.")]
@@ -34,7 +33,8 @@ TUI_HELP = "\n\n".join([
 def tui(inventory: InventoryOption = None, network: NetworkOption = None,
         refresh: RefreshOption = 2.0, timeout: TimeoutOption = CONNECT_TIMEOUT_S) -> None:
     """The farm's dashboard in the terminal: every node and task, live, and their actions."""
-    from sfarm.tui.app import Dashboard  # textual loads only for the dashboard
+    from sfarm.farm import Farm  # the farm service and textual load for the dashboard only
+    from sfarm.tui.app import Dashboard
 
     with Farm.open(inventory, network, keep_connections=True, connect_timeout=timeout) as farm:
         Dashboard(farm, refresh_s=refresh).run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
@@ -17,7 +17,6 @@ from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
 from sfarm.errors import RunError, UsageError
-from sfarm.farm import Farm, FarmReport, Note
 from sfarm.farm.status import (
     STATE_COLOURS,
     format_age,
@@ -26,9 +25,12 @@ from sfarm.farm.status import (
     shows_live_values,
     task_note,
 )
-from sfarm.remote.controller import CONNECT_TIMEOUT_S, DEFAULT_FORKS
+from sfarm.remote.defaults import CONNECT_TIMEOUT_S, DEFAULT_FORKS
 from sfarm.runtime.protocol import Action
 from sfarm.status import NetworkStatus
+
+if TYPE_CHECKING:
+    from sfarm.farm import Farm, FarmReport, Note
 
 NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
@@ -44,6 +46,15 @@ DryRunOption = Annotated[bool, typer.Option(
     "--dry-run", help="Say what would change on each node and change nothing, there or here "
                       "(a new farm key is made in memory only, never sent); a \"changed\" step "
                       "would change.")]
+
+
+def open_farm(inventory: Path | None, network: str | None, node: str | None = None,
+              **options: Any) -> Farm:
+    """The farm service (sfarm.farm.Farm.open), imported when a command runs: it loads the SSH
+    libraries, which `sfarm --help` and every other command's start need not."""
+    from sfarm.farm import Farm
+
+    return Farm.open(inventory, network, node, **options)
 
 
 def _print_notes(notes: list[Note]) -> None:
@@ -115,7 +126,7 @@ def deploy(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm deploy -i inventory/local.toml[/]
     """
-    farm = Farm.open(inventory, network, node, forks=forks)
+    farm = open_farm(inventory, network, node, forks=forks)
     _report(farm.deploy(rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot,
                         offline=offline), json)
 
@@ -133,7 +144,7 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
     """
-    farm = Farm.open(inventory, network, node, forks=forks)
+    farm = open_farm(inventory, network, node, forks=forks)
     _report(farm.up(live=live, dry_run=dry_run, offline=offline), json)
     if wait > 0 and not dry_run:
         with err.status("waiting for every task to run and produce data"):
@@ -146,7 +157,7 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
 
 def _control(action: Action, inventory: Path | None, network: str | None, node: str | None,
              task: str | None, json: bool, live: bool = False) -> None:
-    _report(Farm.open(inventory, network, node).control(action, task, live=live), json)
+    _report(open_farm(inventory, network, node).control(action, task, live=live), json)
 
 
 def start(inventory: InventoryOption = None, network: NetworkOption = None,
@@ -169,7 +180,7 @@ def start(inventory: InventoryOption = None, network: NetworkOption = None,
         return
     if task is None:
         raise UsageError("--resume resumes one trade task: give it with --task")
-    farm = Farm.open(inventory, network, node)
+    farm = open_farm(inventory, network, node)
     farm.check_task(task)
     if not yes and not typer.confirm(f"Resume {task}: its session was halted by its kill "
                                      f"switch; it will trade again"
@@ -205,7 +216,7 @@ def down(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm down -i inventory/local.toml[/]
     """
-    _report(Farm.open(inventory, network, node).down(), json)
+    _report(open_farm(inventory, network, node).down(), json)
 
 
 def render_status(status: NetworkStatus, now: float | None = None,
@@ -270,10 +281,10 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
     Example: [bold]sfarm status -i inventory/local.toml --watch[/]
     """
     if watch:
-        _watch(Farm.open(inventory, network, node, keep_connections=True,
+        _watch(open_farm(inventory, network, node, keep_connections=True,
                          connect_timeout=timeout), interval)
         return
-    result = Farm.open(inventory, network, node, connect_timeout=timeout).status()
+    result = open_farm(inventory, network, node, connect_timeout=timeout).status()
     if json:
         print_json(result.to_json())
     else:
@@ -315,7 +326,7 @@ def logs(
 
     Example: [bold]sfarm logs -i inventory/local.toml lab mine -f[/]
     """
-    with Farm.open(inventory, network, node).logs(node, task, lines) as tail:
+    with open_farm(inventory, network, node).logs(node, task, lines) as tail:
         prefix = len(tail.tasks) > 1
         while True:
             for chunk in tail.read():

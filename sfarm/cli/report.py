@@ -10,7 +10,6 @@ from rich.text import Text
 from sfarm.cli.console import out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.errors import RunError
-from sfarm.farm import Farm
 from sfarm.runtime.protocol import SessionView
 
 CHART_POINTS = 200  # the terminal chart's points: about one per column
@@ -36,6 +35,8 @@ def report(
 
     Example: [bold]sfarm report -i inventory/local.toml rsi-paper[/]
     """
+    from sfarm.farm import Farm  # the farm service (SSH) loads for farm commands only
+
     with Farm.open(inventory, network) as farm:
         node = farm.trade_node(task)
         view = farm.session(node, task, points=JSON_POINTS if json else CHART_POINTS,

@@ -7,27 +7,18 @@ import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from yarl import URL
 
 from sfarm.cli.console import err, out
 from sfarm.cli.options import InventoryOption, NetworkOption
 from sfarm.errors import UsageError
-from sfarm.inventory import load_inventory
-from sfarm.inventory.origin import find_node_root
-from sfarm.tui.web import DashboardServer, WebSettings
-from sfarm.tui.web_access import is_loopback
-from sfarm.tui.web_secrets import (
-    TlsFiles,
-    certificate_names,
-    operator_certificate,
-    read_or_make_certificate,
-    read_or_make_token,
-    secrets_dir,
-)
+
+if TYPE_CHECKING:
+    from sfarm.tui.web import WebSettings
+    from sfarm.tui.web_secrets import TlsFiles
 
 DEFAULT_PORT = 8765
 
@@ -86,6 +77,13 @@ def web(
         "--key", metavar="FILE", help="The private key (PEM) of --cert.")] = None,
 ) -> None:
     """Serve the dashboard to browsers: one `sfarm tui` per browser tab, run on this node."""
+    # The server (aiohttp, textual-serve) and the inventory load for this command only: every
+    # other command's start-up would pay for them.
+    from sfarm.inventory import load_inventory
+    from sfarm.inventory.origin import find_node_root
+    from sfarm.tui.web import DashboardServer
+    from sfarm.tui.web_secrets import secrets_dir
+
     loaded = load_inventory(inventory)  # checked once here, not by every tab's dashboard
     if network is not None:
         loaded.select_network(network)
@@ -103,6 +101,17 @@ def _settings(command: tuple[str, ...], host: str, port: int, public_url: str | 
               cert: Path | None, key: Path | None, secrets: Path) -> WebSettings:
     """Token and TLS as the address requires: none on loopback (TLS if given a certificate),
     both elsewhere (a self-signed certificate unless given one)."""
+    from yarl import URL
+
+    from sfarm.tui.web import WebSettings
+    from sfarm.tui.web_access import is_loopback
+    from sfarm.tui.web_secrets import (
+        certificate_names,
+        operator_certificate,
+        read_or_make_certificate,
+        read_or_make_token,
+    )
+
     if (cert is None) != (key is None):
         raise UsageError("--cert and --key go together",
                          hint="give your certificate and its private key, or neither (a "
@@ -137,6 +146,8 @@ def _announce(settings: WebSettings, port: int) -> None:
         shown_host = f"[{shown_host}]"
     url = settings.public_url or f"{scheme}://{shown_host}:{port}/"
     if settings.token is not None:
+        from yarl import URL
+
         url = str(URL(url).update_query(token=settings.token))
     tunnel = (f"ssh -L {port}:127.0.0.1:{port} {getpass.getuser()}@{socket.gethostname()}, "
               f"then open http://127.0.0.1:{port}/")

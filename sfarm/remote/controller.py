@@ -21,6 +21,7 @@ from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
+from sfarm.remote.defaults import CONNECT_TIMEOUT_S, DEFAULT_FORKS, READ_PARALLEL
 from sfarm.remote.deploy import build_deployment, local_root
 from sfarm.remote.dry_run import unasked_steps, withhold_new_keys
 from sfarm.remote.jump_hosts import outside_jump_lines, sync_jump_hosts
@@ -39,10 +40,7 @@ from sfarm.runtime.protocol import Action, NodeError, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
-DEFAULT_FORKS = 10  # nodes changed at once, as Ansible's forks and pyinfra's --parallel
-READ_PARALLEL = 32  # nodes read at once (status): a request each, no install
 log = logging.getLogger(__name__)
-CONNECT_TIMEOUT_S = 5.0  # a node not connected by then is reported unreachable
 
 
 @dataclass(frozen=True)
