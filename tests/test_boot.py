@@ -31,7 +31,7 @@ from sfarm.runtime.boot import (
     wants_link,
 )
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.supervisor import Supervisor, daemon_command
+from sfarm.runtime.supervisor import DAEMON_MODULE, Supervisor, daemon_command
 from sfarm.trading.live_guard import arm, arm_file
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.file_tree import file_tree
@@ -155,7 +155,7 @@ def farm() -> Iterator[Farm]:
 
 
 def _supervisords(root: Path) -> list[str]:
-    return [line for line in processes_under(root) if "supervisor.supervisord" in line]
+    return [line for line in processes_under(root) if DAEMON_MODULE in line]
 
 
 def _deploy(farm: Farm, home: Path, *args: str) -> tuple[int, dict[str, dict[str, str]]]:

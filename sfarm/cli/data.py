@@ -81,7 +81,8 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
 def _check_root(root: Path) -> None:
     if not root.is_dir():
         raise UsageError(f"--root {root}: no such directory",
-                         hint="a node root is the directory that holds data/ and mirror/")
+                         hint="a node root holds data/ and mirror/: `sfarm up` (or `sfarm "
+                              "deploy`) makes a node's, `sfarm mine --root DIR` one of your own")
 
 
 def _info_json(info: store.DatasetInfo) -> dict[str, Any]:
@@ -107,6 +108,7 @@ def show(
 
     Example: [bold]sfarm data show candles/binance/BTC-USDT/1h --tail 5[/]
     """
+    _check_root(root)
     location = _location(root, dataset_id, node)
     node = None if location is None else location.node
     manifest = None if location is None else store.load_manifest(root, dataset_id, mirror_of=node)

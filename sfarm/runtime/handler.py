@@ -88,6 +88,8 @@ def serve(root: Path, requests: BinaryIO, replies: BinaryIO) -> None:
 
 def dispatch(root: NodeRoot, request: Request) -> Reply:
     """Do what `request` asks in `root` and say what happened."""
+    if not isinstance(request, ApplyRequest | FactsRequest | DownRequest):  # these need none
+        node_ops.require_root(root)
     match request:
         case ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot,
                           operator=operator):
