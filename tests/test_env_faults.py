@@ -238,6 +238,14 @@ def test_a_deleted_logs_directory_comes_back_and_workers_restart(farm: Farm) -> 
              what="the miner respawned without an operator")
     assert (logs / "mine.log").exists()
 
+    # Deleted while supervisord is down: `start` starts it all the same.
+    farm.sfarm("down")
+    shutil.rmtree(logs)
+    farm.sfarm("start")
+    wait_for(lambda: farm.tasks()["mine"]["state"] == "running", timeout_s=60,
+             what="the miner started again")
+    assert (logs / "supervisord.log").exists()
+
 
 # ---- a missing node root -----------------------------------------------------------------------
 

@@ -147,10 +147,19 @@ class Supervisor:
         """Start supervisord for this root unless it already runs."""
         if self.is_running():
             return
+        # supervisord opens its own log before anything else: logs/ may have been deleted
+        # while it was down (it makes it again itself once it runs: sfarm.runtime.supervisord).
+        make_private_dirs(self.root.logs)
         # The umask from the start: supervisord opens its log and socket before it daemonizes
         # (where its config's umask= takes over).
-        subprocess.run(daemon_command(self.root), check=True, cwd=self.root.path,
-                       env=supervised_environment(), umask=DAEMON_UMASK)
+        started = subprocess.run(daemon_command(self.root), check=False, cwd=self.root.path,
+                                 env=supervised_environment(), umask=DAEMON_UMASK,
+                                 capture_output=True, text=True)
+        if started.returncode != 0:
+            said = (started.stderr or started.stdout).strip().splitlines()
+            raise RunError(f"supervisord did not start for {self.root.path}"
+                           + (f": {said[-1]}" if said else ""),
+                           hint=f"see {self.root.logs / 'supervisord.log'}")
         deadline = time.monotonic() + timeout_s
         while not self.is_running():
             if time.monotonic() > deadline:
