@@ -78,6 +78,7 @@ def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
 
 # ---- disk full ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_mine_on_a_full_disk_says_where_and_keeps_the_commit(
         mount_namespace: MountNamespace, root: Path, emulator: RunningEmulator) -> None:
     data_dir = root / "data"
