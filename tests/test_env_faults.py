@@ -167,39 +167,45 @@ def _csv(path: Path, start_ms: int, count: int) -> Path:
     return path
 
 
+def _first_import(namespace: MountNamespace, root: Path) -> tuple[list[str], bytes]:
+    """Import 30 candles (committed), and return the command that would import 30 more and
+    the manifest of that commit."""
+    first = namespace.run(_import(root, _csv(root.parent / "a.csv", T0, 30)))
+    assert first.returncode == 0, first.stderr
+    return _import(root, _csv(root.parent / "b.csv", T0 + 1_800_000, 30)), _committed(namespace,
+                                                                                      root)
+
+
 def _import(root: Path, csv: Path) -> list[str]:
     return sfarm_argv("data", "import", str(csv), "--id", CANDLES, "--root", str(root))
 
 
+def _still_committed(namespace: MountNamespace, root: Path, committed: bytes) -> None:
+    assert _committed(namespace, root) == committed
+    assert _verified_rows(namespace, root) == 30
+
+
 def test_import_into_a_read_only_dataset_says_so(mount_namespace: MountNamespace,
                                                  root: Path) -> None:
-    first = mount_namespace.run(_import(root, _csv(root.parent / "a.csv", T0, 30)))
-    assert first.returncode == 0, first.stderr
+    second, committed = _first_import(mount_namespace, root)
     directory = data.dataset_dir(root, CANDLES)
-    committed = _committed(mount_namespace, root)
     mount_namespace.read_only(directory)
-
-    refused = mount_namespace.run(_import(root, _csv(root.parent / "b.csv", T0 + 1_800_000, 30)))
+    refused = mount_namespace.run(second)
     _refused(refused, "read-only", str(directory), "remount it read-write")
-    assert _committed(mount_namespace, root) == committed
-    assert _verified_rows(mount_namespace, root) == 30
+    _still_committed(mount_namespace, root, committed)
 
 
 def test_import_into_a_directory_it_may_not_write_says_so(mount_namespace: MountNamespace,
                                                           root: Path) -> None:
-    first = mount_namespace.run(_import(root, _csv(root.parent / "a.csv", T0, 30)))
-    assert first.returncode == 0, first.stderr
+    second, committed = _first_import(mount_namespace, root)
     directory = data.dataset_dir(root, CANDLES)
-    committed = _committed(mount_namespace, root)
     directory.chmod(0o500)  # binds root only without its capabilities (below)
     try:
-        refused = mount_namespace.run(without_caps(
-            _import(root, _csv(root.parent / "b.csv", T0 + 1_800_000, 30))))
+        refused = mount_namespace.run(without_caps(second))
     finally:
         directory.chmod(0o700)
     _refused(refused, "permission denied", str(directory))
-    assert _committed(mount_namespace, root) == committed
-    assert _verified_rows(mount_namespace, root) == 30
+    _still_committed(mount_namespace, root, committed)
 
 
 # ---- a deleted logs/ ---------------------------------------------------------------------------

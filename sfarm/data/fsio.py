@@ -53,7 +53,7 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 }
 
 
-def storage_error(error: OSError, directory: Path, action: str) -> StorageError | None:
+def _storage_error(error: OSError, directory: Path, action: str) -> StorageError | None:
     """`error` as a StorageError when the machine refused a write under `directory` (None for
     any other error: those are sfarm's to explain). `action` says what was being done."""
     refusal = _REFUSALS.get(error.errno or 0)
@@ -69,12 +69,12 @@ def storage_error(error: OSError, directory: Path, action: str) -> StorageError 
 
 @contextlib.contextmanager
 def storage_errors(directory: Path, action: str) -> Iterator[None]:
-    """Raise a `StorageError` (see `storage_error`) in place of the OSError of a refused
+    """Raise a `StorageError` (see `_storage_error`) in place of the OSError of a refused
     write inside the block."""
     try:
         yield
     except OSError as error:
-        translated = storage_error(error, directory, action)
+        translated = _storage_error(error, directory, action)
         if translated is None:
             raise
         raise translated from error
