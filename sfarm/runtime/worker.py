@@ -54,8 +54,9 @@ class _Heartbeats(threading.Thread):
         # file (write_atomic), so writers never tear each other's file; the lock keeps a
         # board read earlier from being renamed over one read later (the final "stopped").
         self._writing = threading.Lock()
-        # The error a failed attempt put on the board, and the rows of its outputs then.
-        self._failure: tuple[str | None, int] | None = None
+        # The error a failed attempt put on the board, and the rows of each output as first
+        # seen since then (what was stored: more than that is a commit after the failure).
+        self._failure: tuple[str | None, dict[str, int]] | None = None
 
     def failed(self, error: Exception) -> None:
         """Say on the board that an attempt failed with `error`, until rows are committed."""
@@ -73,8 +74,11 @@ class _Heartbeats(threading.Thread):
         holding `_writing`)."""
         if self._failure is None or beat.state != "running":
             return beat
-        message, rows = self._failure
-        if _rows(beat) <= rows:
+        message, stored = self._failure
+        rows = _rows(beat)
+        for dataset, count in rows.items():
+            stored.setdefault(dataset, count)  # first seen since the failure: what was stored
+        if not any(count > stored[dataset] for dataset, count in rows.items()):
             return beat
         self._failure = None
         if beat.last_error != message:  # the engine reported something newer: keep it
@@ -146,8 +150,8 @@ def _error_text(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _rows(beat: Heartbeat) -> int:
-    return sum(output.rows for output in beat.outputs)
+def _rows(beat: Heartbeat) -> dict[str, int]:
+    return {output.id: output.rows for output in beat.outputs}
 
 
 def configure_logging(level: int = logging.INFO) -> None:
