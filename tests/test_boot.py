@@ -31,12 +31,12 @@ from sfarm.runtime.boot import (
     wants_link,
 )
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.supervisor import Supervisor, daemon_command
+from sfarm.runtime.supervisor import DAEMON_MODULE, Supervisor, daemon_command
 from sfarm.trading.live_guard import arm, arm_file
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.file_tree import file_tree
 from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
-from tests.fixtures.processes import processes_under
+from tests.fixtures.processes import PROJECT, processes_under
 from tests.fixtures.waiting import wait_for
 
 INVENTORY = head("{network}") + SIM_EXCHANGE + mine_task("3h") + """
@@ -154,8 +154,13 @@ def farm() -> Iterator[Farm]:
         yield farm
 
 
+# What systemd or cron gives the command: a bare PATH, and this checkout's sfarm where a node
+# has its own installed (supervisord is sfarm.runtime.supervisord).
+BOOT_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT)}
+
+
 def _supervisords(root: Path) -> list[str]:
-    return [line for line in processes_under(root) if "supervisor.supervisord" in line]
+    return [line for line in processes_under(root) if DAEMON_MODULE in line]
 
 
 def _deploy(farm: Farm, home: Path, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
@@ -184,7 +189,7 @@ def test_the_units_command_runs_the_supervisord_deploy_talks_to(farm: Farm) -> N
     assert not arm_file(root.path, "mine").exists()
 
     process = subprocess.Popen(_exec_words(_setting(unit, "ExecStart")), cwd=root.path,
-                               env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"})
+                               env={**BOOT_ENV, "PYTHONUNBUFFERED": "1"})
     try:
         wait_for(Supervisor(root).is_running, what="the unit's supervisord")
         report = json.loads(farm.sfarm("deploy", "--json").stdout)
@@ -229,7 +234,7 @@ def test_without_systemd_the_boot_step_fails_with_what_to_do_and_the_rest_stands
     farm.sfarm("down")
     arm(farm.root, "mine", 4242, "sfarm start --live")
     command = line.removeprefix("@reboot ").replace("\\%", "%")
-    subprocess.run(["sh", "-c", command], check=True, env={"PATH": "/usr/bin:/bin"})
+    subprocess.run(["sh", "-c", command], check=True, env=BOOT_ENV)
     wait_for(Supervisor(NodeRoot(farm.root)).is_running, what="cron's supervisord")
     assert not arm_file(farm.root, "mine").exists()
     code, again = _deploy(farm, home)

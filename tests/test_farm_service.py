@@ -131,6 +131,7 @@ def test_live_arming_and_its_notes_are_data(tmp_path: Path) -> None:
     (tmp_path / "always.toml").write_text(ALWAYS_IN)
     farm = Farm(load_inventory(inventory), "live")
     root = tmp_path / "nodes" / "live" / "lab"
+    root.mkdir(parents=True)  # deployed, no worker started
     arm_file = root / "run" / "trader.live"
 
     armed = farm.set_live(True, command="start")

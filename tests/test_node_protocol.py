@@ -64,9 +64,9 @@ def test_a_failing_operation_becomes_an_error_reply(tmp_path: Path) -> None:
 
 
 def test_an_unexpected_exception_on_the_node_is_an_error_reply(tmp_path: Path) -> None:
-    not_a_directory = tmp_path / "file"
-    not_a_directory.write_text("a node root must be a directory")
-    reply = _reply(handle(not_a_directory, encode_request(StatusRequest(tasks={"mine": "mine"}))))
+    # A node root is checked (a missing one is a message); run/ there is not, until read.
+    (tmp_path / "run").write_text("run/ must be a directory")
+    reply = _reply(handle(tmp_path, encode_request(StatusRequest(tasks={"mine": "mine"}))))
     assert reply["ok"] is False
     assert "unexpected NotADirectoryError on the node" in str(reply["error"])
 
@@ -196,6 +196,7 @@ host = "local"
 base_dir = "{broken_base}"
 tasks = ["mine-b"]
 """)
+    (tmp_path / "nodes" / "pair" / "good").mkdir(parents=True)  # deployed: a root to report on
     return inventory
 
 
@@ -208,7 +209,7 @@ def test_one_node_failing_leaves_the_others_results_intact(
     assert code == 1 and "Traceback" not in err
     good, bad = json.loads(out)["nodes"]
     assert good["reachable"] and good["tasks"][0]["name"] == "mine-a"
-    assert not bad["reachable"] and "unexpected NotADirectoryError" in bad["error"]
+    assert not bad["reachable"] and f"no node root at {blocker}/pair/bad" in bad["error"]
 
     # Whatever a node's work raises, on the controller's side too, is that node's result.
     controller = FarmController(load_inventory(inventory), "pair")

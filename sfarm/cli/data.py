@@ -89,7 +89,8 @@ def ls(root: DataRootOption = None, node: NodeRootOption = None,
 def _check_root(root: Path) -> None:
     if not root.is_dir():
         raise UsageError(f"--root {root}: no such directory",
-                         hint="a node root is the directory that holds data/ and mirror/")
+                         hint="a node root holds data/ and mirror/: `sfarm up` (or `sfarm "
+                              "deploy`) makes a node's, `sfarm mine --root DIR` one of your own")
 
 
 def _info_json(info: store.DatasetInfo) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def show(
     Example: [bold]sfarm data show candles/sim/BTC-USDT/1h --node lab -i inventory/local.toml[/]
     """
     root = node_root(root, node, inventory, network)
+    _check_root(root)
     location = _location(root, dataset_id, mirror)
     mirror = None if location is None else location.node
     manifest = None if location is None else store.load_manifest(root, dataset_id,

@@ -12,11 +12,17 @@ about to open.
 Files belong to their user: what is written here (temp files, so the files they become, and
 lock files) is made 0600 and directories `make_private_dirs` makes 0700, whatever the umask of
 the process: anyone who can open a lock file can hold the lock forever.
+
+The machine may refuse a write: a full disk, a quota, a read-only mount, a directory this user
+may not write. `storage_errors` turns those into a `StorageError` that names the path and what
+to do; an append that meets one gives up before its commit, so the dataset stays as its last
+commit left it (the next writer sweeps what it wrote).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -26,9 +32,52 @@ from types import TracebackType
 from typing import Self
 
 from sfarm.data.layout import LOCK_NAME, temp_prefix_for
+from sfarm.errors import RunError
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
+
+
+class StorageError(RunError):
+    """The machine refused a write (disk full, read-only, not permitted); nothing was committed.
+    A worker that meets one retries after a backoff: it goes on once the condition clears."""
+
+
+# errno -> what happened, what to do about it (`{path}`: the directory refused)
+_REFUSALS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free space there (`df -h {path}`)"),
+    errno.EDQUOT: ("the disk quota is exhausted", "free space or raise the quota of this user"),
+    errno.EROFS: ("the file system is read-only", "remount it read-write"),
+    errno.EACCES: ("permission denied", "let this user write {path} (owner, mode, mount)"),
+    errno.EPERM: ("operation not permitted", "let this user write {path} (owner, mode, mount)"),
+}
+
+
+def _storage_error(error: OSError, directory: Path, action: str) -> StorageError | None:
+    """`error` as a StorageError when the machine refused a write under `directory` (None for
+    any other error: those are sfarm's to explain). `action` says what was being done."""
+    refusal = _REFUSALS.get(error.errno or 0)
+    if refusal is None:
+        return None
+    what, remedy = refusal
+    # The directory, not error.filename: that is often a temp file of a moment.
+    return StorageError(f"{action}: {what} at {directory}; not committed (what was stored "
+                        f"before is intact)",
+                        hint=f"{remedy.format(path=directory)}, then run again (a worker "
+                             f"retries by itself)")
+
+
+@contextlib.contextmanager
+def storage_errors(directory: Path, action: str) -> Iterator[None]:
+    """Raise a `StorageError` (see `_storage_error`) in place of the OSError of a refused
+    write inside the block."""
+    try:
+        yield
+    except OSError as error:
+        translated = _storage_error(error, directory, action)
+        if translated is None:
+            raise
+        raise translated from error
 
 
 def fsync_dir(directory: Path) -> None:

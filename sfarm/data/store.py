@@ -4,17 +4,21 @@ An append, under the dataset's writer lock, writes a new version of each partiti
 in (and, under the `month+day` rule, one file for the month its last row has just left, in place
 of that month's days), then the index segments of those partitions, then `_manifest.json` (the
 commit), then removes the superseded files. A writer killed at any point leaves the previous
-manifest intact and every file it names untouched; the next writer sweeps the leftovers.
+manifest intact and every file it names untouched; the next writer sweeps the leftovers. So does
+one the machine refuses (a full disk, a read-only directory): it raises a `StorageError` that
+says where and what to do (sfarm.data.fsio).
 `relayout` rewrites a whole dataset under the current rule the same way.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import polars as pl
 
@@ -26,6 +30,7 @@ from sfarm.data.fsio import (
     fsync_dir,
     make_private_dirs,
     remove_quietly,
+    storage_errors,
     write_atomic,
 )
 from sfarm.data.ids import parse_dataset_id
@@ -82,8 +87,29 @@ class AppendResult:
     last_ts: int | None  # the dataset's last ts after the append
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _refusals_named(action: str) -> Callable[[Callable[Concatenate[Path | str, str, _P], _R]],
+                                             Callable[Concatenate[Path | str, str, _P], _R]]:
+    """Have a write of (root, dataset_id, ...) raise a StorageError naming the dataset's
+    directory when the machine refuses it (sfarm.data.fsio.storage_errors)."""
+    def decorate(write: Callable[Concatenate[Path | str, str, _P], _R]
+                 ) -> Callable[Concatenate[Path | str, str, _P], _R]:
+        @functools.wraps(write)
+        def wrapper(root: Path | str, dataset_id: str, /, *args: _P.args,
+                    **kwargs: _P.kwargs) -> _R:
+            directory = dataset_dir(root, check_dataset_id(dataset_id))
+            with storage_errors(directory, f"{action} {dataset_id}"):
+                return write(root, dataset_id, *args, **kwargs)
+        return wrapper
+    return decorate
+
+
 # ---- appending ---------------------------------------------------------------------------------
 
+@_refusals_named("append to")
 def append(root: Path | str, dataset_id: str, frame: pl.DataFrame, *,
            extra: dict[str, Any] | None = None) -> AppendResult:
     """Store the rows of `frame` whose ts is not stored yet, in one atomic commit.
@@ -131,6 +157,7 @@ def _refuse_unnamed_files(root: Path | str, dataset_id: str, directory: Path,
         raise _Unnamed(error.message, hint=error.hint)
 
 
+@_refusals_named("relayout")
 def relayout(root: Path | str, dataset_id: str) -> bool:
     """Rewrite a dataset under the partitioning rule of new datasets of its kind (version 1's
     day files of a 1m dataset become `month+day`), in one atomic commit; False when it already

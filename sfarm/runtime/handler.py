@@ -88,6 +88,8 @@ def serve(root: Path, requests: BinaryIO, replies: BinaryIO) -> None:
 
 def dispatch(root: NodeRoot, request: Request) -> Reply:
     """Do what `request` asks in `root` and say what happened."""
+    if _needs_root(request):
+        node_ops.require_root(root)
     match request:
         case ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot,
                           operator=operator):
@@ -123,6 +125,15 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
 
             return SessionReply(session=views.session_view(root, task, points, trades))
     raise AssertionError(f"no handler for {request!r}")  # the union above is exhaustive
+
+
+def _needs_root(request: Request) -> bool:
+    """Whether `request` acts on a deployed node root: all do but apply (it makes one), facts
+    (a survey before deploying) and those that only make a node safe, down and disarming
+    (where there is no root, nothing runs and nothing is armed)."""
+    if isinstance(request, ApplyRequest | FactsRequest | DownRequest):
+        return False
+    return not (isinstance(request, LiveRequest) and not request.armed)
 
 
 def _sftp_server() -> str | None:

@@ -201,3 +201,11 @@ def tail_lines(path: Path, count: int) -> Sequence[str]:
         handle.seek(max(0, size - 256 * count))
         lines = handle.read().decode("utf-8", "replace").splitlines()
     return lines[-count:]
+
+
+def require_root(root: NodeRoot) -> None:
+    """Refuse to act on a node root that does not exist: a node never deployed, or its root
+    deleted. Saying so beats reporting its tasks `stopped`, or a traceback."""
+    if not root.path.is_dir():
+        raise RunError(f"no node root at {root.path}",
+                       hint="deploy the node first: `sfarm up` (or `sfarm deploy`) makes it")

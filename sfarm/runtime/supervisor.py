@@ -32,6 +32,7 @@ from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Program
 
 CONFIG_NAME = "supervisord.conf"
+DAEMON_MODULE = "sfarm.runtime.supervisord"  # supervisord, keeping its log directory
 DAEMON_UMASK = 0o077
 SOCKET_NAME = "supervisor.sock"
 
@@ -90,18 +91,22 @@ def write_config(root: NodeRoot, text: str) -> bool:
 
 def daemon_command(root: NodeRoot, python: str = sys.executable) -> list[str]:
     """How a node's supervisord is started: by deploy (`Supervisor.start_daemon`), and by the
-    boot unit (sfarm.runtime.boot, with --nodaemon), in the node root with PYTHONUNBUFFERED=1."""
-    return [python, "-m", "supervisor.supervisord", "-c", str(config_path(root))]
+    boot unit (sfarm.runtime.boot, with --nodaemon), in the node root with PYTHONUNBUFFERED=1.
+    It is supervisor's, made to keep logs/ in place (sfarm.runtime.supervisord)."""
+    return [python, "-m", DAEMON_MODULE, "-c", str(config_path(root))]
 
 
 # What supervisord, and every worker and service it starts, inherits from the command that
 # starts it: enough to run and reach the exchanges (proxies, certificates, numba's and polars'
 # settings: NUMBA_CACHE_DIR where the package's directory is not the node user's), nothing
 # else of the operator's session (no *_API_KEY, which would win over a rotated secrets file;
-# no SSH_AUTH_SOCK, the operator's forwarded agent).
-INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-             "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
-             "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+# no SSH_AUTH_SOCK, the operator's forwarded agent). PYTHONPATH too, made absolute (supervisord
+# runs in the node root): where sfarm itself is found through it (a checkout), supervisord
+# (sfarm.runtime.supervisord) and the workers run the sfarm that started them.
+INHERITED = ("PATH", "PYTHONPATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE",
+             "TZ", "TMPDIR", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+             "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR",
+             "REQUESTS_CA_BUNDLE")
 INHERITED_PREFIXES = ("NUMBA_", "POLARS_")
 
 
@@ -113,6 +118,9 @@ def supervised_environment(environ: Mapping[str, str] | None = None) -> dict[str
     kept = {name: value for name, value in source.items()
             if name in INHERITED or name.startswith(INHERITED_PREFIXES)}
     kept.setdefault("PATH", os.defpath)
+    if kept.get("PYTHONPATH"):
+        kept["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(entry) for entry in kept["PYTHONPATH"].split(os.pathsep) if entry)
     return {**kept, "PYTHONUNBUFFERED": "1"}
 
 
@@ -139,10 +147,19 @@ class Supervisor:
         """Start supervisord for this root unless it already runs."""
         if self.is_running():
             return
+        # supervisord opens its own log before anything else: logs/ may have been deleted
+        # while it was down (it makes it again itself once it runs: sfarm.runtime.supervisord).
+        make_private_dirs(self.root.logs)
         # The umask from the start: supervisord opens its log and socket before it daemonizes
         # (where its config's umask= takes over).
-        subprocess.run(daemon_command(self.root), check=True, cwd=self.root.path,
-                       env=supervised_environment(), umask=DAEMON_UMASK)
+        started = subprocess.run(daemon_command(self.root), check=False, cwd=self.root.path,
+                                 env=supervised_environment(), umask=DAEMON_UMASK,
+                                 capture_output=True, text=True)
+        if started.returncode != 0:
+            said = (started.stderr or started.stdout).strip().splitlines()
+            raise RunError(f"supervisord did not start for {self.root.path}"
+                           + (f": {said[-1]}" if said else ""),
+                           hint=f"see {self.root.logs / 'supervisord.log'}")
         deadline = time.monotonic() + timeout_s
         while not self.is_running():
             if time.monotonic() > deadline:
