@@ -10,7 +10,8 @@ from sfarm.timeframes import candle_open, timeframe_ms
 
 # A task's state as a colour (rich's names), the same in every view of the farm.
 STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
-                 "stale": "magenta", "halted": "red", "unreachable": "red"}
+                 "stale": "magenta", "halted": "red", "unreachable": "red",
+                 "not deployed": "dim", "unknown": "magenta"}
 
 
 def behind_live_edge_s(dataset: DatasetStatus, now_ms: float) -> float | None:

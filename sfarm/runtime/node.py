@@ -9,7 +9,7 @@ protocol's requests. Applying a deployment (and its dry run) is sfarm.runtime.ap
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,23 +24,43 @@ from sfarm.runtime.apply import DIRECTORIES as DIRECTORIES  # re-exported: every
 from sfarm.runtime.apply import apply_deployment as apply_deployment
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Action, DatasetSummary, LogChunk, StepResult, StepStatus
-from sfarm.runtime.supervisor import Supervisor
-from sfarm.status import Heartbeat, TaskStatus, task_status
+from sfarm.runtime.supervisor import Supervisor, config_path
+from sfarm.runtime.sweep import end_processes, node_processes
+from sfarm.runtime.task_lock import task_holder
+from sfarm.status import Heartbeat, Observed, TaskStatus, task_status
 
 
-def read_heartbeat(root: NodeRoot, task: str) -> Heartbeat | None:
+def read_heartbeat(root: NodeRoot, task: str) -> tuple[Heartbeat | None, str | None]:
+    """The task's heartbeat, or None and why it cannot be read (no file is no problem: a
+    worker that never ran, or not yet)."""
+    path = root.heartbeat(task)
     try:
-        return Heartbeat.model_validate_json(root.heartbeat(task).read_bytes())
-    except (FileNotFoundError, ValidationError, json.JSONDecodeError):
-        return None
+        return Heartbeat.model_validate_json(path.read_bytes()), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValidationError) as error:
+        reason = (str(error.errors()[0]["msg"]) if isinstance(error, ValidationError)
+                  else error.strerror or str(error))
+        return None, f"its heartbeat {path} cannot be read ({reason})"
+
+
+def deployed_programs(root: NodeRoot) -> set[str]:
+    """The programs of the node's supervisord config (none before the first deploy)."""
+    try:
+        text = config_path(root).read_text()
+    except FileNotFoundError:
+        return set()
+    return set(re.findall(r"^\[program:([^\]]+)\]", text, flags=re.MULTILINE))
 
 
 def node_task_status(root: NodeRoot, tasks: dict[str, str],
                      now: float | None = None) -> list[TaskStatus]:
-    """Every task's state on this node, from supervisord (if it runs), the heartbeats and,
-    for their inputs, the routes deploy wrote and the resolver's state."""
+    """Every task's state on this node, from its supervisord config and supervisord (if it
+    runs), the tasks' locks (who runs each), the heartbeats and, for their inputs, the routes
+    deploy wrote and the resolver's state."""
     supervisor = Supervisor(root)
     processes = supervisor.processes() if supervisor.is_running() else {}
+    deployed = deployed_programs(root)
     moment = time.time() if now is None else now
     try:
         routes = load_routes(root.path)
@@ -49,9 +69,14 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
     resolver = read_state(root.path) if routes is not None and routes.peers else None
     statuses = []
     for name, kind in tasks.items():
-        heartbeat = read_heartbeat(root, name)
-        status = task_status(name, kind, processes.get(name, {}).get("statename"), heartbeat,
-                             moment)
+        heartbeat, problem = read_heartbeat(root, name)
+        process = processes.get(name, {})
+        holder = task_holder(root, name)
+        observed = Observed(deployed=name in deployed, supervisor_pid=process.get("pid") or None,
+                            exit_status=process.get("exitstatus"),
+                            holder_pid=holder.pid if holder is not None else None,
+                            heartbeat_problem=problem)
+        status = task_status(name, kind, process.get("statename"), heartbeat, moment, observed)
         if routes is not None:
             reported = heartbeat.inputs if heartbeat is not None else []
             status.inputs = input_statuses(routes, resolver, name, reported, moment)
@@ -127,14 +152,18 @@ def resume(root: NodeRoot, task: str, operator: str = "") -> list[StepResult]:
 
 
 def shutdown(root: NodeRoot) -> list[StepResult]:
-    """Stop every worker and the node's supervisord, and end the mounts its resolver left
-    (a resolver killed outright cannot unmount its peers' sshfs mounts itself)."""
+    """Stop every worker and the node's supervisord, then end whatever process of the root is
+    left (sfarm.runtime.sweep: a worker started by hand, what a supervisord that died left
+    running), and the mounts its resolver left (a resolver killed outright cannot unmount its
+    peers' sshfs mounts itself)."""
     supervisor = Supervisor(root)
     if supervisor.is_running():
         supervisor.shutdown()
         steps = [StepResult("supervisord", "changed", "stopped")]
     else:
         steps = [StepResult("supervisord", "ok", "not running")]
+    steps += [StepResult("leftover process", "changed", outcome)
+              for outcome in end_processes(node_processes(root))]
     return steps + _unmount_mirrors(root)
 
 

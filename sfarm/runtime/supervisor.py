@@ -30,6 +30,7 @@ from sfarm.resources import template
 from sfarm.runtime.build import BUILD_VARIABLE
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Program
+from sfarm.status import TASK_HELD_EXIT
 
 CONFIG_NAME = "supervisord.conf"
 DAEMON_UMASK = 0o077
@@ -66,6 +67,7 @@ def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Pr
             name=program.name, root=root.path,
             command=shlex.join(program.command).replace("%", "%%"),
             autostart=str(program.autostart).lower(), umask=f"{DAEMON_UMASK:03o}",
+            held_exit=TASK_HELD_EXIT,
             environment_line=_environment_line(
                 {**program.environment, BUILD_VARIABLE: build} if build else program.environment),
         )
@@ -98,9 +100,10 @@ def daemon_command(root: NodeRoot, python: str = sys.executable) -> list[str]:
 # starts it: enough to run and reach the exchanges (proxies, certificates, numba's and polars'
 # settings: NUMBA_CACHE_DIR where the package's directory is not the node user's), nothing
 # else of the operator's session (no *_API_KEY, which would win over a rotated secrets file;
-# no SSH_AUTH_SOCK, the operator's forwarded agent).
-INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-             "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+# no SSH_AUTH_SOCK, the operator's forwarded agent). PYTHONPATH passes: the workers import the
+# sfarm that deployed them (the build their config names), not another one on the same python.
+INHERITED = ("PATH", "PYTHONPATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
+             "TMPDIR", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
              "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 INHERITED_PREFIXES = ("NUMBA_", "POLARS_")
 

@@ -22,6 +22,7 @@ from sfarm.data.fsio import make_private_dirs, write_atomic
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.redact import RedactingFormatter
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.task_lock import TaskHeld, hold_task, outlast_start_seconds
 from sfarm.status.model import HEARTBEAT_INTERVAL_S
 from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
 
@@ -72,7 +73,13 @@ class _Heartbeats(threading.Thread):
 def run_worker(context: TaskContext[Any], engine: Engine, *,
                interval_s: float = HEARTBEAT_INTERVAL_S, backoff: Backoff = ENGINE_RESTART,
                handle_signals: bool = True) -> int:
-    """Run `engine` until stopped; return the process exit status (0 on a requested stop)."""
+    """Run `engine` until stopped; return the process exit status (0 on a requested stop).
+    TaskHeld, before anything is written, when another worker runs the task."""
+    try:
+        task_lock = hold_task(NodeRoot(context.root), context.task)
+    except TaskHeld:
+        outlast_start_seconds()
+        raise
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: context.stop.set())
@@ -101,6 +108,7 @@ def run_worker(context: TaskContext[Any], engine: Engine, *,
     finally:
         heartbeats.done.set()
         heartbeats.write()
+        task_lock.release()  # after the last heartbeat: a next worker's first one wins
 
 
 def configure_logging(level: int = logging.INFO) -> None:
