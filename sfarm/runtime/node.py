@@ -23,6 +23,7 @@ from sfarm.runtime import audit
 from sfarm.runtime.apply import DIRECTORIES as DIRECTORIES  # re-exported: every node op here
 from sfarm.runtime.apply import apply_deployment as apply_deployment
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.node_lock import node_turn
 from sfarm.runtime.protocol import Action, DatasetSummary, LogChunk, StepResult, StepStatus
 from sfarm.runtime.supervisor import Supervisor, config_path
 from sfarm.runtime.sweep import end_processes, node_processes
@@ -86,11 +87,13 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
 
 def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepResult]:
     supervisor = Supervisor(root)
+    results = []
     if not supervisor.is_running():
         if action == "stop":
             return [StepResult(f"{action} {name}", "ok", "not running") for name in names]
-        supervisor.start_daemon()
-    results = []
+        with node_turn(root) as turn:  # one supervisord, whoever else starts it now
+            supervisor.start_daemon()
+        results += turn.steps()
     for name in names:
         before = supervisor.processes().get(name, {}).get("statename")
         if action in ("stop", "restart"):
@@ -156,14 +159,18 @@ def shutdown(root: NodeRoot) -> list[StepResult]:
     left (sfarm.runtime.sweep: a worker started by hand, what a supervisord that died left
     running), and the mounts its resolver left (a resolver killed outright cannot unmount its
     peers' sshfs mounts itself)."""
+    if not root.path.is_dir():
+        return [StepResult("supervisord", "ok", "not running (never deployed here)")]
     supervisor = Supervisor(root)
-    if supervisor.is_running():
-        supervisor.shutdown()
-        steps = [StepResult("supervisord", "changed", "stopped")]
-    else:
-        steps = [StepResult("supervisord", "ok", "not running")]
-    steps += [StepResult("leftover process", "changed", outcome)
-              for outcome in end_processes(node_processes(root))]
+    with node_turn(root) as turn:  # not while a deploy starts it
+        steps = turn.steps()
+        if supervisor.is_running():
+            supervisor.shutdown()
+            steps.append(StepResult("supervisord", "changed", "stopped"))
+        else:
+            steps.append(StepResult("supervisord", "ok", "not running"))
+        steps += [StepResult("leftover process", "changed", outcome)
+                  for outcome in end_processes(node_processes(root))]
     return steps + _unmount_mirrors(root)
 
 

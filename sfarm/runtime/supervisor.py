@@ -144,8 +144,14 @@ class Supervisor:
             return
         # The umask from the start: supervisord opens its log and socket before it daemonizes
         # (where its config's umask= takes over).
-        subprocess.run(daemon_command(self.root), check=True, cwd=self.root.path,
-                       env=supervised_environment(), umask=DAEMON_UMASK)
+        started = subprocess.run(daemon_command(self.root), cwd=self.root.path,
+                                 env=supervised_environment(), umask=DAEMON_UMASK,
+                                 stderr=subprocess.PIPE, text=True, check=False)
+        if started.returncode != 0 and not self.is_running():
+            said = started.stderr.strip().splitlines()
+            raise RunError(f"supervisord did not start for {self.root.path}"
+                           + (f": {said[0]}" if said else ""),
+                           hint=f"see {self.root.logs / 'supervisord.log'}")
         deadline = time.monotonic() + timeout_s
         while not self.is_running():
             if time.monotonic() > deadline:

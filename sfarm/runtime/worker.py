@@ -107,8 +107,10 @@ def run_worker(context: TaskContext[Any], engine: Engine, *,
         return 0
     finally:
         heartbeats.done.set()
-        heartbeats.write()
-        task_lock.release()  # after the last heartbeat: a next worker's first one wins
+        try:
+            heartbeats.write()
+        finally:
+            task_lock.release()  # after the last heartbeat: a next worker's first one wins
 
 
 def configure_logging(level: int = logging.INFO) -> None:
