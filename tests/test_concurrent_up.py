@@ -16,23 +16,18 @@ import pytest
 from sfarm.errors import RunError
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.node_lock import node_turn
+from sfarm.runtime.supervisor import Supervisor
+from sfarm.runtime.task_lock import task_holder
 from tests.fixtures.cli import sfarm_env
 from tests.fixtures.farm import Farm, local_farm
-from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
+from tests.fixtures.inventories import TWO_MINERS
 from tests.fixtures.processes import PROJECT, processes_under, start_python
 from tests.fixtures.waiting import wait_for
-
-INVENTORY = (head("{network}") + SIM_EXCHANGE + mine_task("1h")
-             + mine_task("1h", name="other", market="ETH/USDT") + """
-[networks.{network}.nodes.lab]
-host = "local"
-tasks = ["mine", "other"]
-""")
 
 
 @pytest.fixture
 def farm() -> Iterator[Farm]:
-    with local_farm(INVENTORY, "turns") as farm:
+    with local_farm(TWO_MINERS, "turns") as farm:
         yield farm
 
 
@@ -60,6 +55,12 @@ def test_three_concurrent_ups_of_one_node_take_turns(farm: Farm) -> None:
         assert sum(command.rstrip().endswith(f"--task {task}") for command in commands) == 1
     wait_for(lambda: {task["state"] for task in farm.tasks().values()} == {"running"},
              what="both tasks running")
+    # each run by supervisord's worker, which holds the task's lock
+    programs = Supervisor(NodeRoot(farm.root)).processes()
+    for name, task in farm.tasks().items():
+        holder = task_holder(NodeRoot(farm.root), name)
+        assert holder is not None and holder.pid == task["pid"] == programs[name]["pid"]
+        assert task["last_error"] is None
 
 
 def test_a_node_held_too_long_fails_naming_its_holder(tmp_path: Path) -> None:
