@@ -18,6 +18,7 @@ import pytest
 
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.locks import process_start, read_holder, try_lock
+from sfarm.runtime.node import read_heartbeat
 from sfarm.runtime.supervisor import Supervisor, socket_path
 from sfarm.status import TASK_HELD_EXIT
 from tests.fixtures.cli import sfarm_env, sfarm_process
@@ -188,3 +189,23 @@ def test_a_damaged_heartbeat_reads_unknown_never_running(farm: Farm) -> None:
             os.kill(worker, signal.SIGCONT)
         wait_for(lambda: farm.tasks()["mine"]["state"] == "running",
                  what="the worker's next heartbeat mending it")
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b'{"task": "mine", "ki', "Invalid JSON: EOF while parsing"),
+    (b"\x00\xffgarbage", "Invalid JSON: expected value"),
+    (b"{}", "task: Field required"),
+    (None, "Is a directory"),
+])
+def test_a_heartbeat_that_cannot_be_read_says_why(tmp_path: Path, content: bytes | None,
+                                                   reason: str) -> None:
+    root = NodeRoot(tmp_path)
+    root.run.mkdir()
+    assert read_heartbeat(root, "mine") == (None, None)  # none yet: no problem
+    if content is None:
+        root.heartbeat("mine").mkdir()
+    else:
+        root.heartbeat("mine").write_bytes(content)
+    heartbeat, problem = read_heartbeat(root, "mine")
+    assert heartbeat is None and problem is not None
+    assert problem.startswith(f"its heartbeat {root.heartbeat('mine')} cannot be read ({reason}")

@@ -39,10 +39,13 @@ def read_heartbeat(root: NodeRoot, task: str) -> tuple[Heartbeat | None, str | N
         return Heartbeat.model_validate_json(path.read_bytes()), None
     except FileNotFoundError:
         return None, None
-    except (OSError, ValidationError) as error:
-        reason = (str(error.errors()[0]["msg"]) if isinstance(error, ValidationError)
-                  else error.strerror or str(error))
-        return None, f"its heartbeat {path} cannot be read ({reason})"
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, f"its heartbeat {path} cannot be read ({where + ': ' if where else ''}" \
+                     f"{first['msg']})"
+    except OSError as error:
+        return None, f"its heartbeat {path} cannot be read ({error.strerror or error})"
 
 
 def deployed_programs(root: NodeRoot) -> set[str]:
