@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from sfarm.errors import RunError
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.locks import process_start, read_holder, try_lock
-from sfarm.runtime.node import read_heartbeat
+from sfarm.runtime.node import control, read_heartbeat, shutdown
 from sfarm.runtime.supervisor import Supervisor, socket_path
 from sfarm.status import TASK_HELD_EXIT
 from tests.fixtures.cli import sfarm_env, sfarm_process
@@ -209,3 +210,11 @@ def test_a_heartbeat_that_cannot_be_read_says_why(tmp_path: Path, content: bytes
     heartbeat, problem = read_heartbeat(root, "mine")
     assert heartbeat is None and problem is not None
     assert problem.startswith(f"its heartbeat {root.heartbeat('mine')} cannot be read ({reason}")
+
+
+def test_a_root_never_deployed_is_left_as_it_is(tmp_path: Path) -> None:
+    root = NodeRoot(tmp_path / "nodes" / "lab")
+    assert [step.detail for step in shutdown(root)] == ["not running (never deployed here)"]
+    with pytest.raises(RunError, match="it is not deployed"):
+        control(root, "start", ["mine"])
+    assert not root.path.exists()  # neither made it

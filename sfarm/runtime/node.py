@@ -94,6 +94,9 @@ def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepRe
     if not supervisor.is_running():
         if action == "stop":
             return [StepResult(f"{action} {name}", "ok", "not running") for name in names]
+        if not config_path(root).is_file():
+            raise RunError(f"nothing to start in {root.path}: it is not deployed",
+                           hint="`sfarm up` deploys and starts")
         with node_turn(root) as turn:  # one supervisord, whoever else starts it now
             supervisor.start_daemon()
         results += turn.steps()
