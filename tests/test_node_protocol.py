@@ -64,11 +64,11 @@ def test_a_failing_operation_becomes_an_error_reply(tmp_path: Path) -> None:
 
 
 def test_an_unexpected_exception_on_the_node_is_an_error_reply(tmp_path: Path) -> None:
-    # A node root is checked (a missing one is a message); run/ there is not, until read.
-    (tmp_path / "run").write_text("run/ must be a directory")
+    # Nothing reads a supervisord config that is a directory: an unexpected error, answered.
+    (tmp_path / "supervisor" / "supervisord.conf").mkdir(parents=True)
     reply = _reply(handle(tmp_path, encode_request(StatusRequest(tasks={"mine": "mine"}))))
     assert reply["ok"] is False
-    assert "unexpected NotADirectoryError on the node" in str(reply["error"])
+    assert "unexpected IsADirectoryError on the node" in str(reply["error"])
 
 
 @pytest.mark.parametrize("raw", [b"", b"\x00\xff", b"[]", b'{"protocol": 1}',
@@ -209,7 +209,8 @@ def test_one_node_failing_leaves_the_others_results_intact(
     assert code == 1 and "Traceback" not in err
     good, bad = json.loads(out)["nodes"]
     assert good["reachable"] and good["tasks"][0]["name"] == "mine-a"
-    assert not bad["reachable"] and f"no node root at {blocker}/pair/bad" in bad["error"]
+    assert [task["state"] for task in bad["tasks"]] == ["not deployed"]
+    assert f"no node root at {blocker}/pair/bad" in bad["tasks"][0]["last_error"]
 
     # Whatever a node's work raises, on the controller's side too, is that node's result.
     controller = FarmController(load_inventory(inventory), "pair")

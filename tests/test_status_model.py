@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from sfarm.status import DatasetProgress, Heartbeat, NetworkStatus, NodeStatus, task_status
+from sfarm.status import (
+    TASK_HELD_EXIT,
+    TASK_STATES,
+    DatasetProgress,
+    Heartbeat,
+    NetworkStatus,
+    NodeStatus,
+    Observed,
+    task_status,
+)
 
 NOW = 1_700_000_000.0
 
@@ -63,3 +72,54 @@ def test_network_status_json_has_the_contract_keys() -> None:
     assert set(task) >= {"name", "kind", "state", "heartbeat_age_s", "datasets", "pid",
                          "last_error"}
     assert status.healthy
+
+
+def test_spec_states_are_all_known() -> None:
+    assert set(TASK_STATES) == {"running", "stopped", "starting", "failed", "stale", "halted",
+                                "not deployed", "unknown"}
+
+
+def test_a_task_missing_from_the_deployed_config_reads_not_deployed() -> None:
+    status = task_status("mine", "mine", None, None, NOW, Observed(deployed=False))
+    assert status.state == "not deployed"
+    assert "sfarm deploy" in (status.last_error or "")
+
+
+@pytest.mark.parametrize("supervisor", ["RUNNING", "STARTING", "STOPPED", None])
+@pytest.mark.parametrize("problem", ["its heartbeat run/mine.json cannot be read (EOF)",
+                                     "its heartbeat run/mine.json cannot be read (garbage)"])
+def test_a_damaged_heartbeat_is_never_running(supervisor: str | None, problem: str) -> None:
+    status = task_status("mine", "mine", supervisor, None, NOW,
+                         Observed(supervisor_pid=4242, heartbeat_problem=problem))
+    assert status.state == ("unknown" if supervisor in ("RUNNING", "STARTING") else "stopped")
+    assert status.last_error == problem
+
+
+def test_an_unsupervised_lock_holder_is_running_and_said_so() -> None:
+    # supervisord down (killed), the task's lock held by a live worker started by hand
+    status = task_status("mine", "mine", None, beat(1.0), NOW, Observed(holder_pid=777))
+    assert status.state == "running" and status.pid == 777
+    assert "outside this node's supervisord" in (status.last_error or "")
+    # supervisord's own worker of the task is another process (refused, still exiting)
+    status = task_status("mine", "mine", "RUNNING", beat(1.0), NOW,
+                         Observed(supervisor_pid=888, holder_pid=777))
+    assert status.state == "running" and status.pid == 777
+    assert "pid 777 runs outside" in (status.last_error or "")
+    # even in a root not deployed (a worker run by hand there)
+    status = task_status("mine", "mine", None, None, NOW, Observed(deployed=False, holder_pid=7))
+    assert status.state == "running"
+
+
+def test_the_supervised_lock_holder_is_plainly_running() -> None:
+    status = task_status("mine", "mine", "RUNNING", beat(1.0), NOW,
+                         Observed(supervisor_pid=4242, holder_pid=4242))
+    assert (status.state, status.pid, status.last_error) == ("running", 4242, None)
+
+
+def test_a_worker_refused_for_a_task_run_elsewhere_reads_failed() -> None:
+    status = task_status("mine", "mine", "EXITED", beat(60.0, state="stopped"), NOW,
+                         Observed(exit_status=TASK_HELD_EXIT))
+    assert status.state == "failed"
+    assert "refused to start" in (status.last_error or "")
+    assert task_status("mine", "mine", "EXITED", None, NOW, Observed(exit_status=0)).state \
+        == "stopped"

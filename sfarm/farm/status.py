@@ -14,7 +14,8 @@ LIVE_STATES = frozenset({"running", "starting", "stale", "halted"})
 
 # A task's state as a colour (rich's names), the same in every view of the farm.
 STATE_COLOURS = {"running": "green", "starting": "yellow", "stopped": "dim", "failed": "red",
-                 "stale": "magenta", "halted": "red", "unreachable": "red"}
+                 "stale": "magenta", "halted": "red", "unreachable": "red",
+                 "not deployed": "dim", "unknown": "magenta"}
 
 
 def behind_live_edge_s(dataset: DatasetStatus, now_ms: float) -> float | None:

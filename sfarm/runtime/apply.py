@@ -25,6 +25,7 @@ from sfarm.runtime import audit
 from sfarm.runtime.build import sfarm_build
 from sfarm.runtime.emulator_account import keep_emulator_account
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.node_lock import node_turn
 from sfarm.runtime.protocol import AuthorizedKeyLine, Deployment, NodeFile, StepResult
 from sfarm.runtime.supervisor import Supervisor, config_path, render_config, write_config
 
@@ -199,9 +200,26 @@ def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = 
     """Make the node root match `deployment` and (re)load its supervisord; with `boot`, last,
     make that supervisord start at boot (sfarm.runtime.boot). With `dry_run`, the same steps
     as they would go ("changed": would change), and nothing changed on this machine. A
-    deploy (not its dry run) is in the audit log, by `operator`, with what it changed."""
+    deploy (not its dry run) is in the audit log, by `operator`, with what it changed. Past
+    its directories, a deploy holds the node's lock (sfarm.runtime.node_lock): two deploys of
+    one node take turns."""
     steps = [_ensure_directories(root, dry_run)]
-    steps += [_sync_file(root, file, dry_run) for file in deployment.files]
+    if dry_run:
+        return steps + _apply_steps(root, deployment, dry_run=True, boot=boot)
+    with node_turn(root, operator) as turn:
+        steps += turn.steps() + _apply_steps(root, deployment, dry_run=False, boot=boot)
+        changed = [step.step for step in steps if step.status == "changed"]
+        failed = [step.step for step in steps if step.status == "failed"]
+        audit.record(root.logs, operator, "deploy",
+                     f"changed: {', '.join(changed) or 'nothing'}"
+                     + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return steps
+
+
+def _apply_steps(root: NodeRoot, deployment: Deployment, *, dry_run: bool,
+                 boot: bool) -> list[StepResult]:
+    """apply_deployment's steps after the directories."""
+    steps = [_sync_file(root, file, dry_run) for file in deployment.files]
     steps.append(_tighten_tree(root, dry_run))
     steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
     steps += [keep_emulator_account(root, name, dry_run) for name in deployment.emulators]
@@ -218,10 +236,4 @@ def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = 
         # The interpreter serving this request is the one supervisord was started with.
         steps.append(boot_step(root, deployment.network, deployment.node, sys.executable,
                                dry_run=dry_run))
-    if not dry_run:
-        changed = [step.step for step in steps if step.status == "changed"]
-        failed = [step.step for step in steps if step.status == "failed"]
-        audit.record(root.logs, operator, "deploy",
-                     f"changed: {', '.join(changed) or 'nothing'}"
-                     + (f"; failed: {', '.join(failed)}" if failed else ""))
     return steps

@@ -129,9 +129,10 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
 
 def _needs_root(request: Request) -> bool:
     """Whether `request` acts on a deployed node root: all do but apply (it makes one), facts
-    (a survey before deploying) and those that only make a node safe, down and disarming
-    (where there is no root, nothing runs and nothing is armed)."""
-    if isinstance(request, ApplyRequest | FactsRequest | DownRequest):
+    (a survey before deploying), status (its tasks are `not deployed`, and say why) and those
+    that only make a node safe, down and disarming (where there is no root, nothing runs and
+    nothing is armed)."""
+    if isinstance(request, ApplyRequest | FactsRequest | DownRequest | StatusRequest):
         return False
     return not (isinstance(request, LiveRequest) and not request.armed)
 

@@ -45,3 +45,12 @@ class NodeRoot:
 
     def log(self, task: str) -> Path:
         return self.logs / f"{task}.log"
+
+    def task_lock(self, task: str) -> Path:
+        """Held by the worker running `task` (sfarm.runtime.task_lock)."""
+        return self.run / f"{task}.lock"
+
+    @property
+    def node_lock(self) -> Path:
+        """Held by the deploy changing this root (sfarm.runtime.node_lock)."""
+        return self.path / "deploy.lock"

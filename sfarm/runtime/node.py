@@ -9,7 +9,7 @@ protocol's requests. Applying a deployment (and its dry run) is sfarm.runtime.ap
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,24 +23,52 @@ from sfarm.runtime import audit
 from sfarm.runtime.apply import DIRECTORIES as DIRECTORIES  # re-exported: every node op here
 from sfarm.runtime.apply import apply_deployment as apply_deployment
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.node_lock import node_turn
 from sfarm.runtime.protocol import Action, DatasetSummary, LogChunk, StepResult, StepStatus
-from sfarm.runtime.supervisor import Supervisor
-from sfarm.status import Heartbeat, TaskStatus, task_status
+from sfarm.runtime.supervisor import Supervisor, config_path
+from sfarm.runtime.sweep import end_processes, node_processes
+from sfarm.runtime.task_lock import task_holder
+from sfarm.status import Heartbeat, Observed, TaskStatus, task_status
 
 
-def read_heartbeat(root: NodeRoot, task: str) -> Heartbeat | None:
+def read_heartbeat(root: NodeRoot, task: str) -> tuple[Heartbeat | None, str | None]:
+    """The task's heartbeat, or None and why it cannot be read (no file is no problem: a
+    worker that never ran, or not yet)."""
+    path = root.heartbeat(task)
     try:
-        return Heartbeat.model_validate_json(root.heartbeat(task).read_bytes())
-    except (FileNotFoundError, ValidationError, json.JSONDecodeError):
-        return None
+        return Heartbeat.model_validate_json(path.read_bytes()), None
+    except FileNotFoundError:
+        return None, None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, f"its heartbeat {path} cannot be read ({where + ': ' if where else ''}" \
+                     f"{first['msg']})"
+    except OSError as error:
+        return None, f"its heartbeat {path} cannot be read ({error.strerror or error})"
+
+
+def deployed_programs(root: NodeRoot) -> set[str]:
+    """The programs of the node's supervisord config (none before the first deploy)."""
+    try:
+        text = config_path(root).read_text()
+    except FileNotFoundError:
+        return set()
+    return set(re.findall(r"^\[program:([^\]]+)\]", text, flags=re.MULTILINE))
 
 
 def node_task_status(root: NodeRoot, tasks: dict[str, str],
                      now: float | None = None) -> list[TaskStatus]:
-    """Every task's state on this node, from supervisord (if it runs), the heartbeats and,
-    for their inputs, the routes deploy wrote and the resolver's state."""
+    """Every task's state on this node, from its supervisord config and supervisord (if it
+    runs), the tasks' locks (who runs each), the heartbeats and, for their inputs, the routes
+    deploy wrote and the resolver's state."""
+    if not root.path.is_dir():  # never deployed, or its root deleted: nothing runs there
+        missing = f"no node root at {root.path}: `sfarm up` (or `sfarm deploy`) makes it"
+        return [TaskStatus(name=name, kind=kind, state="not deployed", last_error=missing)
+                for name, kind in tasks.items()]
     supervisor = Supervisor(root)
     processes = supervisor.processes() if supervisor.is_running() else {}
+    deployed = deployed_programs(root)
     moment = time.time() if now is None else now
     try:
         routes = load_routes(root.path)
@@ -49,9 +77,14 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
     resolver = read_state(root.path) if routes is not None and routes.peers else None
     statuses = []
     for name, kind in tasks.items():
-        heartbeat = read_heartbeat(root, name)
-        status = task_status(name, kind, processes.get(name, {}).get("statename"), heartbeat,
-                             moment)
+        heartbeat, problem = read_heartbeat(root, name)
+        process = processes.get(name, {})
+        holder = task_holder(root, name)
+        observed = Observed(deployed=name in deployed, supervisor_pid=process.get("pid") or None,
+                            exit_status=process.get("exitstatus"),
+                            holder_pid=holder.pid if holder is not None else None,
+                            heartbeat_problem=problem)
+        status = task_status(name, kind, process.get("statename"), heartbeat, moment, observed)
         if routes is not None:
             reported = heartbeat.inputs if heartbeat is not None else []
             status.inputs = input_statuses(routes, resolver, name, reported, moment)
@@ -61,11 +94,16 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
 
 def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepResult]:
     supervisor = Supervisor(root)
+    results = []
     if not supervisor.is_running():
         if action == "stop":
             return [StepResult(f"{action} {name}", "ok", "not running") for name in names]
-        supervisor.start_daemon()
-    results = []
+        if not config_path(root).is_file():
+            raise RunError(f"nothing to start in {root.path}: it is not deployed",
+                           hint="`sfarm up` deploys and starts")
+        with node_turn(root) as turn:  # one supervisord, whoever else starts it now
+            supervisor.start_daemon()
+        results += turn.steps()
     for name in names:
         before = supervisor.processes().get(name, {}).get("statename")
         if action in ("stop", "restart"):
@@ -127,14 +165,22 @@ def resume(root: NodeRoot, task: str, operator: str = "") -> list[StepResult]:
 
 
 def shutdown(root: NodeRoot) -> list[StepResult]:
-    """Stop every worker and the node's supervisord, and end the mounts its resolver left
-    (a resolver killed outright cannot unmount its peers' sshfs mounts itself)."""
+    """Stop every worker and the node's supervisord, then end whatever process of the root is
+    left (sfarm.runtime.sweep: a worker started by hand, what a supervisord that died left
+    running), and the mounts its resolver left (a resolver killed outright cannot unmount its
+    peers' sshfs mounts itself)."""
+    if not root.path.is_dir():
+        return [StepResult("supervisord", "ok", "not running (never deployed here)")]
     supervisor = Supervisor(root)
-    if supervisor.is_running():
-        supervisor.shutdown()
-        steps = [StepResult("supervisord", "changed", "stopped")]
-    else:
-        steps = [StepResult("supervisord", "ok", "not running")]
+    with node_turn(root) as turn:  # not while a deploy starts it
+        steps = turn.steps()
+        if supervisor.is_running():
+            supervisor.shutdown()
+            steps.append(StepResult("supervisord", "changed", "stopped"))
+        else:
+            steps.append(StepResult("supervisord", "ok", "not running"))
+        steps += [StepResult("leftover process", "changed", outcome)
+                  for outcome in end_processes(node_processes(root))]
     return steps + _unmount_mirrors(root)
 
 

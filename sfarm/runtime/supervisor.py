@@ -30,6 +30,7 @@ from sfarm.resources import template
 from sfarm.runtime.build import BUILD_VARIABLE
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import Program
+from sfarm.status import TASK_HELD_EXIT
 
 CONFIG_NAME = "supervisord.conf"
 DAEMON_MODULE = "sfarm.runtime.supervisord"  # supervisord, keeping its log directory
@@ -67,6 +68,7 @@ def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Pr
             name=program.name, root=root.path,
             command=shlex.join(program.command).replace("%", "%%"),
             autostart=str(program.autostart).lower(), umask=f"{DAEMON_UMASK:03o}",
+            held_exit=TASK_HELD_EXIT,
             environment_line=_environment_line(
                 {**program.environment, BUILD_VARIABLE: build} if build else program.environment),
         )
@@ -155,7 +157,8 @@ class Supervisor:
         started = subprocess.run(daemon_command(self.root), check=False, cwd=self.root.path,
                                  env=supervised_environment(), umask=DAEMON_UMASK,
                                  capture_output=True, text=True)
-        if started.returncode != 0:
+        # Another command may have started it meanwhile (its exit says the socket is taken).
+        if started.returncode != 0 and not self.is_running():
             said = (started.stderr or started.stdout).strip().splitlines()
             raise RunError(f"supervisord did not start for {self.root.path}"
                            + (f": {said[-1]}" if said else ""),

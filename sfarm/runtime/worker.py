@@ -25,6 +25,7 @@ from sfarm.errors import SfarmError
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.redact import RedactingFormatter
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.task_lock import TaskHeld, hold_task, outlast_start_seconds
 from sfarm.status.model import HEARTBEAT_INTERVAL_S, Heartbeat
 from sfarm.tasks import IndicatorsTask, MineTask, TradeTask
 
@@ -109,7 +110,13 @@ class _Heartbeats(threading.Thread):
 def run_worker(context: TaskContext[Any], engine: Engine, *,
                interval_s: float = HEARTBEAT_INTERVAL_S, backoff: Backoff = ENGINE_RESTART,
                handle_signals: bool = True) -> int:
-    """Run `engine` until stopped; return the process exit status (0 on a requested stop)."""
+    """Run `engine` until stopped; return the process exit status (0 on a requested stop).
+    TaskHeld, before anything is written, when another worker runs the task."""
+    try:
+        task_lock = hold_task(NodeRoot(context.root), context.task)
+    except TaskHeld:
+        outlast_start_seconds()
+        raise
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: context.stop.set())
@@ -139,7 +146,10 @@ def run_worker(context: TaskContext[Any], engine: Engine, *,
         return 0
     finally:
         heartbeats.done.set()
-        heartbeats.write()
+        try:
+            heartbeats.write()
+        finally:
+            task_lock.release()  # after the last heartbeat: a next worker's first one wins
 
 
 def _error_text(error: Exception) -> str:

@@ -3,6 +3,7 @@ state plus a heartbeat into a task's state. Pure models; collection over nodes c
 runtime. May import pydantic only."""
 
 from sfarm.status.model import (
+    TASK_HELD_EXIT,
     TASK_STATES,
     DatasetProgress,
     DatasetStatus,
@@ -10,12 +11,13 @@ from sfarm.status.model import (
     InputStatus,
     NetworkStatus,
     NodeStatus,
+    Observed,
     TaskState,
     TaskStatus,
     TradeProgress,
     task_status,
 )
 
-__all__ = ["TASK_STATES", "DatasetProgress", "DatasetStatus", "Heartbeat", "InputStatus",
-           "NetworkStatus", "NodeStatus", "TaskState", "TaskStatus", "TradeProgress",
-           "task_status"]
+__all__ = ["TASK_HELD_EXIT", "TASK_STATES", "DatasetProgress", "DatasetStatus", "Heartbeat",
+           "InputStatus", "NetworkStatus", "NodeStatus", "Observed", "TaskState", "TaskStatus",
+           "TradeProgress", "task_status"]

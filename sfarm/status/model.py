@@ -11,8 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskState = Literal["running", "stopped", "starting", "failed", "stale", "halted"]
-TASK_STATES: tuple[str, ...] = ("running", "stopped", "starting", "failed", "stale", "halted")
+TaskState = Literal["running", "stopped", "starting", "failed", "stale", "halted",
+                    "not deployed", "unknown"]
+TASK_STATES: tuple[str, ...] = ("running", "stopped", "starting", "failed", "stale", "halted",
+                                "not deployed", "unknown")
+# States in which a worker process is said to run: what a damaged heartbeat cannot confirm.
+_ALIVE_STATES = ("running", "starting", "stale")
 
 HEARTBEAT_INTERVAL_S = 5.0
 # A heartbeat older than this many intervals means the worker is stuck, not just busy.
@@ -121,15 +125,59 @@ class NetworkStatus(_Model):
             for task in node.tasks) for node in self.nodes)
 
 
+class Observed(_Model):
+    """What a node knows of a task's worker besides its heartbeat: whether the task is in the
+    node's supervisord config at all (`deployed`), supervisord's pid of its program and its
+    last exit status, the live process
+    holding the task's lock (sfarm.runtime.task_lock: the worker that runs it, supervised or
+    not), and why the heartbeat file could not be read when it could not."""
+
+    deployed: bool = True
+    supervisor_pid: int | None = None
+    exit_status: int | None = None
+    holder_pid: int | None = None
+    heartbeat_problem: str | None = None
+
+
+# The exit status of a worker that refused to start because another one runs its task
+# (sfarm.runtime.task_lock); EX_UNAVAILABLE.
+TASK_HELD_EXIT = 69
+
+
 def task_status(name: str, kind: str, supervisor_state: str | None,
-                heartbeat: Heartbeat | None, now: float) -> TaskStatus:
+                heartbeat: Heartbeat | None, now: float,
+                observed: Observed | None = None) -> TaskStatus:
     """Combine the supervisor's process state with the worker's own heartbeat.
 
     The supervisor knows whether the process exists; the heartbeat knows whether it makes
     progress. A running process whose heartbeat is older than STALE_AFTER_INTERVALS intervals
     is `stale`; a worker that halted itself (kill switch) stays `halted` whatever its process.
+
+    `observed` adds what only the node can see: a task missing from the deployed config is
+    `not deployed`; a live holder of the task's lock that is not supervisord's worker of it
+    (started by hand, or left by a supervisord that died) means the task runs, unsupervised,
+    and says so; a heartbeat that exists but cannot be read makes a live worker `unknown`,
+    never `running`.
     """
+    seen = Observed() if observed is None else observed
     state: TaskState = _SUPERVISOR_STATES.get(supervisor_state or "", "stopped")
+    if not seen.deployed and seen.holder_pid is None:
+        return TaskStatus(name=name, kind=kind, state="not deployed",
+                          last_error=f"task {name} is not in this node's supervisord config: "
+                                     f"`sfarm deploy` (or `sfarm up`) deploys it")
+    problems = []
+    supervised = supervisor_state in ("RUNNING", "STARTING")
+    unsupervised = seen.holder_pid is not None and (
+        not supervised or seen.supervisor_pid != seen.holder_pid)
+    if unsupervised:
+        state = "running"
+        problems.append(f"its worker pid {seen.holder_pid} runs outside this node's "
+                        f"supervisord (started by hand, or left by a supervisord that died): "
+                        f"`sfarm down` ends it, then `sfarm up` starts one supervised")
+    elif supervisor_state == "EXITED" and seen.exit_status == TASK_HELD_EXIT:
+        state = "failed"
+        problems.append("its worker refused to start: another process was running the task "
+                        "(see its log); `sfarm start` starts it again")
     age = None if heartbeat is None else max(0.0, now - heartbeat.heartbeat)
     if heartbeat is not None:
         if heartbeat.state == "halted":
@@ -139,11 +187,18 @@ def task_status(name: str, kind: str, supervisor_state: str | None,
                 state = "stale"
             elif heartbeat.state in ("starting", "failed"):
                 state = heartbeat.state
+    elif seen.heartbeat_problem is not None:
+        problems.insert(0, seen.heartbeat_problem)
+        if state in _ALIVE_STATES:
+            state = "unknown"
+    if heartbeat is not None and heartbeat.last_error:
+        problems.append(heartbeat.last_error)
+    pid = (seen.holder_pid if unsupervised
+           else heartbeat.pid if heartbeat is not None and state != "stopped" else None)
     return TaskStatus(
-        name=name, kind=kind, state=state,
-        pid=heartbeat.pid if heartbeat is not None and state != "stopped" else None,
+        name=name, kind=kind, state=state, pid=pid,
         heartbeat_age_s=None if age is None else round(age, 3),
-        last_error=heartbeat.last_error if heartbeat else None,
+        last_error="; ".join(problems) or None,
         waiting_for=heartbeat.waiting_for if heartbeat else None,
         datasets=[DatasetStatus(**output.model_dump()) for output in heartbeat.outputs]
         if heartbeat else [],
