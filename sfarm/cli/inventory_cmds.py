@@ -11,7 +11,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from sfarm.cli.console import err, out, print_json
+from sfarm.cli.failure import validation_document
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
+from sfarm.errors import SfarmError
 from sfarm.inventory import load_inventory
 from sfarm.plan import Plan, TaskRef, plan_network
 from sfarm.scaffold import scaffold_farm
@@ -23,8 +25,13 @@ def validate(inventory: InventoryOption = None, json: JsonOption = False) -> Non
 
     Example: [bold]sfarm validate -i inventory/farm.toml[/]
     """
-    loaded = load_inventory(inventory)
-    plans = [plan_network(loaded, network) for network in loaded.networks]
+    try:
+        loaded = load_inventory(inventory)
+        plans = [plan_network(loaded, network) for network in loaded.networks]
+    except SfarmError as error:
+        if json:  # the document SPEC gives validate in both cases; the message on stderr
+            print_json(validation_document(error))
+        raise
     warnings = [problem for plan in plans for problem in plan.problems]
     if json:
         print_json({"valid": True, "inventory": str(loaded.path),
