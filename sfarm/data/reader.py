@@ -148,7 +148,23 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
     if end is not None:
         query = query.filter(pl.col("ts") < end)
     # Partitions are disjoint, listed in ts order and sorted inside: the scan is already sorted.
-    return query.collect().set_sorted("ts")
+    try:
+        frame = query.collect()
+    except FileNotFoundError:
+        raise  # the caller reads a mounted mirror again, or names the missing file
+    except (pl.exceptions.PolarsError, OSError) as error:  # a truncated or foreign file
+        raise damaged(directory, str(error)) from None
+    if frames.columns_of(frame) != {name: manifest.columns[name] for name in columns}:
+        raise damaged(directory, f"its files hold columns {frames.columns_of(frame)}, "
+                                 f"the manifest says {manifest.columns}")
+    return frame.set_sorted("ts")
+
+
+def damaged(directory: Path, reason: str) -> RunError:
+    """A dataset whose files cannot be read as its manifest describes them."""
+    first = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    return RunError(f"{directory}: damaged dataset, its partitions cannot be read: {first}",
+                    hint="`sfarm data verify` names the damaged files")
 
 
 def dataset_not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> DatasetNotFound:

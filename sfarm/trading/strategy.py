@@ -206,6 +206,9 @@ def load_strategy(path: Path | str, *, check: bool = True) -> Strategy:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise UsageError(f"cannot read strategy file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"cannot read strategy file {path}: not UTF-8 text (byte "
+                         f"{error.start})", hint="a strategy is a TOML file") from None
     return parse_strategy(text, source=path, check=check)
 
 
