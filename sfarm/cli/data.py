@@ -226,6 +226,8 @@ def import_cmd(
     Example: [bold]sfarm data import BTCUSDT-1m-2024-01.csv --id candles/binance/BTC-USDT/1m
     --root .[/]
     """
+    if root.exists():  # a new root is made
+        check_root(root)
     result = store.import_csv(file, root, dataset_id)
     if json:
         print_json(result.to_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -170,6 +171,8 @@ def mine_cmd(
     """
     from sfarm.mining import MineRequest, mine
 
+    if timeout is not None and not math.isfinite(timeout):
+        raise UsageError(f"--timeout must be a number of seconds, got {timeout}")
     _check_values(market, timeframe)
     request = MineRequest(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),

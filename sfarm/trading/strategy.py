@@ -216,6 +216,9 @@ def parse_strategy(text: str, *, source: Path | None = None, check: bool = True)
     """Validate the text of a strategy file (`source` only names it in errors)."""
     try:
         document = tomllib.loads(text)
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise UsageError(f"{_where(source, None)}invalid TOML: arrays or tables nested too "
+                         "deeply") from None
     except tomllib.TOMLDecodeError as error:
         line = getattr(error, "lineno", None) or _line_from_message(str(error))
         raise UsageError(f"{_where(source, line)}invalid TOML: {error}") from None
