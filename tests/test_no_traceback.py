@@ -20,7 +20,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,30 +127,33 @@ def _partitions(directory: Path) -> list[Path]:
     return sorted(path for path in directory.iterdir() if path.suffix == ".parquet")
 
 
-def _damage_manifest(content: bytes) -> object:
+Damage = Callable[[Path], object]  # damages the dataset directory it is given
+
+
+def _damage_manifest(content: bytes) -> Damage:
     return lambda directory: (directory / "_manifest.json").write_bytes(content)
 
 
-def _manifest_with(**fields: object) -> object:
+def _manifest_with(**fields: object) -> Damage:
     def damage(directory: Path) -> None:
         manifest = json.loads((directory / "_manifest.json").read_text())
         (directory / "_manifest.json").write_text(json.dumps({**manifest, **fields}))
     return damage
 
 
-def _directory_instead(name_of: object) -> object:
+def _directory_instead(name_of: Callable[[Path], Path]) -> Damage:
     def damage(directory: Path) -> None:
-        path = name_of(directory)  # type: ignore[operator]
+        path = name_of(directory)
         path.unlink()
         path.mkdir()
     return damage
 
 
-def _first_partition_as(frame: pl.DataFrame) -> object:
+def _first_partition_as(frame: pl.DataFrame) -> Damage:
     return lambda directory: frame.write_parquet(_partitions(directory)[0])
 
 
-DAMAGES = {
+DAMAGES: dict[str, Damage] = {
     "truncated partition": lambda d: _partitions(d)[0].write_bytes(
         _partitions(d)[0].read_bytes()[:100]),
     "empty partition": lambda d: _partitions(d)[0].write_bytes(b""),
@@ -194,7 +197,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     for name, damage in DAMAGES.items():
         damaged = base / "damaged" / _slug(name)
         shutil.copytree(root, damaged)
-        damage(data.dataset_dir(damaged, H1))  # type: ignore[operator]
+        damage(data.dataset_dir(damaged, H1))
     strategies = base / "strategies"
     strategies.mkdir()
     for name, condition in BAD_CONDITIONS.items():
@@ -204,8 +207,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         key = line.split("=")[0].strip()
         kept = [kept for kept in GOOD_STRATEGY.splitlines() if not kept.startswith(key + " ")]
         (strategies / f"{_slug(name)}.toml").write_text("\n".join([*kept, line]) + "\n")
-    for name, content in BAD_STRATEGY_FILES.items():
-        (strategies / f"{_slug(name)}.toml").write_bytes(content)
+    for name, raw in BAD_STRATEGY_FILES.items():
+        (strategies / f"{_slug(name)}.toml").write_bytes(raw)
     inventories = base / "inventories"
     inventories.mkdir()
     for strategy in strategies.iterdir():  # each bad strategy, through an inventory
@@ -447,7 +450,7 @@ def test_validate_reports_a_late_polars_refusal_with_the_other_problems(
 _HYPOTHESIS = settings(max_examples=15, deadline=None, derandomize=True,
                        suppress_health_check=[HealthCheck.function_scoped_fixture,
                                               HealthCheck.too_slow])
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 
 @_HYPOTHESIS
@@ -585,3 +588,12 @@ def test_a_crash_in_a_real_process(tmp_path: Path) -> None:
         f"error: sfarm data ls failed unexpectedly (ZeroDivisionError: division by zero); this "
         f"is a bug in sfarm: the traceback is in {log}"]
     assert "ZeroDivisionError" in log.read_text() and os.stat(log).st_mode & 0o077 == 0
+
+
+def test_an_error_in_a_file_names_it_in_the_document(
+        world: World, capsys: pytest.CaptureFixture[str], crash_dir: Path) -> None:
+    strategy = world.path("strategies", "not-toml.toml")
+    _, out, _ = check(["backtest", strategy, *BACKTEST, "--root", str(world.root), "--json"],
+                      USAGE, capsys, crash_dir)
+    error = json.loads(out)["error"]
+    assert (error["file"], error["line"]) == (strategy, 1) and "invalid TOML" in error["message"]
