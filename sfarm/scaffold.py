@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sfarm.errors import RunError, UsageError
+from sfarm.errors import UsageError
 from sfarm.resources import template
 
 # template name -> path inside the new farm directory
@@ -22,16 +22,9 @@ def scaffold_farm(directory: Path, *, force: bool = False) -> list[Path]:
     if existing and not force:
         raise UsageError(f"{', '.join(map(str, existing))} already exist(s)",
                          hint="pass --force to overwrite, or choose another directory")
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"{directory} is a file, not a directory",
-                         hint="choose a directory to create, or an existing one")
     written = []
     for name, target in targets.items():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(template(name).read_text(encoding="utf-8"), encoding="utf-8")
-        except OSError as error:
-            raise RunError(f"cannot write {error.filename or target}: {error.strerror}",
-                           hint="choose a directory you can write to") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(template(name).read_text(encoding="utf-8"), encoding="utf-8")
         written.append(target)
     return written

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sfarm.cli.console import out, print_json
-from sfarm.cli.options import JsonOption, RootOption, check_root, checked_value
+from sfarm.cli.options import JsonOption, RootOption, checked_value
 from sfarm.errors import UsageError
 from sfarm.markets import check_market
 from sfarm.tasks import DEFAULT_CASH
@@ -48,7 +48,6 @@ def backtest_cmd(
         raise UsageError(f"--cash must be greater than 0, got {cash:g}")
     checked_value("--market", check_market, market)
     checked_value("--timeframe", check_timeframe, timeframe)
-    check_root(root)
     from sfarm.trading.backtest import backtest  # numba and polars: only when running one
 
     result = backtest(root, strategy, exchange=exchange, market=market, timeframe=timeframe,

@@ -96,7 +96,7 @@ def write_crash_log(error: BaseException, argv: Sequence[str],
                                                 dir=directory)  # O_EXCL, 0600
             with os.fdopen(descriptor, "wb") as file:
                 file.write(text)
-        except OSError:
+        except Exception:  # this place cannot take it (a file in the way...): the next one
             continue
         return Path(name)
     return None

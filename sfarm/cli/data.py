@@ -13,14 +13,9 @@ from rich.table import Table
 # command, and every `sfarm node ...` run on a node over SSH, imports this module.
 from sfarm import data as store
 from sfarm.cli.console import err, out, print_json
-from sfarm.cli.options import (
-    InventoryOption,
-    JsonOption,
-    NetworkOption,
-    RootOption,
-    check_root,
-)
+from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
 from sfarm.data.layout import DatasetNotFound, format_ts
+from sfarm.errors import UsageError
 
 data_app = typer.Typer(
     name="data",
@@ -54,7 +49,7 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
 
     Example: [bold]sfarm data ls --root ~/sfarm/prod/miner-1 --json[/]
     """
-    check_root(root)
+    _check_root(root)
     infos = store.list_datasets(root)
     if json:
         print_json({"root": str(root), "datasets": [_info_json(i) for i in infos]})
@@ -81,6 +76,12 @@ def ls(root: RootOption = Path("."), json: JsonOption = False) -> None:
         table.add_row(info.id, *node, f"{info.rows:,}", format_ts(info.first_ts),
                       format_ts(info.last_ts), str(info.partitions), human_bytes(info.bytes))
     out.print(table)
+
+
+def _check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise UsageError(f"--root {root}: no such directory",
+                         hint="a node root is the directory that holds data/ and mirror/")
 
 
 def _info_json(info: store.DatasetInfo) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def show(
     if manifest is None:
         raise DatasetNotFound(f"no dataset {dataset_id} under {root}",
                               hint="`sfarm data ls --root DIR` lists the datasets of a root")
-    rows = store.read_tail(root, dataset_id, min(tail, manifest.rows), mirror_of=node)
+    rows = store.read_tail(root, dataset_id, tail, mirror_of=node)
     if json:
         print_json({
             "id": dataset_id, "node": node, "rows": manifest.rows,
@@ -166,7 +167,7 @@ def verify_cmd(
 
     Example: [bold]sfarm data verify candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
-    check_root(root)
+    _check_root(root)
     targets = ([(i.id, i.node) for i in store.list_datasets(root)] if not dataset_ids
                else [(d, _verified_node(root, d)) for d in dataset_ids])
     reports = [store.verify(root, dataset_id, mirror_of=node) for dataset_id, node in targets]
@@ -226,8 +227,6 @@ def import_cmd(
     Example: [bold]sfarm data import BTCUSDT-1m-2024-01.csv --id candles/binance/BTC-USDT/1m
     --root .[/]
     """
-    if root.exists():  # a new root is made
-        check_root(root)
     result = store.import_csv(file, root, dataset_id)
     if json:
         print_json(result.to_dict())
@@ -255,7 +254,7 @@ def relayout_cmd(
 
     Example: [bold]sfarm data relayout candles/binance/BTC-USDT/1m --root ~/sfarm/prod/miner-1[/]
     """
-    check_root(root)
+    _check_root(root)
     changed = {dataset_id: store.relayout(root, dataset_id) for dataset_id in dataset_ids}
     if json:
         print_json({"root": str(root), "datasets": [{"id": dataset_id, "changed": flag}

@@ -13,7 +13,7 @@ from rich.tree import Tree
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.failure import validation_document
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
-from sfarm.errors import SfarmError
+from sfarm.errors import RunError, SfarmError
 from sfarm.inventory import load_inventory
 from sfarm.plan import Plan, TaskRef, plan_network
 from sfarm.scaffold import scaffold_farm
@@ -120,7 +120,12 @@ def init(
 
     Example: [bold]sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan[/]
     """
-    written = scaffold_farm(directory, force=force)
+    try:
+        written = scaffold_farm(directory, force=force)
+    except OSError as error:  # a file in the way, a directory it cannot write
+        raise RunError(f"cannot write the farm into {directory}: "
+                       f"{error.filename or directory}: {error.strerror}",
+                       hint="choose a directory you can write to") from None
     for path in written:
         out.print(f"[green]created[/] {path}")
     out.print(f"next: [bold]cd {directory} && sfarm validate && sfarm plan[/]")

@@ -47,10 +47,3 @@ def checked_value(option: str, check: Callable[[str], str], value: str) -> str:
     except ValueError as error:
         raise UsageError(f"{option}: {error}") from None
 
-
-def check_root(root: Path) -> None:
-    """UsageError unless `root` (a --root value) is a directory."""
-    if not root.is_dir():
-        what = "not a directory" if root.exists() else "no such directory"
-        raise UsageError(f"--root {root}: {what}",
-                         hint="a node root is the directory that holds data/ and mirror/")

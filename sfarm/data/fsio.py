@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Self
 
 from sfarm.data.layout import LOCK_NAME, temp_prefix_for
+from sfarm.errors import RunError
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -52,6 +53,9 @@ def make_private_dirs(directory: Path) -> None:
             os.mkdir(path, PRIVATE_DIR)
         except FileExistsError:  # made meanwhile by another writer
             continue
+        except NotADirectoryError:  # a file where a directory must be (--root FILE)
+            raise RunError(f"cannot create {path}: {path.parent} is a file, not a directory",
+                           hint="give a directory (a node root) instead") from None
         os.chmod(path, PRIVATE_DIR)  # a umask may have taken bits the owner needs
 
 

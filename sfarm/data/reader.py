@@ -124,7 +124,8 @@ def read_tail(root: Path | str, dataset_id: str, rows: int, *,
         start = partition.first_ts
     if start is None or rows <= 0:
         return frames.empty_frame(manifest.columns)
-    return read(root, dataset_id, start, mirror_of=mirror_of).tail(rows)
+    # no more than it holds: a huge `rows` (sfarm data show --tail) overflows polars' tail
+    return read(root, dataset_id, start, mirror_of=mirror_of).tail(min(rows, manifest.rows))
 
 
 def _overlaps(first: int, last: int, start: int | None, end: int | None) -> bool:
