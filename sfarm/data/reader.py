@@ -161,8 +161,11 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
     return frame.set_sorted("ts")
 
 
-def damaged(directory: Path, reason: str) -> RunError:
-    """A dataset whose files cannot be read as its manifest describes them."""
+def damaged(directory: Path, reason: str) -> Exception:
+    """A dataset whose files cannot be read as its manifest describes them. (When merged with
+    sfarm.data.damage, its DamagedDataset, which names the repair, should replace this.)"""
+    from sfarm.errors import RunError  # here: main's version of this module imports no RunError
+
     first = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
     return RunError(f"{directory}: damaged dataset, its partitions cannot be read: {first}",
                     hint="`sfarm data verify` names the damaged files")
