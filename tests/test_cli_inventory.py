@@ -100,9 +100,11 @@ def test_plan_without_network_on_a_multi_network_inventory() -> None:
     run = sfarm_process("plan", "-i", str(FARM), "--json")
     clean(run)
     assert run.returncode == 2
-    assert run.stdout == ""
     assert "2 networks" in run.stderr and "-n/--network" in run.stderr
     assert "prod, test" in run.stderr
+    # --json: the error is one JSON document on stdout too (issue 16, item 5)
+    error = json.loads(run.stdout)["error"]
+    assert "2 networks" in error["message"] and error["hint"] == "networks: prod, test"
 
 
 def test_plan_of_an_unknown_network_suggests_the_near_miss() -> None:

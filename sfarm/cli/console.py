@@ -18,7 +18,18 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+_documents_printed = 0
+
+
+def documents_printed() -> int:
+    """How many JSON documents this process printed: an error after a command's own document
+    adds none (one document on stdout, always)."""
+    return _documents_printed
+
+
 def print_json(document: Any) -> None:
     """Print one JSON document on stdout, plain (no colour, no wrapping)."""
+    global _documents_printed
+    _documents_printed += 1
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()

@@ -14,6 +14,8 @@ import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup, TyperOption
 
+from sfarm.errors import Interrupted
+
 
 class QuotingGroup(TyperGroup):
     """A TyperGroup whose bad-option-value errors say which value was refused."""
@@ -24,6 +26,9 @@ class QuotingGroup(TyperGroup):
         except typer.BadParameter as error:
             error.message = quote_refused_value(error.message, error.__cause__)
             raise
+        except KeyboardInterrupt:
+            # typer would turn it into a silent exit 130: the edge (sfarm.cli.main) says so.
+            raise Interrupted() from None
 
 
 def quote_refused_value(message: str, cause: BaseException | None) -> str:

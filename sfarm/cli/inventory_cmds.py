@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from sfarm.cli.console import err, out, print_json
+from sfarm.cli.failure import validation_document
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
+from sfarm.errors import RunError, SfarmError
 from sfarm.inventory import load_inventory
 from sfarm.plan import Plan, TaskRef, plan_network
 from sfarm.scaffold import scaffold_farm
@@ -24,8 +26,13 @@ def validate(inventory: InventoryOption = None, json: JsonOption = False) -> Non
 
     Example: [bold]sfarm validate -i inventory/farm.toml[/]
     """
-    loaded = load_inventory(inventory)
-    plans = [plan_network(loaded, network) for network in loaded.networks]
+    try:
+        loaded = load_inventory(inventory)
+        plans = [plan_network(loaded, network) for network in loaded.networks]
+    except SfarmError as error:
+        if json:  # the document SPEC gives validate in both cases; the message on stderr
+            print_json(validation_document(error))
+        raise
     warnings = [problem for plan in plans for problem in plan.problems]
     if json:
         print_json({"valid": True, "inventory": str(loaded.path),
@@ -117,7 +124,12 @@ def init(
 
     Example: [bold]sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan[/]
     """
-    written = scaffold_farm(directory, force=force)
+    try:
+        written = scaffold_farm(directory, force=force)
+    except OSError as error:  # a file in the way, a directory it cannot write
+        raise RunError(f"cannot write the farm into {directory}: "
+                       f"{error.filename or directory}: {error.strerror}",
+                       hint="choose a directory you can write to") from None
     for path in written:
         out.print(f"[green]created[/] {path}")
     where = escape(shlex.quote(str(directory)))

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import inspect
 import sys
+from typing import Any, TextIO, cast
 
 import typer
-from rich.markup import escape
+from typer._click.exceptions import ClickException  # typer's own click, vendored
+from typer._click.utils import PacifyFlushWrapper
 
 from sfarm import __version__
-from sfarm.cli.console import err
+from sfarm.cli.console import documents_printed, err, print_json
+from sfarm.cli.crash import crash_line, write_crash_log
+from sfarm.cli.failure import (
+    command_path,
+    error_document,
+    report_error,
+    report_plain,
+    report_usage,
+    sfarm_error_document,
+    usage_document,
+    wants_json,
+)
 from sfarm.cli.group import QuotingGroup
-from sfarm.errors import SfarmError
-from sfarm.redact import redact
+from sfarm.errors import Interrupted, SfarmError
 
 app = typer.Typer(
     name="sfarm",
@@ -84,18 +96,43 @@ def _one_line_summaries(group: typer.Typer) -> None:
 _register_commands()
 
 
-def report_error(error: SfarmError) -> None:
-    # Messages quote TOML ([exchanges.binance]) and code: never read them as rich markup.
-    err.print(f"[bold red]error:[/] {escape(redact(error.message))}", markup=True,
-              highlight=False)
-    if error.hint:
-        err.print(f"[dim]hint:[/] {escape(redact(error.hint))}", markup=True, highlight=False)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line; SfarmError becomes a message on stderr and its exit status."""
+    """Run the command line and exit with its status. This is the edge: nothing escapes it but
+    SystemExit. SfarmError and usage errors become their message (exit 1 or 2), Ctrl-C one line
+    (130), anything else a crash log and one line saying where it is (1); with --json, stdout
+    holds one JSON document whatever happened (sfarm.cli.failure)."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    as_json = wants_json(arguments)
+    documents = documents_printed()
+    document: dict[str, Any] | None = None
     try:
-        app(args=argv, prog_name="sfarm")
+        status = app(args=arguments, prog_name="sfarm", standalone_mode=False)
+    except Interrupted:
+        err.print("interrupted", highlight=False)
+        status, document = Interrupted.exit_code, error_document("interrupted")
     except SfarmError as error:
         report_error(error)
-        sys.exit(error.exit_code)
+        status, document = error.exit_code, sfarm_error_document(error)
+    except ClickException as error:  # bad usage, as typer/click word it
+        report_usage(error)
+        status, document = error.exit_code, usage_document(error)
+    except typer.Abort:  # a question got no answer (stdin closed)
+        report_plain("aborted: no answer to the question")
+        status, document = 1, error_document("aborted: no answer to the question")
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing to tell it
+        sys.stdout = cast(TextIO, PacifyFlushWrapper(sys.stdout))
+        sys.exit(1)
+    except Exception as error:
+        # The edge: anything else is a bug, written to a crash log, shown as one line.
+        status, document = 1, _crashed(error, arguments)
+    if document is not None and as_json and documents_printed() == documents:
+        print_json(document)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _crashed(error: Exception, arguments: list[str]) -> dict[str, Any]:
+    log = write_crash_log(error, arguments)
+    line = crash_line(error, command_path(typer.main.get_command(app), arguments), log)
+    report_plain(line)
+    return error_document(line, hint="please report it with the log file",
+                          log=None if log is None else str(log))

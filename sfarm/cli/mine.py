@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import replace
@@ -184,6 +185,8 @@ def mine_cmd(
     """
     from sfarm.mining import MineRequest, mine
 
+    if timeout is not None and not math.isfinite(timeout):
+        raise UsageError(f"--timeout must be a number of seconds, got {timeout}")
     _check_values(market, timeframe)
     since_ms = _time_ms("--since", since)
     until_ms = _time_ms("--until", until) if until else None

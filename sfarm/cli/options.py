@@ -46,3 +46,4 @@ def checked_value(option: str, check: Callable[[str], str], value: str) -> str:
         return check(value)
     except ValueError as error:
         raise UsageError(f"{option}: {error}") from None
+

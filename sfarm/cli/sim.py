@@ -78,7 +78,8 @@ def _account(account_file: Path | None, api_key: str) -> AccountKeys:
 
 
 def serve(
-    port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.")]
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+                                      help="TCP port; 0 picks a free one.")]
     = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Address to bind (keep 127.0.0.1 unless you mean it).")]
     = "127.0.0.1",

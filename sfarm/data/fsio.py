@@ -101,6 +101,9 @@ def make_private_dirs(directory: Path) -> None:
             os.mkdir(path, PRIVATE_DIR)
         except FileExistsError:  # made meanwhile by another writer
             continue
+        except NotADirectoryError:  # a file where a directory must be (--root FILE)
+            raise RunError(f"cannot create {path}: {path.parent} is a file, not a directory",
+                           hint="give a directory (a node root) instead") from None
         os.chmod(path, PRIVATE_DIR)  # a umask may have taken bits the owner needs
 
 

@@ -258,7 +258,10 @@ def format_ts(ts_ms: int | None) -> str:
     """`2024-01-05 13:00` UTC (seconds only when not zero); `-` for None."""
     if ts_ms is None:
         return "-"
-    moment = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    try:
+        moment = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):  # beyond year 9999: a bad value being shown
+        return f"ts {ts_ms} (out of range)"
     return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
 
 

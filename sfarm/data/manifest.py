@@ -124,6 +124,10 @@ def read_manifest_file(directory: Path) -> Manifest | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as error:  # a directory in its place, no permission...
+        raise RunError(f"{path}: cannot read the dataset manifest: {error.strerror}",
+                       hint="check the path; `sfarm data verify` tells what else is wrong"
+                       ) from None
     return parse_manifest(raw, path)
 
 
@@ -171,7 +175,13 @@ def _first_line(error: ValidationError) -> str:
 
 def read_segment_file(directory: Path, segment: SegmentEntry) -> list[PartitionEntry]:
     path = directory / segment.file
-    return parse_segment(path.read_bytes(), path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise  # a mirror's reader reads again (sfarm.data.reader)
+    except OSError as error:
+        raise RunError(f"{path}: cannot read the index segment: {error.strerror}") from None
+    return parse_segment(raw, path)
 
 
 # ---- pure update rules -------------------------------------------------------------------------

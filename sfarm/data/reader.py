@@ -126,7 +126,8 @@ def read_tail(root: Path | str, dataset_id: str, rows: int, *,
         start = partition.first_ts
     if start is None or rows <= 0:
         return frames.empty_frame(manifest.columns)
-    return read(root, dataset_id, start, mirror_of=mirror_of).tail(rows)
+    # no more than it holds: a huge `rows` (sfarm data show --tail) overflows polars' tail
+    return read(root, dataset_id, start, mirror_of=mirror_of).tail(min(rows, manifest.rows))
 
 
 def _overlaps(first: int, last: int, start: int | None, end: int | None) -> bool:
@@ -150,7 +151,26 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
     if end is not None:
         query = query.filter(pl.col("ts") < end)
     # Partitions are disjoint, listed in ts order and sorted inside: the scan is already sorted.
-    return query.collect().set_sorted("ts")
+    try:
+        frame = query.collect()
+    except FileNotFoundError:
+        raise  # the caller reads a mounted mirror again, or names the missing file
+    except (pl.exceptions.PolarsError, OSError) as error:  # a truncated or foreign file
+        raise damaged(directory, str(error)) from None
+    if frames.columns_of(frame) != {name: manifest.columns[name] for name in columns}:
+        raise damaged(directory, f"its files hold columns {frames.columns_of(frame)}, "
+                                 f"the manifest says {manifest.columns}")
+    return frame.set_sorted("ts")
+
+
+def damaged(directory: Path, reason: str) -> Exception:
+    """A dataset whose files cannot be read as its manifest describes them. (When merged with
+    sfarm.data.damage, its DamagedDataset, which names the repair, should replace this.)"""
+    from sfarm.errors import RunError  # here: main's version of this module imports no RunError
+
+    first = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    return RunError(f"{directory}: damaged dataset, its partitions cannot be read: {first}",
+                    hint="`sfarm data verify` names the damaged files")
 
 
 def dataset_not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> DatasetNotFound:

@@ -149,6 +149,9 @@ def _check_index(directory: Path, manifest: Manifest,
         except FileNotFoundError:
             _problem(report, f"index segment {segment.file} is missing")
             continue
+        except OSError as error:
+            _problem(report, f"index segment {segment.file} cannot be read: {error.strerror}")
+            continue
         if hashlib.sha256(raw).hexdigest() != segment.sha256:
             _problem(report, f"index segment {segment.file}: sha256 does not match the manifest")
         try:
@@ -203,6 +206,9 @@ def _check_partition(directory: Path, manifest: Manifest, entry: PartitionEntry,
         raw = path.read_bytes()
     except FileNotFoundError:
         _problem(report, f"partition {entry.file} is missing")
+        return None
+    except OSError as error:  # a directory in its place, no permission
+        _problem(report, f"partition {entry.file} cannot be read: {error.strerror}")
         return None
     where = f"partition {entry.file}"
     if len(raw) != entry.bytes:

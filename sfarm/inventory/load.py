@@ -159,7 +159,13 @@ def load_inventory(path: Path | None = None,
                    strategy_reader: StrategyReader = read_strategy_indicators) -> LoadedInventory:
     """Load and fully check an inventory; raise InventoryError listing every problem."""
     path = find_inventory(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read the inventory: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text (byte {error.start}): an inventory is a "
+                         "TOML file", hint="see docs/inventory.md for the format") from None
     raw = _parse_toml(path, text)
     index = SourceIndex.of(text)
 
@@ -216,6 +222,9 @@ _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise UsageError(f"{path}: not valid TOML: arrays or tables nested too deeply",
+                         hint="see docs/inventory.md for the format") from None
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         position = _TOML_POSITION.search(message)

@@ -35,6 +35,11 @@ KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IS", "NULL", "TRUE", "FALS
                       "OVER", "ORDER", "BY", "ASC"})
 FUNCTIONS = frozenset({"ABS", "COALESCE", "LAG"})
 COMPARISONS = frozenset({"<", "<=", ">", ">=", "=", "<>", "!="})
+# Bounds of a condition: real ones are a few dozen tokens. Beyond them polars' planning grows
+# faster than linearly (3,000 terms took minutes) and deep nesting exhausts Python's stack.
+MAX_TOKENS = 500
+MAX_DEPTH = 40  # parentheses and function calls inside each other
+MAX_LAG = 10_000_000  # candles: 19 years of 1m candles; more overflows polars' shift
 LANGUAGE = ("columns, numbers, < <= > >= = <> !=, AND OR NOT, BETWEEN, IS [NOT] NULL, "
             "+ - * / %, ABS(x), COALESCE(x, ...) and LAG(col[, n]) OVER (ORDER BY ts)")
 
@@ -83,6 +88,9 @@ def tokenize(text: str) -> list[Token]:
         if kind != "space":
             tokens.append(Token(kind, match.group(), position + 1))
         position = match.end()
+        if len(tokens) > MAX_TOKENS:
+            raise ConditionSyntaxError(f"too long: a condition has at most {MAX_TOKENS} "
+                                       "tokens (names, numbers, operators)", position + 1)
     tokens.append(Token("end", "", len(text) + 1))
     return tokens
 
@@ -114,6 +122,7 @@ class _Parser:
         self.tokens = tokens
         self.at = 0
         self.columns: set[int] = set()  # the indices of the tokens that name a column
+        self.depth = 0  # parentheses and calls open at the current token
 
     @property
     def token(self) -> Token:
@@ -150,10 +159,9 @@ class _Parser:
             self.negation()
 
     def negation(self) -> None:
-        if self.take("NOT"):
-            self.negation()
-        else:
-            self.predicate()
+        while self.take("NOT"):  # a loop, not recursion: NOT NOT ... never exhausts the stack
+            pass
+        self.predicate()
 
     def predicate(self) -> None:
         self.sum()
@@ -194,8 +202,10 @@ class _Parser:
         elif self.take("TRUE", "FALSE"):
             pass
         elif self.take("("):
+            self.enter()
             self.condition()
             self.need(")", "to close (")
+            self.depth -= 1
         elif token.kind == "name" and self.tokens[self.at + 1].text == "(":
             self.call(token)
         elif token.kind in ("name", "quoted"):
@@ -211,16 +221,26 @@ class _Parser:
         if name.word == "LAG":
             self.lag()
             return
+        self.enter()
         self.condition()
         while name.word == "COALESCE" and self.take(","):
             self.condition()
         self.need(")", f"to close {name.word}(")
+        self.depth -= 1
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.unexpected(f"nested too deeply (at most {MAX_DEPTH} levels of "
+                                  "parentheses)")
 
     def lag(self) -> None:
         self.column()
         if self.take(","):
             if self.token.kind != "number" or not self.token.text.isdigit():
                 raise self.unexpected("expected a whole number of candles in LAG")
+            if int(self.token.text) > MAX_LAG:
+                raise self.unexpected(f"expected at most {MAX_LAG:,} candles in LAG")
             self.at += 1
         self.need(")", "to close LAG(")
         for word in ("OVER", "(", "ORDER", "BY"):

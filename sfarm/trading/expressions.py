@@ -167,9 +167,12 @@ def check_expressions(expressions: Mapping[str, SignalExpression], available: se
 
 def _dtypes(expressions: Mapping[str, SignalExpression],
             probe: pl.DataFrame) -> dict[str, pl.DataType]:
-    schema = probe.lazy().with_columns(lag_columns(list(expressions.values()))).select(
-        expression.expr.alias(key) for key, expression in expressions.items()).collect_schema()
-    return dict(schema)
+    # Evaluated on the probe, not only typed: some refusals come at run time only
+    # (`ABS(close > 1)`: polars types it, then cannot take the abs of a boolean).
+    frame = probe.lazy().with_columns(lag_columns(list(expressions.values()))).select(
+        expression.expr.alias(key) for key, expression in expressions.items()
+    ).collect(engine="in-memory")
+    return dict(frame.schema)
 
 
 def _probe_frame(available: set[str], *, rows: int, seed: int) -> pl.DataFrame:

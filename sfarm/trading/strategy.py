@@ -210,7 +210,11 @@ def load_strategy(path: Path | str, *, check: bool = True) -> Strategy:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise UsageError(f"cannot read strategy file {path}: {error.strerror}") from None
+        raise UsageError(f"cannot read strategy file {path}: {error.strerror}",
+                         file=path) from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"cannot read strategy file {path}: not UTF-8 text (byte "
+                         f"{error.start})", hint="a strategy is a TOML file", file=path) from None
     return parse_strategy(text, source=path, check=check)
 
 
@@ -218,9 +222,13 @@ def parse_strategy(text: str, *, source: Path | None = None, check: bool = True)
     """Validate the text of a strategy file (`source` only names it in errors)."""
     try:
         document = tomllib.loads(text)
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise UsageError(f"{_where(source, None)}invalid TOML: arrays or tables nested too "
+                         "deeply") from None
     except tomllib.TOMLDecodeError as error:
         line = getattr(error, "lineno", None) or _line_from_message(str(error))
-        raise UsageError(f"{_where(source, line)}invalid TOML: {error}") from None
+        raise UsageError(f"{_where(source, line)}invalid TOML: {error}", file=source,
+                         line=line) from None
     try:
         strategy = _StrategyFile.model_validate(document).strategy
     except ValidationError as error:
