@@ -53,10 +53,17 @@ from sfarm.runtime.protocol import (
 log = logging.getLogger(__name__)
 
 
-def handle(root: Path, raw: bytes) -> bytes:
-    """The reply envelope to the request envelope `raw`, acted on in the node root `root`."""
+def handle(root: Path, raw: bytes, accepts: tuple[type, ...] | None = None) -> bytes:
+    """The reply envelope to the request envelope `raw`, acted on in the node root `root`;
+    with `accepts`, a request of another type gets an error reply (the resident agent answers
+    reads only: sfarm.runtime.agent_server)."""
     try:
-        return encode_reply(dispatch(NodeRoot(root), decode_request(raw)))
+        request = decode_request(raw)
+        if accepts is not None and not isinstance(request, accepts):
+            return encode_error(f"the node's resident agent does not take a "
+                                f"{type(request).__name__}: it answers reads only",
+                                hint="send it with `sfarm node call` (sfarm does)")
+        return encode_reply(dispatch(NodeRoot(root), request))
     except SfarmError as error:
         return encode_error(error.message, error.hint)
     except Exception as error:  # the reply is the only way back: nothing may escape
