@@ -6,6 +6,12 @@ its stdin, the reply on stdout: a one-shot command costs one Python start on the
 way. Both run the node's commands alone (`python -m sfarm.cli.node_stdio`), not the whole
 command line: half the start-up.
 
+Reads (`query`: a status, a log, facts) go instead through a relay to the node's resident agent
+(sfarm.remote.relay, sfarm.runtime.agent_server), which supervisord runs once deployed: no
+Python start of sfarm on the node; where no agent answers, the relay becomes `sfarm node serve`
+itself. Kept connections keep the relay on a channel of its own, beside `sfarm node serve`'s
+(started only when something else than a read is asked).
+
 The node runs the controller's sfarm: `install` (deploy's first step) puts it into `<root>/venv`
 (sfarm.remote.provision; from a wheelhouse the controller sends when the node is offline) unless
 the node's `python` already has this version (an image, a configuration tool put it there).
