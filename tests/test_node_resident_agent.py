@@ -216,10 +216,11 @@ def test_a_full_agent_greets_no_one(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 # --- the relay, as a process on this machine ----------------------------------------------------
 
 
-def relay(root: Path, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    """The relay as the controller runs it on a node: frames in, frames out."""
+def relay(root: Path, stdin: bytes, command: str = "serve") -> subprocess.CompletedProcess[bytes]:
+    """The relay as the controller runs it on a node: `serve`, frames in and out (a kept
+    connection); `call`, one request in and its reply out (a one-shot command)."""
     return subprocess.run([sys.executable, "-I", "-S", "-c", RELAY_SOURCE, str(root),
-                           "serve", "--root", str(root)], input=stdin, capture_output=True,
+                           command, "--root", str(root)], input=stdin, capture_output=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(PROJECT)},
                           check=False)
 
@@ -242,6 +243,8 @@ def test_the_relay_reaches_the_agent_and_falls_back_when_there_is_none(tmp_path:
     alone = relay(root, requests)
     assert alone.returncode == 0, alone.stderr
     assert frames(alone.stdout) == expected
+    one = relay(root, FACTS, "call")
+    assert (one.returncode, one.stdout) == (0, expected[0] + b"\n"), one.stderr
 
     (root / "run").mkdir(mode=0o700, parents=True)
     dead = socket.socket(socket.AF_UNIX)
@@ -254,6 +257,8 @@ def test_the_relay_reaches_the_agent_and_falls_back_when_there_is_none(tmp_path:
 
     with running_agent(root):
         through = relay(root, requests + encode_frame(DOWN))
+        one = relay(root, STATUS, "call")
+    assert (one.returncode, one.stdout) == (0, expected[1] + b"\n"), one.stderr
     assert through.returncode == 0, through.stderr
     replies = frames(through.stdout)
     assert replies[:2] == expected

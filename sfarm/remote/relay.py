@@ -7,10 +7,14 @@ When there is no agent to answer (no socket: supervisord is down, a node deploye
 sfarm; a socket no one listens on; a connection closed without the agent's greeting: it is
 stopping or runs code no longer installed), the relay becomes `python -m sfarm.cli.node_stdio
 ARGS` (exec: the same process, the same stdin), what the controller would have run without
-an agent. Either way the controller speaks frames (sfarm.runtime.framing) and hears frames.
+an agent. Either way the controller sees what that command would print: with ARGS `call
+--root R`, one request on stdin and its reply on stdout (the relay frames them for the agent:
+sfarm.runtime.framing); with `serve --root R`, frames both ways.
 
 Standard library only, and nothing of sfarm: the relay must start in milliseconds whatever the
-node's Python holds. Its arguments: the node root (`~/` expanded here), then ARGS.
+node's Python holds. Its arguments: the node root (`~/` expanded here), then ARGS (`call` or
+`serve`, then `--root R`). The reply of a `call` cut short (the agent killed while answering)
+is not printed: an empty reply says to ask again.
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ except OSError:
 if not greeted:
     agent.close()
     os.execv(sys.executable, [sys.executable, "-m", "sfarm.cli.node_stdio", *args])
+def write(data):
+    while data:
+        data = data[os.write(1, data):]
+if args[0] == "call":  # one request, all of stdin; its reply on stdout, as `node call`
+    request = sys.stdin.buffer.read()
+    agent.sendall(b"%d\\n" % len(request) + request)
+    agent.shutdown(socket.SHUT_WR)
+    parts = []
+    while data := agent.recv(65536):
+        parts.append(data)
+    header, _, reply = b"".join(parts).partition(b"\\n")
+    if header.isdigit() and len(reply) == int(header):  # else the agent went: say nothing
+        write(reply + b"\\n")
+    sys.exit(0)
 import threading
 def forward():
     while data := os.read(0, 65536):
@@ -46,6 +64,5 @@ def forward():
     agent.shutdown(socket.SHUT_WR)
 threading.Thread(target=forward, daemon=True).start()
 while data := agent.recv(65536):
-    while data:
-        data = data[os.write(1, data):]
+    write(data)
 """

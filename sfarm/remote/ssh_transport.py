@@ -19,7 +19,6 @@ the node's `python` already has this version (an image, a configuration tool put
 
 from __future__ import annotations
 
-import io
 import posixpath
 import re
 import shlex
@@ -34,7 +33,6 @@ from sfarm.remote.relay import RELAY_SOURCE
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
 from sfarm.runtime.build import sfarm_build
-from sfarm.runtime.framing import BrokenStream, FrameError, encode_frame, read_frame
 from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 
 VENV_PYTHON = "venv/bin/python"
@@ -152,12 +150,13 @@ class SSHTransport:
     def _node_command(self, command: str) -> list[str]:
         return self._python_command("-m", NODE_MODULE, command, "--root", self._node_root())
 
-    def _relay_command(self) -> list[str]:
-        """The relay to the node's resident agent, which becomes `sfarm node serve` when no
-        agent answers (sfarm.remote.relay): frames in, frames out, either way."""
+    def _relay_command(self, command: str) -> list[str]:
+        """The relay to the node's resident agent, which becomes `sfarm node COMMAND` (call,
+        serve) when no agent answers (sfarm.remote.relay): its stdin and stdout are that
+        command's either way."""
         root = self._node_root()
         return self._python_command("-I", "-S", "-c", RELAY_SOURCE, root,
-                                    "serve", "--root", root)
+                                    command, "--root", root)
 
     def call(self, request: bytes) -> bytes:
         """The node's reply to `request`: from its agent (`sfarm node serve`, started at the
@@ -178,22 +177,13 @@ class SSHTransport:
         if self.serve:
             return self._call_session(request, relayed=True)
         for attempt in range(2):
-            result = self.connection.run(self._relay_command(), input=encode_frame(request),
+            result = self.connection.run(self._relay_command("call"), input=request,
                                          timeout=COMMAND_TIMEOUT_S, check=False)
-            reply = self._frame_of(result.stdout) if result.ok else None
-            if reply is not None:
-                return reply
-            if not (result.ok and attempt == 0):
+            if result.ok and result.stdout.strip():
+                return result.stdout
+            if not (result.ok and attempt == 0 and not result.stderr.strip()):
                 break
-        raise self._failure("serve", result.exit_code, result.stderr_text)
-
-    def _frame_of(self, stdout: bytes) -> bytes | None:
-        """The one frame a relayed read printed, None when it printed nothing."""
-        try:
-            return read_frame(io.BytesIO(stdout))
-        except (FrameError, BrokenStream) as error:
-            raise ProtocolError(f"{self.where}: its reply is not a frame ({error})",
-                                hint="is something on the node printing to stdout?") from None
+        raise self._failure("call", result.exit_code, result.stderr_text)
 
     def _call_session(self, request: bytes, *, relayed: bool) -> bytes:
         """`request` on the kept session: the relay's (reads) or `sfarm node serve`'s."""
@@ -202,7 +192,8 @@ class SSHTransport:
             fresh = session is None or not session.alive
             if session is None or fresh:
                 self._end_session(relayed=relayed)
-                command = self._relay_command() if relayed else self._node_command("serve")
+                command = (self._relay_command("serve") if relayed
+                           else self._node_command("serve"))
                 session = NodeSession(self._ssh().spawn(command), self.where,
                                       lambda pid, signal: self._signal(pid, signal))
                 if relayed:
