@@ -36,7 +36,6 @@ from pathlib import Path
 
 import sfarm
 from sfarm.data.fsio import make_private_dirs
-from sfarm.runtime.framing import BrokenStream, FrameError, read_frame, write_frame
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
     DatasetsRequest,
@@ -45,7 +44,6 @@ from sfarm.runtime.protocol import (
     SessionRequest,
     StatusRequest,
     TailRequest,
-    encode_error,
 )
 
 log = logging.getLogger(__name__)
@@ -96,9 +94,10 @@ class AgentServer:
 
     def __init__(self, root: Path, listener: socket.socket,
                  stamp: Callable[[], Hashable] = code_stamp) -> None:
-        from sfarm.runtime.handler import handle  # not for the controller, which reads GREETING
+        # Not at import: the controller imports this module for GREETING and READS alone.
+        from sfarm.runtime.handler import answer_next
 
-        self._handle = handle
+        self._answer_next = answer_next
         self.root = root
         self._listener = listener
         self._stamp = stamp
@@ -144,19 +143,9 @@ class AgentServer:
         try:
             with peer, peer.makefile("rb") as requests, peer.makefile("wb") as replies:
                 peer.sendall(GREETING)
-                while not self._stopping.is_set():
-                    try:
-                        request = read_frame(requests)
-                    except FrameError as error:
-                        write_frame(replies, encode_error(f"malformed frame: {error}"))
-                        continue
-                    except BrokenStream as error:
-                        write_frame(replies, encode_error(f"malformed frame: {error}"))
-                        return
-                    if request is None:
-                        return  # the peer is done
-                    with connection.answering:
-                        write_frame(replies, self._handle(self.root, request, accepts=READS))
+                while not self._stopping.is_set() and self._answer_next(
+                        self.root, requests, replies, READS, connection.answering):
+                    pass
         except OSError:
             pass  # the peer went away (or `stop` shut an idle connection down)
         finally:
