@@ -83,10 +83,14 @@ def test_serve_answers_each_frame_and_survives_malformed_ones() -> None:
 
 
 def agents(server: SSHServer) -> list[int]:
-    """Pids of the node agents (`sfarm node serve`) that `server`'s user runs."""
-    listing = subprocess.run(["ps", "-u", server.user, "-o", "pid=,args="], capture_output=True,
-                             text=True, check=False).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if " serve --root " in line]
+    """Pids of the node agents (`sfarm node serve`, or the relay to the resident agent that
+    stands for it on a kept connection) that `server`'s user runs: pythons, not the shells
+    that started them (the relay's command line is long: ps's -ww shows all of it)."""
+    listing = subprocess.run(["ps", "-ww", "-u", server.user, "-o", "pid=,comm=,args="],
+                             capture_output=True, text=True, check=False).stdout
+    rows = [line.split(None, 2) for line in listing.splitlines()]
+    return [int(row[0]) for row in rows
+            if len(row) == 3 and row[1].startswith("python") and " serve --root " in row[2]]
 
 
 def node_processes(server: SSHServer) -> list[str]:

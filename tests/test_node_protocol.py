@@ -148,6 +148,9 @@ class FixedReply:
     def call(self, request: bytes) -> bytes:
         return self.reply
 
+    def query(self, request: bytes) -> bytes:
+        return self.reply
+
     def close(self) -> None:
         pass
 

@@ -1,6 +1,7 @@
 """The node's side of farm commands on its standard streams, with nothing of the command line
 loaded: `python -m sfarm.cli.node_stdio call|serve --root R` is what the controller starts on a
-node (sfarm.remote.ssh_transport). `sfarm node call` and `sfarm node serve` (sfarm.cli.node) are
+node (sfarm.remote.ssh_transport), and `... agent --root R` the resident agent supervisord runs
+there (sfarm.runtime.agent_server). `sfarm node call` and `sfarm node serve` (sfarm.cli.node) are
 the same functions behind typer; this entry skips typer and the other commands, so a node
 answers sooner (typer and click alone are ~0.07 s of CPU a start).
 """
@@ -52,7 +53,14 @@ def _reply_channel() -> Iterator[BinaryIO]:
             replies.close()
 
 
-COMMANDS = {"call": answer_one, "serve": serve_frames}
+def resident_agent(root: Path) -> None:
+    """The node's resident agent on its unix socket, until SIGTERM (run by supervisord)."""
+    from sfarm.runtime.agent_server import run_agent
+
+    run_agent(root)
+
+
+COMMANDS = {"call": answer_one, "serve": serve_frames, "agent": resident_agent}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,8 +3,10 @@
 
 One agent for every node; what differs is the transport. `InProcessTransport` hands the request
 bytes to the node's handler in this process (a local node: no process to start), and
-`sfarm.remote.ssh_transport.SSHTransport` runs `sfarm node call` on the node over SSH. Either
-way the request is encoded and the reply parsed, so a local farm exercises the whole protocol.
+`sfarm.remote.ssh_transport.SSHTransport` runs `sfarm node call` on the node over SSH, or, for a
+request that only reads (a status, a log), a relay to the node's resident agent (`query`).
+Either way the request is encoded and the reply parsed, so a local farm exercises the whole
+protocol.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sfarm.errors import UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.remote.connection import Connection, LocalConnection
 from sfarm.remote.wiring import LOCAL_REACH, NodeWiring, Reach
+from sfarm.runtime.agent_server import READS
 from sfarm.runtime.protocol import (
     Action,
     ApplyRequest,
@@ -89,6 +92,11 @@ class NodeTransport(Protocol):
 
     def call(self, request: bytes) -> bytes: ...
 
+    def query(self, request: bytes) -> bytes:
+        """`call` for a request that only reads (sfarm.runtime.agent_server.READS): one the
+        node's resident agent may answer."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -124,6 +132,9 @@ class InProcessTransport:
 
         return handle(self._root, request)
 
+    def query(self, request: bytes) -> bytes:
+        return self.call(request)
+
     def close(self) -> None:
         pass
 
@@ -137,7 +148,9 @@ class NodeAgent:
         self.transport = transport
 
     def call(self, request: Request, expected: type[R]) -> R:
-        reply = self.transport.call(encode_request(request))
+        raw = encode_request(request)
+        reply = (self.transport.query(raw) if isinstance(request, READS)
+                 else self.transport.call(raw))
         return decode_reply(reply, expected, self.transport.where)
 
     def apply(self, inventory: LoadedInventory, python: str | None,

@@ -18,7 +18,7 @@ import tomli_w
 from sfarm.errors import UsageError
 from sfarm.exchanges.credentials import load_credentials
 from sfarm.inventory import LoadedInventory, NodeSpec
-from sfarm.inventory.checks import RESOLVER_SERVICE
+from sfarm.inventory.checks import AGENT_SERVICE, RESOLVER_SERVICE
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.inventory.origin import INVENTORY_FILE, NODE_FILE, NodeOrigin
 from sfarm.remote.wiring import NodeWiring
@@ -30,6 +30,7 @@ from sfarm.tasks import TradeTask
 
 SIM_PROGRAM_PREFIX = "sim-"
 RESOLVER_PROGRAM = RESOLVER_SERVICE
+AGENT_PROGRAM = AGENT_SERVICE
 
 
 def local_root(inventory: LoadedInventory, node: NodeSpec) -> Path:
@@ -175,6 +176,13 @@ def resolver_program(wiring: NodeWiring, root: Path, python: str) -> Program:
                    environment={"SFARM_ROUTES": digest})
 
 
+def agent_program(root: Path, python: str) -> Program:
+    """The node's resident agent (sfarm.runtime.agent_server), which answers the controller's
+    reads without a Python start on the node each time: a node reached over SSH has one."""
+    return Program(AGENT_PROGRAM, [python, "-m", "sfarm.cli.node_stdio", "agent",
+                                   "--root", str(root)])
+
+
 def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
                      python: str | None = None, wiring: NodeWiring | None = None) -> Deployment:
     """Everything `node` needs, with the worker commands rooted at `root`, and its part of the
@@ -193,6 +201,8 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
     # A local node runs the sfarm that runs this command; a remote one its own venv.
     interpreter = python or (sys.executable if node.is_local else str(root / "venv/bin/python"))
     programs = programs_for(inventory, node, root, interpreter)
+    if not node.is_local:  # a local node's requests are answered in the command's process
+        programs += (agent_program(root, interpreter),)
     absent: list[str] = []
     if wiring is not None:
         wired, absent = wiring_files(wiring)

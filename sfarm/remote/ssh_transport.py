@@ -6,6 +6,12 @@ its stdin, the reply on stdout: a one-shot command costs one Python start on the
 way. Both run the node's commands alone (`python -m sfarm.cli.node_stdio`), not the whole
 command line: half the start-up.
 
+Reads (`query`: a status, a log, facts) go instead through a relay to the node's resident agent
+(sfarm.remote.relay, sfarm.runtime.agent_server), which supervisord runs once deployed: no
+Python start of sfarm on the node; where no agent answers, the relay becomes `sfarm node serve`
+itself. Kept connections keep the relay on a channel of its own, beside `sfarm node serve`'s
+(started only when something else than a read is asked).
+
 The node runs the controller's sfarm: `install` (deploy's first step) puts it into `<root>/venv`
 (sfarm.remote.provision; from a wheelhouse the controller sends when the node is offline) unless
 the node's `python` already has this version (an image, a configuration tool put it there).
@@ -23,6 +29,7 @@ from sfarm.inventory import NodeSpec
 from sfarm.remote.connection import Connection, Failure, TransportError, expand_home
 from sfarm.remote.jump_hosts import jump_hosts
 from sfarm.remote.node_session import NodeSession, SessionEnded, SessionTimeout
+from sfarm.remote.relay import RELAY_SOURCE
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
 from sfarm.runtime.build import sfarm_build
@@ -31,12 +38,12 @@ from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
 VENV_PYTHON = "venv/bin/python"
 COMMAND_TIMEOUT_S = 120.0
 NODE_MODULE = "sfarm.cli.node_stdio"  # `sfarm node ...` without the rest of the command line
-# Runs the node's commands with the root's venv when there is one, else the node's python: one
+# Runs the node's python with the root's venv when there is one, else the node's python: one
 # interpreter start per call (probing the version first doubled the time of a status).
 # (A root under `~/` comes as it is: the shell and the node's python expand it, so the node's
 # home is not asked for first, a round trip per command with the default base_dir.)
 NODE_LAUNCHER = ('py="$1"; shift; case "$py" in "~/"*) py="$HOME/${py#"~/"}";; esac; '
-                 f'[ -x "$py" ] || py="$1"; shift; exec "$py" -m {NODE_MODULE} "$@"')
+                 '[ -x "$py" ] || py="$1"; shift; exec "$py" "$@"')
 # The version and the code's digest (sfarm.runtime.build) of the sfarm a python has: an image
 # with "the same version" of other code is not this sfarm.
 BUILD_PROBE = ("import sfarm; from sfarm.runtime.build import sfarm_build; "
@@ -51,7 +58,8 @@ class SSHTransport:
         self.serve = serve
         self._root: str | None = None
         self._python: str | None = None  # known after install: no launcher needed then
-        self._session: NodeSession | None = None
+        self._session: NodeSession | None = None  # `sfarm node serve`, kept (serve)
+        self._relayed: NodeSession | None = None  # the relay to the resident agent, kept
 
     @property
     def where(self) -> str:
@@ -124,46 +132,87 @@ class SSHTransport:
         result = self.connection.run(["sh", "-c", probe], check=False, timeout=COMMAND_TIMEOUT_S)
         return result.ok and result.stdout_text.split() == ["sfarm", __version__, sfarm_build()]
 
-    def _node_command(self, command: str) -> list[str]:
-        # The root as the node's process resolves it (`~` and a relative base_dir from the
-        # home sshd starts it in: `root`'s result), without asking for the home first.
+    def _node_root(self) -> str:
+        """The root as the node's process resolves it (`~` and a relative base_dir from the
+        home sshd starts it in: `root`'s result), without asking for the home first."""
         base = self.spec.base_dir
-        root = (self.root if self._root or (base.startswith("~") and not base.startswith("~/")
+        return (self.root if self._root or (base.startswith("~") and not base.startswith("~/")
                                             and base != "~")
                 else posixpath.join(base, self.spec.network, self.spec.name))
-        words = [command, "--root", root]
+
+    def _python_command(self, *words: str) -> list[str]:
+        """The node's python (its venv's, else `python`) with `words`."""
         if self._python is not None:
-            return [self._python, "-m", NODE_MODULE, *words]
-        return ["sh", "-c", NODE_LAUNCHER, "sfarm-node", posixpath.join(root, VENV_PYTHON),
-                self.spec.python, *words]
+            return [self._python, *words]
+        return ["sh", "-c", NODE_LAUNCHER, "sfarm-node",
+                posixpath.join(self._node_root(), VENV_PYTHON), self.spec.python, *words]
+
+    def _node_command(self, command: str) -> list[str]:
+        return self._python_command("-m", NODE_MODULE, command, "--root", self._node_root())
+
+    def _relay_command(self, command: str) -> list[str]:
+        """The relay to the node's resident agent, which becomes `sfarm node COMMAND` (call,
+        serve) when no agent answers (sfarm.remote.relay): its stdin and stdout are that
+        command's either way."""
+        root = self._node_root()
+        return self._python_command("-I", "-S", "-c", RELAY_SOURCE, root,
+                                    command, "--root", root)
 
     def call(self, request: bytes) -> bytes:
         """The node's reply to `request`: from its agent (`sfarm node serve`, started at the
         first request) when this transport serves, else from one `sfarm node call`."""
         if self.serve:
-            return self._call_agent(request)
+            return self._call_session(request, relayed=False)
         result = self.connection.run(self._node_command("call"), input=request,
                                      timeout=COMMAND_TIMEOUT_S, check=False)
         if result.ok and result.stdout.strip():
             return result.stdout
         raise self._failure("call", result.exit_code, result.stderr_text)
 
-    def _call_agent(self, request: bytes) -> bytes:
-        if self._session is None or not self._session.alive:
-            self._end_session()
-            ssh = self._ssh()
-            self._session = NodeSession(ssh.spawn(self._node_command("serve")), self.where,
-                                        lambda pid, signal: self._signal(pid, signal))
-        try:
-            return self._session.call(request, COMMAND_TIMEOUT_S)
-        except SessionEnded as ended:
-            self._session = None
-            raise self._failure("serve", ended.exit_code, ended.stderr) from None
-        except SessionTimeout:
-            self._session = None
-            raise TransportError(Failure.TIMEOUT, f"{self.where}: sfarm node serve gave no "
-                                 f"reply within {COMMAND_TIMEOUT_S:g} s and was "
-                                 "terminated") from None
+    def query(self, request: bytes) -> bytes:
+        """The node's reply to `request`, a read: through the relay to the node's resident
+        agent (sfarm.remote.relay), which is `sfarm node serve` where no agent answers; kept
+        on a channel of its own when this transport serves. A read is asked twice when the
+        agent went away without answering it (a deploy restarting it): reads change nothing."""
+        if self.serve:
+            return self._call_session(request, relayed=True)
+        for attempt in range(2):
+            result = self.connection.run(self._relay_command("call"), input=request,
+                                         timeout=COMMAND_TIMEOUT_S, check=False)
+            if result.ok and result.stdout.strip():
+                return result.stdout
+            if not (result.ok and attempt == 0 and not result.stderr.strip()):
+                break
+        raise self._failure("call", result.exit_code, result.stderr_text)
+
+    def _call_session(self, request: bytes, *, relayed: bool) -> bytes:
+        """`request` on the kept session: the relay's (reads) or `sfarm node serve`'s."""
+        for attempt in range(2):
+            session = self._relayed if relayed else self._session
+            fresh = session is None or not session.alive
+            if session is None or fresh:
+                self._end_session(relayed=relayed)
+                command = (self._relay_command("serve") if relayed
+                           else self._node_command("serve"))
+                session = NodeSession(self._ssh().spawn(command), self.where,
+                                      lambda pid, signal: self._signal(pid, signal))
+                if relayed:
+                    self._relayed = session
+                else:
+                    self._session = session
+            try:
+                return session.call(request, COMMAND_TIMEOUT_S)
+            except SessionEnded as ended:
+                self._end_session(relayed=relayed)
+                if relayed and not fresh and attempt == 0:
+                    continue  # the agent that answered before went away (a deploy): again
+                raise self._failure("serve", ended.exit_code, ended.stderr) from None
+            except SessionTimeout:
+                self._end_session(relayed=relayed)
+                raise TransportError(Failure.TIMEOUT, f"{self.where}: sfarm node serve gave "
+                                     f"no reply within {COMMAND_TIMEOUT_S:g} s and was "
+                                     "terminated") from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _signal(self, pid: int, signal: str) -> None:
         self.connection.run(["kill", f"-{signal}", str(pid)], check=False, timeout=10)
@@ -182,8 +231,12 @@ class SSHTransport:
         ended = f"exit code {exit_code}" if exit_code is not None else "the channel closed"
         return RunError(f"{self.where}: sfarm node {command} failed: " + (tail or ended))
 
-    def _end_session(self) -> None:
-        if self._session is not None:
+    def _end_session(self, *, relayed: bool | None = None) -> None:
+        """End the kept session of reads (`relayed`), of the others (False), or both (None)."""
+        if relayed is not False and self._relayed is not None:
+            self._relayed.close()
+            self._relayed = None
+        if not relayed and self._session is not None:
             self._session.close()
             self._session = None
 

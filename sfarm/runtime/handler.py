@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,10 +54,17 @@ from sfarm.runtime.protocol import (
 log = logging.getLogger(__name__)
 
 
-def handle(root: Path, raw: bytes) -> bytes:
-    """The reply envelope to the request envelope `raw`, acted on in the node root `root`."""
+def handle(root: Path, raw: bytes, accepts: tuple[type, ...] | None = None) -> bytes:
+    """The reply envelope to the request envelope `raw`, acted on in the node root `root`;
+    with `accepts`, a request of another type gets an error reply (the resident agent answers
+    reads only: sfarm.runtime.agent_server)."""
     try:
-        return encode_reply(dispatch(NodeRoot(root), decode_request(raw)))
+        request = decode_request(raw)
+        if accepts is not None and not isinstance(request, accepts):
+            return encode_error(f"the node's resident agent does not take a "
+                                f"{type(request).__name__}: it answers reads only",
+                                hint="send it with `sfarm node call` (sfarm does)")
+        return encode_reply(dispatch(NodeRoot(root), request))
     except SfarmError as error:
         return encode_error(error.message, error.hint)
     except Exception as error:  # the reply is the only way back: nothing may escape
@@ -72,18 +80,29 @@ def serve(root: Path, requests: BinaryIO, replies: BinaryIO) -> None:
     an error reply and the next one is read; a stream that breaks (ends inside a frame) ends
     the loop after an error reply, as the end of the stream does. Never raises but for a
     reply that cannot be written (the peer is gone)."""
-    while True:
-        try:
-            request = read_frame(requests)
-        except FrameError as error:
-            write_frame(replies, encode_error(f"malformed frame: {error}"))
-            continue
-        except BrokenStream as error:
-            write_frame(replies, encode_error(f"malformed frame: {error}"))
-            return
-        if request is None:
-            return
-        write_frame(replies, handle(root, request))
+    while answer_next(root, requests, replies):
+        pass
+
+
+def answer_next(root: Path, requests: BinaryIO, replies: BinaryIO,
+                accepts: tuple[type, ...] | None = None,
+                answering: AbstractContextManager[object] | None = None) -> bool:
+    """Answer the next frame of `requests` (see `serve`; `accepts` as for `handle`), holding
+    `answering` from the moment it is read until its reply is written; False when there is
+    nothing more to answer (the stream ended, or broke)."""
+    try:
+        request = read_frame(requests)
+    except FrameError as error:
+        write_frame(replies, encode_error(f"malformed frame: {error}"))
+        return True
+    except BrokenStream as error:
+        write_frame(replies, encode_error(f"malformed frame: {error}"))
+        return False
+    if request is None:
+        return False
+    with answering or nullcontext():
+        write_frame(replies, handle(root, request, accepts))
+    return True
 
 
 def dispatch(root: NodeRoot, request: Request) -> Reply:
