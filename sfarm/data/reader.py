@@ -15,6 +15,7 @@ from sfarm.data.damage import damage_reported
 from sfarm.data.fsio import shared_lock
 from sfarm.data.layout import DatasetNotFound, dataset_dir
 from sfarm.data.manifest import (
+    CorruptIndex,
     Manifest,
     read_manifest_file,
     read_segment_file,
@@ -151,26 +152,13 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
     if end is not None:
         query = query.filter(pl.col("ts") < end)
     # Partitions are disjoint, listed in ts order and sorted inside: the scan is already sorted.
-    try:
-        frame = query.collect()
-    except FileNotFoundError:
-        raise  # the caller reads a mounted mirror again, or names the missing file
-    except (pl.exceptions.PolarsError, OSError) as error:  # a truncated or foreign file
-        raise damaged(directory, str(error)) from None
+    # A truncated or foreign file fails the collect: the callers' damage_reported names the
+    # dataset and the repair (a missing file too, after a mounted mirror is read again).
+    frame = query.collect()
     if frames.columns_of(frame) != {name: manifest.columns[name] for name in columns}:
-        raise damaged(directory, f"its files hold columns {frames.columns_of(frame)}, "
-                                 f"the manifest says {manifest.columns}")
+        raise CorruptIndex(f"its files hold columns {frames.columns_of(frame)}, the manifest "
+                           f"says {manifest.columns}")
     return frame.set_sorted("ts")
-
-
-def damaged(directory: Path, reason: str) -> Exception:
-    """A dataset whose files cannot be read as its manifest describes them. (When merged with
-    sfarm.data.damage, its DamagedDataset, which names the repair, should replace this.)"""
-    from sfarm.errors import RunError  # here: main's version of this module imports no RunError
-
-    first = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
-    return RunError(f"{directory}: damaged dataset, its partitions cannot be read: {first}",
-                    hint="`sfarm data verify` names the damaged files")
 
 
 def dataset_not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> DatasetNotFound:
