@@ -229,9 +229,11 @@ def test_node_finds_a_local_nodes_root_from_the_inventory(
     assert code == 2 and "no node 'lap' in network 'prod'" in err and "did you mean 'lab'" in err
     code, _, err = run(capsys, "data", "ls", *node, "--root", str(lab))
     assert code == 2 and "--root and --node both name a root" in err
-    code, _, err = run(capsys, "data", "ls", "--node", "far", "-i", str(inventory))
-    assert code == 2 and "node 'far' is reached over SSH (10.0.0.7)" in err
-    assert "sfarm data pull far --root DIR" in err
+    for command in (["data", "ls"], ["mine", "--exchange", "binance", "--market", "BTC/USDT",
+                                     "--timeframe", "1m", "--since", "1d"]):
+        code, _, err = run(capsys, *command, "--node", "far", "-i", str(inventory))
+        assert code == 2 and "node 'far' is reached over SSH (10.0.0.7)" in err, command
+        assert "sfarm data pull far --root DIR" in err
 
     strategy = tmp_path / "farm" / "candle.toml"
     strategy.write_text('[strategy]\nname = "candle"\nentry_long = "close > open"\n'

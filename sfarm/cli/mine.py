@@ -6,7 +6,6 @@ import math
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,7 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sfarm.cli.console import err, out, print_json
-from sfarm.cli.options import JsonOption, RootOption, checked_value
+from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
+from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, checked_value
 from sfarm.data import format_ts
 from sfarm.errors import RunError, UsageError
 from sfarm.markets import check_market
@@ -164,7 +164,9 @@ def mine_cmd(
     until: Annotated[str | None, typer.Option(
         "--until", metavar="DATE",
         help="Stop before this time (default: now, the last closed candle).")] = None,
-    root: RootOption = Path("."),
+    root: DataRootOption = None,
+    node: NodeRootOption = None,
+    inventory: InventoryOption = None, network: NetworkOption = None,
     url: Annotated[str | None, typer.Option(
         "--url", metavar="URL",
         help="Send every REST request to this host instead (an emulator, a proxy).")] = None,
@@ -191,6 +193,7 @@ def mine_cmd(
     since_ms = _time_ms("--since", since)
     until_ms = _time_ms("--until", until) if until else None
     check_range(since_ms, until_ms, int(time.time() * 1000))
+    data_root = node_root(root, node, inventory, network)
     request = MineRequest(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),
         timeframes=tuple(dict.fromkeys(timeframe)), since_ms=since_ms, until_ms=until_ms,
@@ -199,7 +202,7 @@ def mine_cmd(
     stop = threading.Event()
     try:
         with view.progress:
-            result = mine(root, request, _exchange(exchange, url), stop=stop,
+            result = mine(data_root, request, _exchange(exchange, url), stop=stop,
                           on_progress=view.update, settings=_settings(retries),
                           timeout_ms=int(timeout * 1000) if timeout else None)
     except KeyboardInterrupt:
