@@ -237,6 +237,7 @@ def test_the_relay_reaches_the_agent_and_falls_back_when_there_is_none(tmp_path:
     with no one behind it (an agent killed outright), the agent; `down` through the relay is
     the node's Python's (the controller never sends it there: sfarm.remote.agent)."""
     root = tmp_path / "node"
+    root.mkdir()  # a deployed node's root (a missing one's status says so instead)
     requests = encode_frame(FACTS) + encode_frame(STATUS)
     expected = [handle(root, FACTS), handle(root, STATUS)]
 

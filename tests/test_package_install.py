@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ import pytest
 
 from sfarm import __version__
 from sfarm.remote.wheel import build_wheel, read_source_tree
+from sfarm.scaffold import EMULATOR_PORTS
 from tests.fixtures.network import free_port
 from tests.fixtures.processes import processes_under
 from tests.fixtures.venvs import make_venv, pip_install
@@ -88,9 +90,10 @@ def test_the_installed_wheel_scaffolds_validates_and_runs_a_local_farm(
     assert (farm / "strategies" / "rsi_revert.toml").is_file() and (farm / ".gitignore").is_file()
     inventory = farm / "sfarm.toml"
     text = inventory.read_text()
-    assert "127.0.0.1:8900" in text
+    scaffolded = re.search(r"127\.0\.0\.1:(\d+)", text)
+    assert scaffolded is not None and int(scaffolded[1]) in EMULATOR_PORTS
     # Its own emulator port, and three hours of history to mine rather than three days.
-    text = text.replace("127.0.0.1:8900", f"127.0.0.1:{free_port()}")
+    text = text.replace(scaffolded[0], f"127.0.0.1:{free_port()}")
     inventory.write_text(text.replace('since = "3d"', 'since = "3h"'))
     run(installed, farm, "sfarm", "validate")
 

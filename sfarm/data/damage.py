@@ -24,6 +24,10 @@ from sfarm.errors import RunError
 
 # What polars raises on a file that is not (or no longer) Parquet: its own errors, and a Rust
 # panic on some malformed footers (a BaseException, not an Exception).
+# A full, read-only or forbidden disk, and a mount whose server went away (an sshfs mirror of a
+# producer that died: EIO, ENOTCONN): the data may be whole, only out of reach.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT,
+                                errno.EIO, errno.ENOTCONN, errno.ECONNABORTED, errno.ESTALE})
 PARQUET_ERRORS: tuple[type[BaseException], ...] = (pl.exceptions.PolarsError, OSError,
                                                    pl.exceptions.PanicException)
 
@@ -63,8 +67,7 @@ def damage_reported(root: Path | str, dataset_id: str,
         raise damaged(root, dataset_id, mirror_of,
                       f"{_missing_name(error)} named by the manifest is missing") from None
     except PARQUET_ERRORS as error:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EACCES,
-                                                          errno.EROFS, errno.EDQUOT):
+        if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
             raise  # the environment, not the data: said by the caller's own handling
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise damaged(root, dataset_id, mirror_of,

@@ -148,10 +148,12 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
 
 def _needs_root(request: Request) -> bool:
     """Whether `request` acts on a deployed node root: all do but apply (it makes one), facts
-    (a survey before deploying), status (its tasks are `not deployed`, and say why) and those
-    that only make a node safe, down and disarming (where there is no root, nothing runs and
-    nothing is armed)."""
-    if isinstance(request, ApplyRequest | FactsRequest | DownRequest | StatusRequest):
+    (a survey before deploying), the views that say what is not there yet (status: `not
+    deployed` and why; a session: none yet; a dataset's tail: no such dataset) and those that
+    only make a node safe, down and disarming (where there is no root, nothing runs and nothing
+    is armed)."""
+    if isinstance(request, ApplyRequest | FactsRequest | DownRequest | StatusRequest
+                  | SessionRequest | TailRequest):
         return False
     return not (isinstance(request, LiveRequest) and not request.armed)
 
