@@ -147,6 +147,7 @@ def test_live_tasks_are_armed_and_disarmed_on_the_node(sshd: SSHServer, tmp_path
     connection = SSHConnection(spec, known_hosts=sshd.known_hosts)
     agent = NodeAgent(spec, SSHTransport(spec, connection))
     arm_file = tmp_path / "test" / "trader-1" / "run" / "btc-live.live"
+    arm_file.parent.parent.mkdir(parents=True)  # a deployed node's root (a missing one refuses)
     try:
         steps = agent.set_live(["btc-live"], True, "sfarm start --live")
         assert [(s.step, s.status) for s in steps] == [("arm btc-live", "failed")]
