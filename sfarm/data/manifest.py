@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -182,6 +183,39 @@ def read_segment_file(directory: Path, segment: SegmentEntry) -> list[PartitionE
     except OSError as error:
         raise RunError(f"{path}: cannot read the index segment: {error.strerror}") from None
     return parse_segment(raw, path)
+
+
+@dataclass(frozen=True)
+class CheckedSegment:
+    """An index segment read once and checked against its manifest entry: its partitions
+    (None when the file is missing, unreadable or does not parse), and what is wrong with it,
+    its sha256 first."""
+
+    entries: list[PartitionEntry] | None
+    problems: tuple[str, ...] = ()
+    corrupt: bool = False  # the file is there, but not the manifest's bytes or not an index
+
+
+def check_segment(directory: Path, segment: SegmentEntry) -> CheckedSegment:
+    """`segment`'s file as verify and repair judge it: missing, unreadable, another sha256 than
+    the manifest says, or not a valid index segment."""
+    path = directory / segment.file
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return CheckedSegment(None, (f"index segment {segment.file} is missing",))
+    except OSError as error:
+        return CheckedSegment(None, (f"index segment {segment.file} cannot be read: "
+                                     f"{error.strerror}",))
+    problems = []
+    if hashlib.sha256(raw).hexdigest() != segment.sha256:
+        problems.append(f"index segment {segment.file}: sha256 does not match the manifest")
+    try:
+        entries: list[PartitionEntry] | None = parse_segment(raw, path)
+    except CorruptIndex as error:
+        entries = None
+        problems.append(error.message)
+    return CheckedSegment(entries, tuple(problems), corrupt=bool(problems))
 
 
 # ---- pure update rules -------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from sfarm.data.manifest import (
     CorruptIndex,
     Manifest,
     PartitionEntry,
+    check_segment,
     new_manifest,
-    parse_segment,
     read_manifest_file,
 )
 from sfarm.data.reader import dataset_not_found
@@ -212,21 +212,13 @@ def _read_index(directory: Path) -> _Index:
     damage: list[str] = []
     bad_files: list[str] = []
     for segment in manifest.segments:
-        path = directory / segment.file
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            damage.append(f"index segment {segment.file} is missing")
+        checked = check_segment(directory, segment)
+        if checked.problems:  # its partitions are not trusted: the repair rebuilds from files
+            damage.append(checked.problems[0])
+            if checked.corrupt:
+                bad_files.append(segment.file)
             continue
-        if hashlib.sha256(raw).hexdigest() != segment.sha256:
-            damage.append(f"index segment {segment.file}: sha256 does not match the manifest")
-            bad_files.append(segment.file)
-            continue
-        try:
-            entries.extend(parse_segment(raw, path))
-        except CorruptIndex as error:
-            damage.append(error.message)
-            bad_files.append(segment.file)
+        entries.extend(checked.entries or [])
     return _Index(manifest, entries, damage, bad_files)
 
 

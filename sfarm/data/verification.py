@@ -41,7 +41,7 @@ from sfarm.data.layout import (
     key_bounds,
     partition_key,
 )
-from sfarm.data.manifest import Manifest, PartitionEntry, read_manifest_file, read_segment_file
+from sfarm.data.manifest import Manifest, PartitionEntry, check_segment, read_manifest_file
 from sfarm.data.recovery import first_write_leftovers, unnamed_data_files
 from sfarm.errors import RunError
 from sfarm.timeframes import timeframe_ms
@@ -143,22 +143,12 @@ def _check_index(directory: Path, manifest: Manifest,
                  report: VerifyReport) -> list[PartitionEntry]:
     partitions: list[PartitionEntry] = []
     for segment in manifest.segments:
-        path = directory / segment.file
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            _problem(report, f"index segment {segment.file} is missing")
+        checked = check_segment(directory, segment)
+        for problem in checked.problems:
+            _problem(report, problem)
+        if checked.entries is None:
             continue
-        except OSError as error:
-            _problem(report, f"index segment {segment.file} cannot be read: {error.strerror}")
-            continue
-        if hashlib.sha256(raw).hexdigest() != segment.sha256:
-            _problem(report, f"index segment {segment.file}: sha256 does not match the manifest")
-        try:
-            entries = read_segment_file(directory, segment)
-        except RunError as error:
-            _problem(report, error.message)
-            continue
+        entries = checked.entries
         if (len(entries), sum(p.rows for p in entries)) != (segment.partitions, segment.rows):
             _problem(report, f"index segment {segment.file}: {len(entries)} partitions and "
                              f"{sum(p.rows for p in entries)} rows, manifest says "
