@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from sfarm.data.checks import off_grid_expr, value_rules
+from sfarm.data.checks import find_gaps, missing_candles, off_grid_expr, value_rules
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import check_dataset_id, format_ts
 from sfarm.data.store import append
@@ -58,14 +58,15 @@ def import_csv(path: Path | str, root: Path | str, dataset_id: str, *,
         raise UsageError(f"import {path}: {dataset_id} is not a candles dataset",
                          hint="use an id like candles/binance/BTC-USDT/1m")
     candles = read_candles_csv(path, ref.timeframe)
-    gaps = candle_gaps(candles["ts"], ref.timeframe)
+    step = timeframe_ms(ref.timeframe)
+    gaps = find_gaps(candles["ts"], step)
     _check_spacing(path, candles["ts"], gaps, ref.timeframe, allow_gaps)
     result = append(root, dataset_id, candles)
     return ImportResult(
         file=str(path), dataset_id=dataset_id, rows_read=candles.height,
         rows_added=result.rows_added, rows_skipped=result.rows_skipped,
         conflicts=result.conflicts, gaps=len(gaps),
-        missing=sum(gap.missing for gap in gaps),
+        missing=sum(missing_candles(gap, step) for gap in gaps),
         first_ts=candles["ts"].min() if candles.height else None,  # type: ignore[arg-type]
         last_ts=candles["ts"].max() if candles.height else None,  # type: ignore[arg-type]
     )
@@ -163,23 +164,7 @@ def _iso_ms(value: str) -> int | None:
     return round(moment.timestamp() * 1000)
 
 
-@dataclass(frozen=True)
-class Gap:
-    after_ts: int  # the last candle before the hole
-    before_ts: int  # the first candle after it
-    missing: int  # candles that would fill it
-
-
-def candle_gaps(ts: pl.Series, timeframe: str) -> list[Gap]:
-    """The holes between consecutive candles of sorted `ts` on the timeframe's grid."""
-    step = timeframe_ms(timeframe)
-    holes = pl.DataFrame({"after": ts, "before": ts.shift(-1)}).filter(
-        pl.col("before") - pl.col("after") > step)
-    return [Gap(after, before, (before - after) // step - 1)
-            for after, before in holes.iter_rows()]
-
-
-def _check_spacing(path: Path, ts: pl.Series, gaps: list[Gap], timeframe: str,
+def _check_spacing(path: Path, ts: pl.Series, gaps: list[tuple[int, int]], timeframe: str,
                    allow_gaps: bool) -> None:
     """A file of another timeframe (its candles further apart than the dataset's), or with
     candles missing, is refused with where; missing candles are accepted with allow_gaps."""
@@ -194,9 +179,10 @@ def _check_spacing(path: Path, ts: pl.Series, gaps: list[Gap], timeframe: str,
             hint="import it into a dataset of its own timeframe (--id candles/X/M/<tf>)")
     if not gaps or allow_gaps:
         return
-    missing = sum(gap.missing for gap in gaps)
-    quoted = [f"after {format_ts(gap.after_ts)}: {gap.missing:,} candles missing, until "
-              f"{format_ts(gap.before_ts)}" for gap in gaps[:MAX_REPORTED]]
+    missing = sum(missing_candles(gap, step) for gap in gaps)
+    # A gap is [first missing open, next stored open): said from the candle before it.
+    quoted = [f"after {format_ts(start - step)}: {missing_candles((start, end), step):,} "
+              f"candles missing, until {format_ts(end)}" for start, end in gaps[:MAX_REPORTED]]
     more = f"; and {len(gaps) - MAX_REPORTED} more" if len(gaps) > MAX_REPORTED else ""
     raise UsageError(f"{path}: {len(gaps)} gaps, {missing:,} {timeframe} candles missing, "
                      "nothing imported:\n  " + "\n  ".join(quoted) + more,
