@@ -45,6 +45,11 @@ def _workers_of(farm: Farm, task: str) -> list[str]:
             if "worker run" in command and command.rstrip().endswith(f"--task {task}")]
 
 
+def _pid_and_state(farm: Farm, task: str) -> tuple[int | None, str]:
+    status = farm.tasks()[task]
+    return status["pid"], status["state"]
+
+
 def _running_supervised(farm: Farm) -> dict[str, int]:
     """task -> pid, once every task runs under supervisord and says so in its heartbeat."""
     tasks = farm.tasks()
@@ -135,8 +140,9 @@ def test_a_task_never_runs_twice_and_down_ends_what_a_crash_left(farm: Farm) -> 
         **os.environ, "SUPERVISOR_SERVER_URL": f"unix://{socket_path(NodeRoot(farm.root))}"})
     bystander = _spawn(["sleep", "601"], cwd=farm.root)  # an operator's shell in the root
     try:
-        wait_for(lambda: farm.tasks()["mine"]["pid"] == orphan.pid,
-                 what="status naming the hand-started worker")
+        # Its heartbeat says `starting` until its first step is done (slow on a loaded machine).
+        wait_for(lambda: _pid_and_state(farm, "mine") == (orphan.pid, "running"),
+                 what="status naming the hand-started worker, running")
         mine = farm.tasks()["mine"]
         assert mine["state"] == "running"
         assert "outside this node's supervisord" in mine["last_error"]
