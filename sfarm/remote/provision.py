@@ -37,7 +37,10 @@ STAMP = "sfarm-wheel.sha256"  # in the venv: what is installed there
 NODE_WHEELS = "sfarm-wheel"  # in the venv: the wheel on its way, removed once installed
 # What deploys before the wheel left in a venv: the source tree, its digest and its .pth file.
 SOURCE_LAYOUT = "rm -rf src sfarm-source.sha256 lib/python3*/site-packages/sfarm-source.pth"
-PIP = ("-m", "pip", "install", "--disable-pip-version-check", "--quiet")
+# --no-compile: pip would compile every module of every package (ccxt alone is thousands of
+# exchange modules), almost half of a first install's CPU and ~100 MB of the venv; Python
+# compiles what a node imports at its first import instead (the venv is the node user's).
+PIP = ("-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--no-compile")
 PIP_TIMEOUT_S = 1800.0
 # What pip prints when it reaches no index (connection refused, no route, no name, a proxy
 # refusing): the node needs --offline, not a fix of sfarm's dependencies.
