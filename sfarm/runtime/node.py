@@ -116,6 +116,8 @@ def node_service_status(root: NodeRoot, tasks: Iterable[str] = (),
     """The state of every service in this node's supervisord config (sfarm.status.services;
     a program of one of `tasks` is a task's, whatever its name), from supervisord (if it runs:
     `processes`, asked here when not given), its log and the service's own."""
+    if not root.path.is_dir():  # never deployed (or its root deleted): no service there
+        return []
     workers = set(tasks)
     names = sorted(name for name in deployed_programs(root)
                    if is_service(name) and name not in workers)
