@@ -24,7 +24,7 @@ from sfarm.status.services import (
     service_history,
     service_status,
 )
-from tests.fixtures.cli import run_here
+from tests.fixtures.cli import run_here, run_sfarm
 from tests.fixtures.farm import Farm, local_farm
 from tests.fixtures.inventories import SIM_EXCHANGE, head, mine_task
 from tests.fixtures.waiting import wait_for
@@ -54,16 +54,23 @@ def test_restarts_count_the_starts_that_followed_an_unexpected_exit_since_superv
     other = "2026-12-02 15:00:02,000 WARN exited: sim-simx (exit status 1; not expected)"
     lines = [spawned(1), TOO_QUICK, spawned(2), STARTED,  # an older supervisord's: forgotten
              spawned(3), TOO_QUICK, spawned(4), TOO_QUICK, spawned(5), other, spawned(6)]
-    assert service_history(lines, "sim-sim") == ServiceHistory(restarts=2, failing=True)
-    # Once a start lasts, the service no longer fails; its restarts stay counted.
-    assert service_history([*lines, SUCCESS], "sim-sim") == ServiceHistory(2, failing=False)
+    # Each run ended 1 s after its spawn: the service fails to start.
+    assert service_history(lines, "sim-sim") == ServiceHistory(restarts=2, failed_run_s=1.0)
+    # supervisord's "success" (2 s up) proves nothing: a loaded machine starts Python slower.
+    assert service_history([*lines, SUCCESS], "sim-sim").failing
+    # A run that lasted, then crashed, is restarted: counted, but no start failed.
+    crashed = TOO_QUICK.replace("15:00:02", "15:30:00")
+    assert service_history([*lines, SUCCESS, crashed, spawned(7)], "sim-sim") \
+        == ServiceHistory(3, failed_run_s=None)
     # A stop by hand, or an expected exit, is no failure and is not followed by a restart.
     stopped = "2026-12-02 15:00:09,000 INFO stopped: sim-sim (terminated by SIGTERM)"
-    assert service_history([STARTED, spawned(1), SUCCESS, stopped, spawned(2)], "sim-sim") \
-        == ServiceHistory(0, failing=False)
+    assert service_history([STARTED, spawned(1), TOO_QUICK, stopped, spawned(2)], "sim-sim") \
+        == ServiceHistory(0, None)
+    expected = TOO_QUICK.replace("exit status 1; not expected", "exit status 69; expected")
+    assert service_history([STARTED, spawned(1), expected], "sim-sim") == ServiceHistory(0, None)
     assert service_history([STARTED, spawned(1), TOO_QUICK, BACKOFF], "sim-sim") \
-        == ServiceHistory(0, failing=True)
-    assert service_history([], "sim-sim") == ServiceHistory(0, failing=False)
+        == ServiceHistory(0, failed_run_s=1.0)
+    assert service_history([], "sim-sim") == ServiceHistory(0, None)
 
 
 def test_the_reason_is_sfarms_error_line_with_its_hint_else_the_last_line() -> None:
@@ -75,38 +82,41 @@ def test_the_reason_is_sfarms_error_line_with_its_hint_else_the_last_line() -> N
     assert logged_error([]) is None
 
 
-@pytest.mark.parametrize(("statename", "failing", "expected"), [
-    ("RUNNING", False, "running"),
-    ("RUNNING", True, "running"),  # supervisord says it runs: it does
-    ("STARTING", False, "starting"),
-    ("STARTING", True, "failed"),  # a retry of a service that keeps failing: still failed
-    ("BACKOFF", True, "failed"),
-    ("FATAL", True, "failed"),
-    ("EXITED", True, "failed"),
-    ("EXITED", False, "stopped"),
-    ("STOPPED", False, "stopped"),
-    ("UNKNOWN", False, "unknown"),
-    (None, False, "stopped"),  # supervisord does not run
+@pytest.mark.parametrize(("statename", "age_s", "failed_run_s", "expected"), [
+    ("RUNNING", 100, None, "running"),
+    ("RUNNING", 100, 12.0, "running"),  # it has run twice as long as its failed start: up
+    ("RUNNING", 20, 12.0, "failed"),  # not yet: its last run failed after as long
+    ("STARTING", 1, None, "starting"),
+    ("STARTING", 1, 1.0, "failed"),  # a retry of a service that keeps failing: still failed
+    ("BACKOFF", 0, 1.0, "failed"),
+    ("FATAL", 0, 1.0, "failed"),
+    ("EXITED", 0, 1.0, "failed"),
+    ("EXITED", 0, None, "stopped"),
+    ("STOPPED", 0, None, "stopped"),
+    ("UNKNOWN", 0, None, "unknown"),
+    (None, 0, None, "stopped"),  # supervisord does not run
 ])
-def test_the_state_of_a_service(statename: str | None, failing: bool, expected: str) -> None:
-    process = None if statename is None else {"statename": statename, "pid": 77}
-    status = service_status("sim-sim", process, ServiceHistory(3, failing), EMULATOR_LOG)
+def test_the_state_of_a_service(statename: str | None, age_s: int, failed_run_s: float | None,
+                                expected: str) -> None:
+    process = None if statename is None else {"statename": statename, "pid": 77,
+                                              "start": 1_000, "now": 1_000 + age_s}
+    status = service_status("sim-sim", process, ServiceHistory(3, failed_run_s), EMULATOR_LOG)
     assert status.state == expected and status.restarts == 3
     assert (status.last_error is not None) == (expected == "failed")
-    assert status.pid == (77 if expected in ("running", "starting") else None)
+    assert status.pid == (77 if statename in ("RUNNING", "STARTING") else None)
 
 
 def test_a_failed_service_says_why_and_what_supervisord_does() -> None:
     backoff = {"statename": "BACKOFF", "pid": 0,
                "spawnerr": "Exited too quickly (process log may have details)"}
-    status = service_status("sim-sim", backoff, ServiceHistory(4, True), EMULATOR_LOG)
+    status = service_status("sim-sim", backoff, ServiceHistory(4, 1.0), EMULATOR_LOG)
     assert status.last_error == (
         "port 127.0.0.1:8900 is in use by another process; supervisord keeps restarting it "
         "(hint: stop that process (`ss -ltnp 'sport = :8900'` names it), or serve on another "
         "port)")
     # Without a log, supervisord's own reason.
     fatal = {"statename": "FATAL", "spawnerr": "can't find command 'python9'"}
-    assert service_status("sim-sim", fatal, ServiceHistory(0, True)).last_error == \
+    assert service_status("sim-sim", fatal, ServiceHistory(0, 0.0)).last_error == \
         "can't find command 'python9'; supervisord gave up restarting it"
 
 
@@ -164,7 +174,7 @@ def test_an_emulator_whose_port_is_taken_is_shown_failing_until_the_port_is_free
             holder.listen()
 
             # What a script sees: processes, their exit status and output.
-            up = farm.sfarm("up", "--wait", "120", check=False)
+            up = run_sfarm(farm.inventory, "up", "--wait", "240", check=False, timeout=300)
             assert up.returncode == 1, up.stderr + up.stdout
             assert f"error: service sim-sim on node lab cannot start: {in_use}" in up.stderr
             assert "sfarm logs lab sim-sim" in up.stderr

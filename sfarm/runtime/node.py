@@ -129,9 +129,9 @@ def node_service_status(root: NodeRoot, tasks: Iterable[str] = (),
     statuses = []
     for name in names:
         history = service_history(daemon_log, name)
-        # Its log only matters when it fails: a running service's is not read.
-        failing = processes.get(name, {}).get("statename") != "RUNNING"
-        log_lines = tail_lines(root.log(name), SERVICE_LOG_LINES) if failing else ()
+        # Its log only matters when it may fail: that of one running well is not read.
+        doubtful = history.failing or processes.get(name, {}).get("statename") != "RUNNING"
+        log_lines = tail_lines(root.log(name), SERVICE_LOG_LINES) if doubtful else ()
         statuses.append(service_status(name, processes.get(name), history, log_lines))
     return statuses
 
