@@ -138,6 +138,12 @@ def test_a_failed_service_turns_its_node_red_unhealthy_and_ends_up_waiting() -> 
     assert "sim-sim" in text and "failed" in text and "in use by another process" in text
     assert not status.healthy and not running_with_data(status)
     assert services_that_cannot_start(status) == [("lab", failed)]
+    # Waiting since a status where it had failed as often: not yet (its cause may be gone by
+    # its next retry); once more since, it is still there.
+    assert services_that_cannot_start(status, since=status) == []
+    earlier = node.model_copy(update={"services": [failed.model_copy(update={"restarts": 1})]})
+    assert services_that_cannot_start(status, since=NetworkStatus(
+        network="svc", nodes=[earlier])) == [("lab", failed)]
     # One failed start is not yet a reason to stop waiting; a running service is healthy.
     once = failed.model_copy(update={"restarts": 1})
     assert services_that_cannot_start(NetworkStatus(network="svc", nodes=[

@@ -208,15 +208,18 @@ class Farm:
                            on_poll: Callable[[NetworkStatus], None] | None = None
                            ) -> tuple[NetworkStatus, bool]:
         """Poll the status until every task runs with data, or `timeout_s`, or a service
-        cannot start (sfarm.farm.status.services_that_cannot_start); the last status and
-        whether it got there."""
+        cannot start (sfarm.farm.status.services_that_cannot_start: failed again since the
+        first poll); the last status and whether it got there."""
         deadline = time.monotonic() + timeout_s
+        first: NetworkStatus | None = None
         while True:
             status = self.status()
+            first = first or status
             if on_poll is not None:
                 on_poll(status)
             ready = running_with_data(status)
-            if ready or services_that_cannot_start(status) or time.monotonic() >= deadline:
+            if ready or services_that_cannot_start(status, since=first) \
+                    or time.monotonic() >= deadline:
                 return status, ready
             time.sleep(interval_s)
 

@@ -54,12 +54,19 @@ def running_with_data(status: NetworkStatus) -> bool:
         for node in status.nodes)
 
 
-def services_that_cannot_start(status: NetworkStatus) -> list[tuple[str, ServiceStatus]]:
+def services_that_cannot_start(status: NetworkStatus, since: NetworkStatus | None = None
+                               ) -> list[tuple[str, ServiceStatus]]:
     """(node, service) of every service that failed and was restarted in vain at least
-    RESTARTS_BEFORE_GIVING_UP times: waiting longer for the farm to come up is pointless until
-    someone removes the cause (its last error)."""
+    RESTARTS_BEFORE_GIVING_UP times, and, given an earlier status `since`, once more since
+    then (a cause removed meanwhile, a port freed, shows at supervisord's next retry: only a
+    retry that failed again says it is still there). Waiting longer for the farm to come up
+    is pointless until someone removes the cause (its last error)."""
+    before = {} if since is None else {
+        (node.name, service.name): service.restarts
+        for node in since.nodes for service in node.services}
     return [(node.name, service) for node in status.nodes for service in node.failed_services
-            if service.restarts >= RESTARTS_BEFORE_GIVING_UP]
+            if service.restarts >= RESTARTS_BEFORE_GIVING_UP
+            and service.restarts > before.get((node.name, service.name), -1)]
 
 
 def format_age(seconds: float | None) -> str:
