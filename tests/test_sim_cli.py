@@ -70,7 +70,8 @@ def test_busy_port_is_a_run_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = sfarm_process("sim", "serve", "--port", str(port), timeout=30)
-    assert result.returncode == 1 and "cannot listen" in result.stderr
+    assert result.returncode == 1
+    assert f"error: port 127.0.0.1:{port} is in use by another process" in result.stderr
 
 
 def test_an_account_file_is_the_only_account_served(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from sfarm.farm.status import (
     STATE_COLOURS,
     format_age,
     newest_candle,
+    service_note,
+    services_that_cannot_start,
     short_ts,
     shows_live_values,
     task_note,
@@ -151,8 +153,22 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
             status, ready = farm.wait_until_running(wait)
         if not ready:
             out.print(render_status(status))
-            raise RunError(f"not every task was running with data after {wait:.0f} s",
-                           hint="see `sfarm status` and `sfarm logs NODE TASK`")
+            raise _not_running_error(status, wait)
+
+
+def _not_running_error(status: NetworkStatus, wait: float) -> RunError:
+    """Why `up --wait` gave up: the services that cannot start, by name and reason, else the
+    tasks that did not run with data in time."""
+    stuck = services_that_cannot_start(status)
+    if stuck:
+        node, service = stuck[0]
+        more = f" (and {len(stuck) - 1} more service(s): see `sfarm status`)" if stuck[1:] else ""
+        return RunError(f"service {service.name} on node {node} cannot start: "
+                        f"{service.last_error}{more}",
+                        hint=f"`sfarm logs {node} {service.name}` shows its log; once the "
+                             f"cause is gone, supervisord starts it on its next retry")
+    return RunError(f"not every task was running with data after {wait:.0f} s",
+                    hint="see `sfarm status` and `sfarm logs NODE TASK`")
 
 
 def _control(action: Action, inventory: Path | None, network: str | None, node: str | None,
@@ -228,6 +244,9 @@ def render_status(status: NetworkStatus, now: float | None = None,
     tables: list[Table | Text] = []
     for node in status.nodes:
         title = f"[bold]{node.name}[/] [dim]{node.host}[/]"
+        if node.failed_services:  # the reason is in the service's row
+            failed = ", ".join(service.name for service in node.failed_services)
+            title = f"[bold red]{node.name}[/] [dim]{node.host}[/] [red]failing: {failed}[/]"
         if not node.reachable:
             # A line, not a table: rich draws nothing at all of a table without columns.
             tables.append(Text.from_markup(f"{title} [red]unreachable:[/] "
@@ -258,6 +277,15 @@ def render_status(status: NetworkStatus, now: float | None = None,
                           short_ts(newest_candle(task)),
                           format_age(task.lag_s if live else None),
                           f"{rows:,}" if task.datasets else "-", note)
+        if node.services:
+            table.add_section()
+        for service in node.services:
+            colour = STATE_COLOURS.get(service.state, "white")
+            table.add_row(Text(service.name, no_wrap=True, overflow="ellipsis"),
+                          *([] if narrow else ["service"]),
+                          f"[{colour}]{service.state}[/]", "-", "-", "-", "-",
+                          Text(service_note(service), no_wrap=True, overflow="ellipsis",
+                               style="red" if service.last_error else ""))
         tables.append(table)
     return Group(*tables)
 
@@ -275,8 +303,9 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
            ) -> None:
     """Every node's tasks: state, heartbeat age, last candle and lag, rows, and a note (the last
     error, an input read from another node that is stale, a session's equity and PnL, what
-    it waits for). Exit 1 when a node is unreachable, a task is
-    not running or an input is stale.
+    it waits for); then the services sfarm runs there (the exchange emulator, the resolver,
+    the agent): state, restarts, why one fails. Exit 1 when a node is unreachable, a task or
+    a service is not running or an input is stale.
 
     Example: [bold]sfarm status -i inventory/local.toml --watch[/]
     """
@@ -316,13 +345,15 @@ def _watch(farm: Farm, interval: float) -> None:
 
 def logs(
     node: Annotated[str, typer.Argument(help="Node name.")],
-    task: Annotated[str | None, typer.Argument(help="Task (default: every task).")] = None,
+    task: Annotated[str | None, typer.Argument(
+        help="Task or service (default: every task).")] = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
     = False,
     lines: Annotated[int, typer.Option("--lines", "-l", help="Lines to show first.")] = 40,
 ) -> None:
-    """A worker's log (all of a node's workers without TASK).
+    """A worker's log (all of a node's workers without TASK), or a service's: TASK may name
+    one that `sfarm status` lists under the node's tasks (e.g. its emulator, sim-EXCHANGE).
 
     Example: [bold]sfarm logs -i inventory/local.toml lab mine -f[/]
     """

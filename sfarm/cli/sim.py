@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -77,6 +78,18 @@ def _account(account_file: Path | None, api_key: str) -> AccountKeys:
     return AccountKeys(api_key, os.environ.get("SFARM_SIM_SECRET") or DEFAULT_SECRET)
 
 
+def _bind_error(host: str, port: int, error: OSError) -> RunError:
+    """Why the emulator cannot listen, in one line: the line `sfarm status` shows of a deployed
+    emulator (sfarm.status.services reads it from the service's log)."""
+    if error.errno == errno.EADDRINUSE:
+        return RunError(f"port {host}:{port} is in use by another process",
+                        hint=f"stop that process (`ss -ltnp 'sport = :{port}'` names it), or "
+                             f"serve on another port: --port, or for a deployed emulator its "
+                             f"exchange's url in the inventory")
+    return RunError(f"cannot listen on {host}:{port}: {error.strerror or error}",
+                    hint="choose another --port, or --port 0 for a free one")
+
+
 def serve(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
                                       help="TCP port; 0 picks a free one.")]
@@ -108,8 +121,7 @@ def serve(
     try:
         emulator = Emulator(config)
     except OSError as error:
-        raise RunError(f"cannot listen on {host}:{port}: {error.strerror or error}",
-                       hint="choose another --port, or --port 0 for a free one") from None
+        raise _bind_error(host, port, error) from None
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -1,12 +1,23 @@
-"""Reading the logs of a node's workers: first their last lines, then what each adds."""
+"""Reading the logs of a node's workers and services: first their last lines, then what each
+adds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.remote.agent import NodeAgent
+
+
+def unknown_log_hint(name: str, tasks: Sequence[str], services: Sequence[str]) -> str:
+    """What `sfarm logs NODE NAME` can read instead of `name`: a near miss, then the node's
+    tasks and its services."""
+    known = f"{known_names('tasks', tasks)}; {known_names('services', services)}"
+    near = did_you_mean(name, [*tasks, *services])
+    return f"{near} ({known})" if near else known
 
 
 @dataclass(frozen=True)

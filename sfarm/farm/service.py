@@ -16,9 +16,9 @@ from typing import Self
 from sfarm.errors import UsageError
 from sfarm.farm.flow import FlowEdge, data_flow
 from sfarm.farm.live import arming_notes, live_tasks
-from sfarm.farm.logs import LogTail
+from sfarm.farm.logs import LogTail, unknown_log_hint
 from sfarm.farm.results import FarmReport, Note
-from sfarm.farm.status import fill_lags, running_with_data
+from sfarm.farm.status import fill_lags, running_with_data, services_that_cannot_start
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import plan_network
@@ -207,28 +207,39 @@ class Farm:
     def wait_until_running(self, timeout_s: float, *, interval_s: float = 1.0,
                            on_poll: Callable[[NetworkStatus], None] | None = None
                            ) -> tuple[NetworkStatus, bool]:
-        """Poll the status until every task runs with data, or `timeout_s`; the last status
-        and whether it got there."""
+        """Poll the status until every task runs with data, or `timeout_s`, or a service
+        cannot start (sfarm.farm.status.services_that_cannot_start: failed again since the
+        first poll); the last status and whether it got there."""
         deadline = time.monotonic() + timeout_s
+        first: NetworkStatus | None = None
         while True:
             status = self.status()
+            first = first or status
             if on_poll is not None:
                 on_poll(status)
             ready = running_with_data(status)
-            if ready or time.monotonic() >= deadline:
+            if ready or services_that_cannot_start(status, since=first) \
+                    or time.monotonic() >= deadline:
                 return status, ready
             time.sleep(interval_s)
 
     def logs(self, node: str, task: str | None = None, lines: int = 40) -> LogTail:
-        """The logs of a node's workers (of `task` only, when given); close the tail after."""
+        """The logs of a node's workers (of `task` only, when given: a task, or a service the
+        node runs, such as its exchange emulator); close the tail after."""
         spec = self.node(node)
-        if task is not None and task not in spec.tasks:
-            raise UsageError(f"no task {task!r} on node {node!r}",
-                             hint=did_you_mean(task, spec.tasks)
-                             or known_names("tasks", spec.tasks))
         # A tail asks again and again: one agent on the node for its life (over SSH).
-        return LogTail(self.controller.agent(spec, serve=True),
-                       [task] if task else list(spec.tasks), lines)
+        agent = self.controller.agent(spec, serve=True)
+        if task is not None and task not in spec.tasks:
+            try:  # the node says which services it runs: those it was deployed with
+                services = [service.name for service in agent.status({}).services]
+            except BaseException:
+                agent.close()
+                raise
+            if task not in services:
+                agent.close()
+                raise UsageError(f"no task or service {task!r} on node {node!r}",
+                                 hint=unknown_log_hint(task, spec.tasks, services))
+        return LogTail(agent, [task] if task else list(spec.tasks), lines)
 
     # -- datasets ---------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.data.layout import format_ts
-from sfarm.status import DatasetStatus, NetworkStatus, TaskStatus
+from sfarm.status import DatasetStatus, NetworkStatus, ServiceStatus, TaskStatus
+from sfarm.status.services import RESTARTS_BEFORE_GIVING_UP
 from sfarm.timeframes import candle_open, timeframe_ms
 
 # States whose heartbeat values (age, lag, equity, what it waits for) describe the present.
@@ -43,12 +44,29 @@ def fill_lags(status: NetworkStatus, now_ms: float) -> NetworkStatus:
 
 
 def running_with_data(status: NetworkStatus) -> bool:
-    """Every task runs and every output it reports has rows: the farm is up and producing."""
+    """Every task and every service runs and every output a task reports has rows: the farm is
+    up and producing."""
     return all(
         node.reachable and node.tasks and all(
             task.state == "running" and task.datasets and all(d.rows > 0 for d in task.datasets)
             for task in node.tasks)
+        and all(service.state == "running" for service in node.services)
         for node in status.nodes)
+
+
+def services_that_cannot_start(status: NetworkStatus, since: NetworkStatus | None = None
+                               ) -> list[tuple[str, ServiceStatus]]:
+    """(node, service) of every service that failed and was restarted in vain at least
+    RESTARTS_BEFORE_GIVING_UP times, and, given an earlier status `since`, once more since
+    then (a cause removed meanwhile, a port freed, shows at supervisord's next retry: only a
+    retry that failed again says it is still there). Waiting longer for the farm to come up
+    is pointless until someone removes the cause (its last error)."""
+    before = {} if since is None else {
+        (node.name, service.name): service.restarts
+        for node in since.nodes for service in node.services}
+    return [(node.name, service) for node in status.nodes for service in node.failed_services
+            if service.restarts >= RESTARTS_BEFORE_GIVING_UP
+            and service.restarts > before.get((node.name, service.name), -1)]
 
 
 def format_age(seconds: float | None) -> str:
@@ -95,6 +113,16 @@ def task_note(task: TaskStatus, now: float) -> str:
     if task.waiting_for:
         parts.append(f"waiting for {task.waiting_for}")
     return "; ".join(parts)
+
+
+def service_note(service: ServiceStatus) -> str:
+    """What an operator should read about a service beside its state: why it fails, else how
+    often supervisord restarted it ("" when never)."""
+    if service.last_error:
+        return service.last_error
+    if service.restarts:
+        return f"restarted {service.restarts} time{'s' if service.restarts > 1 else ''}"
+    return ""
 
 
 def short_ts(ts_ms: int | None) -> str:

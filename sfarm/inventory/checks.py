@@ -13,12 +13,13 @@ from typing import Any
 from sfarm.exchanges.live_support import LIVE_EXCHANGES, supports_live
 from sfarm.inventory.model import Inventory, Node
 from sfarm.inventory.problems import Problem, did_you_mean, known_names
+from sfarm.status.services import AGENT_SERVICE as AGENT_SERVICE  # re-exported (deploy)
+from sfarm.status.services import RESOLVER_SERVICE as RESOLVER_SERVICE  # re-exported (deploy)
+from sfarm.status.services import SIM_SERVICE_PREFIX
 from sfarm.tasks import TradeTask
 
 # Settings that only mean something over SSH; on a `local` node they are a sign of a mistake.
 SSH_ONLY_KEYS = ("user", "port", "identity_file", "proxy_jump")
-RESOLVER_SERVICE = "sfarm-resolver"  # the supervised program of a node's data resolver
-AGENT_SERVICE = "sfarm-agent"  # that of a node's resident agent (sfarm.runtime.agent_server)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def _check_exchanges(inventory: Inventory, ccxt_ids: set[str]) -> list[Problem]:
 def _check_task_names(inventory: Inventory) -> list[Problem]:
     """A node's supervisord runs its tasks beside services named `sim-<exchange>` (an
     emulator), `sfarm-resolver` and `sfarm-agent`: a task must not take one of those names."""
-    services = {RESOLVER_SERVICE, AGENT_SERVICE} | {f"sim-{name}" for name in inventory.exchanges}
+    services = {RESOLVER_SERVICE, AGENT_SERVICE} | {
+        f"{SIM_SERVICE_PREFIX}{name}" for name in inventory.exchanges}
     return [Problem(("tasks", name), f"task name {name!r} is taken by a service sfarm runs "
                     "on nodes", "rename the task")
             for name in inventory.tasks if name in services]

@@ -170,7 +170,7 @@ class NodeAgent:
     def status(self, tasks: dict[str, str]) -> NodeStatus:
         reply = self.call(StatusRequest(tasks=tasks), StatusReply)
         return NodeStatus(name=self.spec.name, host=self.spec.host, reachable=True,
-                          tasks=reply.tasks)
+                          tasks=reply.tasks, services=reply.services)
 
     def control(self, action: Action, names: Iterable[str]) -> list[StepResult]:
         return self.call(ControlRequest(action=action, tasks=list(names)), StepsReply).steps

@@ -115,7 +115,10 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
             return StepsReply(steps=node_ops.apply_deployment(root, deployment, dry_run=dry_run,
                                                               boot=boot, operator=operator))
         case StatusRequest(tasks=tasks):
-            return StatusReply(tasks=node_ops.node_task_status(root, tasks))
+            processes = node_ops.supervised_processes(root)  # one question for both
+            return StatusReply(
+                tasks=node_ops.node_task_status(root, tasks, processes=processes),
+                services=node_ops.node_service_status(root, tasks, processes))
         case ControlRequest(action=action, tasks=tasks):
             return StepsReply(steps=node_ops.control(root, action, tasks))
         case LiveRequest(tasks=tasks, armed=armed, by=by, operator=operator):

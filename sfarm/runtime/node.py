@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,7 +29,8 @@ from sfarm.runtime.protocol import Action, DatasetSummary, LogChunk, StepResult,
 from sfarm.runtime.supervisor import Supervisor, config_path
 from sfarm.runtime.sweep import end_processes, node_processes
 from sfarm.runtime.task_lock import task_holder
-from sfarm.status import Heartbeat, Observed, TaskStatus, task_status
+from sfarm.status import Heartbeat, Observed, ServiceStatus, TaskStatus, task_status
+from sfarm.status.services import is_service, service_history, service_status
 
 
 def read_heartbeat(root: NodeRoot, task: str) -> tuple[Heartbeat | None, str | None]:
@@ -57,17 +59,26 @@ def deployed_programs(root: NodeRoot) -> set[str]:
     return set(re.findall(r"^\[program:([^\]]+)\]", text, flags=re.MULTILINE))
 
 
-def node_task_status(root: NodeRoot, tasks: dict[str, str],
-                     now: float | None = None) -> list[TaskStatus]:
+def supervised_processes(root: NodeRoot) -> dict[str, dict[str, Any]]:
+    """supervisord's process info by program name; none when it does not run (or the root
+    was never deployed)."""
+    if not root.path.is_dir():
+        return {}
+    supervisor = Supervisor(root)
+    return supervisor.processes() if supervisor.is_running() else {}
+
+
+def node_task_status(root: NodeRoot, tasks: dict[str, str], now: float | None = None,
+                     processes: dict[str, dict[str, Any]] | None = None) -> list[TaskStatus]:
     """Every task's state on this node, from its supervisord config and supervisord (if it
-    runs), the tasks' locks (who runs each), the heartbeats and, for their inputs, the routes
-    deploy wrote and the resolver's state."""
+    runs: `processes`, asked here when not given), the tasks' locks (who runs each), the
+    heartbeats and, for their inputs, the routes deploy wrote and the resolver's state."""
     if not root.path.is_dir():  # never deployed, or its root deleted: nothing runs there
         missing = f"no node root at {root.path}: `sfarm up` (or `sfarm deploy`) makes it"
         return [TaskStatus(name=name, kind=kind, state="not deployed", last_error=missing)
                 for name, kind in tasks.items()]
-    supervisor = Supervisor(root)
-    processes = supervisor.processes() if supervisor.is_running() else {}
+    if processes is None:
+        processes = supervised_processes(root)
     deployed = deployed_programs(root)
     moment = time.time() if now is None else now
     try:
@@ -89,6 +100,39 @@ def node_task_status(root: NodeRoot, tasks: dict[str, str],
             reported = heartbeat.inputs if heartbeat is not None else []
             status.inputs = input_statuses(routes, resolver, name, reported, moment)
         statuses.append(status)
+    return statuses
+
+
+# How much of supervisord's log a status reads for the services' restarts: its last lines
+# (~256 KiB), cheap enough for every poll; older restarts are not counted.
+SUPERVISORD_LOG_LINES = 1000
+# The end of a service's log that holds why it fails.
+SERVICE_LOG_LINES = 20
+
+
+def node_service_status(root: NodeRoot, tasks: Iterable[str] = (),
+                        processes: dict[str, dict[str, Any]] | None = None
+                        ) -> list[ServiceStatus]:
+    """The state of every service in this node's supervisord config (sfarm.status.services;
+    a program of one of `tasks` is a task's, whatever its name), from supervisord (if it runs:
+    `processes`, asked here when not given), its log and the service's own."""
+    if not root.path.is_dir():  # never deployed (or its root deleted): no service there
+        return []
+    workers = set(tasks)
+    names = sorted(name for name in deployed_programs(root)
+                   if is_service(name) and name not in workers)
+    if not names:
+        return []
+    if processes is None:
+        processes = supervised_processes(root)
+    daemon_log = tail_lines(log_path(root, None), SUPERVISORD_LOG_LINES)
+    statuses = []
+    for name in names:
+        history = service_history(daemon_log, name)
+        # Its log only matters when it may fail: that of one running well is not read.
+        doubtful = history.failing or processes.get(name, {}).get("statename") != "RUNNING"
+        log_lines = tail_lines(root.log(name), SERVICE_LOG_LINES) if doubtful else ()
+        statuses.append(service_status(name, processes.get(name), history, log_lines))
     return statuses
 
 

@@ -27,11 +27,12 @@ from pydantic.dataclasses import dataclass
 from sfarm import __version__
 from sfarm.errors import RunError
 from sfarm.resolver.routes import FarmKeyInfo
-from sfarm.status import TaskStatus
+from sfarm.status import ServiceStatus, TaskStatus
 
 # Bump on any change of a request or reply that an older or newer peer could misread.
 # 2: the `tail` and `session` requests (the dashboard's views of a dataset and a session).
-PROTOCOL_VERSION = 2
+# 3: the services of a node (the emulator, the resolver, the agent) in the status reply.
+PROTOCOL_VERSION = 3
 DEPLOY_HINT = "run `sfarm deploy` from the controller: it installs the controller's sfarm"
 
 # File contents travel as base64 inside the JSON; unknown keys are an error, not ignored.
@@ -293,6 +294,7 @@ class StepsReply(_Wire):
 
 class StatusReply(_Wire):
     tasks: list[TaskStatus]
+    services: list[ServiceStatus] = Field(default_factory=list)  # since protocol 3
 
 
 class LogReply(_Wire):

@@ -1,6 +1,7 @@
 """Farm status: the worker heartbeat format and the rules that turn a supervisor's process
-state plus a heartbeat into a task's state. Pure models; collection over nodes comes with the
-runtime. May import pydantic only."""
+state plus a heartbeat into a task's state, and the logs of a service into its state
+(services.py). Pure models; collection over nodes comes with the runtime. May import pydantic
+only."""
 
 from sfarm.status.model import (
     TASK_HELD_EXIT,
@@ -12,6 +13,7 @@ from sfarm.status.model import (
     NetworkStatus,
     NodeStatus,
     Observed,
+    ServiceStatus,
     TaskState,
     TaskStatus,
     TradeProgress,
@@ -19,5 +21,5 @@ from sfarm.status.model import (
 )
 
 __all__ = ["TASK_HELD_EXIT", "TASK_STATES", "DatasetProgress", "DatasetStatus", "Heartbeat",
-           "InputStatus", "NetworkStatus", "NodeStatus", "Observed", "TaskState", "TaskStatus",
-           "TradeProgress", "task_status"]
+           "InputStatus", "NetworkStatus", "NodeStatus", "Observed", "ServiceStatus", "TaskState",
+           "TaskStatus", "TradeProgress", "task_status"]

@@ -102,12 +102,30 @@ class TaskStatus(_Model):
         return max(lags) if lags else None
 
 
+class ServiceStatus(_Model):
+    """A program supervisord runs on a node beside the tasks' workers (the exchange emulator,
+    the data resolver, the resident agent; sfarm.status.services): its state, how often
+    supervisord restarted it since it started, and why it fails (None while it runs)."""
+
+    name: str
+    state: TaskState
+    restarts: int = 0
+    pid: int | None = None
+    last_error: str | None = None
+
+
 class NodeStatus(_Model):
     name: str
     host: str
     reachable: bool
     error: str | None = None
     tasks: list[TaskStatus] = []
+    services: list[ServiceStatus] = []
+
+    @property
+    def failed_services(self) -> list[ServiceStatus]:
+        """The services that do not run although they should: what turns the node red."""
+        return [service for service in self.services if service.state == "failed"]
 
 
 class NetworkStatus(_Model):
@@ -119,10 +137,13 @@ class NetworkStatus(_Model):
 
     @property
     def healthy(self) -> bool:
-        """Every node reachable, every task running, every input current."""
+        """Every node reachable, every task and every service running, every input
+        current."""
         return all(node.reachable and all(
             task.state == "running" and all(entry.stale_since is None for entry in task.inputs)
-            for task in node.tasks) for node in self.nodes)
+            for task in node.tasks)
+            and all(service.state == "running" for service in node.services)
+            for node in self.nodes)
 
 
 class Observed(_Model):
