@@ -1,0 +1,153 @@
+"""`sfarm up` converges after an inventory edit (issue 17, item 4), as `docker compose up`
+does: it restarts exactly the workers whose task definition changed and says so, stops and
+removes the workers of tasks no longer on their node, and names a node an earlier deploy knew
+that the inventory no longer lists (`sfarm down --node` stops it, then it is forgotten). A
+live worker left running keeps its arming; a restarted one comes up disarmed. `up --dry-run`
+says which workers it would restart and remove. One real local farm of two nodes, driven by
+real `sfarm` processes, edited step by step."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sfarm.runtime.former import read_record
+from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.supervisor import Supervisor
+from tests.fixtures.farm import Farm, local_farm
+from tests.fixtures.inventories import ALWAYS_IN, SIM_EXCHANGE, head, live_trade_task, mine_task
+from tests.fixtures.processes import alive
+from tests.fixtures.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+TASKS = (SIM_EXCHANGE + mine_task("1h") + mine_task("1h", name="gone", market="SOL/USDT")
+         + mine_task("1h", name="spare-miner", market="XRP/USDT"))
+LAB = '\n[networks.{network}.nodes.lab]\nhost = "local"\ntasks = [{tasks}]\n'
+SPARE = '\n[networks.{{network}}.nodes.spare]\nhost = "local"\ntasks = ["spare-miner"]\n'
+
+
+def _inventory(*, other_since: str = "1h", cash: float = 500.0, lab_tasks: str,
+               spare: bool) -> str:
+    """The farm's inventory template; `other` mines ETH/USDT from `other_since` ago."""
+    return (head("{network}") + TASKS
+            + mine_task(other_since, name="other", market="ETH/USDT")
+            + live_trade_task(cash=cash)
+            + LAB.replace("{tasks}", lab_tasks) + (SPARE.format() if spare else ""))
+
+
+FIRST = _inventory(lab_tasks='"mine", "other", "gone", "trader"', spare=True)
+EDITED = _inventory(other_since="2h", lab_tasks='"mine", "other", "trader"', spare=False)
+TRADER_EDITED = _inventory(other_since="2h", cash=400.0,
+                           lab_tasks='"mine", "other", "trader"', spare=False)
+
+
+@pytest.fixture
+def farm() -> Iterator[Farm]:
+    with local_farm(FIRST, "conv", files={"always.toml": ALWAYS_IN}) as farm:
+        try:
+            yield farm
+        finally:  # the dropped node, which the fixture's `down` no longer reaches
+            farm.sfarm("down", "--node", "spare", check=False)
+
+
+def _edit(farm: Farm, template: str) -> None:
+    farm.inventory.write_text(template.format(base=farm.inventory.parent / "nodes",
+                                              port=farm.port, network=farm.network))
+
+
+def _pids(root: Path) -> dict[str, int]:
+    """The running programs of a node's supervisord, by name."""
+    supervisor = Supervisor(NodeRoot(root))
+    if not supervisor.is_running():
+        return {}
+    return {name: info["pid"] for name, info in supervisor.processes().items()
+            if info["statename"] == "RUNNING"}
+
+
+def _running(root: Path, names: set[str]) -> dict[str, int]:
+    """Wait until every program of `names` runs; their pids."""
+    wait_for(lambda: names <= _pids(root).keys(), what=f"{sorted(names)} running")
+    return {name: pid for name, pid in _pids(root).items() if name in names}
+
+
+def _said(output: str, verb: str) -> set[str]:
+    """The programs a report's step lines say it did `verb` to ("changed restart NAME ...",
+    "would change restart NAME ...")."""
+    return set(re.findall(rf"^\s+(?:changed|would change)\s+{verb} (\S+)", output, re.M))
+
+
+def _arm_pid(root: Path) -> int | None:
+    try:
+        pid: int = json.loads((root / "run" / "trader.live").read_text())["pid"]
+    except FileNotFoundError:
+        return None
+    return pid
+
+
+def test_up_restarts_only_what_changed_and_names_dropped_nodes(farm: Farm) -> None:
+    spare_root = farm.root.parent / "spare"
+    farm.sfarm("up", "--live")
+    before = _running(farm.root, {"mine", "other", "gone", "trader", "sim-sim"})
+    spare_before = _running(spare_root, {"spare-miner"})
+    wait_for(lambda: _arm_pid(farm.root) == before["trader"], what="the trader armed")
+
+    # Nothing edited: up restarts nothing and keeps the arming.
+    again = farm.sfarm("up")
+    assert not _said(again.stdout, "restart") and not _said(again.stdout, "remove")
+    assert _running(farm.root, set(before)) == before
+    assert _arm_pid(farm.root) == before["trader"]
+    assert "trader on lab stays armed" in again.stderr
+
+    # One task's table edited, one task removed, one node dropped: first the dry run.
+    _edit(farm, EDITED)
+    dry = farm.sfarm("up", "--dry-run")
+    assert _said(dry.stdout, "restart") == {"other"}
+    assert _said(dry.stdout, "remove") == {"gone"}
+    assert "would restart it: its definition changed" in dry.stdout
+    assert "node spare was deployed by an earlier inventory" in dry.stderr
+    assert _running(farm.root, set(before)) == before  # a dry run changes nothing
+
+    up = farm.sfarm("up")
+    assert _said(up.stdout, "restart") == {"other"}, up.stdout
+    assert _said(up.stdout, "remove") == {"gone"}, up.stdout
+    assert "restart other" in up.stdout and "its definition changed" in up.stdout
+    assert "no longer on this node" in up.stdout
+    after = _running(farm.root, {"mine", "other", "trader", "sim-sim"})
+    assert after["other"] != before["other"]
+    assert {name: after[name] for name in ("mine", "trader", "sim-sim")} == {
+        name: before[name] for name in ("mine", "trader", "sim-sim")}
+    wait_for(lambda: not alive(before["gone"]), what="the removed task's worker ending")
+    assert "gone" not in Supervisor(NodeRoot(farm.root)).processes()
+    # The live worker left running is still armed, and the operator is told so.
+    assert _arm_pid(farm.root) == before["trader"]
+    assert "live task trader on lab stays armed" in up.stderr
+    # The dropped node: named, and its worker runs on (nothing stopped it).
+    assert "node spare was deployed by an earlier inventory and is no longer listed" \
+        in up.stderr and "sfarm down --node spare" in up.stderr
+    assert _pids(spare_root) == spare_before
+
+    # The trader's own table edited: its worker restarted, and disarmed (no --live).
+    _edit(farm, TRADER_EDITED)
+    edited = farm.sfarm("up")
+    assert _said(edited.stdout, "restart") == {"trader"}, edited.stdout
+    restarted = _running(farm.root, {"mine", "other", "trader"})
+    assert restarted["trader"] != before["trader"] and restarted["mine"] == before["mine"]
+    assert _arm_pid(farm.root) is None
+    assert "live task trader on lab places no order" in edited.stderr
+
+    # `down --node` reaches the dropped node, stops it, and the network forgets it.
+    assert [node.name for node in read_record(NodeRoot(farm.root)).former] == ["spare"]
+    down = farm.sfarm("down", "--node", "spare")
+    assert "spare" in down.stdout
+    wait_for(lambda: not any(alive(pid) for pid in spare_before.values()),
+             what="the dropped node's worker ending")
+    assert not Supervisor(NodeRoot(spare_root)).is_running()
+    assert read_record(NodeRoot(farm.root)).former == []
+    assert _running(farm.root, {"mine", "other", "trader"}) == restarted  # lab untouched
+    unknown = farm.sfarm("down", "--node", "spare", check=False)
+    assert unknown.returncode != 0 and "no node 'spare'" in unknown.stderr
