@@ -54,7 +54,8 @@ def farm() -> Iterator[Farm]:
         try:
             yield farm
         finally:  # the dropped node, which the fixture's `down` no longer reaches
-            farm.sfarm("down", "--node", "spare", check=False)
+            if Supervisor(NodeRoot(farm.root.parent / "spare")).is_running():
+                farm.sfarm("down", "--node", "spare", check=False)
 
 
 def _edit(farm: Farm, template: str) -> None:
