@@ -194,37 +194,38 @@ class Farm:
         return FarmReport("down", self.controller.down(node), notes)
 
     def _down_former(self, name: str) -> FarmReport:
-        remembered = self.controller.each(
-            lambda spec, agent: (spec.name, agent.former()), lambda spec, error: (spec.name, []))
-        holders = [spec for spec in self.nodes
-                   if any(node == spec.name and any(address.name == name for address in known)
-                          for node, known in remembered)]
-        address = next((address for _, known in remembered for address in known
+        """`down --node NAME` of a former node: ask the network's nodes (in parallel; one that
+        cannot answer knows none) how to reach it, stop it, and make them forget it."""
+        known = self.controller.each(lambda spec, agent: agent.former(),
+                                     lambda spec, error: [])  # in node order
+        holders = [spec for spec, former in zip(self.nodes, known, strict=True)
+                   if any(address.name == name for address in former)]
+        address = next((address for former in known for address in former
                         if address.name == name), None)
         if address is None:
             names = [spec.name for spec in self.nodes]
             raise UsageError(f"no node {name!r} in network {self.network!r}, nor among the "
                              "nodes an earlier deploy of it declared",
                              hint=did_you_mean(name, names) or known_names("nodes", names))
-        spec = address_spec(self.network, address)
         try:
-            agent = self.controller.agent(spec)
+            agent = self.controller.agent(address_spec(self.network, address))
             try:
                 steps = agent.down()
             finally:
                 agent.close()
         except Exception as error:  # the node's failure is its result, as for any node
             return FarmReport("down", [NodeOutcome(name, [], describe_failure(error))])
+
         def forget(holder: NodeSpec, agent: NodeAgent) -> bool:
             agent.former([name])
             return True
 
         forgotten = self.controller.each(forget, lambda holder, error: False, holders)
-        notes = [Note("note", f"node {name} stopped; the nodes of {self.network!r} no longer "
-                              "remember it" if all(forgotten) else
-                              f"node {name} stopped; some nodes could not be told to forget "
-                              f"it: `sfarm down --node {name}` again once they answer")]
-        return FarmReport("down", [NodeOutcome(name, steps)], notes)
+        told = (f"the nodes of {self.network!r} no longer remember it" if all(forgotten) else
+                "some nodes could not be told to forget it: `sfarm down --node "
+                f"{name}` again once they answer")
+        return FarmReport("down", [NodeOutcome(name, steps)],
+                          [Note("note", f"node {name} stopped; {told}")])
 
     def set_live(self, armed: bool, task: str | None = None, *, command: str = "start",
                  node: str | None = None, stale_only: bool = False) -> FarmReport:
