@@ -127,10 +127,12 @@ def test_after_a_deploy_a_dry_run_finds_nothing_and_an_edit_is_named_not_applied
 
         edited = _dry_run(farm.sfarm)
         assert edited["ok"] is True
-        # (routes.json: the new task's inputs, read from this node's own data.)
+        # (routes.json: the new task's inputs, read from this node's own data; the new
+        # worker is added, and no other restarted: their definitions did not change.)
         assert _changed(edited) == {"file inventory.toml": "would rewrite",
                                     "file routes.json": "would rewrite",
-                                    "supervisor config": "would write"}
+                                    "supervisor config": "would write",
+                                    "add sma": "would add it: new on this node"}
         assert _steps(edited)["supervisord"] == {
             "step": "supervisord", "status": "ok", "detail": "running, would load the new config"}
 
@@ -145,7 +147,7 @@ def test_after_a_deploy_a_dry_run_finds_nothing_and_an_edit_is_named_not_applied
         applied = json.loads(farm.sfarm("deploy", "--json").stdout)
         assert applied["dry_run"] is False
         assert set(_changed(applied)) == {"file inventory.toml", "file routes.json",
-                                          "supervisor config"}
+                                          "supervisor config", "add sma"}
         assert "sma" in supervisor.processes()
 
 
@@ -251,7 +253,8 @@ def test_up_dry_run_is_deploys_and_starts_nothing() -> None:
         result = farm.sfarm("up", "--dry-run", "--json")
         report = json.loads(result.stdout)
         assert (report["command"], report["dry_run"], report["ok"]) == ("up", True, True)
-        assert "would then disarm" in report["notes"][0]["message"]
+        assert "would then start every worker" in report["notes"][0]["message"]
+        assert "a restarted one comes up disarmed" in report["notes"][0]["message"]
         assert _steps(report)["supervisord"]["detail"] == "would start"
         assert file_tree(farm.inventory.parent) == before
         assert not processes_under(farm.root)

@@ -142,7 +142,12 @@ def up(inventory: InventoryOption = None, network: NetworkOption = None,
            "--dry-run", help="Only deploy's dry run (as `deploy --dry-run`): what would change, "
                              "nothing changed, no worker started.")] = False,
        offline: OfflineOption = False) -> None:
-    """Bring the farm up: deploy, then start every worker.
+    """Bring the farm up: deploy, then start every worker. After an inventory edit it
+    converges, as `docker compose up`: it restarts exactly the workers whose task definition
+    changed (its table, its exchange's, its strategy, where its inputs come from), stops and
+    removes those of tasks no longer placed on their node, and names the nodes an earlier
+    deploy knew that the inventory no longer lists (`sfarm down --node NAME` stops them). A
+    live worker left running keeps its arming; a restarted one comes up disarmed unless --live.
 
     Example: [bold]sfarm up -i inventory/local.toml --wait 120[/]
     """
@@ -229,10 +234,12 @@ def restart(inventory: InventoryOption = None, network: NetworkOption = None,
 def down(inventory: InventoryOption = None, network: NetworkOption = None,
          node: NodeOption = None, json: JsonOption = False) -> None:
     """Stop every worker of the network and each node's supervisord: no process is left.
+    --node also takes a node an earlier deploy declared that the inventory no longer lists
+    (`up` names them): it is stopped and then forgotten.
 
     Example: [bold]sfarm down -i inventory/local.toml[/]
     """
-    _report(open_farm(inventory, network, node).down(), json)
+    _report(open_farm(inventory, network).down(node), json)
 
 
 def render_status(status: NetworkStatus, now: float | None = None,

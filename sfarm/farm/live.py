@@ -32,7 +32,12 @@ def arming_notes(command: str, armed: bool, outcomes: list[NodeOutcome],
                                        f"tasks: {outcome.error or 'a step failed'}",
                               outcome.node))
         elif not armed and command not in STOPPING:
-            notes += [Note("note", f"live task {name} on {outcome.node} places no order: {HINT}",
+            kept = {step.step.removeprefix("keep armed ") for step in outcome.steps
+                    if step.step.startswith("keep armed ")}
+            notes += [Note("note", f"live task {name} on {outcome.node} stays armed: its worker "
+                                   "was left running (its definition did not change)"
+                           if name in kept else
+                           f"live task {name} on {outcome.node} places no order: {HINT}",
                            outcome.node) for name in live_of.get(outcome.node, [])]
     if armed and not any(live_of.values()):
         notes.append(Note("note", "--live: none of the tasks started is a live trade task"))

@@ -15,6 +15,7 @@ from typing import Self
 
 from sfarm.errors import UsageError
 from sfarm.farm.flow import FlowEdge, data_flow
+from sfarm.farm.former import former_notes
 from sfarm.farm.live import arming_notes, live_tasks
 from sfarm.farm.logs import LogTail, unknown_log_hint
 from sfarm.farm.results import FarmReport, Note
@@ -22,12 +23,15 @@ from sfarm.farm.status import fill_lags, running_with_data, services_that_cannot
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import plan_network
+from sfarm.remote.agent import NodeAgent
 from sfarm.remote.controller import (
     CONNECT_TIMEOUT_S,
     DEFAULT_FORKS,
     FarmController,
     NodeOutcome,
+    describe_failure,
 )
+from sfarm.remote.deploy import address_spec
 from sfarm.remote.pull import PullResult, pull
 from sfarm.runtime.protocol import (
     Action,
@@ -102,31 +106,38 @@ class Farm:
         supervisord starts at boot; `offline`, the nodes install sfarm with no package index
         (from a wheelhouse sent by this machine). With `dry_run`, what would change, nothing
         changed. `node`: that node only (of the selected ones), as `sfarm deploy --node`."""
-        return FarmReport("deploy", self.controller.deploy(
-            rotate_farm_key=rotate_farm_key, dry_run=dry_run, boot=boot, offline=offline,
-            node=node), dry_run=dry_run)
+        deployed = self.controller.deploy(rotate_farm_key=rotate_farm_key, dry_run=dry_run,
+                                          boot=boot, offline=offline, node=node)
+        return FarmReport("deploy", deployed, former_notes(deployed), dry_run=dry_run)
 
     def up(self, *, live: bool = False, dry_run: bool = False,
            offline: bool = False) -> FarmReport:
         """Deploy (`offline` as deploy's), then (when every node deployed) start every worker
-        and, with `live`, arm the live tasks' workers once they run (without, they are
-        disarmed): one outcome per node, its deploy steps then its start steps. With
-        `dry_run`, deploy's dry run and a note of what up would then do: nothing started."""
+        and, with `live`, arm the live tasks' workers once they run. Deploy restarts exactly
+        the workers whose task definition changed and removes those of tasks no longer on
+        their node (each a step); a live worker left running keeps its arming, one restarted
+        or started comes up disarmed unless `live` (only arms naming no running worker are
+        removed). One outcome per node, its deploy steps then its start steps; notes name the
+        nodes an earlier deploy knew that the inventory no longer lists. With `dry_run`,
+        deploy's dry run (which workers would be restarted, removed, added) and a note of
+        what up would then do: nothing started."""
         if dry_run:
-            then = "arm" if live else "disarm"
-            note = Note("note", f"dry run: up would then {then} the live trade tasks (if any) "
-                                "and start every worker")
-            return FarmReport("up", self.deploy(dry_run=True, offline=offline).nodes, [note],
-                              dry_run=True)
+            then = ("arm the live trade tasks (if any)" if live else
+                    "leave the live trade tasks' running workers armed as they are (a "
+                    "restarted one comes up disarmed)")
+            checked = self.deploy(dry_run=True, offline=offline)
+            note = Note("note", f"dry run: up would then start every worker and {then}")
+            return FarmReport("up", checked.nodes, [*checked.notes, note], dry_run=True)
         deployed = self.controller.deploy(offline=offline)
+        former = former_notes(deployed)
         if not all(outcome.ok for outcome in deployed):
-            return FarmReport("up", deployed)
-        disarmed = self.set_live(False, command="up").notes
+            return FarmReport("up", deployed, former)
+        kept = self.set_live(False, command="up", stale_only=True).notes
         started = {outcome.node: outcome for outcome in self.controller.control("start")}
-        notes = self.set_live(True, command="up").notes if live else disarmed
+        notes = self.set_live(True, command="up").notes if live else kept
         merged = [NodeOutcome(outcome.node, outcome.steps + started[outcome.node].steps,
                               started[outcome.node].error) for outcome in deployed]
-        return FarmReport("up", merged, notes)
+        return FarmReport("up", merged, former + notes)
 
     def control(self, action: Action, task: str | None = None, *, live: bool = False,
                 node: str | None = None) -> FarmReport:
@@ -172,22 +183,63 @@ class Farm:
     def restart(self, task: str | None = None, *, live: bool = False) -> FarmReport:
         return self.control("restart", task, live=live)
 
-    def down(self) -> FarmReport:
-        """Disarm the live tasks, then stop every worker and each node's supervisord."""
-        notes = self.set_live(False, command="down").notes
-        return FarmReport("down", self.controller.down(), notes)
+    def down(self, node: str | None = None) -> FarmReport:
+        """Disarm the live tasks, then stop every worker and each node's supervisord (of
+        `node` only, when given). A `node` the inventory no longer lists but an earlier deploy
+        of the network did (a former node: sfarm.runtime.former) is reached as that deploy
+        declared it, stopped, and then forgotten by the nodes that remembered it."""
+        if node is not None and node not in {spec.name for spec in self.nodes}:
+            return self._down_former(node)
+        notes = self.set_live(False, command="down", node=node).notes
+        return FarmReport("down", self.controller.down(node), notes)
+
+    def _down_former(self, name: str) -> FarmReport:
+        """`down --node NAME` of a former node: ask the network's nodes (in parallel; one that
+        cannot answer knows none) how to reach it, stop it, and make them forget it."""
+        known = self.controller.each(lambda spec, agent: agent.former(),
+                                     lambda spec, error: [])  # in node order
+        holders = [spec for spec, former in zip(self.nodes, known, strict=True)
+                   if any(address.name == name for address in former)]
+        address = next((address for former in known for address in former
+                        if address.name == name), None)
+        if address is None:
+            names = [spec.name for spec in self.nodes]
+            raise UsageError(f"no node {name!r} in network {self.network!r}, nor among the "
+                             "nodes an earlier deploy of it declared",
+                             hint=did_you_mean(name, names) or known_names("nodes", names))
+        try:
+            agent = self.controller.agent(address_spec(self.network, address))
+            try:
+                steps = agent.down()
+            finally:
+                agent.close()
+        except Exception as error:  # the node's failure is its result, as for any node
+            return FarmReport("down", [NodeOutcome(name, [], describe_failure(error))])
+
+        def forget(holder: NodeSpec, agent: NodeAgent) -> bool:
+            agent.former([name])
+            return True
+
+        forgotten = self.controller.each(forget, lambda holder, error: False, holders)
+        told = (f"the nodes of {self.network!r} no longer remember it" if all(forgotten) else
+                "some nodes could not be told to forget it: `sfarm down --node "
+                f"{name}` again once they answer")
+        return FarmReport("down", [NodeOutcome(name, steps)],
+                          [Note("note", f"node {name} stopped; {told}")])
 
     def set_live(self, armed: bool, task: str | None = None, *, command: str = "start",
-                 node: str | None = None) -> FarmReport:
+                 node: str | None = None, stale_only: bool = False) -> FarmReport:
         """Arm (or disarm) the live trade tasks that `command` acts on (all of them, or `task`;
-        on every node, or `node`), on their nodes; nodes without one are not contacted. The
+        on every node, or `node`), on their nodes; nodes without one are not contacted. With
+        `stale_only`, disarming leaves the arms of running workers (sfarm.runtime.node). The
         notes say what a person should know: a live task left unarmed places no order (see
-        sfarm.trading.live_guard)."""
+        sfarm.trading.live_guard), one left armed places orders."""
         chosen = {spec.name for spec in self.controller.select(node)}
         live_of = {spec.name: live_tasks(self.inventory, self.controller.tasks_of(spec, task))
                    if spec.name in chosen else [] for spec in self.nodes}
         outcomes = self.controller.set_live(lambda spec: live_of[spec.name], armed,
-                                            f"sfarm {command}" + (" --live" if armed else ""))
+                                            f"sfarm {command}" + (" --live" if armed else ""),
+                                            stale_only=stale_only)
         return FarmReport("live" if armed else "disarm", outcomes,
                           arming_notes(command, armed, outcomes, live_of))
 

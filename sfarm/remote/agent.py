@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from sfarm.errors import UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
+from sfarm.plan import Plan
 from sfarm.remote.connection import Connection, LocalConnection
 from sfarm.remote.wiring import LOCAL_REACH, NodeWiring, Reach
 from sfarm.runtime.agent_server import READS
@@ -34,10 +35,13 @@ from sfarm.runtime.protocol import (
     DownRequest,
     FactsReply,
     FactsRequest,
+    FormerReply,
+    FormerRequest,
     LiveRequest,
     LogChunk,
     LogReply,
     LogRequest,
+    NodeAddress,
     Request,
     ResumeRequest,
     SessionReply,
@@ -155,14 +159,14 @@ class NodeAgent:
 
     def apply(self, inventory: LoadedInventory, python: str | None,
               wiring: NodeWiring | None, *, dry_run: bool = False,
-              boot: bool = False) -> list[StepResult]:
+              boot: bool = False, plan: Plan | None = None) -> list[StepResult]:
         """Make the node match the inventory (`python`: its interpreter, from install); with
         `dry_run` say what would change, changing nothing; with `boot`, supervisord starts at
-        boot (see ApplyRequest)."""
+        boot (see ApplyRequest). `plan`: the network's, when at hand."""
         from sfarm.remote.deploy import build_deployment
 
         deployment = build_deployment(inventory, self.spec, Path(self.transport.root), python,
-                                      wiring)
+                                      wiring, plan)
         request = ApplyRequest(deployment=deployment, dry_run=dry_run, boot=boot,
                                operator=operator_identity())
         return self.call(request, StepsReply).steps
@@ -175,10 +179,16 @@ class NodeAgent:
     def control(self, action: Action, names: Iterable[str]) -> list[StepResult]:
         return self.call(ControlRequest(action=action, tasks=list(names)), StepsReply).steps
 
-    def set_live(self, names: Iterable[str], armed: bool, command: str) -> list[StepResult]:
+    def set_live(self, names: Iterable[str], armed: bool, command: str, *,
+                 stale_only: bool = False) -> list[StepResult]:
         request = LiveRequest(tasks=list(names), armed=armed, by=command,
-                              operator=operator_identity())
+                              operator=operator_identity(), stale_only=stale_only)
         return self.call(request, StepsReply).steps
+
+    def former(self, forget: Iterable[str] = ()) -> list[NodeAddress]:
+        """The former nodes of the network this node remembers, once it forgot `forget`
+        (sfarm.runtime.former)."""
+        return self.call(FormerRequest(forget=list(forget)), FormerReply).nodes
 
     def resume(self, task: str) -> list[StepResult]:
         request = ResumeRequest(task=task, operator=operator_identity())

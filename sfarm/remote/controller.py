@@ -306,11 +306,11 @@ class FarmController:
                 if not done.answers:  # a dry run, of a node that has no sfarm to ask yet
                     deployment = build_deployment(self.inventory, spec,
                                                   Path(agent.transport.root), done.python,
-                                                  wiring.get(spec.name))
+                                                  wiring.get(spec.name), plan)
                     steps += unasked_steps(deployment, boot, after=steps)
                 else:
                     steps += agent.apply(self.inventory, done.python, wiring.get(spec.name),
-                                         dry_run=dry_run, boot=boot)
+                                         dry_run=dry_run, boot=boot, plan=plan)
                 survey = surveys.get(spec.name)
                 if survey is not None and survey.jumps:
                     steps += sync_jump_hosts(agent.transport.connection, survey, outside,
@@ -353,11 +353,12 @@ class FarmController:
             [spec for spec in self.select(node) if task is None or task in spec.tasks])
 
     def set_live(self, names_of: Callable[[NodeSpec], list[str]], armed: bool,
-                 command: str) -> list[NodeOutcome]:
+                 command: str, *, stale_only: bool = False) -> list[NodeOutcome]:
         """Arm or disarm, on each node, the live trade tasks `names_of(node)` lists; a node
-        with none is not contacted."""
+        with none is not contacted. `stale_only`: see sfarm.runtime.node.set_live."""
         outcomes = {outcome.node: outcome for outcome in self._steps_each(
-            lambda spec, agent: agent.set_live(names_of(spec), armed, command),
+            lambda spec, agent: agent.set_live(names_of(spec), armed, command,
+                                               stale_only=stale_only),
             [spec for spec in self.nodes if names_of(spec)])}
         return [outcomes.get(spec.name, NodeOutcome(spec.name, [])) for spec in self.nodes]
 
@@ -368,8 +369,9 @@ class FarmController:
         return self._steps_each(lambda spec, agent: agent.resume(task),
                                 [spec for spec in self.nodes if task in spec.tasks])
 
-    def down(self) -> list[NodeOutcome]:
-        return self._steps_each(lambda spec, agent: agent.down())
+    def down(self, node: str | None = None) -> list[NodeOutcome]:
+        """Stop every worker and supervisord of the selected nodes, or of `node` only."""
+        return self._steps_each(lambda spec, agent: agent.down(), self.select(node))
 
     def status(self) -> NetworkStatus:
         """Every node's tasks as the nodes report them (sfarm.farm adds the lag)."""

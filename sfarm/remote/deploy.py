@@ -7,6 +7,7 @@ Built on the controller from the inventory, then applied on the node by
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -21,16 +22,21 @@ from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.checks import AGENT_SERVICE, RESOLVER_SERVICE
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.inventory.origin import INVENTORY_FILE, NODE_FILE, NodeOrigin
+from sfarm.plan import Plan, TaskRef, plan_network
 from sfarm.remote.wiring import NodeWiring
 from sfarm.resolver.routes import KNOWN_HOSTS_FILE, ROUTES_FILE, key_file, key_info_file
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.protocol import Deployment, NodeFile, Program
+from sfarm.runtime.protocol import Deployment, NodeAddress, NodeFile, Program
 from sfarm.sim.accounts import account_path
 from sfarm.tasks import TradeTask
 
 SIM_PROGRAM_PREFIX = "sim-"
 RESOLVER_PROGRAM = RESOLVER_SERVICE
 AGENT_PROGRAM = AGENT_SERVICE
+# A program's environment variable holding the digest of what defines it: supervisord restarts
+# a program whose configuration changed, so an edit that changes a task restarts its worker
+# (and only its worker) on the next deploy.
+DEFINITION_VARIABLE = "SFARM_DEFINITION"
 
 
 def local_root(inventory: LoadedInventory, node: NodeSpec) -> Path:
@@ -62,19 +68,56 @@ def served_emulators(inventory: LoadedInventory, node: NodeSpec) -> list[str]:
             if inventory.model.exchanges[name].emulate and emulator_host(inventory, node, name)]
 
 
+def _digest(parts: object) -> str:
+    """A short digest of JSON-able `parts` (bytes as their sha256)."""
+    def encode(value: object) -> object:
+        return hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else str(value)
+
+    text = json.dumps(parts, sort_keys=True, default=encode)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def task_definition(inventory: LoadedInventory, plan: Plan, node: NodeSpec, task: str) -> str:
+    """The digest of what a task's worker reads when it starts (sfarm.cli.worker,
+    sfarm.runtime.engines): its table and its exchange's (as validated, so a reformatted table
+    is the same task), its strategy file and module, and where each of its inputs comes from
+    (the plan: producer node and task, or none: computed by the task itself). Credentials are
+    not in it (read from secrets.toml at start, which deploy may leave as it is): a worker
+    whose credentials were rotated is restarted by hand (`sfarm restart --task`)."""
+    model = inventory.model.tasks[task]
+    me = TaskRef(node.name, task)
+    inputs = sorted((dataset.id, None if dataset.producer is None
+                     else f"{dataset.producer.node}/{dataset.producer.task}")
+                    for dataset in plan.datasets if me in dataset.consumers)
+    parts: dict[str, object] = {
+        "task": model.model_dump(mode="json"),
+        "exchange": inventory.model.exchanges[model.exchange].model_dump(mode="json"),
+        "inputs": inputs}
+    if isinstance(model, TradeTask):
+        parts["strategy"] = [file.content for file in _strategy_files(inventory, [model])]
+    return _digest(parts)
+
+
 def programs_for(inventory: LoadedInventory, node: NodeSpec, root: Path,
-                 python: str) -> tuple[Program, ...]:
+                 python: str, plan: Plan | None = None) -> tuple[Program, ...]:
     """A worker per task, plus the exchange emulator where an exchange asks for it: on the
     address the exchange names (sfarm.tasks.Exchange.emulator_address), serving only the
-    node's own account, read from its file (its command line names the file, not the secret)."""
+    node's own account, read from its file (its command line names the file, not the secret).
+    Each program's environment holds the digest of its definition (`DEFINITION_VARIABLE`):
+    a deploy restarts exactly the programs whose definition changed."""
+    plan = plan_network(inventory, node.network) if plan is None else plan
     programs = []
     for name in served_emulators(inventory, node):
-        host, port = inventory.model.exchanges[name].emulator_address()
+        exchange = inventory.model.exchanges[name]
+        host, port = exchange.emulator_address()
         programs.append(Program(f"{SIM_PROGRAM_PREFIX}{name}", [
             python, "-m", "sfarm", "sim", "serve", "--host", host, "--port", str(port),
-            "--account-file", str(account_path(NodeRoot(root).secrets, name))]))
+            "--account-file", str(account_path(NodeRoot(root).secrets, name))],
+            environment={DEFINITION_VARIABLE: _digest(exchange.model_dump(mode="json"))}))
     programs += [Program(task, [python, "-m", "sfarm", "worker", "run", "--root", str(root),
-                                "--task", task])
+                                "--task", task],
+                         environment={DEFINITION_VARIABLE: task_definition(inventory, plan,
+                                                                           node, task)})
                  for task in node.tasks]
     return tuple(programs)
 
@@ -91,13 +134,17 @@ def strategy_files(inventory: LoadedInventory) -> list[NodeFile]:
     """Every strategy file the inventory names, at its path relative to the inventory, and the
     module of each class strategy that lies beside its file (its trusted code: the tasks that
     trade with it import it on the node; nothing else does)."""
+    trading = [task for task in inventory.model.tasks.values() if isinstance(task, TradeTask)]
+    return _strategy_files(inventory, trading)
+
+
+def _strategy_files(inventory: LoadedInventory, tasks: list[TradeTask]) -> list[NodeFile]:
+    """strategy_files of `tasks` only."""
     from sfarm.trading.strategy import load_strategy
 
     files: dict[str, bytes] = {}
     base = inventory.path.parent.resolve()
-    for task in inventory.model.tasks.values():
-        if not isinstance(task, TradeTask):
-            continue
+    for task in tasks:
         path = inventory.strategy_path(task)
         files[_relative_inside(task.strategy)] = path.read_bytes()
         module = load_strategy(path, check=False).module_file()
@@ -183,10 +230,30 @@ def agent_program(root: Path, python: str) -> Program:
                                    "--root", str(root)])
 
 
+def node_address(inventory: LoadedInventory, spec: NodeSpec) -> NodeAddress:
+    """How to reach `spec` (a local node's base_dir made absolute: the record outlives the
+    inventory's place)."""
+    base_dir = str(local_root(inventory, spec).parents[1]) if spec.is_local else spec.base_dir
+    return NodeAddress(name=spec.name, host=spec.host, port=spec.port, base_dir=base_dir,
+                       python=spec.python, transport=spec.transport, user=spec.user,
+                       identity_file=spec.identity_file, proxy_jump=spec.proxy_jump,
+                       offline=spec.offline)
+
+
+def address_spec(network: str, address: NodeAddress) -> NodeSpec:
+    """A NodeSpec to reach a node known by its address alone (a former node): no tasks."""
+    return NodeSpec(network=network, name=address.name, host=address.host, tasks=(),
+                    user=address.user, port=address.port, base_dir=address.base_dir,
+                    python=address.python, transport=address.transport,
+                    identity_file=address.identity_file, proxy_jump=address.proxy_jump,
+                    offline=address.offline)
+
+
 def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
-                     python: str | None = None, wiring: NodeWiring | None = None) -> Deployment:
+                     python: str | None = None, wiring: NodeWiring | None = None,
+                     plan: Plan | None = None) -> Deployment:
     """Everything `node` needs, with the worker commands rooted at `root`, and its part of the
-    network's data wiring (routes, keys) when given."""
+    network's data wiring (routes, keys) when given (`plan`: the network's, when at hand)."""
     # Every strategy the inventory names, not only this node's: any node can manage (and so
     # must be able to validate) the whole farm.
     origin = NodeOrigin(farm=inventory.model.farm.name, network=node.network, node=node.name,
@@ -200,7 +267,7 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
         files.append(NodeFile(secrets_path, secrets.content, mode=0o600))
     # A local node runs the sfarm that runs this command; a remote one its own venv.
     interpreter = python or (sys.executable if node.is_local else str(root / "venv/bin/python"))
-    programs = programs_for(inventory, node, root, interpreter)
+    programs = programs_for(inventory, node, root, interpreter, plan)
     if not node.is_local:  # a local node's requests are answered in the command's process
         programs += (agent_program(root, interpreter),)
     absent: list[str] = []
@@ -224,4 +291,6 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
                       "where this deploy runs (set PREFIX_API_KEY / PREFIX_SECRET, or "
                       "secrets.toml beside the inventory, and deploy again to renew them)"
                       .replace("PREFIX", prefix) for prefix in secrets.missing),
+        network_nodes=tuple(node_address(inventory, spec)
+                            for spec in inventory.nodes(node.network)),
     )

@@ -24,10 +24,18 @@ from sfarm.data.fsio import PRIVATE_DIR, make_private_dirs, write_atomic
 from sfarm.runtime import audit
 from sfarm.runtime.build import sfarm_build
 from sfarm.runtime.emulator_account import keep_emulator_account
+from sfarm.runtime.former import record_network
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.node_lock import node_turn
 from sfarm.runtime.protocol import AuthorizedKeyLine, Deployment, NodeFile, StepResult
-from sfarm.runtime.supervisor import Supervisor, config_path, render_config, write_config
+from sfarm.runtime.supervisor import (
+    ProgramChanges,
+    Supervisor,
+    config_path,
+    program_changes,
+    render_config,
+    write_config,
+)
 
 # Directories of a node root and their modes: the user's alone, as the root is.
 DIRECTORIES = dict.fromkeys(("data", "mirror", "run", "logs", "secrets", "supervisor"),
@@ -172,27 +180,43 @@ def _check_fuse() -> StepResult:
     return StepResult("fuse", "failed", f"transport = \"sshfs\" needs FUSE: {problem}")
 
 
+def _program_steps(changes: ProgramChanges, dry_run: bool) -> list[StepResult]:
+    """A step per program that loading the config removed, restarted or added, as `docker
+    compose up` says which services it recreated."""
+    would = "would " if dry_run else ""
+    return ([StepResult(f"remove {name}", "changed", f"{would}stop it: no longer on this node")
+             for name in changes.removed]
+            + [StepResult(f"restart {name}", "changed",
+                          f"{would}restart it: its definition changed") for name in changes.changed]
+            + [StepResult(f"add {name}", "changed", f"{would}add it: new on this node")
+               for name in changes.added])
+
+
 def _supervisor_steps(root: NodeRoot, config: str, dry_run: bool) -> list[StepResult]:
     """supervisord's config written, and supervisord running with it (started, or its changed
-    config loaded)."""
+    config loaded: then a step per program it removed, restarted or added)."""
     supervisor = Supervisor(root)
     if dry_run:
         path = config_path(root)
-        changed = not path.exists() or path.read_text() != config
+        old = path.read_text() if path.exists() else None
+        changed = old != config
         running = supervisor.is_running()
-        return [StepResult("supervisor config", "changed" if changed else "ok",
-                           "would write" if changed else ""),
-                StepResult("supervisord", "ok" if running else "changed",
-                           ("running, would load the new config" if changed else "running")
-                           if running else "would start")]
+        steps = [StepResult("supervisor config", "changed" if changed else "ok",
+                            "would write" if changed else ""),
+                 StepResult("supervisord", "ok" if running else "changed",
+                            ("running, would load the new config" if changed else "running")
+                            if running else "would start")]
+        if running and changed and old is not None:
+            steps += _program_steps(program_changes(old, config), dry_run=True)
+        return steps
     changed = write_config(root, config)
     was_running = supervisor.is_running()
     supervisor.start_daemon()
-    if was_running and changed:
-        supervisor.apply_config()
+    programs = supervisor.apply_config() if was_running and changed else ProgramChanges()
     return [StepResult("supervisor config", "changed" if changed else "ok"),
             StepResult("supervisord", "ok" if was_running else "changed",
-                       "running" if was_running else "started")]
+                       "running" if was_running else "started"),
+            *_program_steps(programs, dry_run=False)]
 
 
 def apply_deployment(root: NodeRoot, deployment: Deployment, *, dry_run: bool = False,
@@ -220,6 +244,8 @@ def _apply_steps(root: NodeRoot, deployment: Deployment, *, dry_run: bool,
                  boot: bool) -> list[StepResult]:
     """apply_deployment's steps after the directories."""
     steps = [_sync_file(root, file, dry_run) for file in deployment.files]
+    if deployment.network_nodes is not None:
+        steps += record_network(root, deployment.network_nodes, dry_run)
     steps.append(_tighten_tree(root, dry_run))
     steps += [_remove_file(root, path, dry_run) for path in deployment.absent]
     steps += [keep_emulator_account(root, name, dry_run) for name in deployment.emulators]

@@ -33,6 +33,8 @@ from sfarm.runtime.protocol import (
     DownRequest,
     FactsReply,
     FactsRequest,
+    FormerReply,
+    FormerRequest,
     LiveRequest,
     LogReply,
     LogRequest,
@@ -121,8 +123,14 @@ def dispatch(root: NodeRoot, request: Request) -> Reply:
                 services=node_ops.node_service_status(root, tasks, processes))
         case ControlRequest(action=action, tasks=tasks):
             return StepsReply(steps=node_ops.control(root, action, tasks))
-        case LiveRequest(tasks=tasks, armed=armed, by=by, operator=operator):
-            return StepsReply(steps=node_ops.set_live(root, tasks, armed, by, operator))
+        case LiveRequest(tasks=tasks, armed=armed, by=by, operator=operator,
+                         stale_only=stale_only):
+            return StepsReply(steps=node_ops.set_live(root, tasks, armed, by, operator,
+                                                      stale_only=stale_only))
+        case FormerRequest(forget=forget):
+            from sfarm.runtime.former import forget_former
+
+            return FormerReply(nodes=forget_former(root, forget))
         case ResumeRequest(task=task, operator=operator):
             return StepsReply(steps=node_ops.resume(root, task, operator))
         case DownRequest():
@@ -156,7 +164,7 @@ def _needs_root(request: Request) -> bool:
     only make a node safe, down and disarming (where there is no root, nothing runs and nothing
     is armed)."""
     if isinstance(request, ApplyRequest | FactsRequest | DownRequest | StatusRequest
-                  | SessionRequest | TailRequest):
+                  | SessionRequest | TailRequest | FormerRequest):
         return False
     return not (isinstance(request, LiveRequest) and not request.armed)
 

@@ -25,7 +25,14 @@ from sfarm.runtime.apply import DIRECTORIES as DIRECTORIES  # re-exported: every
 from sfarm.runtime.apply import apply_deployment as apply_deployment
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.node_lock import node_turn
-from sfarm.runtime.protocol import Action, DatasetSummary, LogChunk, StepResult, StepStatus
+from sfarm.runtime.protocol import (
+    KEPT_ARMED,
+    Action,
+    DatasetSummary,
+    LogChunk,
+    StepResult,
+    StepStatus,
+)
 from sfarm.runtime.supervisor import Supervisor, config_path
 from sfarm.runtime.sweep import end_processes, node_processes
 from sfarm.runtime.task_lock import task_holder
@@ -161,20 +168,22 @@ def control(root: NodeRoot, action: Action, names: Iterable[str]) -> list[StepRe
 
 
 def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
-             command: str, operator: str = "") -> list[StepResult]:
+             command: str, operator: str = "", *, stale_only: bool = False) -> list[StepResult]:
     """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard. Arming arms the worker
-    supervisord runs now (its pid); a task whose worker does not run cannot be armed. Every
-    arming and every disarming that removed an arm is in the audit log (sfarm.runtime.audit),
-    by `operator`."""
+    supervisord runs now (its pid); a task whose worker does not run cannot be armed. With
+    `stale_only`, disarming removes only the arms that name no running worker of their task
+    (`up`: a worker it left running stays armed). Every arming and every disarming that
+    removed an arm is in the audit log (sfarm.runtime.audit), by `operator`."""
     from sfarm.trading import live_guard
 
     steps = []
     supervisor = Supervisor(root)
-    running = supervisor.processes() if armed and supervisor.is_running() else {}
+    asks = armed or stale_only
+    running = supervisor.processes() if asks and supervisor.is_running() else {}
     for name in names:
+        info = running.get(name, {})
+        pid = info.get("pid") if info.get("statename") in ("STARTING", "RUNNING") else None
         if armed:
-            info = running.get(name, {})
-            pid = info.get("pid") if info.get("statename") in ("STARTING", "RUNNING") else None
             if not pid:
                 steps.append(StepResult(f"arm {name}", "failed",
                                         f"its worker is not running: start it first "
@@ -183,6 +192,9 @@ def set_live(root: NodeRoot, names: Iterable[str], armed: bool,
             live_guard.arm(root.path, name, int(pid), command)
             audit.record(root.logs, operator, f"arm {name}", f"{command} (pid {pid})")
             steps.append(StepResult(f"arm {name}", "changed", f"{command} (pid {pid})"))
+        elif stale_only and pid and live_guard.is_armed(root.path, name, int(pid)):
+            steps.append(StepResult(f"keep armed {name}", "ok",
+                                    f"{KEPT_ARMED} (pid {pid}): left running"))
         else:
             existed = live_guard.disarm(root.path, name)
             if existed:

@@ -31,7 +31,8 @@ from sfarm.status import ServiceStatus, TaskStatus
 
 # Bump on any change of a request or reply that an older or newer peer could misread.
 # 2: the `tail` and `session` requests (the dashboard's views of a dataset and a session).
-# 3: the services of a node (the emulator, the resolver, the agent) in the status reply.
+# 3: the services of a node (the emulator, the resolver, the agent) in the status reply; the
+#    network's nodes in a deployment, the `former` request, `LiveRequest.stale_only`.
 PROTOCOL_VERSION = 3
 DEPLOY_HINT = "run `sfarm deploy` from the controller: it installs the controller's sfarm"
 
@@ -39,6 +40,9 @@ DEPLOY_HINT = "run `sfarm deploy` from the controller: it installs the controlle
 _WIRE = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
 
 StepStatus = Literal["ok", "changed", "failed"]
+# The detail of a "keep armed TASK" step: a disarming with `stale_only` left its arm (the
+# farm tells the operator so instead of "places no order").
+KEPT_ARMED = "armed worker"
 Action = Literal["start", "stop", "restart"]
 
 
@@ -85,6 +89,24 @@ class AuthorizedKeyLine:
 
 
 @dataclass(frozen=True, config=_WIRE)
+class NodeAddress:
+    """How to reach a node of the network and where its root is: the inventory's connection
+    fields of the node (sfarm.inventory.NodeSpec without its tasks), never a secret. A local
+    node's base_dir is absolute (a relative one is the inventory folder's)."""
+
+    name: str
+    host: str
+    port: int
+    base_dir: str
+    python: str
+    transport: str
+    user: str | None = None
+    identity_file: str | None = None
+    proxy_jump: str | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True, config=_WIRE)
 class Deployment:
     """Everything a node needs (built by the controller, sfarm.remote.deploy)."""
 
@@ -102,6 +124,10 @@ class Deployment:
     emulators: tuple[str, ...] = ()
     # What the node should say it left as it was, and why (secrets not at hand where deploy ran).
     notices: tuple[str, ...] = ()
+    # Every node of the network as this deploy declares it: the node remembers the nodes an
+    # earlier deploy declared and this one does not (sfarm.runtime.former), so `up` can name
+    # them and `down --node` reach them. None: record nothing (a deployment built by hand).
+    network_nodes: tuple[NodeAddress, ...] | None = None
 
 
 @dataclass(frozen=True, config=_WIRE)
@@ -219,6 +245,9 @@ class LiveRequest(_Wire):
     armed: bool
     by: str = "sfarm start --live"  # the command that arms, for the record
     operator: str = ""  # user@host of the command, for the node's audit log
+    # Disarming only: remove only the arms that name no running worker of their task (`up`:
+    # a worker it left running keeps its arming, one it restarted has a new pid).
+    stale_only: bool = False
 
 
 class ResumeRequest(_Wire):
@@ -278,9 +307,17 @@ class SessionRequest(_Wire):
     trades: int = Field(default=10, ge=0, le=1000)
 
 
+class FormerRequest(_Wire):
+    """The nodes an earlier deploy of the network declared and the last one no longer does,
+    as this node remembers them, once it forgot those in `forget` (stopped by `down --node`)."""
+
+    op: Literal["former"] = "former"
+    forget: list[str] = Field(default_factory=list)
+
+
 Request = Annotated[ApplyRequest | StatusRequest | ControlRequest | LiveRequest | ResumeRequest
                     | DownRequest | LogRequest | DatasetsRequest | FactsRequest | TailRequest
-                    | SessionRequest, Field(discriminator="op")]
+                    | SessionRequest | FormerRequest, Field(discriminator="op")]
 
 
 # --- replies ----------------------------------------------------------------------------------
@@ -325,8 +362,12 @@ class SessionReply(_Wire):
     session: SessionView | None  # None: the session has not started
 
 
+class FormerReply(_Wire):
+    nodes: list[NodeAddress]
+
+
 Reply = (StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply | TailReply
-         | SessionReply)
+         | SessionReply | FormerReply)
 R = TypeVar("R", bound=BaseModel)
 
 

@@ -12,12 +12,14 @@ node user's alone: started with it (`start_daemon`, the boot unit), and told it 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
 import xmlrpc.client
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -77,6 +79,46 @@ def render_config(root: NodeRoot, network: str, node: str, programs: Sequence[Pr
     return Template(template("supervisord.conf").read_text()).substitute(
         root=root.path, socket=socket_path(root), network=network, node=node, programs=rendered,
         umask=f"{DAEMON_UMASK:03o}")
+
+
+@dataclass(frozen=True)
+class ProgramChanges:
+    """What loading a new config does to the programs (as supervisord's reloadConfig says)."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()  # restarted: their configuration differs
+    removed: tuple[str, ...] = ()  # stopped and dropped
+
+
+_SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
+
+
+def program_sections(text: str) -> dict[str, tuple[str, ...]]:
+    """Each `[program:NAME]` section of a supervisord config: its lines, blank lines and
+    comments left out (pure)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        header = _SECTION.match(line)
+        if header:
+            name = header.group(1)
+            current = (sections.setdefault(name.removeprefix("program:"), [])
+                       if name.startswith("program:") else None)
+        elif current is not None and line.strip() and not line.lstrip().startswith(";"):
+            current.append(line.strip())
+    return {name: tuple(lines) for name, lines in sections.items()}
+
+
+def program_changes(old: str, new: str) -> ProgramChanges:
+    """What loading config `new` over `old` would do to the programs: supervisord's
+    reloadConfig compares each program's settings; so do their sections here, without
+    asking it (reloadConfig is no dry run: it adopts the config it reads). Pure."""
+    before, after = program_sections(old), program_sections(new)
+    return ProgramChanges(
+        added=tuple(sorted(after.keys() - before.keys())),
+        changed=tuple(sorted(name for name in after.keys() & before.keys()
+                             if after[name] != before[name])),
+        removed=tuple(sorted(before.keys() - after.keys())))
 
 
 def write_config(root: NodeRoot, text: str) -> bool:
@@ -170,14 +212,17 @@ class Supervisor:
                                hint=f"see {self.root.logs / 'supervisord.log'}")
             time.sleep(0.1)
 
-    def apply_config(self) -> None:
-        """Load a changed config: add new programs, restart changed ones, drop removed ones."""
+    def apply_config(self) -> ProgramChanges:
+        """Load a changed config: add new programs, restart changed ones, drop removed ones;
+        the programs of each."""
         added, changed, removed = self._proxy.supervisor.reloadConfig()[0]
         for name in removed + changed:
             self._call_quietly("stopProcessGroup", name)
             self._proxy.supervisor.removeProcessGroup(name)
         for name in changed + added:
             self._proxy.supervisor.addProcessGroup(name)
+        return ProgramChanges(tuple(sorted(added)), tuple(sorted(changed)),
+                              tuple(sorted(removed)))
 
     def processes(self) -> dict[str, dict[str, Any]]:
         """name -> supervisord's process info (statename, pid, ...)."""
