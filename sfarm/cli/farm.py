@@ -26,11 +26,11 @@ from sfarm.farm.status import (
     task_note,
 )
 from sfarm.remote.defaults import CONNECT_TIMEOUT_S, DEFAULT_FORKS
-from sfarm.runtime.protocol import Action
-from sfarm.status import NetworkStatus
 
 if TYPE_CHECKING:
     from sfarm.farm import Farm, FarmReport, Note
+    from sfarm.runtime.protocol import Action
+    from sfarm.status import NetworkStatus
 
 NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]

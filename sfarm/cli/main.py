@@ -12,7 +12,6 @@ from typer._click.utils import PacifyFlushWrapper
 
 from sfarm import __version__
 from sfarm.cli.console import documents_printed, err, print_json
-from sfarm.cli.crash import crash_line, write_crash_log
 from sfarm.cli.failure import (
     command_path,
     error_document,
@@ -131,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _crashed(error: Exception, arguments: list[str]) -> dict[str, Any]:
+    from sfarm.cli.crash import crash_line, write_crash_log  # tempfile etc.: on a crash only
+
     log = write_crash_log(error, arguments)
     line = crash_line(error, command_path(typer.main.get_command(app), arguments), log)
     report_plain(line)

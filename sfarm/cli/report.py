@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -10,7 +10,9 @@ from rich.text import Text
 from sfarm.cli.console import out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.errors import RunError
-from sfarm.runtime.protocol import SessionView
+
+if TYPE_CHECKING:
+    from sfarm.runtime.protocol import SessionView
 
 CHART_POINTS = 200  # the terminal chart's points: about one per column
 JSON_POINTS = 2000  # the equity curve in --json, as backtest --json gives it

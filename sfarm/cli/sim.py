@@ -14,11 +14,8 @@ import typer
 
 from sfarm.cli.console import err
 from sfarm.errors import RunError, UsageError
-from sfarm.runtime.parent import die_with_parent
-from sfarm.sim import AccountConfig, Emulator, EmulatorConfig, parse_faults
 from sfarm.sim.accounts import AccountKeys, read_account
-from sfarm.sim.candles import ORIGIN_MS
-from sfarm.sim.server import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
+from sfarm.sim.defaults import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 DEFAULT_PORT = 8900
@@ -60,6 +57,8 @@ def _balances(items: list[str]) -> dict[str, Decimal]:
 
 
 def _start_ms(value: str) -> int:
+    from sfarm.sim.candles import ORIGIN_MS  # the emulator (numpy): when serving only
+
     try:
         start = parse_time_point(value).resolve()
     except BadTimePoint as error:
@@ -97,6 +96,10 @@ def serve(
         help="Starting balance ASSET=AMOUNT (repeatable). Default: USDT=100000 BTC=1 ETH=10.")]
     = None,
 ) -> None:
+    # The emulator (numpy) and the process helpers load when serving, not at every CLI start.
+    from sfarm.runtime.parent import die_with_parent
+    from sfarm.sim import AccountConfig, Emulator, EmulatorConfig, parse_faults
+
     if os.environ.get("SUPERVISOR_ENABLED"):  # a node's service: never outlive supervisord
         die_with_parent()
     keys = _account(account_file, api_key)

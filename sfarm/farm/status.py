@@ -4,10 +4,14 @@ dashboard show for it. Pure: the status comes in, the clock is an argument."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.data.layout import format_ts
-from sfarm.status import DatasetStatus, NetworkStatus, TaskStatus
 from sfarm.timeframes import candle_open, timeframe_ms
+
+if TYPE_CHECKING:  # the models (pydantic) are the caller's: `sfarm --help` loads none
+    from sfarm.status import DatasetStatus, NetworkStatus, TaskStatus
 
 # States whose heartbeat values (age, lag, equity, what it waits for) describe the present.
 LIVE_STATES = frozenset({"running", "starting", "stale", "halted"})
