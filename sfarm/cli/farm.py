@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from sfarm.cli.completion import complete_nodes, complete_tasks
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
@@ -32,8 +33,10 @@ if TYPE_CHECKING:
     from sfarm.runtime.protocol import Action
     from sfarm.status import NetworkStatus
 
-NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.")]
-TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
+NodeOption = Annotated[str | None, typer.Option("--node", help="Only this node.",
+                                                 autocompletion=complete_nodes)]
+TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.",
+                                                 autocompletion=complete_tasks)]
 ForksOption = Annotated[int, typer.Option(
     "--forks", min=1, help="Nodes worked on at once; the others wait their turn.")]
 OfflineOption = Annotated[bool, typer.Option(
@@ -315,8 +318,9 @@ def _watch(farm: Farm, interval: float) -> None:
 
 
 def logs(
-    node: Annotated[str, typer.Argument(help="Node name.")],
-    task: Annotated[str | None, typer.Argument(help="Task (default: every task).")] = None,
+    node: Annotated[str, typer.Argument(help="Node name.", autocompletion=complete_nodes)],
+    task: Annotated[str | None, typer.Argument(help="Task (default: every task).",
+                                               autocompletion=complete_tasks)] = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
     = False,

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
-from rich.tree import Tree
 
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.failure import validation_document
@@ -83,6 +82,8 @@ def _grouped(ids: list[str]) -> list[str]:
 
 
 def render_plan(result: Plan) -> None:
+    from rich.tree import Tree
+
     from sfarm.plan import TaskRef
 
     tree = Tree(f"[bold]network {result.network}[/]")

@@ -23,6 +23,7 @@ from sfarm.cli.failure import (
     wants_json,
 )
 from sfarm.cli.group import QuotingGroup
+from sfarm.cli.help_render import load_rich_utils
 from sfarm.errors import Interrupted, SfarmError
 
 app = typer.Typer(
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     (130), anything else a crash log and one line saying where it is (1); with --json, stdout
     holds one JSON document whatever happened (sfarm.cli.failure)."""
     arguments = sys.argv[1:] if argv is None else list(argv)
+    load_rich_utils()  # typer's help and usage rendering, before typer imports it slowly
     as_json = wants_json(arguments)
     documents = documents_printed()
     document: dict[str, Any] | None = None

@@ -8,15 +8,17 @@ import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sfarm.cli.console import err
 from sfarm.errors import RunError, UsageError
-from sfarm.sim.accounts import AccountKeys, read_account
 from sfarm.sim.defaults import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
 from sfarm.timepoints import BadTimePoint, parse_time_point
+
+if TYPE_CHECKING:
+    from sfarm.sim.accounts import AccountKeys
 
 DEFAULT_PORT = 8900
 
@@ -71,6 +73,8 @@ def _start_ms(value: str) -> int:
 def _account(account_file: Path | None, api_key: str) -> AccountKeys:
     """The one account served: the file's, else --api-key with $SFARM_SIM_SECRET (the secret
     comes from a file or the environment only, so it never shows in `ps`)."""
+    from sfarm.sim.accounts import AccountKeys, read_account  # secrets, hashlib: when serving
+
     if account_file is not None:
         return read_account(account_file)
     return AccountKeys(api_key, os.environ.get("SFARM_SIM_SECRET") or DEFAULT_SECRET)
