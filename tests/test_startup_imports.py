@@ -7,9 +7,11 @@ another test imported hides a regression; they check what is imported, not how l
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +92,22 @@ def test_inventory_package_and_emulator_package_load_lazily() -> None:
         import sfarm.inventory, sfarm.sim
         assert callable(sfarm.inventory.find_inventory)
     """) == []
+
+
+def test_status_loads_neither_polars_nor_numpy(tmp_path: Path) -> None:
+    # status reads the strategy files for their indicators only (checking them is validate's
+    # and deploy's), and the pull machinery (the store, polars) is not the status's.
+    shutil.copytree(PROJECT / "inventory" / "strategies", tmp_path / "strategies")
+    inventory = tmp_path / "sfarm.toml"
+    inventory.write_text((PROJECT / "inventory" / "local.toml").read_text())
+    loaded = _loaded_after(f"""
+        import contextlib, io
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()) as shown:
+            try:
+                main(["status", "-i", {str(inventory)!r}])
+            except SystemExit:
+                pass  # an undeployed node: not running, exit 1
+        assert "lab" in shown.getvalue(), shown.getvalue()
+    """)
+    assert not {"polars", "numpy", "pandas", "numba"} & set(loaded), loaded

@@ -136,6 +136,20 @@ def read_strategy_indicators(path: Path) -> tuple[str, ...]:
     return tuple(load_strategy(path).all_indicators())
 
 
+def read_declared_indicators(path: Path) -> tuple[str, ...]:
+    """The indicators a strategy file declares, read with tomllib and not checked: for commands
+    that only look at a farm (status), which need its plan but not polars, which checking a
+    strategy's conditions loads. The same list as `read_strategy_indicators` of a valid file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
+        raise UsageError(f"cannot read strategy file {path}: {error}", file=path) from None
+    strategy = document.get("strategy")
+    indicators = strategy.get("indicators", []) if isinstance(strategy, dict) else []
+    return tuple(spec for spec in indicators if isinstance(spec, str)) \
+        if isinstance(indicators, list) else ()
+
+
 def load_inventory(path: Path | None = None,
                    strategy_reader: StrategyReader = read_strategy_indicators) -> LoadedInventory:
     """Load and fully check an inventory; raise InventoryError listing every problem."""
