@@ -111,3 +111,23 @@ def test_status_loads_neither_polars_nor_numpy(tmp_path: Path) -> None:
         assert "lab" in shown.getvalue(), shown.getvalue()
     """)
     assert not {"polars", "numpy", "pandas", "numba"} & set(loaded), loaded
+
+
+def test_help_renderer_stand_ins_give_the_real_classes() -> None:
+    # typer.rich_utils is imported without rich.markdown and rich.traceback; were typer to use
+    # them (markdown mode, pretty exceptions), it gets the real thing, and so does anyone who
+    # imports those modules afterwards.
+    assert _loaded_after("""
+        import sys
+        from sfarm.cli.help_render import load_rich_utils
+        rich_utils = load_rich_utils()
+        assert "rich.markdown" not in sys.modules and "rich.traceback" not in sys.modules
+        import rich.markdown, rich.traceback
+        assert type(rich_utils.Markdown("# title")) is rich.markdown.Markdown
+        try:
+            1 / 0
+        except ZeroDivisionError as error:
+            made = rich_utils.Traceback.from_exception(type(error), error, error.__traceback__)
+        assert type(made) is rich.traceback.Traceback
+        assert rich.markdown.Markdown.__module__ == "rich.markdown"
+    """) == []
