@@ -5,3 +5,8 @@ sfarm plans where every dataset is produced and consumed, runs the workers and s
 """
 
 __version__ = "0.1.0"
+
+# Starting equity when none is given: the `cash` default of trade tasks (sfarm.tasks) and of
+# `sfarm backtest`. Here, not in the task models, so that the command line shows it in its help
+# without loading pydantic.
+DEFAULT_CASH = 10_000.0

@@ -28,13 +28,11 @@ from pydantic import (
     field_validator,
 )
 
+from sfarm import DEFAULT_CASH
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.markets import check_market
 from sfarm.timeframes import check_timeframe
 from sfarm.timepoints import BadTimePoint, TimePoint, parse_time_point
-
-# Starting equity when none is given: the `cash` default of trade tasks and of `sfarm backtest`.
-DEFAULT_CASH = 10_000.0
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]

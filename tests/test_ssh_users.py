@@ -32,16 +32,18 @@ import numpy as np
 import polars as pl
 from sfarm.indicators import compute
 from sfarm.trading.backtest import run_backtest
+from sfarm.trading.jit import INTERPRETED_BELOW
 from sfarm.trading.strategy import parse_strategy
 
 DAY = 86_400_000
+N = INTERPRETED_BELOW  # numba compiles the kernels from this many candles on
 rng = np.random.default_rng(7)
-close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, 300)))
+close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03 / 8, N)))
 open_ = np.r_[100.0, close[:-1]]
-candles = pl.DataFrame({"ts": 1_600_000_000_000 // DAY * DAY + np.arange(300) * DAY,
+candles = pl.DataFrame({"ts": 1_600_000_000_000 // DAY * DAY + np.arange(N) * DAY // 24,
                         "open": open_, "high": np.maximum(open_, close) * 1.01,
                         "low": np.minimum(open_, close) * 0.99, "close": close,
-                        "volume": rng.uniform(1, 10, 300)})
+                        "volume": rng.uniform(1, 10, N)})
 strategy = parse_strategy('''[strategy]
 name = "rsi"
 indicators = ["rsi(14)"]
@@ -49,7 +51,7 @@ entry_long = "rsi_14 < 35"
 exit_long = "rsi_14 > 60"
 fee = 0.001
 ''')
-result = run_backtest(compute(candles, ["rsi(14)"]), strategy, timeframe="1d", cash=1000.0)
+result = run_backtest(compute(candles, ["rsi(14)"]), strategy, timeframe="1h", cash=1000.0)
 print(json.dumps({"trades": result.run.trades.height,
                   "final_equity": result.metrics.final_equity,
                   "max_drawdown": result.metrics.max_drawdown}))

@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sfarm import DEFAULT_CASH
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, checked_value
 from sfarm.errors import UsageError
 from sfarm.markets import check_market
-from sfarm.tasks import DEFAULT_CASH
 from sfarm.timeframes import check_timeframe
 from sfarm.timepoints import BadTimePoint, parse_time_point
 

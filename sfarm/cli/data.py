@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
 from rich.table import Table
 
 # The store (polars, pyarrow) loads when a command runs, not when `sfarm` starts: every
 # command, and every `sfarm node ...` run on a node over SSH, imports this module.
 from sfarm import data as store
+from sfarm.cli.completion import complete_datasets, complete_nodes
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
@@ -106,7 +106,8 @@ def _iso(ts: int | None) -> str | None:
 
 @data_app.command("show")
 def show(
-    dataset_id: Annotated[str, typer.Argument(metavar="ID", help="Dataset id.")],
+    dataset_id: Annotated[str, typer.Argument(metavar="ID", help="Dataset id.",
+                                                autocompletion=complete_datasets)],
     root: DataRootOption = None,
     node: NodeRootOption = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
@@ -175,7 +176,8 @@ def _location(root: Path, dataset_id: str, node: str | None) -> store.DatasetLoc
 @data_app.command("verify")
 def verify_cmd(
     dataset_ids: Annotated[list[str] | None, typer.Argument(
-        metavar="ID", help="Datasets to check; all of the root when none.")] = None,
+        metavar="ID", help="Datasets to check; all of the root when none.",
+        autocompletion=complete_datasets)] = None,
     root: DataRootOption = None,
     node: NodeRootOption = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
@@ -332,7 +334,8 @@ def import_cmd(
 @data_app.command("relayout")
 def relayout_cmd(
     dataset_ids: Annotated[list[str], typer.Argument(help="Dataset ids to rewrite.",
-                                                     show_default=False)],
+                                                     show_default=False,
+                                                     autocompletion=complete_datasets)],
     root: DataRootOption = None,
     node: NodeRootOption = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
@@ -358,7 +361,8 @@ def relayout_cmd(
 
 @data_app.command("pull")
 def pull_cmd(
-    node: Annotated[str, typer.Argument(help="The producer node to pull from.")],
+    node: Annotated[str, typer.Argument(help="The producer node to pull from.",
+                                               autocompletion=complete_nodes)],
     ids: Annotated[list[str] | None, typer.Argument(
         metavar="[ID]...", help="Dataset ids (default: every dataset the node holds).")] = None,
     root: RootOption = Path("."),
@@ -374,6 +378,8 @@ def pull_cmd(
 
     Example: [bold]sfarm data pull miner-1 candles/binance/BTC-USDT/1h --root ./lab[/]
     """
+    from rich.progress import Progress  # a pull's bar: not at every CLI start
+
     from sfarm.farm import Farm
 
     with Progress(transient=True, console=err, disable=json) as progress:

@@ -20,6 +20,7 @@ from typer._click.exceptions import ClickException  # typer's own click, vendore
 from typer.core import TyperGroup
 
 from sfarm.cli.console import err
+from sfarm.cli.help_render import load_rich_utils
 from sfarm.errors import SfarmError
 from sfarm.inventory.problems import InventoryError, Problem
 from sfarm.inventory.source import format_key_path
@@ -97,9 +98,7 @@ def report_error(error: SfarmError) -> None:
 
 def report_usage(error: ClickException) -> None:
     """A usage error of typer/click, in typer's own rendering (the usage line and a box)."""
-    from typer import rich_utils
-
-    rich_utils.rich_format_error(error)
+    load_rich_utils().rich_format_error(error)
 
 
 def usage_document(error: ClickException) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from typer.core import TyperGroup, TyperOption
 
 from sfarm.errors import Interrupted
@@ -35,6 +34,8 @@ def quote_refused_value(message: str, cause: BaseException | None) -> str:
     """`message (got VALUE)` when `cause` is the pydantic error of a value the message does
     not quote yet, in the inventory's words (`expected ...`); else `message` unchanged (click's
     own messages already quote it)."""
+    from pydantic import ValidationError  # on this error path only: pydantic is loaded then
+
     if not isinstance(cause, ValidationError):
         return message
     message = message.replace("Input should be", "expected")  # the inventory's words

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-from rich.tree import Tree
 
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.failure import validation_document
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.errors import RunError, SfarmError
-from sfarm.inventory import load_inventory
-from sfarm.plan import Plan, TaskRef, plan_network
-from sfarm.scaffold import scaffold_farm
+
+if TYPE_CHECKING:
+    from sfarm.plan import Plan
 
 
 def validate(inventory: InventoryOption = None, json: JsonOption = False) -> None:
@@ -26,6 +25,9 @@ def validate(inventory: InventoryOption = None, json: JsonOption = False) -> Non
 
     Example: [bold]sfarm validate -i inventory/farm.toml[/]
     """
+    from sfarm.inventory import load_inventory  # the models: when a command reads one
+    from sfarm.plan import plan_network
+
     try:
         loaded = load_inventory(inventory)
         plans = [plan_network(loaded, network) for network in loaded.networks]
@@ -58,6 +60,9 @@ def plan(inventory: InventoryOption = None, network: NetworkOption = None,
 
     Example: [bold]sfarm plan -i inventory/farm.toml -n prod --json[/]
     """
+    from sfarm.inventory import load_inventory
+    from sfarm.plan import plan_network
+
     loaded = load_inventory(inventory)
     result = plan_network(loaded, loaded.select_network(network))
     if json:
@@ -77,6 +82,10 @@ def _grouped(ids: list[str]) -> list[str]:
 
 
 def render_plan(result: Plan) -> None:
+    from rich.tree import Tree
+
+    from sfarm.plan import TaskRef
+
     tree = Tree(f"[bold]network {result.network}[/]")
     for node in result.nodes:
         branch = tree.add(f"[cyan]{node.name}[/] [dim]{node.host}[/]")
@@ -124,6 +133,8 @@ def init(
 
     Example: [bold]sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan[/]
     """
+    from sfarm.scaffold import scaffold_farm
+
     try:
         written = scaffold_farm(directory, force=force)
     except OSError as error:  # a file in the way, a directory it cannot write

@@ -12,7 +12,6 @@ from typer._click.utils import PacifyFlushWrapper
 
 from sfarm import __version__
 from sfarm.cli.console import documents_printed, err, print_json
-from sfarm.cli.crash import crash_line, write_crash_log
 from sfarm.cli.failure import (
     command_path,
     error_document,
@@ -24,6 +23,7 @@ from sfarm.cli.failure import (
     wants_json,
 )
 from sfarm.cli.group import QuotingGroup
+from sfarm.cli.help_render import load_rich_utils
 from sfarm.errors import Interrupted, SfarmError
 
 app = typer.Typer(
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     (130), anything else a crash log and one line saying where it is (1); with --json, stdout
     holds one JSON document whatever happened (sfarm.cli.failure)."""
     arguments = sys.argv[1:] if argv is None else list(argv)
+    load_rich_utils()  # typer's help and usage rendering, before typer imports it slowly
     as_json = wants_json(arguments)
     documents = documents_printed()
     document: dict[str, Any] | None = None
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _crashed(error: Exception, arguments: list[str]) -> dict[str, Any]:
+    from sfarm.cli.crash import crash_line, write_crash_log  # tempfile etc.: on a crash only
+
     log = write_crash_log(error, arguments)
     line = crash_line(error, command_path(typer.main.get_command(app), arguments), log)
     report_plain(line)

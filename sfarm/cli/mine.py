@@ -9,7 +9,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -31,12 +30,12 @@ from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, checke
 from sfarm.data import format_ts
 from sfarm.errors import RunError, UsageError
 from sfarm.markets import check_market
-from sfarm.tasks import Exchange
 from sfarm.timeframes import check_timeframe, timeframe_ms
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:  # the miner (ccxt's async half, aiohttp) loads only when `mine` runs
     from sfarm.mining import MineProgress, MineResult, MinerSettings
+    from sfarm.tasks import Exchange
 
 
 class _RateColumn(ProgressColumn):
@@ -96,6 +95,10 @@ def check_range(since_ms: int, until_ms: int | None, now_ms: int) -> None:
 
 
 def _exchange(ccxt_id: str, url: str | None) -> Exchange:
+    from pydantic import ValidationError  # the task models: when mining, not at every start
+
+    from sfarm.tasks import Exchange
+
     try:
         return Exchange(ccxt=ccxt_id, url=url)
     except ValidationError as error:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from sfarm.cli.completion import complete_nodes
 from sfarm.errors import UsageError
 
 DataRootOption = Annotated[
@@ -19,7 +20,8 @@ DataRootOption = Annotated[
 NodeRootOption = Annotated[
     str | None,
     typer.Option("--node", help="Work on this node's root, found from the inventory (-i, -n) "
-                                "as every farm command finds it; a node on this machine."),
+                                "as every farm command finds it; a node on this machine.",
+                 autocompletion=complete_nodes),
 ]
 
 

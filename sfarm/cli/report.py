@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
+from sfarm.cli.completion import complete_tasks
 from sfarm.cli.console import out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.errors import RunError
-from sfarm.runtime.protocol import SessionView
+
+if TYPE_CHECKING:
+    from sfarm.runtime.protocol import SessionView
 
 CHART_POINTS = 200  # the terminal chart's points: about one per column
 JSON_POINTS = 2000  # the equity curve in --json, as backtest --json gives it
@@ -21,7 +24,8 @@ TradesOption = Annotated[int, typer.Option(
 
 
 def report(
-    task: Annotated[str, typer.Argument(help="A trade task (paper, live or backtest).")],
+    task: Annotated[str, typer.Argument(help="A trade task (paper, live or backtest).",
+                                               autocompletion=complete_tasks)],
     inventory: InventoryOption = None, network: NetworkOption = None,
     trades: TradesOption = 20, json: JsonOption = False,
 ) -> None:

@@ -9,18 +9,17 @@ import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sfarm.cli.console import err
 from sfarm.errors import RunError, UsageError
-from sfarm.runtime.parent import die_with_parent
-from sfarm.sim import AccountConfig, Emulator, EmulatorConfig, parse_faults
-from sfarm.sim.accounts import AccountKeys, read_account
-from sfarm.sim.candles import ORIGIN_MS
-from sfarm.sim.server import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
+from sfarm.sim.defaults import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
 from sfarm.timepoints import BadTimePoint, parse_time_point
+
+if TYPE_CHECKING:
+    from sfarm.sim.accounts import AccountKeys
 
 DEFAULT_PORT = 8900
 
@@ -61,6 +60,8 @@ def _balances(items: list[str]) -> dict[str, Decimal]:
 
 
 def _start_ms(value: str) -> int:
+    from sfarm.sim.candles import ORIGIN_MS  # the emulator (numpy): when serving only
+
     try:
         start = parse_time_point(value).resolve()
     except BadTimePoint as error:
@@ -73,6 +74,8 @@ def _start_ms(value: str) -> int:
 def _account(account_file: Path | None, api_key: str) -> AccountKeys:
     """The one account served: the file's, else --api-key with $SFARM_SIM_SECRET (the secret
     comes from a file or the environment only, so it never shows in `ps`)."""
+    from sfarm.sim.accounts import AccountKeys, read_account  # secrets, hashlib: when serving
+
     if account_file is not None:
         return read_account(account_file)
     return AccountKeys(api_key, os.environ.get("SFARM_SIM_SECRET") or DEFAULT_SECRET)
@@ -110,6 +113,10 @@ def serve(
         help="Starting balance ASSET=AMOUNT (repeatable). Default: USDT=100000 BTC=1 ETH=10.")]
     = None,
 ) -> None:
+    # The emulator (numpy) and the process helpers load when serving, not at every CLI start.
+    from sfarm.runtime.parent import die_with_parent
+    from sfarm.sim import AccountConfig, Emulator, EmulatorConfig, parse_faults
+
     if os.environ.get("SUPERVISOR_ENABLED"):  # a node's service: never outlive supervisord
         die_with_parent()
     keys = _account(account_file, api_key)

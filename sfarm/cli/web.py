@@ -80,7 +80,7 @@ def web(
     # The server (aiohttp, textual-serve) and the inventory load for this command only: every
     # other command's start-up would pay for them.
     from sfarm.inventory import load_inventory
-    from sfarm.inventory.origin import find_node_root
+    from sfarm.inventory.locate import find_node_root
     from sfarm.tui.web import DashboardServer
     from sfarm.tui.web_secrets import secrets_dir
 

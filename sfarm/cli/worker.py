@@ -9,12 +9,8 @@ from typing import Annotated
 import typer
 
 from sfarm.errors import UsageError
-from sfarm.inventory import load_inventory
-from sfarm.inventory.problems import did_you_mean
-from sfarm.runtime.engines import engine_for
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.parent import die_with_parent
-from sfarm.runtime.worker import configure_logging, run_worker, task_context
 
 worker_app = typer.Typer(help="The headless worker processes (run by supervisord).",
                          no_args_is_help=True)
@@ -29,6 +25,13 @@ def run(
 
     Example: [bold]sfarm worker run --root ~/sfarm/prod/miner-1 --task mine-binance[/]
     """
+    # The inventory and the worker (pydantic models, the engines) load to run a task, not at
+    # every CLI start.
+    from sfarm.inventory import load_inventory
+    from sfarm.inventory.problems import did_you_mean
+    from sfarm.runtime.engines import engine_for
+    from sfarm.runtime.worker import configure_logging, run_worker, task_context
+
     node_root = NodeRoot(root.expanduser().resolve())
     inventory = load_inventory(node_root.inventory)
     if task not in inventory.model.tasks:
@@ -53,6 +56,7 @@ def resolver(
 
     from sfarm.resolver.routes import load_routes
     from sfarm.resolver.service import run_resolver
+    from sfarm.runtime.worker import configure_logging
 
     node_root = NodeRoot(root.expanduser().resolve())
     routes = load_routes(node_root.path)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sfarm.errors import UsageError
 from sfarm.farm.flow import FlowEdge, data_flow
@@ -32,7 +32,6 @@ from sfarm.remote.controller import (
     describe_failure,
 )
 from sfarm.remote.deploy import address_spec
-from sfarm.remote.pull import PullResult, pull
 from sfarm.runtime.protocol import (
     Action,
     DatasetSummary,
@@ -41,6 +40,9 @@ from sfarm.runtime.protocol import (
     SessionView,
 )
 from sfarm.status import NetworkStatus
+
+if TYPE_CHECKING:
+    from sfarm.remote.pull import PullResult
 
 PullProgress = Callable[[str, int, int], None]  # dataset id, its index, how many in all
 
@@ -339,6 +341,8 @@ class Farm:
              progress: PullProgress | None = None) -> list[PullResult]:
         """Pull datasets of `node` (every dataset it produces when `ids` is empty) into
         `local_root/mirror/<node>/`, incrementally (sfarm.remote.pull)."""
+        from sfarm.remote.pull import pull  # rsync and the store (polars): not for status
+
         agent = self.controller.agent(self.node(node))
         try:
             wanted = list(ids) or [summary.id for summary in agent.datasets()]

@@ -4,11 +4,14 @@ dashboard show for it. Pure: the status comes in, the clock is an argument."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sfarm.data.ids import BadDatasetId, parse_dataset_id
 from sfarm.data.layout import format_ts
-from sfarm.status import DatasetStatus, NetworkStatus, ServiceStatus, TaskStatus
-from sfarm.status.services import RESTARTS_BEFORE_GIVING_UP
 from sfarm.timeframes import candle_open, timeframe_ms
+
+if TYPE_CHECKING:  # the models (pydantic) are the caller's: `sfarm --help` loads none
+    from sfarm.status import DatasetStatus, NetworkStatus, ServiceStatus, TaskStatus
 
 # States whose heartbeat values (age, lag, equity, what it waits for) describe the present.
 LIVE_STATES = frozenset({"running", "starting", "stale", "halted"})
@@ -61,6 +64,8 @@ def services_that_cannot_start(status: NetworkStatus, since: NetworkStatus | Non
     then (a cause removed meanwhile, a port freed, shows at supervisord's next retry: only a
     retry that failed again says it is still there). Waiting longer for the farm to come up
     is pointless until someone removes the cause (its last error)."""
+    from sfarm.status.services import RESTARTS_BEFORE_GIVING_UP
+
     before = {} if since is None else {
         (node.name, service.name): service.restarts
         for node in since.nodes for service in node.services}

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import talib
 from polars.exceptions import ColumnNotFoundError, DuplicateError, PanicException, PolarsError
 
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
+from sfarm.indicators.ta import talib
 
 _FLOAT64 = np.dtype(np.float64)
 _INT64 = np.dtype(np.int64)

@@ -3,15 +3,19 @@ TA-Lib computes it. Plain data; the table of indicators is in `registry.py`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only for the type: parsing specs (every inventory load) needs none
+    import numpy as np
 
 Number = int | float
 # A batch engine: the input arrays (float64, contiguous, one per declared input, in order) and
 # the typed parameters -> one float64 array per declared output, each as long as the inputs.
-BatchFn = Callable[[tuple[np.ndarray, ...], tuple[Number, ...]], tuple[np.ndarray, ...]]
+BatchFn = Callable[[tuple["np.ndarray", ...], tuple[Number, ...]], tuple["np.ndarray", ...]]
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,12 @@ class IndicatorDef:
 
 def format_number(value: Number) -> str:
     """Shortest plain decimal: 2.0 -> '2', 0.02 -> '0.02', 1e-05 -> '0.00001' (never exponent)."""
-    if isinstance(value, int):
+    if isinstance(value, int) or not math.isfinite(value):
         return str(value)
-    return str(np.format_float_positional(value, trim="-"))
+    # repr is the shortest decimal that reads back as the same float; Decimal spells it out
+    # without an exponent. Same text as numpy's format_float_positional(value, trim="-").
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def key_fragment(value: Number) -> str:

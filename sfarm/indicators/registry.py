@@ -7,8 +7,12 @@ arithmetic is TA-Lib's in every case.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sfarm.indicators.definitions import IndicatorDef, Number, Param
-from sfarm.indicators.vwap import session_vwap
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_PERIOD = 100_000  # TA-Lib's own upper bound for every period
 CLOSE = ("close",)
@@ -38,6 +42,13 @@ def _sar_check(params: tuple[Number, ...]) -> str | None:
     if acceleration > maximum:
         return f"acceleration ({acceleration}) must not exceed maximum ({maximum})"
     return None
+
+
+def _session_vwap(arrays: tuple[np.ndarray, ...], _params: tuple[Number, ...]
+                  ) -> tuple[np.ndarray, ...]:
+    from sfarm.indicators.vwap import session_vwap  # numpy: when computing, not for the table
+
+    return (session_vwap(*arrays),)
 
 
 _DEFS: tuple[IndicatorDef, ...] = (
@@ -110,7 +121,7 @@ _DEFS: tuple[IndicatorDef, ...] = (
     IndicatorDef(
         name="vwap", title="Session VWAP: resets at 00:00 UTC; NaN until the session has volume",
         inputs=("ts", "high", "low", "close", "volume"), params=(),
-        batch=lambda arrays, _params: (session_vwap(*arrays),), lookback=lambda _params: 0),
+        batch=_session_vwap, lookback=lambda _params: 0),
 )
 
 REGISTRY: dict[str, IndicatorDef] = {d.name: d for d in _DEFS}

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import talib
 
 from sfarm.indicators import directional as dm
 from sfarm.indicators import recurrences as rec
+from sfarm.indicators.ta import talib
 
 Arrays = dict[str, np.ndarray]
 Outputs = tuple[np.ndarray, ...]

@@ -82,6 +82,8 @@ class IndicatorSpec:
 def _talib_lookback(talib_name: str, kwargs: tuple[tuple[str, Number], ...]) -> int:
     from talib import abstract  # imported here: abstract builds its function table on import
 
+    from sfarm.indicators.ta import talib  # noqa: F401  # without pandas, before abstract
+
     # talib's abstract.pyi declares the indicator functions but not the Function class.
     function = abstract.Function(talib_name)  # type: ignore[attr-defined]
     function.set_parameters(**dict(kwargs))

@@ -8,7 +8,6 @@ is raised at once as an InventoryError (exit status 2) with file, line and key p
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import tomllib
@@ -22,8 +21,9 @@ from pydantic import ValidationError
 from sfarm.errors import UsageError
 from sfarm.exchanges.ids import exchange_ids
 from sfarm.inventory.checks import Declared, check_inventory
+from sfarm.inventory.locate import INVENTORY_FILE, find_inventory
 from sfarm.inventory.model import Inventory
-from sfarm.inventory.origin import INVENTORY_FILE, NodeOrigin, find_node_root, read_origin
+from sfarm.inventory.origin import NodeOrigin, read_origin
 from sfarm.inventory.partial import valid_part
 from sfarm.inventory.problems import InventoryError, Problem, did_you_mean, known_names
 from sfarm.inventory.source import SourceIndex
@@ -31,7 +31,6 @@ from sfarm.inventory.validation import problems_from_validation
 from sfarm.plan import plan_network
 from sfarm.tasks import TradeTask
 
-DEFAULT_INVENTORY = Path("sfarm.toml")
 SECRETS_FILE = "secrets.toml"
 
 
@@ -125,24 +124,6 @@ class LoadedInventory:
         return (self.path.parent / task.strategy).resolve()
 
 
-def find_inventory(path: Path | None) -> Path:
-    """The inventory a command uses: -i PATH, else $SFARM_INVENTORY, else ./sfarm.toml, else
-    the inventory.toml of the node root the command runs in (sfarm.inventory.origin)."""
-    chosen = path or (Path(os.environ["SFARM_INVENTORY"]) if os.environ.get("SFARM_INVENTORY")
-                      else DEFAULT_INVENTORY)
-    if path is None and chosen == DEFAULT_INVENTORY and not chosen.exists():
-        root = find_node_root()
-        if root is not None:
-            return root / INVENTORY_FILE
-    if not chosen.is_file():
-        raise UsageError(
-            f"no inventory at {chosen}" if chosen.exists() is False else f"{chosen} is not a file",
-            hint="pass -i PATH, set SFARM_INVENTORY, run it in a deployed node's root, or "
-                 "create one with `sfarm init DIR`",
-        )
-    return chosen
-
-
 StrategyReader = Callable[[Path], tuple[str, ...]]
 
 
@@ -153,6 +134,20 @@ def read_strategy_indicators(path: Path) -> tuple[str, ...]:
 
     # all_indicators: a class strategy (class = "module:Class") declares its own as well
     return tuple(load_strategy(path).all_indicators())
+
+
+def read_declared_indicators(path: Path) -> tuple[str, ...]:
+    """The indicators a strategy file declares, read with tomllib and not checked: for commands
+    that only look at a farm (status), which need its plan but not polars, which checking a
+    strategy's conditions loads. The same list as `read_strategy_indicators` of a valid file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
+        raise UsageError(f"cannot read strategy file {path}: {error}", file=path) from None
+    strategy = document.get("strategy")
+    indicators = strategy.get("indicators", []) if isinstance(strategy, dict) else []
+    return tuple(spec for spec in indicators if isinstance(spec, str)) \
+        if isinstance(indicators, list) else ()
 
 
 def load_inventory(path: Path | None = None,

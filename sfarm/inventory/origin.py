@@ -10,15 +10,15 @@ current directory or one of its parents, else the root whose venv runs this sfar
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sfarm.errors import UsageError
+from sfarm.inventory.locate import INVENTORY_FILE, NODE_FILE, find_node_root, is_node_root
 
-NODE_FILE = "node.json"
-INVENTORY_FILE = "inventory.toml"
+__all__ = ["INVENTORY_FILE", "NODE_FILE", "NodeOrigin", "find_node_root", "is_node_root",
+           "read_origin"]
 
 
 class NodeOrigin(BaseModel):
@@ -51,21 +51,3 @@ def read_origin(root: Path) -> NodeOrigin | None:
         raise UsageError(f"{path} is damaged: it does not say which node this root is",
                          hint="run `sfarm deploy` from a machine that holds the inventory "
                               "to write it again") from None
-
-
-def is_node_root(directory: Path) -> bool:
-    return (directory / NODE_FILE).is_file() and (directory / INVENTORY_FILE).is_file()
-
-
-def find_node_root(cwd: Path | None = None, prefix: Path | None = None) -> Path | None:
-    """The node root a command runs in: `cwd` (the current directory) or the nearest of its
-    parents that is one, else the parent of the venv at `prefix` (this interpreter's) when that
-    is one; None when neither is."""
-    here = (cwd or Path.cwd()).absolute()
-    for directory in (here, *here.parents):
-        if is_node_root(directory):
-            return directory
-    venv = Path(prefix or sys.prefix).absolute()
-    if venv.name == "venv" and is_node_root(venv.parent):
-        return venv.parent
-    return None

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sfarm.sim.api import BinanceSpotApi
 from sfarm.sim.candles import DEFAULT_START_MS, CandleSource
+from sfarm.sim.defaults import DEFAULT_API_KEY, DEFAULT_BALANCES, DEFAULT_SECRET
 from sfarm.sim.faults import FaultDice, FaultPlan
 from sfarm.sim.ledger import AccountConfig, Ledger
 from sfarm.sim.protocol import Reply, Request
@@ -30,9 +31,6 @@ from sfarm.sim.trading import TradingApi
 
 log = logging.getLogger("sfarm.sim")
 
-DEFAULT_API_KEY = "sfarm-sim-key"
-DEFAULT_SECRET = "sfarm-sim-secret"
-DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
 # Binance's own requests are a few KiB at most: a larger body is refused before it is read.
 MAX_BODY_BYTES = 64 * 1024
 

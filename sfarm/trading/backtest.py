@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from sfarm import DEFAULT_CASH
 from sfarm.data.ids import candles_id, indicator_id, session_id
 from sfarm.errors import UsageError
-from sfarm.tasks import DEFAULT_CASH
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.curve import downsample
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run

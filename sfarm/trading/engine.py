@@ -218,7 +218,7 @@ def run(candles: Candles | Sequence[Candles], params: EngineParams,
     rows, offset = [], 0
     for part in parts:
         stop = offset + len(part)
-        trade_rows, count = simulate(
+        trade_rows, count = simulate.for_size(n)(
             part.ts, part.open, part.high, part.low, part.close, part.entry_long,
             part.exit_long, part.entry_short, part.exit_short, params_array, state_array,
             equity[offset:stop], position[offset:stop])

@@ -14,11 +14,11 @@ over the whole frame costs ~10x more).
 from __future__ import annotations
 
 import difflib
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 from sfarm.trading.condition_grammar import LANGUAGE, ConditionSyntaxError, canonical_condition
@@ -176,9 +176,10 @@ def _dtypes(expressions: Mapping[str, SignalExpression],
 
 
 def _probe_frame(available: set[str], *, rows: int, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pl.DataFrame({name: (np.arange(rows, dtype=np.int64) * 60_000 if name == "ts"
-                                else rng.uniform(0, 100, rows))
+    # Python's random, not numpy's: checking a strategy (every inventory load) needs no numpy.
+    rng = random.Random(seed)
+    return pl.DataFrame({name: (pl.int_range(0, rows * 60_000, 60_000, eager=True)
+                                if name == "ts" else [rng.uniform(0, 100) for _ in range(rows)])
                          for name in sorted(available, key=_column_order)})
 
 

@@ -15,7 +15,8 @@ trading applies them to each price it polls (`sfarm.trading.stops`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from sfarm.trading.jit import jit
 
 # Layout of the state vector (EngineState fields, in this order).
 STATE_FIELDS = ("cash", "position", "entry_price", "entry_ts", "entry_bar", "entry_fee",
@@ -27,7 +28,7 @@ REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop")
 SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP = 0, 1, 2, 3
 
 
-@njit(cache=True, inline="always")
+@jit(cache=True, inline="always")
 def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, size, entry_fee,
             exit_fee, reason, entry_bar, exit_bar):
     if count == trades.shape[0]:
@@ -49,7 +50,7 @@ def _record(trades, count, side, entry_ts, exit_ts, entry_price, exit_price, siz
     return trades, count + 1
 
 
-@njit(cache=True, inline="always")
+@jit(cache=True, inline="always")
 def exit_levels(side, entry_price, extreme, sl, tp, trail):
     """(stop, its reason, target) of a position of `side` (+1 long, -1 short); a level that is
     off is infinitely far. Prices are compared as side * price (a sign change is exact), so one
@@ -67,7 +68,7 @@ def exit_levels(side, entry_price, extreme, sl, tp, trail):
     return stop, stop_reason, target
 
 
-@njit(cache=True, inline="always")
+@jit(cache=True, inline="always")
 def protective_exit(side, o, adverse, favorable, stop, stop_reason, target):
     """(price, reason) at which a position leaves inside a candle by its stop or target;
     (NaN, SIGNAL) when it stays. The adverse extreme is a long's low and a short's high."""
@@ -82,7 +83,7 @@ def protective_exit(side, o, adverse, favorable, stop, stop_reason, target):
     return np.nan, SIGNAL
 
 
-@njit(cache=True)
+@jit(cache=True)
 def simulate(ts, open_, high, low, close, entry_long, exit_long, entry_short, exit_short,
              params, state, equity_out, position_out):
     """Run the candles; update `state` in place, fill the outputs, return (trade rows, count)."""

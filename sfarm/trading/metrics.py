@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
-from numba import njit
+
+from sfarm.trading.jit import jit
 
 YEAR_MS = 365.25 * 24 * 3_600_000
 
@@ -63,8 +64,7 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
     bars = len(equity)
     final = float(equity[-1]) if bars else float(initial_equity)
     per_year = YEAR_MS / timeframe_ms
-    count, mean, m2, downside, drawdown = equity_stats(np.ascontiguousarray(equity, np.float64),
-                                                       float(initial_equity))
+    count, mean, m2, downside, drawdown = _equity_stats(equity, initial_equity)
     if first_ts is not None and last_ts is not None:
         years = (last_ts - first_ts + timeframe_ms) / YEAR_MS
     else:
@@ -95,7 +95,7 @@ def compute_metrics(equity: np.ndarray, position: np.ndarray, trades: pl.DataFra
     )
 
 
-@njit(cache=True, error_model="numpy")  # x / 0 gives inf or NaN, as in numpy, not an error
+@jit(cache=True, error_model="numpy")  # x / 0 gives inf or NaN, as in numpy, not an error
 def equity_stats(equity: np.ndarray, initial: float) -> tuple[int, float, float, float, float]:
     """Number of finite per-candle returns, their mean, sum of squared deviations from the mean,
     sum of squared negative returns, and the max drawdown, in one pass. A return after an
@@ -153,4 +153,13 @@ def _sortino(count: int, mean: float, downside: float, per_year: float) -> float
 
 def max_drawdown(equity: np.ndarray, initial_equity: float) -> float:
     """Largest fall from a running peak (the initial equity included), as a fraction."""
-    return equity_stats(np.ascontiguousarray(equity, np.float64), float(initial_equity))[4]
+    return _equity_stats(equity, initial_equity)[4]
+
+
+def _equity_stats(equity: np.ndarray, initial_equity: float
+                  ) -> tuple[int, float, float, float, float]:
+    values = np.ascontiguousarray(equity, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the source divides as numba does
+        result: tuple[int, float, float, float, float] = equity_stats.for_size(len(values))(
+            values, float(initial_equity))
+    return result

@@ -1,0 +1,96 @@
+"""Shell completion of the names commands take: nodes and tasks from the inventory, datasets
+from a node root. typer calls these while it completes a word (`sfarm --install-completion`).
+
+They answer from the files alone, fast: the inventory is found as every command finds it
+(-i, $SFARM_INVENTORY, ./sfarm.toml, the node root; sfarm.inventory.locate) and read with
+tomllib, not validated (no models, no strategy files, no plan); datasets are the directories
+of the root that hold a manifest, as `sfarm data ls` lists them. A completer never fails: an
+inventory it cannot find or read completes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sfarm.data.layout import DATA_DIR, MANIFEST_NAME, MIRROR_DIR
+from sfarm.errors import SfarmError
+from sfarm.inventory.locate import find_inventory
+
+
+def _given(ctx: typer.Context, name: str) -> Any:
+    """The value of parameter `name` given so far, on this command or a group above it."""
+    context: typer.Context | None = ctx
+    while context is not None:
+        value = context.params.get(name)
+        if value is not None:
+            return value
+        context = context.parent  # type: ignore[assignment]
+    return None
+
+
+def _inventory(ctx: typer.Context) -> dict[str, Any]:
+    try:
+        path = find_inventory(_given(ctx, "inventory"))
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except (OSError, SfarmError, tomllib.TOMLDecodeError, RecursionError):
+        return {}
+
+
+def _table(document: dict[str, Any], key: str) -> dict[str, Any]:
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _matching(names: Iterable[str], incomplete: str) -> list[str]:
+    return sorted({name for name in names if name.startswith(incomplete)})
+
+
+def node_names(document: dict[str, Any], network: str | None) -> list[str]:
+    """The nodes of `network` (of every network when None) in an inventory's TOML."""
+    networks = _table(document, "networks")
+    chosen = [networks.get(network)] if network is not None else list(networks.values())
+    return [name for table in chosen if isinstance(table, dict)
+            for name in _table(table, "nodes")]
+
+
+def complete_nodes(ctx: typer.Context, incomplete: str) -> list[str]:
+    return _matching(node_names(_inventory(ctx), _given(ctx, "network")), incomplete)
+
+
+def complete_tasks(ctx: typer.Context, incomplete: str) -> list[str]:
+    return _matching(list(_table(_inventory(ctx), "tasks")), incomplete)
+
+
+def dataset_ids(root: Path) -> Iterator[str]:
+    """The ids of the datasets under `root`: its own (data/) and its mirrors' (mirror/NODE/)."""
+    bases = [root / DATA_DIR]
+    mirror = root / MIRROR_DIR
+    if mirror.is_dir():
+        bases += sorted(entry for entry in mirror.iterdir() if entry.is_dir())
+    for base in bases:
+        for directory, subdirs, files in os.walk(base):
+            if MANIFEST_NAME in files:
+                subdirs.clear()  # a dataset's directory holds partitions, not datasets
+                yield Path(directory).relative_to(base).as_posix()
+
+
+def complete_datasets(ctx: typer.Context, incomplete: str) -> list[str]:
+    root = _given(ctx, "root")
+    node = _given(ctx, "node")
+    if root is None and node is not None:
+        # --node names a root through the whole inventory (its base_dir and defaults): the
+        # one slow completion, and still the same root the command will read.
+        from sfarm.cli.node_root import node_root
+
+        try:
+            root = node_root(None, node, _given(ctx, "inventory"), _given(ctx, "network"))
+        except SfarmError:
+            return []
+    return _matching(dataset_ids(Path(root or ".")), incomplete)

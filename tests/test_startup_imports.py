@@ -1,0 +1,133 @@
+"""What a command loads before its first result (issue 18, item 1): `sfarm --help` and every
+command's help load no data, model or exchange library, and parsing an indicator spec (what
+every inventory load does) loads no numpy. Each check runs in a fresh interpreter, so nothing
+another test imported hides a regression; they check what is imported, not how long it takes
+(tests/benchmarks/test_startup.py times it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.cli import sfarm_env
+from tests.fixtures.processes import PROJECT
+
+# Each costs from a tenth of a second (pydantic) to over a second (numba, pandas) to import.
+HEAVY = ("numpy", "polars", "pandas", "pyarrow", "numba", "talib", "ccxt", "pydantic",
+         "textual", "paramiko", "fabric", "aiohttp", "supervisor")
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The HEAVY top-level packages in sys.modules after running `code` in a new interpreter."""
+    probe = textwrap.dedent(code) + textwrap.dedent(f"""
+        import json, sys
+        heavy = {HEAVY!r}
+        print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & set(heavy))))
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=PROJECT, env=sfarm_env(), timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _help_of(argv: list[str]) -> str:
+    return f"""
+        import contextlib, io
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()) as shown:
+            try:
+                main({argv!r})
+            except SystemExit as exit_:
+                assert exit_.code in (0, 2, None), exit_.code  # no arguments: help, status 2
+        assert "Usage" in shown.getvalue(), shown.getvalue()
+    """
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"],
+    [],  # no arguments: the help
+    ["status", "--help"],
+    ["validate", "--help"],
+    ["backtest", "--help"],
+    ["data", "show", "--help"],
+    ["sim", "serve", "--help"],
+    ["worker", "run", "--help"],
+    ["mine", "--help"],
+])
+def test_help_loads_no_heavy_library(argv: list[str]) -> None:
+    loaded = _loaded_after(_help_of(argv))
+    if argv[1:]:
+        # typer itself loads pydantic (typer._adapters) to coerce the values of a command it
+        # parses: a subcommand's help pays that, `sfarm --help` does not.
+        loaded = [name for name in loaded if name != "pydantic"]
+    assert loaded == []
+
+
+def test_the_command_line_module_loads_no_heavy_library() -> None:
+    # What every command pays before typer parses its arguments.
+    assert _loaded_after("import sfarm.cli.main") == []
+
+
+def test_parsing_indicator_specs_loads_no_numpy() -> None:
+    # Every inventory load parses the indicators tasks' specs; numpy is for computing them.
+    loaded = _loaded_after("""
+        from sfarm.indicators import describe, parse_spec
+        assert parse_spec("bbands(20, 2.5)").key == "bbands_20_2p5"
+        assert parse_spec("sar").key == "sar_0p02_0p2"
+        describe()
+    """)
+    assert "numpy" not in loaded
+
+
+def test_inventory_package_and_emulator_package_load_lazily() -> None:
+    # Importing a light module of these packages runs their __init__: it must stay light.
+    assert _loaded_after("""
+        import sfarm.inventory.problems, sfarm.inventory.locate, sfarm.sim.defaults
+        import sfarm.inventory, sfarm.sim
+        assert callable(sfarm.inventory.find_inventory)
+    """) == []
+
+
+def test_status_loads_neither_polars_nor_numpy(tmp_path: Path) -> None:
+    # status reads the strategy files for their indicators only (checking them is validate's
+    # and deploy's), and the pull machinery (the store, polars) is not the status's.
+    shutil.copytree(PROJECT / "inventory" / "strategies", tmp_path / "strategies")
+    inventory = tmp_path / "sfarm.toml"
+    inventory.write_text((PROJECT / "inventory" / "local.toml").read_text())
+    loaded = _loaded_after(f"""
+        import contextlib, io
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()) as shown:
+            try:
+                main(["status", "-i", {str(inventory)!r}])
+            except SystemExit:
+                pass  # an undeployed node: not running, exit 1
+        assert "lab" in shown.getvalue(), shown.getvalue()
+    """)
+    assert not {"polars", "numpy", "pandas", "numba"} & set(loaded), loaded
+
+
+def test_help_renderer_stand_ins_give_the_real_classes() -> None:
+    # typer.rich_utils is imported without rich.markdown and rich.traceback; were typer to use
+    # them (markdown mode, pretty exceptions), it gets the real thing, and so does anyone who
+    # imports those modules afterwards.
+    assert _loaded_after("""
+        import sys
+        from sfarm.cli.help_render import load_rich_utils
+        rich_utils = load_rich_utils()
+        assert "rich.markdown" not in sys.modules and "rich.traceback" not in sys.modules
+        import rich.markdown, rich.traceback
+        assert type(rich_utils.Markdown("# title")) is rich.markdown.Markdown
+        try:
+            1 / 0
+        except ZeroDivisionError as error:
+            made = rich_utils.Traceback.from_exception(type(error), error, error.__traceback__)
+        assert type(made) is rich.traceback.Traceback
+        assert rich.markdown.Markdown.__module__ == "rich.markdown"
+    """) == []
