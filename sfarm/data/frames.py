@@ -123,7 +123,10 @@ def _conform(frame: pl.DataFrame, stored: dict[str, str], where: str) -> pl.Data
 
 
 def split_against(stored: pl.DataFrame, incoming: pl.DataFrame) -> Split:
-    """Incoming rows (unique ts) whose ts is not in `stored`, and what overlapped."""
+    """Incoming rows (unique ts) whose ts is not in `stored`, and what overlapped. Both are
+    sorted by ts."""
+    if follows(stored, incoming):  # the live edge: no join needed
+        return Split(new_rows=incoming)
     fresh = incoming.join(stored.select("ts"), on="ts", how="anti")
     if fresh.height == incoming.height:
         return Split(new_rows=fresh)
@@ -141,6 +144,20 @@ def split_against(stored: pl.DataFrame, incoming: pl.DataFrame) -> Split:
     ]
     return Split(new_rows=fresh, skipped=overlap.height - differing.height,
                  conflicts=differing.height, examples=examples)
+
+
+def follows(stored: pl.DataFrame, incoming: pl.DataFrame) -> bool:
+    """Every incoming row after the last stored one (both sorted by ts)."""
+    return not (stored.height and incoming.height) or incoming["ts"][0] > stored["ts"][-1]
+
+
+def merge_sorted(stored: pl.DataFrame, new_rows: pl.DataFrame) -> pl.DataFrame:
+    """The rows of both (sorted, no ts in both), sorted by ts; a plain concatenation when the
+    new rows follow the stored ones, as a live append's do."""
+    rows = pl.concat([stored, new_rows])
+    if follows(stored, new_rows):
+        return rows.with_columns(pl.col("ts").set_sorted())
+    return rows.sort("ts")
 
 
 def dedupe_batch(frame: pl.DataFrame) -> tuple[pl.DataFrame, Split]:
