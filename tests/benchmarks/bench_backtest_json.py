@@ -66,3 +66,54 @@ def test_bench_backtest_json(tmp_path: Path) -> None:
           f"{statistics.median(with_json):.2f} s ({out.stat().st_size / 1e6:.1f} MB): ratio "
           f"{ratio:.3f} (plain {', '.join(f'{x:.2f}' for x in plain)}; json "
           f"{', '.join(f'{x:.2f}' for x in with_json)}; load {os.getloadavg()[0]:.1f})")
+
+
+@pytest.mark.timeout(3600)
+def test_bench_backtest_json_in_process(tmp_path: Path) -> None:
+    """The same in one process, steadier on a loaded machine: the backtest and its report to a
+    null device (the command without --json) against the backtest and its document written to
+    a file by `print_json`, and by the standard library's encoder as before (the old cost)."""
+    from contextlib import redirect_stdout
+
+    from rich.console import Console
+
+    from sfarm.cli.backtest import render
+    from sfarm.cli.console import print_json
+    from sfarm.trading.backtest import BacktestResult, backtest
+
+    n = _rows()
+    append(tmp_path, DATASET, random_walk_frame(n))
+    strategy = strategy_file(tmp_path, stops=False)
+    out = tmp_path / "out.json"
+
+    def run() -> BacktestResult:
+        return backtest(tmp_path, strategy, exchange="bench", market="BTC/USDT",
+                        timeframe="1m", cash=CASH)
+
+    def report() -> None:
+        with open(os.devnull, "w") as sink:
+            render(run(), Console(file=sink))
+
+    def document() -> None:
+        with out.open("w") as sink, redirect_stdout(sink):
+            print_json(run().to_json())
+
+    def document_stdlib() -> None:
+        with out.open("w") as sink:
+            sink.write(json.dumps(run().to_json(), indent=2, default=str) + "\n")
+
+    run()  # numba's kernels loaded
+    times: dict[str, list[float]] = {"report": [], "json": [], "json (stdlib)": []}
+    for _ in range(_rounds()):
+        for name, work in (("report", report), ("json", document),
+                           ("json (stdlib)", document_stdlib)):
+            began = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - began)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"\nin process, {n:,} candles, medians of {_rounds()}: backtest + report "
+          f"{medians['report']:.3f} s; + --json document {medians['json']:.3f} s (ratio "
+          f"{medians['json'] / medians['report']:.3f}); with the standard library's encoder "
+          f"{medians['json (stdlib)']:.3f} s (ratio "
+          f"{medians['json (stdlib)'] / medians['report']:.3f}); load "
+          f"{os.getloadavg()[0]:.1f}")
