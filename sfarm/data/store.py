@@ -145,9 +145,9 @@ def append_many(root: Path | str, appends: Sequence[Append]) -> list[AppendResul
     Each dataset still commits alone: its own manifest renamed into place, so a reader, or a
     writer after a crash, sees each dataset as before or as after its append. What the group
     shares is the waiting for the disk: the files of all its datasets are made durable
-    together, in three rounds of concurrent fsyncs (partitions and index segments; their
-    directories; the manifests and their directories) whatever their number, where appends one
-    by one wait for five fsyncs in turn each. Locks are taken in dataset id order, so writers
+    together, in four rounds of concurrent fsyncs (partitions and index segments; their
+    directories; the manifests; their directories) whatever their number, where appends one by
+    one wait for five fsyncs in turn each. Locks are taken in dataset id order, so writers
     of overlapping groups never wait for each other in a circle. A dataset refused (a bad
     frame, damage) raises before any commit: the others' written files go to the next
     writer's sweep, as a killed writer's do.
