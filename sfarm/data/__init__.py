@@ -3,7 +3,8 @@
 What it offers, all on a node root (`data/<id>` its own datasets, `mirror/<node>/<id>` those
 pulled from a producer node):
 
-* `append` (rows and resume state in one atomic commit), `read`, `read_tail`, `scan`,
+* `append` (rows and resume state in one atomic commit), `append_many` (several datasets, each
+  its own commit, made durable together), `read`, `read_tail`, `scan`,
   `load_manifest`; `import_csv`; `relayout` (rewrite under the current partitioning rule).
 * `locate`: where the root holds a dataset (own data first, else the one mirror that has it, or
   the named producer's), from `_manifest.json` alone: cheap enough for every poll.
@@ -42,8 +43,10 @@ _EXPORTS = {
     "Manifest": "sfarm.data.manifest",
     "PartitionEntry": "sfarm.data.manifest",
     "SegmentEntry": "sfarm.data.manifest",
+    "Append": "sfarm.data.store",
     "AppendResult": "sfarm.data.store",
     "append": "sfarm.data.store",
+    "append_many": "sfarm.data.store",
     "load_manifest": "sfarm.data.reader",
     "read": "sfarm.data.reader",
     "read_tail": "sfarm.data.reader",
@@ -81,8 +84,10 @@ if TYPE_CHECKING:
     from sfarm.data.reader import load_manifest, read, read_tail, scan  # noqa: F401
     from sfarm.data.repair import RepairReport, repair  # noqa: F401
     from sfarm.data.store import (  # noqa: F401
+        Append,
         AppendResult,
         append,
+        append_many,
         relayout,
     )
     from sfarm.data.verification import VerifyReport, verify  # noqa: F401

@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from sfarm.data.ids import DatasetKind
-from sfarm.data.layout import Partitioning, Period, key_format, live_start, periods
+from sfarm.data.layout import Partitioning, key_bounds, partition_key
 from sfarm.errors import UsageError
 
 CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
@@ -122,7 +123,10 @@ def _conform(frame: pl.DataFrame, stored: dict[str, str], where: str) -> pl.Data
 
 
 def split_against(stored: pl.DataFrame, incoming: pl.DataFrame) -> Split:
-    """Incoming rows (unique ts) whose ts is not in `stored`, and what overlapped."""
+    """Incoming rows (unique ts) whose ts is not in `stored`, and what overlapped. Both are
+    sorted by ts."""
+    if follows(stored, incoming):  # the live edge: no join needed
+        return Split(new_rows=incoming)
     fresh = incoming.join(stored.select("ts"), on="ts", how="anti")
     if fresh.height == incoming.height:
         return Split(new_rows=fresh)
@@ -142,8 +146,26 @@ def split_against(stored: pl.DataFrame, incoming: pl.DataFrame) -> Split:
                  conflicts=differing.height, examples=examples)
 
 
+def follows(stored: pl.DataFrame, incoming: pl.DataFrame) -> bool:
+    """Every incoming row after the last stored one (both sorted by ts)."""
+    return not (stored.height and incoming.height) or incoming["ts"][0] > stored["ts"][-1]
+
+
+def merge_sorted(stored: pl.DataFrame, new_rows: pl.DataFrame) -> pl.DataFrame:
+    """The rows of both (sorted, no ts in both), sorted by ts; a plain concatenation when the
+    new rows follow the stored ones, as a live append's do."""
+    rows = pl.concat([stored, new_rows])
+    if follows(stored, new_rows):
+        return rows.with_columns(pl.col("ts").set_sorted())
+    return rows.sort("ts")
+
+
 def dedupe_batch(frame: pl.DataFrame) -> tuple[pl.DataFrame, Split]:
     """Sort by ts and keep the first row of each ts; later duplicates are skipped or conflicts."""
+    if strictly_increasing(frame["ts"]):
+        # The usual batch (a page of candles, a history of indicator rows): one pass over ts
+        # instead of a sort and a hash of every ts (7.8 s of a 1e7-row append).
+        return frame.with_columns(pl.col("ts").set_sorted()), Split(new_rows=frame.clear())
     frame = frame.sort("ts", maintain_order=True)
     first = frame["ts"].is_first_distinct()
     if first.all():
@@ -153,21 +175,25 @@ def dedupe_batch(frame: pl.DataFrame) -> tuple[pl.DataFrame, Split]:
     return unique, duplicates
 
 
+def strictly_increasing(ts: pl.Series) -> bool:
+    """Each ts greater than the one before (no nulls: `normalize` refuses them)."""
+    values = ts.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
+
+
 def split_by_partition(frame: pl.DataFrame, partitioning: Partitioning,
                        last_ts: int | None = None) -> dict[str, pl.DataFrame]:
-    """Rows grouped by partition key (`2024-01-05`, `2024-01`, `2024`), order kept, for a
-    dataset whose last row will be at `last_ts` (tiered rules split the live period finer)."""
-    moment = pl.from_epoch(pl.col("ts"), time_unit="ms")
-    closed, live = periods(partitioning)
-    start = live_start(partitioning, last_ts)
-    in_live = pl.lit(False) if start is None else pl.col("ts") >= start
-    # Truncating is twice as fast as formatting every row; keys are formatted once a group.
-    period_start = pl.when(in_live).then(moment.dt.truncate(_TRUNCATE[live])) \
-        .otherwise(moment.dt.truncate(_TRUNCATE[closed]))
-    groups = frame.with_columns(period_start.alias("__start"), in_live.alias("__live")) \
-        .partition_by("__start", "__live", as_dict=True, include_key=False, maintain_order=True)
-    return {period.strftime(key_format(live if is_live else closed)): rows
-            for (period, is_live), rows in groups.items()}
-
-
-_TRUNCATE: dict[Period, str] = {"day": "1d", "month": "1mo", "year": "1y"}
+    """Rows (sorted by ts, unique) grouped by partition key (`2024-01-05`, `2024-01`, `2024`),
+    for a dataset whose last row will be at `last_ts` (tiered rules split the live period
+    finer). Each group is a slice of `frame`, found by a binary search per partition: a
+    partition's rows are contiguous once sorted, so no key is computed per row."""
+    ts = frame["ts"].to_numpy()
+    groups: dict[str, pl.DataFrame] = {}
+    first = 0
+    while first < len(ts):
+        key = partition_key(int(ts[first]), partitioning, last_ts)
+        # A closed period ends at or before the live start (both fall on its boundaries).
+        stop = int(np.searchsorted(ts, key_bounds(key)[1], side="left"))
+        groups[key] = frame.slice(first, stop - first)
+        first = stop
+    return groups

@@ -26,16 +26,26 @@ import errno
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from sfarm.data.layout import LOCK_NAME, temp_prefix_for
 from sfarm.errors import RunError
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
+# Concurrent fsyncs of one file system share its journal commits: here 12 files fsynced at once
+# cost one fsync (7 ms), one after another twelve (50 ms). More threads add nothing on 2 cores.
+SYNC_THREADS = 8
+# Writes queued ahead of the disk at most: bounds the encoded bytes held in memory (a 1e7-row
+# first append encodes ~250 month files faster than they reach the disk).
+MAX_PENDING_WRITES = 32
+
+_T = TypeVar("_T")
 
 
 class StorageError(RunError):
@@ -132,6 +142,109 @@ def write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool = Tr
             temp.unlink()
         raise
     if sync_dir:
+        fsync_dir(directory)
+
+
+class DurableBatch:
+    """Files written together and made durable together: each `write_atomic` runs in a thread
+    pool, so the fsyncs of many files overlap (one journal commit for all) and overlap the
+    caller's work meanwhile (encoding the next partition); threads may queue into one batch.
+    `flush` returns once every file queued so far is in place and durable, and the directories
+    they went to are fsynced: what a commit that names them needs first. Use as a context
+    manager; leaving it waits for the work still running (an error leaves the files as a
+    killed writer would: in temp files or under names no manifest gives yet, for the next
+    writer's sweep).
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[Future[None]] = deque()
+        self._directories: dict[Path, str | None] = {}
+        self._others: list[Future[Any]] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if exc is None:
+            self.wait()
+            return
+        queued: list[Future[Any]] = [*self._pending, *self._others]
+        for future in queued:
+            future.cancel()
+        wait(queued)  # what already runs ends before the caller goes on (its error is lost)
+
+    def submit(self, work: Callable[..., _T], *args: object) -> Future[_T]:
+        """Run `work(*args)` in the pool (work that releases the GIL: hashing, I/O)."""
+        future = _pool().submit(work, *args)
+        self._others.append(future)
+        return future
+
+    def write(self, directory: Path, name: str, data: bytes, action: str | None = None) -> None:
+        """Queue `write_atomic(directory, name, data)`; with `action`, a refusal of the machine
+        raises (at `flush`) a StorageError naming `directory` and `action`."""
+        while len(self._pending) >= MAX_PENDING_WRITES:
+            self._wait_oldest()
+        self._directories.setdefault(directory, action)
+        self._pending.append(_pool().submit(_write_durably, directory, name, data, action))
+
+    def _wait_oldest(self) -> None:
+        try:  # threads of one batch (staging datasets at once) wait here together
+            oldest = self._pending.popleft()
+        except IndexError:
+            return
+        oldest.result()
+
+    def remove(self, path: Path) -> None:
+        """Queue `remove_quietly(path)` (an unlink waits for the journal as an fsync does)."""
+        self._pending.append(_pool().submit(remove_quietly, path))
+
+    def wait(self) -> None:
+        """Wait for what was queued (the first error raised)."""
+        while self._pending:
+            self._wait_oldest()
+        others, self._others = self._others, []
+        for future in others:
+            future.result()
+
+    def flush(self) -> None:
+        """`wait`, then fsync the directories written to, at once."""
+        self.wait()
+        directories, self._directories = self._directories, {}
+        synced = [_pool().submit(_sync_dir_durably, directory, action)
+                  for directory, action in directories.items()]
+        for future in synced:
+            future.result()
+
+
+_shared_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's pool of DurableBatch threads, started once: starting threads for each
+    batch cost 3 ms a thread on a loaded machine, as much as the fsync they wait for."""
+    global _shared_pool
+    if _shared_pool is None:
+        _shared_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="sfarm-fsync")
+    return _shared_pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's threads do not exist here, a new pool is started."""
+    global _shared_pool
+    _shared_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _write_durably(directory: Path, name: str, data: bytes, action: str | None) -> None:
+    with storage_errors(directory, action) if action else contextlib.nullcontext():
+        write_atomic(directory, name, data, sync_dir=False)
+
+
+def _sync_dir_durably(directory: Path, action: str | None) -> None:
+    with storage_errors(directory, action) if action else contextlib.nullcontext():
         fsync_dir(directory)
 
 
