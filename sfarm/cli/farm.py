@@ -62,18 +62,6 @@ def open_farm(inventory: Path | None, network: str | None, node: str | None = No
     return Farm.open(inventory, network, node, **options)
 
 
-def look_at_farm(inventory: Path | None, network: str | None, node: str | None = None,
-                 **options: Any) -> Farm:
-    """The farm for a command that only looks at it (status): its strategy files are read for
-    the indicators they declare, not checked (that loads polars; deploy, up and validate check
-    them), so the status of a running farm comes back in a fraction of the time."""
-    from sfarm.farm import Farm
-    from sfarm.inventory.load import load_inventory, read_declared_indicators
-
-    loaded = load_inventory(inventory, strategy_reader=read_declared_indicators)
-    return Farm(loaded, loaded.select_network(network), node, **options)
-
-
 def _print_notes(notes: list[Note]) -> None:
     for note in notes:
         if note.level == "error":
@@ -332,10 +320,11 @@ def status(inventory: InventoryOption = None, network: NetworkOption = None,
     Example: [bold]sfarm status -i inventory/local.toml --watch[/]
     """
     if watch:
-        _watch(look_at_farm(inventory, network, node, keep_connections=True,
-                            connect_timeout=timeout), interval)
+        _watch(open_farm(inventory, network, node, keep_connections=True,
+                         connect_timeout=timeout, check_strategies=False), interval)
         return
-    result = look_at_farm(inventory, network, node, connect_timeout=timeout).status()
+    result = open_farm(inventory, network, node, connect_timeout=timeout,
+                       check_strategies=False).status()
     if json:
         print_json(result.to_json())
     else:

@@ -21,6 +21,7 @@ from sfarm.farm.logs import LogTail, unknown_log_hint
 from sfarm.farm.results import FarmReport, Note
 from sfarm.farm.status import fill_lags, running_with_data, services_that_cannot_start
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
+from sfarm.inventory.load import read_declared_indicators, read_strategy_indicators
 from sfarm.inventory.problems import did_you_mean, known_names
 from sfarm.plan import plan_network
 from sfarm.remote.agent import NodeAgent
@@ -64,11 +65,14 @@ class Farm:
     @classmethod
     def open(cls, inventory: Path | None, network: str | None, node: str | None = None, *,
              keep_connections: bool = False, forks: int = DEFAULT_FORKS,
-             connect_timeout: float = CONNECT_TIMEOUT_S) -> Farm:
+             connect_timeout: float = CONNECT_TIMEOUT_S, check_strategies: bool = True) -> Farm:
         """The farm of the inventory at `inventory` (found as the command line finds it when
         None), its network `network` (the only one when None); `forks` nodes are changed at
-        once; an SSH node not connected within `connect_timeout` seconds is unreachable."""
-        loaded = load_inventory(inventory)
+        once; an SSH node not connected within `connect_timeout` seconds is unreachable.
+        Without `check_strategies`, the strategy files are read for the indicators they
+        declare, not checked (that loads polars): for a command that only looks (status)."""
+        loaded = load_inventory(inventory, strategy_reader=read_strategy_indicators
+                                if check_strategies else read_declared_indicators)
         return cls(loaded, loaded.select_network(network), node,
                    keep_connections=keep_connections, forks=forks,
                    connect_timeout=connect_timeout)
