@@ -11,13 +11,17 @@ sees.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
+from typer import rich_utils
 from typer._click.core import Context
 from typer._completion_classes import _sanitize_help_text  # typer's rendering of shell help
 from typer.core import TyperGroup, TyperOption
+
+from sfarm.cli.quick_complete import zsh_escape
 
 TREE_FORMAT = 1  # bump when the description's shape changes
 
@@ -26,20 +30,28 @@ def describe_app(app: typer.Typer) -> dict[str, Any]:
     """The whole command tree of `app`, as a JSON-able document."""
     command = typer.main.get_command(app)
     ctx = Context(command, info_name="sfarm", **command.context_settings)
-    return {"format": TREE_FORMAT, "root": _command(command, ctx)}
+    with unwrapped_help():
+        return {"format": TREE_FORMAT, "root": _command(command, ctx)}
 
 
-def _zsh_escape(text: str) -> str:
-    # typer's ZshComplete escape: applied to values and, before rendering, to help texts
-    return (text.replace('"', '""').replace("'", "''").replace("$", "\\$")
-            .replace("`", "\\`").replace(":", r"\\:"))
+@contextmanager
+def unwrapped_help() -> Iterator[None]:
+    """typer renders a help text for zsh and fish at the width of the terminal it finds,
+    breaking lines inside a completion's description; the tree keeps each on one line (the
+    same text, whatever the terminal)."""
+    width = rich_utils.MAX_WIDTH
+    rich_utils.MAX_WIDTH = 1_000_000
+    try:
+        yield
+    finally:
+        rich_utils.MAX_WIDTH = width
 
 
 def _helps(text: str | None) -> dict[str, str] | None:
     """A help text as typer shows it to zsh and to fish (escaped, rich markup rendered away)."""
     if not text:
         return None
-    return {"zsh": _sanitize_help_text(_zsh_escape(text)),
+    return {"zsh": _sanitize_help_text(zsh_escape(text)),
             "fish": _sanitize_help_text(re.sub(r"\s", " ", text))}
 
 

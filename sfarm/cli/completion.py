@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from sfarm.data.layout import DATA_DIR, MANIFEST_NAME, MIRROR_DIR
 from sfarm.errors import SfarmError
 from sfarm.inventory.locate import find_inventory
 
@@ -79,6 +78,9 @@ def complete_tasks(ctx: CompletionContext, incomplete: str) -> list[str]:
 
 def dataset_ids(root: Path) -> Iterator[str]:
     """The ids of the datasets under `root`: its own (data/) and its mirrors' (mirror/NODE/)."""
+    # here, not at the top: the layout's imports (dataclasses) would slow every completion
+    from sfarm.data.layout import DATA_DIR, MANIFEST_NAME, MIRROR_DIR
+
     bases = [root / DATA_DIR]
     mirror = root / MIRROR_DIR
     if mirror.is_dir():

@@ -1,8 +1,10 @@
 """Where the command tree for shell completion (sfarm.cli.command_tree) is kept: one JSON file
 per build of sfarm in the user's cache directory ($XDG_CACHE_HOME/sfarm, else
-~/.cache/sfarm), named by the code digest (sfarm.runtime.build), so that code that changed
-(an upgrade, an edited checkout) never answers from the tree of other code: its file is
-missing and the first completion writes it (through typer, which answers that time).
+~/.cache/sfarm), named by the code's stamp (sfarm.runtime.build.code_stamp: names, sizes and
+times of the code files, not their digest, which would take a fifth of the time budget), so
+that code that changed (an upgrade, an edited checkout) never answers from the tree of other
+code: its file is missing and the first completion writes it (through typer, which answers
+that time).
 
 Standard library only: read on every completion, before anything else is imported.
 """
@@ -14,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sfarm.runtime.build import sfarm_build
+from sfarm.runtime.build import code_stamp
 
 CACHE_PREFIX = "completion-"
 
@@ -25,7 +27,7 @@ def cache_dir() -> Path:
 
 
 def cache_file() -> Path:
-    return cache_dir() / f"{CACHE_PREFIX}{sfarm_build()}.json"
+    return cache_dir() / f"{CACHE_PREFIX}{code_stamp()}.json"
 
 
 def load_tree() -> dict[str, Any] | None:

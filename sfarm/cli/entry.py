@@ -35,7 +35,7 @@ def _complete_quickly(instruction: str) -> None:
         return
     try:
         status = quick_complete.complete(tree, instruction)
-    except Exception:  # noqa: BLE001 - whatever this path misses, typer answers as before
+    except Exception:  # whatever this path misses (a tree it cannot read), typer answers
         return
     sys.exit(status)
 

@@ -18,7 +18,6 @@ import re
 import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,16 @@ class _ParseStop(Exception):
     """A usage error of the parser: in resilient mode parsing stops there."""
 
 
-@dataclass
 class Context:
-    """What a completer sees of typer's context: the values so far, and the group above."""
+    """What a completer sees of typer's context: the values so far, and the group above.
+    (A plain class: dataclasses would import inspect, a tenth of this path's time.)"""
 
-    command: Command
-    parent: Context | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    given: set[str] = field(default_factory=set)  # parameters given on the command line
-    args: list[str] = field(default_factory=list)  # what parsing left (a group: its command)
+    def __init__(self, command: Command, parent: Context | None) -> None:
+        self.command = command
+        self.parent = parent
+        self.params: dict[str, Any] = {}
+        self.given: set[str] = set()  # parameters given on the command line
+        self.args: list[str] = []  # what parsing left (a group: its command and words)
 
 
 def split_words(line: str) -> list[str]:
@@ -118,20 +118,20 @@ def _option(arg: str, rargs: list[str], largs: list[str], long: dict[str, Param]
             raise _ParseStop
         largs.append(arg)
         return
-    unknown = []
+    unknown: list[str] = []
     for index, char in enumerate(arg[1:], start=2):
-        param = short.get(f"-{char}")
-        if param is None:
+        found = short.get(f"-{char}")
+        if found is None:
             if command["ignore_unknown"]:
                 unknown.append(char)
                 continue
             raise _ParseStop
-        if _takes_value(param):
+        if _takes_value(found):
             if index < len(arg):
                 rargs.insert(0, arg[index:])
-            _store(param, _value(rargs), values)
+            _store(found, _value(rargs), values)
             break
-        _store(param, None, values)
+        _store(found, None, values)
     if unknown:
         largs.append("-" + "".join(unknown))
 
@@ -218,8 +218,9 @@ def _argument_open(ctx: Context, param: Param) -> bool:
     return not param["option"] and (param["nargs"] == -1 or param["name"] not in ctx.given)
 
 
-def completions(root: Command, args: list[str], incomplete: str) -> list[Item]:
-    """What typer offers for `incomplete` after the words `args`."""
+def completions(root: Command, args: list[str], incomplete: str, shell: str) -> list[Item]:
+    """What typer offers for `incomplete` after the words `args`, with help as `shell`
+    shows it."""
     ctx = _resolve_context(root, args)
     args = list(args)
     if incomplete == "=":
@@ -233,7 +234,7 @@ def completions(root: Command, args: list[str], incomplete: str) -> list[Item]:
         param = param or next((p for p in params if _argument_open(ctx, p)), None)
         if param is not None:
             return _values(ctx, param, incomplete)
-    return _command_items(ctx, incomplete)
+    return _command_items(ctx, incomplete, shell)
 
 
 def _values(ctx: Context, param: Param, incomplete: str) -> list[Item]:
@@ -251,10 +252,10 @@ def _values(ctx: Context, param: Param, incomplete: str) -> list[Item]:
     return []
 
 
-def _command_items(ctx: Context, incomplete: str) -> list[Item]:
+def _command_items(ctx: Context, incomplete: str, shell: str) -> list[Item]:
     command = ctx.command
     items: list[Item] = [
-        (name, (sub["help"] or {}).get("shell"))
+        (name, (sub["help"] or {}).get(shell))
         for name, sub in command.get("commands", {}).items()
         if name.startswith(incomplete) and not sub["hidden"]]
     if incomplete and not incomplete[0].isalnum():
@@ -262,13 +263,14 @@ def _command_items(ctx: Context, incomplete: str) -> list[Item]:
             if (not param["option"] or param["hidden"]
                     or (not param["multiple"] and param["name"] in ctx.given)):
                 continue
-            items.extend((name, (param["help"] or {}).get("shell"))
+            items.extend((name, (param["help"] or {}).get(shell))
                          for name in [*param["opts"], *param["secondary_opts"]]
                          if name.startswith(incomplete))
     return items
 
 
-def _zsh_escape(text: str) -> str:
+def zsh_escape(text: str) -> str:
+    """typer's ZshComplete escape, of values here and of help texts in the tree."""
     return (text.replace('"', '""').replace("'", "''").replace("$", "\\$")
             .replace("`", "\\`").replace(":", r"\\:"))
 
@@ -277,21 +279,21 @@ def answer(tree: dict[str, Any], shell: str, environ: dict[str, str] | os._Envir
         tuple[str | None, int]:
     """The text typer prints for a completion request of `shell` (None: nothing printed)
     and the exit status."""
-    root = _with_shell_help(tree["root"], shell)
+    root = tree["root"]
     if shell == "bash":
         words = split_words(environ["COMP_WORDS"])
         cword = int(environ["COMP_CWORD"])
         args = words[1:cword]
         incomplete = words[cword] if cword < len(words) else ""
-        return "\n".join(value for value, _ in completions(root, args, incomplete)), 0
+        return "\n".join(value for value, _ in completions(root, args, incomplete, shell)), 0
     line = environ.get("_TYPER_COMPLETE_ARGS", "")
     args = split_words(line)[1:]
     incomplete = ""
     if args and not line.endswith(" "):
         incomplete = args.pop()
-    items = completions(root, args, incomplete)
+    items = completions(root, args, incomplete, shell)
     if shell == "zsh":
-        lines = [f'"{_zsh_escape(value)}":"{help_}"' if help_ else f'"{_zsh_escape(value)}"'
+        lines = [f'"{zsh_escape(value)}":"{help_}"' if help_ else f'"{zsh_escape(value)}"'
                  for value, help_ in items]
         return (f"_arguments '*: :(({chr(10).join(lines)}))'" if lines else "_files"), 0
     action = environ.get("_TYPER_COMPLETE_FISH_ACTION", "")
@@ -299,21 +301,6 @@ def answer(tree: dict[str, Any], shell: str, environ: dict[str, str] | os._Envir
     if action == "is-args":
         return None, 0 if lines else 1
     return ("\n".join(lines) if action == "get-args" and lines else ""), 0
-
-
-def _with_shell_help(command: Command, shell: str) -> Command:
-    """The tree with each help text as `shell` shows it, under the key "shell"."""
-    for node in _walk(command):
-        for holder in [node, *node["params"]]:
-            helps = holder.get("help")
-            if helps:
-                helps["shell"] = helps.get(shell)
-    return command
-
-
-def _walk(command: Command) -> list[Command]:
-    return [command, *(node for sub in command.get("commands", {}).values()
-                       for node in _walk(sub))]
 
 
 def complete(tree: dict[str, Any], instruction: str) -> int:
