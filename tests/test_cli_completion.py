@@ -19,7 +19,7 @@ import pytest
 
 from sfarm.cli import quick_complete
 from sfarm.cli.command_tree import describe_app, unwrapped_help
-from sfarm.cli.completion_cache import cache_file
+from sfarm.cli.completion_cache import KEPT_TREES, cache_file
 from sfarm.cli.main import app, main
 from tests.fixtures.cli import sfarm_env
 from tests.fixtures.processes import PROJECT
@@ -314,17 +314,30 @@ def _imported(result: subprocess.CompletedProcess[str]) -> set[str]:
             if line.startswith("import time:")}
 
 
+def _opts_sorted(tree: Any) -> Any:
+    """`tree` as JSON, each option's names sorted: typer makes the help option's names from a
+    set, in an order that changes from process to process (string hashing)."""
+    if isinstance(tree, dict):
+        return {key: sorted(value) if key == "opts" else _opts_sorted(value)
+                for key, value in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [_opts_sorted(value) for value in tree]
+    return tree
+
+
 def test_the_cached_tree_is_the_apps_and_answers_without_typer(farm: Path) -> None:
     cache = farm / "cache"
-    stale = cache / "sfarm" / "completion-0000000000000000.json"  # another build's tree
-    stale.parent.mkdir(parents=True, mode=0o700)
-    stale.write_text(json.dumps({"format": 1, "root": {"params": [], "commands": {}}}))
-    first = _process(farm, cache, "sfarm logs ")  # no tree of this build: typer answers
+    (cache / "sfarm").mkdir(parents=True, mode=0o700)
+    others = [cache / "sfarm" / f"completion-{n:016}.json" for n in range(KEPT_TREES + 1)]
+    for age, other in enumerate(others):  # trees of other code, the first one the oldest
+        other.write_text(json.dumps({"format": 1, "root": {"params": [], "commands": {}}}))
+        os.utime(other, ns=(age * 10**9, age * 10**9))
+    first = _process(farm, cache, "sfarm logs ")  # no tree of this code: typer answers
     assert first.stdout.split() == ["alpha", "beta", "gamma"]
     assert "typer" in _imported(first)
     written = cache / "sfarm" / cache_file().name
-    assert json.loads(written.read_text()) == json.loads(json.dumps(describe_app(app)))
-    assert not stale.exists()
+    assert _opts_sorted(json.loads(written.read_text())) == _opts_sorted(describe_app(app))
+    assert [other.exists() for other in others] == [False] + [True] * KEPT_TREES
     assert written.stat().st_mode & 0o777 == 0o600
     for python in (("-m", "sfarm"), ("-c", "from sfarm.cli.entry import main; main()")):
         again = _process(farm, cache, "sfarm logs ", *python)

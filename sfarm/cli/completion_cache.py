@@ -19,6 +19,7 @@ from typing import Any
 from sfarm.runtime.build import code_stamp
 
 CACHE_PREFIX = "completion-"
+KEPT_TREES = 4  # trees of other code kept too: checkouts and venvs used in turn share the dir
 
 
 def cache_dir() -> Path:
@@ -41,9 +42,9 @@ def load_tree() -> dict[str, Any] | None:
 
 
 def save_tree(tree: dict[str, Any]) -> None:
-    """Keep `tree` for the running code (0600 in a 0700 directory, replaced atomically);
-    trees of other builds are removed. A cache that cannot be written is no error: completion
-    then keeps answering through typer."""
+    """Keep `tree` for the running code (0600 in a 0700 directory, replaced atomically),
+    with the KEPT_TREES newest trees of other code. A cache that cannot be written is no
+    error: completion then keeps answering through typer."""
     path = cache_file()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -52,8 +53,9 @@ def save_tree(tree: dict[str, Any]) -> None:
         with os.fdopen(descriptor, "w") as file:
             json.dump(tree, file, separators=(",", ":"))
         os.replace(partial, path)
-        for old in path.parent.glob(f"{CACHE_PREFIX}*.json"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        others = sorted((old for old in path.parent.glob(f"{CACHE_PREFIX}*.json") if old != path),
+                        key=lambda old: old.stat().st_mtime_ns, reverse=True)
+        for old in others[KEPT_TREES:]:
+            old.unlink(missing_ok=True)
     except OSError:
         pass

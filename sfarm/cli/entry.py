@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import typer
 
 COMPLETE_VARIABLE = "_SFARM_COMPLETE"  # typer's name for prog `sfarm`: _{PROG}_COMPLETE
 
@@ -40,9 +44,9 @@ def _complete_quickly(instruction: str) -> None:
     sys.exit(status)
 
 
-def _cache_tree(app: object) -> None:
+def _cache_tree(app: typer.Typer) -> None:
     from sfarm.cli.command_tree import describe_app
     from sfarm.cli.completion_cache import load_tree, save_tree
 
     if load_tree() is None:
-        save_tree(describe_app(app))  # type: ignore[arg-type]
+        save_tree(describe_app(app))

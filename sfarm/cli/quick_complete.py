@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -316,4 +315,4 @@ def complete(tree: dict[str, Any], instruction: str) -> int:
 def understood(instruction: str) -> bool:
     """Whether this path answers `instruction`; else typer does (source_*, powershell)."""
     kind, _, shell = instruction.partition("_")
-    return kind == "complete" and shell in SHELLS and re.fullmatch(r"\w+", shell) is not None
+    return kind == "complete" and shell in SHELLS
