@@ -16,7 +16,7 @@ import importlib
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -274,10 +274,11 @@ def zsh_escape(text: str) -> str:
             .replace("`", "\\`").replace(":", r"\\:"))
 
 
-def answer(tree: dict[str, Any], shell: str, environ: dict[str, str] | os._Environ[str]) -> \
-        tuple[str | None, int]:
+def answer(tree: dict[str, Any], shell: str,
+           environ: Mapping[str, str]) -> tuple[str | None, int]:
     """The text typer prints for a completion request of `shell` (None: nothing printed)
-    and the exit status."""
+    and the exit status. `environ` holds the shell's request (COMP_WORDS, ...); options'
+    environment variables are read from the process's, as typer reads them."""
     root = tree["root"]
     if shell == "bash":
         words = split_words(environ["COMP_WORDS"])
