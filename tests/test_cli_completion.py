@@ -159,6 +159,8 @@ def test_the_completion_script(tmp_path: Path) -> None:
                                 timeout=60, check=False)
         assert result.returncode == 0, result.stderr
         assert "_SFARM_COMPLETE" in result.stdout, result.stdout
+    # Setting completion up cached the command tree: the first Tab answers without typer.
+    assert (tmp_path / "cache" / "sfarm" / cache_file().name).is_file()
 
 
 # --- the quick path (sfarm.cli.quick_complete) against typer's own completion -------------------
