@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from typer import rich_utils
 from typer._click.core import Context
 from typer._completion_classes import _sanitize_help_text  # typer's rendering of shell help
 from typer.core import TyperGroup, TyperOption
 
+from sfarm.cli.help_render import load_rich_utils
 from sfarm.cli.quick_complete import zsh_escape
 
 TREE_FORMAT = 1  # bump when the description's shape changes
@@ -39,6 +39,9 @@ def unwrapped_help() -> Iterator[None]:
     """typer renders a help text for zsh and fish at the width of the terminal it finds,
     breaking lines inside a completion's description; the tree keeps each on one line (the
     same text, whatever the terminal)."""
+    load_rich_utils()  # imported as the app imports it (without rich.markdown), then:
+    from typer import rich_utils
+
     width = rich_utils.MAX_WIDTH
     rich_utils.MAX_WIDTH = 1_000_000
     try:
