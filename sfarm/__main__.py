@@ -1,5 +1,6 @@
-"""`python -m sfarm` runs the command line."""
+"""`python -m sfarm` runs the command line (sfarm.cli.entry: shell completion answers there
+without loading the typer app)."""
 
-from sfarm.cli.main import main
+from sfarm.cli.entry import main
 
 main()

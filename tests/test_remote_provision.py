@@ -71,7 +71,7 @@ def test_the_wheel_carries_the_package_and_its_templates(tmp_path: Path) -> None
     for template in templates:
         assert files[f"sfarm/templates/{template.name}"] == template.read_bytes()
     entry_points = files[f"sfarm-{__version__}.dist-info/entry_points.txt"].decode()
-    assert "sfarm = sfarm.cli.main:main" in entry_points
+    assert "sfarm = sfarm.cli.entry:main" in entry_points
     # Built in a temporary copy: the checkout gains no build/ nor egg-info.
     assert sorted(path.name for path in copy.iterdir()) == sorted(SOURCE_PARTS)
 

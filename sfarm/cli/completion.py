@@ -14,27 +14,35 @@ import os
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import typer
-
-from sfarm.data.layout import DATA_DIR, MANIFEST_NAME, MIRROR_DIR
 from sfarm.errors import SfarmError
 from sfarm.inventory.locate import find_inventory
 
 
-def _given(ctx: typer.Context, name: str) -> Any:
+class CompletionContext(Protocol):
+    """What a completer reads of its context: typer's, or sfarm.cli.quick_complete's (which
+    answers without importing typer, so this module imports nothing heavy)."""
+
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+    @property
+    def parent(self) -> CompletionContext | None: ...
+
+
+def _given(ctx: CompletionContext, name: str) -> Any:
     """The value of parameter `name` given so far, on this command or a group above it."""
-    context: typer.Context | None = ctx
+    context: CompletionContext | None = ctx
     while context is not None:
         value = context.params.get(name)
         if value is not None:
             return value
-        context = context.parent  # type: ignore[assignment]
+        context = context.parent
     return None
 
 
-def _inventory(ctx: typer.Context) -> dict[str, Any]:
+def _inventory(ctx: CompletionContext) -> dict[str, Any]:
     try:
         path = find_inventory(_given(ctx, "inventory"))
         with path.open("rb") as file:
@@ -60,16 +68,19 @@ def node_names(document: dict[str, Any], network: str | None) -> list[str]:
             for name in _table(table, "nodes")]
 
 
-def complete_nodes(ctx: typer.Context, incomplete: str) -> list[str]:
+def complete_nodes(ctx: CompletionContext, incomplete: str) -> list[str]:
     return _matching(node_names(_inventory(ctx), _given(ctx, "network")), incomplete)
 
 
-def complete_tasks(ctx: typer.Context, incomplete: str) -> list[str]:
+def complete_tasks(ctx: CompletionContext, incomplete: str) -> list[str]:
     return _matching(list(_table(_inventory(ctx), "tasks")), incomplete)
 
 
 def dataset_ids(root: Path) -> Iterator[str]:
     """The ids of the datasets under `root`: its own (data/) and its mirrors' (mirror/NODE/)."""
+    # here, not at the top: the layout's imports (dataclasses) would slow every completion
+    from sfarm.data.layout import DATA_DIR, MANIFEST_NAME, MIRROR_DIR
+
     bases = [root / DATA_DIR]
     mirror = root / MIRROR_DIR
     if mirror.is_dir():
@@ -81,7 +92,7 @@ def dataset_ids(root: Path) -> Iterator[str]:
                 yield Path(directory).relative_to(base).as_posix()
 
 
-def complete_datasets(ctx: typer.Context, incomplete: str) -> list[str]:
+def complete_datasets(ctx: CompletionContext, incomplete: str) -> list[str]:
     root = _given(ctx, "root")
     node = _given(ctx, "node")
     if root is None and node is not None:
