@@ -123,3 +123,17 @@ def test_a_worker_refused_for_a_task_run_elsewhere_reads_failed() -> None:
     assert "refused to start" in (status.last_error or "")
     assert task_status("mine", "mine", "EXITED", None, NOW, Observed(exit_status=0)).state \
         == "stopped"
+
+
+def test_the_previous_workers_heartbeat_says_nothing_of_the_new_one() -> None:
+    # `up` right after `down`: supervisord runs a new worker (pid 5151) and the heartbeat on
+    # disk is still the old one's (4242), rows and all: `up --wait` must not take it as ready.
+    old = beat(1.0, outputs=[DatasetProgress(id="candles/sim/BTC-USDT/1m", last_ts=1, rows=10)])
+    status = task_status("mine", "mine", "RUNNING", old, NOW, Observed(supervisor_pid=5151))
+    assert (status.pid, status.datasets, status.heartbeat_age_s) == (None, [], None)
+    assert status.state == "running"
+    own = task_status("mine", "mine", "RUNNING", old, NOW, Observed(supervisor_pid=4242))
+    assert (own.pid, own.datasets[0].rows) == (4242, 10)
+    halted = task_status("mine", "mine", "RUNNING", beat(1.0, state="halted"), NOW,
+                         Observed(supervisor_pid=5151))
+    assert halted.state == "halted"

@@ -183,12 +183,16 @@ def _check_fuse() -> StepResult:
 def _program_steps(changes: ProgramChanges, dry_run: bool) -> list[StepResult]:
     """A step per program that loading the config removed, restarted or added, as `docker
     compose up` says which services it recreated."""
-    would = "would " if dry_run else ""
-    return ([StepResult(f"remove {name}", "changed", f"{would}stop it: no longer on this node")
+    def detail(would: str, did: str, why: str) -> str:
+        return f"{'would ' + would if dry_run else did}: {why}"
+
+    return ([StepResult(f"remove {name}", "changed",
+                        detail("stop it", "stopped", "no longer on this node"))
              for name in changes.removed]
             + [StepResult(f"restart {name}", "changed",
-                          f"{would}restart it: its definition changed") for name in changes.changed]
-            + [StepResult(f"add {name}", "changed", f"{would}add it: new on this node")
+                          detail("restart it", "restarted", "its definition changed"))
+               for name in changes.changed]
+            + [StepResult(f"add {name}", "changed", detail("add it", "added", "new on this node"))
                for name in changes.added])
 
 
