@@ -215,12 +215,12 @@ def wiring_files(wiring: NodeWiring) -> tuple[list[NodeFile], list[str]]:
 
 
 def resolver_program(wiring: NodeWiring, root: Path, python: str) -> Program:
-    """The node's resolver; the routes' digest in its environment restarts it when a deploy
-    changes them (supervisord restarts a program whose configuration changed)."""
-    digest = hashlib.sha256(wiring.routes.model_dump_json().encode()).hexdigest()[:16]
+    """The node's resolver; its routes are its definition (`DEFINITION_VARIABLE`): a deploy
+    that changes them restarts it."""
     return Program(RESOLVER_PROGRAM, [python, "-m", "sfarm", "worker", "resolver",
                                       "--root", str(root)],
-                   environment={"SFARM_ROUTES": digest})
+                   environment={DEFINITION_VARIABLE: _digest(wiring.routes.model_dump(
+                       mode="json"))})
 
 
 def agent_program(root: Path, python: str) -> Program:

@@ -208,8 +208,7 @@ def resume(root: NodeRoot, task: str, operator: str = "") -> list[StepResult]:
     stopped: it holds the session's state); recorded in the audit log."""
     from sfarm.trading.session import resume_session
 
-    supervisor = Supervisor(root)
-    running = supervisor.processes() if supervisor.is_running() else {}
+    running = supervised_processes(root)
     if running.get(task, {}).get("statename") in ("STARTING", "RUNNING", "BACKOFF"):
         return [StepResult(f"resume {task}", "failed",
                            "its worker runs: stop it first (`sfarm start --resume` does)")]
