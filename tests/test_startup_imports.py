@@ -131,3 +131,38 @@ def test_help_renderer_stand_ins_give_the_real_classes() -> None:
         assert type(made) is rich.traceback.Traceback
         assert rich.markdown.Markdown.__module__ == "rich.markdown"
     """) == []
+
+
+def test_each_command_module_registers_the_commands_the_map_names() -> None:
+    # `sfarm CMD` builds the app of CMD's module alone (sfarm.cli.main.COMMAND_MODULES): a
+    # command missing from the map would still run (the whole app), one mapped to the wrong
+    # module would not.
+    import typer
+
+    from sfarm.cli.main import COMMAND_MODULES, build_app
+
+    for module, commands in COMMAND_MODULES.items():
+        group = typer.main.get_command(build_app((module,)))
+        assert isinstance(group, typer.core.TyperGroup)
+        assert tuple(group.commands) == commands, module
+    every = typer.main.get_command(build_app())
+    assert isinstance(every, typer.core.TyperGroup)
+    assert sorted(every.commands) == sorted(name for names in COMMAND_MODULES.values()
+                                            for name in names)
+
+
+def test_a_command_loads_no_other_command_module() -> None:
+    # `sfarm status` builds the app of sfarm.cli.farm only: not backtest's, data's or sim's.
+    loaded = _loaded_after("""
+        import contextlib, io, sys
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(["status", "--help"])
+            except SystemExit:
+                pass
+        others = {"sfarm.cli.backtest", "sfarm.cli.data", "sfarm.cli.sim", "sfarm.cli.mine",
+                  "sfarm.cli.web", "sfarm.cli.worker", "sfarm.cli.inventory_cmds"}
+        assert not others & set(sys.modules), sorted(others & set(sys.modules))
+    """)
+    assert "numpy" not in loaded
