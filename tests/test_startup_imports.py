@@ -166,3 +166,27 @@ def test_a_command_loads_no_other_command_module() -> None:
         assert not others & set(sys.modules), sorted(others & set(sys.modules))
     """)
     assert "numpy" not in loaded
+
+
+def test_status_loads_none_of_deploys_machinery(tmp_path: Path) -> None:
+    # status asks each node for its tasks: deploy's modules (the wiring, the deployment, the
+    # dry run, jump hosts), the data flow, live arming and the log tail load with their own
+    # commands; of the node protocol's models, only those a status sends and reads are built.
+    shutil.copytree(PROJECT / "inventory" / "strategies", tmp_path / "strategies")
+    inventory = tmp_path / "sfarm.toml"
+    inventory.write_text((PROJECT / "inventory" / "local.toml").read_text())
+    _loaded_after(f"""
+        import contextlib, io, sys
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(["status", "-i", {str(inventory)!r}])
+            except SystemExit:
+                pass
+        unwanted = {{"sfarm.remote.wiring", "sfarm.remote.deploy", "sfarm.remote.dry_run",
+                    "sfarm.remote.jump_hosts", "sfarm.farm.flow", "sfarm.farm.live",
+                    "sfarm.farm.logs", "sfarm.farm.former"}}
+        assert not unwanted & set(sys.modules), sorted(unwanted & set(sys.modules))
+        from sfarm.runtime.protocol import ApplyRequest, StatusRequest
+        assert not ApplyRequest.__pydantic_complete__
+    """)
