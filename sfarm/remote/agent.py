@@ -24,6 +24,7 @@ from sfarm.plan import Plan
 from sfarm.remote.connection import Connection, LocalConnection
 from sfarm.remote.wiring import LOCAL_REACH, NodeWiring, Reach
 from sfarm.runtime.agent_server import READS
+from sfarm.runtime.envelope import decode_reply, encode_request
 from sfarm.runtime.protocol import (
     Action,
     ApplyRequest,
@@ -53,8 +54,6 @@ from sfarm.runtime.protocol import (
     StepsReply,
     TailReply,
     TailRequest,
-    decode_reply,
-    encode_request,
 )
 from sfarm.status import NodeStatus
 

@@ -36,7 +36,8 @@ from sfarm.remote.wiring import (
     wire_network,
 )
 from sfarm.resolver.routes import KEY_KINDS, KNOWN_HOSTS_FILE, KeyKind
-from sfarm.runtime.protocol import Action, NodeError, StepResult
+from sfarm.runtime.envelope import NodeError
+from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 T = TypeVar("T")
