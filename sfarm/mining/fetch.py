@@ -284,8 +284,9 @@ class DatasetMiner:
         return self.progress.next_open >= self.progress.end_open
 
     async def fill_holes(self, *, follow: bool) -> None:
-        """Fetch the holes `load_state` found. Following, temporary exchange trouble leaves the
-        rest to the next run (the live edge comes first); a one-off run fails as usual."""
+        """Fetch the holes `find_holes` found. Following, temporary exchange trouble leaves the
+        rest to the next look for holes (the live edge comes first); a one-off run fails as
+        usual."""
         if not self.holes:
             return
         p = self.progress
@@ -297,7 +298,7 @@ class DatasetMiner:
             except ExchangeTemporaryError as error:
                 if not follow:
                     raise
-                log.warning("%s: %s; the holes left are fetched by the next run",
+                log.warning("%s: %s; the holes left are asked for again later",
                             p.dataset_id, error.message)
                 return
 
