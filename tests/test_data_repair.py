@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +23,7 @@ from sfarm.inventory.model import Exchange, MineTask
 from sfarm.mining import MineProgress, MineRequest, MineResult, MinerSettings, mine, run_mine_task
 from sfarm.timepoints import parse_time_point
 from tests.fixtures.data_helpers import DAY_MS, T0, make_candles
+from tests.fixtures.waiting import wait_for
 
 BTC_1M = "candles/binance/BTC-USDT/1m"
 M = 60_000
@@ -449,3 +451,41 @@ def test_a_running_mine_task_fills_holes_before_the_live_edge(emulator, tmp_path
     again = data.read(tmp_path, BTC_1M)
     assert again.head(complete.height).equals(complete)
     assert data.verify(tmp_path, BTC_1M).ok
+
+
+def test_a_following_miner_fetches_a_hole_that_appears_while_it_runs(emulator,
+                                                                      tmp_path) -> None:
+    """Data lost and repaired under a running mine task comes back without a restart: the
+    miner looks for holes again every `holes_recheck_s` once it is live, not only at start."""
+    task = MineTask(kind="mine", exchange="binance", markets=["BTC/USDT"], timeframes=["1m"],
+                    since="3d")
+    live, stop = threading.Event(), threading.Event()
+    results: list[MineResult] = []
+
+    def on_progress(status: MineProgress) -> None:
+        if status.phase == "live":
+            live.set()
+
+    def work() -> None:
+        results.append(run_mine_task(tmp_path, "mine-btc", task, exchange(emulator.url),
+                                     stop_event=stop, on_progress=on_progress,
+                                     settings=replace(FAST, holes_recheck_s=0.2)))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert live.wait(120), "the miner never went live"
+        manifest = data.load_manifest(tmp_path, BTC_1M)
+        assert manifest is not None and manifest.first_ts is not None
+        victim = manifest.partitions[-2]  # a closed partition: the last one takes live candles
+        (directory_of(tmp_path) / victim.file).unlink()
+        assert data.repair(tmp_path, BTC_1M).rows_lost == victim.rows
+        assert data.find_holes(tmp_path, BTC_1M, manifest.first_ts)
+        wait_for(lambda: not data.find_holes(tmp_path, BTC_1M, manifest.first_ts),
+                 timeout_s=60, what="the running miner to fetch the hole again")
+    finally:
+        stop.set()
+        worker.join(60)
+    assert results and not results[0].failures
+    assert data.verify(tmp_path, BTC_1M).ok
+

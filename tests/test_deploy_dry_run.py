@@ -25,8 +25,9 @@ from sfarm.remote.jump_hosts import JUMP_LINE_CHECK, JUMP_LINE_SCRIPT
 from sfarm.remote.provision import STAMP, install_digest, pinned_requirements, provision_needed
 from sfarm.remote.wheel import running_sfarm
 from sfarm.resolver.authorized import sync_authorized_keys
+from sfarm.runtime.envelope import decode_request, encode_request
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.protocol import ApplyRequest, Deployment, decode_request, encode_request
+from sfarm.runtime.protocol import ApplyRequest, Deployment
 from sfarm.runtime.supervisor import Supervisor
 from tests.fixtures.farm import local_farm
 from tests.fixtures.file_tree import file_tree

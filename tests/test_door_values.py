@@ -6,6 +6,7 @@ run gives a warning; `mine --since` after `--until` or in the future is a usage 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from sfarm import data
 from sfarm.context import TaskContext
 from sfarm.data.checks import bad_candle_expr, candle_faults
 from sfarm.errors import UsageError
+from sfarm.exchanges import RetryPolicy
 from sfarm.inventory.model import Exchange, MineTask
-from sfarm.mining import MineRequest, mine
-from sfarm.mining.run import run_mine
+from sfarm.mining import MineProgress, MineRequest, MinerSettings, mine
+from sfarm.mining.run import run_mine, run_mine_task
 from sfarm.sim.faults import parse_faults, spoil_klines
 from sfarm.timepoints import parse_time_point
 from sfarm.trading.strategy import parse_strategy
@@ -167,6 +169,37 @@ def test_a_mine_task_puts_the_exchange_problem_in_its_heartbeat(emulator_factory
                                       "values")
     assert beat.counters["bad_candles"] == 10
 
+
+
+def test_a_following_miner_counts_each_refused_candle_once(emulator_factory, tmp_path) -> None:
+    """A live miner asks for its holes again from time to time (holes_recheck_s), and a broken
+    feed serves the same broken candles each time: refused each time, counted once."""
+    now = int(time.time() * 1000) // M * M
+    url = emulator_factory(f"bad_candles={now - 30 * M}/{now - 20 * M}").url
+    task = MineTask(kind="mine", exchange="binance", markets=["BTC/USDT"], timeframes=["1m"],
+                    since="1h")
+    stop, phases = threading.Event(), ["start"]
+
+    def on_progress(status: MineProgress) -> None:
+        if status.phase != phases[-1]:
+            phases.append(status.phase)
+        if phases.count("live") > 3:  # back to backfill (the holes) and live again, 3 times
+            stop.set()
+
+    settings = MinerSettings(retry=RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.1),
+                             close_delay_ms=100, poll_ms=200, holes_recheck_s=0.2)
+    deadline = threading.Timer(90, stop.set)  # the rechecks never came: fail, do not hang
+    deadline.start()
+    try:
+        result = run_mine_task(tmp_path, "mine-btc", task, Exchange(ccxt="binance", url=url),
+                               stop_event=stop, on_progress=on_progress, settings=settings)
+    finally:
+        deadline.cancel()
+    assert phases.count("live") > 3, phases
+    (status,) = result.datasets
+    assert status.bad_candles == 10, phases
+    assert (status.exchange_problem or "").startswith(
+        f"{BTC_1M}: binance served 10 candles with impossible values")
 
 def mine_args(url: str, root: Path, *extra: str) -> list[str]:
     return ["mine", "--exchange", "binance", "--url", url, "--root", str(root),

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,6 +208,35 @@ def test_import_into_a_directory_it_may_not_write_says_so(mount_namespace: Mount
     _refused(refused, "permission denied", str(directory))
     _still_committed(mount_namespace, root, committed)
 
+
+
+def test_a_pull_into_a_mirror_this_node_may_not_write_is_a_storage_error(tmp_path: Path) -> None:
+    """The resolver's install of a pulled copy meets this machine's refusal as any write does:
+    a StorageError naming the directory (the resolver then fails that dataset, not the peer),
+    nothing installed."""
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    data.append(producer, CANDLES, make_candles(T0, 30))
+    staging = data.staging_dir(consumer, CANDLES, mirror_of="miner")
+    for path in data.dataset_dir(producer, CANDLES).glob("[!.]*"):
+        shutil.copyfile(path, staging / path.name)
+    mirror = staging.parent
+    install = ("import sys; from sfarm import data; from sfarm.data.fsio import StorageError\n"
+               "try:\n"
+               f"    data.install_staged({str(consumer)!r}, {CANDLES!r}, mirror_of='miner',\n"
+               "                        transferred=sys.argv[1:])\n"
+               "except StorageError as error:\n"
+               "    sys.exit(f'StorageError: {error.message}')\n")
+    mirror.chmod(0o500)  # binds root only without its capabilities (below)
+    try:
+        refused = subprocess.run(without_caps([sys.executable, "-c", install,
+                                               *(p.name for p in staging.iterdir())]),
+                                 capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        mirror.chmod(0o700)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith(f"StorageError: installing {CANDLES} pulled from miner: "
+                                     f"permission denied at {mirror}"), refused.stderr
+    assert data.locate(consumer, CANDLES, mirror_of="miner") is None
 
 # ---- a deleted logs/ ---------------------------------------------------------------------------
 

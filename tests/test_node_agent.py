@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sfarm import __version__
+from sfarm.runtime.envelope import encode_request
 from sfarm.runtime.framing import (
     MAX_PAYLOAD,
     BrokenStream,
@@ -27,7 +28,7 @@ from sfarm.runtime.framing import (
     read_frame,
 )
 from sfarm.runtime.handler import serve
-from sfarm.runtime.protocol import FactsRequest, encode_request
+from sfarm.runtime.protocol import FactsRequest
 from tests.fixtures.processes import start_python
 from tests.fixtures.scale_farm import scale_farm
 from tests.fixtures.sshd import SSHServer

@@ -19,18 +19,9 @@ from sfarm.inventory import NodeSpec, load_inventory
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.connection import Connection, LocalConnection
 from sfarm.remote.controller import FarmController
+from sfarm.runtime.envelope import PROTOCOL_VERSION, NodeError, ProtocolError, encode_request
 from sfarm.runtime.handler import handle
-from sfarm.runtime.protocol import (
-    PROTOCOL_VERSION,
-    ApplyRequest,
-    Deployment,
-    NodeError,
-    Program,
-    ProtocolError,
-    StatusRequest,
-    StepResult,
-    encode_request,
-)
+from sfarm.runtime.protocol import ApplyRequest, Deployment, Program, StatusRequest, StepResult
 from tests.fixtures.cli import run
 from tests.fixtures.data_helpers import T0, make_candles
 from tests.fixtures.sshd import SSHServer

@@ -40,16 +40,11 @@ from sfarm.runtime.agent_server import (
     remove_socket,
     socket_path,
 )
+from sfarm.runtime.envelope import encode_request
 from sfarm.runtime.framing import encode_frame, read_frame
 from sfarm.runtime.handler import handle
 from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.protocol import (
-    DownRequest,
-    FactsRequest,
-    LogRequest,
-    StatusRequest,
-    encode_request,
-)
+from sfarm.runtime.protocol import DownRequest, FactsRequest, LogRequest, StatusRequest
 from sfarm.runtime.supervisor import Supervisor
 from sfarm.status import NodeStatus
 from tests.fixtures.processes import PROJECT

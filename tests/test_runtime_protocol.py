@@ -15,10 +15,19 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from sfarm import __version__
+from sfarm.runtime.envelope import (
+    PROTOCOL_VERSION,
+    NodeError,
+    ProtocolError,
+    decode_reply,
+    decode_request,
+    encode_error,
+    encode_reply,
+    encode_request,
+)
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.node import read_log
 from sfarm.runtime.protocol import (
-    PROTOCOL_VERSION,
     ApplyRequest,
     ControlRequest,
     DatasetsReply,
@@ -33,10 +42,8 @@ from sfarm.runtime.protocol import (
     LogChunk,
     LogReply,
     LogRequest,
-    NodeError,
     NodeFile,
     Program,
-    ProtocolError,
     SessionReply,
     SessionRequest,
     SessionView,
@@ -47,11 +54,6 @@ from sfarm.runtime.protocol import (
     TailReply,
     TailRequest,
     TradeRow,
-    decode_reply,
-    decode_request,
-    encode_error,
-    encode_reply,
-    encode_request,
 )
 from sfarm.status import TASK_STATES, DatasetStatus, TaskStatus, TradeProgress
 

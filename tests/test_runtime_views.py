@@ -149,7 +149,7 @@ def test_session_view_of_a_backtest_task_is_its_run(tmp_path: Path) -> None:
 
 
 def test_a_task_name_that_is_no_dataset_path_is_refused(tmp_path: Path) -> None:
-    from sfarm.runtime.protocol import NodeError
+    from sfarm.runtime.envelope import NodeError
 
     with pytest.raises(NodeError, match="bad dataset id"):
         agent(tmp_path).session("../x")

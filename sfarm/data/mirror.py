@@ -27,6 +27,7 @@ from sfarm.data.fsio import (
     WriterLock,
     fsync_dir,
     make_private_dirs,
+    storage_errors,
     write_atomic,
 )
 from sfarm.data.layout import MANIFEST_NAME, check_dataset_id, dataset_dir
@@ -88,13 +89,15 @@ def install_staged(root: Path | str, dataset_id: str, *, mirror_of: str,
     `transferred` names the staged files that travelled now; every other file must be a link
     to (or a copy of) one the mirror already holds, checked when it was installed. Checked:
     the manifest (valid, this dataset), every index segment (sha256), every partition (size)
-    and, of those transferred, their sha256. StagedCopyInvalid when a check fails.
+    and, of those transferred, their sha256. StagedCopyInvalid when a check fails,
+    StorageError when this machine refuses the write (disk full, read-only, permission).
     """
     dataset_id = check_dataset_id(dataset_id)
     target = dataset_dir(root, dataset_id, mirror_of=mirror_of)
     staging = target / STAGING_NAME
     try:
-        return _install(target, staging, dataset_id, mirror_of, set(transferred))
+        with storage_errors(target, f"installing {dataset_id} pulled from {mirror_of}"):
+            return _install(target, staging, dataset_id, mirror_of, set(transferred))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

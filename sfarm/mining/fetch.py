@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 import polars as pl
 
 from sfarm import data
-from sfarm.data.checks import bad_candle_expr, candle_faults
+from sfarm.data.checks import bad_candle_expr
 from sfarm.errors import RunError
 from sfarm.exchanges import ExchangePermanentError, ExchangeTemporaryError, RetryPolicy
 from sfarm.exchanges.asynchronous import call_with_retries_async
 from sfarm.mining.model import MineProgress
+from sfarm.mining.refused import RefusedCandles
 from sfarm.mining.windows import (
     OffGridCandle,
     PageDecision,
@@ -93,6 +94,9 @@ class MinerSettings:
     close_delay_ms: int = 1_500  # wait after a candle closes before asking for it
     poll_ms: int = 5_000  # first re-poll interval while the exchange lags behind the clock
     failure_pause_s: float = 30.0  # live mode: pause after retries ran out, then go on
+    # Live mode: look for holes again this often (a fill cut short by an outage, candles the
+    # exchange served broken, a day lost and repaired), and fetch them; at start, always.
+    holes_recheck_s: float = 3_600.0
 
 
 class DatasetMiner:
@@ -113,8 +117,7 @@ class DatasetMiner:
         self.report = report
         self.clock = clock
         self.has_history = False
-        self._bad_kinds: dict[str, int] = {}  # what is wrong -> candles refused, this run
-        self._first_bad: int | None = None
+        self.refused = RefusedCandles(progress.dataset_id, exchange.id)  # this run
         self.holes: list[tuple[int, int]] = []  # [first missing, next stored) before the resume
 
     # ---- state ---------------------------------------------------------------------------------
@@ -128,19 +131,24 @@ class DatasetMiner:
         if manifest is not None:
             p.rows, p.first_ts, p.last_ts = manifest.rows, manifest.first_ts, manifest.last_ts
             p.exchange_gaps = merge_gaps(_valid_gaps(manifest.extra.get("exchange_gaps")))
-        # Behind the resume point: whatever is missing since `since` (a run stopped while
-        # filling, a repair's loss, an earlier `since`), less what the exchange itself lacks.
+        self.find_holes()
+        p.start_open = p.next_open = resume_open(self.since_ms, p.timeframe, last_ts)
+        p.end_open = fetch_end(self.clock(), p.timeframe, self.until_ms)
+
+    def find_holes(self) -> None:
+        """The holes to fetch behind the resume point: whatever is missing since `since` (a
+        fill cut short, a repair's loss, an earlier `since`, candles refused as impossible),
+        less what the exchange itself lacks."""
+        p = self.progress
         holes = data.find_holes(self.root, p.dataset_id, first_open(self.since_ms, p.timeframe),
-                                excused=p.exchange_gaps) if last_ts is not None else []
+                                excused=p.exchange_gaps) if p.last_ts is not None else []
         self.holes = [(start, min(end, self._until_open)) for start, end in holes
                       if start < self._until_open]
         if self.holes:
             step = timeframe_ms(p.timeframe)
             log.info("%s: %d candles missing in %d holes before %s; fetching them",
                      p.dataset_id, sum((end - start) // step for start, end in self.holes),
-                     len(self.holes), data.format_ts(last_ts))
-        p.start_open = p.next_open = resume_open(self.since_ms, p.timeframe, last_ts)
-        p.end_open = fetch_end(self.clock(), p.timeframe, self.until_ms)
+                     len(self.holes), data.format_ts(p.last_ts))
 
     @property
     def _until_open(self) -> int:
@@ -207,17 +215,13 @@ class DatasetMiner:
         refused = frame.select(bad_candle_expr()).to_series().to_list()
         if not any(refused):
             return decision
-        bad = frame.filter(pl.Series(refused))
-        for what, count, first in candle_faults(bad):
-            self._bad_kinds[what] = self._bad_kinds.get(what, 0) + count
-            self._first_bad = first if self._first_bad is None else min(self._first_bad, first)
         p = self.progress
-        p.bad_candles += bad.height
-        p.exchange_problem = bad_candles_text(p.dataset_id, self.exchange.id, p.bad_candles,
-                                              self._bad_kinds, self._first_bad)
-        # info: a worker's log keeps it, its heartbeat's last_error shows it, `sfarm mine`
-        # prints it once after its summary (a warning would also reach the terminal now).
-        log.info("%s", p.exchange_problem)
+        if self.refused.add(frame.filter(pl.Series(refused))):
+            p.bad_candles = self.refused.count
+            p.exchange_problem = self.refused.text()
+            # info: a worker's log keeps it, its heartbeat's last_error shows it, `sfarm mine`
+            # prints it once after its summary (a warning would also reach the terminal now).
+            log.info("%s", p.exchange_problem)
         kept = [row for row, bad_row in zip(decision.rows, refused, strict=True) if not bad_row]
         return replace(decision, rows=kept)
 
@@ -280,8 +284,9 @@ class DatasetMiner:
         return self.progress.next_open >= self.progress.end_open
 
     async def fill_holes(self, *, follow: bool) -> None:
-        """Fetch the holes `load_state` found. Following, temporary exchange trouble leaves the
-        rest to the next run (the live edge comes first); a one-off run fails as usual."""
+        """Fetch the holes `find_holes` found. Following, temporary exchange trouble leaves the
+        rest to the next look for holes (the live edge comes first); a one-off run fails as
+        usual."""
         if not self.holes:
             return
         p = self.progress
@@ -293,7 +298,7 @@ class DatasetMiner:
             except ExchangeTemporaryError as error:
                 if not follow:
                     raise
-                log.warning("%s: %s; the holes left are fetched by the next run",
+                log.warning("%s: %s; the holes left are asked for again later",
                             p.dataset_id, error.message)
                 return
 
@@ -330,6 +335,7 @@ class DatasetMiner:
         p.phase = "backfill"
         self.report(self.progress)
         idle_polls = 0
+        holes_due = time.monotonic() + self.settings.holes_recheck_s
         while not self.until_reached:
             before = p.next_open
             try:
@@ -345,6 +351,10 @@ class DatasetMiner:
             p.error = None
             if self.until_reached:
                 break
+            if caught_up and time.monotonic() >= holes_due:
+                await asyncio.to_thread(self.find_holes)
+                await self.fill_holes(follow=True)
+                holes_due = time.monotonic() + self.settings.holes_recheck_s
             p.phase = "live"
             idle_polls = 0 if caught_up or p.next_open > before else idle_polls + 1
             now = self.clock()
@@ -352,7 +362,10 @@ class DatasetMiner:
                              caught_up=caught_up, idle_polls=idle_polls,
                              poll_ms=self.settings.poll_ms)
             self.report(p)
-            await sleep_unless_stopped((wake - now) / 1000, self.stop)
+            sleep_s = (wake - now) / 1000
+            if caught_up:  # holes due before the next candle closes need not wait for it
+                sleep_s = min(sleep_s, max(0.0, holes_due - time.monotonic()))
+            await sleep_unless_stopped(sleep_s, self.stop)
 
     async def run(self, *, follow: bool) -> MineProgress:
         """Mine until done or stopped. Temporary failures that outlast the retries fail this
@@ -374,15 +387,6 @@ class DatasetMiner:
             raise RunError(f"{p.dataset_id}: {error.message}", hint=error.hint) from error
         self.report(p)
         return p
-
-
-def bad_candles_text(dataset_id: str, exchange_id: str, total: int, kinds: dict[str, int],
-                     first_ts: int | None) -> str:
-    """What the exchange served wrong, for `last_error` and the `mine` summary."""
-    what = "; ".join(f"{count} with {kind}" for kind, count in kinds.items())
-    return (f"{dataset_id}: {exchange_id} served {total} candles with impossible values "
-            f"({what}), first at {data.format_ts(first_ts)}; not stored, so the dataset has a "
-            "hole there (sfarm data verify lists it)")
 
 
 def _valid_gaps(value: object) -> list[list[int]]:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sfarm.errors import UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.runtime.agent_server import READS
+from sfarm.runtime.envelope import decode_reply, encode_request
 from sfarm.runtime.protocol import (
     Action,
     ApplyRequest,
@@ -50,8 +51,6 @@ from sfarm.runtime.protocol import (
     StepsReply,
     TailReply,
     TailRequest,
-    decode_reply,
-    encode_request,
 )
 from sfarm.status import NodeStatus
 

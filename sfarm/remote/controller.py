@@ -23,7 +23,8 @@ from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.defaults import CONNECT_TIMEOUT_S, DEFAULT_FORKS, READ_PARALLEL
 from sfarm.remote.local_root import local_root
 from sfarm.resolver.routes import KNOWN_HOSTS_FILE
-from sfarm.runtime.protocol import Action, NodeError, StepResult
+from sfarm.runtime.envelope import NodeError
+from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
 
 if TYPE_CHECKING:  # deploy's machinery (the plan, the wiring) loads when deploy runs

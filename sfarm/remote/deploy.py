@@ -69,13 +69,15 @@ def _digest(parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def task_definition(inventory: LoadedInventory, plan: Plan, node: NodeSpec, task: str) -> str:
+def task_definition(inventory: LoadedInventory, plan: Plan, node: NodeSpec, task: str,
+                    strategies: StrategySources) -> str:
     """The digest of what a task's worker reads when it starts (sfarm.cli.worker,
     sfarm.runtime.engines): its table and its exchange's (as validated, so a reformatted table
     is the same task), its strategy file and module, and where each of its inputs comes from
     (the plan: producer node and task, or none: computed by the task itself). Credentials are
     not in it (read from secrets.toml at start, which deploy may leave as it is): a worker
-    whose credentials were rotated is restarted by hand (`sfarm restart --task`)."""
+    whose credentials were rotated is restarted by hand (`sfarm restart --task`). `strategies`:
+    the inventory's strategy files (strategy_sources)."""
     model = inventory.model.tasks[task]
     me = TaskRef(node.name, task)
     inputs = sorted((dataset.id, None if dataset.producer is None
@@ -85,19 +87,21 @@ def task_definition(inventory: LoadedInventory, plan: Plan, node: NodeSpec, task
         "task": model.model_dump(mode="json"),
         "exchange": inventory.model.exchanges[model.exchange].model_dump(mode="json"),
         "inputs": inputs}
-    if isinstance(model, TradeTask):
-        parts["strategy"] = [file.content for file in _strategy_files(inventory, [model])]
+    if task in strategies:
+        parts["strategy"] = [file.content for file in strategies[task]]
     return _digest(parts)
 
 
-def programs_for(inventory: LoadedInventory, node: NodeSpec, root: Path,
-                 python: str, plan: Plan | None = None) -> tuple[Program, ...]:
+def programs_for(inventory: LoadedInventory, node: NodeSpec, root: Path, python: str,
+                 plan: Plan | None = None,
+                 strategies: StrategySources | None = None) -> tuple[Program, ...]:
     """A worker per task, plus the exchange emulator where an exchange asks for it: on the
     address the exchange names (sfarm.tasks.Exchange.emulator_address), serving only the
     node's own account, read from its file (its command line names the file, not the secret).
     Each program's environment holds the digest of its definition (`DEFINITION_VARIABLE`):
     a deploy restarts exactly the programs whose definition changed."""
     plan = plan_network(inventory, node.network) if plan is None else plan
+    strategies = strategy_sources(inventory) if strategies is None else strategies
     programs = []
     for name in served_emulators(inventory, node):
         exchange = inventory.model.exchanges[name]
@@ -109,7 +113,8 @@ def programs_for(inventory: LoadedInventory, node: NodeSpec, root: Path,
     programs += [Program(task, [python, "-m", "sfarm", "worker", "run", "--root", str(root),
                                 "--task", task],
                          environment={DEFINITION_VARIABLE: task_definition(inventory, plan,
-                                                                           node, task)})
+                                                                           node, task,
+                                                                           strategies)})
                  for task in node.tasks]
     return tuple(programs)
 
@@ -122,30 +127,39 @@ def _relative_inside(path: str) -> str:
     return str(relative)
 
 
-def strategy_files(inventory: LoadedInventory) -> list[NodeFile]:
-    """Every strategy file the inventory names, at its path relative to the inventory, and the
-    module of each class strategy that lies beside its file (its trusted code: the tasks that
-    trade with it import it on the node; nothing else does)."""
-    trading = [task for task in inventory.model.tasks.values() if isinstance(task, TradeTask)]
-    return _strategy_files(inventory, trading)
+# The strategy files of each trade task, by task name: read once per deployment, for the
+# files it sends and for its workers' definitions.
+StrategySources = dict[str, tuple[NodeFile, ...]]
 
 
-def _strategy_files(inventory: LoadedInventory, tasks: list[TradeTask]) -> list[NodeFile]:
-    """strategy_files of `tasks` only."""
+def strategy_sources(inventory: LoadedInventory) -> StrategySources:
+    """Each trade task's strategy file, at its path relative to the inventory, and the module
+    of a class strategy that lies beside its file (its trusted code: the tasks that trade with
+    it import it on the node; nothing else does)."""
     from sfarm.trading.strategy import load_strategy
 
-    files: dict[str, bytes] = {}
     base = inventory.path.parent.resolve()
-    for task in tasks:
+    sources: StrategySources = {}
+    for name, task in inventory.model.tasks.items():
+        if not isinstance(task, TradeTask):
+            continue
         path = inventory.strategy_path(task)
-        files[_relative_inside(task.strategy)] = path.read_bytes()
+        files = [NodeFile(_relative_inside(task.strategy), path.read_bytes())]
         module = load_strategy(path, check=False).module_file()
         if module is not None:
             if not module.resolve().is_relative_to(base):
                 raise UsageError(f"strategy module {module} must stay inside the inventory's "
                                  "folder", hint="nodes receive it at the same relative path")
-            files[module.resolve().relative_to(base).as_posix()] = module.read_bytes()
-    return [NodeFile(path, content) for path, content in sorted(files.items())]
+            files.append(NodeFile(module.resolve().relative_to(base).as_posix(),
+                                  module.read_bytes()))
+        sources[name] = tuple(files)
+    return sources
+
+
+def strategy_files(strategies: StrategySources) -> list[NodeFile]:
+    """Every file of `strategies` once (tasks share strategies), by path."""
+    files = {file.path: file for task_files in strategies.values() for file in task_files}
+    return [files[path] for path in sorted(files)]
 
 
 @dataclass(frozen=True)
@@ -252,14 +266,15 @@ def build_deployment(inventory: LoadedInventory, node: NodeSpec, root: Path,
                         local=node.is_local, inventory_dir=str(inventory.inventory_dir))
     files = [NodeFile(INVENTORY_FILE, inventory.path.read_bytes()),
              NodeFile(NODE_FILE, origin.to_json())]
-    files += strategy_files(inventory)
+    strategies = strategy_sources(inventory)
+    files += strategy_files(strategies)
     secrets = node_secrets(inventory, node)
     secrets_path = f"secrets/{SECRETS_FILE}"
     if secrets.content is not None:
         files.append(NodeFile(secrets_path, secrets.content, mode=0o600))
     # A local node runs the sfarm that runs this command; a remote one its own venv.
     interpreter = python or (sys.executable if node.is_local else str(root / "venv/bin/python"))
-    programs = programs_for(inventory, node, root, interpreter, plan)
+    programs = programs_for(inventory, node, root, interpreter, plan, strategies)
     if not node.is_local:  # a local node's requests are answered in the command's process
         programs += (agent_program(root, interpreter),)
     absent: list[str] = []

@@ -18,8 +18,8 @@ from paramiko.channel import Channel
 from paramiko.ssh_exception import SSHException
 
 from sfarm.remote.ssh_channel import PID_LINE
+from sfarm.runtime.envelope import ProtocolError
 from sfarm.runtime.framing import BrokenStream, FrameError, encode_frame, read_frame
-from sfarm.runtime.protocol import ProtocolError
 
 STDERR_KEPT = 64 * 1024  # bytes of the agent's stderr kept for an error message
 EXIT_WAIT_S = 5.0  # how long a dead agent's exit status and last stderr are waited for

@@ -33,7 +33,8 @@ from sfarm.remote.relay import RELAY_SOURCE
 from sfarm.remote.ssh import SSHConnection
 from sfarm.remote.wiring import Reach
 from sfarm.runtime.build import sfarm_build
-from sfarm.runtime.protocol import DEPLOY_HINT, ProtocolError, StepResult
+from sfarm.runtime.envelope import DEPLOY_HINT, ProtocolError
+from sfarm.runtime.protocol import StepResult
 
 VENV_PYTHON = "venv/bin/python"
 COMMAND_TIMEOUT_S = 120.0

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from sfarm.backoff import Backoff
+from sfarm.data.fsio import StorageError
 from sfarm.data.layout import format_ts
 from sfarm.data.mirror import StagedCopyInvalid
 from sfarm.errors import RunError
@@ -102,10 +103,12 @@ class Follower(threading.Thread):
             pending.clear()
 
     def _pull(self, dataset_id: str) -> bool:
-        """Pull one dataset; False when it failed for this dataset only (LinkDown propagates)."""
+        """Pull one dataset; False when it failed for this dataset only (LinkDown propagates).
+        A write this machine refuses is this dataset's failure too, not the peer's: the peer
+        stays fresh, and the pull is retried."""
         try:
             result = pull(self.link, dataset_id, self.root)
-        except (PullFailed, StagedCopyInvalid) as error:
+        except (PullFailed, StagedCopyInvalid, StorageError) as error:
             log.warning("%s", error.message)
             self.board.fail(self.link.node, dataset_id, error.message)
             return False

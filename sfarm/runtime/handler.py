@@ -22,10 +22,10 @@ from sfarm import __version__
 from sfarm.errors import SfarmError
 from sfarm.resolver.routes import held_key
 from sfarm.runtime import node as node_ops
+from sfarm.runtime.envelope import PROTOCOL_VERSION, decode_request, encode_error, encode_reply
 from sfarm.runtime.framing import BrokenStream, FrameError, read_frame, write_frame
 from sfarm.runtime.layout import NodeRoot
 from sfarm.runtime.protocol import (
-    PROTOCOL_VERSION,
     ApplyRequest,
     ControlRequest,
     DatasetsReply,
@@ -48,9 +48,6 @@ from sfarm.runtime.protocol import (
     StepsReply,
     TailReply,
     TailRequest,
-    decode_request,
-    encode_error,
-    encode_reply,
 )
 
 log = logging.getLogger(__name__)

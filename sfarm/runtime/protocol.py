@@ -1,44 +1,24 @@
-"""The node protocol: every request a controller makes of a node and every reply, as typed
-models, and the envelopes that carry them as JSON bytes with the protocol's version.
+"""The node protocol's messages: every request a controller makes of a node and every reply,
+as typed models (one request model per operation, told apart by `op`), and the values they carry.
 
-Both sides use this module: the controller encodes a request and decodes the reply
-(`encode_request`, `decode_reply`), the node decodes the request and encodes its reply
-(`decode_request`, `encode_reply`, `encode_error`; see sfarm.runtime.handler). The bytes travel
-on the stdin/stdout of `sfarm node call` over SSH, or stay in this process for a local node.
-Nothing sent (file contents, secrets among them) ever appears in a command line or a log.
-
-The envelope is stable across versions, so that two versions can at least refuse each other
-clearly: `{"protocol": N, "sfarm": "X", "request": {"op": ...}}` and
-`{"protocol": N, "sfarm": "X", "ok": true, "reply": {...}}` or
-`{"protocol": N, "sfarm": "X", "ok": false, "error": {"message": ..., "hint": ...}}`.
-A node refuses a request of another protocol or sfarm version; a controller refuses such a
-reply. Pure: no I/O here, and nothing heavier than pydantic is imported.
+sfarm.runtime.envelope carries them as JSON bytes with the protocol's version. Pure: no I/O
+here, and nothing heavier than pydantic is imported.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, TypeVar, cast, get_args
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from sfarm import __version__
-from sfarm.errors import RunError
 from sfarm.resolver.routes import FarmKeyInfo
 from sfarm.status import ServiceStatus, TaskStatus
 
-# Bump on any change of a request or reply that an older or newer peer could misread.
-# 2: the `tail` and `session` requests (the dashboard's views of a dataset and a session).
-# 3: the services of a node (the emulator, the resolver, the agent) in the status reply; the
-#    network's nodes in a deployment, the `former` request, `LiveRequest.stale_only`.
-PROTOCOL_VERSION = 3
-DEPLOY_HINT = "run `sfarm deploy` from the controller: it installs the controller's sfarm"
-
 # File contents travel as base64 inside the JSON; unknown keys are an error, not ignored.
 # A model's validator is built when first used (defer_build): a command sends one request and
-# reads one reply, and building all ~30 at import cost `sfarm status` a tenth of a second.
+# reads one reply, and building all ~30 at import was about a third of this module's import.
 _WIRE = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64",
                    defer_build=True)
 
@@ -141,11 +121,13 @@ class LogChunk:
     offset: int
 
 
-class _Wire(BaseModel):
+class WireModel(BaseModel):
+    """A message or value of the protocol: frozen, no unknown keys, bytes as base64."""
+
     model_config = ConfigDict(**_WIRE, frozen=True)
 
 
-class DatasetSummary(_Wire):
+class DatasetSummary(WireModel):
     """A dataset under a node root, from its manifest alone (what the data resolver compares)."""
 
     id: str
@@ -158,7 +140,7 @@ class DatasetSummary(_Wire):
     error: str | None = None  # the manifest could not be read
 
 
-class DatasetTail(_Wire):
+class DatasetTail(WireModel):
     """The last rows of a dataset, column by column: `ts` (ms, oldest first) and every numeric
     column but ts, each as long as `ts` (None where a value is missing or not a number).
     `error` says why there are no rows to show (no such dataset, unreadable), never raised."""
@@ -169,7 +151,7 @@ class DatasetTail(_Wire):
     error: str | None = None
 
 
-class TradeRow(_Wire):
+class TradeRow(WireModel):
     """A closed trade of a session (the columns of sfarm.trading.backtest.TRADE_COLUMNS, then
     its fees and why it exited, when the dataset has them)."""
 
@@ -184,7 +166,7 @@ class TradeRow(_Wire):
     reason: str | None = None
 
 
-class SessionView(_Wire):
+class SessionView(WireModel):
     """A trade session as its committed state and datasets show it (sfarm.runtime.views):
     `mode` paper, live or backtest (a backtest task's last run), `cash` the initial equity,
     `return_pct` in percent of it, `entry_price` None when flat (or not known: a backtest),
@@ -214,7 +196,7 @@ class SessionView(_Wire):
 # --- requests: one model per operation, told apart by `op` ------------------------------------
 
 
-class ApplyRequest(_Wire):
+class ApplyRequest(WireModel):
     """Make the node root match a deployment and (re)load its supervisord. With `dry_run`, only
     say what would change (a "changed" step: would change) and change nothing; with `boot`,
     also make the node's supervisord start at boot (sfarm.runtime.boot). Both default to
@@ -227,20 +209,20 @@ class ApplyRequest(_Wire):
     operator: str = ""  # user@host of the command, for the node's audit log
 
 
-class StatusRequest(_Wire):
+class StatusRequest(WireModel):
     """The state of these tasks (name -> kind) from supervisord and their heartbeats."""
 
     op: Literal["status"] = "status"
     tasks: dict[str, str]
 
 
-class ControlRequest(_Wire):
+class ControlRequest(WireModel):
     op: Literal["control"] = "control"
     action: Action
     tasks: list[str]
 
 
-class LiveRequest(_Wire):
+class LiveRequest(WireModel):
     """Arm (or disarm) live trade tasks: see sfarm.trading.live_guard."""
 
     op: Literal["live"] = "live"
@@ -253,7 +235,7 @@ class LiveRequest(_Wire):
     stale_only: bool = False
 
 
-class ResumeRequest(_Wire):
+class ResumeRequest(WireModel):
     """Let a trade task's session halted by its kill switch trade again (its worker stopped)."""
 
     op: Literal["resume"] = "resume"
@@ -261,13 +243,13 @@ class ResumeRequest(_Wire):
     operator: str = ""  # user@host of the command, for the node's audit log
 
 
-class DownRequest(_Wire):
+class DownRequest(WireModel):
     """Stop every worker and the node's supervisord."""
 
     op: Literal["down"] = "down"
 
 
-class LogRequest(_Wire):
+class LogRequest(WireModel):
     """The last `lines` lines of a log (offset None) or what was written after `offset`;
     task None: supervisord's own log."""
 
@@ -277,7 +259,7 @@ class LogRequest(_Wire):
     lines: int = Field(default=40, ge=0)
 
 
-class DatasetsRequest(_Wire):
+class DatasetsRequest(WireModel):
     """Summaries of the node's own datasets (and its mirrors' with `mirrors`); `ids` keeps
     only those."""
 
@@ -286,11 +268,11 @@ class DatasetsRequest(_Wire):
     mirrors: bool = False
 
 
-class FactsRequest(_Wire):
+class FactsRequest(WireModel):
     op: Literal["facts"] = "facts"
 
 
-class TailRequest(_Wire):
+class TailRequest(WireModel):
     """The last `limit` rows of a dataset the node holds: its own, else the one mirror that
     holds it (`mirror_of` names the producer whose mirror to read)."""
 
@@ -300,7 +282,7 @@ class TailRequest(_Wire):
     mirror_of: str | None = None
 
 
-class SessionRequest(_Wire):
+class SessionRequest(WireModel):
     """A trade task's session: its equity curve in at most `points` points and its last
     `trades` trades."""
 
@@ -310,7 +292,7 @@ class SessionRequest(_Wire):
     trades: int = Field(default=10, ge=0, le=1000)
 
 
-class FormerRequest(_Wire):
+class FormerRequest(WireModel):
     """The nodes an earlier deploy of the network declared and the last one no longer does,
     as this node remembers them, once it forgot those in `forget` (stopped by `down --node`)."""
 
@@ -326,26 +308,26 @@ Request = Annotated[ApplyRequest | StatusRequest | ControlRequest | LiveRequest 
 # --- replies ----------------------------------------------------------------------------------
 
 
-class StepsReply(_Wire):
+class StepsReply(WireModel):
     """The reply to apply, control, live and down."""
 
     steps: list[StepResult]
 
 
-class StatusReply(_Wire):
+class StatusReply(WireModel):
     tasks: list[TaskStatus]
     services: list[ServiceStatus] = Field(default_factory=list)  # since protocol 3
 
 
-class LogReply(_Wire):
+class LogReply(WireModel):
     chunk: LogChunk
 
 
-class DatasetsReply(_Wire):
+class DatasetsReply(WireModel):
     datasets: list[DatasetSummary]
 
 
-class FactsReply(_Wire):
+class FactsReply(WireModel):
     sfarm: str
     protocol: int
     python: str  # the interpreter's path
@@ -357,156 +339,17 @@ class FactsReply(_Wire):
     sftp_server: str | None = None  # the node's sftp-server, for an SSHFS key's line
 
 
-class TailReply(_Wire):
+class TailReply(WireModel):
     tail: DatasetTail
 
 
-class SessionReply(_Wire):
+class SessionReply(WireModel):
     session: SessionView | None  # None: the session has not started
 
 
-class FormerReply(_Wire):
+class FormerReply(WireModel):
     nodes: list[NodeAddress]
 
 
 Reply = (StepsReply | StatusReply | LogReply | DatasetsReply | FactsReply | TailReply
          | SessionReply | FormerReply)
-R = TypeVar("R", bound=BaseModel)
-
-
-# --- envelopes ----------------------------------------------------------------------------------
-
-
-class RequestEnvelope(_Wire):
-    protocol: int
-    sfarm: str
-    request: Request
-
-
-_ENVELOPE_KEYS = RequestEnvelope.model_fields.keys()
-# Each request type by its `op` (the discriminator of Request's union).
-_REQUEST_BY_OP: dict[str, type[BaseModel]] = {
-    model.model_fields["op"].default: model for model in get_args(get_args(Request)[0])}
-
-
-class ErrorInfo(_Wire):
-    message: str
-    hint: str | None = None
-
-
-class ReplyEnvelope(_Wire):
-    """A reply before its body is read: the body's type depends on the request."""
-
-    protocol: int
-    sfarm: str
-    ok: bool
-    reply: dict[str, Any] | None = None
-    error: ErrorInfo | None = None
-
-
-class ProtocolError(RunError):
-    """A message this side cannot use: not JSON, the wrong shape, another version."""
-
-
-class NodeError(RunError):
-    """The node answered with an error: the operation failed there."""
-
-
-def encode_request(request: Request) -> bytes:
-    # The envelope's fields written around the request's own JSON: RequestEnvelope's
-    # serializer would be built for every request type to write one.
-    return json.dumps({"protocol": PROTOCOL_VERSION, "sfarm": __version__,
-                       "request": request.model_dump(mode="json")},
-                      separators=(",", ":")).encode()
-
-
-def decode_request(raw: bytes) -> Request:
-    """The request in `raw`; ProtocolError when it is malformed or of another version."""
-    document = _json_object(raw, "the request")
-    _check_versions(document, "the controller", "this node")
-    request = document.get("request")
-    op = request.get("op") if isinstance(request, dict) else None
-    model = _REQUEST_BY_OP.get(op) if isinstance(op, str) else None
-    if model is not None and document.keys() == _ENVELOPE_KEYS:
-        # The model the envelope's union picks by `op`, validated alone (the other request
-        # types' validators are not built); anything it refuses goes through the envelope
-        # below, whose message names the union's member as before.
-        try:
-            return cast(Request, model.model_validate(request))
-        except ValidationError:
-            pass
-    try:
-        return RequestEnvelope.model_validate(document).request
-    except ValidationError as error:
-        raise ProtocolError(f"malformed request: {_summary(error)}") from None
-
-
-def encode_reply(reply: Reply) -> bytes:
-    body = reply.model_dump(mode="json")
-    return json.dumps({"protocol": PROTOCOL_VERSION, "sfarm": __version__, "ok": True,
-                       "reply": body}).encode()
-
-
-def encode_error(message: str, hint: str | None = None) -> bytes:
-    envelope = ReplyEnvelope(protocol=PROTOCOL_VERSION, sfarm=__version__, ok=False,
-                             error=ErrorInfo(message=message, hint=hint))
-    return envelope.model_dump_json(exclude_none=True).encode()
-
-
-def decode_reply(raw: bytes, expected: type[R], where: str) -> R:
-    """The reply body in `raw`, of type `expected`. The node's error reply raises NodeError
-    (its message and hint); anything unusable raises ProtocolError naming `where`."""
-    try:
-        document = _json_object(raw, "its reply",
-                                hint="is something on the node printing to stdout?")
-        error = document.get("error")
-        if document.get("ok") is False and isinstance(error, dict) \
-                and isinstance(message := error.get("message"), str):
-            # An error reply reads the same in every version: a refusal stays legible.
-            hint = error.get("hint")
-            raise NodeError(message, hint=hint if isinstance(hint, str) else None)
-        _check_versions(document, "the node", "this controller")
-        envelope = ReplyEnvelope.model_validate(document)
-        if not envelope.ok or envelope.reply is None:
-            raise ProtocolError("a reply with neither a result nor an error")
-        return expected.model_validate(envelope.reply)
-    except ValidationError as error:
-        raise ProtocolError(f"{where}: malformed reply: {_summary(error)}",
-                            hint=DEPLOY_HINT) from None
-    except ProtocolError as error:
-        raise ProtocolError(f"{where}: {error.message}", hint=error.hint) from None
-
-
-def _json_object(raw: bytes, what: str, hint: str | None = None) -> dict[str, Any]:
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise ProtocolError(f"{what} is not JSON: {_preview(raw)}", hint=hint) from None
-    if not isinstance(document, dict):
-        raise ProtocolError(f"{what} is not a JSON object: {_preview(raw)}")
-    return document
-
-
-def _check_versions(document: dict[str, Any], peer: str, self_name: str) -> None:
-    """Refuse a peer of another protocol or sfarm version, naming both versions."""
-    protocol, sfarm = document.get("protocol"), document.get("sfarm")
-    if protocol == PROTOCOL_VERSION and sfarm == __version__:
-        return
-    if not isinstance(protocol, int) or not isinstance(sfarm, str):
-        raise ProtocolError(f"not a node protocol envelope (no protocol and sfarm version): "
-                            f"{_preview(json.dumps(document).encode())}")
-    raise ProtocolError(f"{peer} runs sfarm {sfarm} (node protocol {protocol}), "
-                        f"{self_name} sfarm {__version__} (node protocol {PROTOCOL_VERSION})",
-                        hint=DEPLOY_HINT)
-
-
-def _summary(error: ValidationError, count: int = 3) -> str:
-    problems = [f"{'.'.join(str(part) for part in item['loc']) or '(top)'}: {item['msg']}"
-                for item in error.errors()[:count]]
-    more = error.error_count() - count
-    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
-
-
-def _preview(raw: bytes, limit: int = 80) -> str:
-    text = raw.decode("utf-8", "replace").strip()
-    return repr(text[:limit] + ("…" if len(text) > limit else "")) if text else "nothing"
