@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from sfarm import data
-from sfarm.cli.mine import ProgressView
+from sfarm.cli.mine_progress import ProgressView
 from sfarm.inventory.model import Exchange
 from sfarm.mining import MineRequest, mine
 from sfarm.timeframes import HOUR_MS, MINUTE_MS

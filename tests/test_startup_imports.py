@@ -131,3 +131,62 @@ def test_help_renderer_stand_ins_give_the_real_classes() -> None:
         assert type(made) is rich.traceback.Traceback
         assert rich.markdown.Markdown.__module__ == "rich.markdown"
     """) == []
+
+
+def test_each_command_module_registers_the_commands_the_map_names() -> None:
+    # `sfarm CMD` builds the app of CMD's module alone (sfarm.cli.main.COMMAND_MODULES): a
+    # command missing from the map would still run (the whole app), one mapped to the wrong
+    # module would not.
+    import typer
+
+    from sfarm.cli.main import COMMAND_MODULES, build_app
+
+    for module, commands in COMMAND_MODULES.items():
+        group = typer.main.get_command(build_app((module,)))
+        assert isinstance(group, typer.core.TyperGroup)
+        assert tuple(group.commands) == commands, module
+    every = typer.main.get_command(build_app())
+    assert isinstance(every, typer.core.TyperGroup)
+    assert sorted(every.commands) == sorted(name for names in COMMAND_MODULES.values()
+                                            for name in names)
+
+
+def test_a_command_loads_no_other_command_module() -> None:
+    # `sfarm status` builds the app of sfarm.cli.farm only: not backtest's, data's or sim's.
+    loaded = _loaded_after("""
+        import contextlib, io, sys
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(["status", "--help"])
+            except SystemExit:
+                pass
+        others = {"sfarm.cli.backtest", "sfarm.cli.data", "sfarm.cli.sim", "sfarm.cli.mine",
+                  "sfarm.cli.web", "sfarm.cli.worker", "sfarm.cli.inventory_cmds"}
+        assert not others & set(sys.modules), sorted(others & set(sys.modules))
+    """)
+    assert "numpy" not in loaded
+
+
+def test_status_loads_none_of_deploys_machinery(tmp_path: Path) -> None:
+    # status asks each node for its tasks: deploy's modules (the wiring, the deployment, the
+    # dry run, jump hosts), the data flow, live arming and the log tail load with their own
+    # commands; of the node protocol's models, only those a status sends and reads are built.
+    shutil.copytree(PROJECT / "inventory" / "strategies", tmp_path / "strategies")
+    inventory = tmp_path / "sfarm.toml"
+    inventory.write_text((PROJECT / "inventory" / "local.toml").read_text())
+    _loaded_after(f"""
+        import contextlib, io, sys
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(["status", "-i", {str(inventory)!r}])
+            except SystemExit:
+                pass
+        unwanted = {{"sfarm.remote.wiring", "sfarm.remote.deploy", "sfarm.remote.dry_run",
+                    "sfarm.remote.jump_hosts", "sfarm.farm.flow", "sfarm.farm.live",
+                    "sfarm.farm.logs", "sfarm.farm.former"}}
+        assert not unwanted & set(sys.modules), sorted(unwanted & set(sys.modules))
+        from sfarm.runtime.protocol import ApplyRequest, StatusRequest
+        assert not ApplyRequest.__pydantic_complete__
+    """)

@@ -11,7 +11,6 @@ inventory it cannot find or read completes nothing.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +42,8 @@ def _given(ctx: CompletionContext, name: str) -> Any:
 
 
 def _inventory(ctx: CompletionContext) -> dict[str, Any]:
+    import tomllib  # when completing: the commands that register completers need not load it
+
     try:
         path = find_inventory(_given(ctx, "inventory"))
         with path.open("rb") as file:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from typer._click.core import Command
@@ -22,9 +22,17 @@ from typer.core import TyperGroup
 from sfarm.cli.console import err
 from sfarm.cli.help_render import load_rich_utils
 from sfarm.errors import SfarmError
-from sfarm.inventory.problems import InventoryError, Problem
-from sfarm.inventory.source import format_key_path
-from sfarm.redact import redact
+
+if TYPE_CHECKING:
+    from sfarm.inventory.problems import Problem
+
+
+def redact(text: str) -> str:
+    """sfarm.redact.redact, loaded on a failure only (its patterns, logging): a command that
+    succeeds, `sfarm --help` first, does not pay for them."""
+    from sfarm.redact import redact as masked
+
+    return masked(text)
 
 
 def wants_json(argv: Sequence[str]) -> bool:
@@ -61,12 +69,16 @@ def error_document(message: str, *, hint: str | None = None, file: Path | str | 
 def problem_json(problem: Problem) -> dict[str, Any]:
     """An inventory problem as `validate --json` lists it (SPEC: file, line, path, message,
     hint)."""
+    from sfarm.inventory.source import format_key_path
+
     return {"file": None if problem.file is None else str(problem.file), "line": problem.line,
             "path": format_key_path(problem.path), "message": redact(problem.message),
             "hint": None if problem.hint is None else redact(problem.hint)}
 
 
 def sfarm_error_document(error: SfarmError) -> dict[str, Any]:
+    from sfarm.inventory.problems import InventoryError
+
     if isinstance(error, InventoryError) and error.problems:
         first = error.problems[0]
         return error_document(error.message, hint=error.hint, file=first.file, line=first.line,
@@ -78,6 +90,8 @@ def validation_document(error: SfarmError) -> dict[str, Any]:
     """`validate --json` of an inventory that could not be validated (SPEC: `{"valid": false,
     "problems": [...]}`): its problems, or the one error that stopped the check (no inventory,
     an unreadable file) as one problem without a key path."""
+    from sfarm.inventory.problems import InventoryError
+
     if isinstance(error, InventoryError) and error.problems:
         problems = [problem_json(problem) for problem in error.problems]
     else:

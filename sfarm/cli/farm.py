@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -338,6 +337,8 @@ def _watch(farm: Farm, interval: float) -> None:
     table per refresh, each under the time it was taken. One connection per node throughout."""
     try:
         if out.is_terminal:
+            from rich.live import Live
+
             with Live(render_status(farm.status()), console=out, auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)

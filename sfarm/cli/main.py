@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
 import sys
 from typing import Any, TextIO, cast
@@ -26,20 +28,26 @@ from sfarm.cli.group import QuotingGroup
 from sfarm.cli.help_render import load_rich_utils
 from sfarm.errors import Interrupted, SfarmError
 
-app = typer.Typer(
-    name="sfarm",
-    cls=QuotingGroup,  # option values typer refuses are quoted in the message
-    help=(
-        "Run a crypto-trading farm on one machine or many.\n\n"
-        "One TOML inventory declares networks of nodes and the tasks they run: mine candles, "
-        "compute indicators, trade. Start with:\n\n"
-        "  sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan"
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# The command modules, in the order `sfarm --help` lists them, and the top-level commands each
+# registers (its `register(app)`; tests/test_startup_imports.py checks the two agree). `sfarm
+# CMD ...` builds an app of CMD's module alone: the other modules' imports (rich's progress
+# bars, the emulator's defaults, ...) and typer's build of their ~40 commands are not paid for
+# one command. Help, completion and anything unrecognised get the whole app.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "inventory_cmds": ("validate", "plan", "init"),
+    "farm": ("deploy", "up", "start", "stop", "restart", "down", "status", "logs"),
+    "report": ("report",),
+    "dashboard": ("tui",),
+    "web": ("web",),
+    "data": ("data",),
+    "mine": ("mine",),
+    "backtest": ("backtest",),
+    "sim": ("sim",),
+    "worker": ("worker",),
+    "node": ("node",),
+}
+_MODULE_OF = {command: module for module, commands in COMMAND_MODULES.items()
+              for command in commands}
 
 
 def _version(value: bool) -> None:
@@ -48,7 +56,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -57,27 +64,44 @@ def _root(
     """Run a crypto-trading farm on one machine or many."""
 
 
-def _register_commands() -> None:
-    # Each command module adds its commands to `app`; this list is the single place that says
-    # which commands exist, in the order `sfarm --help` shows them.
-    from sfarm.cli import (
-        backtest,
-        dashboard,
-        data,
-        farm,
-        inventory_cmds,
-        mine,
-        node,
-        report,
-        sim,
-        web,
-        worker,
+@functools.cache
+def build_app(modules: tuple[str, ...] = tuple(COMMAND_MODULES)) -> typer.Typer:
+    """The typer app with the commands of `modules` (of COMMAND_MODULES; all by default)."""
+    made = typer.Typer(
+        name="sfarm",
+        cls=QuotingGroup,  # option values typer refuses are quoted in the message
+        help=(
+            "Run a crypto-trading farm on one machine or many.\n\n"
+            "One TOML inventory declares networks of nodes and the tasks they run: mine "
+            "candles, compute indicators, trade. Start with:\n\n"
+            "  sfarm init myfarm && cd myfarm && sfarm validate && sfarm plan"
+        ),
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
+    made.callback()(_root)
+    for name in modules:
+        importlib.import_module(f"sfarm.cli.{name}").register(made)
+    _one_line_summaries(made)
+    return made
 
-    for module in (inventory_cmds, farm, report, dashboard, web, data, mine, backtest, sim, worker,
-                   node):
-        module.register(app)
-    _one_line_summaries(app)
+
+def app_for(arguments: list[str]) -> typer.Typer:
+    """The app that runs `arguments`: of the named command's module alone when the first
+    argument names a command, else (help, --version, a mistyped command) the whole app, so
+    that what typer says (the command list, "did you mean") is unchanged."""
+    module = _MODULE_OF.get(arguments[0]) if arguments else None
+    return build_app((module,)) if module is not None else build_app()
+
+
+def __getattr__(name: str) -> Any:
+    # `app`: the whole app (completion's command tree, tests walking every command), built
+    # when first asked for.
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _one_line_summaries(group: typer.Typer) -> None:
@@ -93,9 +117,6 @@ def _one_line_summaries(group: typer.Typer) -> None:
             _one_line_summaries(sub.typer_instance)
 
 
-_register_commands()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with its status. This is the edge: nothing escapes it but
     SystemExit. SfarmError and usage errors become their message (exit 1 or 2), Ctrl-C one line
@@ -106,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     as_json = wants_json(arguments)
     documents = documents_printed()
     document: dict[str, Any] | None = None
+    app = app_for(arguments)
     try:
         status = app(args=arguments, prog_name="sfarm", standalone_mode=False)
     except Interrupted:
@@ -125,13 +147,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except Exception as error:
         # The edge: anything else is a bug, written to a crash log, shown as one line.
-        status, document = 1, _crashed(error, arguments)
+        status, document = 1, _crashed(error, arguments, app)
     if document is not None and as_json and documents_printed() == documents:
         print_json(document)
     sys.exit(status if isinstance(status, int) else 0)
 
 
-def _crashed(error: Exception, arguments: list[str]) -> dict[str, Any]:
+def _crashed(error: Exception, arguments: list[str], app: typer.Typer) -> dict[str, Any]:
     from sfarm.cli.crash import crash_line, write_crash_log  # tempfile etc.: on a crash only
 
     log = write_crash_log(error, arguments)

@@ -10,19 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
@@ -36,45 +25,6 @@ from sfarm.timepoints import BadTimePoint, parse_time_point
 if TYPE_CHECKING:  # the miner (ccxt's async half, aiohttp) loads only when `mine` runs
     from sfarm.mining import MineProgress, MineResult, MinerSettings
     from sfarm.tasks import Exchange
-
-
-class _RateColumn(ProgressColumn):
-    """Candles per second, from rich's smoothed speed."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "-/s", style="cyan")
-
-
-class _CandlesColumn(ProgressColumn):
-    """Candle slots walked / planned (planned grows while the live edge moves)."""
-
-    def render(self, task: Task) -> Text:
-        if task.total is None:
-            return Text("loading markets", style="dim")
-        return Text(f"{task.completed:,.0f}/{task.total:,.0f}")
-
-
-class ProgressView:
-    """One bar per dataset; totals grow while the live edge moves."""
-
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(bar_width=16),
-            _CandlesColumn(),
-            _RateColumn(), TimeRemainingColumn(),
-            console=console, disable=not console.is_terminal, transient=False,
-        )
-        self.tasks: dict[str, TaskID] = {}
-
-    def update(self, status: MineProgress) -> None:
-        task = self.tasks.get(status.dataset_id)
-        if task is None:
-            task = self.progress.add_task(status.dataset_id, total=None)
-            self.tasks[status.dataset_id] = task
-        if status.phase == "starting":
-            return
-        self.progress.update(task, total=status.planned, completed=status.done_slots)
 
 
 def _time_ms(option: str, value: str) -> int:
@@ -201,6 +151,8 @@ def mine_cmd(
         exchange=exchange, markets=tuple(dict.fromkeys(market)),
         timeframes=tuple(dict.fromkeys(timeframe)), since_ms=since_ms, until_ms=until_ms,
         follow=False)
+    from sfarm.cli.mine_progress import ProgressView
+
     view = ProgressView(err)
     stop = threading.Event()
     try:

@@ -18,8 +18,6 @@ from typing import Annotated
 
 import typer
 
-from sfarm.cli.node_stdio import answer_one, serve_frames
-
 node_app = typer.Typer(help="A node's side of farm commands (run by sfarm over SSH).",
                        no_args_is_help=True)
 
@@ -32,6 +30,8 @@ def call(root: Annotated[Path, typer.Option(help="The node root.")]) -> None:
     Example: [bold]echo '{"protocol": 1, "sfarm": "0.1.0", "request": {"op": "facts"}}' |
     sfarm node call --root ~/sfarm/prod/miner-1[/]
     """
+    from sfarm.cli.node_stdio import answer_one  # argparse and the rest: a node's only
+
     answer_one(root)
 
 
@@ -45,6 +45,8 @@ def serve(root: Annotated[Path, typer.Option(help="The node root.")]) -> None:
     Example: [bold]printf '37\\n{"protocol": 1, "sfarm": "0.1.0", ...' |
     sfarm node serve --root ~/sfarm/prod/miner-1[/]
     """
+    from sfarm.cli.node_stdio import serve_frames
+
     serve_frames(root)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -138,6 +136,9 @@ def _settings(command: tuple[str, ...], host: str, port: int, public_url: str | 
 def _announce(settings: WebSettings, port: int) -> None:
     """What the operator needs once the server listens: the URL to open (with the token), the
     certificate's fingerprint, and how exposed the page is."""
+    import getpass
+    import socket
+
     scheme = "https" if settings.tls is not None else "http"
     shown_host = settings.host
     if settings.host in ("", "0.0.0.0", "::"):

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from sfarm.errors import UsageError
-from sfarm.runtime.layout import NodeRoot
-from sfarm.runtime.parent import die_with_parent
 
 worker_app = typer.Typer(help="The headless worker processes (run by supervisord).",
                          no_args_is_help=True)
@@ -30,6 +28,8 @@ def run(
     from sfarm.inventory import load_inventory
     from sfarm.inventory.problems import did_you_mean
     from sfarm.runtime.engines import engine_for
+    from sfarm.runtime.layout import NodeRoot
+    from sfarm.runtime.parent import die_with_parent  # ctypes: a worker's only
     from sfarm.runtime.worker import configure_logging, run_worker, task_context
 
     node_root = NodeRoot(root.expanduser().resolve())
@@ -56,6 +56,8 @@ def resolver(
 
     from sfarm.resolver.routes import load_routes
     from sfarm.resolver.service import run_resolver
+    from sfarm.runtime.layout import NodeRoot
+    from sfarm.runtime.parent import die_with_parent
     from sfarm.runtime.worker import configure_logging
 
     node_root = NodeRoot(root.expanduser().resolve())

@@ -14,17 +14,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from sfarm.errors import UsageError
-from sfarm.farm.flow import FlowEdge, data_flow
-from sfarm.farm.former import former_notes
-from sfarm.farm.live import arming_notes, live_tasks
-from sfarm.farm.logs import LogTail, unknown_log_hint
 from sfarm.farm.results import FarmReport, Note
 from sfarm.farm.status import fill_lags, running_with_data, services_that_cannot_start
 from sfarm.inventory import LoadedInventory, NodeSpec, load_inventory
 from sfarm.inventory.load import read_declared_indicators, read_strategy_indicators
 from sfarm.inventory.problems import did_you_mean, known_names
-from sfarm.plan import plan_network
-from sfarm.remote.agent import NodeAgent
 from sfarm.remote.controller import (
     CONNECT_TIMEOUT_S,
     DEFAULT_FORKS,
@@ -32,18 +26,22 @@ from sfarm.remote.controller import (
     NodeOutcome,
     describe_failure,
 )
-from sfarm.remote.deploy import address_spec
-from sfarm.runtime.protocol import (
-    Action,
-    DatasetSummary,
-    DatasetTail,
-    FactsReply,
-    SessionView,
-)
-from sfarm.status import NetworkStatus
 
+# What one command needs loads with that command: `sfarm status` (the controller, the
+# protocol, the status models) loads no plan, wiring, live arming or log tail.
 if TYPE_CHECKING:
+    from sfarm.farm.flow import FlowEdge
+    from sfarm.farm.logs import LogTail
+    from sfarm.remote.agent import NodeAgent
     from sfarm.remote.pull import PullResult
+    from sfarm.runtime.protocol import (
+        Action,
+        DatasetSummary,
+        DatasetTail,
+        FactsReply,
+        SessionView,
+    )
+    from sfarm.status import NetworkStatus
 
 PullProgress = Callable[[str, int, int], None]  # dataset id, its index, how many in all
 
@@ -112,6 +110,8 @@ class Farm:
         supervisord starts at boot; `offline`, the nodes install sfarm with no package index
         (from a wheelhouse sent by this machine). With `dry_run`, what would change, nothing
         changed. `node`: that node only (of the selected ones), as `sfarm deploy --node`."""
+        from sfarm.farm.former import former_notes
+
         deployed = self.controller.deploy(rotate_farm_key=rotate_farm_key, dry_run=dry_run,
                                           boot=boot, offline=offline, node=node)
         return FarmReport("deploy", deployed, former_notes(deployed), dry_run=dry_run)
@@ -134,6 +134,8 @@ class Farm:
             checked = self.deploy(dry_run=True, offline=offline)
             note = Note("note", f"dry run: up would then start every worker and {then}")
             return FarmReport("up", checked.nodes, [*checked.notes, note], dry_run=True)
+        from sfarm.farm.former import former_notes
+
         deployed = self.controller.deploy(offline=offline)
         former = former_notes(deployed)
         if not all(outcome.ok for outcome in deployed):
@@ -202,6 +204,8 @@ class Farm:
     def _down_former(self, name: str) -> FarmReport:
         """`down --node NAME` of a former node: ask the network's nodes (in parallel; one that
         cannot answer knows none) how to reach it, stop it, and make them forget it."""
+        from sfarm.remote.deploy import address_spec
+
         known = self.controller.each(lambda spec, agent: agent.former(),
                                      lambda spec, error: [])  # in node order
         holders = [spec for spec, former in zip(self.nodes, known, strict=True)
@@ -240,6 +244,8 @@ class Farm:
         `stale_only`, disarming leaves the arms of running workers (sfarm.runtime.node). The
         notes say what a person should know: a live task left unarmed places no order (see
         sfarm.trading.live_guard), one left armed places orders."""
+        from sfarm.farm.live import arming_notes, live_tasks
+
         chosen = {spec.name for spec in self.controller.select(node)}
         live_of = {spec.name: live_tasks(self.inventory, self.controller.tasks_of(spec, task))
                    if spec.name in chosen else [] for spec in self.nodes}
@@ -260,6 +266,9 @@ class Farm:
     def flow(self, status: NetworkStatus) -> list[FlowEdge]:
         """Which node feeds which dataset to which in this network, and how fresh each
         hand-over is in `status` (sfarm.farm.flow.data_flow over the network's plan)."""
+        from sfarm.farm.flow import data_flow
+        from sfarm.plan import plan_network
+
         return data_flow(plan_network(self.inventory, self.network), status)
 
     def wait_until_running(self, timeout_s: float, *, interval_s: float = 1.0,
@@ -284,6 +293,8 @@ class Farm:
     def logs(self, node: str, task: str | None = None, lines: int = 40) -> LogTail:
         """The logs of a node's workers (of `task` only, when given: a task, or a service the
         node runs, such as its exchange emulator); close the tail after."""
+        from sfarm.farm.logs import LogTail, unknown_log_hint
+
         spec = self.node(node)
         # A tail asks again and again: one agent on the node for its life (over SSH).
         agent = self.controller.agent(spec, serve=True)

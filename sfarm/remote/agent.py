@@ -14,15 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from sfarm.errors import UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
-from sfarm.plan import Plan
-from sfarm.remote.connection import Connection, LocalConnection
-from sfarm.remote.wiring import LOCAL_REACH, NodeWiring, Reach
 from sfarm.runtime.agent_server import READS
 from sfarm.runtime.envelope import decode_reply, encode_request
 from sfarm.runtime.protocol import (
@@ -56,6 +53,11 @@ from sfarm.runtime.protocol import (
     TailRequest,
 )
 from sfarm.status import NodeStatus
+
+if TYPE_CHECKING:  # the wiring and the plan are deploy's: a status loads neither
+    from sfarm.plan import Plan
+    from sfarm.remote.connection import Connection, LocalConnection
+    from sfarm.remote.wiring import NodeWiring, Reach
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -118,10 +120,14 @@ class InProcessTransport:
     @property
     def connection(self) -> Connection:
         if self._connection is None:
+            from sfarm.remote.connection import LocalConnection
+
             self._connection = LocalConnection()
         return self._connection
 
     def reach(self) -> Reach:
+        from sfarm.remote.wiring import LOCAL_REACH
+
         return LOCAL_REACH
 
     def install(self, *, offline: bool = False) -> tuple[list[StepResult], str | None]:

@@ -14,31 +14,24 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sfarm.errors import SfarmError, UsageError
 from sfarm.inventory import LoadedInventory, NodeSpec
 from sfarm.inventory.problems import did_you_mean, known_names
-from sfarm.plan import Plan, plan_network
 from sfarm.remote.agent import InProcessTransport, NodeAgent
 from sfarm.remote.defaults import CONNECT_TIMEOUT_S, DEFAULT_FORKS, READ_PARALLEL
-from sfarm.remote.deploy import build_deployment, local_root
-from sfarm.remote.dry_run import unasked_steps, withhold_new_keys
-from sfarm.remote.jump_hosts import outside_jump_lines, sync_jump_hosts
-from sfarm.remote.refresh import StatusRefresher
-from sfarm.remote.wiring import (
-    FarmKey,
-    NodeSurvey,
-    consumers,
-    jump_lines_of,
-    key_to_keep,
-    unsurveyed_producers,
-    wire_network,
-)
-from sfarm.resolver.routes import KEY_KINDS, KNOWN_HOSTS_FILE, KeyKind
+from sfarm.remote.local_root import local_root
+from sfarm.resolver.routes import KNOWN_HOSTS_FILE
 from sfarm.runtime.envelope import NodeError
 from sfarm.runtime.protocol import Action, StepResult
 from sfarm.status import NetworkStatus, NodeStatus
+
+if TYPE_CHECKING:  # deploy's machinery (the plan, the wiring) loads when deploy runs
+    from sfarm.plan import Plan
+    from sfarm.remote.refresh import StatusRefresher
+    from sfarm.remote.wiring import FarmKey, NodeSurvey
+    from sfarm.resolver.routes import KeyKind
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,6 +68,8 @@ def _survey(spec: NodeSpec, agent: NodeAgent, *, install: bool, wired: bool,
     run only checks; with no package index on the node when `offline`) and learn what the
     network's wiring needs of it (the farm key it holds only when data crosses nodes: that
     costs a request, of a node that can answer it)."""
+    from sfarm.remote.wiring import NodeSurvey
+
     transport = agent.transport
     steps, python = ((transport.check_install(offline=offline) if dry_run
                       else transport.install(offline=offline)) if install else ([], None))
@@ -270,6 +265,13 @@ class FarmController:
         changed anywhere (sfarm.remote.dry_run). `offline`: every selected node installs with
         no package index (as a node with `offline = true` always does). `node`: only that one
         of the selected nodes is deployed (`select`)."""
+        from sfarm.plan import plan_network
+        from sfarm.remote.deploy import build_deployment
+        from sfarm.remote.dry_run import unasked_steps, withhold_new_keys
+        from sfarm.remote.jump_hosts import outside_jump_lines, sync_jump_hosts
+        from sfarm.remote.wiring import jump_lines_of, unsurveyed_producers, wire_network
+        from sfarm.resolver.routes import KEY_KINDS
+
         chosen = self.select(node)
         plan = plan_network(self.inventory, self.network)
         everyone = {spec.name: spec for spec in self.inventory.nodes(self.network)}
@@ -329,6 +331,8 @@ class FarmController:
              surveys: dict[str, NodeSurvey], selected: set[str], rotate: bool) -> FarmKey | None:
         """The network's key of `kind`: the one its consumers hold, or a new one (which every
         node of the network must take part in)."""
+        from sfarm.remote.wiring import FarmKey, consumers, key_to_keep
+
         holders = consumers(plan, everyone, kind)
         if not holders:
             return None
@@ -388,6 +392,8 @@ class FarmController:
                                  nodes=self.each(work, failed, parallel=READ_PARALLEL))
         # Kept connections are polled: a slow or dead node must not hold up every refresh.
         if self._refresher is None:
+            from sfarm.remote.refresh import StatusRefresher
+
             self._refresher = StatusRefresher(
                 lambda spec: self._on_node(spec, work, failed), self.connect_timeout,
                 READ_PARALLEL)

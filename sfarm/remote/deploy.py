@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sfarm.inventory.checks import AGENT_SERVICE, RESOLVER_SERVICE
 from sfarm.inventory.load import SECRETS_FILE
 from sfarm.inventory.origin import INVENTORY_FILE, NODE_FILE, NodeOrigin
 from sfarm.plan import Plan, TaskRef, plan_network
+from sfarm.remote.local_root import local_root as local_root  # re-exported
 from sfarm.remote.wiring import NodeWiring
 from sfarm.resolver.routes import KNOWN_HOSTS_FILE, ROUTES_FILE, key_file, key_info_file
 from sfarm.runtime.layout import NodeRoot
@@ -37,14 +37,6 @@ AGENT_PROGRAM = AGENT_SERVICE
 # a program whose configuration changed, so an edit that changes a task restarts its worker
 # (and only its worker) on the next deploy.
 DEFINITION_VARIABLE = "SFARM_DEFINITION"
-
-
-def local_root(inventory: LoadedInventory, node: NodeSpec) -> Path:
-    """A local node's root: `~` expanded, relative base_dir taken from the inventory's folder."""
-    base = Path(os.path.expanduser(node.base_dir))
-    if not base.is_absolute():
-        base = inventory.inventory_dir / base
-    return base / node.network / node.name
 
 
 def node_exchanges(inventory: LoadedInventory, node: NodeSpec) -> list[str]:

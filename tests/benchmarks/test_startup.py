@@ -12,8 +12,11 @@ one warm-up pair), each pair's ratio taken, the medians printed:
 As users run them: bytecode caching on (PYTHONDONTWRITEBYTECODE unset), numba's cache warm
 (the warm-up pair), for status a farm made by `sfarm init` and brought up here (`up --wait`,
 `down` at the end). The machine's load average is printed with the figures: the runs are
-paired because a shared machine's speed drifts. Checks that every command succeeds; it does
-not judge the times.
+paired because a shared machine's speed drifts, and the CPU time (user + sys of the process)
+ratio is printed beside the wall one (it suffers less from a loaded machine). Also printed:
+the floor of any command with options, `import typer, rich.console` plus the pydantic typer
+itself imports to convert option values (typer._adapters), against the same reference.
+Checks that every command succeeds; it does not judge the times.
 
 Run: `pytest tests/benchmarks/test_startup.py -p no:cacheprovider -o addopts="" -s`.
 """
@@ -21,6 +24,7 @@ Run: `pytest tests/benchmarks/test_startup.py -p no:cacheprovider -o addopts="" 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,29 +55,39 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _wall(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wall(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall s, CPU s) of one run of `argv`."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=300, check=False)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, f"{argv}: {result.stderr}{result.stdout}"
     assert "Traceback" not in result.stderr
-    return elapsed
+    return elapsed, _children_cpu() - cpu
 
 
 def _paired(command: list[str], reference: list[str], cwd: Path,
-            env: dict[str, str]) -> tuple[float, float, float]:
-    """Medians of (command s, reference s, command/reference pair by pair)."""
+            env: dict[str, str]) -> tuple[float, float, float, float]:
+    """Medians of (command s, reference s, command/reference pair by pair, the same ratio of
+    CPU times)."""
     _wall(command, cwd, env)  # warm-up: bytecode written, numba's cache loaded
     _wall(reference, cwd, env)
-    times, references, ratios = [], [], []
+    times, references, ratios, cpu_ratios = [], [], [], []
     for _ in range(RUNS):
-        a = _wall(command, cwd, env)
-        b = _wall(reference, cwd, env)
+        a, a_cpu = _wall(command, cwd, env)
+        b, b_cpu = _wall(reference, cwd, env)
         times.append(a)
         references.append(b)
         ratios.append(a / b)
-    return statistics.median(times), statistics.median(references), statistics.median(ratios)
+        cpu_ratios.append(a_cpu / b_cpu)
+    return (statistics.median(times), statistics.median(references),
+            statistics.median(ratios), statistics.median(cpu_ratios))
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +114,20 @@ def candles_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _report(name: str, command: str, reference: str,
-            figures: tuple[float, float, float]) -> None:
-    median, base, ratio = figures
+            figures: tuple[float, float, float, float]) -> None:
+    median, base, ratio, cpu_ratio = figures
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\n{name}: {command} {median:.3f} s, {reference} {base:.3f} s, "
-          f"ratio {ratio:.2f} (medians of {RUNS} pairs; load average {load}; "
-          f"{os.cpu_count()} cores)")
+          f"ratio {ratio:.2f}, CPU ratio {cpu_ratio:.2f} (medians of {RUNS} pairs; load "
+          f"average {load}; {os.cpu_count()} cores)")
+
+
+def test_floor_of_a_command_with_options() -> None:
+    # typer converts every option value with pydantic (typer._adapters): no command that
+    # takes one starts faster than this.
+    floor = [sys.executable, "-c", "import typer, rich.console, typer._adapters"]
+    _report("floor", "import typer, rich.console, typer._adapters",
+            "import typer, rich.console", _paired(floor, TYPER_RICH, PROJECT, _env()))
 
 
 def test_help() -> None:
