@@ -190,3 +190,15 @@ def test_status_loads_none_of_deploys_machinery(tmp_path: Path) -> None:
         from sfarm.runtime.protocol import ApplyRequest, StatusRequest
         assert not ApplyRequest.__pydantic_complete__
     """)
+
+
+def test_inventory_checks_load_no_status_model() -> None:
+    # The inventory's checks read the service names of sfarm.status.services: validate loads
+    # none of the status models (pydantic classes built at import).
+    assert _loaded_after("""
+        import sys
+        import sfarm.inventory.checks
+        assert "sfarm.status.model" not in sys.modules
+        from sfarm.status import TaskStatus  # the lazy export gives the model
+        assert TaskStatus.__module__ == "sfarm.status.model"
+    """) == ["pydantic"]

@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sfarm.status.model import ServiceStatus, TaskState
+if TYPE_CHECKING:  # the models (pydantic) load with a status, not with the names above
+    from sfarm.status.model import ServiceStatus, TaskState
 
 SIM_SERVICE_PREFIX = "sim-"  # + the exchange's name: its emulator (sfarm sim serve)
 RESOLVER_SERVICE = "sfarm-resolver"  # a node's data resolver (sfarm.resolver)
@@ -126,6 +127,8 @@ def service_status(name: str, process: Mapping[str, Any] | None, history: Servic
     the state does not flicker between checks; so is one supervisord gave up on (FATAL). Its
     last error says why.
     """
+    from sfarm.status.model import ServiceStatus
+
     info = process or {}
     statename = info.get("statename")
     state: TaskState
