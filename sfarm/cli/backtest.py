@@ -73,7 +73,7 @@ def backtest_cmd(
     if equity is not None:
         _write_equity(result.equity_frame(), equity)
     if json:
-        print_json(result.to_json())
+        print_json(result.to_json(encoded_trades=True))
         return
     render(result)
 
