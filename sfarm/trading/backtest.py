@@ -17,7 +17,7 @@ from sfarm import DEFAULT_CASH
 from sfarm.data.ids import candles_id, indicator_id, session_id
 from sfarm.errors import UsageError
 from sfarm.timeframes import timeframe_ms
-from sfarm.trading.curve import downsample
+from sfarm.trading.curve import downsample_indices
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
 from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
@@ -85,7 +85,9 @@ class BacktestResult:
     def equity_curve(self, points: int = EQUITY_POINTS) -> list[list[float]]:
         """The curve as [ts, equity] pairs, at most `points` of them (each stretch's lowest and
         highest kept, and the first and last: sfarm.trading.curve)."""
-        ts, values = downsample(self.ts.to_numpy(), self.run.equity, points)
+        # The kept points' ts only: the whole column (in a piece per month file) is not copied.
+        indices = downsample_indices(self.run.equity, points)
+        ts, values = self.ts.gather(indices).to_list(), self.run.equity[indices].tolist()
         return [[stamp, value] for stamp, value in zip(ts, values, strict=True)]
 
     def to_json(self, *, encoded_trades: bool = False) -> dict[str, object]:
