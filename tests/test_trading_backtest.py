@@ -9,9 +9,17 @@ import numpy as np
 import polars as pl
 import pytest
 
+from sfarm.cli.console import print_json
 from sfarm.data import append, read
 from sfarm.indicators import compute
-from sfarm.trading.backtest import backtest, run_backtest, run_backtest_task, session_frames
+from sfarm.trading.backtest import (
+    TRADE_LIST_INDENT,
+    backtest,
+    run_backtest,
+    run_backtest_task,
+    session_frames,
+    trades_json,
+)
 from sfarm.trading.strategy import parse_strategy
 from tests.fixtures.cli import run
 from tests.fixtures.series import walk_candles
@@ -72,6 +80,32 @@ def test_json_report_matches_the_pure_backtest(root: Path, strategy_file: Path,
                           "pnl"}
     assert isinstance(first["entry_ts"], int) and first["entry_ts"] % DAY == 0
     assert report["indicators"] == {"rsi(14)": "computed", "sma(50)": "computed"}
+
+
+def test_json_document_parses_as_the_python_values_of_the_report(
+        root: Path, strategy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json` embeds the trade list encoded by polars: parsed, the document is the one
+    orjson writes from `to_json()`'s plain values (the trades as dicts), key for key."""
+    code, out, _ = run(capsys, *cli_args(strategy_file, root, "--json"))
+    assert code == 0
+    result = backtest(root, parse_strategy(STRATEGY), exchange="test", market="BTC/USDT",
+                      timeframe="1d")
+    print_json(result.to_json())
+    assert json.loads(out) == json.loads(capsys.readouterr().out)
+    assert len(json.loads(out)["trade_list"]) > 3
+    assert "\n    {\"side\":" in out  # a trade a line, inside the indented document
+
+
+def test_trades_json_matches_the_dicts_with_null_for_non_finite_numbers() -> None:
+    trades = pl.DataFrame({"side": ["long", "short", "long"], "entry_ts": [1, 2, 3],
+                           "pnl": [0.1 + 0.2, float("nan"), float("-inf")],
+                           "size": [1e-300, 123456789.123456789, None],
+                           "reason": ["signal", "stop", "\u00e9\"quoted\""]})
+    text = trades_json(trades, TRADE_LIST_INDENT)
+    expected = [{**row, "pnl": row["pnl"] if np.isfinite(row["pnl"]) else None}
+                for row in trades.to_dicts()]
+    assert json.loads(text) == expected
+    assert json.loads(trades_json(trades.clear(), TRADE_LIST_INDENT)) == []
 
 
 def test_json_has_the_equity_curve_downsampled_and_equity_writes_it_whole(

@@ -33,7 +33,7 @@ def print_json(document: Any) -> None:
     library took 0.8-4.4 s, the same text but for non-ASCII characters (UTF-8, not `\\u`
     escapes) and non-finite floats (null, where `json` wrote the invalid NaN). What orjson does
     not know (paths, and datetimes and dataclasses, passed through) is written as `str()`, as
-    before.
+    before. An `orjson.Fragment` (a backtest's trade list, encoded by polars) goes in as is.
     """
     import orjson  # here, not at the top: only commands that print JSON pay for it
 
@@ -41,5 +41,11 @@ def print_json(document: Any) -> None:
     _documents_printed += 1
     options = (orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
                | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS)
-    sys.stdout.write(orjson.dumps(document, default=str, option=options).decode())
+    encoded = orjson.dumps(document, default=str, option=options)
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stream (a test's StringIO)
+        sys.stdout.write(encoded.decode())
+    else:  # UTF-8 bytes as they are: no decode and encode again of a large document
+        sys.stdout.flush()
+        binary.write(encoded)
     sys.stdout.flush()

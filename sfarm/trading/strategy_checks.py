@@ -6,6 +6,7 @@ of range."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import polars as pl
@@ -34,7 +35,7 @@ def unwarmed_indicators(strategy: Strategy, frame: pl.DataFrame,
     for text in strategy.all_indicators():
         spec = parse_spec(text)
         columns = [frame.get_column(column) for column in spec.columns if column in frame.columns]
-        if not columns or any(_values(column) for column in columns):
+        if not columns or any(_has_value(column) for column in columns):
             continue
         warnings[text] = (f"{text} has no value on any of the {frame.height:,} candles run: it "
                           f"needs {spec.warmup + 1:,} candles for its first value and had "
@@ -43,11 +44,17 @@ def unwarmed_indicators(strategy: Strategy, frame: pl.DataFrame,
     return warnings
 
 
-def _values(column: pl.Series) -> int:
-    """How many rows of `column` hold a value (TA-Lib's warm-up rows are NaN or null)."""
+def _has_value(column: pl.Series) -> bool:
+    """Whether some row of `column` holds a value (TA-Lib's warm-up rows are NaN or null).
+    The last row answers for a warmed-up indicator without a pass over millions of rows."""
+    if column.is_empty():
+        return False
+    last = column[-1]
+    if last is not None and not (column.dtype.is_float() and math.isnan(last)):
+        return True
     if column.dtype.is_float():
-        column = column.fill_nan(None)
-    return column.len() - column.null_count()
+        return bool(column.is_not_nan().any())  # null rows count as neither
+    return column.null_count() < column.len()
 
 
 def _spec_columns(text: str) -> tuple[str, ...]:

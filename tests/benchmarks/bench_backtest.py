@@ -13,7 +13,9 @@ root (not timed), then, best of SFARM_BENCH_REPEATS (default 3) runs each, in on
   * backtesting.py (`FractionalBacktest`, on the first 1e5 candles only: it is a Python loop).
 Final equities are printed side by side. Then the simulation alone on the largest size: the
 numba kernel against numpy- and polars-vectorized versions (possible only without stops) and
-the same kernel run as plain Python (on 1e5 candles).
+the same kernel run as plain Python (on 1e5 candles). The same comparison as processes (the
+`sfarm backtest` command against a vectorbt script reading the same Parquet files) is
+bench_backtest_process.py.
 
 Run: `pytest tests/benchmarks/bench_backtest.py -s -o addopts=""`.
 """
