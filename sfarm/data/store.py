@@ -5,10 +5,11 @@ in (and, under the `month+day` rule, one file for the month its last row has jus
 of that month's days), then the index segments of those partitions, then `_manifest.json` (the
 commit), then removes the superseded files; the files are written and fsynced by a pool of threads
 (`DurableBatch`), so their fsyncs overlap each other and the encoding, and `append_many`
-commits several datasets at the cost of about one. A writer killed at any point leaves the previous
-manifest intact and every file it names untouched; the next writer sweeps the leftovers. So does
-one the machine refuses (a full disk, a read-only directory): it raises a `StorageError` that
-says where and what to do (sfarm.data.fsio).
+commits several datasets at the cost of about one. This module decides what an append writes;
+the locks, staging and publishing of the commit are `sfarm.data.commit`'s. A writer killed at
+any point leaves the previous manifest intact and every file it names untouched; the next writer
+sweeps the leftovers. So does one the machine refuses (a full disk, a read-only directory): it
+raises a `StorageError` that says where and what to do (sfarm.data.fsio).
 `relayout` rewrites a whole dataset under the current rule the same way.
 """
 
@@ -19,7 +20,7 @@ import functools
 import io
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
@@ -28,13 +29,9 @@ import polars as pl
 
 from sfarm.data import frames
 from sfarm.data.checks import off_grid
+from sfarm.data.commit import Output, Staged, lock_in_order, publish, stage_commit, stage_each
 from sfarm.data.damage import DamagedDataset, damage_reported, damaged, new_quarantine
-from sfarm.data.fsio import (
-    DurableBatch,
-    WriterLock,
-    make_private_dirs,
-    storage_errors,
-)
+from sfarm.data.fsio import DurableBatch, WriterLock, storage_errors
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import (
     MANIFEST_NAME,
@@ -45,24 +42,17 @@ from sfarm.data.layout import (
     partition_file_name,
     partitioning_for,
     period_key,
-    segment_file_name,
     segment_of,
     tiers,
 )
 from sfarm.data.manifest import (
     Manifest,
     PartitionEntry,
-    SegmentEntry,
-    layout_version,
-    manifest_bytes,
     merge_partitions,
     new_manifest,
-    next_manifest,
     read_manifest_file,
     read_segment_file,
-    segment_bytes,
     sha256_hex,
-    summarize_segment,
 )
 from sfarm.data.reader import dataset_not_found
 from sfarm.data.recovery import (
@@ -82,7 +72,6 @@ PARTITION_COMPRESSION: Final = "lz4"
 # A partition's sha256 is computed here below this size (microseconds), in the batch's threads
 # above it (a 1e7-row first append hashes 300 MB: 0.6 s beside the encoding).
 HASH_INLINE_BYTES: Final = 1 << 20
-STAGE_THREADS: Final = 2  # datasets of a group staged at once: the cores of a small node
 
 
 @dataclass(frozen=True)
@@ -157,37 +146,26 @@ def append_many(root: Path | str, appends: Sequence[Append]) -> list[AppendResul
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise UsageError(f"append_many: {', '.join(twice)} given more than once",
                          hint="concatenate the frames of one dataset into one Append")
-    order = sorted(range(len(ids)), key=ids.__getitem__)
     with contextlib.ExitStack() as locks, DurableBatch() as batch:
-        held = {index: _lock(root, ids[index], locks) for index in order}  # in id order
+        held = lock_in_order(root, ids, locks)
+        order = list(held)  # staged in the order the locks were taken
 
-        def stage(index: int) -> _Staged:
+        def stage(position: int) -> tuple[Staged, AppendResult]:
+            index = order[position]
             return _stage(root, ids[index], appends[index], batch, held[index])
 
-        if len(order) == 1:
-            staged = [stage(order[0])]
-        else:  # polars and the reads let go of the GIL: two datasets are staged at once
-            with ThreadPoolExecutor(STAGE_THREADS, thread_name_prefix="sfarm-stage") as pool:
-                staged = list(pool.map(stage, order))
-        _publish(batch, staged)
-    results = dict(zip(order, staged, strict=True))
-    return [results[index].result for index in range(len(ids))]
-
-
-def _lock(root: Path | str, dataset_id: str, locks: contextlib.ExitStack) -> WriterLock:
-    """The dataset's writer lock, held until `locks` closes (its directory made if new)."""
-    directory = dataset_dir(root, dataset_id)
-    with storage_errors(directory, f"append to {dataset_id}"):
-        make_private_dirs(directory)
-        return locks.enter_context(WriterLock(directory))
+        staged = stage_each(len(order), stage)
+        publish(batch, [item for item, _ in staged])
+    results = {index: result for index, (_, result) in zip(order, staged, strict=True)}
+    return [results[index] for index in range(len(ids))]
 
 
 def _stage(root: Path | str, dataset_id: str, item: Append, batch: DurableBatch,
-           lock: WriterLock) -> _Staged:
+           lock: WriterLock) -> tuple[Staged, AppendResult]:
     """Queue the dataset's new files (under its lock, `lock`), and plan its commit."""
     directory = dataset_dir(root, dataset_id)
     action = f"append to {dataset_id}"
-    out = _Output(directory, batch, action)
+    out = Output(directory, batch, action)
     with storage_errors(directory, action), damage_reported(root, dataset_id):
         manifest = read_manifest_file(directory)
         try:
@@ -263,56 +241,12 @@ def rewrite(directory: Path, dataset_id: str, template: Manifest, frame: pl.Data
     fresh = template.model_copy(update={"segments": [], "partitions": [], "rows": 0,
                                         "bytes": 0, "first_ts": None, "last_ts": None})
     with DurableBatch() as batch:
-        out = _Output(directory, batch, None)
+        out = Output(directory, batch, None)
         segments, _ = _write_partitions(out, dataset_id, fresh, frame, generation, _Tally())
         retired = list(retired)
-        committed = _stage_commit(out, fresh, segments, retired, generation, fresh.columns,
-                                  None)
-        _publish(batch, [_Staged(directory, None, AppendResult(0, 0, 0, committed.last_ts),
-                                 committed, retired)])
+        committed = stage_commit(out, fresh, segments, retired, generation, fresh.columns, None)
+        publish(batch, [Staged(directory, None, committed, retired)])
     return committed
-
-
-@dataclass(frozen=True)
-class _Output:
-    """Where a write goes: the dataset's directory, the batch that makes it durable, and what
-    a refusal of the machine is said to have stopped (None: the caller says it)."""
-
-    directory: Path
-    batch: DurableBatch
-    action: str | None
-
-    def write(self, name: str, raw: bytes) -> None:
-        self.batch.write(self.directory, name, raw, self.action)
-
-
-@dataclass
-class _Staged:
-    """A dataset's append with its files queued: the manifest to commit once they are durable
-    (None: nothing to commit), and the files that commit retires."""
-
-    directory: Path
-    lock: WriterLock | None  # None: the caller holds it and marks it finished
-    result: AppendResult
-    commit: Manifest | None
-    retired: list[str]
-
-
-def _publish(batch: DurableBatch, staged: list[_Staged]) -> None:
-    """Commit staged appends: their files durable first, then each manifest (the commit),
-    durable too, then the files the commits no longer name removed."""
-    batch.flush()  # partitions and segments durable before a manifest names them
-    for item in staged:
-        if item.commit is not None:
-            batch.write(item.directory, MANIFEST_NAME, manifest_bytes(item.commit))
-    batch.flush()
-    for item in staged:
-        for name in item.retired:
-            batch.remove(item.directory / name)
-    batch.wait()
-    for item in staged:
-        if item.lock is not None:
-            item.lock.mark_finished()
 
 
 @dataclass
@@ -327,9 +261,9 @@ class _Tally:
         _log_conflicts(dataset_id, split, why)
 
 
-def _stage_locked(out: _Output, dataset_id: str, manifest: Manifest | None,
+def _stage_locked(out: Output, dataset_id: str, manifest: Manifest | None,
                   frame: pl.DataFrame, extra: dict[str, Any] | None,
-                  lock: WriterLock) -> _Staged:
+                  lock: WriterLock) -> tuple[Staged, AppendResult]:
     ref = parse_dataset_id(dataset_id)
     has_rows = frame.width > 0  # an empty DataFrame() carries only `extra`
     if has_rows:
@@ -338,7 +272,7 @@ def _stage_locked(out: _Output, dataset_id: str, manifest: Manifest | None,
         _check_grid(frame, dataset_id, ref.timeframe)
     if manifest is None:
         if frame.height == 0 and not extra:
-            return _Staged(out.directory, lock, AppendResult(0, 0, 0, None), None, [])
+            return Staged(out.directory, lock, None, []), AppendResult(0, 0, 0, None)
         columns = frames.columns_of(frame) if has_rows else _default_columns(ref.kind)
         manifest = new_manifest(dataset_id, partitioning_for(dataset_id), ref.timeframe, columns)
     columns = manifest.columns or (frames.columns_of(frame) if has_rows else {})
@@ -350,33 +284,14 @@ def _stage_locked(out: _Output, dataset_id: str, manifest: Manifest | None,
     generation = manifest.generation + 1
     segments, retired = _write_partitions(out, dataset_id, manifest, frame, generation, tally)
     if not segments and not extra:
-        return _Staged(out.directory, lock,
-                       AppendResult(0, tally.skipped, tally.conflicts, manifest.last_ts), None,
-                       [])
-    committed = _stage_commit(out, manifest, segments, retired, generation, columns, extra)
-    return _Staged(out.directory, lock, AppendResult(tally.added, tally.skipped,
-                                                     tally.conflicts, committed.last_ts),
-                   committed, retired)
+        return (Staged(out.directory, lock, None, []),
+                AppendResult(0, tally.skipped, tally.conflicts, manifest.last_ts))
+    committed = stage_commit(out, manifest, segments, retired, generation, columns, extra)
+    return (Staged(out.directory, lock, committed, retired),
+            AppendResult(tally.added, tally.skipped, tally.conflicts, committed.last_ts))
 
 
-def _stage_commit(out: _Output, manifest: Manifest, segments: dict[str, list[PartitionEntry]],
-                  retired: list[str], generation: int, columns: dict[str, str],
-                  extra: dict[str, Any] | None) -> Manifest:
-    """Queue the changed index segments; the manifest that will name them (the commit). The
-    segments they replace join `retired`."""
-    changed: list[SegmentEntry] = []
-    current = {s.name: s for s in manifest.segments}
-    for segment, partitions in segments.items():
-        raw = segment_bytes(segment, partitions, layout_version(manifest.partitioning))
-        name = segment_file_name(segment, generation)
-        out.write(name, raw)
-        changed.append(summarize_segment(segment, name, partitions, raw))
-        if segment in current:
-            retired.append(current[segment].file)
-    return next_manifest(manifest, changed, generation, columns, extra)
-
-
-def _write_partitions(out: _Output, dataset_id: str, manifest: Manifest,
+def _write_partitions(out: Output, dataset_id: str, manifest: Manifest,
                       frame: pl.DataFrame, generation: int,
                       tally: _Tally) -> tuple[dict[str, list[PartitionEntry]], list[str]]:
     """Queue a new version of every partition that gains rows, and of the month a tiered rule
@@ -435,7 +350,7 @@ def _closing(manifest: Manifest, last_ts: int | None) -> set[str]:
     return {before} if before != after else set()
 
 
-def _write_partition(out: _Output, key: str, generation: int,
+def _write_partition(out: Output, key: str, generation: int,
                      rows: pl.DataFrame) -> Future[PartitionEntry]:
     """Encode `rows` here and queue the file; its index entry (a sha256 of the bytes) is
     computed in the batch's threads too when the file is large, beside the encoding of the
