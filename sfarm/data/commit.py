@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from sfarm.data import memo
 from sfarm.data.fsio import DurableBatch, WriterLock, make_private_dirs, storage_errors
 from sfarm.data.layout import MANIFEST_NAME, dataset_dir, segment_file_name
 from sfarm.data.manifest import (
@@ -32,6 +33,10 @@ from sfarm.data.manifest import (
 )
 
 STAGE_THREADS: Final = 2  # datasets of a group staged at once: the cores of a small node
+# Rows of a group below which its datasets are staged one after the other in the caller's
+# thread: a live step's few rows cost less than starting the threads and passing the GIL
+# between them on a loaded machine (each hand-over waits for a time slice).
+STAGE_ALONE_ROWS: Final = 10_000
 
 _T = TypeVar("_T")
 
@@ -75,11 +80,11 @@ def _lock(root: Path | str, dataset_id: str, locks: contextlib.ExitStack) -> Wri
         return locks.enter_context(WriterLock(directory))
 
 
-def stage_each(count: int, stage: Callable[[int], _T]) -> list[_T]:
-    """`stage(i)` for i in range(count), in order; two at once when there are several (polars
-    and the reads let go of the GIL)."""
-    if count == 1:
-        return [stage(0)]
+def stage_each(count: int, stage: Callable[[int], _T], rows: int) -> list[_T]:
+    """`stage(i)` for i in range(count), in order; two at once when there are several with
+    `rows` rows in all to stage (polars and the reads let go of the GIL)."""
+    if count == 1 or rows < STAGE_ALONE_ROWS:
+        return [stage(index) for index in range(count)]
     with ThreadPoolExecutor(STAGE_THREADS, thread_name_prefix="sfarm-stage") as pool:
         return list(pool.map(stage, range(count)))
 
@@ -95,7 +100,9 @@ def stage_commit(out: Output, manifest: Manifest, segments: dict[str, list[Parti
         raw = segment_bytes(segment, partitions, layout_version(manifest.partitioning))
         name = segment_file_name(segment, generation)
         out.write(name, raw)
-        changed.append(summarize_segment(segment, name, partitions, raw))
+        summary = summarize_segment(segment, name, partitions, raw)
+        memo.remember_segment(out.directory, name, summary.sha256, partitions)
+        changed.append(summary)
         if segment in current:
             retired.append(current[segment].file)
     return next_manifest(manifest, changed, generation, columns, extra)
@@ -105,10 +112,13 @@ def publish(batch: DurableBatch, staged: Sequence[Staged]) -> None:
     """Commit staged appends: their files durable first, then each manifest (the commit),
     durable too, then the files the commits no longer name removed."""
     batch.flush()  # partitions and segments durable before a manifest names them
-    for item in staged:
-        if item.commit is not None:
-            batch.write(item.directory, MANIFEST_NAME, manifest_bytes(item.commit))
+    committed = [(item.directory, manifest_bytes(item.commit), item.commit)
+                 for item in staged if item.commit is not None]
+    for directory, raw, _ in committed:
+        batch.write(directory, MANIFEST_NAME, raw)
     batch.flush()
+    for directory, raw, manifest in committed:  # the next append here parses nothing
+        memo.remember_manifest(directory, raw, manifest)
     for item in staged:
         for name in item.retired:
             batch.remove(item.directory / name)
