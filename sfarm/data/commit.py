@@ -33,22 +33,21 @@ from sfarm.data.manifest import (
 )
 
 STAGE_THREADS: Final = 2  # datasets of a group staged at once: the cores of a small node
-# Rows of a group below which its datasets are staged one after the other in the caller's
-# thread: a live step's few rows cost less than starting the threads and passing the GIL
-# between them on a loaded machine (each hand-over waits for a time slice).
-STAGE_ALONE_ROWS: Final = 10_000
 
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Output:
-    """Where a write goes: the dataset's directory, the batch that makes it durable, and what
-    a refusal of the machine is said to have stopped (None: the caller says it)."""
+    """Where a write goes: the dataset's directory, the batch that makes it durable, what
+    a refusal of the machine is said to have stopped (None: the caller says it), and whether
+    partitions are encoded in the batch's threads (a small append: see
+    `sfarm.data.partition_writes`)."""
 
     directory: Path
     batch: DurableBatch
     action: str | None
+    defer_encoding: bool = False
 
     def write(self, name: str, raw: bytes) -> None:
         self.batch.write(self.directory, name, raw, self.action)
@@ -80,10 +79,10 @@ def _lock(root: Path | str, dataset_id: str, locks: contextlib.ExitStack) -> Wri
         return locks.enter_context(WriterLock(directory))
 
 
-def stage_each(count: int, stage: Callable[[int], _T], rows: int) -> list[_T]:
-    """`stage(i)` for i in range(count), in order; two at once when there are several with
-    `rows` rows in all to stage (polars and the reads let go of the GIL)."""
-    if count == 1 or rows < STAGE_ALONE_ROWS:
+def stage_each(count: int, stage: Callable[[int], _T], *, in_turn: bool) -> list[_T]:
+    """`stage(i)` for i in range(count), in order: one after the other in this thread
+    (`in_turn`), else two at once (polars and the reads let go of the GIL)."""
+    if count == 1 or in_turn:
         return [stage(index) for index in range(count)]
     with ThreadPoolExecutor(STAGE_THREADS, thread_name_prefix="sfarm-stage") as pool:
         return list(pool.map(stage, range(count)))

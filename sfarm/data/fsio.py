@@ -157,7 +157,7 @@ class DurableBatch:
     """
 
     def __init__(self) -> None:
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[Future[Any]] = deque()
         self._directories: dict[Path, str | None] = {}
         self._others: list[Future[Any]] = []
 
@@ -187,6 +187,18 @@ class DurableBatch:
             self._wait_oldest()
         self._directories.setdefault(directory, action)
         self._pending.append(_pool().submit(_write_durably, directory, name, data, action))
+
+    def write_made(self, directory: Path, name: str, make: Callable[[], tuple[bytes, _T]],
+                   action: str | None = None) -> Future[_T]:
+        """`write` the bytes `make()` returns, making them in the pool too: an encoding that
+        lets go of the GIL overlaps the caller's work. The future gives `make`'s other value
+        once the file is in place (durable at `flush`)."""
+        while len(self._pending) >= MAX_PENDING_WRITES:
+            self._wait_oldest()
+        self._directories.setdefault(directory, action)
+        future = _pool().submit(_make_durably, directory, name, make, action)
+        self._pending.append(future)
+        return future
 
     def _wait_oldest(self) -> None:
         try:  # threads of one batch (staging datasets at once) wait here together
@@ -241,6 +253,13 @@ os.register_at_fork(after_in_child=_forget_pool)
 def _write_durably(directory: Path, name: str, data: bytes, action: str | None) -> None:
     with storage_errors(directory, action) if action else contextlib.nullcontext():
         write_atomic(directory, name, data, sync_dir=False)
+
+
+def _make_durably(directory: Path, name: str, make: Callable[[], tuple[bytes, _T]],
+                  action: str | None) -> _T:
+    data, made = make()
+    _write_durably(directory, name, data, action)
+    return made
 
 
 def _sync_dir_durably(directory: Path, action: str | None) -> None:
