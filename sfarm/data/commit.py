@@ -110,12 +110,12 @@ def stage_commit(out: Output, manifest: Manifest, segments: dict[str, list[Parti
 def publish(batch: DurableBatch, staged: Sequence[Staged]) -> None:
     """Commit staged appends: their files durable first, then each manifest (the commit),
     durable too, then the files the commits no longer name removed."""
-    batch.flush()  # partitions and segments durable before a manifest names them
     committed = [(item.directory, manifest_bytes(item.commit), item.commit)
-                 for item in staged if item.commit is not None]
-    for directory, raw, _ in committed:
-        batch.write(directory, MANIFEST_NAME, raw)
-    batch.flush()
+                 for item in staged if item.commit is not None]  # while the files are written
+    batch.flush()  # partitions and segments durable before a manifest names them
+    for directory, raw, _ in committed:  # the commit: durable with its directory, each alone
+        batch.write(directory, MANIFEST_NAME, raw, sync_dir=True)
+    batch.wait()
     for directory, raw, manifest in committed:  # the next append here parses nothing
         memo.remember_manifest(directory, raw, manifest)
     for item in staged:
