@@ -40,14 +40,14 @@ _T = TypeVar("_T")
 @dataclass(frozen=True)
 class Output:
     """Where a write goes: the dataset's directory, the batch that makes it durable, what
-    a refusal of the machine is said to have stopped (None: the caller says it), and whether
-    partitions are encoded in the batch's threads (a small append: see
-    `sfarm.data.partition_writes`)."""
+    a refusal of the machine is said to have stopped (None: the caller says it), and, for a
+    small group, where its partitions' encodings wait to be started in the batch's threads
+    once every dataset is staged (see `sfarm.data.partition_writes`)."""
 
     directory: Path
     batch: DurableBatch
     action: str | None
-    defer_encoding: bool = False
+    deferred: list[Callable[[], object]] | None = None
 
     def write(self, name: str, raw: bytes) -> None:
         self.batch.write(self.directory, name, raw, self.action)

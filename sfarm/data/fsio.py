@@ -194,14 +194,16 @@ class DurableBatch:
                                             sync_dir))
 
     def write_made(self, directory: Path, name: str, make: Callable[[], tuple[bytes, _T]],
-                   action: str | None = None) -> Future[_T]:
+                   action: str | None = None, *, made: Future[_T] | None = None) -> Future[_T]:
         """`write` the bytes `make()` returns, making them in the pool too: an encoding that
         lets go of the GIL overlaps the caller's work. The future gives `make`'s other value
-        as soon as it returns, before the file is written (the file is durable at `flush`)."""
+        as soon as it returns, before the file is written (the file is durable at `flush`);
+        `made`, when given, is that future (one the caller handed out before queueing)."""
         while len(self._pending) >= MAX_PENDING_WRITES:
             self._wait_oldest()
         self._directories.setdefault(directory, action)
-        made: Future[_T] = Future()
+        if made is None:
+            made = Future()
         self._pending.append(_pool().submit(_make_durably, directory, name, make, made, action))
         return made
 

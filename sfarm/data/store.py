@@ -54,9 +54,9 @@ from sfarm.timeframes import timeframe_ms
 log = logging.getLogger("sfarm.data")
 
 # Rows of a group below which its datasets are staged one after the other in the caller's
-# thread, their partitions encoded in the batch's threads when there are several: a live
-# step's few rows cost less than starting threads and passing the GIL between them on a loaded
-# machine, and its six encodings overlap the staging of the next datasets.
+# thread (a live step's few rows cost less than starting threads and passing the GIL between
+# them on a loaded machine), their partitions, when there are several datasets, encoded in the
+# batch's threads once all are staged (sfarm.data.partition_writes).
 SMALL_GROUP_ROWS: Final = 10_000
 
 
@@ -133,16 +133,19 @@ def append_many(root: Path | str, appends: Sequence[Append]) -> list[AppendResul
         raise UsageError(f"append_many: {', '.join(twice)} given more than once",
                          hint="concatenate the frames of one dataset into one Append")
     small = sum(item.frame.height for item in appends) < SMALL_GROUP_ROWS
-    overlap = small and len(appends) > 1  # one dataset: nothing to encode beside
+    # encodings started once all are staged (one dataset: nothing to encode beside)
+    deferred: list[Callable[[], object]] | None = [] if small and len(appends) > 1 else None
     with contextlib.ExitStack() as locks, DurableBatch() as batch:
         held = lock_in_order(root, ids, locks)
         order = list(held)  # staged in the order the locks were taken
 
         def stage(position: int) -> _Finish:
             index = order[position]
-            return _stage(root, ids[index], appends[index], batch, held[index], overlap)
+            return _stage(root, ids[index], appends[index], batch, held[index], deferred)
 
         finishing = stage_each(len(order), stage, in_turn=small)
+        for start in deferred or ():
+            start()
         staged = [finish() for finish in finishing]  # the encodings done, index and manifest
         publish(batch, [item for item, _ in staged])
     results = {index: result for index, (_, result) in zip(order, staged, strict=True)}
@@ -153,13 +156,13 @@ _Finish = Callable[[], tuple[Staged, AppendResult]]
 
 
 def _stage(root: Path | str, dataset_id: str, item: Append, batch: DurableBatch,
-           lock: WriterLock, overlap: bool) -> _Finish:
-    """Queue the dataset's new partitions (under its lock, `lock`; encoded in the batch's
-    threads with `overlap`); what it returns then queues the index segments once the
-    partitions are encoded, and plans the commit."""
+           lock: WriterLock, deferred: list[Callable[[], object]] | None) -> _Finish:
+    """Queue the dataset's new partitions (under its lock, `lock`; their encodings into
+    `deferred` when given, for the caller to start); what it returns then queues the index
+    segments once the partitions are encoded, and plans the commit."""
     directory = dataset_dir(root, dataset_id)
     action = f"append to {dataset_id}"
-    out = Output(directory, batch, action, defer_encoding=overlap)
+    out = Output(directory, batch, action, deferred=deferred)
     with storage_errors(directory, action), damage_reported(root, dataset_id):
         manifest = read_manifest_file(directory)
         try:
