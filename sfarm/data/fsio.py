@@ -157,7 +157,7 @@ class DurableBatch:
     """
 
     def __init__(self) -> None:
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[Future[Any]] = deque()
         self._directories: dict[Path, str | None] = {}
         self._others: list[Future[Any]] = []
 
@@ -180,13 +180,32 @@ class DurableBatch:
         self._others.append(future)
         return future
 
-    def write(self, directory: Path, name: str, data: bytes, action: str | None = None) -> None:
+    def write(self, directory: Path, name: str, data: bytes, action: str | None = None, *,
+              sync_dir: bool = False) -> None:
         """Queue `write_atomic(directory, name, data)`; with `action`, a refusal of the machine
-        raises (at `flush`) a StorageError naming `directory` and `action`."""
+        raises (at `flush`) a StorageError naming `directory` and `action`. With `sync_dir` the
+        same thread fsyncs the directory right after the rename (the file is durable at `wait`:
+        one round trip to the pool instead of two, for the last file written there)."""
+        while len(self._pending) >= MAX_PENDING_WRITES:
+            self._wait_oldest()
+        if not sync_dir:
+            self._directories.setdefault(directory, action)
+        self._pending.append(_pool().submit(_write_durably, directory, name, data, action,
+                                            sync_dir))
+
+    def write_made(self, directory: Path, name: str, make: Callable[[], tuple[bytes, _T]],
+                   action: str | None = None, *, made: Future[_T] | None = None) -> Future[_T]:
+        """`write` the bytes `make()` returns, making them in the pool too: an encoding that
+        lets go of the GIL overlaps the caller's work. The future gives `make`'s other value
+        as soon as it returns, before the file is written (the file is durable at `flush`);
+        `made`, when given, is that future (one the caller handed out before queueing)."""
         while len(self._pending) >= MAX_PENDING_WRITES:
             self._wait_oldest()
         self._directories.setdefault(directory, action)
-        self._pending.append(_pool().submit(_write_durably, directory, name, data, action))
+        if made is None:
+            made = Future()
+        self._pending.append(_pool().submit(_make_durably, directory, name, make, made, action))
+        return made
 
     def _wait_oldest(self) -> None:
         try:  # threads of one batch (staging datasets at once) wait here together
@@ -238,9 +257,21 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _write_durably(directory: Path, name: str, data: bytes, action: str | None) -> None:
+def _write_durably(directory: Path, name: str, data: bytes, action: str | None,
+                   sync_dir: bool = False) -> None:
     with storage_errors(directory, action) if action else contextlib.nullcontext():
-        write_atomic(directory, name, data, sync_dir=False)
+        write_atomic(directory, name, data, sync_dir=sync_dir)
+
+
+def _make_durably(directory: Path, name: str, make: Callable[[], tuple[bytes, _T]],
+                  made: Future[_T], action: str | None) -> None:
+    try:
+        data, value = make()
+    except BaseException as error:
+        made.set_exception(error)
+        raise
+    made.set_result(value)  # the caller goes on (an index entry) while the file is written
+    _write_durably(directory, name, data, action)
 
 
 def _sync_dir_durably(directory: Path, action: str | None) -> None:

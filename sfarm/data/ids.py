@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,6 +61,7 @@ class BadDatasetId(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and its DatasetRef frozen: parsed once an id
 def parse_dataset_id(dataset_id: str) -> DatasetRef:
     """Take a dataset id apart; raise BadDatasetId with the expected shapes when it is not one."""
     parts = dataset_id.strip("/").split("/")

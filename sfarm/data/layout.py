@@ -46,6 +46,7 @@ Temp files start with `.` so globs and pyarrow's directory discovery skip them.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +82,7 @@ class DatasetNotFound(UsageError):
     """No manifest for this dataset id under the root."""
 
 
+@functools.lru_cache(maxsize=1024)  # a live step checks its ids a few times a dataset
 def check_dataset_id(dataset_id: str) -> str:
     """Return the id normalised (no leading or trailing `/`); UsageError when it is not an id."""
     try:

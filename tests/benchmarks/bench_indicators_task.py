@@ -186,11 +186,14 @@ def test_bench_indicators_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         began = time.perf_counter()
         assert advance_all(tmp_path, jobs, times=step_times) == len(SPECS)
         step_ms.append((time.perf_counter() - began) * 1e3)
+    paired = statistics.median(step / one for step, one in zip(step_ms, append_ms, strict=True))
     print(f"\none new candle on a {n:,}-candle history, {steps} steps: "
           f"append the candle to the input: median {statistics.median(append_ms):.1f} ms; "
           f"task step (all {len(SPECS)} indicators): median {statistics.median(step_ms):.1f} ms, "
           f"worst {max(step_ms):.1f} ms; ratio of the medians "
-          f"{statistics.median(step_ms) / statistics.median(append_ms):.2f}")
+          f"{statistics.median(step_ms) / statistics.median(append_ms):.2f}, median of the "
+          f"ratios step / the append just before it {paired:.2f} (load average "
+          f"{os.getloadavg()[0]:.1f})")
     _print_phases("where a step's time goes (mean per step)", sum(step_ms) / 1e3 / steps, {
         "manifests (input, saved states)": step_times.locate / steps,
         "read the new candle (once)": step_times.read / steps,
