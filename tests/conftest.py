@@ -6,6 +6,7 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     "tests.fixtures.emulator",
     "tests.fixtures.mount_namespace",
+    "tests.fixtures.schedule",
     "tests.fixtures.sshd",
     "tests.fixtures.user_hosts",
     "tests.fixtures.venvs",

@@ -171,6 +171,7 @@ def test_a_python_with_the_same_version_of_other_code_is_not_used_as_is(
     whose sfarm has the same version string but other code (an older image) gets a venv."""
     from sfarm.remote.ssh import SSHConnection
     from sfarm.remote.ssh_transport import SSHTransport
+    from tests.fixtures.node_python import node_python
     from tests.fixtures.projects import copy_project, edit
     from tests.fixtures.venvs import make_venv, site_packages
 
@@ -178,7 +179,8 @@ def test_a_python_with_the_same_version_of_other_code_is_not_used_as_is(
     edit(other, "not the controller's code")
     image_python = make_venv(tmp_path / "image", third_party)
     (site_packages(tmp_path / "image") / "other-sfarm.pth").write_text(f"{other}\n")
-    for python, expected in ((sys.executable, "sfarm"), (str(image_python), "sfarm venv")):
+    # node_python(): a python running this very sfarm over SSH, PYTHONPATH or not.
+    for python, expected in ((node_python(), "sfarm"), (str(image_python), "sfarm venv")):
         spec = sshd.node("image", base_dir=str(tmp_path / "nodes"), python=python)
         transport = SSHTransport(spec, SSHConnection(spec, known_hosts=sshd.known_hosts))
         try:
