@@ -65,13 +65,19 @@ names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
 texts = st.text(st.characters(codec="utf-8"), max_size=30)
 stamps = st.none() | st.integers(0, 2**62)
 reals = st.floats(allow_nan=False, allow_infinity=False)
-steps = st.builds(StepResult, texts, st.sampled_from(["ok", "changed", "failed"]), texts)
-files = st.builds(NodeFile, texts, st.binary(max_size=300), st.integers(0, 0o7777))
-programs = st.builds(Program, names, st.lists(texts, max_size=4).map(tuple),
-                     st.dictionaries(names, texts, max_size=3), st.booleans())
-deployments = st.builds(Deployment, names, names, st.lists(files, max_size=3).map(tuple),
-                        st.lists(programs, max_size=3).map(tuple),
-                        st.dictionaries(names, names, max_size=3))
+# Wire dataclasses are built by keyword: once built, a deferred pydantic dataclass's signature
+# reads (*args, field, ...), and hypothesis would then infer a positional field a second time.
+steps = st.builds(StepResult, step=texts, status=st.sampled_from(["ok", "changed", "failed"]),
+                  detail=texts)
+files = st.builds(NodeFile, path=texts, content=st.binary(max_size=300),
+                  mode=st.integers(0, 0o7777))
+programs = st.builds(Program, name=names, command=st.lists(texts, max_size=4).map(tuple),
+                     environment=st.dictionaries(names, texts, max_size=3),
+                     autostart=st.booleans())
+deployments = st.builds(Deployment, network=names, node=names,
+                        files=st.lists(files, max_size=3).map(tuple),
+                        programs=st.lists(programs, max_size=3).map(tuple),
+                        tasks=st.dictionaries(names, names, max_size=3))
 datasets = st.builds(DatasetStatus, id=names, last_ts=stamps, rows=st.integers(0, 2**40),
                      lag_s=st.none() | reals)
 tasks = st.builds(TaskStatus, name=names, kind=names, state=st.sampled_from(TASK_STATES),
@@ -106,8 +112,8 @@ REQUESTS = {
 REPLIES = {
     "steps": st.builds(StepsReply, steps=st.lists(steps, max_size=5)),
     "status": st.builds(StatusReply, tasks=st.lists(tasks, max_size=3)),
-    "log": st.builds(LogReply, chunk=st.builds(LogChunk, st.lists(texts, max_size=5),
-                                                 st.integers(0))),
+    "log": st.builds(LogReply, chunk=st.builds(LogChunk, lines=st.lists(texts, max_size=5),
+                                                 offset=st.integers(0))),
     "datasets": st.builds(DatasetsReply, datasets=st.lists(summaries, max_size=4)),
     "facts": st.builds(FactsReply, sfarm=names, protocol=st.integers(0), python=texts,
                        python_version=texts, root=texts, user=texts),
