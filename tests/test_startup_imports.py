@@ -202,3 +202,26 @@ def test_inventory_checks_load_no_status_model() -> None:
         from sfarm.status import TaskStatus  # the lazy export gives the model
         assert TaskStatus.__module__ == "sfarm.status.model"
     """) == ["pydantic"]
+
+
+def test_a_small_backtest_loads_neither_pandas_nor_pyarrow(tmp_path: Path) -> None:
+    # Both cost a `sfarm backtest` more than they save it (~80 ms for pyarrow's import):
+    # talib's pandas wrappers and the engine's bitmap path stay unloaded.
+    from sfarm.data import append
+    from tests.fixtures.data_helpers import T0, make_candles
+
+    append(tmp_path, "candles/sim/BTC-USDT/1h", make_candles(T0, 1_000, "1h"))
+    strategy = PROJECT / "inventory" / "strategies" / "rsi_revert.toml"
+    loaded = _loaded_after(f"""
+        import contextlib, io
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()) as shown:
+            try:
+                main(["backtest", {str(strategy)!r}, "--root", {str(tmp_path)!r},
+                      "--exchange", "sim", "--market", "BTC/USDT", "--timeframe", "1h"])
+            except SystemExit as exit_:
+                assert exit_.code in (0, None), exit_.code
+        assert "final equity" in shown.getvalue().lower(), shown.getvalue()
+    """)
+    assert {"numpy", "polars", "talib"} <= set(loaded)
+    assert not {"pandas", "pyarrow"} & set(loaded), loaded

@@ -276,3 +276,29 @@ def test_one_run_equals_candle_by_candle(seed: int, density: float, allow_short:
     assert np.array_equal(np.concatenate(position), whole.position)
     assert pl.concat(trades).equals(whole.trades)
     assert state.to_json() == whole.state.to_json()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.none() | st.booleans(), min_size=0, max_size=200), st.integers(0, 17))
+def test_signal_columns_unpack_alike_with_or_without_pyarrow(values: list[bool | None],
+                                                             offset: int) -> None:
+    # A signal reaches the kernel as one byte a row: through arrow's bitmap when pyarrow is
+    # loaded, else polars' to_numpy; a slice starts inside a byte of the bitmap.
+    import sys
+
+    import polars as pl
+    import pyarrow  # loaded: the bitmap path
+
+    from sfarm.trading.engine import _flags
+
+    source = pl.DataFrame({"entry_long": pl.Series(values, dtype=pl.Boolean)}).slice(offset)
+    expected = np.array([bool(value) for value in values[offset:]], dtype=np.bool_)
+    through_arrow = _flags(source, "entry_long", source.height)
+    del sys.modules["pyarrow"]
+    try:
+        through_polars = _flags(source, "entry_long", source.height)
+    finally:
+        sys.modules["pyarrow"] = pyarrow
+    for flags in (through_arrow, through_polars):
+        assert flags.dtype == np.bool_ and not flags.flags.writeable
+        assert np.array_equal(flags, expected)
