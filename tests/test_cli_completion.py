@@ -30,6 +30,7 @@ version = 1
 [exchanges.sim]
 ccxt = "binance"
 url = "http://127.0.0.1:9"
+emulate = true
 
 [tasks.mine]
 kind = "mine"
@@ -99,8 +100,14 @@ def test_node_names(farm: Path, monkeypatch: pytest.MonkeyPatch,
 
 def test_task_names(farm: Path, monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert _complete(monkeypatch, capsys, "sfarm logs alpha ") == ["mine", "rsi-paper"]
+    # logs NODE: what that node runs, its emulator service included
+    assert _complete(monkeypatch, capsys, "sfarm logs alpha ") == ["mine", "sim-sim"]
+    assert _complete(monkeypatch, capsys, "sfarm logs beta ") == ["rsi-paper", "sim-sim"]
+    assert _complete(monkeypatch, capsys, "sfarm logs -n prod gamma m") == ["mine"]
+    # a node the inventory does not declare: every task (the command will name the nodes)
+    assert _complete(monkeypatch, capsys, "sfarm logs omega r") == ["rsi-paper"]
     assert _complete(monkeypatch, capsys, "sfarm start --task r") == ["rsi-paper"]
+    assert _complete(monkeypatch, capsys, "sfarm start --node alpha --task ") == ["mine"]
     assert _complete(monkeypatch, capsys, "sfarm report ") == ["mine", "rsi-paper"]
 
 

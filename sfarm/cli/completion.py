@@ -73,8 +73,43 @@ def complete_nodes(ctx: CompletionContext, incomplete: str) -> list[str]:
     return _matching(node_names(_inventory(ctx), _given(ctx, "network")), incomplete)
 
 
+def node_tasks(document: dict[str, Any], node: str, network: str | None) -> list[str] | None:
+    """The tasks `node` runs in an inventory's TOML (in `network`, or in any); None when no
+    network declares it."""
+    networks = _table(document, "networks")
+    chosen = [networks.get(network)] if network is not None else list(networks.values())
+    tables = [_table(_table(table, "nodes"), node) for table in chosen
+              if isinstance(table, dict) and node in _table(table, "nodes")]
+    if not tables:
+        return None
+    return [task for table in tables if isinstance(table.get("tasks"), list)
+            for task in table["tasks"] if isinstance(task, str)]
+
+
+def _tasks_here(ctx: CompletionContext, document: dict[str, Any]) -> list[str]:
+    """The tasks of the node given so far (NODE, --node), else every task of the inventory."""
+    node = _given(ctx, "node")
+    tasks = node_tasks(document, node, _given(ctx, "network")) if node is not None else None
+    return list(_table(document, "tasks")) if tasks is None else tasks
+
+
 def complete_tasks(ctx: CompletionContext, incomplete: str) -> list[str]:
-    return _matching(list(_table(_inventory(ctx), "tasks")), incomplete)
+    return _matching(_tasks_here(ctx, _inventory(ctx)), incomplete)
+
+
+def complete_log_names(ctx: CompletionContext, incomplete: str) -> list[str]:
+    """What `sfarm logs NODE` reads: the node's tasks and the emulators it serves (one for each
+    exchange with `emulate = true` that its tasks use)."""
+    # here, not at the top: sfarm.status.services loads the status models' package
+    from sfarm.status.services import SIM_SERVICE_PREFIX
+
+    document = _inventory(ctx)
+    tasks = _tasks_here(ctx, document)
+    exchanges = _table(document, "exchanges")
+    served = {_table(_table(document, "tasks"), task).get("exchange") for task in tasks}
+    emulators = [f"{SIM_SERVICE_PREFIX}{name}" for name in served
+                 if isinstance(name, str) and _table(exchanges, name).get("emulate") is True]
+    return _matching([*tasks, *emulators], incomplete)
 
 
 def dataset_ids(root: Path) -> Iterator[str]:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from sfarm.cli.completion import complete_nodes, complete_tasks
+from sfarm.cli.completion import complete_log_names, complete_nodes, complete_tasks
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.data.layout import format_ts
@@ -358,7 +358,7 @@ def _watch(farm: Farm, interval: float) -> None:
 def logs(
     node: Annotated[str, typer.Argument(help="Node name.", autocompletion=complete_nodes)],
     task: Annotated[str | None, typer.Argument(help="Task or service (default: every task).",
-                                               autocompletion=complete_tasks)] = None,
+                                               autocompletion=complete_log_names)] = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
     = False,
