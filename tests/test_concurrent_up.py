@@ -15,6 +15,7 @@ import pytest
 
 from sfarm.errors import RunError
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.locks import Holder, wait_lock
 from sfarm.runtime.node_lock import node_turn
 from sfarm.runtime.supervisor import DAEMON_MODULE, Supervisor
 from sfarm.runtime.task_lock import task_holder
@@ -84,3 +85,27 @@ def test_a_node_held_too_long_fails_naming_its_holder(tmp_path: Path) -> None:
         holder.wait()
     with node_turn(root, wait_s=0.5) as turn:  # its holder gone: taken at once
         assert turn.steps() == []
+
+
+def test_a_waiter_names_a_holder_that_writes_itself_late(tmp_path: Path) -> None:
+    # A holder takes the flock first and writes who it is just after: a waiter arriving in
+    # between names it once written, and says nothing of an unnamed one meanwhile.
+    path = tmp_path / "node.lock"
+    holder = start_python(
+        "import fcntl, json, os, sys, time\n"
+        "from sfarm.runtime.locks import Holder\n"
+        "from dataclasses import asdict\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(0.5)\n"
+        "os.pwrite(fd, json.dumps(asdict(Holder.of_this_process('ann@lab'))).encode(), 0)\n"
+        "time.sleep(0.7)\n", str(path))
+    told: list[Holder | None] = []
+    try:
+        with wait_lock(path, 30, on_wait=told.append):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [who.pid if who is not None else None for who in told] == [holder.pid]

@@ -134,19 +134,28 @@ class LockBusy(Exception):
         self.holder = holder
 
 
+# A holder writes who it is just after it takes the lock: a waiter that finds the lock held by
+# nobody named gives it this long to write itself before saying it waits for an unnamed one.
+UNNAMED_HOLDER_GRACE_S = 1.0
+
+
 def wait_lock(path: Path, wait_s: float, *, operator: str = "",
               on_wait: Callable[[Holder | None], None] = lambda holder: None,
               poll_s: float = 0.2) -> HeldLock:
     """Take lock `path`, waiting up to `wait_s` seconds for its holder; `on_wait` is told once
-    whom it waits for (each time the holder changes). LockBusy when the time is up."""
-    deadline = time.monotonic() + wait_s
+    whom it waits for (each time the holder changes; an unnamed holder only once it stayed
+    unnamed UNNAMED_HOLDER_GRACE_S). LockBusy when the time is up."""
+    began = time.monotonic()
+    deadline = began + wait_s
     told: Holder | bool | None = False  # False: nobody told yet
     while True:
         lock = try_lock(path, operator)
         if lock is not None:
             return lock
         holder = read_holder(path)
-        if holder != told:
+        named_or_late = holder is not None \
+            or time.monotonic() - began >= min(UNNAMED_HOLDER_GRACE_S, wait_s)
+        if holder != told and named_or_late:
             on_wait(holder)
             told = holder
         if time.monotonic() >= deadline:
