@@ -61,12 +61,16 @@ def _matching(names: Iterable[str], incomplete: str) -> list[str]:
     return sorted({name for name in names if name.startswith(incomplete)})
 
 
-def node_names(document: dict[str, Any], network: str | None) -> list[str]:
-    """The nodes of `network` (of every network when None) in an inventory's TOML."""
+def _node_tables(document: dict[str, Any], network: str | None) -> list[dict[str, Any]]:
+    """The `nodes` table of `network` (of every network when None) in an inventory's TOML."""
     networks = _table(document, "networks")
     chosen = [networks.get(network)] if network is not None else list(networks.values())
-    return [name for table in chosen if isinstance(table, dict)
-            for name in _table(table, "nodes")]
+    return [_table(table, "nodes") for table in chosen if isinstance(table, dict)]
+
+
+def node_names(document: dict[str, Any], network: str | None) -> list[str]:
+    """The nodes of `network` (of every network when None) in an inventory's TOML."""
+    return [name for nodes in _node_tables(document, network) for name in nodes]
 
 
 def complete_nodes(ctx: CompletionContext, incomplete: str) -> list[str]:
@@ -76,10 +80,7 @@ def complete_nodes(ctx: CompletionContext, incomplete: str) -> list[str]:
 def node_tasks(document: dict[str, Any], node: str, network: str | None) -> list[str] | None:
     """The tasks `node` runs in an inventory's TOML (in `network`, or in any); None when no
     network declares it."""
-    networks = _table(document, "networks")
-    chosen = [networks.get(network)] if network is not None else list(networks.values())
-    tables = [_table(_table(table, "nodes"), node) for table in chosen
-              if isinstance(table, dict) and node in _table(table, "nodes")]
+    tables = [_table(nodes, node) for nodes in _node_tables(document, network) if node in nodes]
     if not tables:
         return None
     return [task for table in tables if isinstance(table.get("tasks"), list)
