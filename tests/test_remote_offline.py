@@ -36,6 +36,7 @@ from sfarm.remote.wheelhouse import (
     Interpreter,
     choose_source,
     download_wheels,
+    pack_all,
     runtime_closure,
     this_interpreter,
     wheelhouse,
@@ -182,6 +183,45 @@ def test_a_distribution_with_scripts_and_data_is_packed_as_its_wheel(
     assert mode & 0o111
     assert sorted(line.split(",")[0] for line in record) == sorted(
         [*original, "tool_kit-1.2.dist-info/RECORD"])
+
+
+def installed_by_hand(site: Path, name: str, files: dict[str, bytes]) -> None:
+    """A distribution `name` 1.0 installed in `site` as an installer leaves it (RECORD last)."""
+    dist_info = f"{name}-1.0.dist-info"
+    listed = {**files, f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\n"
+              "Version: 1.0\n".encode(), f"{dist_info}/WHEEL": WHEEL.encode()}
+    for relative, content in listed.items():
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        (site / relative).write_bytes(content)
+    (site / dist_info / "RECORD").write_text(
+        "".join(f"{relative},,\n" for relative in [*listed, f"{dist_info}/RECORD"]))
+
+
+def test_the_wheelhouse_packs_in_threads_what_one_at_a_time_would(tmp_path: Path) -> None:
+    """Packing every distribution at once gives each the bytes it has packed alone; a file
+    gone since its RECORD listed it is named, whichever thread meets it."""
+    site = tmp_path / "site"
+    for index in range(6):
+        installed_by_hand(site, f"part{index}", {
+            f"part{index}/__init__.py": b"x = 1\n" * (index + 1),
+            f"part{index}/blob.bin": os.urandom(200_000 * index)})
+    closure = sorted(importlib.metadata.distributions(path=[str(site)]),
+                     key=lambda dist: dist.metadata["Name"])
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "at-once").mkdir()
+    for distribution in closure:
+        pack_installed(read_installed_wheel(distribution), tmp_path / "alone")
+    pack_all(closure, tmp_path / "at-once")
+    alone = {path.name: path.read_bytes() for path in (tmp_path / "alone").iterdir()}
+    assert len(alone) == 6
+    assert {path.name: path.read_bytes() for path in (tmp_path / "at-once").iterdir()} == alone
+
+    (site / "part3" / "blob.bin").unlink()
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(RunError) as raised:
+        pack_all(closure, tmp_path / "broken")
+    assert raised.value.message.startswith("the installed part3 is incomplete")
+    assert "blob.bin" in raised.value.message
 
 
 # -- an offline node over SSH (slow) ------------------------------------------------------------

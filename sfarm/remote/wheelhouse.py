@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from sfarm.errors import RunError
-from sfarm.remote.repack import pack_installed, read_installed_wheel, wheel_tags
+from sfarm.remote.repack import (
+    InstalledWheel,
+    pack_installed,
+    read_installed_wheel,
+    wheel_tags,
+)
 from sfarm.remote.wheel import cache_directory, prune_cache
 
 # Run by the node's venv python (pip's own copy of packaging when packaging is not installed):
@@ -64,8 +70,8 @@ print(json.dumps({"version": "%d.%d" % sys.version_info[:2],
 IMPLEMENTATIONS = {"cpython": "cp", "pypy": "pp"}  # pip download --implementation
 KEEP = 2  # wheelhouses kept in the cache (each is hundreds of MB), the most recently used
 DOWNLOAD_TIMEOUT_S = 1800.0
-# Deflate level 6, as wheel builders write: 168 MB against 191 at level 1, for 24 s of building
-# against 12 s. The build happens once; the wheelhouse crosses the network to every node.
+# Deflate level 6, as wheel builders write: 168 MB against 191 at level 1, for 36 s of CPU
+# against 13 s. The build happens once; the wheelhouse crosses the network to every node.
 LEVEL = 6
 
 Source = Literal["installed", "download"]
@@ -186,9 +192,7 @@ def wheelhouse(node: Interpreter, pins: list[str], *, where: str) -> Path:
                 staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
                 try:
                     if source == "installed":
-                        for distribution in closure:
-                            pack_installed(read_installed_wheel(distribution), staging,
-                                           level=LEVEL)
+                        pack_all(closure, staging)
                     else:
                         download_wheels(node, pins, staging, where)
                     with contextlib.suppress(OSError):  # another process stored it meanwhile
@@ -201,6 +205,27 @@ def wheelhouse(node: Interpreter, pins: list[str], *, where: str) -> Path:
             raise RunError(f"cannot use the wheelhouse cache {cache}: {exc.strerror}",
                            hint="set XDG_CACHE_HOME to a writable directory") from None
     return entry
+
+
+def pack_all(closure: list[importlib.metadata.Distribution], directory: Path) -> None:
+    """Pack every distribution of `closure` again into `directory`, on every core: zlib's
+    deflate, file reads and sha256 release the GIL, so threads suffice (sfarm's 61 wheels:
+    36.7 s one at a time, 20.4 s on 2 cores). The largest first, so none is left alone last."""
+    installed = [read_installed_wheel(distribution) for distribution in closure]
+    installed.sort(key=_size, reverse=True)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for _ in pool.map(lambda wheel: pack_installed(wheel, directory, level=LEVEL),
+                          installed):
+            pass  # an error (a file gone since RECORD listed it) raises here
+
+
+def _size(wheel: InstalledWheel) -> int:
+    """The bytes of `wheel`'s files (a file gone counts nothing: packing names it)."""
+    total = 0
+    for path in wheel.files.values():
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
 
 
 def download_wheels(node: Interpreter, pins: list[str], directory: Path, where: str) -> None:
