@@ -10,4 +10,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.sshd",
     "tests.fixtures.user_hosts",
     "tests.fixtures.venvs",
+    "tests.fixtures.wheelhouse",
 ]

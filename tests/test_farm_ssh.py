@@ -92,9 +92,11 @@ def test_unknown_host_key_is_refused_per_node(servers: list[SSHServer]) -> None:
         assert deploy.returncode == 1 and not (farm.base / "edge").exists()
 
 
-def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer]) -> None:
+def test_deploy_installs_sfarm_into_the_node_venv(servers: list[SSHServer],
+                                                  node_index: str) -> None:
     """A node with a bare python: deploy makes <root>/venv with the controller's dependency
-    versions and source, a redeploy finds nothing to do, and the workers run from the venv."""
+    versions (from the node's package index, on 127.0.0.1) and source, a redeploy finds nothing
+    to do, and the workers run from the venv."""
     bare = shutil.which("python3") or "python3"
     with ssh_farm(servers[:1], python=bare) as farm:
         before = farm.status()["nodes"][0]

@@ -5,15 +5,12 @@ index is a closed port on 127.0.0.1) running the system's python, which has no s
 
 from __future__ import annotations
 
-import functools
-import http.server
 import importlib.metadata
 import json
 import os
 import subprocess
 import sysconfig
 import tempfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +46,7 @@ from tests.fixtures.ssh_farm import user_base
 from tests.fixtures.sshd import SSHServer
 from tests.fixtures.user_hosts import UserHostPool, ssh
 from tests.fixtures.venvs import make_venv, pip_install
+from tests.fixtures.wheelhouse import seed_cache, served
 
 CLOSED_INDEX = "http://127.0.0.1:9/simple"  # the discard port: nothing listens there
 
@@ -116,27 +114,18 @@ def test_another_platform_with_no_index_here_is_one_clear_error(
 
 @pytest.mark.slow
 def test_pip_downloads_the_wheels_of_a_node_from_the_controllers_index(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, controller_wheelhouse: Path) -> None:
     """The path of a node of another kind, with an index: pip told the node's version, ABIs
     and platforms. The index is this environment's wheels, served on 127.0.0.1 as find-links."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    here = this_interpreter()
-    served = wheelhouse(here, pinned_requirements(), where="node far")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served(controller_wheelhouse) as url:
         monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
         monkeypatch.setenv("PIP_NO_INDEX", "1")
-        monkeypatch.setenv("PIP_FIND_LINKS", f"http://127.0.0.1:{server.server_address[1]}/")
+        monkeypatch.setenv("PIP_FIND_LINKS", url)
         (tmp_path / "downloaded").mkdir()
-        download_wheels(here, pinned_requirements(), tmp_path / "downloaded", "node far")
-    finally:
-        server.shutdown()
-        server.server_close()
+        download_wheels(this_interpreter(), pinned_requirements(), tmp_path / "downloaded",
+                        "node far")
     assert sorted(path.name for path in (tmp_path / "downloaded").iterdir()) == \
-        sorted(path.name for path in served.iterdir())
+        sorted(path.name for path in controller_wheelhouse.iterdir())
 
 
 WHEEL = "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
@@ -227,9 +216,11 @@ def test_the_wheelhouse_packs_in_threads_what_one_at_a_time_would(tmp_path: Path
 # -- an offline node over SSH (slow) ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cache() -> Iterator[Path]:
-    """The controller's cache for this module: the wheelhouse is built once, here."""
+def cache(controller_wheelhouse: Path) -> Iterator[Path]:
+    """The controller's cache for this module, holding the run's wheelhouse (a first deploy
+    sends it; building it is controller_wheelhouse's, once for the run)."""
     directory = Path(tempfile.mkdtemp(prefix="sfarm-offline-cache-"))
+    seed_cache(directory, controller_wheelhouse)
     yield directory
     subprocess.run(["rm", "-rf", str(directory)], check=False)
 
