@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from itertools import accumulate, pairwise
+from typing import Final
 
 import numpy as np
 import polars as pl
@@ -247,8 +248,15 @@ def run(candles: Candles | Sequence[Candles], params: EngineParams,
                      position=position, state=EngineState.from_array(state_array))
 
 
+# Most runs of a live or paper step close no trade: building the empty frame from its columns
+# took ~0.9 ms, nearly all of such a step's engine time; clearing this one takes ~2 us.
+_NO_TRADES: Final = pl.DataFrame(schema=TRADE_SCHEMA)
+
+
 def trades_frame(rows: np.ndarray) -> pl.DataFrame:
     """The kernel's float rows as a typed frame (side and reason spelled out)."""
+    if len(rows) == 0:
+        return _NO_TRADES.clear()  # a new frame: the caller may add to it
     columns = {name: rows[:, index] for index, name in enumerate(TRADE_FIELDS)}
     sides = pl.Series(["short", "long"]).gather((columns["side"] > 0).astype(np.int64))
     reasons = pl.Series(REASONS).gather(columns["reason"].astype(np.int64))
