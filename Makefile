@@ -65,7 +65,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 # Three workers (tests mostly wait on real processes), a test file to each (a file's tests share
-# their fixtures' servers); the slowest tests are listed at the end. The suite starts ~1,500
+# their fixtures' servers); the slowest tests are listed at the end. The suite starts hundreds of
 # sfarm processes: sfarm's bytecode is written first, so none compiles its modules again where
 # PYTHONDONTWRITEBYTECODE is set (~0.15 s of CPU a process).
 test: lint system-deps

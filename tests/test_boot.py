@@ -200,7 +200,7 @@ def test_the_units_command_runs_the_supervisord_deploy_talks_to(farm: Farm) -> N
         assert "--nodaemon" in only  # deploy's, not a second one
         # systemd skips the unit (exit 1..254) while a supervisord serves the root.
         assert subprocess.run(condition, check=False).returncode == 1
-        wait_for(lambda: farm.tasks()["mine"]["state"] == "running", what="mine running")
+        wait_for(lambda: farm.polled_tasks()["mine"]["state"] == "running", what="mine running")
         farm.sfarm("down")
         assert process.wait(timeout=60) == 0
     finally:

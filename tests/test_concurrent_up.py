@@ -54,7 +54,7 @@ def test_three_concurrent_ups_of_one_node_take_turns(farm: Farm) -> None:
     assert sum(DAEMON_MODULE in command for command in commands) == 1
     for task in ("mine", "other"):
         assert sum(command.rstrip().endswith(f"--task {task}") for command in commands) == 1
-    wait_for(lambda: {task["state"] for task in farm.tasks().values()} == {"running"},
+    wait_for(lambda: {task["state"] for task in farm.polled_tasks().values()} == {"running"},
              what="both tasks running")
     # each run by supervisord's worker, which holds the task's lock
     programs = Supervisor(NodeRoot(farm.root)).processes()

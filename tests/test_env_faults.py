@@ -256,7 +256,7 @@ def farm() -> Iterator[Farm]:
 @pytest.mark.slow
 def test_a_deleted_logs_directory_comes_back_and_workers_restart(farm: Farm) -> None:
     farm.sfarm("up")
-    wait_for(lambda: running_with_rows(farm.tasks()), what="the miner running with data")
+    wait_for(lambda: running_with_rows(farm.polled_tasks()), what="the miner running with data")
     logs = NodeRoot(farm.root).logs
 
     # Deleted under running workers: supervisord opens the logs again, in a logs/ made again.
@@ -270,7 +270,7 @@ def test_a_deleted_logs_directory_comes_back_and_workers_restart(farm: Farm) -> 
     pid = farm.tasks()["mine"]["pid"]
     shutil.rmtree(logs)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: farm.tasks()["mine"]["pid"] not in (None, pid)
+    wait_for(lambda: farm.polled_tasks()["mine"]["pid"] not in (None, pid)
              and farm.tasks()["mine"]["state"] == "running", timeout_s=30,
              what="the miner respawned without an operator")
     assert (logs / "mine.log").exists()
@@ -279,7 +279,7 @@ def test_a_deleted_logs_directory_comes_back_and_workers_restart(farm: Farm) -> 
     farm.sfarm("down")
     shutil.rmtree(logs)
     farm.sfarm("start")
-    wait_for(lambda: farm.tasks()["mine"]["state"] == "running", timeout_s=60,
+    wait_for(lambda: farm.polled_tasks()["mine"]["state"] == "running", timeout_s=60,
              what="the miner started again")
     assert (logs / "supervisord.log").exists()
 

@@ -40,7 +40,7 @@ def farm() -> Iterator[Farm]:
 def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     up = farm.sfarm("up", "--json")
     assert json.loads(up.stdout)["ok"] is True
-    wait_for(lambda: running_with_rows(farm.tasks()), what="every task running with data")
+    wait_for(lambda: running_with_rows(farm.polled_tasks()), what="every task running with data")
 
     status = farm.status()
     assert status["network"] == "alpha"
@@ -67,7 +67,7 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
 
     # kill -9 the miner: supervisord restarts it, the data still verifies, and it resumes.
     os.kill(mine["pid"], signal.SIGKILL)
-    wait_for(lambda: farm.tasks()["mine"]["pid"] not in (None, mine["pid"])
+    wait_for(lambda: farm.polled_tasks()["mine"]["pid"] not in (None, mine["pid"])
              and farm.tasks()["mine"]["state"] == "running", what="the miner restarted")
     assert data.verify(farm.root, candles).ok
 
@@ -78,7 +78,7 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     assert farm.tasks()["studies"]["state"] == "stopped"  # not restarted behind our back
     assert farm.tasks()["mine"]["state"] == "running"
     farm.sfarm("start", "--task", "studies")
-    wait_for(lambda: farm.tasks()["studies"]["state"] == "running", what="studies running")
+    wait_for(lambda: farm.polled_tasks()["studies"]["state"] == "running", what="studies running")
 
     # logs of a worker
     logs = farm.sfarm("logs", "lab", "mine").stdout
@@ -99,8 +99,8 @@ def test_two_networks_side_by_side() -> None:
     with local_farm(INVENTORY, "alpha") as alpha, local_farm(INVENTORY, "beta") as beta:
         alpha.sfarm("up")
         beta.sfarm("up")
-        wait_for(lambda: running_with_rows(alpha.tasks()) and running_with_rows(beta.tasks()),
-                 what="both networks running with data")
+        wait_for(lambda: running_with_rows(alpha.polled_tasks())
+                 and running_with_rows(beta.polled_tasks()), what="both networks running with data")
         # Separate roots, sockets and processes: taking one down leaves the other running.
         assert alpha.root != beta.root
         assert (alpha.root / "supervisor" / "supervisor.sock").exists()

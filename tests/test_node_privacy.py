@@ -197,7 +197,7 @@ def farm() -> Iterator[Farm]:
 def test_another_user_can_read_nothing_of_a_running_local_node(farm: Farm) -> None:
     up = json.loads(farm.sfarm("up", "--json").stdout)
     assert up["ok"] is True, up
-    wait_for(lambda: running_with_rows(farm.tasks()), what="the miner running with data")
+    wait_for(lambda: running_with_rows(farm.polled_tasks()), what="the miner running with data")
     root = farm.root
     directory = data.dataset_dir(root, CANDLES)
     secret_paths = [root, root / "logs" / "mine.log", root / "logs" / "supervisord.log",

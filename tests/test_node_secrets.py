@@ -135,7 +135,7 @@ def test_supervised_processes_start_clean_and_stale_secrets_go(farm: Farm) -> No
     env = {"OPERATOR_API_KEY": "must-not-leak", "SSH_AUTH_SOCK": "/tmp/agent.sock"}
     run_sfarm(farm.inventory, "up", env=env)
     assert not stale.exists()  # a mine-only node holds no credentials
-    wait_for(lambda: farm.tasks()["mine"]["pid"], what="the miner's pid")
+    wait_for(lambda: farm.polled_tasks()["mine"]["pid"], what="the miner's pid")
     supervisord = int((farm.root / "supervisor" / "supervisord.pid").read_text())
     for pid in (supervisord, farm.tasks()["mine"]["pid"]):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

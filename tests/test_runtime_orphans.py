@@ -158,7 +158,7 @@ def test_a_task_never_runs_twice_and_down_ends_what_a_crash_left(farm: Farm) -> 
         assert f"task mine already runs on this node: its worker is pid {orphan.pid}" in log
         supervisord_log = (farm.root / "logs" / "supervisord.log").read_text()
         assert f"exit status {TASK_HELD_EXIT}; expected" in supervisord_log
-        wait_for(lambda: farm.tasks()["other"]["state"] == "running", what="other running")
+        wait_for(lambda: farm.polled_tasks()["other"]["state"] == "running", what="other running")
         assert len(_workers_of(farm, "mine")) == 1 and len(_workers_of(farm, "other")) == 1
         mine = farm.tasks()["mine"]
         assert (mine["state"], mine["pid"]) == ("running", orphan.pid)
@@ -194,7 +194,7 @@ def test_a_damaged_heartbeat_reads_unknown_never_running(farm: Farm) -> None:
             assert mine["last_error"].startswith(f"its heartbeat {heartbeat} cannot be read (")
         finally:
             os.kill(worker, signal.SIGCONT)
-        wait_for(lambda: farm.tasks()["mine"]["state"] == "running",
+        wait_for(lambda: farm.polled_tasks()["mine"]["state"] == "running",
                  what="the worker's next heartbeat mending it")
 
 

@@ -50,7 +50,7 @@ def test_a_halted_session_resumes_only_when_the_operator_says_so(farm: Farm) -> 
     halted = replace(state, risk=replace(state.risk, halted=WHY, halted_at=state.last_ts))
     commit(farm.root, "paper", halted)
     farm.sfarm("start", "--task", "paper")
-    wait_for(lambda: farm.tasks()["paper"]["state"] == "halted", what="the session halted")
+    wait_for(lambda: farm.polled_tasks()["paper"]["state"] == "halted", what="the session halted")
     assert farm.tasks()["paper"]["last_error"] == WHY
 
     refused = farm.sfarm("start", "--task", "paper", "--resume", check=False)  # no answer
@@ -65,7 +65,7 @@ def test_a_halted_session_resumes_only_when_the_operator_says_so(farm: Farm) -> 
     fresh = resumed(halted).risk
     assert (fresh.peak, fresh.day_equity, fresh.halted) == (
         halted.risk.last_equity, halted.risk.last_equity, None)
-    wait_for(lambda: farm.tasks()["paper"]["state"] == "running", what="the session trading")
+    wait_for(lambda: farm.polled_tasks()["paper"]["state"] == "running", what="the session trading")
     entries = [json.loads(line) for line in
                (farm.root / "logs" / "audit.log").read_text().splitlines()]
     assert entries[-1]["what"] == "resume paper" and entries[-1]["detail"] == f"halted: {WHY}"
