@@ -271,7 +271,7 @@ def test_a_deleted_logs_directory_comes_back_and_workers_restart(farm: Farm) -> 
     shutil.rmtree(logs)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: farm.polled_tasks()["mine"]["pid"] not in (None, pid)
-             and farm.tasks()["mine"]["state"] == "running", timeout_s=30,
+             and farm.polled_tasks()["mine"]["state"] == "running", timeout_s=30,
              what="the miner respawned without an operator")
     assert (logs / "mine.log").exists()
 

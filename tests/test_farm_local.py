@@ -68,7 +68,7 @@ def test_up_status_kill_restart_stop_start_down(farm: Farm) -> None:
     # kill -9 the miner: supervisord restarts it, the data still verifies, and it resumes.
     os.kill(mine["pid"], signal.SIGKILL)
     wait_for(lambda: farm.polled_tasks()["mine"]["pid"] not in (None, mine["pid"])
-             and farm.tasks()["mine"]["state"] == "running", what="the miner restarted")
+             and farm.polled_tasks()["mine"]["state"] == "running", what="the miner restarted")
     assert data.verify(farm.root, candles).ok
 
     # stop one task for good, then start it again.
