@@ -70,7 +70,7 @@ def test_up_status_control_down_over_ssh(servers: list[SSHServer],
         assert farm.tasks()["mine-b"]["state"] == "stopped"
         assert farm.tasks()["mine-a"]["state"] == "running"
         farm.sfarm("start", "--node", "node-b", "--task", "mine-b")
-        wait_for(lambda: farm.tasks()["mine-b"]["state"] == "running", what="mine-b again")
+        wait_for(lambda: farm.polled_tasks()["mine-b"]["state"] == "running", what="mine-b again")
 
         assert "mining sim-a" in farm.sfarm("logs", "node-a", "mine-a").stdout
         every = farm.sfarm("logs", "node-a", "--lines", "5").stdout.splitlines()

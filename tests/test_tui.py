@@ -37,7 +37,7 @@ SIZE = (160, 48)
 def farm() -> Iterator[Farm]:
     with local_farm(dashboard_inventory(), "dash") as farm:
         farm.sfarm("up", "--node", "lab")
-        wait_for(lambda: farm.status()["nodes"][0]["tasks"][0]["state"] == "running",
+        wait_for(lambda: next(iter(farm.polled_tasks().values()))["state"] == "running",
                  what="the local miner running")
         yield farm
 

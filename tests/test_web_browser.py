@@ -31,7 +31,7 @@ tasks = ["{TASK}"]
 def farm() -> Iterator[Farm]:
     with local_farm(INVENTORY, "alpha") as farm:
         farm.sfarm("up")
-        wait_for(lambda: farm.tasks()[TASK]["state"] == "running", what="the miner running")
+        wait_for(lambda: farm.polled_tasks()[TASK]["state"] == "running", what="the miner running")
         yield farm
 
 
