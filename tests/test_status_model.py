@@ -137,3 +137,11 @@ def test_the_previous_workers_heartbeat_says_nothing_of_the_new_one() -> None:
     halted = task_status("mine", "mine", "RUNNING", beat(1.0, state="halted"), NOW,
                          Observed(supervisor_pid=5151))
     assert halted.state == "halted"
+    # supervisord killed, a worker started by hand (pid 777) holds the task: until it beats,
+    # the dead worker's heartbeat is not its own either (not its rows, not `running` from it)
+    hand = task_status("mine", "mine", None, old, NOW, Observed(holder_pid=777))
+    assert (hand.state, hand.pid, hand.datasets, hand.heartbeat_age_s) == \
+        ("running", 777, [], None)
+    starting = task_status("mine", "mine", None, beat(1.0, state="starting").model_copy(
+        update={"pid": 777}), NOW, Observed(holder_pid=777))
+    assert (starting.state, starting.pid) == ("starting", 777)

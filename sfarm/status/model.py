@@ -199,11 +199,13 @@ def task_status(name: str, kind: str, supervisor_state: str | None,
         state = "failed"
         problems.append("its worker refused to start: another process was running the task "
                         "(see its log); `sfarm start` starts it again")
-    if heartbeat is not None and supervised and not unsupervised \
-            and seen.supervisor_pid is not None and heartbeat.pid != seen.supervisor_pid \
+    worker_pid = (seen.holder_pid if unsupervised
+                  else seen.supervisor_pid if supervised else None)
+    if heartbeat is not None and worker_pid is not None and heartbeat.pid != worker_pid \
             and heartbeat.state != "halted":  # a kill switch outlives its worker
-        # The heartbeat of the worker before this one (a restart, an `up` after `down`): its
-        # rows and state say nothing of the new worker, which has not beaten yet.
+        # The heartbeat of the worker before this one (a restart, an `up` after `down`, a
+        # worker started by hand after supervisord died): its rows and state say nothing of
+        # the worker running now, which has not beaten yet.
         heartbeat = None
     age = None if heartbeat is None else max(0.0, now - heartbeat.heartbeat)
     if heartbeat is not None:
