@@ -67,7 +67,7 @@ def test_a_node_manages_the_network_with_the_operators_forwarded_agent(
             assert states(farm)["mine"] == "stopped"  # the controller sees what quant did
             code, out, err = on_node(quant, root, "start", "--task", "mine", agent=agent)
             assert code == 0, out + err
-            wait_for(lambda: states(farm)["mine"] == "running", timeout_s=60,
+            wait_for(lambda: farm.polled_tasks()["mine"]["state"] == "running", timeout_s=60,
                      what="mine running again")
 
             code, out, err = on_node(quant, root, "logs", "miner", "mine", "--lines", "5",

@@ -39,8 +39,9 @@ def farm() -> Iterator[Farm]:
         yield farm
 
 
-def _tasks(farm: Farm) -> dict[str, dict[str, Any]]:
-    return {task["name"]: task for node in farm.status()["nodes"] for task in node["tasks"]}
+def _tasks(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tasks of every node of a status document."""
+    return {task["name"]: task for node in status["nodes"] for task in node["tasks"]}
 
 
 def test_a_task_reads_another_nodes_candles_with_no_configuration(farm: Farm) -> None:
@@ -49,13 +50,13 @@ def test_a_task_reads_another_nodes_candles_with_no_configuration(farm: Farm) ->
     miner = farm.root.parent / "miner"
 
     def studied() -> dict[str, Any] | None:
-        task = _tasks(farm)["studies"]
+        task = _tasks(farm.polled_status())["studies"]
         rows = [dataset["rows"] for dataset in task["datasets"]]
         return task if rows and all(count > 0 for count in rows) else None
 
     wait_for(lambda: studied() is not None, timeout_s=90, interval_s=1.0,
              what="rows of the indicators on node quant")
-    task = _tasks(farm)["studies"]
+    task = _tasks(farm.status())["studies"]
     (source,) = task["inputs"]
     assert source["id"] == CANDLES and source["source_node"] == "miner"
     assert source["stale_since"] is None and source["last_ts"] is not None
@@ -84,7 +85,7 @@ def test_moving_the_producer_moves_the_mirror(farm: Farm) -> None:
     assert moved.returncode == 0, moved.stdout + moved.stderr
 
     def follows_miner2() -> bool:
-        (source,) = _tasks(farm)["studies"]["inputs"]
+        (source,) = _tasks(farm.polled_status())["studies"]["inputs"]
         return source["source_node"] == "miner2" and source["stale_since"] is None \
             and data.locate(farm.root, CANDLES, mirror_of="miner2") is not None
 
@@ -93,5 +94,5 @@ def test_moving_the_producer_moves_the_mirror(farm: Farm) -> None:
     # The old mirror is gone: one copy of the dataset, so readers need not guess.
     assert data.locate(farm.root, CANDLES, mirror_of="miner") is None
     assert data.locate(farm.root, CANDLES).node == "miner2"  # type: ignore[union-attr]
-    wait_for(lambda: _tasks(farm)["studies"]["state"] == "running", timeout_s=30,
+    wait_for(lambda: _tasks(farm.polled_status())["studies"]["state"] == "running", timeout_s=30,
              what="the indicators running on the new mirror")

@@ -46,10 +46,11 @@ def _inputs(tasks: dict[str, dict[str, Any]], task: str) -> dict[str, dict[str, 
 
 
 def _trading(farm: SSHFarm) -> bool:
-    """Every task running with rows, the paper session's inputs from their producers, fresh."""
-    tasks = farm.tasks()
+    """Every task running with rows, the paper session's inputs from their producers, fresh
+    (polled in process: a wait condition)."""
+    tasks = farm.polled_tasks()
     inputs = _inputs(tasks, "paper")
-    return (farm.running_with_rows()
+    return (farm.running_with_rows(tasks)
             and {key: (value["source_node"], value["stale_since"])
                  for key, value in inputs.items()} == {CANDLES: ("miner", None),
                                                        RSI: ("quant", None)})
@@ -93,7 +94,7 @@ def test_data_flows_over_three_nodes_and_survives_a_producer_outage(
         paused_at = time.time()
 
         def miner_stale() -> bool:
-            status = farm.status()
+            status = farm.polled_status()
             nodes = {node["name"]: node for node in status["nodes"]}
             tasks = {task["name"]: task for node in status["nodes"] for task in node["tasks"]}
             studies, paper = _inputs(tasks, "studies"), _inputs(tasks, "paper")
@@ -149,7 +150,7 @@ def test_moving_a_task_and_removing_a_node_rotates_the_farm_key(
         assert moved.returncode == 0, moved.stdout + moved.stderr
 
         def paper_on_quant() -> bool:
-            status = farm.status()
+            status = farm.polled_status()
             nodes = {node["name"]: node for node in status["nodes"]}
             tasks = {task["name"]: task for task in nodes["quant"]["tasks"]}
             inputs = _inputs(tasks, "paper")
@@ -207,8 +208,9 @@ def test_a_producer_behind_a_jump_host_is_read_through_it(
         assert up.returncode == 0, up.stdout + up.stderr
 
         def fed() -> bool:
-            inputs = _inputs(farm.tasks(), "studies")
-            return farm.running_with_rows() and inputs.get(CANDLES, {}).get(
+            tasks = farm.polled_tasks()
+            inputs = _inputs(tasks, "studies")
+            return farm.running_with_rows(tasks) and inputs.get(CANDLES, {}).get(
                 "stale_since", 1) is None
 
         wait_for(fed, timeout_s=120, interval_s=1.0, what="quant fed by miner via the bastion")

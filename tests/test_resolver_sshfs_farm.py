@@ -27,8 +27,7 @@ pytestmark = pytest.mark.slow
 PLACEMENTS = {"miner": ["mine"], "quant": ["studies"]}
 
 
-def _candles_input(farm: Any) -> dict[str, Any] | None:
-    tasks = farm.tasks()
+def _candles_input(tasks: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     studies = tasks.get("studies", {})
     inputs = {entry["id"]: entry for entry in studies.get("inputs", [])}
     return inputs.get(CANDLES) if studies.get("state") == "running" else None
@@ -44,13 +43,17 @@ def test_a_node_reads_its_producer_through_a_read_only_mount(
     with flow_farm([miner_host, quant_host], PLACEMENTS, {"quant": "sshfs"}) as (farm, servers):
         up = farm.sfarm("up", "--json", check=False)
         assert up.returncode == 0, up.stdout + up.stderr
-        wait_for(lambda: farm.running_with_rows()
-                 and (_candles_input(farm) or {}).get("stale_since", 1) is None,
+        def fed() -> bool:  # polled in process
+            tasks = farm.polled_tasks()
+            return (farm.running_with_rows(tasks)
+                    and (_candles_input(tasks) or {}).get("stale_since", 1) is None)
+
+        wait_for(fed,
                  timeout_s=150, interval_s=1.0, what="indicators on quant from mounted candles")
         miner, quant = farm.root("miner"), farm.root("quant")
         mountpoint = quant / "mirror" / "miner"
         assert is_mounted(mountpoint)
-        source = _candles_input(farm)
+        source = _candles_input(farm.tasks())
         assert source is not None and source["source_node"] == "miner"
 
         # The SSHFS key: on the consumer only, 0600; on the producer a read-only sftp line.
@@ -69,10 +72,12 @@ def test_a_node_reads_its_producer_through_a_read_only_mount(
 
         # The miner goes away: the input is stale; it comes back: fresh again.
         user_host_pool.pause(servers["miner"])
-        wait_for(lambda: (_candles_input(farm) or {}).get("stale_since") is not None,
+        wait_for(lambda: (_candles_input(farm.polled_tasks()) or {}).get("stale_since")
+                 is not None,
                  timeout_s=60, interval_s=1.0, what="quant's candles stale while miner is down")
         user_host_pool.resume(servers["miner"])
-        wait_for(lambda: (_candles_input(farm) or {}).get("stale_since", 1) is None,
+        wait_for(lambda: (_candles_input(farm.polled_tasks()) or {}).get("stale_since", 1)
+                 is None,
                  timeout_s=60, interval_s=1.0, what="quant's candles fresh again")
         assert is_mounted(mountpoint)
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,14 +46,14 @@ def _workers_of(farm: Farm, task: str) -> list[str]:
             if "worker run" in command and command.rstrip().endswith(f"--task {task}")]
 
 
-def _pid_and_state(farm: Farm, task: str) -> tuple[int | None, str]:
-    status = farm.tasks()[task]
-    return status["pid"], status["state"]
+def _own_heartbeat_state(farm: Farm, task: str, pid: int) -> str | None:
+    """The state the worker `pid` wrote in the task's heartbeat (None before it beats)."""
+    heartbeat, _ = read_heartbeat(NodeRoot(farm.root), task)
+    return heartbeat.state if heartbeat is not None and heartbeat.pid == pid else None
 
 
-def _running_supervised(farm: Farm) -> dict[str, int]:
+def _running_supervised(tasks: dict[str, dict[str, Any]]) -> dict[str, int]:
     """task -> pid, once every task runs under supervisord and says so in its heartbeat."""
-    tasks = farm.tasks()
     if not all(task["state"] == "running" and task["pid"] and not task["last_error"]
                for task in tasks.values()):
         return {}
@@ -117,8 +118,9 @@ def test_a_task_never_runs_twice_and_down_ends_what_a_crash_left(farm: Farm) -> 
     assert {task["state"] for task in farm.tasks().values()} == {"not deployed"}
 
     farm.sfarm("up")
-    wait_for(lambda: _running_supervised(farm), what="both workers running, supervised")
-    supervised = _running_supervised(farm)
+    wait_for(lambda: _running_supervised(farm.polled_tasks()),
+             what="both workers running, supervised")
+    supervised = _running_supervised(farm.tasks())
 
     # A second worker of a running task refuses at once, naming the holder, and exits.
     refused = sfarm_process(*_worker_command(farm, "mine")[3:])
@@ -140,11 +142,12 @@ def test_a_task_never_runs_twice_and_down_ends_what_a_crash_left(farm: Farm) -> 
         **os.environ, "SUPERVISOR_SERVER_URL": f"unix://{socket_path(NodeRoot(farm.root))}"})
     bystander = _spawn(["sleep", "601"], cwd=farm.root)  # an operator's shell in the root
     try:
-        # Its heartbeat says `starting` until its first step is done (slow on a loaded machine).
-        wait_for(lambda: _pid_and_state(farm, "mine") == (orphan.pid, "running"),
-                 what="status naming the hand-started worker, running")
+        # Its heartbeat says `starting` until its first step is done (slow on a loaded
+        # machine); the dead worker's heartbeat before it is not the status of this one.
+        wait_for(lambda: _own_heartbeat_state(farm, "mine", orphan.pid) == "running",
+                 what="the hand-started worker's heartbeat saying running")
         mine = farm.tasks()["mine"]
-        assert mine["state"] == "running"
+        assert (mine["state"], mine["pid"]) == ("running", orphan.pid)
         assert "outside this node's supervisord" in mine["last_error"]
         assert farm.tasks()["other"]["state"] == "stopped"
 
@@ -182,8 +185,8 @@ def test_a_task_never_runs_twice_and_down_ends_what_a_crash_left(farm: Farm) -> 
 @pytest.mark.slow
 def test_a_damaged_heartbeat_reads_unknown_never_running(farm: Farm) -> None:
     farm.sfarm("up")
-    wait_for(lambda: _running_supervised(farm), what="both workers running")
-    worker = _running_supervised(farm)["mine"]
+    wait_for(lambda: _running_supervised(farm.polled_tasks()), what="both workers running")
+    worker = _running_supervised(farm.tasks())["mine"]
     heartbeat = farm.root / "run" / "mine.json"
     for damage in (b'{"task": "mine", "kind": "mi', b"\x00\xffnot json"):  # truncated, garbage
         os.kill(worker, signal.SIGSTOP)  # it stays running for supervisord, cannot rewrite
