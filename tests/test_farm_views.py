@@ -72,7 +72,7 @@ def test_tail_and_session_of_a_paper_farm_are_what_the_store_holds() -> None:
             view = farm.session("lab", "paper")
             return view is not None and view.trade_count >= 3
 
-        wait_for(traded, what="the paper session's first trades")
+        wait_for(traded, what="the paper session's first trades", explain=local.explain)
         kept = dict(farm.controller._open or {})
         farm.control("stop")  # still data from here on: views and store compare exactly
 
