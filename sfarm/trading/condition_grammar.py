@@ -112,6 +112,10 @@ def _canonical(token: Token, column: bool) -> str:
         return f'"{token.text.strip(chr(34))}"'
     if token.kind == "name" and token.word in KEYWORDS | FUNCTIONS:
         return token.word
+    if token.kind == "number" and "." in token.text and not {"e", "E"} & set(token.text):
+        # polars' SQL reads 0.5 as a Decimal, and `0.5 / 0` then fails where `close / 0` is
+        # inf: with an exponent it is a float, as every column but ts is.
+        return token.text + "e0"
     return token.text.strip('"')  # a number, an operator, ts in LAG's ORDER BY
 
 
