@@ -206,7 +206,8 @@ def test_inventory_checks_load_no_status_model() -> None:
 
 def test_a_small_backtest_loads_neither_pandas_nor_pyarrow(tmp_path: Path) -> None:
     # Both cost a `sfarm backtest` more than they save it (~80 ms for pyarrow's import):
-    # talib's pandas wrappers and the engine's bitmap path stay unloaded.
+    # talib's pandas wrappers and the engine's bitmap path stay unloaded; so does
+    # talib.abstract (the look-back of a run from the first candle is not needed).
     from sfarm.data import append
     from tests.fixtures.data_helpers import T0, make_candles
 
@@ -222,6 +223,8 @@ def test_a_small_backtest_loads_neither_pandas_nor_pyarrow(tmp_path: Path) -> No
             except SystemExit as exit_:
                 assert exit_.code in (0, None), exit_.code
         assert "final equity" in shown.getvalue().lower(), shown.getvalue()
+        import sys
+        assert "talib.abstract" not in sys.modules
     """)
     assert {"numpy", "polars", "talib"} <= set(loaded)
     assert not {"pandas", "pyarrow"} & set(loaded), loaded

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -24,6 +25,9 @@ from sfarm.trading.metrics import Metrics, compute_metrics
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy, load_strategy
 from sfarm.trading.strategy_checks import strategy_warnings
+
+if TYPE_CHECKING:
+    from sfarm.indicators.spec import IndicatorSpec
 
 # Extra candles read before --from when sfarm computes indicators itself, in multiples of the
 # longest look-back: smoothed indicators (EMA, RSI, ATR) depend on all earlier candles and need
@@ -155,6 +159,11 @@ def backtest(root: Path | str, strategy: Strategy | Path | str, *, exchange: str
     return replace(result, indicator_sources=sources)
 
 
+def _warmup_rows(specs: list[IndicatorSpec]) -> int:
+    """Candles to read before a run's start so that every indicator is warm at its start."""
+    return max((spec.warmup for spec in specs), default=0) * WARMUP_FACTOR + 1
+
+
 def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: str,
                timeframe: str, start: int | None = None, end: int | None = None,
                ) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -164,8 +173,9 @@ def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: s
     from sfarm.indicators import compute, parse_spec
 
     specs = [parse_spec(text) for text in strategy.all_indicators()]
-    warmup = max((spec.warmup for spec in specs), default=0) * WARMUP_FACTOR + 1
-    read_from = None if start is None else start - warmup * timeframe_ms(timeframe)
+    # The warm-up (TA-Lib's look-back, through talib.abstract: ~30 ms of imports) matters
+    # only when the run starts after the dataset's first candle.
+    read_from = None if start is None else start - _warmup_rows(specs) * timeframe_ms(timeframe)
     dataset = candles_id(exchange, market, timeframe)
     # Only what the run reads: high and low serve stops (and indicators such as ATR) only.
     wanted = {"ts", "open", "close"} | {i for s in specs for i in s.inputs}
