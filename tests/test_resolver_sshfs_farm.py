@@ -43,13 +43,14 @@ def test_a_node_reads_its_producer_through_a_read_only_mount(
     with flow_farm([miner_host, quant_host], PLACEMENTS, {"quant": "sshfs"}) as (farm, servers):
         up = farm.sfarm("up", "--json", check=False)
         assert up.returncode == 0, up.stdout + up.stderr
+
         def fed() -> bool:  # polled in process
             tasks = farm.polled_tasks()
             return (farm.running_with_rows(tasks)
                     and (_candles_input(tasks) or {}).get("stale_since", 1) is None)
 
-        wait_for(fed,
-                 timeout_s=150, interval_s=1.0, what="indicators on quant from mounted candles")
+        wait_for(fed, timeout_s=150, interval_s=1.0,
+                 what="indicators on quant from mounted candles")
         miner, quant = farm.root("miner"), farm.root("quant")
         mountpoint = quant / "mirror" / "miner"
         assert is_mounted(mountpoint)

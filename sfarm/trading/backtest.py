@@ -173,7 +173,7 @@ def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: s
     from sfarm.indicators import compute, parse_spec
 
     specs = [parse_spec(text) for text in strategy.all_indicators()]
-    # The warm-up (TA-Lib's look-back, through talib.abstract: ~30 ms of imports) matters
+    # The warm-up (TA-Lib's look-back, through talib.abstract: 12-16 ms of import) matters
     # only when the run starts after the dataset's first candle.
     read_from = None if start is None else start - _warmup_rows(specs) * timeframe_ms(timeframe)
     dataset = candles_id(exchange, market, timeframe)
