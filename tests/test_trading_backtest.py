@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -142,6 +143,45 @@ def test_rich_report(root: Path, strategy_file: Path,
     code, out, _ = run(capsys, *cli_args(strategy_file, root))
     assert code == 0
     assert "rsi-revert" in out and "max drawdown" in out and "Sharpe" in out
+
+
+def _report_lines(root: Path, strategy_file: Path, *, width: int, terminal: bool) -> list[str]:
+    from rich.console import Console
+
+    from sfarm.cli.backtest import render
+
+    result = backtest(root, strategy_file, exchange="test", market="BTC/USDT", timeframe="1d")
+    sink = io.StringIO()
+    render(result, Console(file=sink, width=width, force_terminal=terminal, color_system=None))
+    return sink.getvalue().splitlines()
+
+
+def test_last_trades_are_one_line_each_in_a_file_whatever_the_width(
+        root: Path, strategy_file: Path) -> None:
+    result = backtest(root, strategy_file, exchange="test", market="BTC/USDT", timeframe="1d")
+    trades = result.run.trades
+    assert trades.height > 10
+    lines = _report_lines(root, strategy_file, width=40, terminal=False)
+    title = lines.index(f"last trades (of {trades.height:,})")
+    header, rows = lines[title + 1], lines[title + 2:title + 12]
+    assert header.split() == ["side", "entry", "exit", "entry", "price", "exit", "price",
+                              "size", "pnl", "reason"]
+    for line, trade in zip(rows, trades.tail(10).iter_rows(named=True), strict=True):
+        cells = line.split()  # side, entry day and time, exit day and time, prices, size, ...
+        assert cells[0] == trade["side"] and cells[-1] == trade["reason"]
+        assert cells[-2] == f"{trade['pnl']:,.2f}"
+        assert cells[5:7] == [f"{trade['entry_price']:,.4f}", f"{trade['exit_price']:,.4f}"]
+    assert {len(line) for line in [header, *rows]} == {len(header)} and len(header) > 40
+
+
+def test_last_trades_fit_a_narrow_terminal_in_a_wrapping_table(root: Path,
+                                                                strategy_file: Path) -> None:
+    wide = _report_lines(root, strategy_file, width=200, terminal=True)
+    assert not any("│" in line for line in wide)  # the rows fit: aligned text
+    narrow = _report_lines(root, strategy_file, width=80, terminal=True)
+    assert all(len(line) <= 80 for line in narrow)
+    sides = [line.split("│")[1].strip() for line in narrow if line.startswith("│")]
+    assert [side for side in sides if side] == ["long"] * 10  # a row wraps onto two lines
 
 
 def test_missing_candles_dataset_names_it_and_suggests(tmp_path: Path, strategy_file: Path,
