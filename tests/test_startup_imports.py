@@ -46,6 +46,8 @@ def _help_of(argv: list[str]) -> str:
             except SystemExit as exit_:
                 assert exit_.code in (0, 2, None), exit_.code  # no arguments: help, status 2
         assert "Usage" in shown.getvalue(), shown.getvalue()
+        import sys  # typer's renderer, without the markdown it never uses (sfarm.cli.help_render)
+        assert "typer.rich_utils" in sys.modules and "rich.markdown" not in sys.modules
     """
 
 
@@ -131,6 +133,21 @@ def test_help_renderer_stand_ins_give_the_real_classes() -> None:
         assert type(made) is rich.traceback.Traceback
         assert rich.markdown.Markdown.__module__ == "rich.markdown"
     """) == []
+
+
+def test_a_usage_error_renders_without_rich_markdown() -> None:
+    loaded = _loaded_after("""
+        import contextlib, io, sys
+        from sfarm.cli.main import main
+        with contextlib.redirect_stderr(io.StringIO()) as shown:
+            try:
+                main(["backtest", "--bogus"])
+            except SystemExit as exit_:
+                assert exit_.code == 2, exit_.code
+        assert "No such option: --bogus" in shown.getvalue(), shown.getvalue()
+        assert "typer.rich_utils" in sys.modules and "rich.markdown" not in sys.modules
+    """)
+    assert set(loaded) <= {"pydantic"}  # typer's coercion of the command's values (above)
 
 
 def test_each_command_module_registers_the_commands_the_map_names() -> None:
@@ -225,6 +242,7 @@ def test_a_small_backtest_loads_neither_pandas_nor_pyarrow(tmp_path: Path) -> No
         assert "final equity" in shown.getvalue().lower(), shown.getvalue()
         import sys
         assert "talib.abstract" not in sys.modules
+        assert "typer.rich_utils" not in sys.modules  # help and errors only
     """)
     assert {"numpy", "polars", "talib"} <= set(loaded)
     assert not {"pandas", "pyarrow"} & set(loaded), loaded

@@ -13,6 +13,7 @@ from typer._click.exceptions import ClickException  # typer's own click, vendore
 from typer._click.utils import PacifyFlushWrapper
 
 from sfarm import __version__
+from sfarm.cli import help_render
 from sfarm.cli.console import documents_printed, err, print_json
 from sfarm.cli.failure import (
     command_path,
@@ -25,7 +26,6 @@ from sfarm.cli.failure import (
     wants_json,
 )
 from sfarm.cli.group import QuotingGroup
-from sfarm.cli.help_render import load_rich_utils
 from sfarm.errors import Interrupted, SfarmError
 
 # The command modules, in the order `sfarm --help` lists them, and the top-level commands each
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     (130), anything else a crash log and one line saying where it is (1); with --json, stdout
     holds one JSON document whatever happened (sfarm.cli.failure)."""
     arguments = sys.argv[1:] if argv is None else list(argv)
-    load_rich_utils()  # typer's help and usage rendering, before typer imports it slowly
+    help_render.install()  # typer's help and usage rendering, when it imports it
     as_json = wants_json(arguments)
     documents = documents_printed()
     document: dict[str, Any] | None = None
