@@ -31,6 +31,7 @@ from sfarm.errors import RunError
 from sfarm.resources import template
 from sfarm.runtime.build import BUILD_VARIABLE
 from sfarm.runtime.layout import NodeRoot
+from sfarm.runtime.locks import process_start
 from sfarm.runtime.protocol import Program
 from sfarm.status import TASK_HELD_EXIT
 
@@ -235,12 +236,17 @@ class Supervisor:
         self._call_quietly("stopProcess", name, "NOT_RUNNING")
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
-        """Stop every process and supervisord itself; wait until its socket is gone."""
+        """Stop every process and supervisord itself; wait until its socket and its process
+        are gone (it removes the socket and its pid file, then exits: a `down` that returned
+        at the socket left supervisord running for a moment, found by no sweep)."""
         if not self.is_running():
             return
+        pid = self._proxy.supervisor.getPID()
+        started = process_start(pid)
         self._proxy.supervisor.shutdown()
         deadline = time.monotonic() + timeout_s
-        while self.is_running() or socket_path(self.root).exists():
+        while (self.is_running() or socket_path(self.root).exists()
+               or (started is not None and process_start(pid) == started)):
             if time.monotonic() > deadline:
                 raise RunError(f"supervisord for {self.root.path} did not shut down")
             time.sleep(0.1)
