@@ -183,8 +183,8 @@ def _trades_table(trades: pl.DataFrame, width: int | None) -> Text | Table:
         return _wrapping_table(title, rows)
 
     def aligned(cells: list[str]) -> list[str]:
-        return [cell.ljust(width) if index in TEXT_COLUMNS else cell.rjust(width)
-                for index, (cell, width) in enumerate(zip(cells, widths, strict=True))]
+        return [cell.ljust(size) if index in TEXT_COLUMNS else cell.rjust(size)
+                for index, (cell, size) in enumerate(zip(cells, widths, strict=True))]
 
     pnl = TRADE_HEADERS.index("pnl")
     text = Text()

@@ -21,6 +21,8 @@ from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 from typing import Any
 
+RICH_UTILS = "typer.rich_utils"
+
 
 class _Markdown:
     """Stands for rich.markdown.Markdown: making one makes the real one."""
@@ -83,9 +85,6 @@ class _RichUtilsFinder(MetaPathFinder):
         if spec is not None and spec.loader is not None:
             spec.loader = _StandInsLoader(spec.loader)
         return spec
-
-
-RICH_UTILS = "typer.rich_utils"
 
 
 def install() -> None:
