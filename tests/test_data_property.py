@@ -94,3 +94,25 @@ def assert_same_dataset(many: Path, once: Path, dataset_id: str,
     assert report.gaps == data.verify(once, dataset_id).gaps
     assert all(problem.startswith("gap") for problem in report.problems), report.problems
     assert not report.warnings
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(CASES), first=st.integers(0, 60), length=st.integers(1, 60),
+       start=st.none() | st.integers(-5, 130), end=st.none() | st.integers(-5, 130),
+       offset=st.integers(-1, 1), last_column_only=st.booleans())
+def test_any_range_reads_the_rows_in_it(case: Case, first: int, length: int, start: int | None,
+                                        end: int | None, offset: int,
+                                        last_column_only: bool) -> None:
+    # Ranges within one partition (read whole and sliced) and across several (one scan), their
+    # bounds on a row, between rows (offset) or outside the data, with or without a column pick.
+    rows = rows_at(case, list(range(first, first + length)))
+    start_ts = None if start is None else case.base + start * case.step + offset
+    end_ts = None if end is None else case.base + end * case.step + offset
+    columns = [rows.columns[-1]] if last_column_only else None
+    with tempfile.TemporaryDirectory() as root:
+        data.append(root, case.dataset_id, rows)
+        got = data.read(root, case.dataset_id, start_ts, end_ts, columns=columns)
+    expected = rows.filter((pl.col("ts") >= (start_ts if start_ts is not None else rows["ts"][0]))
+                           & (pl.col("ts") < (end_ts if end_ts is not None else 2**62)))
+    assert got.equals(expected.select("ts", *(columns or rows.columns[1:])))
+    assert got["ts"].flags["SORTED_ASC"]

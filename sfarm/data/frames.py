@@ -161,11 +161,11 @@ def merge_sorted(stored: pl.DataFrame, new_rows: pl.DataFrame) -> pl.DataFrame:
     """The rows of both (sorted, no ts in both), sorted by ts; a plain concatenation when the
     new rows follow the stored ones, as a live append's do."""
     if follows(stored, new_rows):
-        return _flagged_sorted(stored.vstack(new_rows))  # chunks linked, no copy, no query
+        return flagged_sorted(stored.vstack(new_rows))  # chunks linked, no copy, no query
     return pl.concat([stored, new_rows]).sort("ts")
 
 
-def _flagged_sorted(frame: pl.DataFrame) -> pl.DataFrame:
+def flagged_sorted(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` (sorted by ts) with its ts flagged sorted: the flag set on the column itself,
     not through a polars query (a query wakes polars' threads: ~50 us for a one-row frame)."""
     flagged = frame.clone()  # the caller's frame keeps its columns
@@ -178,7 +178,7 @@ def dedupe_batch(frame: pl.DataFrame) -> tuple[pl.DataFrame, Split]:
     if strictly_increasing(frame["ts"]):
         # The usual batch (a page of candles, a history of indicator rows): one pass over ts
         # instead of a sort and a hash of every ts (7.8 s of a 1e7-row append).
-        return _flagged_sorted(frame), Split(new_rows=frame.clear())
+        return flagged_sorted(frame), Split(new_rows=frame.clear())
     frame = frame.sort("ts", maintain_order=True)
     first = frame["ts"].is_first_distinct()
     if first.all():

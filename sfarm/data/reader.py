@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from sfarm.data import frames
@@ -17,6 +18,7 @@ from sfarm.data.layout import DatasetNotFound, dataset_dir
 from sfarm.data.manifest import (
     CorruptIndex,
     Manifest,
+    PartitionEntry,
     read_manifest_file,
     read_segment_file,
 )
@@ -142,8 +144,24 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
                   if _overlaps(p.first_ts, p.last_ts, start, end)]
     if not partitions:
         return frames.empty_frame(manifest.columns).select(columns)
-    # One multi-file scan: polars plans and decodes the files in parallel (a file at a time
-    # with read_parquet is 3x slower); glob=False as the names are exact.
+    # A truncated or foreign file fails the read: the callers' damage_reported names the
+    # dataset and the repair (a missing file too, after a mounted mirror is read again).
+    if len(partitions) == 1:  # the newest rows of a live step, a short range
+        frame = _rows_between(pl.read_parquet(directory / partitions[0].file, columns=columns),
+                              start, end)
+    else:
+        frame = _scan(directory, partitions, manifest, columns, start, end)
+    if frames.columns_of(frame) != {name: manifest.columns[name] for name in columns}:
+        raise CorruptIndex(f"its files hold columns {frames.columns_of(frame)}, the manifest "
+                           f"says {manifest.columns}")
+    # Partitions are disjoint, listed in ts order and sorted inside: the rows are sorted.
+    return frames.flagged_sorted(frame)
+
+
+def _scan(directory: Path, partitions: list[PartitionEntry], manifest: Manifest,
+          columns: list[str], start: int | None, end: int | None) -> pl.DataFrame:
+    """One multi-file scan: polars plans and decodes the files in parallel (a file at a time
+    with read_parquet is 3x slower); glob=False as the names are exact."""
     query = pl.scan_parquet([directory / p.file for p in partitions], glob=False)
     if columns != list(manifest.columns):
         query = query.select(columns)
@@ -151,14 +169,19 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
         query = query.filter(pl.col("ts") >= start)
     if end is not None:
         query = query.filter(pl.col("ts") < end)
-    # Partitions are disjoint, listed in ts order and sorted inside: the scan is already sorted.
-    # A truncated or foreign file fails the collect: the callers' damage_reported names the
-    # dataset and the repair (a missing file too, after a mounted mirror is read again).
-    frame = query.collect()
-    if frames.columns_of(frame) != {name: manifest.columns[name] for name in columns}:
-        raise CorruptIndex(f"its files hold columns {frames.columns_of(frame)}, the manifest "
-                           f"says {manifest.columns}")
-    return frame.set_sorted("ts")
+    return query.collect()
+
+
+def _rows_between(frame: pl.DataFrame, start: int | None, end: int | None) -> pl.DataFrame:
+    """The rows of one partition (sorted by ts) with start <= ts < end: a slice found by binary
+    search, where a one-file query planned, filtered and gathered (~0.5 ms more for the newest
+    candle of a day file)."""
+    if start is None and end is None:
+        return frame
+    ts = frame.get_column("ts").to_numpy()
+    first = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
+    stop = len(ts) if end is None else int(np.searchsorted(ts, end, side="left"))
+    return frame.slice(first, max(stop - first, 0))
 
 
 def dataset_not_found(root: Path | str, dataset_id: str, mirror_of: str | None) -> DatasetNotFound:
