@@ -15,6 +15,7 @@ from sfarm.data import append, read
 from sfarm.indicators import compute
 from sfarm.trading.backtest import (
     TRADE_LIST_INDENT,
+    BacktestResult,
     backtest,
     run_backtest,
     run_backtest_task,
@@ -145,23 +146,26 @@ def test_rich_report(root: Path, strategy_file: Path,
     assert "rsi-revert" in out and "max drawdown" in out and "Sharpe" in out
 
 
-def _report_lines(root: Path, strategy_file: Path, *, width: int, terminal: bool) -> list[str]:
+def _report_lines(result: BacktestResult, *, width: int, terminal: bool) -> list[str]:
     from rich.console import Console
 
     from sfarm.cli.backtest import render
 
-    result = backtest(root, strategy_file, exchange="test", market="BTC/USDT", timeframe="1d")
     sink = io.StringIO()
     render(result, Console(file=sink, width=width, force_terminal=terminal, color_system=None))
     return sink.getvalue().splitlines()
 
 
+def _result(root: Path, strategy_file: Path) -> BacktestResult:
+    return backtest(root, strategy_file, exchange="test", market="BTC/USDT", timeframe="1d")
+
+
 def test_last_trades_are_one_line_each_in_a_file_whatever_the_width(
         root: Path, strategy_file: Path) -> None:
-    result = backtest(root, strategy_file, exchange="test", market="BTC/USDT", timeframe="1d")
+    result = _result(root, strategy_file)
     trades = result.run.trades
     assert trades.height > 10
-    lines = _report_lines(root, strategy_file, width=40, terminal=False)
+    lines = _report_lines(result, width=40, terminal=False)
     title = lines.index(f"last trades (of {trades.height:,})")
     header, rows = lines[title + 1], lines[title + 2:title + 12]
     assert header.split() == ["side", "entry", "exit", "entry", "price", "exit", "price",
@@ -176,9 +180,10 @@ def test_last_trades_are_one_line_each_in_a_file_whatever_the_width(
 
 def test_last_trades_fit_a_narrow_terminal_in_a_wrapping_table(root: Path,
                                                                 strategy_file: Path) -> None:
-    wide = _report_lines(root, strategy_file, width=200, terminal=True)
+    result = _result(root, strategy_file)
+    wide = _report_lines(result, width=200, terminal=True)
     assert not any("│" in line for line in wide)  # the rows fit: aligned text
-    narrow = _report_lines(root, strategy_file, width=80, terminal=True)
+    narrow = _report_lines(result, width=80, terminal=True)
     assert all(len(line) <= 80 for line in narrow)
     sides = [line.split("│")[1].strip() for line in narrow if line.startswith("│")]
     assert [side for side in sides if side] == ["long"] * 10  # a row wraps onto two lines
