@@ -147,15 +147,22 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
     # A truncated or foreign file fails the read: the callers' damage_reported names the
     # dataset and the repair (a missing file too, after a mounted mirror is read again).
     if len(partitions) == 1:  # the newest rows of a live step, a short range
-        frame = _rows_between(pl.read_parquet(directory / partitions[0].file, columns=columns),
-                              start, end)
+        whole = pl.read_parquet(directory / partitions[0].file, columns=columns)
+        frame = _rows_between(_as_listed(whole, manifest, columns), start, end)
     else:
-        frame = _scan(directory, partitions, manifest, columns, start, end)
+        frame = _as_listed(_scan(directory, partitions, manifest, columns, start, end),
+                           manifest, columns)
+    # Partitions are disjoint, listed in ts order and sorted inside: the rows are sorted.
+    return frames.flagged_sorted(frame)
+
+
+def _as_listed(frame: pl.DataFrame, manifest: Manifest, columns: list[str]) -> pl.DataFrame:
+    """`frame` when its columns have the types the manifest lists (a foreign file's may not:
+    a ts of strings), else CorruptIndex."""
     if frames.columns_of(frame) != {name: manifest.columns[name] for name in columns}:
         raise CorruptIndex(f"its files hold columns {frames.columns_of(frame)}, the manifest "
                            f"says {manifest.columns}")
-    # Partitions are disjoint, listed in ts order and sorted inside: the rows are sorted.
-    return frames.flagged_sorted(frame)
+    return frame
 
 
 def _scan(directory: Path, partitions: list[PartitionEntry], manifest: Manifest,
