@@ -166,6 +166,7 @@ def test_last_trades_are_one_line_each_in_a_file_whatever_the_width(
     trades = result.run.trades
     assert trades.height > 10
     lines = _report_lines(result, width=40, terminal=False)
+    assert ["trades", f"{trades.height:,}"] in [line.split() for line in lines]  # the summary
     title = lines.index(f"last trades (of {trades.height:,})")
     header, rows = lines[title + 1], lines[title + 2:title + 12]
     assert header.split() == ["side", "entry", "exit", "entry", "price", "exit", "price",

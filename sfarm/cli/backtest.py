@@ -123,7 +123,7 @@ def render(result: BacktestResult, console: Console = out) -> None:
         ("return", _pct(report["return"])), ("CAGR", _pct(report["cagr"])),
         ("Sharpe", _num(report["sharpe"])), ("Sortino", _num(report["sortino"])),
         ("Calmar", _num(report["calmar"])), ("max drawdown", _pct(report["max_drawdown"])),
-        ("trades", str(report["trades"])), ("win rate", _pct(report["win_rate"])),
+        ("trades", f"{report['trades']:,}"), ("win rate", _pct(report["win_rate"])),
         ("profit factor", _num(report["profit_factor"])),
         ("average trade", _num(report["avg_trade"])
          + f" ({_pct(report['avg_trade_return'])})"),
