@@ -7,6 +7,7 @@ reads the datasets around it; `run_backtest_task(...)` is what a `trade` task wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,8 +160,9 @@ def backtest(root: Path | str, strategy: Strategy | Path | str, *, exchange: str
     return replace(result, indicator_sources=sources)
 
 
-def _warmup_rows(specs: list[IndicatorSpec]) -> int:
-    """Candles to read before a run's start so that every indicator is warm at its start."""
+def warmup_rows(specs: Sequence[IndicatorSpec]) -> int:
+    """Candles to read before a run's start so that every indicator is warm at its start (a
+    paper session's feed seeds over the same window: sfarm.trading.feed)."""
     return max((spec.warmup for spec in specs), default=0) * WARMUP_FACTOR + 1
 
 
@@ -175,7 +177,7 @@ def load_frame(root: Path | str, strategy: Strategy, *, exchange: str, market: s
     specs = [parse_spec(text) for text in strategy.all_indicators()]
     # The warm-up (TA-Lib's look-back, through talib.abstract: 12-16 ms of import) matters
     # only when the run starts after the dataset's first candle.
-    read_from = None if start is None else start - _warmup_rows(specs) * timeframe_ms(timeframe)
+    read_from = None if start is None else start - warmup_rows(specs) * timeframe_ms(timeframe)
     dataset = candles_id(exchange, market, timeframe)
     # Only what the run reads: high and low serve stops (and indicators such as ATR) only.
     wanted = {"ts", "open", "close"} | {i for s in specs for i in s.inputs}

@@ -26,7 +26,7 @@ from sfarm.data.ids import candles_id, indicator_id
 from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
 from sfarm.timeframes import timeframe_ms
-from sfarm.trading.backtest import WARMUP_FACTOR
+from sfarm.trading.backtest import warmup_rows
 from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy
@@ -144,7 +144,7 @@ class Feed:
 
     def warmup_candles(self) -> int:
         """Candles read before the first one run: the backtest's rule, so values agree."""
-        return max((spec.warmup for spec in self.specs), default=0) * WARMUP_FACTOR + 1
+        return warmup_rows(self.specs)
 
     def start(self, first_ts: int | None) -> FeedState:
         """A new feed whose first candle is the first at or after `first_ts` (the newest stored
