@@ -162,6 +162,7 @@ def _summary(rows: list[tuple[str, str]]) -> Text:
 
 TRADE_HEADERS = ("side", "entry", "exit", "entry price", "exit price", "size", "pnl", "reason")
 TEXT_COLUMNS = {0, 7}  # left-aligned: side and reason; the rest are numbers and times
+PNL_COLUMN = TRADE_HEADERS.index("pnl")  # green or red
 COLUMN_GAP = "  "
 
 
@@ -186,15 +187,14 @@ def _trades_table(trades: pl.DataFrame, width: int | None) -> Text | Table:
         return [cell.ljust(size) if index in TEXT_COLUMNS else cell.rjust(size)
                 for index, (cell, size) in enumerate(zip(cells, widths, strict=True))]
 
-    pnl = TRADE_HEADERS.index("pnl")
     text = Text()
     text.append(title, style="italic")
     text.append("\n" + COLUMN_GAP.join(aligned(list(TRADE_HEADERS))), style="bold")
     for cells, colour in rows:
         line = aligned(cells)
-        text.append("\n" + COLUMN_GAP.join(line[:pnl]) + COLUMN_GAP)
-        text.append(line[pnl], style=colour)
-        text.append(COLUMN_GAP + COLUMN_GAP.join(line[pnl + 1:]))
+        text.append("\n" + COLUMN_GAP.join(line[:PNL_COLUMN]) + COLUMN_GAP)
+        text.append(line[PNL_COLUMN], style=colour)
+        text.append(COLUMN_GAP + COLUMN_GAP.join(line[PNL_COLUMN + 1:]))
     return text
 
 
@@ -204,9 +204,8 @@ def _wrapping_table(title: str, rows: list[tuple[list[str], str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for index, header in enumerate(TRADE_HEADERS):
         table.add_column(header, justify="left" if index in TEXT_COLUMNS else "right")
-    pnl = TRADE_HEADERS.index("pnl")
     for cells, colour in rows:
-        table.add_row(*(Text(cell, style=colour if index == pnl else "")
+        table.add_row(*(Text(cell, style=colour if index == PNL_COLUMN else "")
                         for index, cell in enumerate(cells)))
     return table
 
