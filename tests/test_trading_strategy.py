@@ -131,6 +131,22 @@ def test_nan_warmup_is_no_signal() -> None:
     assert compute_signals(frame, strategy)["entry_long"].to_list() == [False, False, True]
 
 
+@pytest.mark.parametrize(("entry", "exit_", "expected"), [
+    ("TRUE", None, [True] * 3),
+    ("1 < 2", "FALSE", [True] * 3),
+    ("NOT TRUE", "close > 1", [False] * 3),
+])
+def test_a_condition_that_reads_no_column_holds_on_every_candle(
+        entry: str, exit_: str | None, expected: list[bool]) -> None:
+    # Was one row, not one per candle: the backtest crashed building the signals (ShapeError).
+    exit_line = f'exit_long = "{exit_}"\n' if exit_ else ""
+    strategy = parse_strategy(f'[strategy]\nname = "x"\nentry_long = "{entry}"\n{exit_line}')
+    frame = pl.DataFrame({"ts": [1, 2, 3], "open": [2.0] * 3, "high": [2.0] * 3,
+                          "low": [2.0] * 3, "close": [2.0] * 3, "volume": [1.0] * 3})
+    signals = compute_signals(frame, strategy)
+    assert signals.height == 3 and signals["entry_long"].to_list() == expected
+
+
 def test_class_strategy_from_a_module_beside_the_file() -> None:
     strategy = load_strategy(DATA / "breakout.toml")
     assert strategy.class_path == "breakout:Breakout"

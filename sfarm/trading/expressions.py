@@ -108,14 +108,16 @@ def evaluate(expressions: dict[str, SignalExpression], frame: pl.DataFrame) -> p
 def _evaluation(expressions: Mapping[str, SignalExpression], frame: pl.DataFrame) -> pl.LazyFrame:
     read = sorted(set().union(*(e.columns for e in expressions.values())) & set(frame.columns))
     floats = [name for name in read if frame.schema[name].is_float()]
-    query = frame.lazy().select(read)
+    # ts kept when nothing else is read: a condition of literals (`TRUE`) is one row in a
+    # select; beside a column (with_columns) it is one per candle.
+    query = frame.lazy().select(read or ["ts"])
     if floats:
         query = query.with_columns(pl.col(floats).fill_nan(None))
     lags = lag_columns(list(expressions.values()))
     if lags:
         query = query.with_columns(lags)
-    return query.select([e.expr.fill_null(False).alias(name)
-                         for name, e in expressions.items()])
+    return query.with_columns([e.expr.fill_null(False).alias(name)
+                               for name, e in expressions.items()]).select(list(expressions))
 
 
 def unknown_columns(expression: SignalExpression, available: set[str]) -> list[str]:
