@@ -115,6 +115,23 @@ def test_status_loads_neither_polars_nor_numpy(tmp_path: Path) -> None:
     assert not {"polars", "numpy", "pandas", "numba"} & set(loaded), loaded
 
 
+def test_validate_checks_the_strategies_without_polars() -> None:
+    # The condition language types every value itself (sfarm.trading.condition_grammar): a
+    # strategy is read and checked, and compiled into polars only by what runs it.
+    inventory = PROJECT / "inventory" / "local.toml"
+    loaded = _loaded_after(f"""
+        import contextlib, io
+        from sfarm.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()) as shown:
+            try:
+                main(["validate", "-i", {str(inventory)!r}])
+            except SystemExit as exit_:
+                assert exit_.code in (0, None), exit_.code
+        assert "valid" in shown.getvalue().lower(), shown.getvalue()
+    """)
+    assert not {"polars", "numpy", "pandas", "numba"} & set(loaded), loaded
+
+
 def test_help_renderer_stand_ins_give_the_real_classes() -> None:
     # typer.rich_utils is imported without rich.markdown and rich.traceback; were typer to use
     # them (markdown mode, pretty exceptions), it gets the real thing, and so does anyone who

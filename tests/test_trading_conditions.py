@@ -1,6 +1,7 @@
 """The condition language (sfarm.trading.condition_grammar) against polars: every condition
 it accepts compiles, gives true/false and never reads later candles; everything else is refused
-before polars sees it (polars' SQL would otherwise run table functions such as read_csv)."""
+before polars sees it (polars' SQL would otherwise run table functions such as read_csv), a
+value of the wrong kind too (a strategy is checked without polars: what it accepts must run)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfarm.trading.condition_grammar import ConditionSyntaxError, canonical_condition
-from sfarm.trading.expressions import (
-    ExpressionError,
-    check_expressions,
-    compile_expression,
-    evaluate,
-)
+from sfarm.trading.condition_grammar import ConditionError, parse_condition
+from sfarm.trading.conditions import ExpressionError, check_conditions
+from sfarm.trading.expressions import compile_expression, evaluate
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume", "rsi_14", "sma_20")
 ROWS, CUT = 80, 50
@@ -33,7 +30,9 @@ values = st.recursive(
         st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%"]), inner)
         .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         inner.map(lambda value: f"ABS({value})"),
-        st.lists(inner, min_size=1, max_size=3).map(lambda vs: f"COALESCE({', '.join(vs)})"),
+        inner.map(lambda value: f"COALESCE({value})"),
+        st.tuples(st.one_of(columns, lags), st.lists(inner, min_size=1, max_size=2)).map(
+            lambda t: f"COALESCE({', '.join([t[0], *t[1]])})"),  # a column first: see below
         inner.map(lambda value: f"-({value})")),
     max_leaves=6)
 predicates = st.one_of(
@@ -67,12 +66,67 @@ def _frame(seed: int, later: float = 1.0) -> pl.DataFrame:
 @example("-(0) < (0.5 / 0)")  # a literal with a point was a Decimal: division by zero raised
 def test_every_condition_of_the_language_compiles_and_never_reads_later_candles(
         text: str) -> None:
-    expression = compile_expression(text)
-    check_expressions({"x": expression}, set(COLUMNS))  # true/false, known columns
+    expression = compile_expression(text)  # true/false
+    check_conditions({"x": expression.condition}, set(COLUMNS))  # known columns
     full = evaluate({"x": expression}, _frame(3))["x"].head(CUT)
     for later in (1e9, -1e9, 0.0):
         assert evaluate({"x": expression}, _frame(3, later))["x"].head(CUT).equals(full), text
     assert evaluate({"x": expression}, _frame(3).head(CUT))["x"].equals(full), text
+
+
+# Values of both kinds anywhere, each composite in parentheses (so precedence never refuses it):
+# the language must refuse a mixture polars would fail on or read as something else.
+any_numbers = st.one_of(numbers, st.integers(0, 10**25).map(str), st.sampled_from(
+    ["1.", ".5", "1e400", "2.5E-3", "0", "9223372036854775808"]))
+mixed = st.recursive(
+    st.one_of(columns, any_numbers, lags, st.sampled_from(["TRUE", "FALSE", '"ts"', "ts"])),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%", "<", "<=", ">", ">=", "=",
+                                          "<>", "!=", "AND", "OR"]), inner)
+        .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["NOT ", "-", "+", "ABS"]), inner)
+        .map(lambda t: f"({t[0]}({t[1]}))"),
+        st.lists(inner, min_size=1, max_size=3).map(lambda vs: f"COALESCE({', '.join(vs)})"),
+        st.tuples(inner, st.booleans(), inner, inner).map(
+            lambda t: f"({t[0]} {'NOT ' if t[1] else ''}BETWEEN {t[2]} AND {t[3]})"),
+        st.tuples(inner, st.booleans()).map(
+            lambda t: f"({t[0]} IS {'NOT ' if t[1] else ''}NULL)")),
+    max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(mixed)
+@example("(ABS((close > 1)) > 0)")  # polars types it, then fails when it runs
+@example("(NOT (close))")  # polars takes it, as `close <> 0`
+@example("((close > 1) = 1)")
+@example("(9223372036854775808 > ts)")
+def test_what_the_language_accepts_polars_evaluates_to_true_false(text: str) -> None:
+    try:
+        expression = compile_expression(text)
+    except ExpressionError as error:  # a value of the wrong kind; never polars' parser
+        assert any(why in str(error) for why in ("cannot be evaluated", "gives a number",
+                                                 "COALESCE's first value")), error
+        return
+    values = evaluate({"x": expression}, _frame(3))["x"]
+    assert values.dtype == pl.Boolean and values.len() == ROWS, text
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("rsi_14 + 55", "gives a number, not a true/false condition"),
+    ("ABS(close > 1) > 0", "ABS takes a number, not true/false at column 5"),
+    ("NOT close", "NOT takes true/false, not a number at column 5"),
+    ("close AND rsi_14 < 30", "AND takes true/false, not a number at column 1"),
+    ("(close > open) = 1", "= compares true/false with a number at column 16"),
+    ("COALESCE(close > 1, 0)", "COALESCE takes values of one kind, not true/false and a "
+                               "number at column 21"),
+    ("close BETWEEN TRUE AND 2", "BETWEEN takes a number, not true/false at column 15"),
+    ("-(close > 1) < 0", "the sign - takes a number, not true/false at column 2"),
+    ("TRUE + 1 > 0", "+ takes a number, not true/false at column 1"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_with_where(text: str, says: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(text)
+    assert says in str(caught.value), str(caught.value)
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,11 +139,11 @@ def test_every_condition_of_the_language_compiles_and_never_reads_later_candles(
              max_size=14).map(" ".join)))
 def test_any_text_is_refused_cleanly_or_compiles(text: str) -> None:
     try:
-        canonical = canonical_condition(text)
-    except ConditionSyntaxError as error:
+        condition = parse_condition(text)
+    except ConditionError as error:
         assert 1 <= error.column <= len(text) + 1
         return
-    pl.sql_expr(canonical)  # what the language accepts, polars parses
+    pl.sql_expr(condition.polars_text)  # what the language accepts, polars parses
 
 
 @pytest.mark.parametrize("text", [
@@ -107,6 +161,7 @@ def test_any_text_is_refused_cleanly_or_compiles(text: str) -> None:
     "close > 1 close",
     "close > 1 -- AND rsi_14 < 30",
     "NOT",
+    "0 <= COALESCE(0, open)",  # polars 2.1 gives one row for it, not one per candle
 ])
 def test_what_is_not_a_condition_is_refused_with_where(text: str) -> None:
     with pytest.raises(ExpressionError) as caught:

@@ -129,7 +129,8 @@ StrategyReader = Callable[[Path], tuple[str, ...]]
 
 def read_strategy_indicators(path: Path) -> tuple[str, ...]:
     # Imported on first use, not to break a cycle (sfarm.trading never imports the inventory)
-    # but for start-up time: it loads polars, which commands that read no strategy never need.
+    # but for start-up time: the strategy model (~30 ms of pydantic class building) is for
+    # commands that check strategies.
     from sfarm.trading.strategy import load_strategy
 
     # all_indicators: a class strategy (class = "module:Class") declares its own as well
@@ -138,8 +139,8 @@ def read_strategy_indicators(path: Path) -> tuple[str, ...]:
 
 def read_declared_indicators(path: Path) -> tuple[str, ...]:
     """The indicators a strategy file declares, read with tomllib and not checked: for commands
-    that only look at a farm (status), which need its plan but not polars, which checking a
-    strategy's conditions loads. The same list as `read_strategy_indicators` of a valid file."""
+    that only look at a farm (status), which need its plan but not the strategy model. The same
+    list as `read_strategy_indicators` of a valid file."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:

@@ -19,9 +19,9 @@ from sfarm import DEFAULT_CASH
 from sfarm.data.ids import candles_id, indicator_id, session_id
 from sfarm.errors import UsageError
 from sfarm.timeframes import timeframe_ms
+from sfarm.trading.conditions import CANDLE_COLUMNS
 from sfarm.trading.curve import downsample_indices
 from sfarm.trading.engine import Candles, EngineParams, EngineState, RunResult, run
-from sfarm.trading.expressions import CANDLE_COLUMNS
 from sfarm.trading.metrics import Metrics, compute_metrics
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy, load_strategy

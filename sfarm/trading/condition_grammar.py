@@ -22,14 +22,23 @@ needs, and nothing reaches `pl.sql_expr` that it refused:
 
 No strings, no other functions, no subqueries, no other windows. Keywords in any case.
 (Written by hand rather than with a parser library: the grammar is small, and lark alone
-costs ~0.12 s at the start of every command that loads a strategy.) Pure: text in, the text
-polars is given out (`canonical_condition`).
+costs ~0.12 s at the start of every command that loads a strategy.)
+
+Every value is a number (columns, numbers, arithmetic, ABS, LAG) or true/false (comparisons,
+AND/OR/NOT, TRUE, FALSE, IS NULL, BETWEEN): AND, OR and NOT take true/false; arithmetic, signs,
+ABS and BETWEEN take numbers; a comparison and COALESCE take values of one kind; a condition is
+true/false. polars would take some mixtures (`NOT close`, `(close > 1) = 1`) with meanings of
+its own; they are refused here, so that what this grammar accepts polars evaluates
+(tests/test_trading_conditions.py checks it on generated conditions). Pure: text in, the
+`Condition` out (the text polars is given, the columns read, the look-backs), no polars: an
+inventory's strategies are checked without loading it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IS", "NULL", "TRUE", "FALSE", "LAG",
                       "OVER", "ORDER", "BY", "ASC"})
@@ -52,13 +61,58 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
-class ConditionSyntaxError(ValueError):
-    """Text outside the condition language: `what` was found at `column` (1-based)."""
+NUMBER: Final = "a number"
+BOOLEAN: Final = "true/false"
+
+
+class ConditionError(ValueError):
+    """A text that is not a condition: `what` was found at `column` (1-based)."""
 
     def __init__(self, what: str, column: int) -> None:
         super().__init__(f"{what} at column {column}")
         self.what = what
         self.column = column
+
+
+class ConditionSyntaxError(ConditionError):
+    """Text outside the condition language."""
+
+
+class ConditionTypeError(ConditionError):
+    """A value of one kind (a number, true/false) where the other is needed."""
+
+
+class NotTrueFalse(ConditionTypeError):
+    """A well-formed expression whose value is a number: not a condition."""
+
+
+@dataclass(frozen=True)
+class Lag:
+    """`LAG(column, periods) OVER (ORDER BY ts)`: the column shifted down by `periods` rows,
+    named `name` in the text polars is given (a shift costs ~10x less than polars' window)."""
+
+    name: str
+    column: str
+    periods: int
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition of the language: its text, the text polars is given (its tokens again, every
+    column double-quoted so that no name can be read as SQL, keywords in upper case, each LAG
+    its `Lag.name`), the columns it reads (LAG's included) and its look-backs."""
+
+    text: str
+    polars_text: str
+    columns: frozenset[str]
+    lags: tuple[Lag, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Value:
+    kind: str  # NUMBER or BOOLEAN
+    column: int  # where it starts in the text, for a message
+    constant: bool = False  # reads no column
 
 
 @dataclass(frozen=True)
@@ -95,16 +149,28 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def canonical_condition(text: str) -> str:
-    """`text` as polars is given it: its tokens again, every column double-quoted (so that no
-    name can be read as SQL: a column called SELECT is a column), keywords in upper case.
-    ConditionSyntaxError unless `text` is one condition of the language above."""
+def parse_condition(text: str) -> Condition:
+    """`text` as a `Condition`; ConditionSyntaxError unless it is one condition of the
+    language above, ConditionTypeError unless its values are of the kinds it needs."""
     tokens = tokenize(text)
     parser = _Parser(tokens)
-    parser.condition()
+    value = parser.condition()
     parser.expect_end()
-    return " ".join(_canonical(token, index in parser.columns) for index, token
-                    in enumerate(tokens[:-1]))
+    if value.kind != BOOLEAN:
+        raise NotTrueFalse(f"it gives {value.kind}, not {BOOLEAN}", value.column)
+    parts, index = [], 0
+    while index < len(tokens) - 1:
+        span = parser.lag_spans.get(index)
+        if span is not None:
+            end, lag = span
+            parts.append(f'"{lag.name}"')
+            index = end
+            continue
+        parts.append(_canonical(tokens[index], index in parser.columns))
+        index += 1
+    columns = frozenset(tokens[at].text.strip('"') for at in parser.columns)
+    lags = tuple(dict.fromkeys(lag for _, lag in parser.lag_spans.values()))
+    return Condition(text, " ".join(parts), columns, lags)
 
 
 def _canonical(token: Token, column: bool) -> str:
@@ -120,24 +186,26 @@ def _canonical(token: Token, column: bool) -> str:
 
 
 class _Parser:
-    """Recursive descent over the grammar; it only accepts or refuses (polars compiles)."""
+    """Recursive descent over the grammar: each rule returns the kind of its value."""
 
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.at = 0
         self.columns: set[int] = set()  # the indices of the tokens that name a column
+        self.lag_spans: dict[int, tuple[int, Lag]] = {}  # LAG's first token -> end, the Lag
         self.depth = 0  # parentheses and calls open at the current token
 
     @property
     def token(self) -> Token:
         return self.tokens[self.at]
 
-    def take(self, *words: str) -> bool:
+    def take(self, *words: str) -> Token | None:
         """Consume the token when it is one of `words` (keywords in any case)."""
-        if self.token.kind in ("name", "op") and self.token.word in words:
+        token = self.token
+        if token.kind in ("name", "op") and token.word in words:
             self.at += 1
-            return True
-        return False
+            return token
+        return None
 
     def need(self, word: str, context: str) -> None:
         if not self.take(word):
@@ -152,85 +220,123 @@ class _Parser:
         if self.token.kind != "end":
             raise self.unexpected("expected an operator or the end")
 
-    def condition(self) -> None:
-        self.conjunction()
-        while self.take("OR"):
-            self.conjunction()
+    def condition(self) -> _Value:
+        value = self.conjunction()
+        while operator := self.take("OR"):
+            value = _both(operator, BOOLEAN, value, self.conjunction())
+        return value
 
-    def conjunction(self) -> None:
-        self.negation()
-        while self.take("AND"):
-            self.negation()
+    def conjunction(self) -> _Value:
+        value = self.negation()
+        while operator := self.take("AND"):
+            value = _both(operator, BOOLEAN, value, self.negation())
+        return value
 
-    def negation(self) -> None:
+    def negation(self) -> _Value:
+        first = self.take("NOT")
         while self.take("NOT"):  # a loop, not recursion: NOT NOT ... never exhausts the stack
             pass
-        self.predicate()
+        value = self.predicate()
+        if first is None:
+            return value
+        _expect(value, BOOLEAN, "NOT")
+        return _Value(BOOLEAN, first.column, value.constant)
 
-    def predicate(self) -> None:
-        self.sum()
-        if self.token.kind == "op" and self.token.text in COMPARISONS:
+    def predicate(self) -> _Value:
+        left = self.sum()
+        token = self.token
+        if token.kind == "op" and token.text in COMPARISONS:
             self.at += 1
-            self.sum()
-        elif self.take("IS"):
+            right = self.sum()
+            if right.kind != left.kind:
+                raise ConditionTypeError(f"{token.text} compares {left.kind} with {right.kind}",
+                                         token.column)
+            return _Value(BOOLEAN, left.column, left.constant and right.constant)
+        if self.take("IS"):
             self.take("NOT")
             self.need("NULL", "after IS [NOT]")
-        else:
-            negated = self.take("NOT")
-            if self.take("BETWEEN"):
-                self.sum()
-                self.need("AND", "in BETWEEN ... AND ...")
-                self.sum()
-            elif negated:
-                raise self.unexpected("expected BETWEEN after NOT")
+            return _Value(BOOLEAN, left.column, left.constant)
+        negated = self.take("NOT")
+        if self.take("BETWEEN"):
+            low = self.sum()
+            self.need("AND", "in BETWEEN ... AND ...")
+            high = self.sum()
+            for value in (left, low, high):
+                _expect(value, NUMBER, "BETWEEN")
+            return _Value(BOOLEAN, left.column, left.constant and low.constant and high.constant)
+        if negated:
+            raise self.unexpected("expected BETWEEN after NOT")
+        return left
 
-    def sum(self) -> None:
-        self.product()
-        while self.take("+", "-"):
-            self.product()
+    def sum(self) -> _Value:
+        value = self.product()
+        while operator := self.take("+", "-"):
+            value = _both(operator, NUMBER, value, self.product())
+        return value
 
-    def product(self) -> None:
-        self.unary()
-        while self.take("*", "/", "%"):
-            self.unary()
+    def product(self) -> _Value:
+        value = self.unary()
+        while operator := self.take("*", "/", "%"):
+            value = _both(operator, NUMBER, value, self.unary())
+        return value
 
-    def unary(self) -> None:
+    def unary(self) -> _Value:
+        sign = self.take("+", "-")
         while self.take("+", "-"):
             pass
-        self.atom()
+        value = self.atom()
+        if sign is None:
+            return value
+        _expect(value, NUMBER, f"the sign {sign.text}")
+        return _Value(NUMBER, sign.column, value.constant)
 
-    def atom(self) -> None:
+    def atom(self) -> _Value:
         token = self.token
         if token.kind == "number":
             self.at += 1
-        elif self.take("TRUE", "FALSE"):
-            pass
-        elif self.take("("):
+            return _Value(NUMBER, token.column, constant=True)
+        if self.take("TRUE", "FALSE"):
+            return _Value(BOOLEAN, token.column, constant=True)
+        if self.take("("):
             self.enter()
-            self.condition()
+            value = self.condition()
             self.need(")", "to close (")
             self.depth -= 1
-        elif token.kind == "name" and self.tokens[self.at + 1].text == "(":
-            self.call(token)
-        elif token.kind in ("name", "quoted"):
+            return _Value(value.kind, token.column, value.constant)
+        if token.kind == "name" and self.tokens[self.at + 1].text == "(":
+            return self.call(token)
+        if token.kind in ("name", "quoted"):
             self.column()
-        else:
-            raise self.unexpected("expected a column, a number or (")
+            return _Value(NUMBER, token.column)
+        raise self.unexpected("expected a column, a number or (")
 
-    def call(self, name: Token) -> None:
+    def call(self, name: Token) -> _Value:
         if name.word not in FUNCTIONS:
             raise ConditionSyntaxError(f"function {name.text} is not part of conditions "
                                        "(only ABS, COALESCE and LAG)", name.column)
+        start = self.at
         self.at += 2  # the name and its (
         if name.word == "LAG":
-            self.lag()
-            return
+            self.lag(start)
+            return _Value(NUMBER, name.column)
         self.enter()
-        self.condition()
+        values = [self.condition()]
         while name.word == "COALESCE" and self.take(","):
-            self.condition()
+            values.append(self.condition())
         self.need(")", f"to close {name.word}(")
         self.depth -= 1
+        if name.word == "ABS":
+            _expect(values[0], NUMBER, "ABS")
+        for value in values[1:]:
+            if value.kind != values[0].kind:
+                raise ConditionTypeError(f"COALESCE takes values of one kind, not "
+                                         f"{values[0].kind} and {value.kind}", value.column)
+        if len(values) > 1 and values[0].constant:
+            # Pointless (its first value is its value), and polars 2.1 evaluates
+            # `0 <= COALESCE(0, open)` to one row instead of one per candle.
+            raise ConditionSyntaxError("COALESCE's first value must read a column (the values "
+                                       "after a constant are never used)", values[0].column)
+        return _Value(values[0].kind, name.column, all(value.constant for value in values))
 
     def enter(self) -> None:
         self.depth += 1
@@ -238,12 +344,15 @@ class _Parser:
             raise self.unexpected(f"nested too deeply (at most {MAX_DEPTH} levels of "
                                   "parentheses)")
 
-    def lag(self) -> None:
+    def lag(self, start: int) -> None:
+        column = self.token
         self.column()
+        periods = 1
         if self.take(","):
             if self.token.kind != "number" or not self.token.text.isdigit():
                 raise self.unexpected("expected a whole number of candles in LAG")
-            if int(self.token.text) > MAX_LAG:
+            periods = int(self.token.text)
+            if periods > MAX_LAG:
                 raise self.unexpected(f"expected at most {MAX_LAG:,} candles in LAG")
             self.at += 1
         self.need(")", "to close LAG(")
@@ -255,6 +364,8 @@ class _Parser:
             raise self.unexpected("expected ts (a condition looks back in time order only)")
         self.take("ASC")
         self.need(")", "to close OVER (")
+        name = column.text.strip('"')
+        self.lag_spans[start] = (self.at, Lag(f"__lag{periods}__{name}", name, periods))
 
     def column(self) -> None:
         token = self.token
@@ -263,3 +374,15 @@ class _Parser:
             self.at += 1
             return
         raise self.unexpected("expected a column")
+
+
+def _expect(value: _Value, kind: str, taker: str) -> None:
+    if value.kind != kind:
+        raise ConditionTypeError(f"{taker} takes {kind}, not {value.kind}", value.column)
+
+
+def _both(operator: Token, kind: str, left: _Value, right: _Value) -> _Value:
+    """The value of `left operator right`, both of `kind`."""
+    for value in (left, right):
+        _expect(value, kind, operator.word)
+    return _Value(kind, left.column, left.constant and right.constant)

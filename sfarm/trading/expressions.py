@@ -1,92 +1,60 @@
-"""Signal expressions: SQL-style boolean conditions over candle and indicator columns.
+"""Signal expressions: a strategy's conditions compiled into vectorized polars expressions.
 
-Text such as ``rsi_14 < 30 AND close > sma_200`` is first checked against the condition language
-(sfarm.trading.condition_grammar: columns, numbers, comparisons, AND/OR/NOT, arithmetic, ABS,
-COALESCE and ``LAG(col[, n]) OVER (ORDER BY ts)``), then compiled by polars' SQL expression
-parser (`pl.sql_expr`) into a vectorized polars expression; nothing is ever passed to Python's
-`eval`, and nothing polars' SQL could do beyond that (subqueries, table functions that read
-files or URLs, aggregates, other windows) reaches it. The language cannot read later candles:
-the only look-back is LAG with a whole number of candles. Since candle frames are sorted by ts,
-``LAG(col) OVER (ORDER BY ts)`` is rewritten to a plain shifted column before parsing (a window
-over the whole frame costs ~10x more).
+A condition has been read by the condition language (sfarm.trading.conditions,
+sfarm.trading.condition_grammar: columns, numbers, comparisons, AND/OR/NOT, arithmetic, ABS,
+COALESCE and ``LAG(col[, n]) OVER (ORDER BY ts)``, each value of the kind it needs); its text,
+rebuilt from its tokens, is compiled here by polars' SQL expression parser (`pl.sql_expr`):
+nothing is ever passed to Python's `eval`, and nothing polars' SQL could do beyond that
+(subqueries, table functions that read files or URLs, aggregates, other windows) reaches it.
+The language cannot read later candles: the only look-back is LAG with a whole number of
+candles. Since candle frames are sorted by ts, each LAG is a plain shifted column (a window over
+the whole frame costs ~10x more).
 """
 
 from __future__ import annotations
 
-import difflib
-import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
 
-from sfarm.trading.condition_grammar import LANGUAGE, ConditionSyntaxError, canonical_condition
-
-#: Columns every strategy can use: the candle itself.
-CANDLE_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
-
-_LAG = re.compile(r"\bLAG\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)\"?\s*(?:,\s*(\d+)\s*)?\)"
-                  r"\s*OVER\s*\(\s*ORDER\s+BY\s+\"?ts\"?(?:\s+ASC)?\s*\)", re.IGNORECASE)
-
-
-class ExpressionError(ValueError):
-    """An expression that cannot be used; `str()` is a complete message for a person."""
-
-    def __init__(self, message: str, *, hint: str | None = None, key: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
-        self.key = key  # which of the expressions checked together (check_expressions)
-
-
-@dataclass(frozen=True)
-class Lag:
-    """A column shifted down by `periods` rows, named `name` inside the compiled expression."""
-
-    name: str
-    column: str
-    periods: int
+from sfarm.trading.condition_grammar import Condition, Lag
+from sfarm.trading.conditions import ExpressionError, read_condition
 
 
 @dataclass(frozen=True)
 class SignalExpression:
-    """A compiled condition: its text, the polars expression, the columns it reads."""
+    """A compiled condition: the condition and its polars expression."""
 
-    text: str
+    condition: Condition
     expr: pl.Expr
-    columns: frozenset[str]  # frame columns read, LAG arguments included
-    lags: tuple[Lag, ...] = ()
+
+    @property
+    def columns(self) -> frozenset[str]:
+        return self.condition.columns
+
+    @property
+    def lags(self) -> tuple[Lag, ...]:
+        return self.condition.lags
 
 
 def compile_expression(text: str) -> SignalExpression:
-    """Parse `text` into a polars expression; raise ExpressionError when it is not a condition
-    of the language (sfarm.trading.condition_grammar), before polars sees it."""
-    if not text.strip():
-        raise ExpressionError("empty expression")
-    try:
-        canonical = canonical_condition(text)
-    except ConditionSyntaxError as error:
-        raise ExpressionError(f"expression {text!r} is not a condition: {error}",
-                              hint=f"a condition is made of {LANGUAGE}") from None
-    lags: dict[str, Lag] = {}
+    """`text` read as a condition (ExpressionError when it is not one) and compiled."""
+    return compile_condition(read_condition(text))
 
-    def placeholder(match: re.Match[str]) -> str:
-        column, periods = match.group(1), int(match.group(2) or 1)
-        name = f"__lag{periods}__{column}"
-        lags[name] = Lag(name, column, periods)
-        return name
 
+def compile_condition(condition: Condition) -> SignalExpression:
+    """The polars expression of `condition`. The language accepts only what polars compiles
+    and evaluates (a property test); an ExpressionError here would be a gap in that."""
     try:
-        expr = pl.sql_expr(_LAG.sub(placeholder, canonical))
+        expr = pl.sql_expr(condition.polars_text)
     except Exception as error:  # polars raises several SQL error types (syntax, interface)
-        raise ExpressionError(f"cannot parse expression {text!r}: {_first_line(error)}",
+        raise ExpressionError(f"cannot parse expression {condition.text!r}: "
+                              f"{_first_line(error)}",
                               hint="write SQL such as `rsi_14 < 30 AND close > sma_200`; "
                                    "the previous candle is `LAG(col) OVER (ORDER BY ts)`"
                               ) from None
-    roots = set(expr.meta.root_names())
-    columns = (roots - set(lags)) | {lag.column for lag in lags.values() if lag.name in roots}
-    return SignalExpression(text=text, expr=expr, columns=frozenset(columns),
-                            lags=tuple(lags.values()))
+    return SignalExpression(condition, expr)
 
 
 def lag_columns(expressions: list[SignalExpression]) -> list[pl.Expr]:
@@ -118,76 +86,6 @@ def _evaluation(expressions: Mapping[str, SignalExpression], frame: pl.DataFrame
         query = query.with_columns(lags)
     return query.with_columns([e.expr.fill_null(False).alias(name)
                                for name, e in expressions.items()]).select(list(expressions))
-
-
-def unknown_columns(expression: SignalExpression, available: set[str]) -> list[str]:
-    return sorted(expression.columns - available)
-
-
-def suggest(name: str, available: set[str]) -> str | None:
-    """The closest available column name, for a "did you mean" hint."""
-    matches = difflib.get_close_matches(name, sorted(available), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def check_expressions(expressions: Mapping[str, SignalExpression], available: set[str]) -> None:
-    """Raise ExpressionError, its `key` naming the expression, for the first one that reads a
-    column that does not exist or does not give true/false. Columns are typed as the engine
-    sees them: ts Int64, the rest Float64.
-
-    All expressions are typed in one polars plan (each costs ~0.5 ms of planning, and loading
-    a strategy runs them all); one at a time only to name a culprit."""
-    for key, expression in expressions.items():
-        missing = unknown_columns(expression, available)
-        if missing:
-            name = missing[0]
-            close = suggest(name, available)
-            did_you_mean = f"; did you mean {close!r}?" if close else ""
-            raise ExpressionError(
-                f"unknown column {name!r} in expression {expression.text!r}{did_you_mean}",
-                hint="columns available: " + ", ".join(sorted(available, key=_column_order)),
-                key=key)
-    if not expressions:
-        return
-    probe = _probe_frame(available, rows=64, seed=1)
-    try:
-        dtypes = _dtypes(expressions, probe)
-    except Exception:  # type errors surface as several polars exception types
-        for key, expression in expressions.items():
-            try:
-                _dtypes({key: expression}, probe)
-            except Exception as error:
-                raise ExpressionError(f"expression {expression.text!r} cannot be evaluated: "
-                                      f"{_first_line(error)}", key=key) from None
-        raise
-    for key, dtype in dtypes.items():
-        if dtype != pl.Boolean:
-            raise ExpressionError(
-                f"expression {expressions[key].text!r} gives {dtype}, not a true/false "
-                "condition", hint="compare values, e.g. `close > sma_200`", key=key)
-
-
-def _dtypes(expressions: Mapping[str, SignalExpression],
-            probe: pl.DataFrame) -> dict[str, pl.DataType]:
-    # Evaluated on the probe, not only typed: some refusals come at run time only
-    # (`ABS(close > 1)`: polars types it, then cannot take the abs of a boolean).
-    frame = probe.lazy().with_columns(lag_columns(list(expressions.values()))).select(
-        expression.expr.alias(key) for key, expression in expressions.items()
-    ).collect(engine="in-memory")
-    return dict(frame.schema)
-
-
-def _probe_frame(available: set[str], *, rows: int, seed: int) -> pl.DataFrame:
-    # Python's random, not numpy's: checking a strategy (every inventory load) needs no numpy.
-    rng = random.Random(seed)
-    return pl.DataFrame({name: (pl.int_range(0, rows * 60_000, 60_000, eager=True)
-                                if name == "ts" else [rng.uniform(0, 100) for _ in range(rows)])
-                         for name in sorted(available, key=_column_order)})
-
-
-def _column_order(name: str) -> tuple[int, str]:
-    return (CANDLE_COLUMNS.index(name), "") if name in CANDLE_COLUMNS else (len(CANDLE_COLUMNS),
-                                                                            name)
 
 
 def _first_line(error: Exception) -> str:

@@ -27,7 +27,7 @@ from sfarm.indicators.incremental import IndicatorState, update
 from sfarm.indicators.spec import IndicatorSpec, parse_spec
 from sfarm.timeframes import timeframe_ms
 from sfarm.trading.backtest import warmup_rows
-from sfarm.trading.expressions import CANDLE_COLUMNS
+from sfarm.trading.conditions import CANDLE_COLUMNS
 from sfarm.trading.signals import compute_signals
 from sfarm.trading.strategy import Strategy
 
@@ -275,7 +275,7 @@ def signal_lookback(strategy: Strategy) -> int:
     """Rows before a candle its signal may read: the largest LAG, or a class's `lookback`."""
     if strategy.class_path is not None:
         return int(getattr(strategy.load_class(), "lookback", DEFAULT_CLASS_LOOKBACK))
-    return max((lag.periods for e in strategy.expressions.values() for lag in e.lags), default=0)
+    return max((lag.periods for c in strategy.conditions.values() for lag in c.lags), default=0)
 
 
 def _encode_float(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """Strategy files (SPEC section 8): the validated model and the loader with file:line errors.
 
 A strategy is a `[strategy]` table: indicators, SQL-style entry/exit conditions (see
-`sfarm.trading.expressions`) or `class = "module:Class"` (see `sfarm.trading.custom`), stops,
+`sfarm.trading.conditions`) or `class = "module:Class"` (see `sfarm.trading.custom`), stops,
 sizing, fee and slippage. `load_strategy(path)` returns a `Strategy` or raises `UsageError`
 naming the file, the line, the key and the expression.
 """
@@ -12,7 +12,7 @@ import re
 import tomllib
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
@@ -25,13 +25,16 @@ from pydantic import (
 )
 
 from sfarm.errors import UsageError
-from sfarm.trading.expressions import (
+from sfarm.trading.condition_grammar import Condition
+from sfarm.trading.conditions import (
     CANDLE_COLUMNS,
     ExpressionError,
-    SignalExpression,
-    check_expressions,
-    compile_expression,
+    check_conditions,
+    read_condition,
 )
+
+if TYPE_CHECKING:
+    from sfarm.trading.expressions import SignalExpression
 
 SIGNALS: tuple[str, ...] = ("entry_long", "exit_long", "entry_short", "exit_short")
 
@@ -60,7 +63,8 @@ class Strategy(BaseModel):
     fee: float = Field(default=0.001, ge=0, lt=1)
     slippage: float = Field(default=0.0, ge=0, lt=1)
 
-    _expressions: dict[str, SignalExpression] = PrivateAttr(default_factory=dict)
+    _conditions: dict[str, Condition] = PrivateAttr(default_factory=dict)
+    _compiled: dict[str, SignalExpression] | None = PrivateAttr(default=None)
     _source: Path | None = PrivateAttr(default=None)
     _text: str = PrivateAttr(default="")
 
@@ -77,7 +81,7 @@ class Strategy(BaseModel):
     @classmethod
     def _parse_expression(cls, text: str | None) -> str | None:
         if text is not None:
-            compile_expression(text)
+            read_condition(text)
         return text
 
     @model_validator(mode="after")
@@ -95,7 +99,7 @@ class Strategy(BaseModel):
             raise ValueError("give size (fraction of equity) or size_quote (quote amount), "
                              "not both")
         for signal in expressions:
-            self._expressions[signal] = compile_expression(getattr(self, signal))
+            self._conditions[signal] = read_condition(getattr(self, signal))
         return self
 
     # -- what the strategy needs and can read ---------------------------------------------
@@ -114,8 +118,25 @@ class Strategy(BaseModel):
         return 1.0 if self.size is None else self.size
 
     @property
+    def conditions(self) -> dict[str, Condition]:
+        """The conditions given (entry_long, ...), read and checked, not compiled."""
+        return dict(self._conditions)
+
+    @property
     def expressions(self) -> dict[str, SignalExpression]:
-        return dict(self._expressions)
+        """The conditions compiled into polars expressions, for what runs the strategy
+        (compiled on first use: loading and checking a strategy does not load polars)."""
+        if self._compiled is None:
+            from sfarm.trading.expressions import compile_condition
+
+            compiled = {}
+            for signal, condition in self._conditions.items():
+                try:
+                    compiled[signal] = compile_condition(condition)
+                except ExpressionError as error:
+                    raise self._error(signal, str(error), error.hint) from None
+            self._compiled = compiled
+        return dict(self._compiled)
 
     def all_indicators(self) -> list[str]:
         """The indicators the file declares: a class strategy's too, so that loading an
@@ -135,14 +156,15 @@ class Strategy(BaseModel):
         its indicators)."""
         if self.class_path is not None:
             return set(CANDLE_COLUMNS) | set(self.indicator_columns())
-        return set().union(*(e.columns for e in self._expressions.values()))
+        return set().union(*(c.columns for c in self._conditions.values()))
 
     def check_columns(self, available: set[str] | None = None) -> None:
         """Raise UsageError for a condition over a column not in `available` (by default the
-        candle's and the indicators' columns) or one that does not give true/false."""
+        candle's and the indicators' columns). That each gives true/false is checked as it is
+        read (the strategy would not load)."""
         available = self.available_columns() if available is None else set(available)
         try:
-            check_expressions(self._expressions, available)
+            check_conditions(self._conditions, available)
         except ExpressionError as error:
             raise self._error(error.key or "", str(error), error.hint) from None
 

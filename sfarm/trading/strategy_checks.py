@@ -72,7 +72,7 @@ def constant_conditions(strategy: Strategy, signals: pl.DataFrame,
     if rows < 2:  # one candle says nothing about a condition
         return []
     warnings = []
-    for name in strategy.expressions:
+    for name in strategy.conditions:
         fired = int(signals.get_column(name).sum())
         if fired not in (0, rows):
             continue
