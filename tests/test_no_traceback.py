@@ -433,10 +433,11 @@ def test_usage_errors_with_json_are_one_document(
         assert error["message"].startswith(says) and "--help" in error["hint"], error
 
 
-def test_validate_reports_a_late_polars_refusal_with_the_other_problems(
+def test_validate_reports_a_value_of_the_wrong_kind_with_the_other_problems(
         world: World, capsys: pytest.CaptureFixture[str], crash_dir: Path) -> None:
-    """`ABS(close > 1)` passes polars' typing and fails when run: validate names it as a
-    problem (file, line, message) instead of crashing, and backtest refuses it (exit 2)."""
+    """`ABS(close > 1)` (polars types it, then fails when it runs; the condition language
+    refuses it: ABS takes a number): validate names it as a problem (file, line, message)
+    instead of crashing."""
     inventory = world.path("inventories", "with-abs-of-a-comparison.toml")
     _, out, _ = check(["validate", "-i", inventory, "--json"], USAGE, capsys, crash_dir)
     [problem] = [problem for problem in json.loads(out)["problems"]
