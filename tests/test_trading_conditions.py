@@ -169,6 +169,26 @@ def test_what_is_not_a_condition_is_refused_with_where(text: str) -> None:
     assert "is not a condition" in str(caught.value) and "at column" in str(caught.value)
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # a doji (high = low, close = open): its body ratio is 0/0, no value, so not above 0.5
+    ("(close - open) / (high - low) > 0.5", [False, True, False]),
+    ("(close - open) / (high - low) <= 0.5", [False, False, False]),
+    ("NOT (close - open) / (high - low) > 0.5", [False, False, False]),
+    ("(close - open) / (high - low) IS NULL", [True, False, True]),
+    ("COALESCE((close - open) / (high - low), 0) = 0", [True, False, True]),
+    ("0 / 0 = 0 / 0", [False, False, False]),
+    ("close % 0 > 1", [False, False, False]),
+    ("(high - low) / 0 > 1", [False, True, False]),  # 1/0 is inf, a value
+])
+def test_an_arithmetic_without_a_value_is_no_value(text: str, expected: list[bool]) -> None:
+    """0/0 (and inf - inf, x % 0) is NaN, which polars orders above every number; like an
+    indicator's NaN it is no value, so a comparison with it is false."""
+    frame = pl.DataFrame({"ts": [0, 60_000, 120_000], "open": [2.0, 1.0, 3.0],
+                          "high": [2.0, 3.0, 3.0], "low": [2.0, 1.0, 3.0],
+                          "close": [2.0, 2.9, 3.0], "volume": [1.0, 1.0, 1.0]})
+    assert evaluate({"x": compile_expression(text)}, frame)["x"].to_list() == expected
+
+
 def test_conditions_comparing_a_number_to_an_older_candle() -> None:
     """Found by the property above: polars' default engine dropped a row of
     `0 < LAG(close, 2) OVER (ORDER BY ts)` when every condition had that shape."""

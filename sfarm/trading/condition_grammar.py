@@ -37,6 +37,7 @@ inventory's strategies are checked without loading it.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
@@ -61,6 +62,8 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
+# Closes `NULLIF(` around an arithmetic operation in the text polars is given: NaN -> null.
+_NAN_TO_NULL_END: Final = ", CAST('NaN' AS DOUBLE))"
 NUMBER: Final = "a number"
 BOOLEAN: Final = "true/false"
 
@@ -113,6 +116,7 @@ class _Value:
     kind: str  # NUMBER or BOOLEAN
     column: int  # where it starts in the text, for a message
     constant: bool = False  # reads no column
+    at: int = 0  # the index of its first token
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,11 @@ def parse_condition(text: str) -> Condition:
     parser.expect_end()
     if value.kind != BOOLEAN:
         raise NotTrueFalse(f"it gives {value.kind}, not {BOOLEAN}", value.column)
+    opens = Counter(start for start, _ in parser.computed)
+    closes = Counter(end for _, end in parser.computed)
     parts, index = [], 0
     while index < len(tokens) - 1:
+        parts += [_NAN_TO_NULL_END] * closes[index] + ["NULLIF("] * opens[index]
         span = parser.lag_spans.get(index)
         if span is not None:
             end, lag = span
@@ -168,6 +175,7 @@ def parse_condition(text: str) -> Condition:
             continue
         parts.append(_canonical(tokens[index], index in parser.columns))
         index += 1
+    parts += [_NAN_TO_NULL_END] * closes[index]
     columns = frozenset(tokens[at].text.strip('"') for at in parser.columns)
     lags = tuple(dict.fromkeys(lag for _, lag in parser.lag_spans.values()))
     return Condition(text, " ".join(parts), columns, lags)
@@ -193,6 +201,7 @@ class _Parser:
         self.at = 0
         self.columns: set[int] = set()  # the indices of the tokens that name a column
         self.lag_spans: dict[int, tuple[int, Lag]] = {}  # LAG's first token -> end, the Lag
+        self.computed: list[tuple[int, int]] = []  # the token spans of arithmetic operations
         self.depth = 0  # parentheses and calls open at the current token
 
     @property
@@ -271,16 +280,26 @@ class _Parser:
     def sum(self) -> _Value:
         value = self.product()
         while operator := self.take("+", "-"):
-            value = _both(operator, NUMBER, value, self.product())
+            value = self.arithmetic(operator, value, self.product())
         return value
 
     def product(self) -> _Value:
         value = self.unary()
         while operator := self.take("*", "/", "%"):
-            value = _both(operator, NUMBER, value, self.unary())
+            value = self.arithmetic(operator, value, self.unary())
+        return value
+
+    def arithmetic(self, operator: Token, left: _Value, right: _Value) -> _Value:
+        """`left operator right`, which has just been read. Its NaN (0/0, inf - inf, x % 0)
+        is no value, as a column's NaN is (sfarm.trading.expressions): null in the text polars
+        is given, where a NaN would compare above every number (a doji's
+        `(close - open) / (high - low) > 0.5` would fire)."""
+        value = _both(operator, NUMBER, left, right)
+        self.computed.append((left.at, self.at))
         return value
 
     def unary(self) -> _Value:
+        start = self.at
         sign = self.take("+", "-")
         while self.take("+", "-"):
             pass
@@ -288,26 +307,26 @@ class _Parser:
         if sign is None:
             return value
         _expect(value, NUMBER, f"the sign {sign.text}")
-        return _Value(NUMBER, sign.column, value.constant)
+        return _Value(NUMBER, sign.column, value.constant, start)
 
     def atom(self) -> _Value:
-        token = self.token
+        token, start = self.token, self.at
         if token.kind == "number":
             self.at += 1
-            return _Value(NUMBER, token.column, constant=True)
+            return _Value(NUMBER, token.column, True, start)
         if self.take("TRUE", "FALSE"):
-            return _Value(BOOLEAN, token.column, constant=True)
+            return _Value(BOOLEAN, token.column, True, start)
         if self.take("("):
             self.enter()
             value = self.condition()
             self.need(")", "to close (")
             self.depth -= 1
-            return _Value(value.kind, token.column, value.constant)
+            return _Value(value.kind, token.column, value.constant, start)
         if token.kind == "name" and self.tokens[self.at + 1].text == "(":
             return self.call(token)
         if token.kind in ("name", "quoted"):
             self.column()
-            return _Value(NUMBER, token.column)
+            return _Value(NUMBER, token.column, False, start)
         raise self.unexpected("expected a column, a number or (")
 
     def call(self, name: Token) -> _Value:
@@ -318,7 +337,7 @@ class _Parser:
         self.at += 2  # the name and its (
         if name.word == "LAG":
             self.lag(start)
-            return _Value(NUMBER, name.column)
+            return _Value(NUMBER, name.column, False, start)
         self.enter()
         values = [self.condition()]
         while name.word == "COALESCE" and self.take(","):
@@ -336,7 +355,7 @@ class _Parser:
             # `0 <= COALESCE(0, open)` to one row instead of one per candle.
             raise ConditionSyntaxError("COALESCE's first value must read a column (the values "
                                        "after a constant are never used)", values[0].column)
-        return _Value(values[0].kind, name.column, all(value.constant for value in values))
+        return _Value(values[0].kind, name.column, all(value.constant for value in values), start)
 
     def enter(self) -> None:
         self.depth += 1
@@ -385,4 +404,4 @@ def _both(operator: Token, kind: str, left: _Value, right: _Value) -> _Value:
     """The value of `left operator right`, both of `kind`."""
     for value in (left, right):
         _expect(value, kind, operator.word)
-    return _Value(kind, left.column, left.constant and right.constant)
+    return _Value(kind, left.column, left.constant and right.constant, left.at)
