@@ -41,6 +41,28 @@ class CheckedIndicatorsTask(IndicatorsTask):
                           Field(min_length=1), NonEmptyUnique]
 
 
+def _printable(value: str) -> str:
+    """Refuse control characters (a NUL, a newline, an escape): a path or a command with one
+    would fail later, far from the inventory line, or reach a terminal raw."""
+    bad = next((char for char in value if ord(char) < 32 or ord(char) == 127), None)
+    if bad is not None:
+        raise ValueError(f"control character {bad!r} in {value!r}")
+    return value
+
+
+def _ssh_word(value: str) -> str:
+    """A host, user or jump host: one word that ssh and rsync cannot read as an option."""
+    if value.startswith("-"):
+        raise ValueError(f"{value!r} starts with '-': ssh would read it as an option")
+    if any(char.isspace() for char in value):
+        raise ValueError(f"{value!r} contains a space")
+    return value
+
+
+Printable = Annotated[str, AfterValidator(_printable)]
+SshWord = Annotated[str, AfterValidator(_printable), AfterValidator(_ssh_word)]
+
+
 def _task_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         return value.get("kind")
@@ -65,26 +87,26 @@ Transport = Literal["rsync", "sshfs"]
 class Defaults(Strict):
     """Node settings every node inherits; a node may override any of them."""
 
-    user: str | None = None
+    user: SshWord | None = None
     port: int = Field(22, ge=1, le=65535)
-    base_dir: str = "~/sfarm"
-    python: str = "python3"
+    base_dir: Printable = "~/sfarm"
+    python: Printable = "python3"
     transport: Transport = "rsync"
-    identity_file: str | None = None
-    proxy_jump: str | None = None
+    identity_file: Printable | None = None
+    proxy_jump: SshWord | None = None
     offline: bool = False
 
 
 class Node(Strict):
-    host: str = Field(min_length=1)
+    host: SshWord = Field(min_length=1)
     tasks: Annotated[list[Name], NonEmptyUnique] = []
-    user: str | None = None
+    user: SshWord | None = None
     port: int | None = Field(None, ge=1, le=65535)
-    base_dir: str | None = None
-    python: str | None = None
+    base_dir: Printable | None = None
+    python: Printable | None = None
     transport: Transport | None = None
-    identity_file: str | None = None
-    proxy_jump: str | None = None
+    identity_file: Printable | None = None
+    proxy_jump: SshWord | None = None
     offline: bool | None = None
 
     @property
