@@ -260,3 +260,15 @@ def test_a_class_must_declare_in_its_file_the_indicators_it_reads(tmp_path: Path
         strategy.load_class()
     assert "strategy.indicators: rising:Rising reads ['rsi(14)']" in caught.value.message
     assert caught.value.hint == "add them: indicators = ['sma(5)', 'rsi(14)']"
+
+
+def test_a_class_whose_indicators_are_not_a_list_is_named(tmp_path: Path) -> None:
+    # A string was read letter by letter: "reads ['r', 's', 'i', ...]".
+    module = SIDE_EFFECT_MODULE.replace('["sma(5)", "rsi(14)"]', '"rsi(14)"')
+    (tmp_path / "rising.py").write_text(module)
+    strategy = load_strategy(write(tmp_path, '[strategy]\nname = "r"\nclass = "rising:Rising"\n'
+                                             'indicators = ["rsi(14)"]\n'))
+    with pytest.raises(UsageError) as caught:
+        strategy.load_class()
+    assert "strategy.class: rising:Rising.indicators must be a list of indicator specs such " \
+           "as [\"rsi(14)\"], not 'rsi(14)'" in caught.value.message

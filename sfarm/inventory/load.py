@@ -263,8 +263,10 @@ def _read_strategies(path: Path, model: Inventory, reader: StrategyReader,
             continue
         strategy_file = (path.parent / task.strategy).resolve()
         if not strategy_file.is_file():
+            what = ("is a directory, not a file" if strategy_file.is_dir() else
+                    "is not a regular file" if strategy_file.exists() else "not found")
             problems.append(Problem(("tasks", name, "strategy"),
-                                    f"strategy file {task.strategy!r} not found",
+                                    f"strategy file {task.strategy!r} {what}",
                                     f"looked at {strategy_file}; paths are relative to the "
                                     "inventory"))
             continue

@@ -10,7 +10,7 @@ a class strategy fills exactly like an expression strategy.
 Example::
 
     class Breakout:
-        indicators = ["max(20)", "min(20)"]
+        indicators = ["sma(20)"]
         allows_short = False
 
         def __init__(self, lookback: int = 20) -> None:
@@ -19,7 +19,7 @@ Example::
         def signals(self, frame: pl.DataFrame) -> pl.DataFrame:
             prev_high = pl.col("high").rolling_max(self.lookback).shift(1)
             return frame.select(entry_long=pl.col("close") > prev_high,
-                                exit_long=pl.col("close") < pl.col("min_20"))
+                                exit_long=pl.col("close") < pl.col("sma_20"))
 """
 
 from __future__ import annotations

@@ -179,8 +179,12 @@ class Strategy(BaseModel):
             cls = load_strategy_class(self.class_path, self._base)
         except ValueError as error:
             raise self._error("class", str(error)) from None
-        undeclared = [spec for spec in getattr(cls, "indicators", []) or []
-                      if spec not in self.indicators]
+        declared = getattr(cls, "indicators", None) or []
+        if not isinstance(declared, (list, tuple)) or \
+                not all(isinstance(spec, str) for spec in declared):
+            raise self._error("class", f"{self.class_path}.indicators must be a list of "
+                                       f"indicator specs such as [\"rsi(14)\"], not {declared!r}")
+        undeclared = [spec for spec in declared if spec not in self.indicators]
         if undeclared:
             raise self._error("indicators", f"{self.class_path} reads {undeclared} but the "
                                             f"file's indicators do not list them",
