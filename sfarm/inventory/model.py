@@ -33,12 +33,24 @@ def _check_indicator(value: str) -> str:
     return value
 
 
+def _each_study_once(specs: list[str]) -> list[str]:
+    """Two spellings of one study (`rsi(14)`, `rsi( 14 )`) would produce one dataset twice."""
+    seen: dict[str, str] = {}
+    for text in specs:
+        key = parse_spec(text).key
+        if key in seen:
+            raise ValueError(f"{text!r} is the same indicator as {seen[key]!r} (dataset key "
+                             f"{key}): list it once")
+        seen[key] = text
+    return specs
+
+
 class CheckedIndicatorsTask(IndicatorsTask):
-    """An `indicators` task as the inventory reads it: each spec must parse (the engines get
-    this model, an IndicatorsTask)."""
+    """An `indicators` task as the inventory reads it: each spec must parse, each study once
+    (the engines get this model, an IndicatorsTask)."""
 
     indicators: Annotated[list[Annotated[str, AfterValidator(_check_indicator)]],
-                          Field(min_length=1), NonEmptyUnique]
+                          Field(min_length=1), NonEmptyUnique, AfterValidator(_each_study_once)]
 
 
 def _printable(value: str) -> str:
