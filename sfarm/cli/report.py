@@ -11,6 +11,7 @@ from sfarm.cli.completion import complete_tasks
 from sfarm.cli.console import out, print_json
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption
 from sfarm.errors import RunError
+from sfarm.runtime.limits import SESSION_TRADES_MAX
 
 if TYPE_CHECKING:
     from sfarm.runtime.protocol import SessionView
@@ -20,7 +21,8 @@ JSON_POINTS = 2000  # the equity curve in --json, as backtest --json gives it
 CHART_HEIGHT = 15
 
 TradesOption = Annotated[int, typer.Option(
-    "--trades", min=0, help="The last trades to list (all of them are counted).")]
+    "--trades", min=0, max=SESSION_TRADES_MAX,
+    help="The last trades to list (all of them are counted).")]
 
 
 def report(

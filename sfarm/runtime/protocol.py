@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 from sfarm.resolver.routes import FarmKeyInfo
+from sfarm.runtime.limits import SESSION_TRADES_MAX
 from sfarm.status import ServiceStatus, TaskStatus
 
 # File contents travel as base64 inside the JSON; unknown keys are an error, not ignored.
@@ -289,7 +290,7 @@ class SessionRequest(WireModel):
     op: Literal["session"] = "session"
     task: str
     points: int = Field(default=200, ge=2, le=5000)
-    trades: int = Field(default=10, ge=0, le=1000)
+    trades: int = Field(default=10, ge=0, le=SESSION_TRADES_MAX)
 
 
 class FormerRequest(WireModel):
