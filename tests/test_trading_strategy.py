@@ -272,3 +272,8 @@ def test_a_class_whose_indicators_are_not_a_list_is_named(tmp_path: Path) -> Non
         strategy.load_class()
     assert "strategy.class: rising:Rising.indicators must be a list of indicator specs such " \
            "as [\"rsi(14)\"], not 'rsi(14)'" in caught.value.message
+
+
+def test_a_name_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    error = error_of(tmp_path, RSI.replace('name = "rsi-revert"', 'name = "a\\u001b[31mb"'))
+    assert ":2: strategy.name: control character '\\x1b' in 'a\\x1b[31mb'" in error.message

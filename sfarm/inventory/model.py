@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
 from sfarm.indicators.spec import IndicatorSpecError, parse_spec
+from sfarm.printable import Printable
 from sfarm.tasks import (
     Exchange,
     IndicatorsTask,
@@ -53,15 +54,6 @@ class CheckedIndicatorsTask(IndicatorsTask):
                           Field(min_length=1), NonEmptyUnique, AfterValidator(_each_study_once)]
 
 
-def _printable(value: str) -> str:
-    """Refuse control characters (a NUL, a newline, an escape): a path or a command with one
-    would fail later, far from the inventory line, or reach a terminal raw."""
-    bad = next((char for char in value if ord(char) < 32 or ord(char) == 127), None)
-    if bad is not None:
-        raise ValueError(f"control character {bad!r} in {value!r}")
-    return value
-
-
 def _ssh_word(value: str) -> str:
     """A host, user or jump host: one word that ssh and rsync cannot read as an option."""
     if value.startswith("-"):
@@ -71,8 +63,7 @@ def _ssh_word(value: str) -> str:
     return value
 
 
-Printable = Annotated[str, AfterValidator(_printable)]
-SshWord = Annotated[str, AfterValidator(_printable), AfterValidator(_ssh_word)]
+SshWord = Annotated[Printable, AfterValidator(_ssh_word)]
 
 
 def _task_kind(value: Any) -> str | None:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from sfarm.errors import UsageError
+from sfarm.printable import Printable
 from sfarm.trading.condition_grammar import Condition
 from sfarm.trading.conditions import (
     CANDLE_COLUMNS,
@@ -46,7 +47,7 @@ class Strategy(BaseModel):
     # not a value to convert (an integer where a float is expected stays fine: `size = 1`).
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
-    name: str = Field(min_length=1)
+    name: Printable = Field(min_length=1)  # printed in every report
     indicators: list[str] = Field(default_factory=list)
     entry_long: str | None = None
     exit_long: str | None = None
