@@ -212,6 +212,80 @@ def test_repair_moves_a_truncated_partition_aside(root: Path) -> None:
     json.dumps(report.to_dict())
 
 
+def test_a_directory_in_a_partitions_place_fails_reads_instead_of_being_skipped(
+        root: Path) -> None:
+    """polars reads a directory as a dataset of the files in it: an empty one gave a read of
+    every row but that day's, without a word."""
+    path = partition_file(root, "2024-02-03")
+    path.unlink()
+    path.mkdir()
+    message = (f"dataset {BTC_1M} is damaged: partition {path.name} is a directory, not its "
+               "Parquet file")
+    for attempt in (lambda: data.read(root, BTC_1M),  # many partitions: one scan
+                    lambda: data.read(root, BTC_1M, T0 + 33 * DAY_MS, T0 + 33 * DAY_MS + M),
+                    lambda: data.read_tail(root, BTC_1M, 7 * 1440),
+                    lambda: data.scan(root, BTC_1M).collect()):
+        with pytest.raises(data.DamagedDataset) as caught:
+            attempt()
+        assert caught.value.message == message
+        assert f"sfarm data verify --repair {BTC_1M}" in (caught.value.hint or "")
+    assert data.read(root, BTC_1M, T0 + 34 * DAY_MS).equals(  # the rest can still be read
+        make_candles(T0 + 34 * DAY_MS, 6 * 1440))
+
+
+def test_repair_moves_a_directory_in_a_partitions_place_aside(root: Path) -> None:
+    path = partition_file(root, "2024-02-03")
+    path.unlink()
+    path.mkdir()
+    (path / "note").write_text("kept")
+    report = data.repair(root, BTC_1M)  # was an IsADirectoryError
+    (lost,) = report.lost
+    assert (lost.file, lost.reason, lost.rows) == (path.name, "cannot be read: Is a directory",
+                                                   1440)
+    assert lost.moved_to is not None and (Path(lost.moved_to) / "note").read_text() == "kept"
+    assert report.rows_after == 56160 and not path.exists()
+    verified = data.verify(root, BTC_1M)
+    assert verified.gaps == [(T0 + 33 * DAY_MS, T0 + 34 * DAY_MS)]
+    assert all(p.startswith("gap:") for p in verified.problems)
+
+
+def test_repair_moves_an_unreadable_partition_aside(root: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any OSError reading a partition (here EACCES, which root, running tests, never gets
+    from a mode) makes it a damaged one, not a crash."""
+    path = partition_file(root, "2024-02-05")
+    read_bytes = Path.read_bytes
+
+    def forbidden(self: Path) -> bytes:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", forbidden)
+    report = data.repair(root, BTC_1M)
+    monkeypatch.undo()
+    (lost,) = report.lost
+    assert (lost.file, lost.reason) == (path.name, "cannot be read: Permission denied")
+    assert lost.moved_to is not None and Path(lost.moved_to).is_file() and not path.exists()
+    assert report.rows_after == 56160
+
+
+def test_repair_without_a_manifest_ignores_a_directory_for_the_columns(root: Path) -> None:
+    """The newest partition gives the columns when no manifest does: a directory of foreign
+    Parquet in its place (polars reads one as a dataset) made every real partition a
+    misfit."""
+    directory = directory_of(root)
+    (directory / "_manifest.json").unlink()
+    newest = directory / "2024-02-09.g3.parquet"
+    newest.mkdir()
+    pl.DataFrame({"a": [1]}).write_parquet(newest / "part.parquet")
+    report = data.repair(root, BTC_1M)
+    assert [(f.file, f.reason) for f in report.lost] == [(newest.name,
+                                                          "cannot be read: Is a directory")]
+    assert report.rows_after == 57600
+    assert data.read(root, BTC_1M).equals(make_candles(T0, 40 * 1440))
+
+
 def test_repair_rebuilds_from_the_files_when_the_manifest_is_garbled(root: Path) -> None:
     (directory_of(root) / "_manifest.json").write_text("{garbage")
     report = data.repair(root, BTC_1M)

@@ -236,8 +236,11 @@ def _generation(name: str) -> int:
 def _newest_columns(directory: Path, candidates: list[PartitionEntry]) -> dict[str, str]:
     """The columns of the newest readable partition (the reference when no manifest says)."""
     for entry in sorted(candidates, key=lambda e: _generation(e.file), reverse=True):
+        path = directory / entry.file
+        if not path.is_file():  # polars would read a directory in its place as a dataset
+            continue
         try:
-            return frames.columns_of(pl.read_parquet(directory / entry.file))
+            return frames.columns_of(pl.read_parquet(path))
         except PARQUET_ERRORS:  # FileNotFoundError is an OSError
             continue
     return {}
@@ -252,6 +255,8 @@ def _check_file(directory: Path, entry: PartitionEntry, columns: dict[str, str],
         raw = (directory / entry.file).read_bytes()
     except FileNotFoundError:
         return None, "missing"
+    except OSError as error:  # a directory in its place, no permission: as damaged as garbage
+        return None, f"cannot be read: {error.strerror or error}"
     if indexed and (len(raw) != entry.bytes
                     or hashlib.sha256(raw).hexdigest() != entry.sha256):
         return None, (f"{len(raw)} bytes, sha256 does not match the index (the index says "
