@@ -163,3 +163,42 @@ def test_missing_candles_are_listed_and_refused_unless_allowed(tmp_path: Path) -
     result = data.import_csv(path, tmp_path, BTC_1M, allow_gaps=True)
     assert (result.rows_added, result.gaps, result.missing) == (94, 2, 6)
     assert data.read(tmp_path, BTC_1M).height == 94
+
+
+OUT_OF_RANGE = "time before 1970-01-01 00:00 or from 9999-01-01 00:00 UTC on"
+
+
+@pytest.mark.parametrize(("stamp", "shown"), [
+    ("0999-01-01", "0999-01-01 00:00"),
+    ("0001-01-01T00:00:00", "0001-01-01 00:00"),
+    ("0001-01-01T00:00:00+01:00", "0000-12-31 23:00"),  # year 0 in UTC
+    ("0000-01-01", "0000-01-01 00:00"),
+    ("1969-12-31T23:59:00", "1969-12-31 23:59"),
+    ("1000-01-01", "1000-01-01 00:00"),
+    ("9999-01-01T00:00:00", "9999-01-01 00:00"),
+    ("9999-12-31T23:59:00", "9999-12-31 23:59"),
+])
+def test_dates_the_store_cannot_keep_are_bad_rows(tmp_path: Path, stamp: str,
+                                                  shown: str) -> None:
+    """Named with their line and date, before anything is written (they used to reach the
+    partition keys, 4-digit years, and crash there; or, before 1970, the backtest)."""
+    path = write(tmp_path, f"date,open,high,low,close,volume\n{stamp},1,2,0.5,1.5,10\n")
+    with pytest.raises(UsageError) as caught:
+        data.import_csv(path, tmp_path, BTC_1M)
+    assert f"line 2: {OUT_OF_RANGE} ({shown} open=1" in caught.value.message
+    assert not data.dataset_dir(tmp_path, BTC_1M).exists()
+
+
+@pytest.mark.parametrize("value", ["1e30", "inf", "-inf", "nan"])
+def test_epoch_numbers_beyond_int64_are_bad_rows(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"{HEADER}{value},1,2,0.5,1.5,10\n")
+    with pytest.raises(UsageError, match="line 2: time not understood"):
+        data.import_csv(path, tmp_path, BTC_1M)
+
+
+def test_the_first_and_last_minutes_the_store_keeps_are_imported(tmp_path: Path) -> None:
+    stamps = ["1970-01-01T00:00", "1970-01-01T00:01", "9998-12-31T23:58", "9998-12-31T23:59:00Z"]
+    path = write(tmp_path, "date,open,high,low,close,volume\n"
+                 + "".join(f"{stamp},1,2,0.5,1.5,10\n" for stamp in stamps))
+    result = data.import_csv(path, tmp_path, BTC_1M, allow_gaps=True)
+    assert (result.rows_added, result.first_ts, result.last_ts) == (4, 0, 253_370_764_740_000)

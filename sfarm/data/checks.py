@@ -1,17 +1,37 @@
-"""Pure data checks shared by `verify`, `append`, `import_csv` and the miner: timeframe grid,
-OHLC sanity (the one definition of a bad candle), gaps between consecutive candles and which of
-them the exchange itself never filled."""
+"""Pure data checks shared by `verify`, `append`, `import_csv` and the miner: the range of ts
+the store keeps, timeframe grid, OHLC sanity (the one definition of a bad candle), gaps between
+consecutive candles and which of them the exchange itself never filled."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from sfarm.data.layout import format_ts
 from sfarm.timeframes import candle_open, timeframe_ms
 
 OHLCV = ("open", "high", "low", "close", "volume")
+
+# The ts (ms since the epoch, UTC) the store keeps: [FIRST_TS, END_TS).
+# The trading engine takes ts -1 for "no candle processed yet": none before the epoch.
+FIRST_TS: Final = 0  # 1970-01-01 00:00 UTC
+# Partition keys are dates with 4-digit years; the year 9999's partition would end in 10000.
+END_TS: Final = 253_370_764_800_000  # 9999-01-01 00:00 UTC, not included
+TS_RANGE: Final = f"from {format_ts(FIRST_TS)} up to, not including, {format_ts(END_TS)} UTC"
+
+
+def out_of_range_expr(column: str = "ts") -> pl.Expr:
+    """True where the ts is outside [FIRST_TS, END_TS): a row the store refuses."""
+    return ~pl.col(column).is_between(FIRST_TS, END_TS, closed="left")
+
+
+def out_of_range(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The values of `ts` outside [FIRST_TS, END_TS), in their order."""
+    return ts[(ts < FIRST_TS) | (ts >= END_TS)]
 
 
 def grid_offset(timeframe: str) -> int:

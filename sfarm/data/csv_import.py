@@ -5,7 +5,8 @@ Accepted: a header with `ts` (epoch seconds, ms, us or ns, told apart by magnitu
 offset is given), plus open, high, low, close, volume; names case-insensitive, other columns
 ignored; `,`, `;` or tab separated. A file without a header whose first line is all numbers is
 read as Binance's kline dump: open time, open, high, low, close, volume, then ignored columns.
-Rows are checked like mined candles (grid, OHLC sanity) before anything is written.
+Rows are checked like mined candles (the range of ts the store keeps, grid, OHLC sanity) before
+anything is written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 
 import polars as pl
 
-from sfarm.data.checks import find_gaps, missing_candles, off_grid_expr, value_rules
+from sfarm.data.checks import (
+    END_TS,
+    FIRST_TS,
+    find_gaps,
+    missing_candles,
+    off_grid_expr,
+    out_of_range_expr,
+    value_rules,
+)
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import check_dataset_id, format_ts
 from sfarm.data.store import append
@@ -143,7 +152,8 @@ def _parse_time(text: pl.Series, lines: pl.Series, path: Path) -> pl.Series:
         largest = float(numbers.abs().max() or 0.0)  # type: ignore[arg-type]
         scale = 1e3 if largest < 1e11 else 1.0 if largest < 1e14 else 1e-3 if largest < 1e17 \
             else 1e-6  # seconds, ms, us, ns
-        return (numbers * scale).round(0).cast(pl.Int64).alias("ts")
+        # null beyond int64 (inf, 1e30): "time not understood", like an unreadable date
+        return (numbers * scale).round(0).cast(pl.Int64, strict=False).alias("ts")
     parsed = text.str.to_datetime(time_unit="ms", time_zone="UTC", strict=False)
     failed = parsed.is_null() & text.is_not_null()
     if failed.any():
@@ -205,6 +215,9 @@ def _check_rows(raw: pl.DataFrame, frame: pl.DataFrame, timeframe: str, path: Pa
         rules.append((f"{column} is not a number", pl.col(f"{column}_text").is_not_null()
                       & pl.col(column).is_null()))
         rules.append((f"{column} is missing", pl.col(f"{column}_text").is_null()))
+    # The store refuses these too (sfarm.data.store); here each is named with its line.
+    rules.append((f"time before {format_ts(FIRST_TS)} or from {format_ts(END_TS)} UTC on",
+                  out_of_range_expr().fill_null(False)))
     rules.append((f"not a {timeframe} candle open", off_grid_expr(timeframe).fill_null(False)))
     rules.extend(value_rules())  # missing values: per column, above
     rules.append(("ts repeated with other values",

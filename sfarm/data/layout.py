@@ -262,9 +262,26 @@ def format_ts(ts_ms: int | None) -> str:
         return "-"
     try:
         moment = datetime.fromtimestamp(ts_ms / 1000, UTC)
-    except (ValueError, OverflowError, OSError):  # beyond year 9999: a bad value being shown
+    except (ValueError, OverflowError, OSError):  # outside years 1 to 9999: a bad value shown
+        return _format_far_ts(ts_ms)
+    # the year by hand: glibc's %Y drops its leading zeros (`999-01-01`)
+    return f"{moment.year:04d}" + moment.strftime("-%m-%d %H:%M:%S" if moment.second
+                                                  else "-%m-%d %H:%M")
+
+
+def _format_far_ts(ts_ms: int) -> str:
+    """`format_ts` of a ts beyond Python's dates, so a refusal still says which date it is:
+    numpy's dates reach any int64 of ms (`0000-12-31 23:00`, `10000-01-01 00:00`)."""
+    import numpy as np  # only for a bad value: not at every command's start
+
+    try:
+        text = str(np.datetime_as_string(np.datetime64(int(ts_ms), "ms"), unit="s"))
+    except (ValueError, OverflowError):  # beyond int64
+        text = "NaT"
+    if text == "NaT":  # numpy's not-a-time is the smallest int64
         return f"ts {ts_ms} (out of range)"
-    return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
+    day, time = text.split("T")
+    return f"{day} {time.removesuffix(':00')}"  # seconds only when not zero, as format_ts
 
 
 def _ms(moment: datetime) -> int:

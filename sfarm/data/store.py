@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from sfarm.data import frames
-from sfarm.data.checks import grid_offset, off_grid
+from sfarm.data.checks import END_TS, FIRST_TS, TS_RANGE, grid_offset, off_grid, out_of_range
 from sfarm.data.commit import Output, Staged, lock_in_order, publish, stage_commit, stage_each
 from sfarm.data.damage import DamagedDataset, damage_reported, damaged, new_quarantine
 from sfarm.data.fsio import DurableBatch, WriterLock, storage_errors
@@ -259,6 +259,7 @@ def _stage_locked(out: Output, dataset_id: str, manifest: Manifest | None,
     if has_rows:
         frame = frames.normalize(frame, dataset_id, ref.kind,
                                  manifest.columns if manifest else None)
+        _check_range(frame, dataset_id)
         _check_grid(frame, dataset_id, ref.timeframe)
     if manifest is None:
         if frame.height == 0 and not extra:
@@ -290,6 +291,24 @@ def _default_columns(kind: str) -> dict[str, str]:
     if kind == "candles":
         return {"ts": "Int64", **dict.fromkeys(frames.CANDLE_COLUMNS[1:], "Float64")}
     return {}
+
+
+def _check_range(frame: pl.DataFrame, dataset_id: str) -> None:
+    """Refuse ts the store cannot keep (checks.FIRST_TS, END_TS): from 9999 on no partition key
+    holds them, and before 1970 the trading engine, whose "no candle yet" is ts -1, fails on
+    them long after they were stored."""
+    if frame.height == 0:
+        return
+    ts = frame["ts"].to_numpy()  # no nulls (normalize); numpy: no polars query for one row
+    if ts.min() >= FIRST_TS and ts.max() < END_TS:
+        return
+    bad = out_of_range(ts)
+    first = int(bad[0])
+    rows = "1 row has" if len(bad) == 1 else f"{len(bad):,} rows have"
+    raise UsageError(f"append to {dataset_id}: {rows} a ts outside the range the store keeps, "
+                     f"first {first} ({format_ts(first)}); accepted: ts {TS_RANGE}",
+                     hint="ts are milliseconds since 1970-01-01 00:00 UTC (a ts in microseconds "
+                          "or nanoseconds lands past year 9999)")
 
 
 def _check_grid(frame: pl.DataFrame, dataset_id: str, timeframe: str | None) -> None:
