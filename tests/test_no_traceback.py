@@ -122,6 +122,23 @@ BAD_CSVS = {
     "huge volume": "ts,open,high,low,close,volume\n1704067200000,1,1,1,1,1e400\n",
 }
 
+# Times the store cannot keep (before 1970; from 9999 on, past the 4-digit years of partition
+# keys) and epoch numbers beyond int64: bad rows, exit 2 (they used to crash the import, or,
+# before 1970, a later backtest).
+_DATED = "date,open,high,low,close,volume\n{},1,2,0.5,1.5,10\n"
+OUT_OF_RANGE_CSVS = {
+    "year 999": _DATED.format("0999-01-01"),
+    "year 1": _DATED.format("0001-01-01T00:00:00"),
+    "year 0 in UTC": _DATED.format("0001-01-01T00:00:00+01:00"),
+    "year 0": _DATED.format("0000-01-01"),
+    "year 9999": _DATED.format("9999-12-31T23:59:00"),
+    "year 10000 in UTC": _DATED.format("9999-12-31T23:59:00-01:00"),
+    "before 1970": _DATED.format("1969-12-31T23:59:00"),
+    "year 1000": _DATED.format("1000-01-01"),
+    "epoch beyond int64": "ts,open,high,low,close,volume\n1e30,1,2,0.5,1.5,10\n",
+    "epoch infinite": "ts,open,high,low,close,volume\ninf,1,2,0.5,1.5,10\n",
+}
+
 
 def _partitions(directory: Path) -> list[Path]:
     return sorted(path for path in directory.iterdir() if path.suffix == ".parquet")
@@ -222,7 +239,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             path.write_bytes(content)
     csvs = base / "csv"
     csvs.mkdir()
-    for name, text in BAD_CSVS.items():
+    for name, text in {**BAD_CSVS, **OUT_OF_RANGE_CSVS}.items():
         (csvs / f"{_slug(name)}.csv").write_text(text)
     (csvs / "not-utf-8.csv").write_bytes(b"\xff\xfe\x00\x01garbage")
     (base / "a-file").write_text("not a directory\n")
@@ -279,6 +296,10 @@ def _corpus() -> Iterator[Case]:
         yield Case(f"data import {name}", ("data", "import", f"{{w}}/csv/{_slug(name)}.csv",
                                            "--id", "candles/sim/BTC-USDT/1m", "--root",
                                            "{w}/import-root"), ANY)
+    for name in OUT_OF_RANGE_CSVS:
+        yield Case(f"data import {name}", ("data", "import", f"{{w}}/csv/{_slug(name)}.csv",
+                                           "--id", "candles/imp/BTC-USDT/1m", "--root",
+                                           "{w}/import-root"), USAGE)
     yield from (Case(case_id, argv, codes) for case_id, argv, codes in _FLAGS_AND_VALUES)
 
 
@@ -312,6 +333,14 @@ _FLAGS_AND_VALUES: list[tuple[str, tuple[str, ...], frozenset[int]]] = [
     ("data show huge tail", ("data", "show", H1, "--root", "{root}", "--tail",
                              "99999999999999999999"), ANY),
     ("data show negative tail", ("data", "show", H1, "--root", "{root}", "--tail", "-1"), USAGE),
+    ("backtest equity a directory", ("backtest", "{w}/good.toml", *BACKTEST, "--root", "{root}",
+                                     "--equity", "{w}"), USAGE),
+    ("backtest equity empty", ("backtest", "{w}/good.toml", *BACKTEST, "--root", "{root}",
+                               "--equity", ""), USAGE),
+    ("backtest equity on a full disk", ("backtest", "{w}/good.toml", *BACKTEST, "--root",
+                                        "{root}", "--equity", "/dev/full"), FAILED),
+    ("backtest equity in /proc", ("backtest", "{w}/good.toml", *BACKTEST, "--root", "{root}",
+                                  "--equity", "/proc/equity.parquet"), FAILED),
     ("data ls root a file", ("data", "ls", "--root", "{w}/a-file"), USAGE),
     ("data verify unknown id", ("data", "verify", "bogus", "--root", "{root}"), USAGE),
     ("data relayout unknown", ("data", "relayout", "candles/sim/ETH-USDT/1h", "--root",
@@ -420,6 +449,18 @@ def test_bad_input_is_a_message(case: Case, world: World, capsys: pytest.Capture
         assert document["error"]["message"][:20] in err  # typer's box wraps long ones
 
 
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_repair_of_a_damaged_root_is_a_report(name: str, world: World, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              crash_dir: Path) -> None:
+    """`data verify --repair` changes the root it mends: each run on a copy of its own."""
+    for as_json in ([], ["--json"]):
+        root = tmp_path / f"root{len(as_json)}"
+        shutil.copytree(world.path("damaged", _slug(name)), root)
+        check(["data", "verify", "--repair", "--root", str(root), *as_json], ANY, capsys,
+              crash_dir)
+
+
 def test_usage_errors_with_json_are_one_document(
         world: World, capsys: pytest.CaptureFixture[str], crash_dir: Path) -> None:
     """typer's own refusals too: an unknown option, a missing argument, --json given to a
@@ -446,6 +487,20 @@ def test_validate_reports_a_value_of_the_wrong_kind_with_the_other_problems(
     assert problem["path"] == "tasks.trader.strategy"
     assert "ABS(close > 1) > 0" in problem["message"] and "cannot be evaluated" in \
         problem["message"]
+
+
+@pytest.mark.parametrize("name", OUT_OF_RANGE_CSVS)
+def test_an_import_of_times_the_store_cannot_keep_is_a_message(
+        name: str, world: World, capsys: pytest.CaptureFixture[str], crash_dir: Path,
+        tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _, _, err = check(["data", "import", world.path("csv", f"{_slug(name)}.csv"), "--id",
+                       "candles/imp/BTC-USDT/1m", "--root", str(root)], USAGE, capsys, crash_dir)
+    said = " ".join(err.split())  # the console may wrap the message
+    assert "1 bad rows, nothing imported: line 2: time " in said, err
+    assert ("time before 1970-01-01 00:00 or from 9999-01-01 00:00 UTC on" in said
+            or "time not understood" in said), err
+    assert not (root / "data").exists()
 
 
 # --- values from hypothesis ---------------------------------------------------------------------

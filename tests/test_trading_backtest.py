@@ -139,6 +139,81 @@ def test_json_has_the_equity_curve_downsampled_and_equity_writes_it_whole(
     assert code == 2 and "--equity: no directory" in err
 
 
+@pytest.fixture
+def no_crash_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a crash would be logged: here, not in the user's state directory."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.mark.parametrize("name", ["directory", "empty"])
+def test_equity_naming_a_directory_is_refused_before_the_backtest(
+        name: str, root: Path, strategy_file: Path, tmp_path: Path, no_crash_logs: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--equity ''` is `.`: both used to crash once the whole backtest had run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sfarm.trading.backtest.backtest",
+                        lambda *args, **kwargs: pytest.fail("the backtest ran"))
+    path = str(tmp_path) if name == "directory" else ""
+    code, out, err = run(capsys, *cli_args(strategy_file, root, "--equity", path))
+    shown = str(tmp_path) if name == "directory" else "."
+    assert code == 2 and out == "" and "bug in sfarm" not in err
+    assert f"--equity: {shown} is a directory" in err and not no_crash_logs.exists()
+
+
+FULL = Path("/dev/full")  # every write to it fails: no space left on device
+
+
+@pytest.mark.parametrize(("name", "reason"), [("full.csv", "No space left on device"),
+                                              ("full.parquet", "No space left on device"),
+                                              ("/proc/equity.csv", "No such file or directory")])
+def test_equity_that_cannot_be_written_is_an_error_after_the_report(
+        name: str, reason: str, root: Path, strategy_file: Path, tmp_path: Path,
+        no_crash_logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not FULL.exists() or not Path("/proc").is_dir():
+        pytest.skip("needs Linux's /dev/full and /proc")
+    path = Path(name) if name.startswith("/") else tmp_path / name
+    if path.parent == tmp_path:  # a name of either format, for a full disk
+        path.symlink_to(FULL)
+    code, out, err = run(capsys, *cli_args(strategy_file, root, "--equity", str(path)))
+    assert code == 1 and "bug in sfarm" not in err and not no_crash_logs.exists()
+    assert f"--equity: cannot write the equity curve to {path}: {reason}" in err
+    assert "rsi-revert on" in out and "final equity" in out  # the report is not lost
+    code, out, err = run(capsys, *cli_args(strategy_file, root, "--equity", str(path), "--json"))
+    assert code == 1 and json.loads(out)["trades"] > 0 and "cannot write" in err
+
+
+@pytest.mark.parametrize("name", ["e.PARQUET", "e.Parquet", ".parquet"])
+def test_equity_ending_in_parquet_in_any_case_is_parquet(
+        name: str, root: Path, strategy_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run(capsys, *cli_args(strategy_file, root, "--equity", str(tmp_path / name)))
+    stored = pl.read_parquet(tmp_path / name)
+    assert code == 0 and stored.columns == ["ts", "equity", "position"] and stored.height == 600
+
+
+def test_a_partition_turned_directory_fails_the_backtest_instead_of_skipping_it(
+        root: Path, strategy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """polars read the directory as an empty dataset: the backtest ran on a year fewer."""
+    directory = root / "data" / DATASET
+    partition = sorted(directory.glob("*.parquet"))[1]
+    partition.unlink()
+    partition.mkdir()
+    code, out, err = run(capsys, *cli_args(strategy_file, root))
+    assert code == 1 and out == ""
+    assert f"dataset {DATASET} is damaged: partition {partition.name} is a directory" in err
+    assert "sfarm data verify --repair" in err
+
+
+@pytest.mark.parametrize("cash", ["inf", "nan", "0", "-5"])
+def test_cash_must_be_a_finite_number_above_zero(root: Path, strategy_file: Path, cash: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # inf ran, with an equity of "-" and a trade of size inf (--help said x >= 0)
+    code, out, err = run(capsys, *cli_args(strategy_file, root), "--cash", cash)
+    assert code == 2 and out == ""
+    assert "--cash must be a finite number greater than 0" in err
+
+
 def test_rich_report(root: Path, strategy_file: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, *cli_args(strategy_file, root))

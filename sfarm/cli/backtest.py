@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,17 +15,17 @@ from rich.markup import escape
 from rich.text import Text
 
 from sfarm import DEFAULT_CASH
+from sfarm.cli.aligned import Column, print_table
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, checked_value
-from sfarm.errors import UsageError
+from sfarm.errors import RunError, UsageError
 from sfarm.markets import check_market
 from sfarm.timeframes import check_timeframe
 from sfarm.timepoints import BadTimePoint, parse_time_point
 
 if TYPE_CHECKING:
     import polars as pl
-    from rich.table import Table
 
     from sfarm.trading.backtest import BacktestResult
 
@@ -40,13 +43,13 @@ def backtest_cmd(
     root: DataRootOption = None,
     node: NodeRootOption = None,
     inventory: InventoryOption = None, network: NetworkOption = None,
-    cash: Annotated[float, typer.Option("--cash", min=0.0, help="Initial equity (quote).")
+    cash: Annotated[float, typer.Option("--cash", help="Initial equity (quote), above 0.")
                     ] = DEFAULT_CASH,
     json: JsonOption = False,
     equity: Annotated[Path | None, typer.Option(
         "--equity", metavar="FILE",
         help="Also write the whole equity curve (ts, equity, position at each candle) to FILE: "
-             "Parquet when it ends in .parquet, else CSV.")] = None,
+             "Parquet when it ends in .parquet (any case), else CSV.")] = None,
 ) -> None:
     """Backtest a strategy on stored candles: signals on closed candles, fills at the next
     open, stops intrabar (docs/trading.md). Indicators come from the root's indicator
@@ -58,12 +61,12 @@ def backtest_cmd(
     Example: [bold]sfarm backtest strategies/rsi_revert.toml --node lab --exchange sim
     --market BTC/USDT --timeframe 1h --from 2d[/]
     """
-    if cash <= 0:
-        raise UsageError(f"--cash must be greater than 0, got {cash:g}")
+    if not 0 < cash < math.inf:  # NaN too
+        raise UsageError(f"--cash must be a finite number greater than 0, got {cash:g}")
     checked_value("--market", check_market, market)
     checked_value("--timeframe", check_timeframe, timeframe)
-    if equity is not None and not equity.parent.is_dir():
-        raise UsageError(f"--equity: no directory {equity.parent} to write {equity.name} in")
+    if equity is not None:
+        _check_equity_path(equity)
     data_root = node_root(root, node, inventory, network)
     from sfarm.trading.backtest import backtest  # numba and polars: only when running one
 
@@ -71,20 +74,58 @@ def backtest_cmd(
                       start=_ms("--from", start), end=_ms("--to", end), cash=cash)
     for warning in result.warnings:  # on stderr in both modes; `--json` also lists them
         err.print(f"[yellow]warning:[/] {escape(warning)}")
-    if equity is not None:
-        _write_equity(result.equity_frame(), equity)
+    # The file first (a report cut short by `| head` still leaves it), but its failure after
+    # the report: the backtest's result is not lost to a full disk.
+    failure = None if equity is None else _write_equity(result.equity_frame(), equity)
     if json:
         print_json(result.to_json(encoded_trades=True))
-        return
-    render(result)
-
-
-def _write_equity(frame: pl.DataFrame, path: Path) -> None:
-    if path.suffix == ".parquet":
-        frame.write_parquet(path)
     else:
-        frame.write_csv(path)
+        render(result)
+    if failure is not None:
+        raise failure
+
+
+def _check_equity_path(path: Path) -> None:
+    """Refuse before the backtest runs what can never be written: a directory (`--equity ''`
+    is `.`) or a file in a directory that does not exist."""
+    if path.is_dir():
+        raise UsageError(f"--equity: {path} is a directory, not a file to write the equity "
+                         "curve to", hint=f"name a file, e.g. --equity {path / 'equity.csv'}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--equity: no directory {path.parent} to write {path.name} in")
+
+
+def _write_equity(frame: pl.DataFrame, path: Path) -> RunError | None:
+    """Write the curve to `path`; the error to raise once the report is out, if it failed."""
+    import polars as pl
+
+    try:
+        if path.name.lower().endswith(".parquet"):
+            frame.write_parquet(path)
+        else:
+            frame.write_csv(path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        return RunError(f"--equity: cannot write the equity curve to {path}: "
+                        f"{_os_reason(error)}",
+                        hint="the report is complete without it: run again with --equity "
+                             "naming a writable file for the curve")
     err.print(f"equity curve: {frame.height:,} rows in {path}")
+    return None
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_reason(error: BaseException) -> str:
+    """The operating system's reason ("No space left on device"): polars' errors carry no
+    errno, only Rust's "(os error 28)" in their message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    found = _OS_ERROR.search(str(error))
+    if found:
+        return os.strerror(int(found[1]))
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _ms(option: str, value: str | None) -> int | None:
@@ -133,8 +174,7 @@ def render(result: BacktestResult, console: Console = out) -> None:
     trades = result.run.trades
     if trades.height:
         # In a file or a pipe, one line per trade (for grep) however wide, as in a wide terminal.
-        table = _trades_table(trades, console.width if console.is_terminal else None)
-        console.print(table, soft_wrap=isinstance(table, Text))
+        print_table(console, f"last trades (of {trades.height:,})", _trade_columns(trades))
     position = result.open_position()
     if position:
         console.print(f"[yellow]open at the end[/]: {position['side']} {position['size']:.6g} "
@@ -163,51 +203,20 @@ def _summary(rows: list[tuple[str, str]]) -> Text:
 TRADE_HEADERS = ("side", "entry", "exit", "entry price", "exit price", "size", "pnl", "reason")
 TEXT_COLUMNS = {0, 7}  # left-aligned: side and reason; the rest are numbers and times
 PNL_COLUMN = TRADE_HEADERS.index("pnl")  # green or red
-COLUMN_GAP = "  "
 
 
-def _trades_table(trades: pl.DataFrame, width: int | None) -> Text | Table:
-    """The last ten trades under their headers. When the rows fit in `width` (None: no limit)
-    they are text, columns two spaces apart, as the summary is: rich's Table measured, padded
-    and rendered its 80 cells in 10-20 ms, ~10% of a 2e6-candle backtest. A narrower terminal
-    gets rich's Table, which shrinks the columns and wraps their cells."""
-    rows = []
-    for trade in trades.tail(10).iter_rows(named=True):
-        rows.append(([trade["side"], _iso(trade["entry_ts"]), _iso(trade["exit_ts"]),
-                      _num(trade["entry_price"], 4), _num(trade["exit_price"], 4),
-                      _num(trade["size"], 6), _num(trade["pnl"]), trade["reason"]],
-                     "green" if trade["pnl"] > 0 else "red"))
-    widths = [max(len(header), *(len(cells[index]) for cells, _ in rows))
-              for index, header in enumerate(TRADE_HEADERS)]
-    title = f"last trades (of {trades.height:,})"
-    if width is not None and sum(widths) + len(COLUMN_GAP) * (len(widths) - 1) > width:
-        return _wrapping_table(title, rows)
-
-    def aligned(cells: list[str]) -> list[str]:
-        return [cell.ljust(size) if index in TEXT_COLUMNS else cell.rjust(size)
-                for index, (cell, size) in enumerate(zip(cells, widths, strict=True))]
-
-    text = Text()
-    text.append(title, style="italic")
-    text.append("\n" + COLUMN_GAP.join(aligned(list(TRADE_HEADERS))), style="bold")
-    for cells, colour in rows:
-        line = aligned(cells)
-        text.append("\n" + COLUMN_GAP.join(line[:PNL_COLUMN]) + COLUMN_GAP)
-        text.append(line[PNL_COLUMN], style=colour)
-        text.append(COLUMN_GAP + COLUMN_GAP.join(line[PNL_COLUMN + 1:]))
-    return text
-
-
-def _wrapping_table(title: str, rows: list[tuple[list[str], str]]) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for index, header in enumerate(TRADE_HEADERS):
-        table.add_column(header, justify="left" if index in TEXT_COLUMNS else "right")
-    for cells, colour in rows:
-        table.add_row(*(Text(cell, style=colour if index == PNL_COLUMN else "")
-                        for index, cell in enumerate(cells)))
-    return table
+def _trade_columns(trades: pl.DataFrame) -> list[Column]:
+    """The last ten trades' columns, the pnl green or red. sfarm.cli.aligned prints them as
+    text, as the summary is: rich's Table measured, padded and rendered its 80 cells in
+    10-20 ms, ~10% of a 2e6-candle backtest (kept for a terminal too narrow for them)."""
+    last = list(trades.tail(10).iter_rows(named=True))
+    rows = [[trade["side"], _iso(trade["entry_ts"]), _iso(trade["exit_ts"]),
+             _num(trade["entry_price"], 4), _num(trade["exit_price"], 4),
+             _num(trade["size"], 6), _num(trade["pnl"]), trade["reason"]] for trade in last]
+    colours = ["green" if trade["pnl"] > 0 else "red" for trade in last]
+    return [Column(header, [cells[index] for cells in rows], left=index in TEXT_COLUMNS,
+                   styles=colours if index == PNL_COLUMN else None)
+            for index, header in enumerate(TRADE_HEADERS)]
 
 
 def register(app: typer.Typer) -> None:

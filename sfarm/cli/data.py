@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,13 +12,17 @@ from rich.table import Table
 # The store (polars, pyarrow) loads when a command runs, not when `sfarm` starts: every
 # command, and every `sfarm node ...` run on a node over SSH, imports this module.
 from sfarm import data as store
+from sfarm.cli.aligned import Column, print_table
 from sfarm.cli.completion import complete_datasets, complete_nodes
 from sfarm.cli.console import err, out, print_json
 from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
-from sfarm.cli.readable import extra_summary, format_column
+from sfarm.cli.readable import extra_summary, format_column, format_times
 from sfarm.data.layout import DatasetNotFound, format_ts
 from sfarm.errors import UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 data_app = typer.Typer(
     name="data",
@@ -151,17 +155,13 @@ def show(
     for line in extra_summary(manifest.extra):  # the engines' state is in --json
         out.print(f"  {escape(line)}")
     if rows.height:
-        table = Table(title=f"last {rows.height} rows", title_justify="left")
-        cells = []
-        for column in rows.columns:
-            table.add_column("time (UTC)" if column == "ts" else column,
-                             justify="left" if column == "ts" else "right")
-            values = rows[column].to_list()
-            cells.append([format_ts(value) for value in values] if column == "ts"
-                         else format_column(values))
-        for row in zip(*cells, strict=True):
-            table.add_row(*row)
-        out.print(table)
+        print_table(out, f"last {rows.height} rows", _columns(rows))
+
+
+def _columns(rows: pl.DataFrame) -> list[Column]:
+    """The rows as `show` prints them: the time in UTC, numbers to their column's decimals."""
+    return [Column("time (UTC)", format_times(rows[name]), left=True) if name == "ts"
+            else Column(name, format_column(rows[name].to_list())) for name in rows.columns]
 
 
 def _location(root: Path, dataset_id: str, node: str | None) -> store.DatasetLocation | None:

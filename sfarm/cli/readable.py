@@ -1,16 +1,25 @@
-"""Stored values as a person reads them: numbers with the decimals their column needs, and a
-manifest's `extra` without the engines' internal state. Pure: values in, strings out."""
+"""Stored values as a person reads them: numbers with the decimals their column needs, times
+in UTC, and a manifest's `extra` without the engines' internal state. Pure: values in, strings
+out."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import NoneType
+from typing import TYPE_CHECKING, Any
+
+from sfarm.data.layout import format_ts
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SIGNIFICANT = 6  # digits a number keeps (41,745.25; 19.1085; 0.0012345)
 MIN_DECIMALS = 2
 MAX_DECIMALS = 8
 EXTRA_FACTS = 4  # plain facts shown per section of `extra`
+FIRST_FOUR_DIGIT_YEAR_MS = -30_610_224_000_000  # 1000-01-01 00:00 UTC
+END_FOUR_DIGIT_YEAR_MS = 253_402_300_800_000  # 10000-01-01 00:00 UTC
 
 
 def column_decimals(values: Sequence[float | None]) -> int:
@@ -25,25 +34,37 @@ def column_decimals(values: Sequence[float | None]) -> int:
     return max(MIN_DECIMALS, min(MAX_DECIMALS, SIGNIFICANT - integer_digits))
 
 
-def format_number(value: float | int | None, decimals: int) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return f"{value:,.{decimals}f}" if isinstance(value, float) else f"{value:,}"
-
-
 def format_column(values: Sequence[Any]) -> list[str]:
     """A column's cells: floats to a shared number of decimals, ints with thousands
     separators, anything else as it is ("" for a missing value)."""
-    if any(isinstance(value, float) for value in values) and all(
-            value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-            for value in values):
-        decimals = column_decimals(values)
-        return [format_number(None if value is None else float(value), decimals)
-                for value in values]
+    # The column's few types, not each of its values, decide (100,000 rows of `data show`).
+    kinds = set(map(type, values))
+    if any(issubclass(kind, float) for kind in kinds) and all(
+            kind is NoneType or (issubclass(kind, int | float) and not issubclass(kind, bool))
+            for kind in kinds):
+        # format() writes an int as its float, and nan and inf as str() does
+        spec = f",.{column_decimals(values)}f"
+        return ["" if value is None else format(value, spec) for value in values]
     return ["" if value is None else f"{value:,}" if isinstance(value, int)
             and not isinstance(value, bool) else str(value) for value in values]
+
+
+def format_times(ts: pl.Series) -> list[str]:
+    """`format_ts` of each millisecond timestamp. polars writes the dates of years 1000 to
+    9999 (where its `%Y` has format_ts's four digits) in ~0.05 s per 100,000 where format_ts
+    takes ~1 s; format_ts writes the rest (null, far dates, a column not of Int64)."""
+    import polars as pl  # only for a command that has read rows: not at every start
+
+    if ts.dtype != pl.Int64:
+        return [format_ts(value) for value in ts.to_list()]
+    moments = pl.select(pl.when(ts.is_between(FIRST_FOUR_DIGIT_YEAR_MS, END_FOUR_DIGIT_YEAR_MS,
+                                              closed="left"))
+                        .then(ts).cast(pl.Datetime("ms"))).to_series()
+    texts = pl.select(pl.when(moments.dt.second() == 0)
+                      .then(moments.dt.strftime("%Y-%m-%d %H:%M"))
+                      .otherwise(moments.dt.strftime("%Y-%m-%d %H:%M:%S"))).to_series()
+    return [format_ts(value) if text is None else text
+            for text, value in zip(texts.to_list(), ts.to_list(), strict=True)]
 
 
 def extra_summary(extra: Mapping[str, Any]) -> list[str]:
