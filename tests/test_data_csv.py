@@ -165,6 +165,28 @@ def test_missing_candles_are_listed_and_refused_unless_allowed(tmp_path: Path) -
     assert data.read(tmp_path, BTC_1M).height == 94
 
 
+def test_a_file_that_leaves_a_hole_beside_the_stored_candles_is_refused_unless_allowed(
+        tmp_path: Path) -> None:
+    # It was imported, and verify then found the hole ("nothing to repair").
+    candles = make_candles(T0, 100)
+    data.append(tmp_path, BTC_1M, candles.slice(0, 40))
+    later = write(tmp_path, HEADER + rows_text(candles.slice(44)), "later.csv")
+    with pytest.raises(UsageError) as caught:
+        data.import_csv(later, tmp_path, BTC_1M)
+    assert "1 gaps, 4 1m candles missing, nothing imported" in caught.value.message
+    assert f"after {data.format_ts(T0 + 39 * M)}: 4 candles missing" in caught.value.message
+    earlier = write(tmp_path, HEADER + rows_text(make_candles(T0 - 50 * M, 45)), "earlier.csv")
+    with pytest.raises(UsageError, match="after .*: 5 candles missing, until "
+                                         f"{data.format_ts(T0)}"):
+        data.import_csv(earlier, tmp_path, BTC_1M)
+    assert data.read(tmp_path, BTC_1M).height == 40
+
+    result = data.import_csv(later, tmp_path, BTC_1M, allow_gaps=True)
+    assert (result.rows_added, result.gaps, result.missing) == (56, 1, 4)
+    next_ones = write(tmp_path, HEADER + rows_text(make_candles(T0 + 100 * M, 10)), "next.csv")
+    assert data.import_csv(next_ones, tmp_path, BTC_1M).rows_added == 10  # no hole: accepted
+
+
 OUT_OF_RANGE = "time before 1970-01-01 00:00 or from 9999-01-01 00:00 UTC on"
 
 

@@ -29,6 +29,7 @@ from sfarm.data.checks import (
 )
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import check_dataset_id, format_ts
+from sfarm.data.reader import load_manifest
 from sfarm.data.store import append
 from sfarm.errors import UsageError
 from sfarm.timeframes import timeframe_ms
@@ -46,7 +47,7 @@ class ImportResult:
     rows_added: int
     rows_skipped: int  # already stored, same values
     conflicts: int  # already stored with other values: kept, logged
-    gaps: int  # stretches of missing candles inside the file (accepted with allow_gaps)
+    gaps: int  # stretches of missing candles it leaves, in the file or beside the stored ones
     missing: int  # candles missing in them
     first_ts: int | None  # of the file's candles
     last_ts: int | None
@@ -68,8 +69,11 @@ def import_csv(path: Path | str, root: Path | str, dataset_id: str, *,
                          hint="use an id like candles/binance/BTC-USDT/1m")
     candles = read_candles_csv(path, ref.timeframe)
     step = timeframe_ms(ref.timeframe)
-    gaps = find_gaps(candles["ts"], step)
-    _check_spacing(path, candles["ts"], gaps, ref.timeframe, allow_gaps)
+    _check_spacing(path, candles["ts"], ref.timeframe)
+    gaps = sorted(find_gaps(candles["ts"], step)
+                  + _holes_beside_stored(root, dataset_id, candles["ts"], step))
+    if gaps and not allow_gaps:
+        raise _missing_candles(path, gaps, ref.timeframe)
     result = append(root, dataset_id, candles)
     return ImportResult(
         file=str(path), dataset_id=dataset_id, rows_read=candles.height,
@@ -174,30 +178,47 @@ def _iso_ms(value: str) -> int | None:
     return round(moment.timestamp() * 1000)
 
 
-def _check_spacing(path: Path, ts: pl.Series, gaps: list[tuple[int, int]], timeframe: str,
-                   allow_gaps: bool) -> None:
-    """A file of another timeframe (its candles further apart than the dataset's), or with
-    candles missing, is refused with where; missing candles are accepted with allow_gaps."""
+def _check_spacing(path: Path, ts: pl.Series, timeframe: str) -> None:
+    """A file of another timeframe (its candles further apart than the dataset's) is refused."""
     if ts.len() < 2:
         return
     spacing = int(ts.diff().drop_nulls().median())  # type: ignore[arg-type]
-    step = timeframe_ms(timeframe)
-    if spacing != step:
+    if spacing != timeframe_ms(timeframe):
         raise UsageError(
             f"{path}: its candles are {_duration(spacing)} apart (the median), but the "
             f"dataset's timeframe is {timeframe}: nothing imported",
             hint="import it into a dataset of its own timeframe (--id candles/X/M/<tf>)")
-    if not gaps or allow_gaps:
-        return
+
+
+def _holes_beside_stored(root: Path | str, dataset_id: str, ts: pl.Series,
+                         step: int) -> list[tuple[int, int]]:
+    """The gaps the file would leave beside the candles already stored: between their last
+    and its first, or its last and their first (as `find_gaps`: [first missing, next open))."""
+    manifest = load_manifest(root, dataset_id, with_partitions=False)
+    if manifest is None or manifest.first_ts is None or manifest.last_ts is None or ts.len() == 0:
+        return []
+    first, last = int(ts.min()), int(ts.max())  # type: ignore[arg-type]
+    holes = []
+    if first > manifest.last_ts + step:
+        holes.append((manifest.last_ts + step, first))
+    if last + step < manifest.first_ts:
+        holes.append((last + step, manifest.first_ts))
+    return holes
+
+
+def _missing_candles(path: Path, gaps: list[tuple[int, int]], timeframe: str) -> UsageError:
+    """Candles missing inside the file or beside the stored ones: refused with where (accepted
+    with --allow-gaps)."""
+    step = timeframe_ms(timeframe)
     missing = sum(missing_candles(gap, step) for gap in gaps)
     # A gap is [first missing open, next stored open): said from the candle before it.
     quoted = [f"after {format_ts(start - step)}: {missing_candles((start, end), step):,} "
               f"candles missing, until {format_ts(end)}" for start, end in gaps[:MAX_REPORTED]]
     more = f"; and {len(gaps) - MAX_REPORTED} more" if len(gaps) > MAX_REPORTED else ""
-    raise UsageError(f"{path}: {len(gaps)} gaps, {missing:,} {timeframe} candles missing, "
-                     "nothing imported:\n  " + "\n  ".join(quoted) + more,
-                     hint="pass --allow-gaps to import it with the holes (sfarm data verify "
-                          "will list them), or fill them first")
+    return UsageError(f"{path}: {len(gaps)} gaps, {missing:,} {timeframe} candles missing, "
+                      "nothing imported:\n  " + "\n  ".join(quoted) + more,
+                      hint="pass --allow-gaps to import it with the holes (sfarm data verify "
+                           "will list them), or fill them first")
 
 
 def _duration(ms: int) -> str:
