@@ -129,6 +129,21 @@ def test_not_a_candles_dataset(tmp_path: Path) -> None:
         data.import_csv(path, tmp_path, "sessions/paper/trades")
 
 
+@pytest.mark.parametrize(("dataset_id", "says"), [
+    ("candles/binance/btc-usdt/1m", "got 'btc/usdt'; did you mean 'BTC/USDT'?"),
+    ("candles/binance/-/1m", "got '/'"),
+    ("candles/binance/ÄÖ-USDT/1m", "got 'ÄÖ/USDT'"),
+])
+def test_a_market_no_other_command_takes_is_refused(tmp_path: Path, dataset_id: str,
+                                                      says: str) -> None:
+    # It was stored, then `sfarm backtest --market` could not name it.
+    path = write(tmp_path, HEADER + rows_text(make_candles(T0, 3)))
+    with pytest.raises(UsageError, match="is not one: expected a market such as") as caught:
+        data.import_csv(path, tmp_path, dataset_id)
+    assert says in caught.value.message
+    assert not (tmp_path / "data").exists()
+
+
 def test_missing_and_empty_files(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read"):
         data.import_csv(tmp_path / "nope.csv", tmp_path, BTC_1M)

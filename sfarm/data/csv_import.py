@@ -32,6 +32,7 @@ from sfarm.data.layout import check_dataset_id, format_ts
 from sfarm.data.reader import load_manifest
 from sfarm.data.store import append
 from sfarm.errors import UsageError
+from sfarm.markets import BadMarket, is_market
 from sfarm.timeframes import timeframe_ms
 
 TIME_COLUMNS = ("ts", "timestamp", "open_time", "time", "datetime", "date")
@@ -67,6 +68,10 @@ def import_csv(path: Path | str, root: Path | str, dataset_id: str, *,
     if ref.kind != "candles" or ref.timeframe is None:
         raise UsageError(f"import {path}: {dataset_id} is not a candles dataset",
                          hint="use an id like candles/binance/BTC-USDT/1m")
+    if not is_market(ref.market or ""):  # as `sfarm backtest --market` and the inventory take it
+        raise UsageError(f"import {path}: the market of {dataset_id} is not one: "
+                         f"{BadMarket(ref.market)}",
+                         hint="use an id like candles/binance/BTC-USDT/1m (BASE-QUOTE)")
     candles = read_candles_csv(path, ref.timeframe)
     step = timeframe_ms(ref.timeframe)
     _check_spacing(path, candles["ts"], ref.timeframe)
