@@ -261,6 +261,25 @@ def test_relayout_rewrites_a_layout_1_dataset_under_month_day(tmp_path: Path) ->
         data.relayout(tmp_path, "candles/binance/ETH-USDT/1m")
 
 
+def test_a_directory_in_a_partitions_place_stops_relayout_and_append(tmp_path: Path) -> None:
+    """polars reads a directory as a dataset of the files inside (none: no rows); a relayout
+    would have committed the dataset without that day, an append merged into it nothing."""
+    from sfarm.data import memo
+
+    directory = data.dataset_dir(tmp_path, BTC_1M)
+    candles = make_candles(T0 - 2 * DAY_MS, 2 * 1440)
+    write_layout_1(directory, candles)
+    (directory / "2023-12-31.g1.parquet").unlink()
+    (directory / "2023-12-31.g1.parquet").mkdir()
+    with pytest.raises(data.DamagedDataset, match=r"2023-12-31\.g1\.parquet is a directory"):
+        data.relayout(tmp_path, BTC_1M)
+    memo.forget()
+    with pytest.raises(data.DamagedDataset, match=r"2023-12-31\.g1\.parquet is a directory"):
+        data.append(tmp_path, BTC_1M, make_candles(T0 - 60_000, 1))  # into 2023-12-31
+    manifest = data.load_manifest(tmp_path, BTC_1M, with_partitions=False)
+    assert manifest is not None and manifest.generation == 1  # nothing committed
+
+
 def test_verify_reports_partitions_the_rule_does_not_give(tmp_path: Path) -> None:
     directory = data.dataset_dir(tmp_path, BTC_1M)
     write_layout_1(directory, make_candles(T0 - 2 * DAY_MS, 2 * 1440 + 1), "month+day")

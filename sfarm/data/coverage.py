@@ -19,7 +19,12 @@ from sfarm.data.damage import damage_reported
 from sfarm.data.fsio import shared_lock
 from sfarm.data.ids import parse_dataset_id
 from sfarm.data.layout import check_dataset_id, dataset_dir
-from sfarm.data.manifest import PartitionEntry, read_manifest_file, read_segment_file
+from sfarm.data.manifest import (
+    PartitionEntry,
+    check_partition_files,
+    read_manifest_file,
+    read_segment_file,
+)
 from sfarm.timeframes import timeframe_ms
 
 Range = tuple[int, int]  # [first missing open, next stored open)
@@ -68,6 +73,7 @@ def find_holes(root: Path | str, dataset_id: str, start: int,
         partitions = [entry for segment in manifest.segments if segment.last_ts >= start
                       for entry in read_segment_file(directory, segment)]
         holes, short = index_holes(partitions, start, step)
+        check_partition_files(directory, short)
         for entry in short:
             ts = pl.read_parquet(directory / entry.file, columns=["ts"])["ts"]
             holes.extend(find_gaps(ts, step))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,18 @@ class _SegmentDocument(BaseModel):
     schema_version: int = SCHEMA_VERSION
     segment: str
     partitions: list[PartitionEntry]
+
+
+def check_partition_files(directory: Path, partitions: list[PartitionEntry]) -> None:
+    """CorruptIndex unless every partition is a regular file (a missing one: FileNotFoundError).
+
+    polars reads a directory in a partition's place as a dataset of the files inside, none
+    when it is empty: the partition's rows would be gone from the read without a word."""
+    for partition in partitions:
+        mode = (directory / partition.file).stat().st_mode
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise CorruptIndex(f"partition {partition.file} is {what}, not its Parquet file")
 
 
 def sha256_hex(data: bytes) -> str:

@@ -37,6 +37,7 @@ from sfarm.data.layout import (
 from sfarm.data.manifest import (
     Manifest,
     PartitionEntry,
+    check_partition_files,
     merge_partitions,
     read_segment_file,
     sha256_hex,
@@ -130,6 +131,7 @@ def _stored_rows(directory: Path, partition: PartitionEntry) -> pl.DataFrame:
     remembered = memo.partition(directory, partition)
     if remembered is not None:
         return remembered
+    check_partition_files(directory, [partition])  # a directory in its place: damaged
     return pl.read_parquet(directory / partition.file)
 
 

@@ -5,7 +5,6 @@ a pull's install) never retires a file a read is using; they never wait for one 
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sfarm.data.manifest import (
     CorruptIndex,
     Manifest,
     PartitionEntry,
+    check_partition_files,
     read_manifest_file,
     read_segment_file,
 )
@@ -76,7 +76,7 @@ def scan(root: Path | str, dataset_id: str, *, mirror_of: str | None = None) -> 
     if not manifest.partitions:
         return frames.empty_frame(manifest.columns).lazy()
     with damage_reported(root, dataset_id, mirror_of):
-        _check_files(directory, manifest.partitions)
+        check_partition_files(directory, manifest.partitions)
     return pl.scan_parquet([directory / p.file for p in manifest.partitions], glob=False)
 
 
@@ -147,7 +147,7 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
                   if _overlaps(p.first_ts, p.last_ts, start, end)]
     if not partitions:
         return frames.empty_frame(manifest.columns).select(columns)
-    _check_files(directory, partitions)
+    check_partition_files(directory, partitions)
     # A truncated or foreign file fails the read: the callers' damage_reported names the
     # dataset and the repair (a missing file too, after a mounted mirror is read again).
     if len(partitions) == 1:  # the newest rows of a live step, a short range
@@ -158,18 +158,6 @@ def _read_range(directory: Path, manifest: Manifest, start: int | None, end: int
                            manifest, columns)
     # Partitions are disjoint, listed in ts order and sorted inside: the rows are sorted.
     return frames.flagged_sorted(frame)
-
-
-def _check_files(directory: Path, partitions: list[PartitionEntry]) -> None:
-    """CorruptIndex unless every partition is a regular file (a missing one: FileNotFoundError).
-
-    polars reads a directory in a partition's place as a dataset of the files inside, none
-    when it is empty: the partition's rows would be gone from the read without a word."""
-    for partition in partitions:
-        mode = (directory / partition.file).stat().st_mode
-        if not stat.S_ISREG(mode):
-            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise CorruptIndex(f"partition {partition.file} is {what}, not its Parquet file")
 
 
 def _as_listed(frame: pl.DataFrame, manifest: Manifest, columns: list[str]) -> pl.DataFrame:

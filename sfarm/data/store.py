@@ -39,7 +39,13 @@ from sfarm.data.layout import (
     format_ts,
     partitioning_for,
 )
-from sfarm.data.manifest import Manifest, new_manifest, read_manifest_file, read_segment_file
+from sfarm.data.manifest import (
+    Manifest,
+    check_partition_files,
+    new_manifest,
+    read_manifest_file,
+    read_segment_file,
+)
 from sfarm.data.partition_writes import Tally, write_partitions
 from sfarm.data.reader import dataset_not_found
 from sfarm.data.recovery import (
@@ -225,8 +231,9 @@ def relayout(root: Path | str, dataset_id: str) -> bool:
 
 
 def _relayout_locked(directory: Path, dataset_id: str, manifest: Manifest) -> None:
-    files = [directory / p.file for s in manifest.segments  # in ts order
-             for p in read_segment_file(directory, s)]
+    partitions = [p for s in manifest.segments for p in read_segment_file(directory, s)]
+    check_partition_files(directory, partitions)  # a directory would be read as no rows
+    files = [directory / p.file for p in partitions]  # in ts order
     frame = (pl.scan_parquet(files, glob=False).collect() if files
              else frames.empty_frame(manifest.columns))
     retired = sorted(referenced_files(directory, manifest))
