@@ -42,9 +42,11 @@ _BASE_URL = re.compile(r"^https?://[^/\s]+/?$")
 
 
 def _check_base_url(value: str | None) -> str | None:
-    if value is not None and (not _BASE_URL.match(value) or not _valid_port(value)):
-        raise ValueError("expected a base URL such as http://127.0.0.1:8900 (scheme, host and "
-                         f"a port from 1 to 65535 if any), got {value!r}")
+    if value is not None and not _BASE_URL.match(value):
+        raise ValueError("expected a base URL such as http://127.0.0.1:8900 (scheme and host), "
+                         f"got {value!r}")
+    if value is not None and not _valid_port(value):
+        raise ValueError(f"the port of {value!r} must be from 1 to 65535")
     return value
 
 

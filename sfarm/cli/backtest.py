@@ -61,8 +61,10 @@ def backtest_cmd(
     Example: [bold]sfarm backtest strategies/rsi_revert.toml --node lab --exchange sim
     --market BTC/USDT --timeframe 1h --from 2d[/]
     """
-    if not 0 < cash < math.inf:  # NaN too
-        raise UsageError(f"--cash must be a finite number greater than 0, got {cash:g}")
+    if not math.isfinite(cash):
+        raise UsageError(f"--cash must be a finite number, got {cash:g}")
+    if cash <= 0:
+        raise UsageError(f"--cash must be greater than 0, got {cash:g}")
     checked_value("--market", check_market, market)
     checked_value("--timeframe", check_timeframe, timeframe)
     if equity is not None:
