@@ -264,6 +264,14 @@ def test_option_values_typer_refuses_are_quoted(tmp_path: Path, wide: None,
     assert says in run.stderr
 
 
+def test_report_says_its_trades_bound_before_asking_a_node(wide: None) -> None:
+    # It was the node's "bad SessionRequest: trades: Input should be less than or equal to 1000".
+    run = run_here("report", "rsi-paper", "--trades", "5000")
+    assert run.returncode == 2, run.stderr
+    assert "Invalid value for '--trades': expected less than or equal to 1000 (got '5000')" \
+        in run.stderr
+
+
 @pytest.mark.parametrize("dataset_id, says", [
     ("candles/binance", "bad dataset id 'candles/binance'"),
     ("candles/../etc/passwd", "bad dataset id 'candles/../etc/passwd'"),
