@@ -280,6 +280,17 @@ def test_a_directory_in_a_partitions_place_stops_relayout_and_append(tmp_path: P
     assert manifest is not None and manifest.generation == 1  # nothing committed
 
 
+def test_verify_reports_rows_stored_outside_the_range_before_appends_checked_it(
+        tmp_path: Path) -> None:
+    # 1969's candles could be imported, then crashed a backtest; verify said ok.
+    write_layout_1(data.dataset_dir(tmp_path, BTC_1M), make_candles(-DAY_MS, 1440 + 1))
+    report = data.verify(tmp_path, BTC_1M)
+    assert report.problems == [
+        "partition 1969-12-31.g1.parquet: ts 1969-12-31 00:00 to 1969-12-31 23:59, outside the "
+        "range the store keeps (from 1970-01-01 00:00 up to, not including, 9999-01-01 00:00 "
+        "UTC)"]
+
+
 def test_verify_reports_partitions_the_rule_does_not_give(tmp_path: Path) -> None:
     directory = data.dataset_dir(tmp_path, BTC_1M)
     write_layout_1(directory, make_candles(T0 - 2 * DAY_MS, 2 * 1440 + 1), "month+day")

@@ -19,6 +19,9 @@ from typing import Any
 import polars as pl
 
 from sfarm.data.checks import (
+    END_TS,
+    FIRST_TS,
+    TS_RANGE,
     candle_problems,
     find_gaps,
     missing_candles,
@@ -162,6 +165,11 @@ def _check_index(directory: Path, manifest: Manifest,
     if partitions and (min(firsts) != manifest.first_ts or max(lasts) != manifest.last_ts):
         _problem(report, f"manifest first/last ts {manifest.first_ts}/{manifest.last_ts} differ "
                          f"from its partitions' {min(firsts)}/{max(lasts)}")
+    for entry in partitions:
+        if entry.first_ts < FIRST_TS or entry.last_ts >= END_TS:  # stored before appends checked
+            _problem(report, f"partition {entry.file}: ts {format_ts(entry.first_ts)} to "
+                             f"{format_ts(entry.last_ts)}, outside the range the store keeps "
+                             f"({TS_RANGE})")
     _check_keys(manifest, partitions, report)
     return partitions
 
