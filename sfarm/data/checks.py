@@ -29,6 +29,11 @@ def out_of_range_expr(column: str = "ts") -> pl.Expr:
     return ~pl.col(column).is_between(FIRST_TS, END_TS, closed="left")
 
 
+def within_range(first: int, last: int) -> bool:
+    """Whether ts from `first` to `last` all lie in [FIRST_TS, END_TS)."""
+    return first >= FIRST_TS and last < END_TS
+
+
 def out_of_range(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """The values of `ts` outside [FIRST_TS, END_TS), in their order."""
     return ts[(ts < FIRST_TS) | (ts >= END_TS)]

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from sfarm.data import frames
-from sfarm.data.checks import END_TS, FIRST_TS, TS_RANGE, grid_offset, off_grid, out_of_range
+from sfarm.data.checks import TS_RANGE, grid_offset, off_grid, out_of_range, within_range
 from sfarm.data.commit import Output, Staged, lock_in_order, publish, stage_commit, stage_each
 from sfarm.data.damage import DamagedDataset, damage_reported, damaged, new_quarantine
 from sfarm.data.fsio import DurableBatch, WriterLock, storage_errors
@@ -301,13 +301,13 @@ def _default_columns(kind: str) -> dict[str, str]:
 
 
 def _check_range(frame: pl.DataFrame, dataset_id: str) -> None:
-    """Refuse ts the store cannot keep (checks.FIRST_TS, END_TS): from 9999 on no partition key
-    holds them, and before 1970 the trading engine, whose "no candle yet" is ts -1, fails on
-    them long after they were stored."""
+    """Refuse ts the store cannot keep (sfarm.data.checks.within_range): from 9999 on no
+    partition key holds them, and before 1970 the trading engine, whose "no candle yet" is
+    ts -1, fails on them long after they were stored."""
     if frame.height == 0:
         return
     ts = frame["ts"].to_numpy()  # no nulls (normalize); numpy: no polars query for one row
-    if ts.min() >= FIRST_TS and ts.max() < END_TS:
+    if within_range(int(ts.min()), int(ts.max())):
         return
     bad = out_of_range(ts)
     first = int(bad[0])

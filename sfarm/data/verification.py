@@ -19,8 +19,6 @@ from typing import Any
 import polars as pl
 
 from sfarm.data.checks import (
-    END_TS,
-    FIRST_TS,
     TS_RANGE,
     candle_problems,
     find_gaps,
@@ -28,6 +26,7 @@ from sfarm.data.checks import (
     off_grid,
     parse_recorded_gaps,
     unexplained_gaps,
+    within_range,
 )
 from sfarm.data.fsio import shared_lock
 from sfarm.data.ids import parse_dataset_id
@@ -166,7 +165,7 @@ def _check_index(directory: Path, manifest: Manifest,
         _problem(report, f"manifest first/last ts {manifest.first_ts}/{manifest.last_ts} differ "
                          f"from its partitions' {min(firsts)}/{max(lasts)}")
     for entry in partitions:
-        if entry.first_ts < FIRST_TS or entry.last_ts >= END_TS:  # stored before appends checked
+        if not within_range(entry.first_ts, entry.last_ts):  # stored before appends checked
             _problem(report, f"partition {entry.file}: ts {format_ts(entry.first_ts)} to "
                              f"{format_ts(entry.last_ts)}, outside the range the store keeps "
                              f"({TS_RANGE})")
