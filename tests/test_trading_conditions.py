@@ -11,7 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfarm.trading.condition_grammar import ConditionError, parse_condition
+from sfarm.trading.condition_grammar import parse_condition
+from sfarm.trading.condition_tokens import ConditionError
 from sfarm.trading.conditions import ExpressionError, check_conditions
 from sfarm.trading.expressions import compile_expression, evaluate
 

@@ -22,7 +22,8 @@ needs, and nothing reaches `pl.sql_expr` that it refused:
 
 No strings, no other functions, no subqueries, no other windows. Keywords in any case.
 (Written by hand rather than with a parser library: the grammar is small, and lark alone
-costs ~0.12 s at the start of every command that loads a strategy.)
+costs ~0.12 s at the start of every command that loads a strategy.) Its words, and the text
+cut into them, are sfarm.trading.condition_tokens.
 
 Every value is a number (columns, numbers, arithmetic, ABS, LAG) or true/false (comparisons,
 AND/OR/NOT, TRUE, FALSE, IS NULL, BETWEEN): AND, OR and NOT take true/false; arithmetic, signs,
@@ -36,49 +37,30 @@ inventory's strategies are checked without loading it.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
-KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IS", "NULL", "TRUE", "FALSE", "LAG",
-                      "OVER", "ORDER", "BY", "ASC"})
-FUNCTIONS = frozenset({"ABS", "COALESCE", "LAG"})
-COMPARISONS = frozenset({"<", "<=", ">", ">=", "=", "<>", "!="})
-# Bounds of a condition: real ones are a few dozen tokens. Beyond them polars' planning grows
-# faster than linearly (3,000 terms took minutes) and deep nesting exhausts Python's stack.
-MAX_TOKENS = 500
+from sfarm.trading.condition_tokens import (
+    COMPARISONS,
+    FUNCTIONS,
+    KEYWORDS,
+    ConditionError,
+    ConditionSyntaxError,
+    Token,
+    tokenize,
+)
+
+# Nesting beyond this exhausts Python's stack (real conditions nest a few levels).
 MAX_DEPTH = 40  # parentheses and function calls inside each other
 MAX_LAG = 10_000_000  # candles: 19 years of 1m candles; more overflows polars' shift
 LANGUAGE = ("columns, numbers, < <= > >= = <> !=, AND OR NOT, BETWEEN, IS [NOT] NULL, "
             "+ - * / %, ABS(x), COALESCE(x, ...) and LAG(col[, n]) OVER (ORDER BY ts)")
 
-_TOKEN = re.compile(r"""
-    (?P<space>[ \t\r\n]+)
-  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<quoted>"[A-Za-z_][A-Za-z0-9_]*")
-  | (?P<op><=|>=|<>|!=|[=<>+\-*/%(),])
-""", re.VERBOSE)
-
-
 # Closes `NULLIF(` around an arithmetic operation in the text polars is given: NaN -> null.
 _NAN_TO_NULL_END: Final = ", CAST('NaN' AS DOUBLE))"
 NUMBER: Final = "a number"
 BOOLEAN: Final = "true/false"
-
-
-class ConditionError(ValueError):
-    """A text that is not a condition: `what` was found at `column` (1-based)."""
-
-    def __init__(self, what: str, column: int) -> None:
-        super().__init__(f"{what} at column {column}")
-        self.what = what
-        self.column = column
-
-
-class ConditionSyntaxError(ConditionError):
-    """Text outside the condition language."""
 
 
 class ConditionTypeError(ConditionError):
@@ -117,40 +99,6 @@ class _Value:
     column: int  # where it starts in the text, for a message
     constant: bool = False  # reads no column
     at: int = 0  # the index of its first token
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # number, name, quoted, op, end
-    text: str
-    column: int  # 1-based
-
-    @property
-    def word(self) -> str:
-        """A name's keyword form (upper case); other tokens as written."""
-        return self.text.upper() if self.kind == "name" else self.text
-
-
-def tokenize(text: str) -> list[Token]:
-    """The tokens of `text`, ending with an `end` token; ConditionSyntaxError at the first
-    character no token starts with (a quote ', a semicolon, a dot in a name...) and at a
-    comment (`--`)."""
-    tokens, position = [], 0
-    while position < len(text):
-        if text.startswith("--", position):  # SQL's comment: the rest would go unread
-            raise ConditionSyntaxError("a comment (--) is not part of conditions", position + 1)
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise ConditionSyntaxError(f"unexpected character {text[position]!r}", position + 1)
-        kind = match.lastgroup or ""
-        if kind != "space":
-            tokens.append(Token(kind, match.group(), position + 1))
-        position = match.end()
-        if len(tokens) > MAX_TOKENS:
-            raise ConditionSyntaxError(f"too long: a condition has at most {MAX_TOKENS} "
-                                       "tokens (names, numbers, operators)", position + 1)
-    tokens.append(Token("end", "", len(text) + 1))
-    return tokens
 
 
 def parse_condition(text: str) -> Condition:

@@ -15,11 +15,11 @@ from sfarm.trading.condition_grammar import (
     BOOLEAN,
     LANGUAGE,
     Condition,
-    ConditionSyntaxError,
     ConditionTypeError,
     NotTrueFalse,
     parse_condition,
 )
+from sfarm.trading.condition_tokens import ConditionSyntaxError
 
 #: Columns every strategy can use: the candle itself.
 CANDLE_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
