@@ -18,6 +18,13 @@ from sfarm.cli.console import err, out, print_json
 from sfarm.cli.node_root import DataRootOption, NodeRootOption, node_root
 from sfarm.cli.options import InventoryOption, JsonOption, NetworkOption, RootOption
 from sfarm.cli.readable import extra_summary, format_column, format_times
+from sfarm.cli.verify_render import (
+    AFTER_REPAIR_HINT,
+    REPAIR_HINT,
+    mirror_hint,
+    render_repairs,
+    render_reports,
+)
 from sfarm.data.layout import DatasetNotFound, format_ts
 from sfarm.errors import UsageError
 
@@ -213,52 +220,21 @@ def verify_cmd(
         if repair:
             document["repairs"] = [r.to_dict() for r in repairs]
             document["not_repaired"] = [{"id": dataset_id, "node": node,
-                                         "hint": _mirror_hint(dataset_id, node)}
+                                         "hint": mirror_hint(dataset_id, node)}
                                         for dataset_id, node in mirrors]
         if not ok:
-            document["hint"] = _AFTER_REPAIR_HINT if repair else _REPAIR_HINT
+            document["hint"] = AFTER_REPAIR_HINT if repair else REPAIR_HINT
         print_json(document)
     else:
-        _render_repairs(repairs)
+        render_repairs(repairs)
         for dataset_id, node in mirrors:
             out.print(f"[dim]not repaired[/] {dataset_id} (mirror of {node}): "
-                      f"{_mirror_hint(dataset_id, node)}")
-        _render_reports(root, reports)
+                      f"{mirror_hint(dataset_id, node)}")
+        render_reports(root, reports)
         if not ok:
-            err.print(f"[dim]hint:[/] {_AFTER_REPAIR_HINT if repair else _REPAIR_HINT}")
+            err.print(f"[dim]hint:[/] {AFTER_REPAIR_HINT if repair else REPAIR_HINT}")
     if not ok:
         raise typer.Exit(1)
-
-
-_REPAIR_HINT = ("`sfarm data verify --repair [ID] --root ROOT` moves damaged or unreadable files "
-                "to ROOT/quarantine/ (never deletes them) and rewrites the manifest; the next "
-                "`sfarm mine` fetches the missing candles (gaps) again")
-
-_AFTER_REPAIR_HINT = ("the next `sfarm mine` of these datasets fetches their gaps (what the repair "
-                      "lost included) from the exchange again")
-
-
-def _mirror_hint(dataset_id: str, node: str) -> str:
-    return f"a mirror is a copy: pull it again (sfarm data pull {node} {dataset_id})"
-
-
-def _render_repairs(repairs: list[store.RepairReport]) -> None:
-    for report in repairs:
-        if not report.repaired:
-            out.print(f"[green]nothing to repair[/] {report.dataset_id}")
-            continue
-        lost = ("an unknown number of" if report.rows_lost is None
-                else f"{report.rows_lost:,}")
-        out.print(f"[yellow]repaired[/] {report.dataset_id}: {report.rows_after:,} rows kept "
-                  f"(generation {report.generation}), {lost} rows lost"
-                  + (f"; files moved to {report.quarantine}" if report.quarantine else ""))
-        for note in report.notes:
-            out.print(f"  {note}")
-        for file in report.lost:
-            rows = "" if file.rows is None else f", {file.rows:,} rows"
-            where = "was missing" if file.moved_to is None else "moved aside"
-            out.print(f"  lost {file.file} ({file.reason}): {format_ts(file.first_ts)} to "
-                      f"{format_ts(file.last_ts)} UTC{rows}, {where}")
 
 
 def _verified_node(root: Path, dataset_id: str, mirror: str | None) -> str | None:
@@ -267,30 +243,6 @@ def _verified_node(root: Path, dataset_id: str, mirror: str | None) -> str | Non
     at all."""
     location = _location(root, dataset_id, mirror)
     return mirror if location is None else location.node
-
-
-def _render_reports(root: Path, reports: list[store.VerifyReport]) -> None:
-    if not reports:
-        err.print(f"no datasets under {root}/data or {root}/mirror")
-        return
-    table = Table(title=f"verify {root}", title_justify="left")
-    for column in ("id", "node", "rows", "partitions", "gaps", "result"):
-        table.add_column(column, justify="right" if column in ("rows", "partitions", "gaps")
-                         else "left")
-    for report in reports:
-        result = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problems[/]"
-        if report.ok and report.warnings:
-            result += f" [yellow]({len(report.warnings)} warnings)[/]"
-        gaps = str(len(report.gaps)) + (f" (+{report.excused_gaps} exchange)"
-                                        if report.excused_gaps else "")
-        table.add_row(report.dataset_id, report.node or "", f"{report.rows:,}",
-                      str(report.partitions), gaps, result)
-    out.print(table)
-    for report in reports:
-        for problem in report.problems:
-            out.print(f"[red]problem[/] {report.dataset_id}: {problem}")
-        for warning in report.warnings:
-            out.print(f"[yellow]warning[/] {report.dataset_id}: {warning}")
 
 
 @data_app.command("import")
